@@ -1,0 +1,704 @@
+/*
+ * client — the application side of pgrelay (see client.h for what it owns).
+ *
+ * State machine:
+ *   STARTUP --StartupMessage--> AUTH --proof ok--> WAIT_LOGIN --pool params--> IDLE
+ *   IDLE --first message of a transaction--> WAITING --pool lends a server--> ACTIVE
+ *   ACTIVE --server released (ReadyForQuery 'I', transaction pooling)--> IDLE
+ *   any --error/EOF/Terminate--> CLOSED
+ */
+#include "client.h"
+
+#include <ctype.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cancel.h"
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+#include "relay.h"
+#include "server.h"
+
+#define CLIENT_LOGIN_TIMEOUT_MS 60000
+
+static void client_on_readable(void *owner);
+static void client_on_drained(void *owner);
+static void client_on_failed(void *owner, const char *why);
+
+static const ConnHandlers client_handlers = {
+	.readable = client_on_readable,
+	.drained = client_on_drained,
+	.failed = client_on_failed,
+};
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (!p)
+		abort();
+	return p;
+}
+
+static void client_on_timer(evutil_socket_t fd, short what, void *arg);
+
+static void client_set_timer(Client *c, int64_t ms)
+{
+	event_del(&c->ev_timer);
+	if (ms > 0) {
+		struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+		event_add(&c->ev_timer, &tv);
+	}
+}
+
+Client *client_accept(Runtime *rt, int fd, const char *addr)
+{
+	Client *c = calloc(1, sizeof(*c));
+	if (!c)
+		abort();
+	c->rt = rt;
+	c->id = ++rt->next_client_id;
+	snprintf(c->name, sizeof(c->name), "C-%llu", (unsigned long long)c->id);
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	c->state = CL_STARTUP;
+	c->connect_ms = runtime_now_ms();
+	params_init(&c->params);
+	conn_init(&c->conn, rt->base, fd, rt->config->buffer_size, rt->config->max_message_size,
+		  &client_handlers, c);
+	evtimer_assign(&c->ev_timer, rt->base, client_on_timer, c);
+	list_push_back(&rt->clients, &c->node);
+	list_node_init(&c->wait_node);
+	rt->n_clients++;
+	conn_start_reading(&c->conn);
+	client_set_timer(c, CLIENT_LOGIN_TIMEOUT_MS);
+	log_debug(c->name, "connection from %s", addr);
+	return c;
+}
+
+/* ---- closing ---- */
+
+static void client_release_server(Client *c)
+{
+	Server *s = c->server;
+	if (!s)
+		return;
+	if (server_is_quiet(s) && c->conn.fwd_left == 0) {
+		server_detach(s);
+		server_release(s, c->pool_mode == CONFIG_POOL_SESSION);
+	} else {
+		server_detach(s);
+		server_close(s, true, "client left in the middle of a request or transaction");
+	}
+}
+
+void client_close(Client *c, const char *reason)
+{
+	if (c->state == CL_CLOSED)
+		return;
+	Runtime *rt = c->rt;
+	if (c->state >= CL_IDLE || c->state == CL_WAIT_LOGIN)
+		log_info(c->name, "closing: %s@%s from %s: %s", c->user ? c->user : "?",
+			 c->database ? c->database : "?", c->addr, reason);
+	else
+		log_debug(c->name, "closing during login from %s: %s", c->addr, reason);
+	if (c->cancel_pid)
+		cancel_map_remove(&rt->cancel_map, c->cancel_pid, c);
+	if (list_node_linked(&c->wait_node) && c->pool)
+		pool_cancel_wait(c->pool, c);
+	client_release_server(c);
+	if (c->pool && c->counted_in_pool)
+		c->pool->n_clients--;
+	c->state = CL_CLOSED;
+	event_del(&c->ev_timer);
+	conn_close(&c->conn);
+	if (c->scram_active) {
+		scram_server_free(&c->scram);
+		c->scram_active = false;
+	}
+	list_remove(&rt->clients, &c->node);
+	rt->n_clients--;
+	list_push_back(&rt->dead_clients, &c->dead_node);
+	runtime_schedule_reap(rt);
+	runtime_client_gone(rt);
+}
+
+static void client_send_error(Client *c, const char *severity, const char *sqlstate, const char *message,
+			      const char *hint)
+{
+	Buf b;
+	buf_init(&b);
+	proto_build_error(&b, severity, sqlstate, message, NULL, hint);
+	conn_send_buf(&c->conn, &b);
+	buf_free(&b);
+}
+
+void client_fatal(Client *c, const char *sqlstate, const char *fmt, ...)
+{
+	if (c->state == CL_CLOSED)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	client_send_error(c, "FATAL", sqlstate, msg, NULL);
+	client_close(c, msg);
+}
+
+void client_free_memory(Client *c)
+{
+	params_free(&c->params);
+	free(c->user);
+	free(c->database);
+	if (c->auth_secret) {
+		memset(c->auth_secret, 0, strlen(c->auth_secret));
+		free(c->auth_secret);
+	}
+	free(c);
+}
+
+/* ---- startup ---- */
+
+static void client_refuse_encryption(Client *c)
+{
+	conn_send(&c->conn, "N", 1);
+}
+
+static bool startup_param(Client *c, const char *name, const char *value, const char **unknown, size_t *n_unknown)
+{
+	if (strcmp(name, "user") == 0) {
+		free(c->user);
+		c->user = xstrdup(value);
+	} else if (strcmp(name, "database") == 0) {
+		free(c->database);
+		c->database = xstrdup(value);
+	} else if (strcmp(name, "replication") == 0) {
+		if (strcasecmp(value, "false") != 0 && strcasecmp(value, "off") != 0 && strcmp(value, "0") != 0 &&
+		    strcasecmp(value, "no") != 0) {
+			client_fatal(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+				     "pgrelay does not accept replication connections; connect to the server directly");
+			return false;
+		}
+	} else if (strcmp(name, "options") == 0) {
+		const char *err = params_parse_options(value, &c->params);
+		if (err) {
+			client_fatal(c, SQLSTATE_FEATURE_NOT_SUPPORTED, "invalid options startup parameter: %s", err);
+			return false;
+		}
+	} else if (strncmp(name, "_pq_.", 5) == 0) {
+		unknown[(*n_unknown)++] = name;
+	} else if (!params_name_valid(name)) {
+		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid startup parameter name \"%.64s\"", name);
+		return false;
+	} else {
+		params_set(&c->params, name, value);
+	}
+	return true;
+}
+
+static void client_begin_auth(Client *c);
+
+static void client_handle_startup(Client *c, const uint8_t *packet, size_t len)
+{
+	ProtoStartup st;
+	const char *err = proto_parse_startup(packet, len, &st);
+	if (err) {
+		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid startup packet: %s", err);
+		return;
+	}
+	switch (st.code) {
+	case PROTO_CODE_SSL:
+	case PROTO_CODE_GSSENC:
+		client_refuse_encryption(c);
+		return;
+	case PROTO_CODE_CANCEL:
+		cancel_handle_request(c->rt, st.cancel_pid, st.cancel_key, c->addr);
+		client_close(c, "cancel request handled");
+		return;
+	default:
+		break;
+	}
+	uint32_t major = st.code >> 16, minor = st.code & 0xffff;
+	if (major != 3) {
+		client_fatal(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+			     "unsupported frontend protocol %u.%u: pgrelay supports 3.0", major, minor);
+		return;
+	}
+	const char *unknown[PROTO_STARTUP_MAX_PARAMS];
+	size_t n_unknown = 0;
+	for (size_t i = 0; i < st.n_params; i++)
+		if (!startup_param(c, st.names[i], st.values[i], unknown, &n_unknown))
+			return;
+	if (minor > 0 || n_unknown > 0) {
+		Buf b;
+		buf_init(&b);
+		proto_build_negotiate_version(&b, 0, unknown, n_unknown);
+		conn_send_buf(&c->conn, &b);
+		buf_free(&b);
+	}
+	if (!c->user || !*c->user) {
+		client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION, "no PostgreSQL user name specified in startup packet");
+		return;
+	}
+	if (!c->database || !*c->database) {
+		free(c->database);
+		c->database = xstrdup(c->user);
+	}
+	client_begin_auth(c);
+}
+
+/* ---- authentication ---- */
+
+static const ScramVerifier *client_scram_verifier(Client *c, ScramVerifier *tmp)
+{
+	if (scram_is_verifier(c->auth_secret))
+		return scram_parse_verifier(c->auth_secret, tmp) ? tmp : NULL;
+	return runtime_scram_verifier_for(c->rt, c->user, c->auth_secret);
+}
+
+static void client_begin_auth(Client *c)
+{
+	const ConfigUser *u = config_find_user(c->rt->config, c->user);
+	if (!u) {
+		c->rt->stats.auth_failures++;
+		log_warning(c->name, "login failed for unknown user \"%s\" from %s", c->user, c->addr);
+		client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION, "role \"%s\" is not known to pgrelay", c->user);
+		return;
+	}
+	c->auth_method = u->auth;
+	c->auth_secret = xstrdup(u->password);
+	c->state = CL_AUTH;
+	Buf b;
+	buf_init(&b);
+	switch (c->auth_method) {
+	case CONFIG_AUTH_SCRAM_SHA_256: {
+		ScramVerifier tmp;
+		const ScramVerifier *v = client_scram_verifier(c, &tmp);
+		if (!v) {
+			buf_free(&b);
+			log_error(c->name, "user \"%s\" has an unusable SCRAM secret in the configuration", c->user);
+			client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION, "password authentication failed for user \"%s\"", c->user);
+			return;
+		}
+		scram_server_init(&c->scram, v);
+		c->scram_active = true;
+		proto_build_auth_sasl(&b, "SCRAM-SHA-256");
+		break;
+	}
+	case CONFIG_AUTH_MD5:
+		RAND_bytes(c->md5_salt, sizeof(c->md5_salt));
+		proto_build_auth(&b, PROTO_AUTH_MD5, c->md5_salt, sizeof(c->md5_salt));
+		break;
+	case CONFIG_AUTH_PASSWORD:
+		proto_build_auth(&b, PROTO_AUTH_CLEARTEXT, NULL, 0);
+		break;
+	}
+	conn_send_buf(&c->conn, &b);
+	buf_free(&b);
+}
+
+static void client_auth_failed(Client *c, const char *why)
+{
+	c->rt->stats.auth_failures++;
+	log_warning(c->name, "password authentication failed for user \"%s\" from %s: %s", c->user, c->addr, why);
+	client_fatal(c, SQLSTATE_INVALID_PASSWORD, "password authentication failed for user \"%s\"", c->user);
+}
+
+static void client_auth_ok(Client *c);
+
+/* A PasswordMessage / SASLInitialResponse / SASLResponse body. */
+static void client_handle_auth_message(Client *c, const uint8_t *body, size_t len)
+{
+	ProtoReader r;
+	proto_reader_init(&r, body, len);
+	Buf b;
+	buf_init(&b);
+	switch (c->auth_method) {
+	case CONFIG_AUTH_SCRAM_SHA_256: {
+		const char *err = NULL;
+		char *reply = NULL;
+		if (c->scram.state == SCRAM_SERVER_INIT) {
+			const char *mech = proto_read_str(&r);
+			uint32_t dlen = proto_read_u32(&r);
+			const uint8_t *data = r.error || dlen == 0xffffffffu ? NULL : proto_read_bytes(&r, dlen);
+			if (r.error || strcmp(mech, "SCRAM-SHA-256") != 0) {
+				buf_free(&b);
+				client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION,
+					     "client selected an invalid SASL authentication mechanism");
+				return;
+			}
+			if (!data || !scram_server_handle_first(&c->scram, (const char *)data, dlen, &reply, &err)) {
+				buf_free(&b);
+				client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed SCRAM message: %s",
+					     err ? err : "missing data");
+				return;
+			}
+			proto_build_auth(&b, PROTO_AUTH_SASL_CONTINUE, reply, strlen(reply));
+			free(reply);
+			conn_send_buf(&c->conn, &b);
+			buf_free(&b);
+			return;
+		}
+		if (!scram_server_handle_final(&c->scram, (const char *)body, len, &reply, &err)) {
+			buf_free(&b);
+			if (err == SCRAM_ERR_WRONG_PASSWORD)
+				client_auth_failed(c, "wrong password (SCRAM proof mismatch)");
+			else
+				client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed SCRAM message: %s", err);
+			return;
+		}
+		proto_build_auth(&b, PROTO_AUTH_SASL_FINAL, reply, strlen(reply));
+		free(reply);
+		conn_send_buf(&c->conn, &b);
+		buf_free(&b);
+		scram_server_free(&c->scram);
+		c->scram_active = false;
+		client_auth_ok(c);
+		return;
+	}
+	case CONFIG_AUTH_MD5: {
+		const char *resp = proto_read_str(&r);
+		buf_free(&b);
+		if (r.error || !scram_md5_check(c->auth_secret, c->user, c->md5_salt, resp)) {
+			client_auth_failed(c, "wrong password (md5)");
+			return;
+		}
+		client_auth_ok(c);
+		return;
+	}
+	case CONFIG_AUTH_PASSWORD: {
+		const char *pw = proto_read_str(&r);
+		buf_free(&b);
+		size_t n = strlen(c->auth_secret);
+		if (r.error || strlen(pw) != n || !scram_secure_equal(pw, c->auth_secret, n)) {
+			client_auth_failed(c, "wrong password (cleartext)");
+			return;
+		}
+		client_auth_ok(c);
+		return;
+	}
+	}
+}
+
+/* The value to report for name at login: the client's own wish, in the server's spelling if equal. */
+static bool same_encoding_name(const char *a, const char *b)
+{
+	while (*a || *b) {
+		while (*a && !isalnum((unsigned char)*a))
+			a++;
+		while (*b && !isalnum((unsigned char)*b))
+			b++;
+		if (toupper((unsigned char)*a) != toupper((unsigned char)*b))
+			return false;
+		if (*a)
+			a++;
+		if (*b)
+			b++;
+	}
+	return true;
+}
+
+static void client_auth_ok(Client *c)
+{
+	Runtime *rt = c->rt;
+	const ConfigDatabase *db = config_find_database(rt->config, c->database);
+	if (!db) {
+		log_warning(c->name, "login for unknown database \"%s\" by \"%s\" from %s", c->database, c->user, c->addr);
+		client_fatal(c, SQLSTATE_INVALID_CATALOG_NAME, "database \"%s\" does not exist", c->database);
+		return;
+	}
+	c->pool_mode = db->pool_mode;
+	c->pool = pool_get(rt, db->service, c->user, c->auth_secret);
+	if (!c->pool) {
+		log_error(c->name, "service \"%s\" has no primary.user and the password of \"%s\" is not plain text",
+			  db->service->name, c->user);
+		client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION,
+			     "pgrelay has no credentials to log in to service \"%s\" as \"%s\"", db->service->name, c->user);
+		return;
+	}
+	c->pool->n_clients++;
+	c->counted_in_pool = true;
+	Buf b;
+	buf_init(&b);
+	proto_build_auth(&b, PROTO_AUTH_OK, NULL, 0);
+	conn_send_buf(&c->conn, &b);
+	buf_free(&b);
+	cancel_map_add(&rt->cancel_map, c, &c->cancel_pid, &c->cancel_key);
+	log_info(c->name, "login: %s@%s from %s (%s pooling, service %s)", c->user, c->database, c->addr,
+		 config_pool_mode_name(c->pool_mode), db->service->name);
+	if (c->pool->have_params) {
+		client_login_ready(c);
+	} else {
+		c->state = CL_WAIT_LOGIN;
+		conn_stop_reading(&c->conn);
+		pool_wait_login(c->pool, c);
+	}
+}
+
+void client_login_ready(Client *c)
+{
+	Pool *p = c->pool;
+	Buf b;
+	buf_init(&b);
+	for (size_t i = 0; i < p->server_params.n; i++) {
+		const Param *sp = &p->server_params.items[i];
+		const char *want = params_get(&c->params, sp->name);
+		const char *value = sp->value;
+		if (want && params_is_settable_report(sp->name)) {
+			if (strcasecmp(sp->name, "client_encoding") == 0 && same_encoding_name(want, sp->value))
+				params_set(&c->params, sp->name, sp->value); /* adopt the server's spelling */
+			else
+				value = want;
+		}
+		proto_build_parameter_status(&b, sp->name, value);
+	}
+	proto_build_backend_key_data(&b, c->cancel_pid, c->cancel_key);
+	proto_build_ready_for_query(&b, 'I');
+	conn_send_buf(&c->conn, &b);
+	buf_free(&b);
+	c->state = CL_IDLE;
+	client_set_timer(c, 0);
+	if (c->close_at_idle) {
+		client_shutdown(c);
+		return;
+	}
+	conn_start_reading(&c->conn);
+	conn_kick(&c->conn);
+}
+
+/* ---- relay ---- */
+
+static RelayAction client_auth_msg(void *owner, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
+{
+	Client *c = owner;
+	if (type != 'p') {
+		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "expected a password message, got message type \"%c\"",
+			     isprint(type) ? type : '?');
+		return RELAY_CLOSED;
+	}
+	if (avail < total)
+		return RELAY_NEED_BODY;
+	client_handle_auth_message(c, msg + PROTO_HEADER_LEN, total - PROTO_HEADER_LEN);
+	if (c->state == CL_CLOSED)
+		return RELAY_CLOSED;
+	/* Stop after the message that completed the login so pipelined queries wait for it. */
+	return c->state == CL_AUTH ? RELAY_DROP : RELAY_DROP | RELAY_AFTER_STOP;
+}
+
+static RelayAction client_relay_msg(void *owner, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
+{
+	(void)msg;
+	(void)total;
+	(void)avail;
+	Client *c = owner;
+	switch (type) {
+	case 'Q': case 'P': case 'B': case 'D': case 'E': case 'C': case 'H': case 'S': case 'F':
+	case 'd': case 'c': case 'f':
+		break;
+	case 'X':
+		client_close(c, "client sent Terminate");
+		return RELAY_CLOSED;
+	default:
+		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid frontend message type %d", type);
+		return RELAY_CLOSED;
+	}
+	if (!c->server) {
+		/* First message of a transaction: get a server, then look at this message again. */
+		c->state = CL_WAITING;
+		c->wait_start_ms = runtime_now_ms();
+		pool_request_server(c->pool, c);
+		return c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
+	}
+	server_note_client_message(c->server, type);
+	return RELAY_FORWARD;
+}
+
+/* Limit of bytes queued towards a peer before we stop reading from this side. */
+static size_t backpressure_limit(const Runtime *rt) { return rt->config->buffer_size; }
+
+static void client_process(Client *c)
+{
+	const char *why;
+	for (;;) {
+		RelayResult r;
+		switch (c->state) {
+		case CL_AUTH:
+			r = relay_process(&c->conn, NULL, client_auth_msg, c, &why);
+			break;
+		case CL_IDLE:
+		case CL_ACTIVE:
+			r = relay_process(&c->conn, c->server ? &c->server->conn : NULL, client_relay_msg, c, &why);
+			break;
+		default:
+			return;
+		}
+		if (r == RELAY_CLOSED_OWNER || c->state == CL_CLOSED)
+			return;
+		if (r == RELAY_BAD_INPUT) {
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message from client: %s", why);
+			return;
+		}
+		if (r == RELAY_STOPPED && (c->state == CL_ACTIVE || c->state == CL_IDLE))
+			continue; /* a server was linked at once, or login finished: go on */
+		break;
+	}
+	conn_compact(&c->conn);
+	if (c->state == CL_ACTIVE && c->server &&
+	    conn_queued(&c->server->conn) > backpressure_limit(c->rt))
+		conn_stop_reading(&c->conn);
+}
+
+static void client_read_startup(Client *c)
+{
+	Conn *cn = &c->conn;
+	while (c->state == CL_STARTUP) {
+		size_t avail = cn->in_len - cn->in_pos;
+		if (avail < 4)
+			break;
+		uint32_t len = proto_get_u32(cn->in + cn->in_pos);
+		if (len < 8 || len > PROTO_STARTUP_MAX_LEN) {
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid length of startup packet");
+			return;
+		}
+		if (avail < len) {
+			if (!conn_make_room(cn, len)) {
+				client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid length of startup packet");
+				return;
+			}
+			return;
+		}
+		const uint8_t *packet = cn->in + cn->in_pos;
+		cn->in_pos += len;
+		client_handle_startup(c, packet, len);
+	}
+	if (c->state == CL_CLOSED)
+		return;
+	if (c->state == CL_AUTH)
+		client_process(c);
+	else
+		conn_compact(cn);
+}
+
+static void client_on_readable(void *owner)
+{
+	Client *c = owner;
+	if (c->state == CL_STARTUP)
+		client_read_startup(c);
+	else
+		client_process(c);
+}
+
+static void client_on_drained(void *owner)
+{
+	Client *c = owner;
+	/* The client took what the server sent: let the server go on. */
+	if (c->server)
+		server_kick(c->server);
+}
+
+static void client_on_failed(void *owner, const char *why)
+{
+	client_close(owner, why);
+}
+
+void client_resume(Client *c)
+{
+	if (c->state == CL_IDLE || c->state == CL_ACTIVE || c->state == CL_AUTH) {
+		conn_start_reading(&c->conn);
+		conn_kick(&c->conn);
+	}
+}
+
+/* ---- links with the pool ---- */
+
+void client_linked(Client *c, Server *s)
+{
+	if (c->state == CL_WAITING) {
+		int64_t waited = runtime_now_ms() - c->wait_start_ms;
+		if (c->pool)
+			c->pool->total_wait_ms += (uint64_t)waited;
+	}
+	client_set_timer(c, 0);
+	c->server = s;
+	c->state = CL_ACTIVE;
+	server_attach(s, c);
+	conn_start_reading(&c->conn);
+	conn_kick(&c->conn);
+}
+
+void client_unlinked(Client *c)
+{
+	c->server = NULL;
+	if (c->state == CL_ACTIVE)
+		c->state = CL_IDLE;
+	if (c->close_at_idle) {
+		client_shutdown(c);
+		return;
+	}
+	client_resume(c);
+}
+
+void client_wait_failed(Client *c, const char *sqlstate, const char *message)
+{
+	client_fatal(c, sqlstate, "%s", message);
+}
+
+void client_server_lost(Client *c, const char *message)
+{
+	c->server = NULL;
+	client_fatal(c, SQLSTATE_CONNECTION_FAILURE, "%s", message);
+}
+
+void client_shutdown(Client *c)
+{
+	c->close_at_idle = true;
+	switch (c->state) {
+	case CL_STARTUP:
+	case CL_AUTH:
+	case CL_IDLE:
+		client_send_error(c, "FATAL", SQLSTATE_ADMIN_SHUTDOWN, "pgrelay is shutting down", NULL);
+		client_close(c, "shutdown");
+		break;
+	case CL_ACTIVE:
+		if (c->server && server_is_quiet(c->server) && c->conn.fwd_left == 0 &&
+		    (c->server->tx_status == 'I')) {
+			client_send_error(c, "FATAL", SQLSTATE_ADMIN_SHUTDOWN, "pgrelay is shutting down", NULL);
+			client_close(c, "shutdown");
+		}
+		break; /* otherwise at the end of the transaction */
+	default:
+		break; /* waiting clients finish their transaction first */
+	}
+}
+
+/* ---- timers ---- */
+
+static void client_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	Client *c = arg;
+	switch (c->state) {
+	case CL_STARTUP:
+	case CL_AUTH:
+	case CL_WAIT_LOGIN:
+		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "client did not finish logging in within %d seconds",
+			     CLIENT_LOGIN_TIMEOUT_MS / 1000);
+		break;
+	case CL_WAITING:
+		c->rt->stats.wait_timeouts++;
+		client_fatal(c, SQLSTATE_TOO_MANY_CONNECTIONS,
+			     "query_wait_timeout: no server connection became free for pool %s within %lld ms",
+			     c->pool ? c->pool->name : "?",
+			     (long long)(c->pool ? c->pool->service->pool.query_wait_timeout_ms : 0));
+		break;
+	default:
+		break;
+	}
+}
+
+void client_start_wait_timer(Client *c, int64_t ms) { client_set_timer(c, ms); }

@@ -1,0 +1,95 @@
+/*
+ * client — one application connection: startup (SSLRequest/GSSENCRequest refused, StartupMessage
+ * 3.0, CancelRequest), authentication against proxy.yaml's users (SCRAM-SHA-256, md5, cleartext),
+ * login, then relaying the client's messages to the server the pool lends it.
+ *
+ * Owns: the client-side state machine, the client's wanted session parameters and its
+ * BackendKeyData, asking the pool for a server at the start of each transaction, and ending the
+ * client (ErrorResponse + close) cleanly.
+ */
+#ifndef PGRELAY_CLIENT_H
+#define PGRELAY_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "conn.h"
+#include "list.h"
+#include "params.h"
+#include "runtime.h"
+#include "scram.h"
+
+typedef enum {
+	CL_STARTUP,    /* reading the startup packet */
+	CL_AUTH,       /* authentication exchange */
+	CL_WAIT_LOGIN, /* authenticated; waiting for server parameters */
+	CL_IDLE,       /* logged in, no server */
+	CL_WAITING,    /* a request is pending, waiting for a server */
+	CL_ACTIVE,     /* linked to a server */
+	CL_CLOSED,
+} ClientState;
+
+struct Client {
+	Runtime *rt;
+	uint64_t id;
+	char name[24];   /* "C-12" */
+	char addr[64];   /* peer address for logs */
+	ClientState state;
+	Conn conn;
+
+	char *user;
+	char *database;
+	ConfigPoolMode pool_mode;
+	Pool *pool;
+	Server *server;
+
+	ParamList params; /* session parameters the client expects */
+	uint32_t cancel_pid, cancel_key;
+
+	/* authentication */
+	ConfigAuthMethod auth_method;
+	char *auth_secret; /* the user's stored secret, copied at startup */
+	ScramServer scram;
+	bool scram_active;
+	uint8_t md5_salt[4];
+
+	int64_t connect_ms, wait_start_ms;
+	struct event ev_timer; /* login timeout and query_wait_timeout */
+	ListNode node;         /* runtime->clients */
+	ListNode wait_node;    /* pool->waiting or pool->login_waiting */
+	ListNode dead_node;
+	bool close_at_idle;    /* shutting down: close at the next transaction boundary */
+	bool counted_in_pool;  /* included in pool->n_clients */
+};
+
+/* Takes ownership of an accepted socket. */
+Client *client_accept(Runtime *rt, int fd, const char *addr);
+
+/* Sends an ErrorResponse (FATAL) and closes. */
+void client_fatal(Client *c, const char *sqlstate, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Closes without a message. reason is logged. */
+void client_close(Client *c, const char *reason);
+
+/* The pool lends the client a server. */
+void client_linked(Client *c, Server *s);
+/* The pool's server parameters are known: finish the login. */
+void client_login_ready(Client *c);
+/* The server a client waits for cannot be had (connect failure, timeout). */
+void client_wait_failed(Client *c, const char *sqlstate, const char *message);
+/* The server linked to the client finished a transaction (or the session ended) and let go. */
+void client_unlinked(Client *c);
+/* The linked server died: the client gets an error and is closed. */
+void client_server_lost(Client *c, const char *message);
+/* Re-examines reading/backpressure state after the peer drained. */
+void client_resume(Client *c);
+
+/* SIGTERM: close now if idle, otherwise at the next transaction boundary. */
+void client_shutdown(Client *c);
+
+/* query_wait_timeout for a client queued in a pool. */
+void client_start_wait_timer(Client *c, int64_t ms);
+/* Frees a closed client (the runtime's reaper calls it). */
+void client_free_memory(Client *c);
+
+#endif

@@ -1,0 +1,1217 @@
+/*
+ * config.c — proxy.yaml → Config (see config.h for the API and every default).
+ *
+ * Owns: walking libyaml's document tree against the schema (the key tables below), defaults,
+ * range and cross-reference checks, error collection ("file:line:column: message", sorted by
+ * position, at most MAX_REPORTED_ERRORS), duration/size parsing, lookups, and freeing a Config
+ * when its last reference is dropped. Error messages never quote a password.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#define MAX_REPORTED_ERRORS 20
+#define MAX_KEPT_ERRORS 1000 /* bounds memory on pathological files; only 20 are shown */
+#define PATH_LEN 256
+#define MSG_LEN 512
+
+#define MS_PER_DAY INT64_C(86400000)
+#define MAX_DURATION_MS (365 * MS_PER_DAY)
+/* PostgreSQL's statement_timeout is an int of milliseconds. */
+#define MAX_STATEMENT_TIMEOUT_MS (24 * MS_PER_DAY)
+
+#define KB ((size_t)1024)
+#define MB (KB * 1024)
+#define GB (MB * 1024)
+
+/* ---- schema ---- */
+
+static const char *const top_keys[] = {"listen",    "log",      "proxy", "users",
+				       "databases", "services", NULL};
+static const char *const listen_keys[] = {"host", "port", "max_client_conn", "backlog", NULL};
+static const char *const log_keys[] = {"level", NULL};
+static const char *const proxy_keys[] = {"shutdown_timeout", "buffer_size", "max_message_size",
+					 "server_reset_query", "application_name", NULL};
+static const char *const user_keys[] = {"name", "password", "auth", NULL};
+static const char *const database_keys[] = {"service", "pool_mode", NULL};
+static const char *const service_keys[] = {"primary", "pool", NULL};
+static const char *const backend_keys[] = {"host", "port", "dbname", "user", "password", NULL};
+static const char *const pool_keys[] = {"max", "min", "idle_timeout", "connect_timeout",
+					"statement_timeout", "query_wait_timeout", "server_lifetime",
+					NULL};
+
+/* Indexed by the enums in config.h. */
+static const char *const log_level_names[] = {"debug", "info", "warning", "error", NULL};
+static const char *const auth_names[] = {"scram-sha-256", "md5", "password", NULL};
+static const char *const pool_mode_names[] = {"session", "transaction", NULL};
+
+#define SCRAM_PREFIX "SCRAM-SHA-256$"
+
+/* ---- error collection ---- */
+
+typedef struct {
+	int line, column; /* 1-based */
+	size_t seq;       /* order of discovery, to keep the sort stable */
+	char *msg;
+} LoadError;
+
+typedef struct {
+	const char *name; /* file name used in messages */
+	yaml_document_t *doc;
+	LoadError *errors;
+	size_t n_errors, cap_errors;
+	size_t seq;
+	bool oom;
+} Loader;
+
+__attribute__((format(printf, 3, 0))) static void add_error_v(Loader *ld, yaml_mark_t mark,
+								const char *fmt, va_list ap)
+{
+	char msg[MSG_LEN];
+
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	/* Keep one error per line even when a quoted key or value holds control characters. */
+	for (char *c = msg; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	if (ld->n_errors >= MAX_KEPT_ERRORS) {
+		ld->seq++;
+		return;
+	}
+	if (ld->n_errors == ld->cap_errors) {
+		size_t cap = ld->cap_errors ? ld->cap_errors * 2 : 16;
+		LoadError *e = realloc(ld->errors, cap * sizeof *e);
+		if (!e) {
+			ld->oom = true;
+			return;
+		}
+		ld->errors = e;
+		ld->cap_errors = cap;
+	}
+	char *copy = strdup(msg);
+	if (!copy) {
+		ld->oom = true;
+		return;
+	}
+	ld->errors[ld->n_errors++] = (LoadError){
+		.line = (int)mark.line + 1,
+		.column = (int)mark.column + 1,
+		.seq = ld->seq++,
+		.msg = copy,
+	};
+}
+
+__attribute__((format(printf, 3, 4))) static void error_mark(Loader *ld, yaml_mark_t mark,
+							      const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	add_error_v(ld, mark, fmt, ap);
+	va_end(ap);
+}
+
+/* node may be NULL (an empty document): the error is then reported at 1:1. */
+__attribute__((format(printf, 3, 4))) static void error_at(Loader *ld, const yaml_node_t *node,
+							    const char *fmt, ...)
+{
+	yaml_mark_t mark = {0, 0, 0};
+	va_list ap;
+
+	if (node)
+		mark = node->start_mark;
+	va_start(ap, fmt);
+	add_error_v(ld, mark, fmt, ap);
+	va_end(ap);
+}
+
+static bool loader_failed(const Loader *ld)
+{
+	return ld->n_errors > 0 || ld->oom;
+}
+
+static int compare_errors(const void *a, const void *b)
+{
+	const LoadError *x = a, *y = b;
+
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	if (x->column != y->column)
+		return x->column < y->column ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Writes the collected errors, sorted by position, one per line, into err. */
+static void write_errors(Loader *ld, char *err, size_t errlen)
+{
+	size_t used = 0, shown = 0;
+
+	if (!err || errlen == 0)
+		return;
+	err[0] = '\0';
+	qsort(ld->errors, ld->n_errors, sizeof *ld->errors, compare_errors);
+	for (size_t i = 0; i < ld->n_errors + (ld->oom ? 1 : 0) && shown < MAX_REPORTED_ERRORS; i++) {
+		int n;
+		if (i < ld->n_errors)
+			n = snprintf(err + used, errlen - used, "%s%s:%d:%d: %s", shown ? "\n" : "",
+				     ld->name, ld->errors[i].line, ld->errors[i].column, ld->errors[i].msg);
+		else
+			n = snprintf(err + used, errlen - used, "%s%s: out of memory", shown ? "\n" : "",
+				     ld->name);
+		shown++;
+		if (n < 0 || (size_t)n >= errlen - used)
+			return; /* truncated; snprintf has NUL-terminated it */
+		used += (size_t)n;
+	}
+}
+
+static void loader_free(Loader *ld)
+{
+	for (size_t i = 0; i < ld->n_errors; i++)
+		free(ld->errors[i].msg);
+	free(ld->errors);
+}
+
+/* ---- node helpers ---- */
+
+static yaml_node_t *node_get(Loader *ld, int index)
+{
+	return yaml_document_get_node(ld->doc, index);
+}
+
+static const char *scalar_text(const yaml_node_t *n)
+{
+	return (const char *)n->data.scalar.value;
+}
+
+/* A plain scalar YAML reads as null: "", "~", "null". */
+static bool is_null(const yaml_node_t *n)
+{
+	if (!n || n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return false;
+	const char *s = scalar_text(n);
+	return !strcmp(s, "") || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+	       !strcmp(s, "NULL");
+}
+
+/* "a mapping", "a sequence", "null" or the quoted scalar (shortened), for "got ..." messages. */
+static const char *describe(const yaml_node_t *n, char *buf, size_t len)
+{
+	if (!n || is_null(n))
+		return "nothing (null)";
+	if (n->type == YAML_MAPPING_NODE)
+		return "a mapping";
+	if (n->type == YAML_SEQUENCE_NODE)
+		return "a sequence";
+	const char *s = scalar_text(n);
+	if (n->data.scalar.length > 64)
+		snprintf(buf, len, "\"%.60s...\"", s);
+	else
+		snprintf(buf, len, "\"%s\"", s);
+	return buf;
+}
+
+/* "path.key" (or "key" at the top level) into buf; an overlong path is cut short with "...". */
+static void join_path(char *buf, size_t len, const char *path, const char *key)
+{
+	int n = snprintf(buf, len, "%s%s%s", path, path[0] ? "." : "", key);
+	if (n < 0 || (size_t)n >= len)
+		memcpy(buf + len - 4, "...", 4);
+}
+
+static void append_list(char *buf, size_t len, const char *const *names)
+{
+	size_t used = strlen(buf);
+	for (size_t i = 0; names[i] && used < len; i++) {
+		int n = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", names[i]);
+		if (n < 0)
+			return;
+		used += (size_t)n;
+	}
+}
+
+static bool in_list(const char *s, const char *const *names)
+{
+	for (size_t i = 0; names[i]; i++)
+		if (!strcmp(s, names[i]))
+			return true;
+	return false;
+}
+
+/*
+ * Checks that node is a mapping whose keys are distinct scalars and, if allowed is given, all
+ * in allowed. A null node counts as an empty mapping. Returns false (after reporting) if the node
+ * is something else; key problems are reported but do not make it return false.
+ */
+static bool check_mapping(Loader *ld, yaml_node_t *node, const char *path,
+			  const char *const *allowed)
+{
+	char got[96];
+	const char *where = path[0] ? path : "the top level";
+
+	if (!node || is_null(node))
+		return true;
+	if (node->type != YAML_MAPPING_NODE) {
+		if (path[0])
+			error_at(ld, node, "%s must be a mapping, got %s", path,
+				 describe(node, got, sizeof got));
+		else
+			error_at(ld, node, "the top level must be a mapping, got %s",
+				 describe(node, got, sizeof got));
+		return false;
+	}
+	for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *key = node_get(ld, p->key);
+		if (key->type != YAML_SCALAR_NODE) {
+			error_at(ld, key, "keys in %s must be strings, got %s", where,
+				 describe(key, got, sizeof got));
+			continue;
+		}
+		const char *k = scalar_text(key);
+		bool dup = false;
+		for (yaml_node_pair_t *q = node->data.mapping.pairs.start; q < p; q++) {
+			yaml_node_t *other = node_get(ld, q->key);
+			if (other->type == YAML_SCALAR_NODE && !strcmp(scalar_text(other), k)) {
+				error_at(ld, key, "duplicate key \"%s\" in %s (first defined at line %d)", k,
+					 where, (int)other->start_mark.line + 1);
+				dup = true;
+				break;
+			}
+		}
+		if (dup || !allowed || in_list(k, allowed))
+			continue;
+		char expected[MSG_LEN / 2] = "";
+		append_list(expected, sizeof expected, allowed);
+		if (path[0])
+			error_at(ld, key, "unknown key \"%s\" in %s (expected one of: %s)", k, path,
+				 expected);
+		else
+			error_at(ld, key, "unknown key \"%s\" at the top level (expected one of: %s)", k,
+				 expected);
+	}
+	return true;
+}
+
+static size_t mapping_size(const yaml_node_t *node)
+{
+	if (!node || node->type != YAML_MAPPING_NODE)
+		return 0;
+	return (size_t)(node->data.mapping.pairs.top - node->data.mapping.pairs.start);
+}
+
+/* The value of key in map (the first one if duplicated), or NULL. map may be NULL or null. */
+static yaml_node_t *map_get(Loader *ld, yaml_node_t *map, const char *key)
+{
+	if (!map || map->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = node_get(ld, p->key);
+		if (k->type == YAML_SCALAR_NODE && !strcmp(scalar_text(k), key))
+			return node_get(ld, p->value);
+	}
+	return NULL;
+}
+
+static char *dup_string(Loader *ld, const char *s)
+{
+	char *copy = strdup(s);
+	if (!copy)
+		ld->oom = true;
+	return copy;
+}
+
+/* ---- typed values ---- */
+
+enum {
+	STR_REQUIRED = 1 << 0,   /* absent → "X is required" (reported at the mapping) */
+	STR_NULLABLE = 1 << 1,   /* null → NULL */
+	STR_NULL_EMPTY = 1 << 2, /* null → "" */
+	STR_NONEMPTY = 1 << 3,   /* "" is an error */
+};
+
+/*
+ * Reads string key of map into *out (replacing, and freeing, its default). Returns false if an
+ * error was reported. *value_node (if given) receives the value node, or NULL if absent.
+ */
+static bool get_string(Loader *ld, yaml_node_t *map, const char *path, const char *key, int flags,
+		       char **out, yaml_node_t **value_node)
+{
+	char full[PATH_LEN], got[96];
+	yaml_node_t *v = map_get(ld, map, key);
+
+	if (value_node)
+		*value_node = v;
+	join_path(full, sizeof full, path, key);
+	if (!v) {
+		if (flags & STR_REQUIRED) {
+			error_at(ld, map, "%s is required", full);
+			return false;
+		}
+		return true;
+	}
+	const char *text;
+	if (is_null(v) && (flags & STR_NULLABLE)) {
+		free(*out);
+		*out = NULL;
+		return true;
+	} else if (is_null(v) && (flags & STR_NULL_EMPTY)) {
+		text = "";
+	} else if (is_null(v)) {
+		error_at(ld, v, "%s must not be empty", full);
+		return false;
+	} else if (v->type != YAML_SCALAR_NODE) {
+		error_at(ld, v, "%s must be a string, got %s", full, describe(v, got, sizeof got));
+		return false;
+	} else {
+		text = scalar_text(v);
+		if (v->data.scalar.length != strlen(text)) {
+			error_at(ld, v, "%s must not contain NUL characters", full);
+			return false;
+		}
+		if ((flags & STR_NONEMPTY) && !text[0]) {
+			error_at(ld, v, "%s must not be empty", full);
+			return false;
+		}
+	}
+	char *copy = dup_string(ld, text);
+	if (!copy)
+		return false;
+	free(*out);
+	*out = copy;
+	return true;
+}
+
+/* Strict decimal integer: optional '-', digits, no leading zeros, no "+", "0x", "1.0", "1e3". */
+static bool parse_int(const char *s, long long *out)
+{
+	const char *p = s;
+	bool neg = false;
+	long long v = 0;
+
+	if (*p == '-') {
+		neg = true;
+		p++;
+	}
+	if (*p < '0' || *p > '9')
+		return false;
+	if (*p == '0' && p[1] != '\0')
+		return false;
+	for (; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		int d = *p - '0';
+		if (v > (LLONG_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*out = neg ? -v : v;
+	return true;
+}
+
+static bool get_int(Loader *ld, yaml_node_t *map, const char *path, const char *key, int lo, int hi,
+		    int *out, yaml_node_t **value_node)
+{
+	char full[PATH_LEN], got[96];
+	yaml_node_t *v = map_get(ld, map, key);
+	long long n;
+
+	if (value_node)
+		*value_node = v;
+	if (!v)
+		return true;
+	join_path(full, sizeof full, path, key);
+	if (v->type == YAML_SCALAR_NODE && v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
+		error_at(ld, v, "%s must be an integer between %d and %d, got the quoted string %s "
+			 "(write numbers without quotes)",
+			 full, lo, hi, describe(v, got, sizeof got));
+		return false;
+	}
+	if (v->type != YAML_SCALAR_NODE || is_null(v) || !parse_int(scalar_text(v), &n) || n < lo ||
+	    n > hi) {
+		error_at(ld, v, "%s must be an integer between %d and %d, got %s", full, lo, hi,
+			 describe(v, got, sizeof got));
+		return false;
+	}
+	*out = (int)n;
+	return true;
+}
+
+static bool get_enum(Loader *ld, yaml_node_t *map, const char *path, const char *key,
+		     const char *const *names, int *out)
+{
+	char full[PATH_LEN], got[96], expected[MSG_LEN / 2] = "";
+	yaml_node_t *v = map_get(ld, map, key);
+
+	if (!v)
+		return true;
+	join_path(full, sizeof full, path, key);
+	if (v->type == YAML_SCALAR_NODE && !is_null(v)) {
+		for (int i = 0; names[i]; i++) {
+			if (!strcmp(scalar_text(v), names[i])) {
+				*out = i;
+				return true;
+			}
+		}
+	}
+	append_list(expected, sizeof expected, names);
+	error_at(ld, v, "%s must be one of: %s; got %s", full, expected, describe(v, got, sizeof got));
+	return false;
+}
+
+static void format_duration(char *buf, size_t len, int64_t ms)
+{
+	if (ms == 0)
+		snprintf(buf, len, "0");
+	else if (ms % MS_PER_DAY == 0)
+		snprintf(buf, len, "%lldd", (long long)(ms / MS_PER_DAY));
+	else if (ms % 1000 == 0)
+		snprintf(buf, len, "%llds", (long long)(ms / 1000));
+	else
+		snprintf(buf, len, "%lldms", (long long)ms);
+}
+
+static bool get_duration(Loader *ld, yaml_node_t *map, const char *path, const char *key,
+			 int64_t lo, int64_t hi, int64_t *out)
+{
+	char full[PATH_LEN], got[96], los[32], his[32];
+	yaml_node_t *v = map_get(ld, map, key);
+	int64_t ms;
+
+	if (!v)
+		return true;
+	join_path(full, sizeof full, path, key);
+	if (v->type != YAML_SCALAR_NODE || is_null(v) || !config_parse_duration(scalar_text(v), &ms) ||
+	    ms < lo || ms > hi) {
+		format_duration(los, sizeof los, lo);
+		format_duration(his, sizeof his, hi);
+		error_at(ld, v,
+			 "%s must be a duration between %s and %s (such as 500ms, 30s, 2m, 1h or 1d; "
+			 "a bare number is seconds), got %s",
+			 full, los, his, describe(v, got, sizeof got));
+		return false;
+	}
+	*out = ms;
+	return true;
+}
+
+static bool get_size(Loader *ld, yaml_node_t *map, const char *path, const char *key, size_t lo,
+		     size_t hi, const char *range_text, size_t *out, yaml_node_t **value_node)
+{
+	char full[PATH_LEN], got[96];
+	yaml_node_t *v = map_get(ld, map, key);
+	size_t n;
+
+	if (value_node)
+		*value_node = v;
+	if (!v)
+		return true;
+	join_path(full, sizeof full, path, key);
+	if (v->type != YAML_SCALAR_NODE || is_null(v) || !config_parse_size(scalar_text(v), &n) ||
+	    n < lo || n > hi) {
+		error_at(ld, v,
+			 "%s must be a size between %s (such as 512B, 64kB, 16MB or 1GB; a bare "
+			 "number is bytes), got %s",
+			 full, range_text, describe(v, got, sizeof got));
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+/* ---- passwords ---- */
+
+static bool is_md5_hash(const char *s)
+{
+	if (strncmp(s, "md5", 3) != 0 || strlen(s) != 35)
+		return false;
+	for (const char *p = s + 3; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')))
+			return false;
+	return true;
+}
+
+static bool is_scram_verifier(const char *s)
+{
+	return strncmp(s, SCRAM_PREFIX, strlen(SCRAM_PREFIX)) == 0;
+}
+
+/* Length of the base64 run at s (padding included), stopping at the first other character. */
+static size_t base64_span(const char *s)
+{
+	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=");
+}
+
+/* "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>", keys 32 bytes (44 base64). */
+static bool scram_verifier_well_formed(const char *s)
+{
+	const char *p = s + strlen(SCRAM_PREFIX);
+	size_t n = strspn(p, "0123456789");
+	long long iterations;
+	char digits[16];
+
+	if (n == 0 || n >= sizeof digits)
+		return false;
+	memcpy(digits, p, n);
+	digits[n] = '\0';
+	if (!parse_int(digits, &iterations) || iterations < 1 || iterations > INT_MAX)
+		return false;
+	p += n;
+	if (*p++ != ':' || (n = base64_span(p)) == 0)
+		return false;
+	p += n;
+	if (*p++ != '$' || base64_span(p) != 44)
+		return false;
+	p += 44;
+	if (*p++ != ':' || base64_span(p) != 44)
+		return false;
+	return p[44] == '\0';
+}
+
+static void check_password(Loader *ld, const char *path, const yaml_node_t *node,
+			   const char *password, ConfigAuthMethod auth)
+{
+	bool md5 = is_md5_hash(password), scram = is_scram_verifier(password);
+
+	if (scram && !scram_verifier_well_formed(password)) {
+		error_at(ld, node,
+			 "%s.password starts with \"" SCRAM_PREFIX "\" but is not a valid verifier "
+			 "(expected " SCRAM_PREFIX "<iterations>:<salt>$<StoredKey>:<ServerKey>)",
+			 path);
+		return;
+	}
+	switch (auth) {
+	case CONFIG_AUTH_SCRAM_SHA_256:
+		if (md5)
+			error_at(ld, node,
+				 "%s.password is an md5 hash, which cannot be used for scram-sha-256 "
+				 "authentication (SCRAM needs the plain password or a SCRAM-SHA-256 "
+				 "verifier; set auth: md5 to keep the hash)",
+				 path);
+		break;
+	case CONFIG_AUTH_MD5:
+		if (scram)
+			error_at(ld, node,
+				 "%s.password is a SCRAM-SHA-256 verifier, which cannot be used for md5 "
+				 "authentication: give the plain password or an md5 hash, or set auth: "
+				 "scram-sha-256",
+				 path);
+		break;
+	case CONFIG_AUTH_PASSWORD:
+		if (md5 || scram)
+			error_at(ld, node,
+				 "%s.password is %s, but auth: password needs the plain password",
+				 path, md5 ? "an md5 hash" : "a SCRAM-SHA-256 verifier");
+		break;
+	}
+}
+
+/* ---- sections ---- */
+
+static void load_listen(Loader *ld, Config *cfg, yaml_node_t *node)
+{
+	if (!check_mapping(ld, node, "listen", listen_keys))
+		return;
+	get_string(ld, node, "listen", "host", STR_NONEMPTY, &cfg->listen.host, NULL);
+	get_int(ld, node, "listen", "port", 1, 65535, &cfg->listen.port, NULL);
+	get_int(ld, node, "listen", "max_client_conn", 1, 1000000, &cfg->listen.max_client_conn, NULL);
+	get_int(ld, node, "listen", "backlog", 1, 65535, &cfg->listen.backlog, NULL);
+}
+
+static void load_log(Loader *ld, Config *cfg, yaml_node_t *node)
+{
+	int level = (int)cfg->log.level;
+
+	if (!check_mapping(ld, node, "log", log_keys))
+		return;
+	if (get_enum(ld, node, "log", "level", log_level_names, &level))
+		cfg->log.level = (ConfigLogLevel)level;
+}
+
+static void load_proxy(Loader *ld, Config *cfg, yaml_node_t *node)
+{
+	yaml_node_t *max_node;
+
+	if (!check_mapping(ld, node, "proxy", proxy_keys))
+		return;
+	get_duration(ld, node, "proxy", "shutdown_timeout", 0, MAX_DURATION_MS, &cfg->shutdown_timeout_ms);
+	bool buf_ok = get_size(ld, node, "proxy", "buffer_size", 4 * KB, 16 * MB, "4kB and 16MB",
+			       &cfg->buffer_size, NULL);
+	bool max_ok = get_size(ld, node, "proxy", "max_message_size", 4 * KB, GB, "4kB and 1GB",
+			       &cfg->max_message_size, &max_node);
+	if (buf_ok && max_ok && cfg->max_message_size < cfg->buffer_size)
+		error_at(ld, max_node ? max_node : node,
+			 "proxy.max_message_size (%zu bytes) must be at least proxy.buffer_size (%zu "
+			 "bytes)",
+			 cfg->max_message_size, cfg->buffer_size);
+	get_string(ld, node, "proxy", "server_reset_query", STR_NULL_EMPTY, &cfg->server_reset_query,
+		   NULL);
+	get_string(ld, node, "proxy", "application_name", STR_NULL_EMPTY, &cfg->application_name, NULL);
+}
+
+static void load_users(Loader *ld, Config *cfg, yaml_node_t *node)
+{
+	char got[96];
+
+	if (!node || is_null(node))
+		return;
+	if (node->type != YAML_SEQUENCE_NODE) {
+		error_at(ld, node, "users must be a sequence (a list of {name, password, auth}), got %s",
+			 describe(node, got, sizeof got));
+		return;
+	}
+	size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+	if (n == 0)
+		return;
+	cfg->users = calloc(n, sizeof *cfg->users);
+	if (!cfg->users) {
+		ld->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = node_get(ld, node->data.sequence.items.start[i]);
+		char path[PATH_LEN];
+		yaml_node_t *name_node, *password_node;
+
+		snprintf(path, sizeof path, "users[%zu]", i);
+		if (!check_mapping(ld, item, path, user_keys))
+			continue;
+		ConfigUser *u = &cfg->users[cfg->n_users++];
+		u->auth = CONFIG_AUTH_SCRAM_SHA_256;
+		bool name_ok = get_string(ld, item, path, "name", STR_REQUIRED | STR_NONEMPTY, &u->name,
+					  &name_node);
+		bool password_ok = get_string(ld, item, path, "password", STR_REQUIRED | STR_NONEMPTY,
+					      &u->password, &password_node);
+		int auth = (int)u->auth;
+		bool auth_ok = get_enum(ld, item, path, "auth", auth_names, &auth);
+		u->auth = (ConfigAuthMethod)auth;
+
+		if (name_ok && u->name) {
+			for (size_t j = 0; j < i; j++) {
+				yaml_node_t *earlier = map_get(
+					ld, node_get(ld, node->data.sequence.items.start[j]), "name");
+				if (earlier && earlier->type == YAML_SCALAR_NODE &&
+				    !strcmp(scalar_text(earlier), u->name)) {
+					error_at(ld, name_node,
+						 "duplicate user \"%s\" in %s (already defined in users[%zu])",
+						 u->name, path, j);
+					break;
+				}
+			}
+		}
+		if (password_ok && auth_ok && u->password)
+			check_password(ld, path, password_node, u->password, u->auth);
+	}
+}
+
+static void load_backend(Loader *ld, ConfigBackend *b, yaml_node_t *node, const char *path,
+			 const char *service_name)
+{
+	b->port = 5432;
+	if (!check_mapping(ld, node, path, backend_keys))
+		return;
+	get_string(ld, node, path, "host", STR_REQUIRED | STR_NONEMPTY, &b->host, NULL);
+	get_int(ld, node, path, "port", 1, 65535, &b->port, NULL);
+	get_string(ld, node, path, "dbname", STR_NONEMPTY, &b->dbname, NULL);
+	get_string(ld, node, path, "user", STR_NULLABLE | STR_NONEMPTY, &b->user, NULL);
+	get_string(ld, node, path, "password", STR_NULLABLE | STR_NONEMPTY, &b->password, NULL);
+	if (!b->dbname)
+		b->dbname = dup_string(ld, service_name);
+}
+
+static void load_pool(Loader *ld, ConfigPool *pool, yaml_node_t *node, const char *path)
+{
+	yaml_node_t *max_node, *min_node;
+
+	if (!check_mapping(ld, node, path, pool_keys))
+		return;
+	bool max_ok = get_int(ld, node, path, "max", 1, 100000, &pool->max, &max_node);
+	bool min_ok = get_int(ld, node, path, "min", 0, 100000, &pool->min, &min_node);
+	if (max_ok && min_ok && pool->min > pool->max)
+		error_at(ld, min_node ? min_node : max_node,
+			 "%s.min must be at most %s.max (%d), got %d", path, path, pool->max, pool->min);
+	get_duration(ld, node, path, "idle_timeout", 0, MAX_DURATION_MS, &pool->idle_timeout_ms);
+	get_duration(ld, node, path, "connect_timeout", 1, MAX_DURATION_MS, &pool->connect_timeout_ms);
+	get_duration(ld, node, path, "statement_timeout", 0, MAX_STATEMENT_TIMEOUT_MS,
+		     &pool->statement_timeout_ms);
+	get_duration(ld, node, path, "query_wait_timeout", 0, MAX_DURATION_MS,
+		     &pool->query_wait_timeout_ms);
+	get_duration(ld, node, path, "server_lifetime", 0, MAX_DURATION_MS, &pool->server_lifetime_ms);
+}
+
+static void load_services(Loader *ld, Config *cfg, yaml_node_t *node)
+{
+	if (!check_mapping(ld, node, "services", NULL))
+		return;
+	size_t n = mapping_size(node);
+	if (n == 0)
+		return; /* reported by load_root */
+	cfg->services = calloc(n, sizeof *cfg->services);
+	if (!cfg->services) {
+		ld->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_pair_t *p = &node->data.mapping.pairs.start[i];
+		yaml_node_t *key = node_get(ld, p->key), *value = node_get(ld, p->value);
+		char path[PATH_LEN], sub[PATH_LEN];
+
+		if (key->type != YAML_SCALAR_NODE)
+			continue; /* reported by check_mapping */
+		if (!scalar_text(key)[0]) {
+			error_at(ld, key, "service names must not be empty");
+			continue;
+		}
+		ConfigService *s = &cfg->services[cfg->n_services++];
+		s->pool = (ConfigPool){
+			.max = 20,
+			.min = 0,
+			.idle_timeout_ms = 600 * 1000,
+			.connect_timeout_ms = 5 * 1000,
+			.statement_timeout_ms = 0,
+			.query_wait_timeout_ms = 120 * 1000,
+			.server_lifetime_ms = 3600 * 1000,
+		};
+		s->primary.port = 5432;
+		if (!(s->name = dup_string(ld, scalar_text(key))))
+			return;
+		snprintf(path, sizeof path, "services.%s", s->name);
+		if (!check_mapping(ld, value, path, service_keys))
+			continue;
+		yaml_node_t *primary = map_get(ld, value, "primary");
+		join_path(sub, sizeof sub, path, "primary");
+		if (!primary)
+			error_at(ld, value, "%s is required", sub);
+		else
+			load_backend(ld, &s->primary, primary, sub, s->name);
+		join_path(sub, sizeof sub, path, "pool");
+		load_pool(ld, &s->pool, map_get(ld, value, "pool"), sub);
+	}
+}
+
+static void load_databases(Loader *ld, Config *cfg, yaml_node_t *node)
+{
+	if (!check_mapping(ld, node, "databases", NULL))
+		return;
+	size_t n = mapping_size(node);
+	if (n == 0)
+		return; /* reported by load_root */
+	cfg->databases = calloc(n, sizeof *cfg->databases);
+	if (!cfg->databases) {
+		ld->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_pair_t *p = &node->data.mapping.pairs.start[i];
+		yaml_node_t *key = node_get(ld, p->key), *value = node_get(ld, p->value);
+		yaml_node_t *service_node;
+		char path[PATH_LEN];
+
+		if (key->type != YAML_SCALAR_NODE)
+			continue;
+		if (!scalar_text(key)[0]) {
+			error_at(ld, key, "database names must not be empty");
+			continue;
+		}
+		ConfigDatabase *d = &cfg->databases[cfg->n_databases++];
+		d->pool_mode = CONFIG_POOL_TRANSACTION;
+		if (!(d->name = dup_string(ld, scalar_text(key))))
+			return;
+		snprintf(path, sizeof path, "databases.%s", d->name);
+		if (!check_mapping(ld, value, path, database_keys))
+			continue;
+		int mode = (int)d->pool_mode;
+		if (get_enum(ld, value, path, "pool_mode", pool_mode_names, &mode))
+			d->pool_mode = (ConfigPoolMode)mode;
+		if (!get_string(ld, value, path, "service", STR_REQUIRED | STR_NONEMPTY, &d->service_name,
+				&service_node))
+			continue;
+		d->service = config_find_service(cfg, d->service_name);
+		if (!d->service) {
+			char known[MSG_LEN / 2] = "";
+			size_t used = 0;
+			for (size_t j = 0; j < cfg->n_services && used < sizeof known; j++) {
+				int w = snprintf(known + used, sizeof known - used, "%s%s", j ? ", " : "",
+						 cfg->services[j].name ? cfg->services[j].name : "");
+				if (w < 0)
+					break;
+				used += (size_t)w;
+			}
+			error_at(ld, service_node, "%s.service names an unknown service \"%s\" (%s%s)", path,
+				 d->service_name, cfg->n_services ? "defined services: " : "no services are defined",
+				 known);
+		}
+	}
+}
+
+static void load_root(Loader *ld, Config *cfg, yaml_node_t *root)
+{
+	if (root && is_null(root))
+		root = NULL; /* "---" alone, or a document of only comments */
+	if (!check_mapping(ld, root, "", top_keys))
+		return;
+	load_listen(ld, cfg, map_get(ld, root, "listen"));
+	load_log(ld, cfg, map_get(ld, root, "log"));
+	load_proxy(ld, cfg, map_get(ld, root, "proxy"));
+	load_users(ld, cfg, map_get(ld, root, "users"));
+
+	/* Checked before the services are loaded, so an empty file says "no databases defined" first. */
+	yaml_node_t *databases = map_get(ld, root, "databases");
+	yaml_node_t *services = map_get(ld, root, "services");
+	if (!databases || is_null(databases) ||
+	    (databases->type == YAML_MAPPING_NODE && mapping_size(databases) == 0))
+		error_at(ld, databases ? databases : root, "no databases defined");
+	if (!services || is_null(services) ||
+	    (services->type == YAML_MAPPING_NODE && mapping_size(services) == 0))
+		error_at(ld, services ? services : root, "no services defined");
+
+	load_services(ld, cfg, services);
+	load_databases(ld, cfg, databases);
+}
+
+/* ---- lifecycle ---- */
+
+static void config_free(Config *cfg)
+{
+	free(cfg->path);
+	free(cfg->listen.host);
+	free(cfg->server_reset_query);
+	free(cfg->application_name);
+	for (size_t i = 0; i < cfg->n_users; i++) {
+		free(cfg->users[i].name);
+		free(cfg->users[i].password);
+	}
+	free(cfg->users);
+	for (size_t i = 0; i < cfg->n_databases; i++) {
+		free(cfg->databases[i].name);
+		free(cfg->databases[i].service_name);
+	}
+	free(cfg->databases);
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		ConfigService *s = &cfg->services[i];
+		free(s->name);
+		free(s->primary.host);
+		free(s->primary.dbname);
+		free(s->primary.user);
+		free(s->primary.password);
+	}
+	free(cfg->services);
+	free(cfg);
+}
+
+static Config *config_new(Loader *ld, const char *name)
+{
+	Config *cfg = calloc(1, sizeof *cfg);
+	if (!cfg) {
+		ld->oom = true;
+		return NULL;
+	}
+	cfg->refcount = 1;
+	cfg->path = dup_string(ld, name);
+	cfg->listen.host = dup_string(ld, "127.0.0.1");
+	cfg->listen.port = 6432;
+	cfg->listen.max_client_conn = 10000;
+	cfg->listen.backlog = 1024;
+	cfg->log.level = CONFIG_LOG_INFO;
+	cfg->shutdown_timeout_ms = 30 * 1000;
+	cfg->buffer_size = 64 * KB;
+	cfg->max_message_size = 64 * MB;
+	cfg->server_reset_query = dup_string(ld, "DISCARD ALL");
+	cfg->application_name = dup_string(ld, "pgrelay");
+	return cfg;
+}
+
+/* Line and column (0-based) of byte offset in text, for reader errors, which carry no mark. */
+static yaml_mark_t mark_from_offset(const char *text, size_t len, size_t offset)
+{
+	yaml_mark_t mark = {offset, 0, 0};
+	for (size_t i = 0; i < offset && i < len; i++) {
+		if (text[i] == '\n') {
+			mark.line++;
+			mark.column = 0;
+		} else {
+			mark.column++;
+		}
+	}
+	return mark;
+}
+
+static void report_parser_error(Loader *ld, const yaml_parser_t *parser, const char *text,
+				size_t len)
+{
+	const char *problem = parser->problem ? parser->problem : "unknown error";
+
+	switch (parser->error) {
+	case YAML_MEMORY_ERROR:
+		ld->oom = true;
+		break;
+	case YAML_READER_ERROR:
+		if (parser->problem_value != -1)
+			error_mark(ld, mark_from_offset(text, len, parser->problem_offset),
+				   "YAML syntax error: %s (byte 0x%02x)", problem, parser->problem_value);
+		else
+			error_mark(ld, mark_from_offset(text, len, parser->problem_offset),
+				   "YAML syntax error: %s", problem);
+		break;
+	default:
+		if (parser->context)
+			error_mark(ld, parser->problem_mark,
+				   "YAML syntax error: %s (%s at line %d, column %d)", problem,
+				   parser->context, (int)parser->context_mark.line + 1,
+				   (int)parser->context_mark.column + 1);
+		else
+			error_mark(ld, parser->problem_mark, "YAML syntax error: %s", problem);
+		break;
+	}
+}
+
+static Config *load_buffer(const char *name, const char *text, size_t len, char *err, size_t errlen)
+{
+	Loader ld = {.name = name};
+	yaml_parser_t parser;
+	yaml_document_t doc, extra;
+	Config *cfg = NULL;
+
+	if (!yaml_parser_initialize(&parser)) {
+		ld.oom = true;
+		goto out;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		report_parser_error(&ld, &parser, text, len);
+		yaml_parser_delete(&parser);
+		goto out;
+	}
+	ld.doc = &doc;
+	cfg = config_new(&ld, name);
+	if (cfg)
+		load_root(&ld, cfg, yaml_document_get_root_node(&doc));
+
+	/* A second document would be silently ignored: refuse it. */
+	if (yaml_document_get_root_node(&doc)) {
+		if (!yaml_parser_load(&parser, &extra)) {
+			report_parser_error(&ld, &parser, text, len);
+		} else {
+			yaml_node_t *extra_root = yaml_document_get_root_node(&extra);
+			if (extra_root)
+				error_mark(&ld, extra.start_mark,
+					   "only one YAML document is allowed, found another one here");
+			yaml_document_delete(&extra);
+		}
+	}
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+out:
+	if (loader_failed(&ld)) {
+		write_errors(&ld, err, errlen);
+		if (cfg)
+			config_free(cfg);
+		cfg = NULL;
+	} else if (err && errlen) {
+		err[0] = '\0';
+	}
+	loader_free(&ld);
+	return cfg;
+}
+
+Config *config_load_string(const char *name, const char *yaml, char *err, size_t errlen)
+{
+	if (!name)
+		name = "<string>";
+	if (!yaml) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: no configuration text given", name);
+		return NULL;
+	}
+	return load_buffer(name, yaml, strlen(yaml), err, errlen);
+}
+
+Config *config_load(const char *path, char *err, size_t errlen)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	FILE *f;
+
+	if (!path) {
+		if (err && errlen)
+			snprintf(err, errlen, "no configuration file given");
+		return NULL;
+	}
+	f = fopen(path, "rb");
+	if (!f) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: cannot open configuration file: %s", path,
+				 strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		if (len == cap) {
+			size_t ncap = cap ? cap * 2 : 8192;
+			char *nbuf = realloc(buf, ncap);
+			if (!nbuf) {
+				free(buf);
+				fclose(f);
+				if (err && errlen)
+					snprintf(err, errlen, "%s: out of memory", path);
+				return NULL;
+			}
+			buf = nbuf;
+			cap = ncap;
+		}
+		size_t n = fread(buf + len, 1, cap - len, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	if (ferror(f)) {
+		int e = errno;
+		free(buf);
+		fclose(f);
+		if (err && errlen)
+			snprintf(err, errlen, "%s: cannot read configuration file: %s", path,
+				 strerror(e ? e : EIO));
+		return NULL;
+	}
+	fclose(f);
+	Config *cfg = load_buffer(path, buf, len, err, errlen);
+	free(buf);
+	return cfg;
+}
+
+Config *config_ref(Config *cfg)
+{
+	if (cfg)
+		cfg->refcount++;
+	return cfg;
+}
+
+void config_unref(Config *cfg)
+{
+	if (cfg && --cfg->refcount == 0)
+		config_free(cfg);
+}
+
+/* ---- lookups ---- */
+
+const ConfigUser *config_find_user(const Config *cfg, const char *name)
+{
+	if (!cfg || !name)
+		return NULL;
+	for (size_t i = 0; i < cfg->n_users; i++)
+		if (cfg->users[i].name && !strcmp(cfg->users[i].name, name))
+			return &cfg->users[i];
+	return NULL;
+}
+
+const ConfigDatabase *config_find_database(const Config *cfg, const char *name)
+{
+	if (!cfg || !name)
+		return NULL;
+	for (size_t i = 0; i < cfg->n_databases; i++)
+		if (cfg->databases[i].name && !strcmp(cfg->databases[i].name, name))
+			return &cfg->databases[i];
+	return NULL;
+}
+
+const ConfigService *config_find_service(const Config *cfg, const char *name)
+{
+	if (!cfg || !name)
+		return NULL;
+	for (size_t i = 0; i < cfg->n_services; i++)
+		if (cfg->services[i].name && !strcmp(cfg->services[i].name, name))
+			return &cfg->services[i];
+	return NULL;
+}
+
+/* ---- durations and sizes ---- */
+
+/* Parses the leading decimal digits of s into *out; returns the number of digits (0: none or
+ * overflow). */
+static size_t parse_digits(const char *s, uint64_t limit, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t n = 0;
+
+	for (; s[n] >= '0' && s[n] <= '9'; n++) {
+		uint64_t d = (uint64_t)(s[n] - '0');
+		if (v > (limit - d) / 10)
+			return 0;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return n;
+}
+
+bool config_parse_duration(const char *text, int64_t *out_ms)
+{
+	static const struct {
+		const char *unit;
+		int64_t ms;
+	} units[] = {
+		{"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000}, {"d", MS_PER_DAY},
+	};
+	uint64_t v;
+
+	if (!text || !out_ms)
+		return false;
+	size_t n = parse_digits(text, (uint64_t)INT64_MAX, &v);
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (strcmp(text + n, units[i].unit) != 0)
+			continue;
+		if (v > (uint64_t)(INT64_MAX / units[i].ms))
+			return false;
+		*out_ms = (int64_t)v * units[i].ms;
+		return true;
+	}
+	return false;
+}
+
+bool config_parse_size(const char *text, size_t *out_bytes)
+{
+	static const struct {
+		const char *unit;
+		size_t bytes;
+	} units[] = {
+		{"", 1}, {"B", 1}, {"kB", KB}, {"KB", KB}, {"MB", MB}, {"GB", GB},
+	};
+	uint64_t v;
+
+	if (!text || !out_bytes)
+		return false;
+	size_t n = parse_digits(text, (uint64_t)SIZE_MAX, &v);
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (strcmp(text + n, units[i].unit) != 0)
+			continue;
+		if (v > SIZE_MAX / units[i].bytes)
+			return false;
+		*out_bytes = (size_t)v * units[i].bytes;
+		return true;
+	}
+	return false;
+}
+
+/* ---- names ---- */
+
+const char *config_pool_mode_name(ConfigPoolMode mode)
+{
+	if ((unsigned)mode < sizeof pool_mode_names / sizeof pool_mode_names[0] - 1)
+		return pool_mode_names[mode];
+	return "unknown";
+}
+
+const char *config_auth_method_name(ConfigAuthMethod method)
+{
+	if ((unsigned)method < sizeof auth_names / sizeof auth_names[0] - 1)
+		return auth_names[method];
+	return "unknown";
+}

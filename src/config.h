@@ -1,0 +1,125 @@
+/*
+ * config — proxy.yaml loaded with libyaml into an immutable, refcounted Config.
+ *
+ * Owns: the YAML schema (every key, its type, range and default), error reporting as
+ * "file:line:column: message", duration/size parsing, and lookups by name. Knows nothing of
+ * sockets, pools or the event loop: the runtime swaps Config pointers on reload.
+ */
+#ifndef PGRELAY_CONFIG_H
+#define PGRELAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+	CONFIG_AUTH_SCRAM_SHA_256 = 0, /* default */
+	CONFIG_AUTH_MD5,
+	CONFIG_AUTH_PASSWORD, /* cleartext password over the wire */
+} ConfigAuthMethod;
+
+typedef enum {
+	CONFIG_POOL_SESSION = 0,
+	CONFIG_POOL_TRANSACTION,
+} ConfigPoolMode;
+
+typedef enum {
+	CONFIG_LOG_DEBUG = 0,
+	CONFIG_LOG_INFO,
+	CONFIG_LOG_WARNING,
+	CONFIG_LOG_ERROR,
+} ConfigLogLevel;
+
+typedef struct ConfigUser {
+	char *name;
+	/* Plain secret, "md5" + 32 hex digits, or "SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>". */
+	char *password;
+	ConfigAuthMethod auth;
+} ConfigUser;
+
+typedef struct ConfigPool {
+	int max;                      /* 1..100000, default 20 */
+	int min;                      /* 0..max, default 0 */
+	int64_t idle_timeout_ms;      /* default 600s; 0 = never */
+	int64_t connect_timeout_ms;   /* default 5s; > 0 */
+	int64_t statement_timeout_ms; /* default 0 = not sent to the server */
+	int64_t query_wait_timeout_ms;/* default 120s; 0 = wait forever */
+	int64_t server_lifetime_ms;   /* default 3600s; 0 = unlimited */
+} ConfigPool;
+
+typedef struct ConfigBackend {
+	char *host;     /* required */
+	int port;       /* default 5432, 1..65535 */
+	char *dbname;   /* default: the service name */
+	char *user;     /* NULL: log in as the client's user (its password must then be plain) */
+	char *password; /* NULL allowed (trust) */
+} ConfigBackend;
+
+typedef struct ConfigService {
+	char *name;
+	ConfigBackend primary;
+	ConfigPool pool;
+} ConfigService;
+
+typedef struct ConfigDatabase {
+	char *name;                   /* the name clients put in their connection string */
+	char *service_name;
+	const struct ConfigService *service; /* resolved; never NULL in a loaded Config */
+	ConfigPoolMode pool_mode;     /* default transaction */
+} ConfigDatabase;
+
+typedef struct Config {
+	int refcount;
+	char *path;
+
+	struct {
+		char *host;          /* default 127.0.0.1 */
+		int port;            /* default 6432 */
+		int max_client_conn; /* default 10000, 1..1000000 */
+		int backlog;         /* default 1024 */
+	} listen;
+
+	struct {
+		ConfigLogLevel level; /* default info */
+	} log;
+
+	/* Keys of the top-level "proxy" section. */
+	int64_t shutdown_timeout_ms; /* default 30s */
+	size_t buffer_size;          /* per-connection read buffer; default 64kB, 4kB..16MB */
+	size_t max_message_size;     /* largest message pgrelay holds whole; default 64MB */
+	char *server_reset_query;    /* default "DISCARD ALL"; "" = none */
+	char *application_name;      /* sent to servers at startup; default "pgrelay" */
+
+	ConfigUser *users;
+	size_t n_users;
+	ConfigDatabase *databases;
+	size_t n_databases;
+	ConfigService *services;
+	size_t n_services;
+} Config;
+
+/*
+ * Loads and validates FILE. On success returns a Config with refcount 1. On failure returns NULL
+ * and writes every problem found (one per line, at most 20) as "file:line:column: message" into
+ * err (always NUL-terminated).
+ */
+Config *config_load(const char *path, char *err, size_t errlen);
+/* Same, from a string; name is used in error messages in place of the file name. */
+Config *config_load_string(const char *name, const char *yaml, char *err, size_t errlen);
+
+Config *config_ref(Config *cfg);
+void config_unref(Config *cfg);
+
+const ConfigUser *config_find_user(const Config *cfg, const char *name);
+const ConfigDatabase *config_find_database(const Config *cfg, const char *name);
+const ConfigService *config_find_service(const Config *cfg, const char *name);
+
+/* "30s", "500ms", "2m", "1h", "1d", or a bare integer (seconds). Returns false if malformed. */
+bool config_parse_duration(const char *text, int64_t *out_ms);
+/* "64kB", "16MB", "1GB", "512B" or a bare integer (bytes). Returns false if malformed. */
+bool config_parse_size(const char *text, size_t *out_bytes);
+
+const char *config_pool_mode_name(ConfigPoolMode mode);
+const char *config_auth_method_name(ConfigAuthMethod method);
+
+#endif

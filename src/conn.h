@@ -1,0 +1,80 @@
+/*
+ * conn — one non-blocking socket with a read buffer, an outbound queue and libevent events.
+ *
+ * Owns: reading into a bounded buffer, writing (directly when nothing is queued, otherwise through
+ * the queue), read pausing for backpressure, and turning socket errors into one deferred "failed"
+ * callback so no owner is re-entered from inside its own send. Knows nothing of the protocol.
+ */
+#ifndef PGRELAY_CONN_H
+#define PGRELAY_CONN_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+typedef struct ConnHandlers {
+	/* New bytes arrived, or buffered bytes should be looked at again (after conn_kick). */
+	void (*readable)(void *owner);
+	/* The outbound queue became empty. */
+	void (*drained)(void *owner);
+	/* EOF or a socket error; the owner must close. why is for the log. */
+	void (*failed)(void *owner, const char *why);
+} ConnHandlers;
+
+typedef struct Conn {
+	int fd;
+	void *owner;
+	const ConnHandlers *handlers;
+	struct event ev_read, ev_write;
+	bool events_ready, reading, writing;
+	bool failed;      /* a send failed; reported through the read event */
+	char fail_reason[96];
+
+	/* Inbound: bytes [pos, len) of in are not processed yet. */
+	uint8_t *in;
+	size_t in_len, in_pos, in_cap;
+	size_t in_max; /* growth limit for a single message */
+
+	/* Streaming state of the message being processed (set by the relay loop). */
+	size_t fwd_left;  /* bytes of the current message still to forward */
+	size_t skip_left; /* bytes of the current message still to drop */
+
+	Buf out; /* queued outbound bytes, in order */
+	uint64_t bytes_in, bytes_out;
+} Conn;
+
+void conn_init(Conn *c, struct event_base *base, int fd, size_t buf_size, size_t max_message,
+	       const ConnHandlers *handlers, void *owner);
+/* Closes the socket and frees buffers; safe to call twice. */
+void conn_close(Conn *c);
+
+void conn_start_reading(Conn *c);
+void conn_stop_reading(Conn *c);
+/* Makes the owner's readable() run soon (from the loop) even if no new bytes arrive. */
+void conn_kick(Conn *c);
+
+/*
+ * Sends bytes in order with everything sent before. Writes at once when the queue is empty and
+ * queues what the socket does not take. Never calls back into the owner.
+ */
+void conn_send(Conn *c, const void *data, size_t n);
+static inline void conn_send_buf(Conn *c, Buf *b)
+{
+	conn_send(c, buf_head(b), buf_used(b));
+	buf_reset(b);
+}
+static inline size_t conn_queued(const Conn *c) { return buf_used(&c->out); }
+
+/* After processing: drop processed bytes from the front of the read buffer. */
+void conn_compact(Conn *c);
+/* Grows the read buffer so a message of total bytes fits from in_pos; false if above in_max. */
+bool conn_make_room(Conn *c, size_t total);
+
+/* Marks the connection failed (as a failed send would) and schedules the failed() callback. */
+void conn_fail(Conn *c, const char *why);
+
+#endif

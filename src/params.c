@@ -1,0 +1,209 @@
+/*
+ * params — tracked session parameters (see params.h).
+ */
+#include "params.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (!p)
+		abort();
+	return p;
+}
+
+void params_init(ParamList *l)
+{
+	l->items = NULL;
+	l->n = l->cap = 0;
+}
+
+void params_clear(ParamList *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->items[i].name);
+		free(l->items[i].value);
+	}
+	l->n = 0;
+}
+
+void params_free(ParamList *l)
+{
+	params_clear(l);
+	free(l->items);
+	params_init(l);
+}
+
+static Param *params_find(const ParamList *l, const char *name)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcasecmp(l->items[i].name, name) == 0)
+			return &l->items[i];
+	return NULL;
+}
+
+bool params_set(ParamList *l, const char *name, const char *value)
+{
+	Param *p = params_find(l, name);
+	if (p) {
+		if (strcmp(p->value, value) == 0)
+			return false;
+		free(p->value);
+		p->value = xstrdup(value);
+		return true;
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		Param *items = realloc(l->items, cap * sizeof(*items));
+		if (!items)
+			abort();
+		l->items = items;
+		l->cap = cap;
+	}
+	l->items[l->n].name = xstrdup(name);
+	l->items[l->n].value = xstrdup(value);
+	l->n++;
+	return true;
+}
+
+const char *params_get(const ParamList *l, const char *name)
+{
+	const Param *p = params_find(l, name);
+	return p ? p->value : NULL;
+}
+
+void params_copy(ParamList *dst, const ParamList *src)
+{
+	params_clear(dst);
+	for (size_t i = 0; i < src->n; i++)
+		params_set(dst, src->items[i].name, src->items[i].value);
+}
+
+bool params_is_settable_report(const char *name)
+{
+	static const char *const settable[] = {
+		"client_encoding", "DateStyle", "TimeZone", "IntervalStyle",
+		"application_name", "standard_conforming_strings",
+	};
+	for (size_t i = 0; i < sizeof(settable) / sizeof(settable[0]); i++)
+		if (strcasecmp(name, settable[i]) == 0)
+			return true;
+	return false;
+}
+
+bool params_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > 63)
+		return false;
+	if (!isalpha((unsigned char)name[0]) && name[0] != '_')
+		return false;
+	for (size_t i = 1; i < n; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		if (!isalnum(ch) && ch != '_' && ch != '.')
+			return false;
+	}
+	return true;
+}
+
+/* Reads one space-separated word with backslash escapes into out (NUL-terminated). */
+static const char *options_word(const char *p, char *out, size_t cap, size_t *outlen)
+{
+	size_t n = 0;
+	while (*p && !isspace((unsigned char)*p)) {
+		if (*p == '\\' && p[1])
+			p++;
+		if (n + 1 < cap)
+			out[n++] = *p;
+		p++;
+	}
+	out[n] = 0;
+	*outlen = n;
+	return p;
+}
+
+static const char *options_assignment(const char *word, ParamList *out)
+{
+	const char *eq = strchr(word, '=');
+	if (!eq || eq == word)
+		return "startup option must look like name=value";
+	char name[64];
+	size_t nlen = (size_t)(eq - word);
+	if (nlen >= sizeof(name))
+		return "startup option name is too long";
+	memcpy(name, word, nlen);
+	name[nlen] = 0;
+	/* PostgreSQL accepts "-c foo-bar=x" as foo_bar */
+	for (char *c = name; *c; c++)
+		if (*c == '-')
+			*c = '_';
+	if (!params_name_valid(name))
+		return "startup option has an invalid parameter name";
+	params_set(out, name, eq + 1);
+	return NULL;
+}
+
+const char *params_parse_options(const char *options, ParamList *out)
+{
+	size_t cap = strlen(options) + 1;
+	char *word = malloc(cap);
+	if (!word)
+		abort();
+	const char *err = NULL;
+	const char *p = options;
+	bool want_value = false;
+	while (!err) {
+		while (isspace((unsigned char)*p))
+			p++;
+		if (!*p)
+			break;
+		size_t wlen;
+		p = options_word(p, word, cap, &wlen);
+		if (want_value) {
+			err = options_assignment(word, out);
+			want_value = false;
+		} else if (strcmp(word, "-c") == 0) {
+			want_value = true;
+		} else if (strncmp(word, "-c", 2) == 0) {
+			err = options_assignment(word + 2, out);
+		} else if (strncmp(word, "--", 2) == 0) {
+			err = options_assignment(word + 2, out);
+		} else {
+			err = "only -c name=value and --name=value are supported in the options startup parameter";
+		}
+	}
+	if (!err && want_value)
+		err = "startup option -c is missing its name=value";
+	free(word);
+	return err;
+}
+
+static void append_str(Buf *b, const char *s) { buf_append(b, s, strlen(s)); }
+
+size_t params_sync_sql(const ParamList *want, const ParamList *have, Buf *sql)
+{
+	size_t count = 0;
+	for (size_t i = 0; i < want->n; i++) {
+		const Param *w = &want->items[i];
+		const char *h = params_get(have, w->name);
+		if (h && strcmp(h, w->value) == 0)
+			continue;
+		if (!params_name_valid(w->name))
+			continue;
+		append_str(sql, "SET ");
+		append_str(sql, w->name);
+		append_str(sql, " TO E'");
+		for (const char *c = w->value; *c; c++) {
+			if (*c == '\'' || *c == '\\')
+				buf_append(sql, c, 1);
+			buf_append(sql, c, 1);
+		}
+		append_str(sql, "';");
+		count++;
+	}
+	return count;
+}

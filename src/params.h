@@ -1,0 +1,57 @@
+/*
+ * params — session parameters a client expects its server connection to have (like PgBouncer's
+ * varcache).
+ *
+ * Owns: name/value lists (case-insensitive names), which parameters are tracked, parsing the
+ * startup "options" string, and the SET statement that makes a server match a client. Pure.
+ */
+#ifndef PGRELAY_PARAMS_H
+#define PGRELAY_PARAMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+
+typedef struct Param {
+	char *name;
+	char *value;
+} Param;
+
+typedef struct ParamList {
+	Param *items;
+	size_t n, cap;
+} ParamList;
+
+void params_init(ParamList *l);
+void params_free(ParamList *l);
+void params_clear(ParamList *l);
+/* Sets name to value (case-insensitive match). Returns true if the list changed. */
+bool params_set(ParamList *l, const char *name, const char *value);
+const char *params_get(const ParamList *l, const char *name);
+void params_copy(ParamList *dst, const ParamList *src);
+
+/*
+ * Whether a ParameterStatus for name, seen while a client is linked, is a setting the client made
+ * and can be re-applied with SET on another server connection (client_encoding, DateStyle,
+ * TimeZone, IntervalStyle, application_name, standard_conforming_strings). Read-only reports such
+ * as server_version are not.
+ */
+bool params_is_settable_report(const char *name);
+
+/* A GUC name pgrelay will put into a SET statement: [A-Za-z_][A-Za-z0-9_.]* (at most 63 chars). */
+bool params_name_valid(const char *name);
+
+/*
+ * Parses a startup "options" value ("-c name=value", "--name=value", separated by spaces, with
+ * backslash escapes as libpq writes them) into out. Returns NULL or a static error message.
+ */
+const char *params_parse_options(const char *options, ParamList *out);
+
+/*
+ * Appends "SET name TO E'value';" to sql for every parameter of want whose value differs from
+ * have's (a missing one counts as different). Returns how many were appended.
+ */
+size_t params_sync_sql(const ParamList *want, const ParamList *have, Buf *sql);
+
+#endif

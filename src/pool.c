@@ -1,0 +1,345 @@
+/*
+ * pool — server connections per (service, user) (see pool.h for what it owns).
+ *
+ * Idle servers are reused last-in first-out (warm connections stay warm and the rest age out
+ * through idle_timeout); waiting clients are served first-in first-out.
+ */
+#include "pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "log.h"
+#include "proto.h"
+#include "server.h"
+
+#define POOL_RETRY_AFTER_FAILURE_MS 5000
+
+static char *xstrdup(const char *s)
+{
+	char *p = s ? strdup(s) : NULL;
+	if (s && !p)
+		abort();
+	return p;
+}
+
+int pool_server_count(const Pool *p)
+{
+	return (int)(p->idle.count + p->active.count + p->opening.count + p->resetting.count);
+}
+
+/* Server credentials for this pool: the service's user, or the client's own (plain or md5). */
+static bool pool_set_credentials(Pool *p, const ConfigService *svc, const char *user_password)
+{
+	const char *user, *password;
+	if (svc->primary.user) {
+		user = svc->primary.user;
+		password = svc->primary.password;
+	} else {
+		if (user_password && scram_is_verifier(user_password))
+			return false;
+		user = p->user;
+		password = user_password;
+	}
+	free((char *)p->server_user);
+	if (p->server_password) {
+		memset((char *)p->server_password, 0, strlen(p->server_password));
+		free((char *)p->server_password);
+	}
+	p->server_user = xstrdup(user);
+	p->server_password = xstrdup(password);
+	return true;
+}
+
+Pool *pool_get(Runtime *rt, const ConfigService *svc, const char *user, const char *user_password)
+{
+	ListNode *n, *t;
+	list_for_each_safe(n, t, &rt->pools) {
+		Pool *p = list_entry(n, Pool, node);
+		if (!p->removed && strcmp(p->service_name, svc->name) == 0 && strcmp(p->user, user) == 0)
+			return p;
+	}
+	Pool *p = calloc(1, sizeof(*p));
+	if (!p)
+		abort();
+	p->rt = rt;
+	p->service_name = xstrdup(svc->name);
+	p->user = xstrdup(user);
+	snprintf(p->name, sizeof(p->name), "%s@%s", user, svc->name);
+	if (!pool_set_credentials(p, svc, user_password)) {
+		free(p->service_name);
+		free(p->user);
+		free(p);
+		return NULL;
+	}
+	p->config = config_ref(rt->config);
+	p->service = svc;
+	list_init(&p->idle);
+	list_init(&p->active);
+	list_init(&p->opening);
+	list_init(&p->resetting);
+	list_init(&p->waiting);
+	list_init(&p->login_waiting);
+	params_init(&p->server_params);
+	list_push_back(&rt->pools, &p->node);
+	log_info(p->name, "new pool (max %d, min %d)", svc->pool.max, svc->pool.min);
+	return p;
+}
+
+void pool_server_moved(Pool *p, Server *s)
+{
+	List *target;
+	switch (s->state) {
+	case SV_CONNECTING:
+	case SV_LOGIN: target = &p->opening; break;
+	case SV_IDLE: target = &p->idle; break;
+	case SV_ACTIVE: target = &p->active; break;
+	case SV_RESETTING: target = &p->resetting; break;
+	default: target = NULL; break;
+	}
+	if (s->pool_list == target)
+		return;
+	if (s->pool_list)
+		list_remove(s->pool_list, &s->pool_node);
+	s->pool_list = target;
+	if (target == &p->idle)
+		list_push_front(target, &s->pool_node); /* LIFO */
+	else if (target)
+		list_push_back(target, &s->pool_node);
+}
+
+/* Opens connections while clients wait for more than are already being opened. */
+static void pool_launch_if_needed(Pool *p)
+{
+	if (p->removed)
+		return;
+	size_t want = p->waiting.count;
+	if (!p->have_params && p->login_waiting.count && want == 0)
+		want = 1;
+	while (p->opening.count < want && pool_server_count(p) < p->service->pool.max)
+		server_launch(p);
+}
+
+void pool_request_server(Pool *p, Client *c)
+{
+	ListNode *n = list_first(&p->idle);
+	if (n) {
+		Server *s = list_entry(n, Server, pool_node);
+		client_linked(c, s);
+		return;
+	}
+	list_push_back(&p->waiting, &c->wait_node);
+	conn_stop_reading(&c->conn);
+	int64_t timeout = p->service->pool.query_wait_timeout_ms;
+	if (timeout > 0)
+		client_start_wait_timer(c, timeout);
+	if (pool_server_count(p) >= p->service->pool.max)
+		log_debug(c->name, "waiting for a server of pool %s (all %d in use)", p->name, p->service->pool.max);
+	pool_launch_if_needed(p);
+}
+
+void pool_cancel_wait(Pool *p, Client *c)
+{
+	if (!list_node_linked(&c->wait_node))
+		return;
+	if (c->state == CL_WAIT_LOGIN)
+		list_remove(&p->login_waiting, &c->wait_node);
+	else
+		list_remove(&p->waiting, &c->wait_node);
+}
+
+void pool_wait_login(Pool *p, Client *c)
+{
+	list_push_back(&p->login_waiting, &c->wait_node);
+	ListNode *n = list_first(&p->idle);
+	if (n) {
+		/* An idle server exists but its parameters were not kept (cannot happen today). */
+		pool_server_available(p, list_entry(n, Server, pool_node));
+		return;
+	}
+	pool_launch_if_needed(p);
+}
+
+static bool pool_should_retire(Pool *p, Server *s, const char **why)
+{
+	int64_t lifetime = p->service->pool.server_lifetime_ms;
+	if (s->close_on_release)
+		*why = "marked for closing (error, FATAL or configuration change)";
+	else if (s->tx_status != 'I')
+		*why = "not idle after release";
+	else if (lifetime > 0 && runtime_now_ms() - s->created_ms >= lifetime)
+		*why = "server_lifetime reached";
+	else if (pool_server_count(p) > p->service->pool.max)
+		*why = "pool is above its max size";
+	else if (p->removed && p->waiting.count == 0)
+		*why = "service removed from the configuration";
+	else if (p->rt->shutting_down && p->waiting.count == 0)
+		*why = "shutting down";
+	else
+		return false;
+	return true;
+}
+
+void pool_server_available(Pool *p, Server *s)
+{
+	const char *why;
+	if (pool_should_retire(p, s, &why)) {
+		server_close(s, false, why);
+		return;
+	}
+	if (!p->have_params) {
+		params_copy(&p->server_params, &s->params);
+		p->have_params = true;
+		ListNode *n;
+		while ((n = list_pop_front(&p->login_waiting)) != NULL) {
+			Client *c = list_entry(n, Client, wait_node);
+			client_login_ready(c);
+		}
+	}
+	ListNode *n = list_pop_front(&p->waiting);
+	if (n) {
+		Client *c = list_entry(n, Client, wait_node);
+		client_linked(c, s);
+		return;
+	}
+	s->state = SV_IDLE;
+	s->last_used_ms = runtime_now_ms();
+	pool_server_moved(p, s);
+}
+
+void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *error)
+{
+	(void)s;
+	p->last_connect_error_ms = runtime_now_ms();
+	snprintf(p->last_error, sizeof(p->last_error), "%s", error);
+	/* Other connections may still serve the waiters; with none left, fail them now. */
+	if (pool_server_count(p) > 1)
+		return;
+	char msg[400];
+	snprintf(msg, sizeof(msg), "pgrelay could not connect to service \"%s\": %s", p->service->name, error);
+	ListNode *n;
+	while ((n = list_pop_front(&p->login_waiting)) != NULL)
+		client_wait_failed(list_entry(n, Client, wait_node), sqlstate, msg);
+	while ((n = list_pop_front(&p->waiting)) != NULL)
+		client_wait_failed(list_entry(n, Client, wait_node), sqlstate, msg);
+}
+
+void pool_server_removed(Pool *p, Server *s)
+{
+	if (s->pool_list) {
+		list_remove(s->pool_list, &s->pool_node);
+		s->pool_list = NULL;
+	}
+	pool_launch_if_needed(p);
+}
+
+void pool_free(Pool *p)
+{
+	ListNode *n;
+	List *lists[] = {&p->idle, &p->active, &p->opening, &p->resetting};
+	for (size_t i = 0; i < 4; i++)
+		while ((n = list_first(lists[i])) != NULL)
+			server_close(list_entry(n, Server, pool_node), false, "pool freed");
+	list_remove(&p->rt->pools, &p->node);
+	params_free(&p->server_params);
+	free(p->service_name);
+	free(p->user);
+	free((char *)p->server_user);
+	if (p->server_password) {
+		memset((char *)p->server_password, 0, strlen(p->server_password));
+		free((char *)p->server_password);
+	}
+	config_unref(p->config);
+	free(p);
+}
+
+static void pool_maintain(Pool *p, int64_t now)
+{
+	const ConfigPool *cfg = &p->service->pool;
+	ListNode *n, *t;
+	/* Oldest-used idle servers are at the back (LIFO reuse at the front). */
+	list_for_each_safe(n, t, &p->idle) {
+		Server *s = list_entry(n, Server, pool_node);
+		int total = pool_server_count(p);
+		if (cfg->server_lifetime_ms > 0 && now - s->created_ms >= cfg->server_lifetime_ms)
+			server_close(s, false, "server_lifetime reached");
+		else if (p->removed || p->rt->shutting_down)
+			server_close(s, false, p->removed ? "service removed from the configuration" : "shutting down");
+		else if (cfg->idle_timeout_ms > 0 && total > cfg->min && now - s->last_used_ms >= cfg->idle_timeout_ms)
+			server_close(s, false, "idle_timeout reached");
+	}
+	if (!p->removed && !p->rt->shutting_down && pool_server_count(p) < cfg->min &&
+	    (p->last_connect_error_ms == 0 || now - p->last_connect_error_ms >= POOL_RETRY_AFTER_FAILURE_MS)) {
+		int missing = cfg->min - pool_server_count(p);
+		for (int i = 0; i < missing; i++)
+			server_launch(p);
+	}
+}
+
+void pool_janitor(Runtime *rt)
+{
+	int64_t now = runtime_now_ms();
+	ListNode *n, *t;
+	list_for_each_safe(n, t, &rt->pools) {
+		Pool *p = list_entry(n, Pool, node);
+		pool_maintain(p, now);
+		if (p->removed && p->n_clients == 0 && pool_server_count(p) == 0)
+			pool_free(p);
+	}
+}
+
+static bool backend_same(const ConfigBackend *a, const ConfigBackend *b)
+{
+	#define SAME_STR(x, y) ((x) == (y) || ((x) && (y) && strcmp((x), (y)) == 0))
+	return SAME_STR(a->host, b->host) && a->port == b->port && SAME_STR(a->dbname, b->dbname) &&
+	       SAME_STR(a->user, b->user) && SAME_STR(a->password, b->password);
+	#undef SAME_STR
+}
+
+void pool_apply_config(Runtime *rt, Config *cfg)
+{
+	ListNode *n, *t;
+	list_for_each_safe(n, t, &rt->pools) {
+		Pool *p = list_entry(n, Pool, node);
+		const ConfigService *svc = p->removed ? NULL : config_find_service(cfg, p->service_name);
+		if (!svc) {
+			if (!p->removed)
+				log_info(p->name, "service removed from the configuration: pool drains");
+			p->removed = true;
+			continue;
+		}
+		bool moved = !backend_same(&svc->primary, &p->service->primary);
+		if (!svc->primary.user && p->service->primary.user) {
+			/* The pool would now need the client's password, which it does not have. */
+			log_warning(p->name, "service no longer has a user: pool drains, new clients get a new pool");
+			p->removed = true;
+			continue;
+		}
+		if (svc->primary.user)
+			pool_set_credentials(p, svc, NULL);
+		const ConfigPool *o = &p->service->pool, *nw = &svc->pool;
+		if (o->max != nw->max || o->min != nw->min)
+			log_info(p->name, "pool size now max %d, min %d (was %d, %d)", nw->max, nw->min, o->max, o->min);
+		Config *old = p->config;
+		p->config = config_ref(cfg);
+		p->service = svc;
+		config_unref(old);
+		if (moved) {
+			log_info(p->name, "server address or credentials changed: reconnecting as connections come free");
+			List *lists[] = {&p->active, &p->opening, &p->resetting};
+			for (size_t i = 0; i < 3; i++) {
+				ListNode *m, *u;
+				list_for_each_safe(m, u, lists[i])
+					list_entry(m, Server, pool_node)->close_on_release = true;
+			}
+			ListNode *m, *u;
+			list_for_each_safe(m, u, &p->idle)
+				server_close(list_entry(m, Server, pool_node), false, "server address or credentials changed");
+			p->have_params = false;
+			params_clear(&p->server_params);
+		}
+		pool_launch_if_needed(p);
+	}
+}

@@ -1,0 +1,72 @@
+/*
+ * pool — server connections per (service, user): idle/active/opening lists, the FIFO of clients
+ * waiting for a connection, and the periodic upkeep (min connections, idle_timeout,
+ * server_lifetime, query_wait_timeout).
+ *
+ * Owns: which server a client gets and when, how many connections exist, the server parameters
+ * shown to clients at login, and applying new pool settings on reload.
+ */
+#ifndef PGRELAY_POOL_H
+#define PGRELAY_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "list.h"
+#include "params.h"
+#include "runtime.h"
+
+struct Pool {
+	Runtime *rt;
+	char *service_name;
+	char *user;
+	char name[128]; /* "user@service" for logs */
+	Config *config;               /* holds the service below alive */
+	const ConfigService *service;
+	const char *server_user;      /* service primary user, or the client's user */
+	const char *server_password;
+
+	List idle, active, opening, resetting; /* servers by state */
+	List waiting;                 /* clients waiting for a server, FIFO */
+	List login_waiting;           /* clients waiting for server parameters */
+
+	ParamList server_params;      /* ParameterStatus set of a logged-in server */
+	bool have_params;
+	int64_t last_connect_error_ms;
+	char last_error[256];
+
+	int n_clients; /* logged-in clients using this pool */
+	bool removed;  /* no longer in the config: drains, then is freed */
+	ListNode node;
+
+	uint64_t total_xacts, total_queries, total_wait_ms;
+};
+
+/* Finds or creates the pool; NULL if the service has no credentials usable for user. */
+Pool *pool_get(Runtime *rt, const ConfigService *svc, const char *user, const char *user_password);
+int pool_server_count(const Pool *p);
+
+/* The client needs a server: linked at once when one is idle, otherwise queued FIFO. */
+void pool_request_server(Pool *p, Client *c);
+/* The client stops waiting (it left). */
+void pool_cancel_wait(Pool *p, Client *c);
+/* The client needs the pool's server parameters to finish its login. */
+void pool_wait_login(Pool *p, Client *c);
+
+/* A server finished login, reset, or was released: give it to a waiter or make it idle. */
+void pool_server_available(Pool *p, Server *s);
+/* A server connection attempt failed before login; error is for waiting clients. */
+void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *error);
+/* Moves a server between the pool's lists to match its new state. */
+void pool_server_moved(Pool *p, Server *s);
+/* A server is gone. */
+void pool_server_removed(Pool *p, Server *s);
+
+/* Periodic upkeep of every pool; called by the janitor each second. */
+void pool_janitor(Runtime *rt);
+/* Applies a newly loaded Config to existing pools. */
+void pool_apply_config(Runtime *rt, Config *cfg);
+void pool_free(Pool *p);
+
+#endif

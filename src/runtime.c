@@ -1,0 +1,250 @@
+/*
+ * runtime — the event loop and everything hanging off it (see runtime.h): start-up, signals
+ * (SIGHUP reload, SIGTERM graceful shutdown, SIGINT immediate exit), the once-a-second janitor,
+ * and the reaper that frees objects closed inside callbacks.
+ */
+#include "runtime.h"
+
+#include <errno.h>
+#include <event2/dns.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cancel.h"
+#include "client.h"
+#include "listener.h"
+#include "pool.h"
+#include "scram.h"
+#include "server.h"
+
+int64_t runtime_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- reaper ---- */
+
+static void runtime_reap(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	Runtime *rt = arg;
+	ListNode *n;
+	while ((n = list_pop_front(&rt->dead_clients)) != NULL)
+		client_free_memory(list_entry(n, Client, dead_node));
+	while ((n = list_pop_front(&rt->dead_servers)) != NULL)
+		server_free_memory(list_entry(n, Server, dead_node));
+}
+
+void runtime_schedule_reap(Runtime *rt)
+{
+	if (rt->ev_reaper)
+		event_active(rt->ev_reaper, EV_TIMEOUT, 0);
+}
+
+/* ---- SCRAM verifier cache ---- */
+
+static void scram_cache_clear(Runtime *rt)
+{
+	for (size_t i = 0; i < rt->n_scram_cache; i++) {
+		struct ScramCacheEntry *e = &rt->scram_cache[i];
+		free(e->user);
+		memset(e->password, 0, strlen(e->password));
+		free(e->password);
+		free(e->verifier);
+	}
+	free(rt->scram_cache);
+	rt->scram_cache = NULL;
+	rt->n_scram_cache = 0;
+}
+
+const ScramVerifier *runtime_scram_verifier_for(Runtime *rt, const char *user, const char *password)
+{
+	for (size_t i = 0; i < rt->n_scram_cache; i++) {
+		struct ScramCacheEntry *e = &rt->scram_cache[i];
+		if (strcmp(e->user, user) == 0 && strcmp(e->password, password) == 0)
+			return e->verifier;
+	}
+	ScramVerifier *v = malloc(sizeof(*v));
+	if (!v || !scram_verifier_from_password(password, SCRAM_DEFAULT_ITERATIONS, v)) {
+		free(v);
+		return NULL;
+	}
+	struct ScramCacheEntry *grown = realloc(rt->scram_cache, (rt->n_scram_cache + 1) * sizeof(*grown));
+	if (!grown)
+		abort();
+	rt->scram_cache = grown;
+	struct ScramCacheEntry *e = &rt->scram_cache[rt->n_scram_cache++];
+	e->user = strdup(user);
+	e->password = strdup(password);
+	e->verifier = v;
+	if (!e->user || !e->password)
+		abort();
+	return v;
+}
+
+/* ---- shutdown ---- */
+
+static void runtime_check_shutdown_done(Runtime *rt)
+{
+	if (rt->shutting_down && rt->n_clients == 0) {
+		log_info(NULL, "all clients gone: exiting");
+		event_base_loopbreak(rt->base);
+	}
+}
+
+void runtime_client_gone(Runtime *rt) { runtime_check_shutdown_done(rt); }
+
+static void runtime_begin_shutdown(Runtime *rt)
+{
+	if (rt->shutting_down)
+		return;
+	rt->shutting_down = true;
+	rt->shutdown_deadline_ms = runtime_now_ms() + rt->config->shutdown_timeout_ms;
+	log_info(NULL, "SIGTERM: no longer accepting connections; waiting up to %lld ms for %zu client(s) to finish their transactions",
+		 (long long)rt->config->shutdown_timeout_ms, rt->n_clients);
+	listener_stop(rt);
+	ListNode *n, *t;
+	list_for_each_safe(n, t, &rt->clients)
+		client_shutdown(list_entry(n, Client, node));
+	runtime_check_shutdown_done(rt);
+}
+
+/* ---- signals and janitor ---- */
+
+void runtime_reload(Runtime *rt)
+{
+	char err[4096];
+	Config *cfg = config_load(rt->config_path, err, sizeof(err));
+	if (!cfg) {
+		log_error(NULL, "reload failed, keeping the running configuration:\n%s", err);
+		return;
+	}
+	Config *old = rt->config;
+	if (strcmp(old->listen.host, cfg->listen.host) != 0 || old->listen.port != cfg->listen.port ||
+	    old->listen.backlog != cfg->listen.backlog)
+		log_warning(NULL, "listen.host/port/backlog changed: this needs a restart to take effect");
+	if (old->buffer_size != cfg->buffer_size)
+		log_info(NULL, "proxy.buffer_size applies to new connections");
+	rt->config = cfg;
+	rt->log.level = cfg->log.level;
+	scram_cache_clear(rt);
+	pool_apply_config(rt, cfg);
+	config_unref(old);
+	log_info(NULL, "configuration reloaded from %s", rt->config_path);
+}
+
+static void runtime_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	Runtime *rt = arg;
+	switch (sig) {
+	case SIGHUP:
+		log_info(NULL, "SIGHUP: reloading %s", rt->config_path);
+		runtime_reload(rt);
+		break;
+	case SIGTERM:
+		runtime_begin_shutdown(rt);
+		break;
+	case SIGINT:
+		log_info(NULL, "SIGINT: exiting now");
+		event_base_loopbreak(rt->base);
+		break;
+	default:
+		break;
+	}
+}
+
+static void runtime_on_janitor(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	Runtime *rt = arg;
+	pool_janitor(rt);
+	if (rt->shutting_down && runtime_now_ms() >= rt->shutdown_deadline_ms) {
+		log_warning(NULL, "shutdown_timeout reached with %zu client(s) still connected: exiting", rt->n_clients);
+		event_base_loopbreak(rt->base);
+	}
+}
+
+bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
+{
+	memset(rt, 0, sizeof(*rt));
+	rt->config = cfg;
+	rt->config_path = strdup(config_path);
+	rt->log.level = cfg->log.level;
+	log_configure(&rt->log);
+	list_init(&rt->clients);
+	list_init(&rt->pools);
+	list_init(&rt->cancels);
+	list_init(&rt->dead_clients);
+	list_init(&rt->dead_servers);
+	signal(SIGPIPE, SIG_IGN);
+
+	rt->base = event_base_new();
+	if (!rt->base) {
+		log_error(NULL, "cannot create the event loop");
+		return false;
+	}
+	rt->dns = evdns_base_new(rt->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!rt->dns)
+		rt->dns = evdns_base_new(rt->base, 0); /* no resolv.conf: numeric hosts still work */
+	if (rt->dns)
+		evdns_base_load_hosts(rt->dns, NULL);
+	rt->ev_reaper = event_new(rt->base, -1, 0, runtime_reap, rt);
+	rt->ev_sighup = evsignal_new(rt->base, SIGHUP, runtime_on_signal, rt);
+	rt->ev_sigterm = evsignal_new(rt->base, SIGTERM, runtime_on_signal, rt);
+	rt->ev_sigint = evsignal_new(rt->base, SIGINT, runtime_on_signal, rt);
+	rt->ev_janitor = event_new(rt->base, -1, EV_PERSIST, runtime_on_janitor, rt);
+	struct timeval second = {1, 0};
+	if (!rt->ev_reaper || !rt->ev_sighup || !rt->ev_sigterm || !rt->ev_sigint || !rt->ev_janitor ||
+	    event_add(rt->ev_sighup, NULL) || event_add(rt->ev_sigterm, NULL) || event_add(rt->ev_sigint, NULL) ||
+	    event_add(rt->ev_janitor, &second)) {
+		log_error(NULL, "cannot set up signal handling");
+		return false;
+	}
+	return listener_start(rt);
+}
+
+int runtime_run(Runtime *rt)
+{
+	log_info(NULL, "pgrelay %s listening on %s:%d", PGRELAY_VERSION, rt->config->listen.host, rt->config->listen.port);
+	event_base_dispatch(rt->base);
+	return 0;
+}
+
+void runtime_free(Runtime *rt)
+{
+	listener_stop(rt);
+	ListNode *n, *t;
+	list_for_each_safe(n, t, &rt->clients)
+		client_close(list_entry(n, Client, node), "pgrelay exiting");
+	list_for_each_safe(n, t, &rt->pools)
+		pool_free(list_entry(n, Pool, node));
+	cancel_free_all(rt);
+	runtime_reap(-1, 0, rt);
+	cancel_map_free(&rt->cancel_map);
+	scram_cache_clear(rt);
+	if (rt->ev_reaper)
+		event_free(rt->ev_reaper);
+	if (rt->ev_sighup)
+		event_free(rt->ev_sighup);
+	if (rt->ev_sigterm)
+		event_free(rt->ev_sigterm);
+	if (rt->ev_sigint)
+		event_free(rt->ev_sigint);
+	if (rt->ev_janitor)
+		event_free(rt->ev_janitor);
+	if (rt->dns)
+		evdns_base_free(rt->dns, 0);
+	if (rt->base)
+		event_base_free(rt->base);
+	config_unref(rt->config);
+	free(rt->config_path);
+	log_configure(NULL);
+}

@@ -1,0 +1,97 @@
+/*
+ * runtime — the one struct that holds everything the event loop owns: libevent base, the current
+ * Config, the listener, every client, pool and server, the cancel-key map, signals and timers.
+ * No other global state exists (log keeps a pointer to runtime.log), so the loop can later run as
+ * N workers, each with its own Runtime.
+ */
+#ifndef PGRELAY_RUNTIME_H
+#define PGRELAY_RUNTIME_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "list.h"
+#include "log.h"
+
+typedef struct Client Client;
+typedef struct Server Server;
+typedef struct Pool Pool;
+
+typedef struct CancelMap {
+	struct CancelSlot {
+		uint32_t pid;
+		Client *client; /* NULL: empty; (Client *)1: deleted */
+	} *slots;
+	size_t cap, used, tombstones;
+} CancelMap;
+
+typedef struct Stats {
+	uint64_t clients_accepted;
+	uint64_t clients_refused;
+	uint64_t auth_failures;
+	uint64_t servers_opened;
+	uint64_t servers_failed;
+	uint64_t wait_timeouts;
+	uint64_t cancels_forwarded;
+} Stats;
+
+typedef struct Runtime {
+	struct event_base *base;
+	struct evdns_base *dns;
+	Config *config;
+	char *config_path;
+	LogSettings log;
+
+#define RUNTIME_MAX_LISTENERS 8
+	int listen_fds[RUNTIME_MAX_LISTENERS];
+	struct event *ev_accept[RUNTIME_MAX_LISTENERS];
+	int n_listeners;
+
+	List clients;   /* every live client */
+	List pools;
+	List cancels;   /* cancel requests in flight */
+	size_t n_clients;
+
+	/* Objects closed inside callbacks wait here until the reaper runs. */
+	List dead_clients, dead_servers;
+	struct event *ev_reaper;
+
+	uint64_t next_client_id, next_server_id;
+	CancelMap cancel_map;
+
+	struct event *ev_sighup, *ev_sigterm, *ev_sigint, *ev_janitor;
+	bool shutting_down;
+	int64_t shutdown_deadline_ms;
+
+	/* SCRAM verifiers derived from plain-text user passwords (PBKDF2 is slow: do it once). */
+	struct ScramCacheEntry {
+		char *user;
+		char *password;
+		struct ScramVerifier *verifier;
+	} *scram_cache;
+	size_t n_scram_cache;
+
+	Stats stats;
+} Runtime;
+
+/* Milliseconds on the monotonic clock. */
+int64_t runtime_now_ms(void);
+
+bool runtime_init(Runtime *rt, Config *cfg, const char *config_path);
+/* Runs the loop until shutdown; returns the exit status. */
+int runtime_run(Runtime *rt);
+void runtime_free(Runtime *rt);
+
+/* Schedules the reaper (frees objects on the dead lists after the current callback). */
+void runtime_schedule_reap(Runtime *rt);
+/* Called when a client goes away; finishes a SIGTERM shutdown once the last one has left. */
+void runtime_client_gone(Runtime *rt);
+
+/* The SCRAM verifier for a user whose configured password is plain text (cached). */
+const struct ScramVerifier *runtime_scram_verifier_for(Runtime *rt, const char *user, const char *password);
+/* Re-reads the configuration file (SIGHUP); keeps the running one if the new one is invalid. */
+void runtime_reload(Runtime *rt);
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * scram — password authentication as PostgreSQL does it, on both sides of the proxy:
+ * SCRAM-SHA-256 (RFC 5802 / RFC 7677, no channel binding) and md5, with OpenSSL's primitives.
+ *
+ * Owns: parsing and building SCRAM verifiers, the server role (pgrelay checking a client), the
+ * client role (pgrelay logging in to PostgreSQL), and md5 hashing. Pure functions over strings:
+ * no sockets, no event loop, no logging. Secrets never leave this module except as the protocol
+ * messages they produce.
+ */
+#ifndef PGRELAY_SCRAM_H
+#define PGRELAY_SCRAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SCRAM_KEY_LEN 32
+#define SCRAM_MAX_SALT_LEN 64
+#define SCRAM_DEFAULT_ITERATIONS 4096
+
+/* A parsed "SCRAM-SHA-256$<iterations>:<salt b64>$<StoredKey b64>:<ServerKey b64>". */
+typedef struct ScramVerifier {
+	int iterations;
+	uint8_t salt[SCRAM_MAX_SALT_LEN];
+	size_t salt_len;
+	uint8_t stored_key[SCRAM_KEY_LEN];
+	uint8_t server_key[SCRAM_KEY_LEN];
+} ScramVerifier;
+
+/* True if text looks like a SCRAM-SHA-256 verifier (prefix check only). */
+bool scram_is_verifier(const char *text);
+/* Parses a verifier; false if malformed. */
+bool scram_parse_verifier(const char *text, ScramVerifier *out);
+/* Derives a verifier from a plain password with a fresh random salt (16 bytes). */
+bool scram_verifier_from_password(const char *password, int iterations, ScramVerifier *out);
+/* Formats a verifier as PostgreSQL stores it; returns a malloc'd string. */
+char *scram_verifier_format(const ScramVerifier *v);
+
+/* ---- server role: pgrelay authenticates a client ---- */
+typedef enum {
+	SCRAM_SERVER_INIT = 0,
+	SCRAM_SERVER_SENT_FIRST,
+	SCRAM_SERVER_DONE,
+	SCRAM_SERVER_FAILED,
+} ScramServerState;
+
+typedef struct ScramServer {
+	ScramServerState state;
+	ScramVerifier verifier;
+	char *client_first_bare; /* malloc'd */
+	char *server_first;      /* malloc'd */
+	char *nonce;             /* combined client+server nonce, malloc'd */
+	char cbind_flag;         /* 'n' or 'y' */
+} ScramServer;
+
+void scram_server_init(ScramServer *s, const ScramVerifier *verifier);
+void scram_server_free(ScramServer *s);
+/*
+ * Takes the client-first-message (the SASLInitialResponse data). On success sets *reply to the
+ * malloc'd server-first-message. On failure returns false and sets *err to a static message
+ * suitable for an ErrorResponse (malformed message, channel binding requested, ...).
+ */
+bool scram_server_handle_first(ScramServer *s, const char *msg, size_t len, char **reply, const char **err);
+/*
+ * Takes the client-final-message. Returns true and sets *reply to the malloc'd
+ * server-final-message ("v=...") when the proof is right; false with *err otherwise. A wrong
+ * password yields err == SCRAM_ERR_WRONG_PASSWORD (compare by pointer).
+ */
+bool scram_server_handle_final(ScramServer *s, const char *msg, size_t len, char **reply, const char **err);
+extern const char SCRAM_ERR_WRONG_PASSWORD[];
+
+/* ---- client role: pgrelay logs in to a PostgreSQL server ---- */
+typedef enum {
+	SCRAM_CLIENT_INIT = 0,
+	SCRAM_CLIENT_SENT_FIRST,
+	SCRAM_CLIENT_SENT_FINAL,
+	SCRAM_CLIENT_DONE,
+} ScramClientState;
+
+typedef struct ScramClient {
+	ScramClientState state;
+	char *password;          /* malloc'd copy, wiped on free */
+	char *client_nonce;      /* malloc'd */
+	char *client_first_bare; /* malloc'd */
+	uint8_t server_signature[SCRAM_KEY_LEN];
+} ScramClient;
+
+void scram_client_init(ScramClient *c, const char *password);
+void scram_client_free(ScramClient *c);
+/* Builds the client-first-message ("n,,n=,r=<nonce>"), malloc'd. */
+char *scram_client_first(ScramClient *c);
+/* Takes the server-first-message, returns the malloc'd client-final-message, or NULL with *err. */
+char *scram_client_handle_server_first(ScramClient *c, const char *msg, size_t len, const char **err);
+/* Checks the server-final-message's signature. */
+bool scram_client_verify_server_final(ScramClient *c, const char *msg, size_t len, const char **err);
+
+/* ---- md5 ---- */
+/* True if text is "md5" followed by 32 lowercase hex digits. */
+bool scram_is_md5_hash(const char *text);
+/* out = "md5" + hex(md5(password || user)); out must hold 36 bytes. */
+void scram_md5_password_hash(const char *user, const char *password, char out[36]);
+/* out = "md5" + hex(md5(hex_part_of(md5hash) || salt)); md5hash as built above. */
+void scram_md5_salted(const char *md5hash, const uint8_t salt[4], char out[36]);
+/*
+ * Checks a client's md5 response against the stored secret (plain password or md5 hash) for
+ * that user and salt, in constant time.
+ */
+bool scram_md5_check(const char *stored_secret, const char *user, const uint8_t salt[4], const char *response);
+
+/* Constant-time comparison. */
+bool scram_secure_equal(const void *a, const void *b, size_t len);
+
+#endif

@@ -1,0 +1,806 @@
+/*
+ * server — the PostgreSQL side of pgrelay (see server.h for what it owns).
+ *
+ * State machine:
+ *   CONNECTING --connected--> LOGIN --ReadyForQuery--> IDLE (pool)
+ *   IDLE --pool lends it--> ACTIVE --released at ReadyForQuery 'I'--> IDLE
+ *   ACTIVE --session ends--> RESETTING --ReadyForQuery of the reset query--> IDLE
+ *   any --error, EOF, timeout, unknown state--> CLOSED (never reused)
+ *
+ * Request bookkeeping: every Query, Sync and FunctionCall forwarded to the server ends with exactly
+ * one ReadyForQuery, except Syncs the server ignores while in COPY FROM STDIN. The ring `reqs`
+ * holds them in order, so ReadyForQuery tells whose reply ended (pgrelay's own queries are marked
+ * INTERNAL and their replies are swallowed) and when nothing is in flight.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/dns.h>
+#include <event2/util.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cancel.h"
+#include "client.h"
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+#include "relay.h"
+
+#define REQ_COPY_END 'c'
+
+static void server_on_readable(void *owner);
+static void server_on_drained(void *owner);
+static void server_on_failed(void *owner, const char *why);
+
+static const ConnHandlers server_handlers = {
+	.readable = server_on_readable,
+	.drained = server_on_drained,
+	.failed = server_on_failed,
+};
+
+const char *server_state_name(ServerState st)
+{
+	switch (st) {
+	case SV_CONNECTING: return "connecting";
+	case SV_LOGIN: return "login";
+	case SV_IDLE: return "idle";
+	case SV_ACTIVE: return "active";
+	case SV_RESETTING: return "resetting";
+	case SV_CLOSED: return "closed";
+	}
+	return "?";
+}
+
+/* ---- request ring ---- */
+
+static void reqs_push(ServerRequests *q, uint8_t kind)
+{
+	if (q->count == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 16;
+		uint8_t *ring = malloc(cap);
+		if (!ring)
+			abort();
+		for (size_t i = 0; i < q->count; i++)
+			ring[i] = q->ring[(q->head + i) % q->cap];
+		free(q->ring);
+		q->ring = ring;
+		q->cap = cap;
+		q->head = 0;
+	}
+	q->ring[(q->head + q->count) % q->cap] = kind;
+	q->count++;
+}
+
+static uint8_t reqs_at(const ServerRequests *q, size_t i) { return q->ring[(q->head + i) % q->cap]; }
+
+static void reqs_remove_at(ServerRequests *q, size_t i)
+{
+	for (size_t j = i; j + 1 < q->count; j++)
+		q->ring[(q->head + j) % q->cap] = q->ring[(q->head + j + 1) % q->cap];
+	q->count--;
+}
+
+/* Drops copy-end markers at the head: they only matter while a COPY starts. */
+static void reqs_skip_markers(ServerRequests *q)
+{
+	while (q->count && reqs_at(q, 0) == REQ_COPY_END) {
+		q->head = (q->head + 1) % q->cap;
+		q->count--;
+	}
+}
+
+static uint8_t reqs_head(ServerRequests *q)
+{
+	reqs_skip_markers(q);
+	return q->count ? reqs_at(q, 0) : 0;
+}
+
+static void reqs_pop(ServerRequests *q)
+{
+	reqs_skip_markers(q);
+	if (q->count) {
+		q->head = (q->head + 1) % q->cap;
+		q->count--;
+	}
+}
+
+/*
+ * The server answered CopyInResponse: it now ignores Sync until the copy ends. Syncs the client
+ * sent after the COPY request and before its CopyDone/CopyFail will get no ReadyForQuery.
+ */
+static void reqs_copy_started(Server *s)
+{
+	ServerRequests *q = &s->reqs;
+	reqs_skip_markers(q);
+	/* A simple Query at the head is the COPY itself; a Sync at the head follows its Execute. */
+	size_t i = (q->count && (reqs_at(q, 0) & 0x7f) != 'S') ? 1 : 0;
+	while (i < q->count) {
+		uint8_t k = reqs_at(q, i);
+		if (k == REQ_COPY_END) {
+			reqs_remove_at(q, i);
+			return; /* the client already ended the copy */
+		}
+		if (k == 'S')
+			reqs_remove_at(q, i);
+		else
+			i++;
+	}
+	s->copy_in = true;
+}
+
+void server_note_client_message(Server *s, uint8_t type)
+{
+	switch (type) {
+	case 'Q':
+	case 'F':
+		reqs_push(&s->reqs, type);
+		break;
+	case 'S':
+		if (!s->copy_in)
+			reqs_push(&s->reqs, 'S');
+		s->extended_open = false;
+		break;
+	case 'c':
+	case 'f':
+		if (s->copy_in)
+			s->copy_in = false;
+		else
+			reqs_push(&s->reqs, REQ_COPY_END);
+		break;
+	case 'd':
+		break;
+	default: /* Parse, Bind, Describe, Execute, Close, Flush */
+		s->extended_open = true;
+		break;
+	}
+}
+
+bool server_is_quiet(const Server *s)
+{
+	for (size_t i = 0; i < s->reqs.count; i++)
+		if (reqs_at(&s->reqs, i) != REQ_COPY_END)
+			return false;
+	return s->tx_status == 'I' && !s->extended_open && !s->copy_in;
+}
+
+/* ---- life cycle ---- */
+
+static void server_on_timer(evutil_socket_t fd, short what, void *arg);
+static void server_on_connected(evutil_socket_t fd, short what, void *arg);
+static void server_start_connect(Server *s);
+
+static void server_set_timer(Server *s, int64_t ms)
+{
+	event_del(&s->ev_timer);
+	if (ms > 0) {
+		struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+		event_add(&s->ev_timer, &tv);
+	}
+}
+
+/* Login failed or the connection broke before login: tell the pool, then close. */
+static void server_login_failed(Server *s, const char *sqlstate, const char *message)
+{
+	s->rt->stats.servers_failed++;
+	log_warning(s->name, "login to %s:%d failed: %s", s->pool->service->primary.host,
+		    s->pool->service->primary.port, message);
+	pool_server_failed(s->pool, s, sqlstate, message);
+	server_close(s, false, "login failed");
+}
+
+static void server_dns_done(int err, struct evutil_addrinfo *res, void *arg)
+{
+	Server *s = arg;
+	if (s->state == SV_CLOSED) {
+		if (res)
+			evutil_freeaddrinfo(res);
+		return;
+	}
+	if (err || !res) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "could not resolve host \"%s\": %s", s->pool->service->primary.host,
+			 evutil_gai_strerror(err));
+		if (res)
+			evutil_freeaddrinfo(res);
+		server_login_failed(s, SQLSTATE_CANNOT_CONNECT, msg);
+		return;
+	}
+	memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
+	s->addr_len = (socklen_t)res->ai_addrlen;
+	evutil_freeaddrinfo(res);
+	server_start_connect(s);
+}
+
+Server *server_launch(Pool *pool)
+{
+	Runtime *rt = pool->rt;
+	Server *s = calloc(1, sizeof(*s));
+	if (!s)
+		abort();
+	s->rt = rt;
+	s->base = rt->base;
+	s->id = ++rt->next_server_id;
+	snprintf(s->name, sizeof(s->name), "S-%llu", (unsigned long long)s->id);
+	s->pool = pool;
+	s->state = SV_CONNECTING;
+	s->tx_status = 'I';
+	s->conn.fd = -1;
+	s->created_ms = s->last_used_ms = runtime_now_ms();
+	params_init(&s->params);
+	evtimer_assign(&s->ev_timer, rt->base, server_on_timer, s);
+	list_node_init(&s->pool_node);
+	pool_server_moved(pool, s);
+	rt->stats.servers_opened++;
+	server_set_timer(s, pool->service->pool.connect_timeout_ms);
+
+	const ConfigBackend *be = &pool->service->primary;
+	log_debug(s->name, "connecting to %s:%d for pool %s", be->host, be->port, pool->name);
+	if (be->host[0] == '/') {
+		struct sockaddr_un *un = (struct sockaddr_un *)&s->addr;
+		un->sun_family = AF_UNIX;
+		snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d", be->host, be->port);
+		s->addr_len = sizeof(*un);
+		server_start_connect(s);
+		return s;
+	}
+	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+					.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV};
+	char port[16];
+	snprintf(port, sizeof(port), "%d", be->port);
+	struct evutil_addrinfo *res = NULL;
+	if (evutil_getaddrinfo(be->host, port, &hints, &res) == 0 && res) {
+		memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
+		s->addr_len = (socklen_t)res->ai_addrlen;
+		evutil_freeaddrinfo(res);
+		server_start_connect(s);
+		return s;
+	}
+	hints.ai_flags = EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
+	evdns_getaddrinfo(rt->dns, be->host, port, &hints, server_dns_done, s);
+	return s;
+}
+
+static void server_start_connect(Server *s)
+{
+	if (s->state != SV_CONNECTING)
+		return;
+	int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		/* Reported from the loop, so the caller is never re-entered. */
+		s->connect_errno = errno ? errno : EIO;
+		event_active(&s->ev_timer, EV_TIMEOUT, 0);
+		return;
+	}
+	if (s->addr.ss_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	}
+	const Config *cfg = s->pool->config;
+	conn_init(&s->conn, s->base, fd, cfg->buffer_size, cfg->max_message_size, &server_handlers, s);
+	if (connect(fd, (struct sockaddr *)&s->addr, s->addr_len) < 0 && errno != EINPROGRESS) {
+		s->connect_errno = errno;
+		event_active(&s->ev_timer, EV_TIMEOUT, 0);
+		return;
+	}
+	event_assign(&s->ev_connect, s->base, fd, EV_WRITE, server_on_connected, s);
+	event_add(&s->ev_connect, NULL);
+}
+
+static void server_send_startup(Server *s)
+{
+	Pool *p = s->pool;
+	const ConfigBackend *be = &p->service->primary;
+	const char *names[5], *values[5];
+	size_t n = 0;
+	char timeout[32];
+	names[n] = "user";
+	values[n++] = p->server_user;
+	names[n] = "database";
+	values[n++] = be->dbname;
+	if (p->config->application_name && *p->config->application_name) {
+		names[n] = "application_name";
+		values[n++] = p->config->application_name;
+	}
+	if (p->service->pool.statement_timeout_ms > 0) {
+		snprintf(timeout, sizeof(timeout), "%lld", (long long)p->service->pool.statement_timeout_ms);
+		names[n] = "statement_timeout";
+		values[n++] = timeout;
+	}
+	Buf b;
+	buf_init(&b);
+	proto_build_startup(&b, names, values, n);
+	conn_send_buf(&s->conn, &b);
+	buf_free(&b);
+}
+
+static void server_on_connected(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	Server *s = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "could not connect to server: %s", strerror(err));
+		server_login_failed(s, SQLSTATE_CANNOT_CONNECT, msg);
+		return;
+	}
+	s->state = SV_LOGIN;
+	pool_server_moved(s->pool, s);
+	server_send_startup(s);
+	conn_start_reading(&s->conn);
+}
+
+static void server_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	Server *s = arg;
+	if (s->connect_errno) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "could not connect to server: %s", strerror(s->connect_errno));
+		server_login_failed(s, SQLSTATE_CANNOT_CONNECT, msg);
+		return;
+	}
+	if (s->state == SV_CONNECTING || s->state == SV_LOGIN) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "could not connect to server within connect_timeout (%lld ms)",
+			 (long long)s->pool->service->pool.connect_timeout_ms);
+		server_login_failed(s, SQLSTATE_CANNOT_CONNECT, msg);
+	}
+}
+
+void server_close(Server *s, bool cancel, const char *reason)
+{
+	if (s->state == SV_CLOSED)
+		return;
+	Runtime *rt = s->rt;
+	bool quiet = server_is_quiet(s);
+	log_info(s->name, "closing server connection (%s, %s): %s", s->pool->name, server_state_name(s->state), reason);
+	if (cancel && !quiet && s->be_pid && (s->state == SV_ACTIVE || s->state == SV_RESETTING))
+		cancel_send_to_server(rt, (struct sockaddr *)&s->addr, s->addr_len, s->be_pid, s->be_key, s->name);
+	if ((s->state == SV_IDLE || s->state == SV_ACTIVE) && quiet && conn_queued(&s->conn) == 0) {
+		Buf b;
+		buf_init(&b);
+		proto_build_terminate(&b);
+		conn_send_buf(&s->conn, &b);
+		buf_free(&b);
+	}
+	Client *c = s->client;
+	s->client = NULL;
+	s->state = SV_CLOSED;
+	if (event_initialized(&s->ev_connect))
+		event_del(&s->ev_connect);
+	event_del(&s->ev_timer);
+	conn_close(&s->conn);
+	pool_server_removed(s->pool, s);
+	if (s->scram_active) {
+		scram_client_free(&s->scram);
+		s->scram_active = false;
+	}
+	list_push_back(&rt->dead_servers, &s->dead_node);
+	runtime_schedule_reap(rt);
+	if (c && c->server == s) {
+		c->server = NULL;
+		if (s->fatal_forwarded)
+			client_close(c, "server closed the connection after a FATAL error");
+		else
+			client_server_lost(c, "server connection lost; the current transaction, if any, was not committed");
+	}
+}
+
+void server_free_memory(Server *s)
+{
+	params_free(&s->params);
+	free(s->reqs.ring);
+	free(s);
+}
+
+/* ---- linking ---- */
+
+void server_send_internal_query(Server *s, const char *sql)
+{
+	Buf b;
+	buf_init(&b);
+	proto_build_query(&b, sql);
+	conn_send_buf(&s->conn, &b);
+	buf_free(&b);
+	reqs_push(&s->reqs, 'Q' | SERVER_REQ_INTERNAL);
+}
+
+void server_attach(Server *s, Client *c)
+{
+	s->client = c;
+	s->state = SV_ACTIVE;
+	s->last_used_ms = runtime_now_ms();
+	pool_server_moved(s->pool, s);
+	Buf sql;
+	buf_init(&sql);
+	if (params_sync_sql(&c->params, &s->params, &sql) > 0) {
+		buf_append(&sql, "", 1);
+		log_debug(s->name, "applying %s's session parameters", c->name);
+		server_send_internal_query(s, (const char *)buf_head(&sql));
+		/* Parameters the server does not report back are known from now on. */
+		for (size_t i = 0; i < c->params.n; i++)
+			params_set(&s->params, c->params.items[i].name, c->params.items[i].value);
+	}
+	buf_free(&sql);
+	/* Replies may already be buffered (they were paused while unlinked). */
+	server_kick(s);
+}
+
+void server_detach(Server *s)
+{
+	Client *c = s->client;
+	if (c && c->server == s)
+		c->server = NULL;
+	s->client = NULL;
+	s->release_pending = false;
+}
+
+void server_release(Server *s, bool reset)
+{
+	s->last_used_ms = runtime_now_ms();
+	const char *q = s->pool->config->server_reset_query;
+	if (reset && q && *q) {
+		s->state = SV_RESETTING;
+		pool_server_moved(s->pool, s);
+		server_send_internal_query(s, q);
+		return;
+	}
+	s->state = SV_IDLE;
+	pool_server_available(s->pool, s);
+}
+
+void server_kick(Server *s)
+{
+	if (s->state == SV_CLOSED)
+		return;
+	conn_start_reading(&s->conn);
+	if (s->conn.in_pos < s->conn.in_len)
+		conn_kick(&s->conn);
+}
+
+/* ---- login ---- */
+
+static RelayAction server_login_fail_msg(Server *s, const char *msg)
+{
+	server_login_failed(s, SQLSTATE_CANNOT_CONNECT, msg);
+	return RELAY_CLOSED;
+}
+
+static RelayAction server_auth_request(Server *s, const uint8_t *body, size_t len)
+{
+	ProtoReader r;
+	proto_reader_init(&r, body, len);
+	uint32_t code = proto_read_u32(&r);
+	const char *password = s->pool->server_password;
+	Buf b;
+	buf_init(&b);
+	RelayAction result = RELAY_DROP;
+	char msg[200];
+	switch (code) {
+	case PROTO_AUTH_OK:
+		break;
+	case PROTO_AUTH_CLEARTEXT:
+		if (!password)
+			goto no_password;
+		proto_build_password(&b, password);
+		break;
+	case PROTO_AUTH_MD5: {
+		const uint8_t *salt = proto_read_bytes(&r, 4);
+		if (!salt || !password) {
+			if (!password)
+				goto no_password;
+			result = server_login_fail_msg(s, "malformed md5 authentication request from server");
+			break;
+		}
+		char hash[36], salted[36];
+		if (scram_is_md5_hash(password))
+			memcpy(hash, password, 36);
+		else
+			scram_md5_password_hash(s->pool->server_user, password, hash);
+		scram_md5_salted(hash, salt, salted);
+		proto_build_password(&b, salted);
+		break;
+	}
+	case PROTO_AUTH_SASL: {
+		bool has_scram = false;
+		for (;;) {
+			const char *mech = proto_read_str(&r);
+			if (r.error || !*mech)
+				break;
+			if (strcmp(mech, "SCRAM-SHA-256") == 0)
+				has_scram = true;
+		}
+		if (!has_scram) {
+			result = server_login_fail_msg(s, "server offers no SASL mechanism pgrelay supports (SCRAM-SHA-256)");
+			break;
+		}
+		if (!password)
+			goto no_password;
+		if (scram_is_md5_hash(password) || scram_is_verifier(password)) {
+			result = server_login_fail_msg(s, "server asks for SCRAM but the configured password is a hash; "
+							  "pgrelay needs the plain password to log in with SCRAM");
+			break;
+		}
+		scram_client_init(&s->scram, password);
+		s->scram_active = true;
+		char *first = scram_client_first(&s->scram);
+		proto_build_sasl_initial(&b, "SCRAM-SHA-256", first, strlen(first));
+		free(first);
+		break;
+	}
+	case PROTO_AUTH_SASL_CONTINUE: {
+		const char *err = NULL;
+		char *final = s->scram_active ? scram_client_handle_server_first(&s->scram, (const char *)body + 4, len - 4, &err)
+					      : NULL;
+		if (!final) {
+			snprintf(msg, sizeof(msg), "SCRAM exchange with server failed: %s", err ? err : "unexpected message");
+			result = server_login_fail_msg(s, msg);
+			break;
+		}
+		proto_build_sasl_response(&b, final, strlen(final));
+		free(final);
+		break;
+	}
+	case PROTO_AUTH_SASL_FINAL: {
+		const char *err = NULL;
+		if (!s->scram_active || !scram_client_verify_server_final(&s->scram, (const char *)body + 4, len - 4, &err)) {
+			snprintf(msg, sizeof(msg), "server's SCRAM signature is wrong: %s", err ? err : "unexpected message");
+			result = server_login_fail_msg(s, msg);
+			break;
+		}
+		scram_client_free(&s->scram);
+		s->scram_active = false;
+		break;
+	}
+	default:
+		snprintf(msg, sizeof(msg), "server requested authentication method %u, which pgrelay does not support", code);
+		result = server_login_fail_msg(s, msg);
+		break;
+	}
+	if (result == RELAY_DROP && buf_used(&b))
+		conn_send_buf(&s->conn, &b);
+	buf_free(&b);
+	return result;
+no_password:
+	buf_free(&b);
+	snprintf(msg, sizeof(msg), "server requested a password but service \"%s\" has none for user \"%s\"",
+		 s->pool->service->name, s->pool->server_user);
+	return server_login_fail_msg(s, msg);
+}
+
+static RelayAction server_login_msg(void *owner, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
+{
+	Server *s = owner;
+	if (avail < total)
+		return RELAY_NEED_BODY;
+	const uint8_t *body = msg + PROTO_HEADER_LEN;
+	size_t len = total - PROTO_HEADER_LEN;
+	ProtoReader r;
+	proto_reader_init(&r, body, len);
+	switch (type) {
+	case 'R':
+		return server_auth_request(s, body, len);
+	case 'S': {
+		const char *name = proto_read_str(&r);
+		const char *value = proto_read_str(&r);
+		if (!r.error)
+			params_set(&s->params, name, value);
+		return RELAY_DROP;
+	}
+	case 'K':
+		s->be_pid = proto_read_u32(&r);
+		s->be_key = proto_read_u32(&r);
+		return RELAY_DROP;
+	case 'E': {
+		ProtoErrorFields f;
+		proto_parse_error(body, len, &f);
+		char m[400];
+		snprintf(m, sizeof(m), "server rejected the login: %s", f.message);
+		server_login_failed(s, *f.sqlstate ? f.sqlstate : SQLSTATE_CANNOT_CONNECT, m);
+		return RELAY_CLOSED;
+	}
+	case 'N':
+	case 'v':
+		return RELAY_DROP;
+	case 'Z':
+		s->tx_status = body[0];
+		s->state = SV_IDLE;
+		server_set_timer(s, 0);
+		log_info(s->name, "new server connection to %s:%d for pool %s (backend pid %u)",
+			 s->pool->service->primary.host, s->pool->service->primary.port, s->pool->name, s->be_pid);
+		return RELAY_DROP | RELAY_AFTER_STOP;
+	default:
+		return server_login_fail_msg(s, "unexpected message from server during login");
+	}
+}
+
+/* ---- relaying replies ---- */
+
+static void server_internal_error(Server *s, const uint8_t *body, size_t len)
+{
+	ProtoErrorFields f;
+	proto_parse_error(body, len, &f);
+	log_warning(s->name, "pgrelay's own query failed: %s (%s)", f.message, f.sqlstate);
+	s->close_on_release = true;
+	if (s->client && s->state == SV_ACTIVE) {
+		/* A session parameter of the client could not be applied: the client cannot go on. */
+		Client *c = s->client;
+		client_fatal(c, *f.sqlstate ? f.sqlstate : SQLSTATE_INTERNAL_ERROR,
+			     "pgrelay could not apply a session parameter on the server: %s", f.message);
+	}
+}
+
+static RelayAction server_relay_msg(void *owner, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
+{
+	Server *s = owner;
+	Client *c = s->client;
+	uint8_t head = reqs_head(&s->reqs);
+	bool internal = (head & SERVER_REQ_INTERNAL) != 0;
+
+	switch (type) {
+	case 'Z': {
+		if (avail < total)
+			return RELAY_NEED_BODY;
+		s->tx_status = (char)msg[PROTO_HEADER_LEN];
+		reqs_pop(&s->reqs);
+		if (internal) {
+			if (s->state == SV_RESETTING && s->reqs.count == 0)
+				return RELAY_DROP | RELAY_AFTER_STOP; /* reset done */
+			return RELAY_DROP;
+		}
+		if (!c)
+			return RELAY_ERROR;
+		if (s->tx_status == 'I' && server_is_quiet(s) && c->conn.fwd_left == 0 &&
+		    (c->pool_mode == CONFIG_POOL_TRANSACTION || c->close_at_idle)) {
+			s->release_pending = true;
+			return RELAY_FORWARD | RELAY_AFTER_STOP;
+		}
+		return RELAY_FORWARD;
+	}
+	case 'S': {
+		if (avail < total)
+			return RELAY_NEED_BODY;
+		ProtoReader r;
+		proto_reader_init(&r, msg + PROTO_HEADER_LEN, total - PROTO_HEADER_LEN);
+		const char *name = proto_read_str(&r);
+		const char *value = proto_read_str(&r);
+		if (r.error)
+			return RELAY_ERROR;
+		params_set(&s->params, name, value);
+		if (c && s->state == SV_ACTIVE) {
+			if (params_is_settable_report(name))
+				params_set(&c->params, name, value);
+			return RELAY_FORWARD;
+		}
+		return RELAY_DROP;
+	}
+	case 'E': {
+		if (avail < total)
+			return RELAY_NEED_BODY;
+		if (s->copy_in)
+			s->copy_in = false; /* an error ends COPY FROM STDIN */
+		if (internal) {
+			server_internal_error(s, msg + PROTO_HEADER_LEN, total - PROTO_HEADER_LEN);
+			return s->state == SV_CLOSED ? RELAY_CLOSED : RELAY_DROP;
+		}
+		ProtoErrorFields f;
+		if (proto_parse_error(msg + PROTO_HEADER_LEN, total - PROTO_HEADER_LEN, &f) &&
+		    (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0)) {
+			log_warning(s->name, "server sent %s: %s (%s)", f.severity, f.message, f.sqlstate);
+			s->fatal_forwarded = c != NULL;
+			s->close_on_release = true;
+		}
+		return c ? RELAY_FORWARD : RELAY_DROP;
+	}
+	case 'G':
+		if (!internal)
+			reqs_copy_started(s);
+		return c && !internal ? RELAY_FORWARD : RELAY_DROP;
+	case 'C':
+		if (s->copy_in)
+			s->copy_in = false;
+		return c && !internal ? RELAY_FORWARD : RELAY_DROP;
+	case 'N':
+	case 'A':
+		return c && !internal ? RELAY_FORWARD : RELAY_DROP;
+	default:
+		if (internal)
+			return RELAY_DROP;
+		if (!c)
+			return RELAY_ERROR;
+		return RELAY_FORWARD;
+	}
+}
+
+/* ReadyForQuery ended the client's transaction: hand the server back, the client goes idle. */
+static void server_finish_release(Server *s)
+{
+	Client *c = s->client;
+	server_detach(s);
+	if (c)
+		c->pool->total_xacts++;
+	server_release(s, c && c->pool_mode == CONFIG_POOL_SESSION);
+	if (c)
+		client_unlinked(c);
+}
+
+static size_t backpressure_limit(const Server *s) { return s->pool->config->buffer_size; }
+
+static void server_on_readable(void *owner)
+{
+	Server *s = owner;
+	const char *why = NULL;
+	for (;;) {
+		RelayResult r;
+		ServerState before = s->state;
+		switch (s->state) {
+		case SV_LOGIN:
+			r = relay_process(&s->conn, NULL, server_login_msg, s, &why);
+			break;
+		case SV_IDLE:
+		case SV_ACTIVE:
+		case SV_RESETTING:
+			r = relay_process(&s->conn, s->client ? &s->client->conn : NULL, server_relay_msg, s, &why);
+			break;
+		default:
+			return;
+		}
+		if (r == RELAY_CLOSED_OWNER || s->state == SV_CLOSED)
+			return;
+		if (r == RELAY_BAD_INPUT) {
+			char m[160];
+			snprintf(m, sizeof(m), "unexpected or invalid message from server (%s)", why);
+			if (before == SV_LOGIN)
+				server_login_failed(s, SQLSTATE_PROTOCOL_VIOLATION, m);
+			else
+				server_close(s, false, m);
+			return;
+		}
+		if (r != RELAY_STOPPED)
+			break;
+		if (before == SV_LOGIN || before == SV_RESETTING) {
+			s->state = SV_IDLE;
+			pool_server_available(s->pool, s);
+		} else if (s->release_pending) {
+			server_finish_release(s);
+		}
+		if (s->state == SV_CLOSED)
+			return;
+	}
+	conn_compact(&s->conn);
+	if (s->client && conn_queued(&s->client->conn) > backpressure_limit(s))
+		conn_stop_reading(&s->conn);
+}
+
+static void server_on_drained(void *owner)
+{
+	Server *s = owner;
+	if (s->client)
+		client_resume(s->client);
+}
+
+static void server_on_failed(void *owner, const char *why)
+{
+	Server *s = owner;
+	if (s->state == SV_LOGIN || s->state == SV_CONNECTING) {
+		char m[160];
+		snprintf(m, sizeof(m), "server closed the connection during login (%s)", why);
+		server_login_failed(s, SQLSTATE_CANNOT_CONNECT, m);
+		return;
+	}
+	server_close(s, false, why);
+}

@@ -1,0 +1,115 @@
+/*
+ * server — one connection from pgrelay to a PostgreSQL server: connect, log in (SCRAM-SHA-256,
+ * md5, cleartext), then relay the server's replies to the linked client.
+ *
+ * Owns: the server-side state machine, the queue of requests awaiting ReadyForQuery (which tells
+ * when a transaction-pooled connection may be released), queries pgrelay injects itself (SET for
+ * session parameters, the reset query) and the swallowing of their replies, and the decision to
+ * close a connection whose state is uncertain.
+ */
+#ifndef PGRELAY_SERVER_H
+#define PGRELAY_SERVER_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "conn.h"
+#include "list.h"
+#include "params.h"
+#include "runtime.h"
+#include "scram.h"
+
+typedef enum {
+	SV_CONNECTING, /* TCP connect in progress */
+	SV_LOGIN,      /* startup sent, authenticating */
+	SV_IDLE,       /* in the pool, no client */
+	SV_ACTIVE,     /* linked to a client */
+	SV_RESETTING,  /* running the reset query before going idle */
+	SV_CLOSED,
+} ServerState;
+
+/*
+ * A request sent to the server that will end with ReadyForQuery: 'Q' (simple query), 'S' (Sync),
+ * 'F' (FunctionCall); the INTERNAL bit marks requests pgrelay sent itself, whose replies the client
+ * never sees. 'c' marks the client's CopyDone/CopyFail (see server.c on COPY and Sync).
+ */
+#define SERVER_REQ_INTERNAL 0x80
+
+typedef struct ServerRequests {
+	uint8_t *ring;
+	size_t cap, head, count;
+} ServerRequests;
+
+struct Server {
+	Runtime *rt;
+	uint64_t id;
+	char name[24]; /* "S-12" for logs */
+	ServerState state;
+	Conn conn;
+	Pool *pool;
+	Client *client; /* linked client, or NULL */
+
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+
+	ParamList params;   /* the session parameters the server reported or was set to */
+	uint32_t be_pid, be_key;
+	char tx_status;     /* from the last ReadyForQuery: 'I', 'T' or 'E' */
+	ServerRequests reqs;
+	bool extended_open; /* extended-protocol messages forwarded since the last Sync */
+	bool copy_in;       /* server is in COPY FROM STDIN: Sync/Flush are ignored by it */
+	bool close_on_release;
+
+	ScramClient scram;
+	bool scram_active;
+
+	bool release_pending; /* ReadyForQuery ended the client's transaction: release after forwarding */
+	bool fatal_forwarded; /* the server sent the client a FATAL error: it will close */
+
+	int64_t created_ms, last_used_ms;
+	struct event ev_timer;   /* connect/login timeout */
+	struct event ev_connect; /* connect completion */
+	struct event_base *base;
+	int connect_errno;     /* an immediate connect failure, reported from the timer */
+	List *pool_list;       /* the pool list pool_node is on */
+	ListNode pool_node;    /* on one of the pool's state lists */
+	ListNode dead_node;
+};
+
+/* Opens a new connection for pool; it reports to the pool when logged in or failed. */
+Server *server_launch(Pool *pool);
+/*
+ * Closes the connection (never reused). If it is mid-request and cancel is set, a CancelRequest
+ * is sent first so the query stops on the server too. reason is logged.
+ */
+void server_close(Server *s, bool cancel, const char *reason);
+
+/* Link / unlink with a client. server_attach queues the SET statements the client needs. */
+void server_attach(Server *s, Client *c);
+/* Detaches the client (both sides forget the link). */
+void server_detach(Server *s);
+/* True when nothing is in flight: no request awaiting ReadyForQuery, transaction idle. */
+bool server_is_quiet(const Server *s);
+
+/* Called by the client side for each message forwarded to the server (request bookkeeping). */
+void server_note_client_message(Server *s, uint8_t type);
+
+/*
+ * Gives a detached, quiet server back to its pool: through the reset query first when reset is
+ * set (session pooling), otherwise at once.
+ */
+void server_release(Server *s, bool reset);
+
+/* Sends pgrelay's own simple query; its replies are swallowed. */
+void server_send_internal_query(Server *s, const char *sql);
+
+/* Re-examines buffered server bytes (after a client link change). */
+void server_kick(Server *s);
+
+const char *server_state_name(ServerState st);
+/* Frees a closed server (the runtime's reaper calls it). */
+void server_free_memory(Server *s);
+
+#endif

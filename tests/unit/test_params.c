@@ -1,0 +1,75 @@
+/* Unit tests for params: tracked session parameters, options parsing, SET generation. */
+#include "params.h"
+#include "unit.h"
+
+TEST(set_get_case_insensitive)
+{
+	ParamList l;
+	params_init(&l);
+	CHECK(params_set(&l, "DateStyle", "ISO"));
+	CHECK_STR(params_get(&l, "datestyle"), "ISO");
+	CHECK(!params_set(&l, "DATESTYLE", "ISO"));
+	CHECK(params_set(&l, "datestyle", "German"));
+	CHECK_INT(l.n, 1);
+	CHECK_STR(params_get(&l, "DateStyle"), "German");
+	CHECK(params_get(&l, "TimeZone") == NULL);
+	params_free(&l);
+}
+
+TEST(options_parsing)
+{
+	ParamList l;
+	params_init(&l);
+	CHECK(params_parse_options("-c search_path=a,b --statement-timeout=5s -cwork_mem=64MB", &l) == NULL);
+	CHECK_STR(params_get(&l, "search_path"), "a,b");
+	CHECK_STR(params_get(&l, "statement_timeout"), "5s");
+	CHECK_STR(params_get(&l, "work_mem"), "64MB");
+	CHECK(params_parse_options("-c x.y=with\\ space", &l) == NULL);
+	CHECK_STR(params_get(&l, "x.y"), "with space");
+	CHECK(params_parse_options("-D /tmp", &l) != NULL);
+	CHECK(params_parse_options("-c", &l) != NULL);
+	CHECK(params_parse_options("-c =x", &l) != NULL);
+	CHECK(params_parse_options("-c bad;name=x", &l) != NULL);
+	params_free(&l);
+}
+
+TEST(sync_sql_only_differences_and_quoting)
+{
+	ParamList want, have;
+	params_init(&want);
+	params_init(&have);
+	params_set(&want, "application_name", "it's \\ me");
+	params_set(&want, "TimeZone", "UTC");
+	params_set(&have, "timezone", "UTC");
+	Buf sql;
+	buf_init(&sql);
+	CHECK_INT(params_sync_sql(&want, &have, &sql), 1);
+	buf_append(&sql, "", 1);
+	CHECK_STR((const char *)buf_head(&sql), "SET application_name TO E'it''s \\\\ me';");
+	buf_reset(&sql);
+	params_set(&have, "application_name", "it's \\ me");
+	CHECK_INT(params_sync_sql(&want, &have, &sql), 0);
+	buf_free(&sql);
+	params_free(&want);
+	params_free(&have);
+}
+
+TEST(settable_reports)
+{
+	CHECK(params_is_settable_report("client_encoding"));
+	CHECK(params_is_settable_report("timezone"));
+	CHECK(!params_is_settable_report("server_version"));
+	CHECK(!params_is_settable_report("is_superuser"));
+	CHECK(params_name_valid("myapp.setting"));
+	CHECK(!params_name_valid("1abc"));
+	CHECK(!params_name_valid("a b"));
+}
+
+int main(void)
+{
+	RUN(set_get_case_insensitive);
+	RUN(options_parsing);
+	RUN(sync_sql_only_differences_and_quoting);
+	RUN(settable_reports);
+	return unit_summary();
+}
