@@ -448,9 +448,10 @@ void client_login_ready(Client *c)
 		const Param *sp = &p->server_params.items[i];
 		const char *want = params_get(&c->params, sp->name);
 		const char *value = sp->value;
-		if (want && params_is_settable_report(sp->name)) {
-			if (strcasecmp(sp->name, "client_encoding") == 0 && same_encoding_name(want, sp->value))
-				params_set(&c->params, sp->name, sp->value); /* adopt the server's spelling */
+		if (params_is_settable_report(sp->name)) {
+			if (!want || (strcasecmp(sp->name, "client_encoding") == 0 && same_encoding_name(want, sp->value)))
+				/* the pool's default (or the server's spelling of the same encoding) */
+				params_set(&c->params, sp->name, sp->value);
 			else
 				value = want;
 		}

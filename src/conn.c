@@ -20,7 +20,7 @@ void conn_init(Conn *c, struct event_base *base, int fd, size_t buf_size, size_t
 	c->fd = fd;
 	c->owner = owner;
 	c->handlers = handlers;
-	c->in_cap = buf_size;
+	c->in_cap = c->in_base = buf_size;
 	c->in_max = max_message;
 	c->in = malloc(buf_size);
 	if (!c->in)
@@ -181,6 +181,9 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	}
 	if (got || c->in_pos < c->in_len)
 		c->handlers->readable(c->owner);
+	/* A full buffer the owner cannot drain now would make the level-triggered event spin. */
+	if (c->in && c->reading && c->in_pos == 0 && c->in_len == c->in_cap)
+		conn_stop_reading(c);
 }
 
 void conn_compact(Conn *c)
@@ -189,6 +192,13 @@ void conn_compact(Conn *c)
 		return;
 	if (c->in_pos == c->in_len) {
 		c->in_pos = c->in_len = 0;
+		if (c->in_cap > c->in_base && c->fwd_left == 0 && c->skip_left == 0) {
+			uint8_t *p = realloc(c->in, c->in_base);
+			if (p) {
+				c->in = p;
+				c->in_cap = c->in_base;
+			}
+		}
 	} else if (c->in_pos > 0) {
 		memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);
 		c->in_len -= c->in_pos;

@@ -37,7 +37,8 @@ typedef struct Conn {
 	/* Inbound: bytes [pos, len) of in are not processed yet. */
 	uint8_t *in;
 	size_t in_len, in_pos, in_cap;
-	size_t in_max; /* growth limit for a single message */
+	size_t in_base; /* configured size; a grown buffer shrinks back to it when empty */
+	size_t in_max;  /* growth limit for a single message */
 
 	/* Streaming state of the message being processed (set by the relay loop). */
 	size_t fwd_left;  /* bytes of the current message still to forward */

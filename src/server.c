@@ -235,6 +235,7 @@ Server *server_launch(Pool *pool)
 	s->conn.fd = -1;
 	s->created_ms = s->last_used_ms = runtime_now_ms();
 	params_init(&s->params);
+	params_init(&s->login_params);
 	evtimer_assign(&s->ev_timer, rt->base, server_on_timer, s);
 	list_node_init(&s->pool_node);
 	pool_server_moved(pool, s);
@@ -403,6 +404,7 @@ void server_close(Server *s, bool cancel, const char *reason)
 void server_free_memory(Server *s)
 {
 	params_free(&s->params);
+	params_free(&s->login_params);
 	free(s->reqs.ring);
 	free(s);
 }
@@ -619,6 +621,7 @@ static RelayAction server_login_msg(void *owner, uint8_t type, const uint8_t *ms
 	case 'Z':
 		s->tx_status = body[0];
 		s->state = SV_IDLE;
+		params_copy(&s->login_params, &s->params);
 		server_set_timer(s, 0);
 		log_info(s->name, "new server connection to %s:%d for pool %s (backend pid %u)",
 			 s->pool->service->primary.host, s->pool->service->primary.port, s->pool->name, s->be_pid);
@@ -773,6 +776,8 @@ static void server_on_readable(void *owner)
 		if (r != RELAY_STOPPED)
 			break;
 		if (before == SV_LOGIN || before == SV_RESETTING) {
+			if (before == SV_RESETTING) /* the reset query put every setting back to its login value */
+				params_copy(&s->params, &s->login_params);
 			s->state = SV_IDLE;
 			pool_server_available(s->pool, s);
 		} else if (s->release_pending) {

@@ -54,7 +54,8 @@ struct Server {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 
-	ParamList params;   /* the session parameters the server reported or was set to */
+	ParamList params;       /* the session parameters the server reported or was set to */
+	ParamList login_params; /* as reported at login: what RESET ALL / DISCARD ALL returns to */
 	uint32_t be_pid, be_key;
 	char tx_status;     /* from the last ReadyForQuery: 'I', 'T' or 'E' */
 	ServerRequests reqs;
