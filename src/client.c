@@ -67,6 +67,7 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 	c->state = CL_STARTUP;
 	c->connect_ms = runtime_now_ms();
 	params_init(&c->params);
+	prepared_client_init(&c->stmts);
 	conn_init(&c->conn, rt->base, fd, rt->config->buffer_size, rt->config->max_message_size,
 		  &client_handlers, c);
 	evtimer_assign(&c->ev_timer, rt->base, client_on_timer, c);
@@ -152,6 +153,7 @@ void client_fatal(Client *c, const char *sqlstate, const char *fmt, ...)
 void client_free_memory(Client *c)
 {
 	params_free(&c->params);
+	prepared_client_free(&c->stmts, &c->rt->stmts);
 	free(c->user);
 	free(c->database);
 	if (c->auth_secret) {
@@ -473,8 +475,10 @@ void client_login_ready(Client *c)
 
 /* ---- relay ---- */
 
-static RelayAction client_auth_msg(void *owner, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
+static RelayAction client_auth_msg(void *owner, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
+				   size_t avail)
 {
+	(void)rc;
 	Client *c = owner;
 	if (type != 'p') {
 		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "expected a password message, got message type \"%c\"",
@@ -490,11 +494,177 @@ static RelayAction client_auth_msg(void *owner, uint8_t type, const uint8_t *msg
 	return c->state == CL_AUTH ? RELAY_DROP : RELAY_DROP | RELAY_AFTER_STOP;
 }
 
-static RelayAction client_relay_msg(void *owner, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
+/* The two names at the start of a Bind body (portal, statement), or false if not all buffered. */
+static bool bind_names(const uint8_t *body, size_t have, const char **portal, const char **stmt, size_t *names_len)
 {
-	(void)msg;
-	(void)total;
-	(void)avail;
+	const uint8_t *z1 = memchr(body, 0, have);
+	if (!z1)
+		return false;
+	const uint8_t *z2 = memchr(z1 + 1, 0, have - (size_t)(z1 + 1 - body));
+	if (!z2)
+		return false;
+	*portal = (const char *)body;
+	*stmt = (const char *)z1 + 1;
+	*names_len = (size_t)(z2 + 1 - body);
+	return true;
+}
+
+/*
+ * Extended-protocol messages naming a prepared statement, in transaction pooling: the client's
+ * names become pgrelay-wide ones that exist on whichever server connection the client holds.
+ */
+static RelayAction client_statement_msg(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
+					size_t avail)
+{
+	Server *s = c->server;
+	StmtRegistry *reg = &c->rt->stmts;
+	const uint8_t *body = msg + PROTO_HEADER_LEN;
+	size_t have = avail - PROTO_HEADER_LEN, len = total - PROTO_HEADER_LEN;
+	Buf b;
+	switch (type) {
+	case 'P': {
+		if (avail < total)
+			return RELAY_NEED_BODY;
+		const uint8_t *z = memchr(body, 0, len);
+		if (!z)
+			return RELAY_ERROR;
+		const char *name = (const char *)body;
+		if (!*name || s->pipe.skipping) {
+			server_expect(s, PIPE_PARSE, 0, 0);
+			return RELAY_FORWARD;
+		}
+		size_t name_len = (size_t)(z - body) + 1;
+		PreparedStmt *st = prepared_intern(reg, body + name_len, len - name_len);
+		prepared_client_set(&c->stmts, reg, name, st);
+		if (prepared_server_has(&s->stmts, st->id)) {
+			server_expect(s, PIPE_PARSE, PIPE_SYNTHETIC, st->id);
+			return RELAY_DROP;
+		}
+		server_send_parse(s, rc, st, true);
+		return RELAY_DROP;
+	}
+	case 'B': {
+		const char *portal, *name;
+		size_t names_len;
+		if (!bind_names(body, have, &portal, &name, &names_len))
+			return avail < total ? RELAY_NEED_BODY : RELAY_ERROR;
+		PreparedStmt *st = *name && !s->pipe.skipping ? prepared_client_get(&c->stmts, name) : NULL;
+		if (!st) {
+			server_expect(s, PIPE_BIND, 0, 0);
+			return RELAY_FORWARD; /* unnamed, unknown (the server reports it) or ignored */
+		}
+		server_ensure_prepared(s, rc, st);
+		buf_init(&b);
+		proto_put_u8(&b, 'B');
+		size_t portal_len = strlen(portal) + 1, new_name_len = strlen(st->server_name) + 1;
+		proto_put_u32(&b, (uint32_t)(4 + len - names_len + portal_len + new_name_len));
+		proto_put_bytes(&b, portal, portal_len);
+		proto_put_bytes(&b, st->server_name, new_name_len);
+		relay_send(rc, buf_head(&b), buf_used(&b));
+		buf_free(&b);
+		rc->skip_prefix = PROTO_HEADER_LEN + names_len;
+		server_expect(s, PIPE_BIND, 0, 0);
+		return RELAY_FORWARD;
+	}
+	case 'D':
+	case 'C': {
+		if (avail < total)
+			return RELAY_NEED_BODY;
+		if (len < 2 || body[len - 1] != 0)
+			return RELAY_ERROR;
+		char what = (char)body[0];
+		const char *name = (const char *)body + 1;
+		PipeKind kind = type == 'C' ? PIPE_CLOSE : what == 'S' ? PIPE_DESCRIBE_STMT : PIPE_DESCRIBE_PORTAL;
+		if (what != 'S' || !*name || s->pipe.skipping) {
+			server_expect(s, kind, 0, 0);
+			return RELAY_FORWARD;
+		}
+		if (type == 'C') {
+			/* The server copy stays for other clients; the client's name goes. */
+			prepared_client_remove(&c->stmts, reg, name);
+			server_expect(s, PIPE_CLOSE, PIPE_SYNTHETIC, 0);
+			return RELAY_DROP;
+		}
+		PreparedStmt *st = prepared_client_get(&c->stmts, name);
+		if (!st) {
+			server_expect(s, kind, 0, 0);
+			return RELAY_FORWARD;
+		}
+		server_ensure_prepared(s, rc, st);
+		buf_init(&b);
+		size_t off = proto_begin(&b, 'D');
+		proto_put_u8(&b, 'S');
+		proto_put_str(&b, st->server_name);
+		proto_end(&b, off);
+		relay_send(rc, buf_head(&b), buf_used(&b));
+		buf_free(&b);
+		server_expect(s, kind, 0, 0);
+		return RELAY_DROP;
+	}
+	default:
+		return RELAY_ERROR;
+	}
+}
+
+static void client_send_simple(Client *c, char type, int status)
+{
+	uint8_t m[6] = {(uint8_t)type, 0, 0, 0, status ? 5 : 4, (uint8_t)status};
+	conn_send(&c->conn, m, status ? 6 : 5);
+}
+
+/*
+ * Between transactions (no server held, transaction pooling) some messages need no server:
+ * Parse of a named statement some server already accepted, Close of a statement name, Flush and
+ * Sync. Answering them here keeps drivers that prepare synchronously (pgbench -M prepared,
+ * PQprepare) from needing a server, and from deadlocking a pool smaller than the client count.
+ * Returns 0 when the message needs a server.
+ */
+static RelayAction client_answer_without_server(Client *c, uint8_t type, const uint8_t *msg, size_t total,
+						 size_t avail)
+{
+	if (c->pool_mode != CONFIG_POOL_TRANSACTION || c->rt->config->max_prepared_statements == 0)
+		return 0;
+	const uint8_t *body = msg + PROTO_HEADER_LEN;
+	size_t len = total - PROTO_HEADER_LEN;
+	switch (type) {
+	case 'P': {
+		if (avail < total)
+			return RELAY_NEED_BODY;
+		const uint8_t *z = memchr(body, 0, len);
+		if (!z || z == body)
+			return 0;
+		size_t name_len = (size_t)(z - body) + 1;
+		PreparedStmt *st = prepared_intern(&c->rt->stmts, body + name_len, len - name_len);
+		if (!st->validated) {
+			prepared_release(&c->rt->stmts, st);
+			return 0;
+		}
+		prepared_client_set(&c->stmts, &c->rt->stmts, (const char *)body, st);
+		c->rt->stmts.parses_avoided++;
+		client_send_simple(c, '1', 0);
+		return RELAY_DROP;
+	}
+	case 'C':
+		if (avail < total)
+			return RELAY_NEED_BODY;
+		if (len < 3 || body[0] != 'S' || body[len - 1] != 0)
+			return 0;
+		prepared_client_remove(&c->stmts, &c->rt->stmts, (const char *)body + 1);
+		client_send_simple(c, '3', 0);
+		return RELAY_DROP;
+	case 'S':
+		client_send_simple(c, 'Z', 'I');
+		return RELAY_DROP;
+	case 'H':
+		return RELAY_DROP;
+	default:
+		return 0;
+	}
+}
+
+static RelayAction client_relay_msg(void *owner, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
+				    size_t avail)
+{
 	Client *c = owner;
 	switch (type) {
 	case 'Q': case 'P': case 'B': case 'D': case 'E': case 'C': case 'H': case 'S': case 'F':
@@ -508,15 +678,48 @@ static RelayAction client_relay_msg(void *owner, uint8_t type, const uint8_t *ms
 		return RELAY_CLOSED;
 	}
 	if (!c->server) {
+		RelayAction local = client_answer_without_server(c, type, msg, total, avail);
+		if (local)
+			return local;
 		/* First message of a transaction: get a server, then look at this message again. */
 		c->state = CL_WAITING;
 		c->wait_start_ms = runtime_now_ms();
 		pool_request_server(c->pool, c);
 		return c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
 	}
-	server_note_client_message(c->server, type);
+	Server *s = c->server;
+	switch (type) {
+	case 'P':
+	case 'B':
+	case 'D':
+	case 'C':
+		if (c->pool_mode == CONFIG_POOL_TRANSACTION && c->rt->config->max_prepared_statements > 0)
+			return client_statement_msg(c, rc, type, msg, total, avail);
+		if (type == 'D' || type == 'C') {
+			if (avail < total)
+				return RELAY_NEED_BODY;
+			bool stmt = total > PROTO_HEADER_LEN && msg[PROTO_HEADER_LEN] == 'S';
+			server_expect(s, type == 'C' ? PIPE_CLOSE : stmt ? PIPE_DESCRIBE_STMT : PIPE_DESCRIBE_PORTAL, 0, 0);
+		} else {
+			server_expect(s, type == 'P' ? PIPE_PARSE : PIPE_BIND, 0, 0);
+		}
+		return RELAY_FORWARD;
+	case 'E': server_expect(s, PIPE_EXECUTE, 0, 0); break;
+	case 'S': server_expect(s, PIPE_SYNC, 0, 0); break;
+	case 'Q': server_expect(s, PIPE_QUERY, 0, 0); break;
+	case 'F': server_expect(s, PIPE_FUNCTION, 0, 0); break;
+	case 'c': case 'f': server_expect(s, PIPE_COPY_END, 0, 0); break;
+	case 'H':
+		s->pipe.batch_open = true;
+		break;
+	default: /* 'd' */
+		break;
+	}
 	return RELAY_FORWARD;
 }
+
+static const RelayOps client_auth_ops = {.message = client_auth_msg};
+static const RelayOps client_relay_ops = {.message = client_relay_msg};
 
 /* Limit of bytes queued towards a peer before we stop reading from this side. */
 static size_t backpressure_limit(const Runtime *rt) { return rt->config->buffer_size; }
@@ -528,11 +731,11 @@ static void client_process(Client *c)
 		RelayResult r;
 		switch (c->state) {
 		case CL_AUTH:
-			r = relay_process(&c->conn, NULL, client_auth_msg, c, &why);
+			r = relay_process(&c->conn, NULL, &client_auth_ops, c, &why);
 			break;
 		case CL_IDLE:
 		case CL_ACTIVE:
-			r = relay_process(&c->conn, c->server ? &c->server->conn : NULL, client_relay_msg, c, &why);
+			r = relay_process(&c->conn, c->server ? &c->server->conn : NULL, &client_relay_ops, c, &why);
 			break;
 		default:
 			return;

@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "list.h"
 #include "params.h"
+#include "prepared.h"
 #include "runtime.h"
 #include "scram.h"
 
@@ -44,7 +45,8 @@ struct Client {
 	Pool *pool;
 	Server *server;
 
-	ParamList params; /* session parameters the client expects */
+	ParamList params;   /* session parameters the client expects */
+	ClientStmts stmts;  /* the client's named prepared statements (transaction pooling) */
 	uint32_t cancel_pid, cancel_key;
 
 	/* authentication */

@@ -38,7 +38,8 @@ static const char *const top_keys[] = {"listen",    "log",      "proxy", "users"
 static const char *const listen_keys[] = {"host", "port", "max_client_conn", "backlog", NULL};
 static const char *const log_keys[] = {"level", NULL};
 static const char *const proxy_keys[] = {"shutdown_timeout", "buffer_size", "max_message_size",
-					 "server_reset_query", "application_name", NULL};
+					 "server_reset_query", "application_name",
+					 "max_prepared_statements", NULL};
 static const char *const user_keys[] = {"name", "password", "auth", NULL};
 static const char *const database_keys[] = {"service", "pool_mode", NULL};
 static const char *const service_keys[] = {"primary", "pool", NULL};
@@ -653,6 +654,7 @@ static void load_proxy(Loader *ld, Config *cfg, yaml_node_t *node)
 	get_string(ld, node, "proxy", "server_reset_query", STR_NULL_EMPTY, &cfg->server_reset_query,
 		   NULL);
 	get_string(ld, node, "proxy", "application_name", STR_NULL_EMPTY, &cfg->application_name, NULL);
+	get_int(ld, node, "proxy", "max_prepared_statements", 0, 100000, &cfg->max_prepared_statements, NULL);
 }
 
 static void load_users(Loader *ld, Config *cfg, yaml_node_t *node)
@@ -924,6 +926,7 @@ static Config *config_new(Loader *ld, const char *name)
 	cfg->max_message_size = 64 * MB;
 	cfg->server_reset_query = dup_string(ld, "DISCARD ALL");
 	cfg->application_name = dup_string(ld, "pgrelay");
+	cfg->max_prepared_statements = 200;
 	return cfg;
 }
 

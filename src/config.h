@@ -89,6 +89,9 @@ typedef struct Config {
 	size_t max_message_size;     /* largest message pgrelay holds whole; default 64MB */
 	char *server_reset_query;    /* default "DISCARD ALL"; "" = none */
 	char *application_name;      /* sent to servers at startup; default "pgrelay" */
+	/* Named prepared statements kept per server connection in transaction pooling (LRU);
+	 * default 200; 0 turns statement tracking off (drivers then need unnamed statements). */
+	int max_prepared_statements;
 
 	ConfigUser *users;
 	size_t n_users;

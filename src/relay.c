@@ -5,17 +5,24 @@
 
 #include "proto.h"
 
-/* Sends [*span_start, end) of src's buffer to dst and starts a new span at end. */
-static void flush_span(Conn *src, Conn *dst, size_t *span_start, size_t end)
+/* Sends the pending span [rc->span, end) and starts a new one at end. */
+static void flush_to(RelayCtx *rc, size_t end)
 {
-	if (end > *span_start && dst)
-		conn_send(dst, src->in + *span_start, end - *span_start);
-	*span_start = end;
+	if (end > rc->span && rc->dst)
+		conn_send(rc->dst, rc->src->in + rc->span, end - rc->span);
+	rc->span = end;
 }
 
-RelayResult relay_process(Conn *src, Conn *dst, RelayMessageFn fn, void *owner, const char **why)
+void relay_send(RelayCtx *rc, const void *data, size_t n)
 {
-	size_t span = src->in_pos;
+	flush_to(rc, rc->src->in_pos);
+	if (rc->dst)
+		conn_send(rc->dst, data, n);
+}
+
+RelayResult relay_process(Conn *src, Conn *dst, const RelayOps *ops, void *owner, const char **why)
+{
+	RelayCtx rc = {.src = src, .dst = dst, .span = src->in_pos};
 	*why = NULL;
 	for (;;) {
 		size_t avail = src->in_len - src->in_pos;
@@ -28,11 +35,11 @@ RelayResult relay_process(Conn *src, Conn *dst, RelayMessageFn fn, void *owner, 
 			continue;
 		}
 		if (src->skip_left) {
-			flush_span(src, dst, &span, src->in_pos);
+			flush_to(&rc, src->in_pos);
 			size_t n = avail < src->skip_left ? avail : src->skip_left;
 			src->in_pos += n;
 			src->skip_left -= n;
-			span = src->in_pos;
+			rc.span = src->in_pos;
 			if (src->skip_left)
 				break;
 			continue;
@@ -44,53 +51,73 @@ RelayResult relay_process(Conn *src, Conn *dst, RelayMessageFn fn, void *owner, 
 		if (fr == 0)
 			break;
 		if (fr < 0) {
-			flush_span(src, dst, &span, src->in_pos);
+			flush_to(&rc, src->in_pos);
 			*why = "invalid message length";
 			return RELAY_BAD_INPUT;
 		}
 		size_t have = avail < total ? avail : total;
-		RelayAction act = fn(owner, type, msg, total, have);
-		bool stop_after = (act & RELAY_AFTER_STOP) != 0;
-		act &= ~RELAY_AFTER_STOP;
-		switch (act) {
+		rc.skip_prefix = 0;
+		int act = (int)ops->message(owner, &rc, type, msg, total, have);
+		int base = act & RELAY_ACTION_MASK;
+		switch (base) {
 		case RELAY_FORWARD:
+			if (rc.skip_prefix) {
+				/* The owner sent a replacement for the head of the message. */
+				flush_to(&rc, src->in_pos);
+				if (rc.skip_prefix > have) {
+					*why = "internal error: replaced prefix beyond the buffered bytes";
+					return RELAY_BAD_INPUT;
+				}
+				rc.span = src->in_pos + rc.skip_prefix;
+			}
 			src->in_pos += have;
 			src->fwd_left = total - have;
 			break;
 		case RELAY_DROP:
-			flush_span(src, dst, &span, src->in_pos);
+			flush_to(&rc, src->in_pos);
 			src->in_pos += have;
 			src->skip_left = total - have;
-			span = src->in_pos;
+			rc.span = src->in_pos;
 			break;
 		case RELAY_NEED_BODY:
-			flush_span(src, dst, &span, src->in_pos);
+			flush_to(&rc, src->in_pos);
 			if (have == total || !conn_make_room(src, total)) {
 				*why = have == total ? "internal error: body requested twice"
 						     : "message exceeds max_message_size";
 				return RELAY_BAD_INPUT;
 			}
-			return RELAY_DRAINED; /* buffer compacted: span is at in_pos */
+			return RELAY_DRAINED; /* buffer compacted: nothing pending */
 		case RELAY_STOP:
-			flush_span(src, dst, &span, src->in_pos);
+			flush_to(&rc, src->in_pos);
 			return RELAY_STOPPED;
 		case RELAY_CLOSED:
 			return RELAY_CLOSED_OWNER;
-		case RELAY_ERROR:
 		default:
-			flush_span(src, dst, &span, src->in_pos);
+			flush_to(&rc, src->in_pos);
 			*why = "protocol violation";
 			return RELAY_BAD_INPUT;
 		}
-		if (stop_after) {
-			flush_span(src, dst, &span, src->in_pos);
+		if (act & (RELAY_AFTER_STOP | RELAY_AFTER_CALL)) {
 			if (src->fwd_left || src->skip_left) {
-				*why = "internal error: stop requested inside a partial message";
+				flush_to(&rc, src->in_pos);
+				*why = "internal error: stop or call requested inside a partial message";
 				return RELAY_BAD_INPUT;
 			}
-			return RELAY_STOPPED;
+			if (act & RELAY_AFTER_CALL) {
+				int next = (int)ops->after(owner, &rc);
+				if (next == RELAY_CLOSED)
+					return RELAY_CLOSED_OWNER;
+				if (next == RELAY_STOP) {
+					flush_to(&rc, src->in_pos);
+					return RELAY_STOPPED;
+				}
+			}
+			if (act & RELAY_AFTER_STOP) {
+				flush_to(&rc, src->in_pos);
+				return RELAY_STOPPED;
+			}
 		}
 	}
-	flush_span(src, dst, &span, src->in_pos);
+	flush_to(&rc, src->in_pos);
 	return RELAY_DRAINED;
 }

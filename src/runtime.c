@@ -184,6 +184,7 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	list_init(&rt->cancels);
 	list_init(&rt->dead_clients);
 	list_init(&rt->dead_servers);
+	prepared_registry_init(&rt->stmts);
 	signal(SIGPIPE, SIG_IGN);
 
 	rt->base = event_base_new();
@@ -229,6 +230,7 @@ void runtime_free(Runtime *rt)
 	cancel_free_all(rt);
 	runtime_reap(-1, 0, rt);
 	cancel_map_free(&rt->cancel_map);
+	prepared_registry_free(&rt->stmts);
 	scram_cache_clear(rt);
 	if (rt->ev_reaper)
 		event_free(rt->ev_reaper);

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "list.h"
 #include "log.h"
+#include "prepared.h"
 
 typedef struct Client Client;
 typedef struct Server Server;
@@ -72,6 +73,8 @@ typedef struct Runtime {
 		struct ScramVerifier *verifier;
 	} *scram_cache;
 	size_t n_scram_cache;
+
+	StmtRegistry stmts; /* prepared statements, pgrelay-wide names */
 
 	Stats stats;
 } Runtime;

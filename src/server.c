@@ -7,10 +7,11 @@
  *   ACTIVE --session ends--> RESETTING --ReadyForQuery of the reset query--> IDLE
  *   any --error, EOF, timeout, unknown state--> CLOSED (never reused)
  *
- * Request bookkeeping: every Query, Sync and FunctionCall forwarded to the server ends with exactly
- * one ReadyForQuery, except Syncs the server ignores while in COPY FROM STDIN. The ring `reqs`
- * holds them in order, so ReadyForQuery tells whose reply ended (pgrelay's own queries are marked
- * INTERNAL and their replies are swallowed) and when nothing is in flight.
+ * Request bookkeeping lives in the connection's Pipeline (pipeline.c): every request sent is an
+ * entry matched against the replies, so pgrelay knows whose reply is arriving (its own requests'
+ * replies are swallowed, requests it answered itself get their reply when due) and when nothing
+ * is in flight. Named prepared statements (prepared.c) are re-created on whichever connection a
+ * client lands on.
  */
 #include "server.h"
 
@@ -33,8 +34,6 @@
 #include "pool.h"
 #include "proto.h"
 #include "relay.h"
-
-#define REQ_COPY_END 'c'
 
 static void server_on_readable(void *owner);
 static void server_on_drained(void *owner);
@@ -59,116 +58,99 @@ const char *server_state_name(ServerState st)
 	return "?";
 }
 
-/* ---- request ring ---- */
+/* ---- requests and replies ---- */
 
-static void reqs_push(ServerRequests *q, uint8_t kind)
+bool server_is_quiet(const Server *s) { return s->tx_status == 'I' && pipeline_idle(&s->pipe); }
+
+static void build_simple_reply(Buf *b, char type)
 {
-	if (q->count == q->cap) {
-		size_t cap = q->cap ? q->cap * 2 : 16;
-		uint8_t *ring = malloc(cap);
-		if (!ring)
-			abort();
-		for (size_t i = 0; i < q->count; i++)
-			ring[i] = q->ring[(q->head + i) % q->cap];
-		free(q->ring);
-		q->ring = ring;
-		q->cap = cap;
-		q->head = 0;
-	}
-	q->ring[(q->head + q->count) % q->cap] = kind;
-	q->count++;
+	size_t off = proto_begin(b, type);
+	proto_end(b, off);
 }
 
-static uint8_t reqs_at(const ServerRequests *q, size_t i) { return q->ring[(q->head + i) % q->cap]; }
-
-static void reqs_remove_at(ServerRequests *q, size_t i)
+/* Produces the replies of SYNTHETIC entries that are now due, into the client's stream. */
+static void server_emit_synthetic(Server *s, RelayCtx *rc)
 {
-	for (size_t j = i; j + 1 < q->count; j++)
-		q->ring[(q->head + j) % q->cap] = q->ring[(q->head + j + 1) % q->cap];
-	q->count--;
-}
-
-/* Drops copy-end markers at the head: they only matter while a COPY starts. */
-static void reqs_skip_markers(ServerRequests *q)
-{
-	while (q->count && reqs_at(q, 0) == REQ_COPY_END) {
-		q->head = (q->head + 1) % q->cap;
-		q->count--;
-	}
-}
-
-static uint8_t reqs_head(ServerRequests *q)
-{
-	reqs_skip_markers(q);
-	return q->count ? reqs_at(q, 0) : 0;
-}
-
-static void reqs_pop(ServerRequests *q)
-{
-	reqs_skip_markers(q);
-	if (q->count) {
-		q->head = (q->head + 1) % q->cap;
-		q->count--;
-	}
-}
-
-/*
- * The server answered CopyInResponse: it now ignores Sync until the copy ends. Syncs the client
- * sent after the COPY request and before its CopyDone/CopyFail will get no ReadyForQuery.
- */
-static void reqs_copy_started(Server *s)
-{
-	ServerRequests *q = &s->reqs;
-	reqs_skip_markers(q);
-	/* A simple Query at the head is the COPY itself; a Sync at the head follows its Execute. */
-	size_t i = (q->count && (reqs_at(q, 0) & 0x7f) != 'S') ? 1 : 0;
-	while (i < q->count) {
-		uint8_t k = reqs_at(q, i);
-		if (k == REQ_COPY_END) {
-			reqs_remove_at(q, i);
-			return; /* the client already ended the copy */
-		}
-		if (k == 'S')
-			reqs_remove_at(q, i);
+	PipeEntry e;
+	Buf b;
+	buf_init(&b);
+	while (pipeline_pop_synthetic(&s->pipe, &e))
+		build_simple_reply(&b, e.kind == PIPE_PARSE ? '1' : '3');
+	if (buf_used(&b) && s->client) {
+		if (rc)
+			relay_send(rc, buf_head(&b), buf_used(&b));
 		else
-			i++;
+			conn_send(&s->client->conn, buf_head(&b), buf_used(&b));
 	}
-	s->copy_in = true;
+	buf_free(&b);
 }
 
-void server_note_client_message(Server *s, uint8_t type)
+static bool synthetic_due(const Server *s)
 {
-	switch (type) {
-	case 'Q':
-	case 'F':
-		reqs_push(&s->reqs, type);
-		break;
-	case 'S':
-		if (!s->copy_in)
-			reqs_push(&s->reqs, 'S');
-		s->extended_open = false;
-		break;
-	case 'c':
-	case 'f':
-		if (s->copy_in)
-			s->copy_in = false;
-		else
-			reqs_push(&s->reqs, REQ_COPY_END);
-		break;
-	case 'd':
-		break;
-	default: /* Parse, Bind, Describe, Execute, Close, Flush */
-		s->extended_open = true;
-		break;
-	}
+	const PipeEntry *h = pipeline_head(&s->pipe);
+	return h && (h->flags & PIPE_SYNTHETIC);
 }
 
-bool server_is_quiet(const Server *s)
+bool server_expect(Server *s, PipeKind kind, uint8_t flags, uint32_t tag)
 {
-	for (size_t i = 0; i < s->reqs.count; i++)
-		if (reqs_at(&s->reqs, i) != REQ_COPY_END)
-			return false;
-	return s->tx_status == 'I' && !s->extended_open && !s->copy_in;
+	if (!pipeline_push(&s->pipe, kind, flags, tag))
+		return false;
+	if (flags & PIPE_SYNTHETIC) {
+		if (synthetic_due(s))
+			server_emit_synthetic(s, NULL);
+		s->rt->stmts.parses_avoided += kind == PIPE_PARSE;
+	}
+	return true;
+}
+
+void server_ensure_prepared(Server *s, RelayCtx *rc, const PreparedStmt *st)
+{
+	if (!prepared_server_has(&s->stmts, st->id))
+		server_send_parse(s, rc, st, false);
+}
+
+void server_send_parse(Server *s, RelayCtx *rc, const PreparedStmt *st, bool for_client)
+{
+	uint32_t evicted = 0;
+	if (prepared_server_add(&s->stmts, st->id, (size_t)s->pool->config->max_prepared_statements, &evicted)) {
+		char name[24];
+		prepared_server_name(evicted, name);
+		Buf b;
+		buf_init(&b);
+		size_t off = proto_begin(&b, 'C');
+		proto_put_u8(&b, 'S');
+		proto_put_str(&b, name);
+		proto_end(&b, off);
+		relay_send(rc, buf_head(&b), buf_used(&b));
+		buf_free(&b);
+		pipeline_push(&s->pipe, PIPE_CLOSE, PIPE_INTERNAL, evicted);
+		s->rt->stmts.evictions++;
+	}
+	relay_send(rc, st->parse_msg, st->parse_len);
+	pipeline_push(&s->pipe, PIPE_PARSE, for_client ? 0 : PIPE_INTERNAL, st->id);
+	s->rt->stmts.parses_sent++;
+}
+
+/* An entry left the pipeline without taking effect: undo what pgrelay assumed. */
+static void server_pipe_end(void *ctx, const PipeEntry *e, PipeEnd how)
+{
+	Server *s = ctx;
+	if (!e->tag)
+		return;
+	if (how == PIPE_END_DONE) {
+		if (e->kind == PIPE_PARSE && !(e->flags & PIPE_SYNTHETIC))
+			prepared_mark_validated(&s->rt->stmts, e->tag);
+		return;
+	}
+	if (e->kind == PIPE_PARSE) {
+		if (!(e->flags & PIPE_SYNTHETIC))
+			prepared_server_remove(&s->stmts, e->tag); /* not created on the server */
+		if (!(e->flags & PIPE_INTERNAL) && s->client)
+			prepared_client_forget_id(&s->client->stmts, &s->rt->stmts, e->tag);
+	} else if (e->kind == PIPE_CLOSE && (e->flags & PIPE_INTERNAL) && how == PIPE_END_SKIPPED) {
+		uint32_t unused;
+		prepared_server_add(&s->stmts, e->tag, 0, &unused); /* still prepared there */
+	}
 }
 
 /* ---- life cycle ---- */
@@ -236,6 +218,8 @@ Server *server_launch(Pool *pool)
 	s->created_ms = s->last_used_ms = runtime_now_ms();
 	params_init(&s->params);
 	params_init(&s->login_params);
+	pipeline_init(&s->pipe);
+	prepared_server_init(&s->stmts);
 	evtimer_assign(&s->ev_timer, rt->base, server_on_timer, s);
 	list_node_init(&s->pool_node);
 	pool_server_moved(pool, s);
@@ -405,7 +389,8 @@ void server_free_memory(Server *s)
 {
 	params_free(&s->params);
 	params_free(&s->login_params);
-	free(s->reqs.ring);
+	pipeline_free(&s->pipe);
+	prepared_server_free(&s->stmts);
 	free(s);
 }
 
@@ -418,7 +403,7 @@ void server_send_internal_query(Server *s, const char *sql)
 	proto_build_query(&b, sql);
 	conn_send_buf(&s->conn, &b);
 	buf_free(&b);
-	reqs_push(&s->reqs, 'Q' | SERVER_REQ_INTERNAL);
+	pipeline_push(&s->pipe, PIPE_QUERY, PIPE_INTERNAL, 0);
 }
 
 void server_attach(Server *s, Client *c)
@@ -584,8 +569,10 @@ no_password:
 	return server_login_fail_msg(s, msg);
 }
 
-static RelayAction server_login_msg(void *owner, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
+static RelayAction server_login_msg(void *owner, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
+				    size_t avail)
 {
+	(void)rc;
 	Server *s = owner;
 	if (avail < total)
 		return RELAY_NEED_BODY;
@@ -631,6 +618,8 @@ static RelayAction server_login_msg(void *owner, uint8_t type, const uint8_t *ms
 	}
 }
 
+static const RelayOps server_login_ops = {.message = server_login_msg};
+
 /* ---- relaying replies ---- */
 
 static void server_internal_error(Server *s, const uint8_t *body, size_t len)
@@ -647,23 +636,33 @@ static void server_internal_error(Server *s, const uint8_t *body, size_t len)
 	}
 }
 
-static RelayAction server_relay_msg(void *owner, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
+static bool tag_is(const uint8_t *body, size_t len, const char *tag)
 {
+	size_t n = strlen(tag);
+	return len == n + 1 && memcmp(body, tag, n) == 0;
+}
+
+static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
+				    size_t avail)
+{
+	(void)rc;
 	Server *s = owner;
 	Client *c = s->client;
-	uint8_t head = reqs_head(&s->reqs);
-	bool internal = (head & SERVER_REQ_INTERNAL) != 0;
+	const uint8_t *body = msg + PROTO_HEADER_LEN;
+	size_t len = total - PROTO_HEADER_LEN;
+	RelayAction fwd = c ? RELAY_FORWARD : RELAY_ERROR;
 
 	switch (type) {
 	case 'Z': {
 		if (avail < total)
 			return RELAY_NEED_BODY;
-		s->tx_status = (char)msg[PROTO_HEADER_LEN];
-		reqs_pop(&s->reqs);
-		if (internal) {
-			if (s->state == SV_RESETTING && s->reqs.count == 0)
+		s->tx_status = (char)body[0];
+		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
+		int after = synthetic_due(s) ? RELAY_AFTER_CALL : 0;
+		if (flags & PIPE_INTERNAL) {
+			if (s->state == SV_RESETTING && pipeline_head(&s->pipe) == NULL)
 				return RELAY_DROP | RELAY_AFTER_STOP; /* reset done */
-			return RELAY_DROP;
+			return RELAY_DROP | after;
 		}
 		if (!c)
 			return RELAY_ERROR;
@@ -672,13 +671,13 @@ static RelayAction server_relay_msg(void *owner, uint8_t type, const uint8_t *ms
 			s->release_pending = true;
 			return RELAY_FORWARD | RELAY_AFTER_STOP;
 		}
-		return RELAY_FORWARD;
+		return RELAY_FORWARD | after;
 	}
 	case 'S': {
 		if (avail < total)
 			return RELAY_NEED_BODY;
 		ProtoReader r;
-		proto_reader_init(&r, msg + PROTO_HEADER_LEN, total - PROTO_HEADER_LEN);
+		proto_reader_init(&r, body, len);
 		const char *name = proto_read_str(&r);
 		const char *value = proto_read_str(&r);
 		if (r.error)
@@ -694,40 +693,61 @@ static RelayAction server_relay_msg(void *owner, uint8_t type, const uint8_t *ms
 	case 'E': {
 		if (avail < total)
 			return RELAY_NEED_BODY;
-		if (s->copy_in)
-			s->copy_in = false; /* an error ends COPY FROM STDIN */
-		if (internal) {
-			server_internal_error(s, msg + PROTO_HEADER_LEN, total - PROTO_HEADER_LEN);
+		const PipeEntry *h = pipeline_head(&s->pipe);
+		uint8_t head_kind = h ? h->kind : 0;
+		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
+		if ((flags & PIPE_INTERNAL) && head_kind == PIPE_QUERY) {
+			server_internal_error(s, body, len);
 			return s->state == SV_CLOSED ? RELAY_CLOSED : RELAY_DROP;
 		}
 		ProtoErrorFields f;
-		if (proto_parse_error(msg + PROTO_HEADER_LEN, total - PROTO_HEADER_LEN, &f) &&
+		if (proto_parse_error(body, len, &f) &&
 		    (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0)) {
 			log_warning(s->name, "server sent %s: %s (%s)", f.severity, f.message, f.sqlstate);
 			s->fatal_forwarded = c != NULL;
 			s->close_on_release = true;
+		} else if (flags & PIPE_INTERNAL) {
+			/* pgrelay's own Parse failed: the client's next message would fail with it. */
+			log_info(s->name, "re-preparing a statement failed: %s (%s)", f.message, f.sqlstate);
 		}
 		return c ? RELAY_FORWARD : RELAY_DROP;
 	}
-	case 'G':
-		if (!internal)
-			reqs_copy_started(s);
-		return c && !internal ? RELAY_FORWARD : RELAY_DROP;
-	case 'C':
-		if (s->copy_in)
-			s->copy_in = false;
-		return c && !internal ? RELAY_FORWARD : RELAY_DROP;
+	case 'C': {
+		if (avail < total)
+			return RELAY_NEED_BODY;
+		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
+		bool discard = tag_is(body, len, "DISCARD ALL");
+		if (discard || tag_is(body, len, "DEALLOCATE ALL")) {
+			/* Every prepared statement on this connection is gone; DISCARD ALL reset settings too. */
+			prepared_server_clear(&s->stmts);
+			if (discard)
+				params_copy(&s->params, &s->login_params);
+			if (c && !(flags & PIPE_INTERNAL))
+				prepared_client_clear(&c->stmts, &s->rt->stmts);
+		}
+		int after = synthetic_due(s) ? RELAY_AFTER_CALL : 0;
+		return ((flags & PIPE_INTERNAL) ? RELAY_DROP : fwd) | after;
+	}
 	case 'N':
-	case 'A':
-		return c && !internal ? RELAY_FORWARD : RELAY_DROP;
-	default:
-		if (internal)
-			return RELAY_DROP;
-		if (!c)
-			return RELAY_ERROR;
-		return RELAY_FORWARD;
+	case 'A': {
+		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
+		return (c && !(flags & PIPE_INTERNAL)) ? RELAY_FORWARD : RELAY_DROP;
+	}
+	default: {
+		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
+		int after = synthetic_due(s) ? RELAY_AFTER_CALL : 0;
+		return ((flags & PIPE_INTERNAL) ? RELAY_DROP : fwd) | after;
+	}
 	}
 }
+
+static RelayAction server_relay_after(void *owner, RelayCtx *rc)
+{
+	server_emit_synthetic(owner, rc);
+	return RELAY_FORWARD;
+}
+
+static const RelayOps server_relay_ops = {.message = server_relay_msg, .after = server_relay_after};
 
 /* ReadyForQuery ended the client's transaction: hand the server back, the client goes idle. */
 static void server_finish_release(Server *s)
@@ -752,12 +772,12 @@ static void server_on_readable(void *owner)
 		ServerState before = s->state;
 		switch (s->state) {
 		case SV_LOGIN:
-			r = relay_process(&s->conn, NULL, server_login_msg, s, &why);
+			r = relay_process(&s->conn, NULL, &server_login_ops, s, &why);
 			break;
 		case SV_IDLE:
 		case SV_ACTIVE:
 		case SV_RESETTING:
-			r = relay_process(&s->conn, s->client ? &s->client->conn : NULL, server_relay_msg, s, &why);
+			r = relay_process(&s->conn, s->client ? &s->client->conn : NULL, &server_relay_ops, s, &why);
 			break;
 		default:
 			return;

@@ -18,6 +18,9 @@
 #include "conn.h"
 #include "list.h"
 #include "params.h"
+#include "pipeline.h"
+#include "prepared.h"
+#include "relay.h"
 #include "runtime.h"
 #include "scram.h"
 
@@ -29,18 +32,6 @@ typedef enum {
 	SV_RESETTING,  /* running the reset query before going idle */
 	SV_CLOSED,
 } ServerState;
-
-/*
- * A request sent to the server that will end with ReadyForQuery: 'Q' (simple query), 'S' (Sync),
- * 'F' (FunctionCall); the INTERNAL bit marks requests pgrelay sent itself, whose replies the client
- * never sees. 'c' marks the client's CopyDone/CopyFail (see server.c on COPY and Sync).
- */
-#define SERVER_REQ_INTERNAL 0x80
-
-typedef struct ServerRequests {
-	uint8_t *ring;
-	size_t cap, head, count;
-} ServerRequests;
 
 struct Server {
 	Runtime *rt;
@@ -58,9 +49,8 @@ struct Server {
 	ParamList login_params; /* as reported at login: what RESET ALL / DISCARD ALL returns to */
 	uint32_t be_pid, be_key;
 	char tx_status;     /* from the last ReadyForQuery: 'I', 'T' or 'E' */
-	ServerRequests reqs;
-	bool extended_open; /* extended-protocol messages forwarded since the last Sync */
-	bool copy_in;       /* server is in COPY FROM STDIN: Sync/Flush are ignored by it */
+	Pipeline pipe;      /* requests sent and the replies still owed */
+	ServerStmts stmts;  /* registry statements prepared on this connection */
 	bool close_on_release;
 
 	ScramClient scram;
@@ -94,8 +84,21 @@ void server_detach(Server *s);
 /* True when nothing is in flight: no request awaiting ReadyForQuery, transaction idle. */
 bool server_is_quiet(const Server *s);
 
-/* Called by the client side for each message forwarded to the server (request bookkeeping). */
-void server_note_client_message(Server *s, uint8_t type);
+/*
+ * Records a request the client side is about to send (or has pgrelay answer: PIPE_SYNTHETIC,
+ * whose reply goes to the client as soon as it is due). Returns false when the server will ignore
+ * the request (after an error in the batch, or a Sync during COPY FROM STDIN).
+ */
+bool server_expect(Server *s, PipeKind kind, uint8_t flags, uint32_t tag);
+
+/*
+ * Makes sure the server has prepared st (under its pgrelay-wide name) before the client message
+ * being relayed through rc: if not, sends the Parse (and a Close for the statement the LRU
+ * evicts) ahead of it, with replies swallowed.
+ */
+void server_ensure_prepared(Server *s, RelayCtx *rc, const PreparedStmt *st);
+/* Sends st's Parse under its pgrelay-wide name; the reply goes to the client if for_client. */
+void server_send_parse(Server *s, RelayCtx *rc, const PreparedStmt *st, bool for_client);
 
 /*
  * Gives a detached, quiet server back to its pool: through the reset query first when reset is
