@@ -89,7 +89,7 @@ static void client_release_server(Client *c)
 		return;
 	if (server_is_quiet(s) && c->conn.fwd_left == 0) {
 		server_detach(s);
-		server_release(s, c->pool_mode == CONFIG_POOL_SESSION);
+		server_release(s, c->pool_mode == CONFIG_POOL_SESSION || c->pinned);
 	} else {
 		server_detach(s);
 		server_close(s, true, "client left in the middle of a request or transaction");
@@ -606,6 +606,11 @@ static RelayAction client_statement_msg(Client *c, RelayCtx *rc, uint8_t type, c
 	}
 }
 
+static bool statement_tracking(const Client *c)
+{
+	return c->pool_mode == CONFIG_POOL_TRANSACTION && c->rt->config->max_prepared_statements > 0;
+}
+
 static void client_send_simple(Client *c, char type, int status)
 {
 	uint8_t m[6] = {(uint8_t)type, 0, 0, 0, status ? 5 : 4, (uint8_t)status};
@@ -622,7 +627,7 @@ static void client_send_simple(Client *c, char type, int status)
 static RelayAction client_answer_without_server(Client *c, uint8_t type, const uint8_t *msg, size_t total,
 						 size_t avail)
 {
-	if (c->pool_mode != CONFIG_POOL_TRANSACTION || c->rt->config->max_prepared_statements == 0)
+	if (!statement_tracking(c))
 		return 0;
 	const uint8_t *body = msg + PROTO_HEADER_LEN;
 	size_t len = total - PROTO_HEADER_LEN;
@@ -662,6 +667,79 @@ static RelayAction client_answer_without_server(Client *c, uint8_t type, const u
 	}
 }
 
+/*
+ * A simple Query in transaction pooling: statements that need a session pin the client to its
+ * server; PREPARE / EXECUTE / DEALLOCATE names are rewritten to pgrelay-wide ones (re-creating the
+ * statement first on a server that lacks it).
+ */
+static RelayAction client_query_msg(Client *c, RelayCtx *rc, const uint8_t *msg, size_t total, size_t avail)
+{
+	Server *s = c->server;
+	const char *text = (const char *)msg + PROTO_HEADER_LEN;
+	if (avail < total) {
+		if (total > c->rt->config->buffer_size)
+			goto plain; /* very large statements stream through unexamined */
+		return RELAY_NEED_BODY;
+	}
+	size_t len = total - PROTO_HEADER_LEN;
+	if (len == 0 || text[len - 1] != 0)
+		return RELAY_ERROR;
+	len--;
+	if (!sqlclass_might_matter(text, len))
+		goto plain;
+	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, text, len);
+	if (a->needs_session && !c->pinned) {
+		c->pinned = a->needs_session;
+		log_info(c->name, "keeps %s until it disconnects: %s needs a session (transaction pooling)",
+			 s->name, a->needs_session);
+	}
+	if (a->n_refs == 0 || !statement_tracking(c) || s->pipe.skipping) {
+		sqlclass_release(a);
+		goto plain;
+	}
+	StmtRegistry *reg = &c->rt->stmts;
+	Buf out;
+	buf_init(&out);
+	size_t off = proto_begin(&out, 'Q');
+	int pos = 0;
+	uint32_t prepared_id = 0;
+	for (size_t i = 0; i < a->n_refs; i++) {
+		const SqlNameRef *ref = &a->refs[i];
+		buf_append(&out, text + pos, (size_t)(ref->start - pos));
+		pos = ref->end;
+		PreparedStmt *st;
+		if (ref->kind == SQL_REF_PREPARE) {
+			st = prepared_new_sql(reg, text + ref->end, (size_t)(ref->stmt_end - ref->end));
+			prepared_client_set(&c->stmts, reg, ref->name, st);
+			server_track_prepared(s, rc, st->id);
+			prepared_id = st->id;
+		} else {
+			st = prepared_client_get(&c->stmts, ref->name);
+			if (!st) {
+				buf_append(&out, text + ref->start, (size_t)(ref->end - ref->start));
+				continue; /* unknown: the server reports it */
+			}
+			server_ensure_prepared(s, rc, st);
+		}
+		buf_append(&out, st->server_name, strlen(st->server_name));
+		if (ref->kind == SQL_REF_DEALLOCATE) {
+			prepared_server_remove(&s->stmts, st->id);
+			prepared_client_remove(&c->stmts, reg, ref->name);
+		}
+	}
+	buf_append(&out, text + pos, len - (size_t)pos);
+	proto_put_u8(&out, 0);
+	proto_end(&out, off);
+	relay_send(rc, buf_head(&out), buf_used(&out));
+	buf_free(&out);
+	sqlclass_release(a);
+	server_expect(s, PIPE_QUERY, 0, prepared_id);
+	return RELAY_DROP;
+plain:
+	server_expect(s, PIPE_QUERY, 0, 0);
+	return RELAY_FORWARD;
+}
+
 static RelayAction client_relay_msg(void *owner, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
 				    size_t avail)
 {
@@ -693,7 +771,7 @@ static RelayAction client_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 	case 'B':
 	case 'D':
 	case 'C':
-		if (c->pool_mode == CONFIG_POOL_TRANSACTION && c->rt->config->max_prepared_statements > 0)
+		if (statement_tracking(c))
 			return client_statement_msg(c, rc, type, msg, total, avail);
 		if (type == 'D' || type == 'C') {
 			if (avail < total)
@@ -706,7 +784,11 @@ static RelayAction client_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		return RELAY_FORWARD;
 	case 'E': server_expect(s, PIPE_EXECUTE, 0, 0); break;
 	case 'S': server_expect(s, PIPE_SYNC, 0, 0); break;
-	case 'Q': server_expect(s, PIPE_QUERY, 0, 0); break;
+	case 'Q':
+		if (c->pool_mode == CONFIG_POOL_TRANSACTION)
+			return client_query_msg(c, rc, msg, total, avail);
+		server_expect(s, PIPE_QUERY, 0, 0);
+		break;
 	case 'F': server_expect(s, PIPE_FUNCTION, 0, 0); break;
 	case 'c': case 'f': server_expect(s, PIPE_COPY_END, 0, 0); break;
 	case 'H':

@@ -63,6 +63,7 @@ struct Client {
 	ListNode dead_node;
 	bool close_at_idle;    /* shutting down: close at the next transaction boundary */
 	bool counted_in_pool;  /* included in pool->n_clients */
+	const char *pinned;    /* transaction pooling: why the client keeps its server (LISTEN, ...) */
 };
 
 /* Takes ownership of an accepted socket. */

@@ -84,7 +84,10 @@ bool pipeline_push(Pipeline *p, PipeKind kind, uint8_t flags, uint32_t tag)
 		push_raw(p, e);
 		return true;
 	default:
-		p->batch_open = true;
+		/* A client's extended-protocol batch is open until its Sync. (pgrelay's own Parse/Close
+		 * ride along with a client request, synthetic ones never reach the server.) */
+		if (!(flags & (PIPE_INTERNAL | PIPE_SYNTHETIC)))
+			p->batch_open = true;
 		if (p->skipping)
 			return false;
 		push_raw(p, e);

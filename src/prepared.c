@@ -10,10 +10,6 @@
 #include "buf.h"
 #include "proto.h"
 
-/* ---- a small open-addressing hash map: (hash, value) with caller-supplied equality ---- */
-
-typedef bool (*HashEq)(const void *value, const void *key);
-
 static void *xcalloc(size_t n, size_t size)
 {
 	void *p = calloc(n, size);
@@ -22,90 +18,6 @@ static void *xcalloc(size_t n, size_t size)
 	return p;
 }
 
-static void hm_init(HashMap *m) { memset(m, 0, sizeof(*m)); }
-
-static void hm_free(HashMap *m)
-{
-	free(m->slots);
-	hm_init(m);
-}
-
-static void hm_insert_raw(HashMap *m, uint64_t hash, void *value)
-{
-	size_t i = hash & (m->cap - 1);
-	while (m->slots[i].value)
-		i = (i + 1) & (m->cap - 1);
-	if (m->slots[i].dead)
-		m->slots[i].dead = false;
-	else
-		m->used++;
-	m->slots[i].hash = hash;
-	m->slots[i].value = value;
-	m->live++;
-}
-
-static void hm_grow(HashMap *m)
-{
-	size_t cap = m->cap ? m->cap : 16;
-	while (cap < (m->live + 1) * 2)
-		cap *= 2;
-	if (cap == m->cap && m->used - m->live < m->cap / 4)
-		cap *= 2;
-	struct HashSlot *old = m->slots;
-	size_t old_cap = m->cap;
-	m->slots = xcalloc(cap, sizeof(*m->slots));
-	m->cap = cap;
-	m->used = m->live = 0;
-	for (size_t i = 0; i < old_cap; i++)
-		if (old[i].value)
-			hm_insert_raw(m, old[i].hash, old[i].value);
-	free(old);
-}
-
-static void hm_insert(HashMap *m, uint64_t hash, void *value)
-{
-	if ((m->used + 1) * 4 > m->cap * 3)
-		hm_grow(m);
-	hm_insert_raw(m, hash, value);
-}
-
-/* Index of the slot holding a value equal to key, or -1. */
-static long hm_find(const HashMap *m, uint64_t hash, HashEq eq, const void *key)
-{
-	if (!m->cap)
-		return -1;
-	for (size_t i = hash & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-		const struct HashSlot *s = &m->slots[i];
-		if (!s->value && !s->dead)
-			return -1;
-		if (s->value && s->hash == hash && eq(s->value, key))
-			return (long)i;
-	}
-}
-
-static void hm_delete_at(HashMap *m, long i)
-{
-	m->slots[i].value = NULL;
-	m->slots[i].dead = true;
-	m->live--;
-}
-
-static uint64_t hash_bytes(const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 1099511628211ull;
-	}
-	return h ^ (h >> 29);
-}
-
-static uint64_t hash_u32(uint32_t v)
-{
-	uint64_t h = v * 0x9E3779B97F4A7C15ull;
-	return h ^ (h >> 31);
-}
 
 /* ---- registry ---- */
 
@@ -129,13 +41,13 @@ static bool stmt_eq_id(const void *value, const void *key)
 void prepared_registry_init(StmtRegistry *r)
 {
 	memset(r, 0, sizeof(*r));
-	hm_init(&r->by_key);
-	hm_init(&r->by_id);
+	hashmap_init(&r->by_key);
+	hashmap_init(&r->by_id);
 }
 
 PreparedStmt *prepared_find_id(const StmtRegistry *r, uint32_t id)
 {
-	long i = hm_find(&r->by_id, hash_u32(id), stmt_eq_id, &id);
+	long i = hashmap_find(&r->by_id, hashmap_hash_u32(id), stmt_eq_id, &id);
 	return i >= 0 ? r->by_id.slots[i].value : NULL;
 }
 
@@ -149,7 +61,7 @@ void prepared_mark_validated(StmtRegistry *r, uint32_t id)
 static void stmt_free(PreparedStmt *s)
 {
 	free(s->key);
-	free(s->parse_msg);
+	free(s->create_msg);
 	free(s);
 }
 
@@ -158,8 +70,8 @@ void prepared_registry_free(StmtRegistry *r)
 	for (size_t i = 0; i < r->by_key.cap; i++)
 		if (r->by_key.slots[i].value)
 			stmt_free(r->by_key.slots[i].value);
-	hm_free(&r->by_key);
-	hm_free(&r->by_id);
+	hashmap_free(&r->by_key);
+	hashmap_free(&r->by_id);
 }
 
 size_t prepared_registry_count(const StmtRegistry *r) { return r->by_key.live; }
@@ -171,8 +83,8 @@ uint32_t prepared_new_id(StmtRegistry *r) { return ++r->next_id; }
 PreparedStmt *prepared_intern(StmtRegistry *r, const uint8_t *key, size_t key_len)
 {
 	struct KeyRef k = {key, key_len};
-	uint64_t h = hash_bytes(key, key_len);
-	long i = hm_find(&r->by_key, h, stmt_eq_key, &k);
+	uint64_t h = hashmap_hash_bytes(key, key_len);
+	long i = hashmap_find(&r->by_key, h, stmt_eq_key, &k);
 	if (i >= 0) {
 		PreparedStmt *s = r->by_key.slots[i].value;
 		s->refcount++;
@@ -194,10 +106,31 @@ PreparedStmt *prepared_intern(StmtRegistry *r, const uint8_t *key, size_t key_le
 	proto_put_str(&b, s->server_name);
 	proto_put_bytes(&b, key, key_len);
 	proto_end(&b, off);
-	s->parse_msg = b.data; /* take the buffer */
-	s->parse_len = b.len;
-	hm_insert(&r->by_key, h, s);
-	hm_insert(&r->by_id, hash_u32(s->id), s);
+	s->create_msg = b.data; /* take the buffer */
+	s->create_len = b.len;
+	hashmap_insert(&r->by_key, h, s);
+	hashmap_insert(&r->by_id, hashmap_hash_u32(s->id), s);
+	return s;
+}
+
+PreparedStmt *prepared_new_sql(StmtRegistry *r, const char *rest, size_t rest_len)
+{
+	PreparedStmt *s = xcalloc(1, sizeof(*s));
+	s->id = prepared_new_id(r);
+	prepared_server_name(s->id, s->server_name);
+	s->sql_level = true;
+	s->refcount = 1;
+	Buf b;
+	buf_init(&b);
+	size_t off = proto_begin(&b, 'Q');
+	proto_put_bytes(&b, "PREPARE ", 8);
+	proto_put_bytes(&b, s->server_name, strlen(s->server_name));
+	proto_put_bytes(&b, rest, rest_len);
+	proto_put_u8(&b, 0);
+	proto_end(&b, off);
+	s->create_msg = b.data;
+	s->create_len = b.len;
+	hashmap_insert(&r->by_id, hashmap_hash_u32(s->id), s);
 	return s;
 }
 
@@ -206,12 +139,12 @@ void prepared_release(StmtRegistry *r, PreparedStmt *s)
 	if (--s->refcount > 0)
 		return;
 	struct KeyRef k = {s->key, s->key_len};
-	long i = hm_find(&r->by_key, s->hash, stmt_eq_key, &k);
+	long i = s->sql_level ? -1 : hashmap_find(&r->by_key, s->hash, stmt_eq_key, &k);
 	if (i >= 0)
-		hm_delete_at(&r->by_key, i);
-	i = hm_find(&r->by_id, hash_u32(s->id), stmt_eq_id, &s->id);
+		hashmap_delete_at(&r->by_key, i);
+	i = hashmap_find(&r->by_id, hashmap_hash_u32(s->id), stmt_eq_id, &s->id);
 	if (i >= 0)
-		hm_delete_at(&r->by_id, i);
+		hashmap_delete_at(&r->by_id, i);
 	stmt_free(s);
 }
 
@@ -227,7 +160,7 @@ static bool cs_eq_name(const void *value, const void *key)
 	return strcmp(((const struct ClientStmt *)value)->name, key) == 0;
 }
 
-void prepared_client_init(ClientStmts *m) { hm_init(&m->by_name); }
+void prepared_client_init(ClientStmts *m) { hashmap_init(&m->by_name); }
 
 void prepared_client_clear(ClientStmts *m, StmtRegistry *r)
 {
@@ -239,15 +172,15 @@ void prepared_client_clear(ClientStmts *m, StmtRegistry *r)
 		free(cs->name);
 		free(cs);
 	}
-	hm_free(&m->by_name);
+	hashmap_free(&m->by_name);
 }
 
 void prepared_client_free(ClientStmts *m, StmtRegistry *r) { prepared_client_clear(m, r); }
 
 void prepared_client_set(ClientStmts *m, StmtRegistry *r, const char *name, PreparedStmt *stmt)
 {
-	uint64_t h = hash_bytes(name, strlen(name));
-	long i = hm_find(&m->by_name, h, cs_eq_name, name);
+	uint64_t h = hashmap_hash_bytes(name, strlen(name));
+	long i = hashmap_find(&m->by_name, h, cs_eq_name, name);
 	if (i >= 0) {
 		struct ClientStmt *cs = m->by_name.slots[i].value;
 		prepared_release(r, cs->stmt);
@@ -259,19 +192,19 @@ void prepared_client_set(ClientStmts *m, StmtRegistry *r, const char *name, Prep
 	if (!cs->name)
 		abort();
 	cs->stmt = stmt;
-	hm_insert(&m->by_name, h, cs);
+	hashmap_insert(&m->by_name, h, cs);
 }
 
 PreparedStmt *prepared_client_get(const ClientStmts *m, const char *name)
 {
-	long i = hm_find(&m->by_name, hash_bytes(name, strlen(name)), cs_eq_name, name);
+	long i = hashmap_find(&m->by_name, hashmap_hash_bytes(name, strlen(name)), cs_eq_name, name);
 	return i >= 0 ? ((struct ClientStmt *)m->by_name.slots[i].value)->stmt : NULL;
 }
 
 static void client_remove_at(ClientStmts *m, StmtRegistry *r, long i)
 {
 	struct ClientStmt *cs = m->by_name.slots[i].value;
-	hm_delete_at(&m->by_name, i);
+	hashmap_delete_at(&m->by_name, i);
 	prepared_release(r, cs->stmt);
 	free(cs->name);
 	free(cs);
@@ -279,7 +212,7 @@ static void client_remove_at(ClientStmts *m, StmtRegistry *r, long i)
 
 bool prepared_client_remove(ClientStmts *m, StmtRegistry *r, const char *name)
 {
-	long i = hm_find(&m->by_name, hash_bytes(name, strlen(name)), cs_eq_name, name);
+	long i = hashmap_find(&m->by_name, hashmap_hash_bytes(name, strlen(name)), cs_eq_name, name);
 	if (i < 0)
 		return false;
 	client_remove_at(m, r, i);
@@ -311,7 +244,7 @@ static bool ss_eq_id(const void *value, const void *key)
 
 void prepared_server_init(ServerStmts *s)
 {
-	hm_init(&s->by_id);
+	hashmap_init(&s->by_id);
 	list_init(&s->lru);
 }
 
@@ -320,14 +253,14 @@ void prepared_server_clear(ServerStmts *s)
 	ListNode *n;
 	while ((n = list_pop_front(&s->lru)) != NULL)
 		free(list_entry(n, struct ServerStmt, lru));
-	hm_free(&s->by_id);
+	hashmap_free(&s->by_id);
 }
 
 void prepared_server_free(ServerStmts *s) { prepared_server_clear(s); }
 
 bool prepared_server_has(ServerStmts *s, uint32_t id)
 {
-	long i = hm_find(&s->by_id, hash_u32(id), ss_eq_id, &id);
+	long i = hashmap_find(&s->by_id, hashmap_hash_u32(id), ss_eq_id, &id);
 	if (i < 0)
 		return false;
 	struct ServerStmt *st = s->by_id.slots[i].value;
@@ -342,7 +275,7 @@ bool prepared_server_add(ServerStmts *s, uint32_t id, size_t limit, uint32_t *ev
 		return false;
 	struct ServerStmt *st = xcalloc(1, sizeof(*st));
 	st->id = id;
-	hm_insert(&s->by_id, hash_u32(id), st);
+	hashmap_insert(&s->by_id, hashmap_hash_u32(id), st);
 	list_push_front(&s->lru, &st->lru);
 	if (limit == 0 || s->lru.count <= limit)
 		return false;
@@ -354,11 +287,11 @@ bool prepared_server_add(ServerStmts *s, uint32_t id, size_t limit, uint32_t *ev
 
 void prepared_server_remove(ServerStmts *s, uint32_t id)
 {
-	long i = hm_find(&s->by_id, hash_u32(id), ss_eq_id, &id);
+	long i = hashmap_find(&s->by_id, hashmap_hash_u32(id), ss_eq_id, &id);
 	if (i < 0)
 		return;
 	struct ServerStmt *st = s->by_id.slots[i].value;
-	hm_delete_at(&s->by_id, i);
+	hashmap_delete_at(&s->by_id, i);
 	list_remove(&s->lru, &st->lru);
 	free(st);
 }

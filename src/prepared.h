@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hashmap.h"
 #include "list.h"
 
 typedef struct PreparedStmt {
@@ -22,20 +23,13 @@ typedef struct PreparedStmt {
 	uint8_t *key;          /* query\0 int16 nparams int32[nparams]: the Parse body after the name */
 	size_t key_len;
 	uint64_t hash;
-	uint8_t *parse_msg;    /* complete Parse message under server_name */
-	size_t parse_len;
+	uint8_t *create_msg;   /* the message that creates it under server_name: a Parse, or for a
+				* SQL-level PREPARE a Query "PREPARE pgrelay_<id> ..." */
+	size_t create_len;
+	bool sql_level;        /* from PREPARE (never shared between clients) */
 	int refcount;          /* client map entries */
 	bool validated;        /* a server accepted this Parse once: it is valid SQL */
 } PreparedStmt;
-
-typedef struct HashMap {
-	struct HashSlot {
-		uint64_t hash;
-		void *value; /* NULL: empty */
-		bool dead;
-	} *slots;
-	size_t cap, used, live;
-} HashMap;
 
 typedef struct StmtRegistry {
 	HashMap by_key;
@@ -49,6 +43,8 @@ void prepared_registry_free(StmtRegistry *r);
 size_t prepared_registry_count(const StmtRegistry *r);
 /* The registry statement for a Parse body (after the statement name), created if new; refcount +1. */
 PreparedStmt *prepared_intern(StmtRegistry *r, const uint8_t *key, size_t key_len);
+/* A statement for SQL-level "PREPARE name <rest>": a new id every time; refcount 1. */
+PreparedStmt *prepared_new_sql(StmtRegistry *r, const char *rest, size_t rest_len);
 void prepared_release(StmtRegistry *r, PreparedStmt *s);
 PreparedStmt *prepared_find_id(const StmtRegistry *r, uint32_t id);
 /* A server answered ParseComplete for this statement. */

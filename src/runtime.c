@@ -185,6 +185,7 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	list_init(&rt->dead_clients);
 	list_init(&rt->dead_servers);
 	prepared_registry_init(&rt->stmts);
+	sqlclass_cache_init(&rt->sql, 10000);
 	signal(SIGPIPE, SIG_IGN);
 
 	rt->base = event_base_new();
@@ -231,6 +232,7 @@ void runtime_free(Runtime *rt)
 	runtime_reap(-1, 0, rt);
 	cancel_map_free(&rt->cancel_map);
 	prepared_registry_free(&rt->stmts);
+	sqlclass_cache_free(&rt->sql);
 	scram_cache_clear(rt);
 	if (rt->ev_reaper)
 		event_free(rt->ev_reaper);

@@ -15,6 +15,7 @@
 #include "list.h"
 #include "log.h"
 #include "prepared.h"
+#include "sqlclass.h"
 
 typedef struct Client Client;
 typedef struct Server Server;
@@ -75,6 +76,7 @@ typedef struct Runtime {
 	size_t n_scram_cache;
 
 	StmtRegistry stmts; /* prepared statements, pgrelay-wide names */
+	SqlCache sql;       /* statement analyses by text */
 
 	Stats stats;
 } Runtime;

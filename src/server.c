@@ -111,8 +111,16 @@ void server_ensure_prepared(Server *s, RelayCtx *rc, const PreparedStmt *st)
 
 void server_send_parse(Server *s, RelayCtx *rc, const PreparedStmt *st, bool for_client)
 {
+	server_track_prepared(s, rc, st->id);
+	relay_send(rc, st->create_msg, st->create_len);
+	pipeline_push(&s->pipe, st->sql_level ? PIPE_QUERY : PIPE_PARSE, for_client ? 0 : PIPE_INTERNAL, st->id);
+	s->rt->stmts.parses_sent++;
+}
+
+void server_track_prepared(Server *s, RelayCtx *rc, uint32_t id)
+{
 	uint32_t evicted = 0;
-	if (prepared_server_add(&s->stmts, st->id, (size_t)s->pool->config->max_prepared_statements, &evicted)) {
+	if (prepared_server_add(&s->stmts, id, (size_t)s->pool->config->max_prepared_statements, &evicted)) {
 		char name[24];
 		prepared_server_name(evicted, name);
 		Buf b;
@@ -126,9 +134,6 @@ void server_send_parse(Server *s, RelayCtx *rc, const PreparedStmt *st, bool for
 		pipeline_push(&s->pipe, PIPE_CLOSE, PIPE_INTERNAL, evicted);
 		s->rt->stmts.evictions++;
 	}
-	relay_send(rc, st->parse_msg, st->parse_len);
-	pipeline_push(&s->pipe, PIPE_PARSE, for_client ? 0 : PIPE_INTERNAL, st->id);
-	s->rt->stmts.parses_sent++;
 }
 
 /* An entry left the pipeline without taking effect: undo what pgrelay assumed. */
@@ -667,7 +672,7 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		if (!c)
 			return RELAY_ERROR;
 		if (s->tx_status == 'I' && server_is_quiet(s) && c->conn.fwd_left == 0 &&
-		    (c->pool_mode == CONFIG_POOL_TRANSACTION || c->close_at_idle)) {
+		    ((c->pool_mode == CONFIG_POOL_TRANSACTION && !c->pinned) || c->close_at_idle)) {
 			s->release_pending = true;
 			return RELAY_FORWARD | RELAY_AFTER_STOP;
 		}
@@ -695,8 +700,14 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 			return RELAY_NEED_BODY;
 		const PipeEntry *h = pipeline_head(&s->pipe);
 		uint8_t head_kind = h ? h->kind : 0;
+		uint32_t head_tag = h ? h->tag : 0;
 		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
-		if ((flags & PIPE_INTERNAL) && head_kind == PIPE_QUERY) {
+		if (head_kind == PIPE_QUERY && head_tag) {
+			/* A PREPARE (the client's, or pgrelay re-creating it) failed: it does not exist. */
+			prepared_server_remove(&s->stmts, head_tag);
+			if (c && !(flags & PIPE_INTERNAL))
+				prepared_client_forget_id(&c->stmts, &s->rt->stmts, head_tag);
+		} else if ((flags & PIPE_INTERNAL) && head_kind == PIPE_QUERY) {
 			server_internal_error(s, body, len);
 			return s->state == SV_CLOSED ? RELAY_CLOSED : RELAY_DROP;
 		}
@@ -756,7 +767,7 @@ static void server_finish_release(Server *s)
 	server_detach(s);
 	if (c)
 		c->pool->total_xacts++;
-	server_release(s, c && c->pool_mode == CONFIG_POOL_SESSION);
+	server_release(s, c && (c->pool_mode == CONFIG_POOL_SESSION || c->pinned));
 	if (c)
 		client_unlinked(c);
 }

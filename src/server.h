@@ -97,6 +97,8 @@ bool server_expect(Server *s, PipeKind kind, uint8_t flags, uint32_t tag);
  * evicts) ahead of it, with replies swallowed.
  */
 void server_ensure_prepared(Server *s, RelayCtx *rc, const PreparedStmt *st);
+/* Records that the server will have statement id, closing the LRU victim on the server first. */
+void server_track_prepared(Server *s, RelayCtx *rc, uint32_t id);
 /* Sends st's Parse under its pgrelay-wide name; the reply goes to the client if for_client. */
 void server_send_parse(Server *s, RelayCtx *rc, const PreparedStmt *st, bool for_client);
 
