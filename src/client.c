@@ -29,11 +29,13 @@
 static void client_on_readable(void *owner);
 static void client_on_drained(void *owner);
 static void client_on_failed(void *owner, const char *why);
+static void client_on_tls_ready(void *owner, const char *error);
 
 static const ConnHandlers client_handlers = {
 	.readable = client_on_readable,
 	.drained = client_on_drained,
 	.failed = client_on_failed,
+	.tls_ready = client_on_tls_ready,
 };
 
 static char *xstrdup(const char *s)
@@ -165,9 +167,42 @@ void client_free_memory(Client *c)
 
 /* ---- startup ---- */
 
-static void client_refuse_encryption(Client *c)
+/* SSLRequest: 'S' and a TLS handshake when listen.tls allows it, otherwise 'N'. */
+static void client_ssl_request(Client *c)
 {
-	conn_send(&c->conn, "N", 1);
+	SSL_CTX *ctx = c->rt->tls_listen;
+	if (c->tls) {
+		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "SSLRequest received on an encrypted connection");
+		return;
+	}
+	if (!ctx) {
+		conn_send(&c->conn, "N", 1);
+		return;
+	}
+	if (c->conn.in_pos < c->conn.in_len) {
+		/* Bytes sent before the handshake would be taken as if they were encrypted. */
+		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "received unencrypted data after SSL request");
+		return;
+	}
+	conn_send(&c->conn, "S", 1);
+	c->tls_pending = true;
+	if (!conn_tls_start(&c->conn, ctx, true, NULL))
+		client_close(c, "cannot start TLS");
+}
+
+static void client_on_tls_ready(void *owner, const char *error)
+{
+	Client *c = owner;
+	c->tls_pending = false;
+	if (error) {
+		log_info(c->name, "TLS handshake with %s failed: %s", c->addr, error);
+		client_close(c, error);
+		return;
+	}
+	c->tls = true;
+	log_debug(c->name, "TLS established (%s, %s)", SSL_get_version(c->conn.ssl), SSL_get_cipher(c->conn.ssl));
+	conn_start_reading(&c->conn);
+	conn_kick(&c->conn);
 }
 
 static bool startup_param(Client *c, const char *name, const char *value, const char **unknown, size_t *n_unknown)
@@ -214,8 +249,10 @@ static void client_handle_startup(Client *c, const uint8_t *packet, size_t len)
 	}
 	switch (st.code) {
 	case PROTO_CODE_SSL:
+		client_ssl_request(c);
+		return;
 	case PROTO_CODE_GSSENC:
-		client_refuse_encryption(c);
+		conn_send(&c->conn, "N", 1); /* GSSAPI encryption is not supported */
 		return;
 	case PROTO_CODE_CANCEL:
 		cancel_handle_request(c->rt, st.cancel_pid, st.cancel_key, c->addr);
@@ -244,6 +281,12 @@ static void client_handle_startup(Client *c, const uint8_t *packet, size_t len)
 	}
 	if (!c->user || !*c->user) {
 		client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION, "no PostgreSQL user name specified in startup packet");
+		return;
+	}
+	if (!c->tls && c->rt->config->listen.tls.mode == CONFIG_TLS_REQUIRE) {
+		log_warning(c->name, "refusing unencrypted connection from %s (listen.tls.mode is require)", c->addr);
+		client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION,
+			     "pgrelay accepts only TLS connections: connect with sslmode=require or stronger");
 		return;
 	}
 	if (!c->database || !*c->database) {
@@ -296,6 +339,15 @@ static void client_begin_auth(Client *c)
 		proto_build_auth(&b, PROTO_AUTH_MD5, c->md5_salt, sizeof(c->md5_salt));
 		break;
 	case CONFIG_AUTH_PASSWORD:
+		if (!c->tls && !c->rt->config->allow_cleartext_without_tls) {
+			buf_free(&b);
+			log_warning(c->name, "refusing cleartext password authentication of \"%s\" from %s without TLS",
+				    c->user, c->addr);
+			client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION,
+				     "user \"%s\" authenticates with a cleartext password, which pgrelay accepts only over TLS "
+				     "(or with proxy.allow_cleartext_without_tls)", c->user);
+			return;
+		}
 		proto_build_auth(&b, PROTO_AUTH_CLEARTEXT, NULL, 0);
 		break;
 	}
@@ -841,7 +893,7 @@ static void client_process(Client *c)
 static void client_read_startup(Client *c)
 {
 	Conn *cn = &c->conn;
-	while (c->state == CL_STARTUP) {
+	while (c->state == CL_STARTUP && !c->tls_pending) {
 		size_t avail = cn->in_len - cn->in_pos;
 		if (avail < 4)
 			break;
@@ -872,6 +924,8 @@ static void client_read_startup(Client *c)
 static void client_on_readable(void *owner)
 {
 	Client *c = owner;
+	if (c->tls_pending)
+		return;
 	if (c->state == CL_STARTUP)
 		client_read_startup(c);
 	else

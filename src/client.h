@@ -38,6 +38,8 @@ struct Client {
 	char addr[64];   /* peer address for logs */
 	ClientState state;
 	Conn conn;
+	bool tls;          /* the connection is encrypted */
+	bool tls_pending;  /* handshake in progress after answering 'S' */
 
 	char *user;
 	char *database;

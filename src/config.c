@@ -35,14 +35,17 @@
 
 static const char *const top_keys[] = {"listen",    "log",      "proxy", "users",
 				       "databases", "services", NULL};
-static const char *const listen_keys[] = {"host", "port", "max_client_conn", "backlog", NULL};
+static const char *const listen_keys[] = {"host", "port", "max_client_conn", "backlog", "tls", NULL};
+static const char *const listen_tls_keys[] = {"mode", "cert", "key", "ca", NULL};
+static const char *const service_tls_keys[] = {"mode", "ca", NULL};
+static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-full", NULL};
 static const char *const log_keys[] = {"level", NULL};
 static const char *const proxy_keys[] = {"shutdown_timeout", "buffer_size", "max_message_size",
 					 "server_reset_query", "application_name",
-					 "max_prepared_statements", NULL};
+					 "max_prepared_statements", "allow_cleartext_without_tls", NULL};
 static const char *const user_keys[] = {"name", "password", "auth", NULL};
 static const char *const database_keys[] = {"service", "pool_mode", NULL};
-static const char *const service_keys[] = {"primary", "pool", NULL};
+static const char *const service_keys[] = {"primary", "pool", "tls", NULL};
 static const char *const backend_keys[] = {"host", "port", "dbname", "user", "password", NULL};
 static const char *const pool_keys[] = {"max", "min", "idle_timeout", "connect_timeout",
 					"statement_timeout", "query_wait_timeout", "server_lifetime",
@@ -466,6 +469,51 @@ static bool get_enum(Loader *ld, yaml_node_t *map, const char *path, const char 
 	return false;
 }
 
+static bool get_bool(Loader *ld, yaml_node_t *map, const char *path, const char *key, bool *out)
+{
+	static const char *const names[] = {"false", "true", "no", "yes", "off", "on", NULL};
+	int i = -1;
+	if (!map_get(ld, map, key))
+		return true;
+	if (!get_enum(ld, map, path, key, names, &i))
+		return false;
+	*out = (i % 2) == 1;
+	return true;
+}
+
+/* path.tls: { mode, cert, key, ca } for listen (server role) or a service (client role). */
+static void load_tls(Loader *ld, ConfigTls *tls, yaml_node_t *node, const char *path, bool listen)
+{
+	char sub[PATH_LEN];
+	join_path(sub, sizeof sub, path, "tls");
+	if (!node)
+		return;
+	if (!check_mapping(ld, node, sub, listen ? listen_tls_keys : service_tls_keys))
+		return;
+	yaml_node_t *mode_node = map_get(ld, node, "mode");
+	int mode = (int)tls->mode;
+	if (!get_enum(ld, node, sub, "mode", tls_mode_names, &mode))
+		return;
+	tls->mode = (ConfigTlsMode)mode;
+	if (listen) {
+		if (tls->mode == CONFIG_TLS_VERIFY_FULL) {
+			error_at(ld, mode_node, "%s.mode verify-full applies to services; for clients use require "
+				 "with ca to demand client certificates", sub);
+			return;
+		}
+		get_string(ld, node, sub, "cert", STR_NULLABLE | STR_NONEMPTY, &tls->cert, NULL);
+		get_string(ld, node, sub, "key", STR_NULLABLE | STR_NONEMPTY, &tls->key, NULL);
+		if (tls->mode != CONFIG_TLS_DISABLE && (!tls->cert || !tls->key))
+			error_at(ld, node, "%s needs cert and key when mode is %s", sub, tls_mode_names[tls->mode]);
+	} else if (tls->mode == CONFIG_TLS_ALLOW) {
+		error_at(ld, mode_node, "%s.mode must be one of: disable, prefer, require, verify-full; got \"allow\"", sub);
+		return;
+	}
+	get_string(ld, node, sub, "ca", STR_NULLABLE | STR_NONEMPTY, &tls->ca, NULL);
+	if (!listen && tls->mode == CONFIG_TLS_VERIFY_FULL && !tls->ca)
+		error_at(ld, node, "%s.mode verify-full needs ca (the CA file that signed the server certificates)", sub);
+}
+
 static void format_duration(char *buf, size_t len, int64_t ms)
 {
 	if (ms == 0)
@@ -623,6 +671,7 @@ static void load_listen(Loader *ld, Config *cfg, yaml_node_t *node)
 	get_int(ld, node, "listen", "port", 1, 65535, &cfg->listen.port, NULL);
 	get_int(ld, node, "listen", "max_client_conn", 1, 1000000, &cfg->listen.max_client_conn, NULL);
 	get_int(ld, node, "listen", "backlog", 1, 65535, &cfg->listen.backlog, NULL);
+	load_tls(ld, &cfg->listen.tls, map_get(ld, node, "tls"), "listen", true);
 }
 
 static void load_log(Loader *ld, Config *cfg, yaml_node_t *node)
@@ -655,6 +704,7 @@ static void load_proxy(Loader *ld, Config *cfg, yaml_node_t *node)
 		   NULL);
 	get_string(ld, node, "proxy", "application_name", STR_NULL_EMPTY, &cfg->application_name, NULL);
 	get_int(ld, node, "proxy", "max_prepared_statements", 0, 100000, &cfg->max_prepared_statements, NULL);
+	get_bool(ld, node, "proxy", "allow_cleartext_without_tls", &cfg->allow_cleartext_without_tls);
 }
 
 static void load_users(Loader *ld, Config *cfg, yaml_node_t *node)
@@ -781,6 +831,7 @@ static void load_services(Loader *ld, Config *cfg, yaml_node_t *node)
 			.server_lifetime_ms = 3600 * 1000,
 		};
 		s->primary.port = 5432;
+		s->tls.mode = CONFIG_TLS_PREFER;
 		if (!(s->name = dup_string(ld, scalar_text(key))))
 			return;
 		snprintf(path, sizeof path, "services.%s", s->name);
@@ -794,6 +845,7 @@ static void load_services(Loader *ld, Config *cfg, yaml_node_t *node)
 			load_backend(ld, &s->primary, primary, sub, s->name);
 		join_path(sub, sizeof sub, path, "pool");
 		load_pool(ld, &s->pool, map_get(ld, value, "pool"), sub);
+		load_tls(ld, &s->tls, map_get(ld, value, "tls"), path, false);
 	}
 }
 
@@ -883,6 +935,9 @@ static void config_free(Config *cfg)
 {
 	free(cfg->path);
 	free(cfg->listen.host);
+	free(cfg->listen.tls.cert);
+	free(cfg->listen.tls.key);
+	free(cfg->listen.tls.ca);
 	free(cfg->server_reset_query);
 	free(cfg->application_name);
 	for (size_t i = 0; i < cfg->n_users; i++) {
@@ -902,6 +957,7 @@ static void config_free(Config *cfg)
 		free(s->primary.dbname);
 		free(s->primary.user);
 		free(s->primary.password);
+		free(s->tls.ca);
 	}
 	free(cfg->services);
 	free(cfg);
@@ -1216,5 +1272,12 @@ const char *config_auth_method_name(ConfigAuthMethod method)
 {
 	if ((unsigned)method < sizeof auth_names / sizeof auth_names[0] - 1)
 		return auth_names[method];
+	return "unknown";
+}
+
+const char *config_tls_mode_name(ConfigTlsMode mode)
+{
+	if ((unsigned)mode < sizeof tls_mode_names / sizeof tls_mode_names[0] - 1)
+		return tls_mode_names[mode];
 	return "unknown";
 }

@@ -30,6 +30,21 @@ typedef enum {
 	CONFIG_LOG_ERROR,
 } ConfigLogLevel;
 
+typedef enum {
+	CONFIG_TLS_DISABLE = 0,
+	CONFIG_TLS_ALLOW,       /* listen: accept TLS when the client asks */
+	CONFIG_TLS_PREFER,      /* listen: same as allow; services: TLS if the server offers it */
+	CONFIG_TLS_REQUIRE,     /* TLS or nothing; no certificate check towards servers */
+	CONFIG_TLS_VERIFY_FULL, /* services: TLS, server certificate checked against ca and host */
+} ConfigTlsMode;
+
+typedef struct ConfigTls {
+	ConfigTlsMode mode;
+	char *cert; /* listen: certificate chain (PEM), required unless disabled */
+	char *key;  /* listen: private key (PEM) */
+	char *ca;   /* listen: CA for client certificates (then required); services: CA for verify-full */
+} ConfigTls;
+
 typedef struct ConfigUser {
 	char *name;
 	/* Plain secret, "md5" + 32 hex digits, or "SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>". */
@@ -59,6 +74,7 @@ typedef struct ConfigService {
 	char *name;
 	ConfigBackend primary;
 	ConfigPool pool;
+	ConfigTls tls; /* towards the servers: default prefer */
 } ConfigService;
 
 typedef struct ConfigDatabase {
@@ -77,6 +93,7 @@ typedef struct Config {
 		int port;            /* default 6432 */
 		int max_client_conn; /* default 10000, 1..1000000 */
 		int backlog;         /* default 1024 */
+		ConfigTls tls;       /* towards clients: default disable */
 	} listen;
 
 	struct {
@@ -92,6 +109,9 @@ typedef struct Config {
 	/* Named prepared statements kept per server connection in transaction pooling (LRU);
 	 * default 200; 0 turns statement tracking off (drivers then need unnamed statements). */
 	int max_prepared_statements;
+	/* Cleartext passwords (auth: password, or a server asking for one) over a connection that is
+	 * neither TLS nor a Unix socket are refused unless this is true. Default false. */
+	bool allow_cleartext_without_tls;
 
 	ConfigUser *users;
 	size_t n_users;
@@ -124,5 +144,6 @@ bool config_parse_size(const char *text, size_t *out_bytes);
 
 const char *config_pool_mode_name(ConfigPoolMode mode);
 const char *config_auth_method_name(ConfigAuthMethod method);
+const char *config_tls_mode_name(ConfigTlsMode mode);
 
 #endif

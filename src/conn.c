@@ -1,14 +1,19 @@
 /*
- * conn — buffered non-blocking socket I/O (see conn.h).
+ * conn — buffered non-blocking socket I/O, plain or TLS (see conn.h).
  */
 #include "conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "tls.h"
 
 static void conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void conn_on_write(evutil_socket_t fd, short what, void *arg);
@@ -37,6 +42,13 @@ void conn_close(Conn *c)
 		event_del(&c->ev_read);
 		event_del(&c->ev_write);
 		c->events_ready = false;
+	}
+	if (c->ssl) {
+		if (!c->handshaking && !c->failed)
+			SSL_shutdown(c->ssl); /* best effort close_notify */
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		ERR_clear_error();
 	}
 	if (c->fd >= 0) {
 		close(c->fd);
@@ -91,28 +103,168 @@ static void set_writing(Conn *c, bool on)
 	c->writing = on;
 }
 
+/* ---- raw I/O: > 0 bytes moved, 0 would block, -1 error (reason in why), -2 EOF ---- */
+
+static ssize_t io_fail(char *why, size_t whylen, const char *what, int err)
+{
+	snprintf(why, whylen, "%s failed: %s", what, strerror(err));
+	return -1;
+}
+
+static ssize_t tls_fail(Conn *c, char *why, size_t whylen, const char *what, int ret)
+{
+	int e = SSL_get_error(c->ssl, ret);
+	char msg[200];
+	if (e == SSL_ERROR_SYSCALL && errno)
+		return io_fail(why, whylen, what, errno);
+	if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN)
+		return -2;
+	snprintf(why, whylen, "TLS %s failed: %s", what, tls_error_string(msg, sizeof msg));
+	return -1;
+}
+
+static ssize_t io_read(Conn *c, void *buf, size_t n, char *why, size_t whylen)
+{
+	if (c->ssl) {
+		ERR_clear_error();
+		int r = SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
+		if (r > 0)
+			return r;
+		int e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_READ)
+			return 0;
+		if (e == SSL_ERROR_WANT_WRITE) {
+			c->read_wants_write = true;
+			set_writing(c, true);
+			return 0;
+		}
+		return tls_fail(c, why, whylen, "read", r);
+	}
+	ssize_t r;
+	do {
+		r = recv(c->fd, buf, n, 0);
+	} while (r < 0 && errno == EINTR);
+	if (r > 0)
+		return r;
+	if (r == 0)
+		return -2;
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return 0;
+	return io_fail(why, whylen, "read", errno);
+}
+
+static ssize_t io_write(Conn *c, const void *buf, size_t n, char *why, size_t whylen)
+{
+	if (c->ssl) {
+		ERR_clear_error();
+		int w = SSL_write(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
+		if (w > 0)
+			return w;
+		int e = SSL_get_error(c->ssl, w);
+		if (e == SSL_ERROR_WANT_WRITE)
+			return 0;
+		if (e == SSL_ERROR_WANT_READ) {
+			c->write_wants_read = true;
+			return 0;
+		}
+		ssize_t r = tls_fail(c, why, whylen, "write", w);
+		if (r == -2)
+			snprintf(why, whylen, "connection closed by peer");
+		return -1;
+	}
+	ssize_t w;
+	do {
+		w = send(c->fd, buf, n, MSG_NOSIGNAL);
+	} while (w < 0 && errno == EINTR);
+	if (w >= 0)
+		return w;
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return 0;
+	return io_fail(why, whylen, "write", errno);
+}
+
+/* ---- TLS handshake ---- */
+
+static void handshake_step(Conn *c)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->handshaking = false;
+		set_writing(c, false);
+		c->handlers->tls_ready(c->owner, NULL);
+		return;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ) {
+		set_writing(c, false);
+		return;
+	}
+	if (e == SSL_ERROR_WANT_WRITE) {
+		set_writing(c, true);
+		return;
+	}
+	char why[256], msg[200];
+	if (e == SSL_ERROR_SYSCALL)
+		snprintf(why, sizeof why, "TLS handshake failed: %s", errno ? strerror(errno) : "connection closed");
+	else
+		snprintf(why, sizeof why, "TLS handshake failed: %s", tls_error_string(msg, sizeof msg));
+	c->handshaking = false;
+	set_writing(c, false);
+	c->handlers->tls_ready(c->owner, why);
+}
+
+bool conn_tls_start(Conn *c, SSL_CTX *ctx, bool server_role, const char *verify_host)
+{
+	if (!ctx || c->ssl || buf_used(&c->out) || c->in_pos < c->in_len)
+		return false;
+	c->ssl = SSL_new(ctx);
+	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
+		return false;
+	if (server_role) {
+		SSL_set_accept_state(c->ssl);
+	} else {
+		SSL_set_connect_state(c->ssl);
+		if (verify_host) {
+			struct in6_addr tmp;
+			bool is_ip = inet_pton(AF_INET, verify_host, &tmp) == 1 || inet_pton(AF_INET6, verify_host, &tmp) == 1;
+			if (!is_ip)
+				SSL_set_tlsext_host_name(c->ssl, verify_host);
+			if (SSL_get_verify_mode(c->ssl) & SSL_VERIFY_PEER) {
+				if (is_ip)
+					X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), verify_host);
+				else
+					SSL_set1_host(c->ssl, verify_host);
+			}
+		}
+	}
+	c->handshaking = true;
+	conn_start_reading(c);
+	handshake_step(c);
+	return true;
+}
+
+/* ---- sending ---- */
+
 void conn_send(Conn *c, const void *data, size_t n)
 {
 	if (c->failed || c->fd < 0 || n == 0)
 		return;
 	const uint8_t *p = data;
-	if (buf_used(&c->out) == 0) {
-		ssize_t w;
-		do {
-			w = send(c->fd, p, n, MSG_NOSIGNAL);
-		} while (w < 0 && errno == EINTR);
-		if (w < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				char why[96];
-				snprintf(why, sizeof(why), "write failed: %s", strerror(errno));
+	if (buf_used(&c->out) == 0 && !c->handshaking) {
+		char why[160];
+		while (n > 0) {
+			ssize_t w = io_write(c, p, n, why, sizeof why);
+			if (w < 0) {
 				conn_fail(c, why);
 				return;
 			}
-			w = 0;
+			if (w == 0)
+				break;
+			c->bytes_out += (uint64_t)w;
+			p += w;
+			n -= (size_t)w;
 		}
-		c->bytes_out += (uint64_t)w;
-		p += w;
-		n -= (size_t)w;
 		if (n == 0)
 			return;
 	}
@@ -120,21 +272,19 @@ void conn_send(Conn *c, const void *data, size_t n)
 	set_writing(c, true);
 }
 
-static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+static void flush_out(Conn *c)
 {
-	(void)what;
-	Conn *c = arg;
+	char why[160];
 	while (buf_used(&c->out) > 0) {
-		ssize_t w = send(fd, buf_head(&c->out), buf_used(&c->out), MSG_NOSIGNAL);
+		ssize_t w = io_write(c, buf_head(&c->out), buf_used(&c->out), why, sizeof why);
 		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			char why[96];
-			snprintf(why, sizeof(why), "write failed: %s", strerror(errno));
 			set_writing(c, false);
 			conn_fail(c, why);
+			return;
+		}
+		if (w == 0) {
+			if (c->write_wants_read)
+				set_writing(c, false); /* retried from the read event */
 			return;
 		}
 		c->bytes_out += (uint64_t)w;
@@ -145,8 +295,27 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 		c->handlers->drained(c->owner);
 }
 
+static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	Conn *c = arg;
+	if (c->handshaking) {
+		handshake_step(c);
+		return;
+	}
+	if (c->read_wants_write) {
+		c->read_wants_write = false;
+		conn_kick(c);
+	}
+	flush_out(c);
+}
+
+/* ---- receiving ---- */
+
 static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
 	(void)what;
 	Conn *c = arg;
 	if (c->failed) {
@@ -154,35 +323,47 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		c->handlers->failed(c->owner, c->fail_reason);
 		return;
 	}
+	if (c->handshaking) {
+		handshake_step(c);
+		return;
+	}
+	if (c->write_wants_read) {
+		c->write_wants_read = false;
+		flush_out(c);
+		if (c->failed)
+			return;
+	}
 	bool got = false;
-	if (c->reading && c->in_len < c->in_cap) {
-		ssize_t r;
-		do {
-			r = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
-		} while (r < 0 && errno == EINTR);
-		if (r == 0) {
+	/* TLS may hold decrypted bytes the socket no longer signals: read until it blocks. */
+	while (c->reading && c->in_len < c->in_cap) {
+		char why[160];
+		ssize_t r = io_read(c, c->in + c->in_len, c->in_cap - c->in_len, why, sizeof why);
+		if (r == -2) {
 			conn_stop_reading(c);
 			c->handlers->failed(c->owner, "connection closed by peer");
 			return;
 		}
 		if (r < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				char why[96];
-				snprintf(why, sizeof(why), "read failed: %s", strerror(errno));
-				conn_stop_reading(c);
-				c->handlers->failed(c->owner, why);
-				return;
-			}
-		} else {
-			c->in_len += (size_t)r;
-			c->bytes_in += (uint64_t)r;
-			got = true;
+			conn_stop_reading(c);
+			c->handlers->failed(c->owner, why);
+			return;
 		}
+		if (r == 0)
+			break;
+		c->in_len += (size_t)r;
+		c->bytes_in += (uint64_t)r;
+		got = true;
+		if (!c->ssl)
+			break; /* level-triggered: the loop comes back if more is there */
 	}
 	if (got || c->in_pos < c->in_len)
 		c->handlers->readable(c->owner);
+	if (!c->in)
+		return; /* closed by the owner */
+	if (c->ssl && c->reading && SSL_pending(c->ssl) > 0 && c->in_len < c->in_cap)
+		conn_kick(c); /* decrypted bytes left over: come back for them */
 	/* A full buffer the owner cannot drain now would make the level-triggered event spin. */
-	if (c->in && c->reading && c->in_pos == 0 && c->in_len == c->in_cap)
+	if (c->reading && c->in_pos == 0 && c->in_len == c->in_cap)
 		conn_stop_reading(c);
 }
 

@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,6 +24,8 @@ typedef struct ConnHandlers {
 	void (*drained)(void *owner);
 	/* EOF or a socket error; the owner must close. why is for the log. */
 	void (*failed)(void *owner, const char *why);
+	/* The TLS handshake started by conn_tls_start finished (error NULL) or failed. */
+	void (*tls_ready)(void *owner, const char *error);
 } ConnHandlers;
 
 typedef struct Conn {
@@ -32,7 +35,7 @@ typedef struct Conn {
 	struct event ev_read, ev_write;
 	bool events_ready, reading, writing;
 	bool failed;      /* a send failed; reported through the read event */
-	char fail_reason[96];
+	char fail_reason[256];
 
 	/* Inbound: bytes [pos, len) of in are not processed yet. */
 	uint8_t *in;
@@ -45,6 +48,11 @@ typedef struct Conn {
 	size_t skip_left; /* bytes of the current message still to drop */
 
 	Buf out; /* queued outbound bytes, in order */
+
+	/* TLS (NULL: plain socket) */
+	SSL *ssl;
+	bool handshaking;
+	bool read_wants_write, write_wants_read;
 	uint64_t bytes_in, bytes_out;
 } Conn;
 
@@ -77,5 +85,12 @@ bool conn_make_room(Conn *c, size_t total);
 
 /* Marks the connection failed (as a failed send would) and schedules the failed() callback. */
 void conn_fail(Conn *c, const char *why);
+
+/*
+ * Starts a TLS handshake on the socket (server role towards a client, or client role towards a
+ * PostgreSQL server, checking its certificate against verify_host when the context verifies).
+ * Nothing may be queued or buffered unread. Reports through handlers->tls_ready.
+ */
+bool conn_tls_start(Conn *c, SSL_CTX *ctx, bool server_role, const char *verify_host);
 
 #endif

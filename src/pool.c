@@ -14,6 +14,7 @@
 #include "log.h"
 #include "proto.h"
 #include "server.h"
+#include "tls.h"
 
 #define POOL_RETRY_AFTER_FAILURE_MS 5000
 
@@ -53,6 +54,21 @@ static bool pool_set_credentials(Pool *p, const ConfigService *svc, const char *
 	return true;
 }
 
+/* (Re)builds the TLS context towards the service's servers; on error the old one stays. */
+static void pool_load_tls(Pool *p)
+{
+	char err[512] = "";
+	SSL_CTX *ctx = tls_client_context(&p->service->tls, err, sizeof err);
+	if (!ctx && err[0]) {
+		log_error(p->name, "services.%s.tls: %s%s", p->service->name, err,
+			  p->tls_ctx ? " (keeping the previous TLS settings)" : "");
+		return;
+	}
+	if (p->tls_ctx)
+		SSL_CTX_free(p->tls_ctx);
+	p->tls_ctx = ctx;
+}
+
 Pool *pool_get(Runtime *rt, const ConfigService *svc, const char *user, const char *user_password)
 {
 	ListNode *n, *t;
@@ -76,6 +92,7 @@ Pool *pool_get(Runtime *rt, const ConfigService *svc, const char *user, const ch
 	}
 	p->config = config_ref(rt->config);
 	p->service = svc;
+	pool_load_tls(p);
 	list_init(&p->idle);
 	list_init(&p->active);
 	list_init(&p->opening);
@@ -251,6 +268,8 @@ void pool_free(Pool *p)
 		memset((char *)p->server_password, 0, strlen(p->server_password));
 		free((char *)p->server_password);
 	}
+	if (p->tls_ctx)
+		SSL_CTX_free(p->tls_ctx);
 	config_unref(p->config);
 	free(p);
 }
@@ -326,6 +345,7 @@ void pool_apply_config(Runtime *rt, Config *cfg)
 		p->config = config_ref(cfg);
 		p->service = svc;
 		config_unref(old);
+		pool_load_tls(p);
 		if (moved) {
 			log_info(p->name, "server address or credentials changed: reconnecting as connections come free");
 			List *lists[] = {&p->active, &p->opening, &p->resetting};

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #include "config.h"
 #include "list.h"
 #include "params.h"
@@ -26,6 +28,7 @@ struct Pool {
 	const ConfigService *service;
 	const char *server_user;      /* service primary user, or the client's user */
 	const char *server_password;
+	SSL_CTX *tls_ctx;             /* towards the servers; NULL: tls disabled */
 
 	List idle, active, opening, resetting; /* servers by state */
 	List waiting;                 /* clients waiting for a server, FIFO */

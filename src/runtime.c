@@ -19,6 +19,7 @@
 #include "pool.h"
 #include "scram.h"
 #include "server.h"
+#include "tls.h"
 
 int64_t runtime_now_ms(void)
 {
@@ -117,6 +118,20 @@ static void runtime_begin_shutdown(Runtime *rt)
 
 /* ---- signals and janitor ---- */
 
+/* Builds the client-facing TLS context for cfg; false (error logged) if it cannot be. */
+static bool runtime_tls_for(Runtime *rt, const Config *cfg, SSL_CTX **out)
+{
+	(void)rt;
+	*out = NULL;
+	if (cfg->listen.tls.mode == CONFIG_TLS_DISABLE)
+		return true;
+	char err[512];
+	*out = tls_server_context(&cfg->listen.tls, err, sizeof err);
+	if (!*out)
+		log_error(NULL, "%s", err);
+	return *out != NULL;
+}
+
 void runtime_reload(Runtime *rt)
 {
 	char err[4096];
@@ -125,6 +140,15 @@ void runtime_reload(Runtime *rt)
 		log_error(NULL, "reload failed, keeping the running configuration:\n%s", err);
 		return;
 	}
+	SSL_CTX *tls;
+	if (!runtime_tls_for(rt, cfg, &tls)) {
+		log_error(NULL, "reload failed (listen.tls), keeping the running configuration");
+		config_unref(cfg);
+		return;
+	}
+	if (rt->tls_listen)
+		SSL_CTX_free(rt->tls_listen); /* connections keep their own reference */
+	rt->tls_listen = tls;
 	Config *old = rt->config;
 	if (strcmp(old->listen.host, cfg->listen.host) != 0 || old->listen.port != cfg->listen.port ||
 	    old->listen.backlog != cfg->listen.backlog)
@@ -198,6 +222,8 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 		rt->dns = evdns_base_new(rt->base, 0); /* no resolv.conf: numeric hosts still work */
 	if (rt->dns)
 		evdns_base_load_hosts(rt->dns, NULL);
+	if (!runtime_tls_for(rt, cfg, &rt->tls_listen))
+		return false;
 	rt->ev_reaper = event_new(rt->base, -1, 0, runtime_reap, rt);
 	rt->ev_sighup = evsignal_new(rt->base, SIGHUP, runtime_on_signal, rt);
 	rt->ev_sigterm = evsignal_new(rt->base, SIGTERM, runtime_on_signal, rt);
@@ -248,6 +274,8 @@ void runtime_free(Runtime *rt)
 		evdns_base_free(rt->dns, 0);
 	if (rt->base)
 		event_base_free(rt->base);
+	if (rt->tls_listen)
+		SSL_CTX_free(rt->tls_listen);
 	config_unref(rt->config);
 	free(rt->config_path);
 	log_configure(NULL);

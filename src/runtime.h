@@ -8,6 +8,7 @@
 #define PGRELAY_RUNTIME_H
 
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -50,6 +51,7 @@ typedef struct Runtime {
 	int listen_fds[RUNTIME_MAX_LISTENERS];
 	struct event *ev_accept[RUNTIME_MAX_LISTENERS];
 	int n_listeners;
+	SSL_CTX *tls_listen; /* for clients; NULL when listen.tls.mode is disable */
 
 	List clients;   /* every live client */
 	List pools;

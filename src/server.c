@@ -38,11 +38,13 @@
 static void server_on_readable(void *owner);
 static void server_on_drained(void *owner);
 static void server_on_failed(void *owner, const char *why);
+static void server_on_tls_ready(void *owner, const char *error);
 
 static const ConnHandlers server_handlers = {
 	.readable = server_on_readable,
 	.drained = server_on_drained,
 	.failed = server_on_failed,
+	.tls_ready = server_on_tls_ready,
 };
 
 const char *server_state_name(ServerState st)
@@ -328,8 +330,71 @@ static void server_on_connected(evutil_socket_t fd, short what, void *arg)
 	}
 	s->state = SV_LOGIN;
 	pool_server_moved(s->pool, s);
-	server_send_startup(s);
 	conn_start_reading(&s->conn);
+	if (s->pool->tls_ctx && s->addr.ss_family != AF_UNIX) {
+		/* Ask for TLS first; the answer is one byte, 'S' or 'N'. */
+		Buf b;
+		buf_init(&b);
+		size_t off = proto_begin(&b, 0);
+		proto_put_u32(&b, PROTO_CODE_SSL);
+		proto_end(&b, off);
+		conn_send_buf(&s->conn, &b);
+		buf_free(&b);
+		s->tls_phase = SV_TLS_ASKED;
+		return;
+	}
+	server_send_startup(s);
+}
+
+/* The one-byte answer to SSLRequest. Returns false if the server was closed. */
+static bool server_tls_answer(Server *s)
+{
+	Conn *cn = &s->conn;
+	if (cn->in_pos == cn->in_len)
+		return true;
+	uint8_t answer = cn->in[cn->in_pos++];
+	ConfigTlsMode mode = s->pool->service->tls.mode;
+	if (answer == 'S') {
+		if (cn->in_pos < cn->in_len) {
+			server_login_failed(s, SQLSTATE_PROTOCOL_VIOLATION, "server sent unencrypted data after accepting TLS");
+			return false;
+		}
+		conn_compact(cn);
+		s->tls_phase = SV_TLS_HANDSHAKE;
+		const char *host = s->pool->service->primary.host;
+		if (!conn_tls_start(cn, s->pool->tls_ctx, false, host)) {
+			server_login_failed(s, SQLSTATE_CANNOT_CONNECT, "cannot start TLS towards the server");
+			return false;
+		}
+		return true;
+	}
+	if (answer == 'N' && mode == CONFIG_TLS_PREFER) {
+		s->tls_phase = SV_TLS_NONE;
+		conn_compact(cn);
+		server_send_startup(s);
+		return true;
+	}
+	char msg[200];
+	if (answer == 'N')
+		snprintf(msg, sizeof msg, "server does not accept TLS, but services.%s.tls.mode is %s",
+			 s->pool->service->name, config_tls_mode_name(mode));
+	else
+		snprintf(msg, sizeof msg, "server answered the TLS request with an unexpected byte 0x%02x", answer);
+	server_login_failed(s, SQLSTATE_CANNOT_CONNECT, msg);
+	return false;
+}
+
+static void server_on_tls_ready(void *owner, const char *error)
+{
+	Server *s = owner;
+	if (error) {
+		server_login_failed(s, SQLSTATE_CANNOT_CONNECT, error);
+		return;
+	}
+	s->tls = true;
+	s->tls_phase = SV_TLS_NONE;
+	log_debug(s->name, "TLS to the server established (%s)", SSL_get_version(s->conn.ssl));
+	server_send_startup(s);
 }
 
 static void server_on_timer(evutil_socket_t fd, short what, void *arg)
@@ -488,6 +553,11 @@ static RelayAction server_auth_request(Server *s, const uint8_t *body, size_t le
 	case PROTO_AUTH_CLEARTEXT:
 		if (!password)
 			goto no_password;
+		if (!s->tls && s->addr.ss_family != AF_UNIX && !s->pool->config->allow_cleartext_without_tls) {
+			result = server_login_fail_msg(s, "server asks for a cleartext password over an unencrypted connection; "
+							  "refused (enable tls for the service, or set proxy.allow_cleartext_without_tls)");
+			break;
+		}
 		proto_build_password(&b, password);
 		break;
 	case PROTO_AUTH_MD5: {
@@ -783,6 +853,10 @@ static void server_on_readable(void *owner)
 		ServerState before = s->state;
 		switch (s->state) {
 		case SV_LOGIN:
+			if (s->tls_phase == SV_TLS_ASKED && !server_tls_answer(s))
+				return;
+			if (s->tls_phase != SV_TLS_NONE)
+				return;
 			r = relay_process(&s->conn, NULL, &server_login_ops, s, &why);
 			break;
 		case SV_IDLE:

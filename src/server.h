@@ -56,6 +56,9 @@ struct Server {
 	ScramClient scram;
 	bool scram_active;
 
+	enum { SV_TLS_NONE, SV_TLS_ASKED, SV_TLS_HANDSHAKE } tls_phase; /* during LOGIN */
+	bool tls; /* the connection is encrypted */
+
 	bool release_pending; /* ReadyForQuery ended the client's transaction: release after forwarding */
 	bool fatal_forwarded; /* the server sent the client a FATAL error: it will close */
 

@@ -294,7 +294,7 @@ TEST(error_unknown_key)
 		    "  host: 127.0.0.1\n"
 		    "  max_conn: 5\n" MINIMAL_TAIL,
 		    "t.yaml:3:3: unknown key \"max_conn\" in listen "
-		    "(expected one of: host, port, max_client_conn, backlog)");
+		    "(expected one of: host, port, max_client_conn, backlog, tls)");
 	CHECK_ERROR(MINIMAL_TAIL "    pool: { max: 5, maxx: 6 }\n",
 		    "t.yaml:6:21: unknown key \"maxx\" in services.users.pool (expected one of: max, min, "
 		    "idle_timeout, connect_timeout, statement_timeout, query_wait_timeout, "
@@ -302,7 +302,7 @@ TEST(error_unknown_key)
 	/* Control characters in a quoted key cannot break the one-error-per-line format. */
 	CHECK_ERROR("listen: { \"a\\nb\": 1 }\n" MINIMAL_TAIL,
 		    "t.yaml:1:11: unknown key \"a?b\" in listen "
-		    "(expected one of: host, port, max_client_conn, backlog)");
+		    "(expected one of: host, port, max_client_conn, backlog, tls)");
 	/* Sections for later features are not accepted yet. */
 	CHECK_ERROR(MINIMAL_TAIL "tls: { cert: x }\n",
 		    "t.yaml:6:1: unknown key \"tls\" at the top level "
@@ -551,7 +551,7 @@ TEST(multiple_errors_reported_together)
 	CHECK_STR(err,
 		  "t.yaml:1:17: listen.port must be an integer between 1 and 65535, got \"70000\"\n"
 		  "t.yaml:1:24: unknown key \"max_conn\" in listen (expected one of: host, port, "
-		  "max_client_conn, backlog)\n"
+		  "max_client_conn, backlog, tls)\n"
 		  "t.yaml:2:15: log.level must be one of: debug, info, warning, error; got \"loud\"\n"
 		  "t.yaml:4:26: users[0].password is an md5 hash, which cannot be used for "
 		  "scram-sha-256 authentication (SCRAM needs the plain password or a SCRAM-SHA-256 "
@@ -652,10 +652,46 @@ TEST(example_file_loads)
 	config_unref(c);
 }
 
+TEST(tls_settings)
+{
+	Config *c = load("listen: { tls: { mode: require, cert: /c.pem, key: /k.pem, ca: /ca.pem } }\n"
+			 "proxy: { allow_cleartext_without_tls: yes, max_prepared_statements: 0 }\n"
+			 "databases: { app: { service: users } }\n"
+			 "services:\n"
+			 "  users:\n"
+			 "    primary: { host: db1 }\n"
+			 "    tls: { mode: verify-full, ca: /root.pem }\n"
+			 "  other: { primary: { host: db2 } }\n");
+	REQUIRE(c != NULL);
+	CHECK_INT(c->listen.tls.mode, CONFIG_TLS_REQUIRE);
+	CHECK_STR(c->listen.tls.cert, "/c.pem");
+	CHECK_STR(c->listen.tls.ca, "/ca.pem");
+	CHECK(c->allow_cleartext_without_tls);
+	CHECK_INT(c->max_prepared_statements, 0);
+	CHECK_INT(config_find_service(c, "users")->tls.mode, CONFIG_TLS_VERIFY_FULL);
+	CHECK_STR(config_find_service(c, "users")->tls.ca, "/root.pem");
+	CHECK_INT(config_find_service(c, "other")->tls.mode, CONFIG_TLS_PREFER);
+	config_unref(c);
+	c = load(MINIMAL_TAIL);
+	REQUIRE(c != NULL);
+	CHECK_INT(c->listen.tls.mode, CONFIG_TLS_DISABLE);
+	CHECK(!c->allow_cleartext_without_tls);
+	CHECK_INT(c->max_prepared_statements, 200);
+	config_unref(c);
+	CHECK(load("listen: { tls: { mode: require } }\n" MINIMAL_TAIL) == NULL);
+	CHECK_CONTAINS(err, "t.yaml:1:16: listen.tls needs cert and key when mode is require");
+	CHECK(load("databases: { app: { service: users } }\n"
+		   "services: { users: { primary: { host: h }, tls: { mode: verify-full } } }\n") == NULL);
+	CHECK_CONTAINS(err, "services.users.tls.mode verify-full needs ca");
+	CHECK(load("proxy: { allow_cleartext_without_tls: maybe }\n" MINIMAL_TAIL) == NULL);
+	CHECK_CONTAINS(err, "proxy.allow_cleartext_without_tls must be one of: false, true");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1)
 		source_root = argv[1];
+	RUN(tls_settings);
 	RUN(full_config_every_key);
 	RUN(defaults_for_minimal_config);
 	RUN(durations);
