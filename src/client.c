@@ -546,6 +546,66 @@ static RelayAction client_auth_msg(void *owner, RelayCtx *rc, uint8_t type, cons
 	return c->state == CL_AUTH ? RELAY_DROP : RELAY_DROP | RELAY_AFTER_STOP;
 }
 
+static bool statement_tracking(const Client *c)
+{
+	return c->pool_mode == CONFIG_POOL_TRANSACTION && c->rt->config->max_prepared_statements > 0;
+}
+
+/*
+ * SQL text the client sends (a simple Query, or the query of a Parse), in transaction pooling:
+ * statements that need a session pin the client to its server; PREPARE / EXECUTE / DEALLOCATE
+ * names become pgrelay-wide ones (the statement re-created first on a server that lacks it).
+ * Returns true and the rewritten text in out when something was rewritten; *prepared_id is the
+ * last PREPARE's statement id (0 if none).
+ */
+static bool client_rewrite_sql(Client *c, RelayCtx *rc, const char *text, size_t len, Buf *out,
+			       uint32_t *prepared_id)
+{
+	Server *s = c->server;
+	*prepared_id = 0;
+	if (!sqlclass_might_matter(text, len))
+		return false;
+	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, text, len);
+	if (a->needs_session && !c->pinned) {
+		c->pinned = a->needs_session;
+		log_info(c->name, "keeps %s until it disconnects: %s needs a session (transaction pooling)",
+			 s->name, a->needs_session);
+	}
+	if (a->n_refs == 0 || !statement_tracking(c) || s->pipe.skipping) {
+		sqlclass_release(a);
+		return false;
+	}
+	StmtRegistry *reg = &c->rt->stmts;
+	int pos = 0;
+	for (size_t i = 0; i < a->n_refs; i++) {
+		const SqlNameRef *ref = &a->refs[i];
+		buf_append(out, text + pos, (size_t)(ref->start - pos));
+		pos = ref->end;
+		PreparedStmt *st;
+		if (ref->kind == SQL_REF_PREPARE) {
+			st = prepared_new_sql(reg, text + ref->end, (size_t)(ref->stmt_end - ref->end));
+			prepared_client_set(&c->stmts, reg, ref->name, st);
+			server_track_prepared(s, rc, st->id);
+			*prepared_id = st->id;
+		} else {
+			st = prepared_client_get(&c->stmts, ref->name);
+			if (!st) {
+				buf_append(out, text + ref->start, (size_t)(ref->end - ref->start));
+				continue; /* unknown: the server reports it */
+			}
+			server_ensure_prepared(s, rc, st);
+		}
+		buf_append(out, st->server_name, strlen(st->server_name));
+		if (ref->kind == SQL_REF_DEALLOCATE) {
+			prepared_server_remove(&s->stmts, st->id);
+			prepared_client_remove(&c->stmts, reg, ref->name);
+		}
+	}
+	buf_append(out, text + pos, len - (size_t)pos);
+	sqlclass_release(a);
+	return true;
+}
+
 /* The two names at the start of a Bind body (portal, statement), or false if not all buffered. */
 static bool bind_names(const uint8_t *body, size_t have, const char **portal, const char **stmt, size_t *names_len)
 {
@@ -578,15 +638,40 @@ static RelayAction client_statement_msg(Client *c, RelayCtx *rc, uint8_t type, c
 		if (avail < total)
 			return RELAY_NEED_BODY;
 		const uint8_t *z = memchr(body, 0, len);
-		if (!z)
+		const uint8_t *zq = z ? memchr(z + 1, 0, len - (size_t)(z + 1 - body)) : NULL;
+		if (!zq)
 			return RELAY_ERROR;
 		const char *name = (const char *)body;
-		if (!*name || s->pipe.skipping) {
-			server_expect(s, PIPE_PARSE, 0, 0);
-			return RELAY_FORWARD;
-		}
 		size_t name_len = (size_t)(z - body) + 1;
-		PreparedStmt *st = prepared_intern(reg, body + name_len, len - name_len);
+		const char *query = (const char *)z + 1;
+		const uint8_t *types = zq + 1;
+		size_t types_len = len - (size_t)(types - body);
+		/* The statement key: query + parameter types, the query possibly rewritten. */
+		Buf key;
+		buf_init(&key);
+		uint32_t prepared_id;
+		bool rewritten = client_rewrite_sql(c, rc, query, (size_t)(zq - (const uint8_t *)query), &key, &prepared_id);
+		if (rewritten) {
+			buf_append(&key, "", 1);
+			buf_append(&key, types, types_len);
+		}
+		if (!*name || s->pipe.skipping) {
+			if (rewritten) {
+				buf_init(&b);
+				size_t off = proto_begin(&b, 'P');
+				proto_put_bytes(&b, name, name_len);
+				proto_put_bytes(&b, buf_head(&key), buf_used(&key));
+				proto_end(&b, off);
+				relay_send(rc, buf_head(&b), buf_used(&b));
+				buf_free(&b);
+			}
+			buf_free(&key);
+			server_expect(s, PIPE_PARSE, 0, 0);
+			return rewritten ? RELAY_DROP : RELAY_FORWARD;
+		}
+		PreparedStmt *st = rewritten ? prepared_intern(reg, buf_head(&key), buf_used(&key))
+					     : prepared_intern(reg, body + name_len, len - name_len);
+		buf_free(&key);
 		prepared_client_set(&c->stmts, reg, name, st);
 		if (prepared_server_has(&s->stmts, st->id)) {
 			server_expect(s, PIPE_PARSE, PIPE_SYNTHETIC, st->id);
@@ -658,11 +743,6 @@ static RelayAction client_statement_msg(Client *c, RelayCtx *rc, uint8_t type, c
 	}
 }
 
-static bool statement_tracking(const Client *c)
-{
-	return c->pool_mode == CONFIG_POOL_TRANSACTION && c->rt->config->max_prepared_statements > 0;
-}
-
 static void client_send_simple(Client *c, char type, int status)
 {
 	uint8_t m[6] = {(uint8_t)type, 0, 0, 0, status ? 5 : 4, (uint8_t)status};
@@ -691,6 +771,8 @@ static RelayAction client_answer_without_server(Client *c, uint8_t type, const u
 		if (!z || z == body)
 			return 0;
 		size_t name_len = (size_t)(z - body) + 1;
+		if (sqlclass_might_matter((const char *)body + name_len, strnlen((const char *)body + name_len, len - name_len)))
+			return 0; /* may name other statements or need a session: decide with a server */
 		PreparedStmt *st = prepared_intern(&c->rt->stmts, body + name_len, len - name_len);
 		if (!st->validated) {
 			prepared_release(&c->rt->stmts, st);
@@ -719,72 +801,30 @@ static RelayAction client_answer_without_server(Client *c, uint8_t type, const u
 	}
 }
 
-/*
- * A simple Query in transaction pooling: statements that need a session pin the client to its
- * server; PREPARE / EXECUTE / DEALLOCATE names are rewritten to pgrelay-wide ones (re-creating the
- * statement first on a server that lacks it).
- */
 static RelayAction client_query_msg(Client *c, RelayCtx *rc, const uint8_t *msg, size_t total, size_t avail)
 {
 	Server *s = c->server;
-	const char *text = (const char *)msg + PROTO_HEADER_LEN;
 	if (avail < total) {
 		if (total > c->rt->config->buffer_size)
 			goto plain; /* very large statements stream through unexamined */
 		return RELAY_NEED_BODY;
 	}
+	const char *text = (const char *)msg + PROTO_HEADER_LEN;
 	size_t len = total - PROTO_HEADER_LEN;
 	if (len == 0 || text[len - 1] != 0)
 		return RELAY_ERROR;
-	len--;
-	if (!sqlclass_might_matter(text, len))
-		goto plain;
-	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, text, len);
-	if (a->needs_session && !c->pinned) {
-		c->pinned = a->needs_session;
-		log_info(c->name, "keeps %s until it disconnects: %s needs a session (transaction pooling)",
-			 s->name, a->needs_session);
-	}
-	if (a->n_refs == 0 || !statement_tracking(c) || s->pipe.skipping) {
-		sqlclass_release(a);
-		goto plain;
-	}
-	StmtRegistry *reg = &c->rt->stmts;
 	Buf out;
 	buf_init(&out);
 	size_t off = proto_begin(&out, 'Q');
-	int pos = 0;
-	uint32_t prepared_id = 0;
-	for (size_t i = 0; i < a->n_refs; i++) {
-		const SqlNameRef *ref = &a->refs[i];
-		buf_append(&out, text + pos, (size_t)(ref->start - pos));
-		pos = ref->end;
-		PreparedStmt *st;
-		if (ref->kind == SQL_REF_PREPARE) {
-			st = prepared_new_sql(reg, text + ref->end, (size_t)(ref->stmt_end - ref->end));
-			prepared_client_set(&c->stmts, reg, ref->name, st);
-			server_track_prepared(s, rc, st->id);
-			prepared_id = st->id;
-		} else {
-			st = prepared_client_get(&c->stmts, ref->name);
-			if (!st) {
-				buf_append(&out, text + ref->start, (size_t)(ref->end - ref->start));
-				continue; /* unknown: the server reports it */
-			}
-			server_ensure_prepared(s, rc, st);
-		}
-		buf_append(&out, st->server_name, strlen(st->server_name));
-		if (ref->kind == SQL_REF_DEALLOCATE) {
-			prepared_server_remove(&s->stmts, st->id);
-			prepared_client_remove(&c->stmts, reg, ref->name);
-		}
+	uint32_t prepared_id;
+	if (!client_rewrite_sql(c, rc, text, len - 1, &out, &prepared_id)) {
+		buf_free(&out);
+		goto plain;
 	}
-	buf_append(&out, text + pos, len - (size_t)pos);
 	proto_put_u8(&out, 0);
 	proto_end(&out, off);
 	relay_send(rc, buf_head(&out), buf_used(&out));
 	buf_free(&out);
-	sqlclass_release(a);
 	server_expect(s, PIPE_QUERY, 0, prepared_id);
 	return RELAY_DROP;
 plain:

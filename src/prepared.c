@@ -87,7 +87,8 @@ PreparedStmt *prepared_intern(StmtRegistry *r, const uint8_t *key, size_t key_le
 	long i = hashmap_find(&r->by_key, h, stmt_eq_key, &k);
 	if (i >= 0) {
 		PreparedStmt *s = r->by_key.slots[i].value;
-		s->refcount++;
+		if (s->refcount++ == 0)
+			r->unused--;
 		return s;
 	}
 	PreparedStmt *s = xcalloc(1, sizeof(*s));
@@ -134,10 +135,8 @@ PreparedStmt *prepared_new_sql(StmtRegistry *r, const char *rest, size_t rest_le
 	return s;
 }
 
-void prepared_release(StmtRegistry *r, PreparedStmt *s)
+static void registry_drop(StmtRegistry *r, PreparedStmt *s)
 {
-	if (--s->refcount > 0)
-		return;
 	struct KeyRef k = {s->key, s->key_len};
 	long i = s->sql_level ? -1 : hashmap_find(&r->by_key, s->hash, stmt_eq_key, &k);
 	if (i >= 0)
@@ -146,6 +145,31 @@ void prepared_release(StmtRegistry *r, PreparedStmt *s)
 	if (i >= 0)
 		hashmap_delete_at(&r->by_id, i);
 	stmt_free(s);
+}
+
+/*
+ * Statements no client names any more stay registered (keeping their id, so servers that prepared
+ * them need not again, and their validated mark), until there are more than REGISTRY_KEEP_UNUSED:
+ * then all unused ones go.
+ */
+#define REGISTRY_KEEP_UNUSED 10000
+
+void prepared_release(StmtRegistry *r, PreparedStmt *s)
+{
+	if (--s->refcount > 0)
+		return;
+	if (s->sql_level) {
+		registry_drop(r, s);
+		return;
+	}
+	if (++r->unused <= REGISTRY_KEEP_UNUSED)
+		return;
+	for (size_t j = 0; j < r->by_key.cap; j++) {
+		PreparedStmt *u = r->by_key.slots[j].value;
+		if (u && u->refcount == 0)
+			registry_drop(r, u);
+	}
+	r->unused = 0;
 }
 
 /* ---- client names ---- */

@@ -35,6 +35,7 @@ typedef struct StmtRegistry {
 	HashMap by_key;
 	HashMap by_id;
 	uint32_t next_id;
+	size_t unused; /* registered statements no client names */
 	uint64_t parses_sent, parses_avoided, evictions; /* statistics */
 } StmtRegistry;
 

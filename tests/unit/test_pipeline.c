@@ -139,8 +139,13 @@ TEST(registry_and_maps)
 	CHECK(prepared_client_remove(&m, &r, "s1"));
 	CHECK(!prepared_client_remove(&m, &r, "s1"));
 	CHECK_INT(a->refcount, 1);
-	prepared_client_forget_id(&m, &r, a->id); /* frees the statement */
-	CHECK_INT(prepared_registry_count(&r), 0);
+	prepared_client_forget_id(&m, &r, a->id);
+	/* Unused statements stay registered with their id (servers may still have them). */
+	CHECK_INT(prepared_registry_count(&r), 1);
+	PreparedStmt *again = prepared_intern(&r, key, sizeof(key) - 1);
+	CHECK(again == a);
+	CHECK_INT(again->refcount, 1);
+	prepared_release(&r, again);
 	PreparedStmt *q = prepared_new_sql(&r, " AS SELECT 1", 12);
 	CHECK(q->sql_level);
 	CHECK(memcmp(q->create_msg + 5, "PREPARE pgrelay_2 AS SELECT 1", 30) == 0);

@@ -1,0 +1,157 @@
+"""TLS on both sides, with a throw-away CA made by the openssl CLI: clients with sslmode=require and
+verify-full, refusal of plain clients under mode: require, server TLS to a PostgreSQL with ssl=on
+(verify-full against the CA, and a wrong CA refused), and cleartext passwords only over TLS."""
+import os
+import pwd
+import shutil
+import subprocess
+
+import psycopg
+import pytest
+
+from conftest import APP_PASSWORD, PW_PASSWORD, psql
+
+
+def run(*cmd, cwd):
+    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_cert(folder, name, ca_name):
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+        "-subj", "/CN=localhost", cwd=folder)
+    with open(os.path.join(folder, f"{name}.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca_name}.pem", "-CAkey", f"{ca_name}.key",
+        "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=folder)
+
+
+@pytest.fixture(scope="module")
+def certs(workdir):
+    folder = os.path.join(workdir, "tls")
+    os.makedirs(folder, exist_ok=True)
+    for ca in ("ca", "otherca"):
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
+            "-days", "2", "-subj", f"/CN=pgrelay test {ca}", cwd=folder)
+    make_cert(folder, "relay", "ca")
+    make_cert(folder, "pg", "ca")
+    for f in os.listdir(folder):
+        os.chmod(os.path.join(folder, f), 0o644)
+    return {k: os.path.join(folder, v) for k, v in
+            {"ca": "ca.pem", "otherca": "otherca.pem", "cert": "relay.pem", "key": "relay.key",
+             "pgcert": "pg.pem", "pgkey": "pg.key"}.items()}
+
+
+@pytest.fixture(scope="module")
+def pg_ssl(pg, certs):
+    """Turns ssl on in the session's PostgreSQL for this module, off again afterwards."""
+    pw = pwd.getpwnam("postgres")
+    for src, dst in ((certs["pgcert"], "server.crt"), (certs["pgkey"], "server.key")):
+        path = os.path.join(pg.data, dst)
+        shutil.copy(src, path)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+        os.chmod(path, 0o600)
+    pg.sql("ALTER SYSTEM SET ssl = on")
+    pg.sql("SELECT pg_reload_conf()")
+    yield pg
+    pg.sql("ALTER SYSTEM RESET ssl")
+    pg.sql("SELECT pg_reload_conf()")
+
+
+def tls_listen(certs, mode="require", **extra):
+    return {"tls": {"mode": mode, "cert": certs["cert"], "key": certs["key"], **extra}}
+
+
+def test_client_verify_full(pgrelay, certs):
+    relay = pgrelay(listen=tls_listen(certs))
+    r = psql(relay.port, "SELECT 'tls ok'", host="localhost",
+             conninfo="sslmode=verify-full sslrootcert=" + certs["ca"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "tls ok"
+    with psycopg.connect(host="localhost", port=relay.port, user="app", password=APP_PASSWORD, dbname="appdb",
+                         sslmode="verify-full", sslrootcert=certs["ca"], autocommit=True) as c:
+        assert c.pgconn.ssl_in_use
+        rows = c.execute("SELECT g, repeat('x', 100) FROM generate_series(1, 50000) g").fetchall()
+        assert len(rows) == 50000 and rows[-1][0] == 50000
+
+
+def test_client_wrong_ca_is_rejected_by_the_client(pgrelay, certs):
+    relay = pgrelay(listen=tls_listen(certs))
+    r = psql(relay.port, "SELECT 1", host="localhost", conninfo="sslmode=verify-full sslrootcert=" + certs["otherca"], check=False)
+    assert r.returncode != 0
+    assert "certificate verify failed" in r.stderr
+
+
+def test_require_refuses_plain_clients(pgrelay, certs):
+    relay = pgrelay(listen=tls_listen(certs))
+    r = psql(relay.port, "SELECT 1", conninfo="sslmode=disable", check=False)
+    assert r.returncode != 0
+    assert "pgrelay accepts only TLS connections" in r.stderr
+    relay.wait_log("refusing unencrypted connection")
+
+
+def test_prefer_accepts_both(pgrelay, certs):
+    relay = pgrelay(listen=tls_listen(certs, mode="prefer"))
+    for mode, want in (("disable", "f"), ("require", "t")):
+        with psycopg.connect(host="127.0.0.1", port=relay.port, user="app", password=APP_PASSWORD, dbname="appdb",
+                             sslmode=mode, autocommit=True) as c:
+            assert c.pgconn.ssl_in_use == (want == "t")
+            assert c.execute("SELECT 1").fetchone()[0] == 1
+
+
+def test_disabled_listener_answers_n(pgrelay):
+    relay = pgrelay()
+    r = psql(relay.port, "SELECT 1", conninfo="sslmode=require", check=False)
+    assert r.returncode != 0
+    assert "does not support SSL" in r.stderr or "SSL" in r.stderr
+
+
+def test_server_require_without_server_tls_fails(pgrelay, pg):
+    relay = pgrelay(services={"main": {"tls": {"mode": "require"}}})
+    with pytest.raises(psycopg.OperationalError) as e:
+        relay.connect()
+    assert "server does not accept TLS" in str(e.value)
+
+
+def server_ssl_in_use(relay):
+    with relay.connect() as c:
+        return c.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0]
+
+
+def test_server_tls_verify_full(pgrelay, pg_ssl, certs):
+    relay = pgrelay(services={"main": {"tls": {"mode": "verify-full", "ca": certs["ca"]},
+                                       "primary": {"host": "localhost"}}})
+    assert server_ssl_in_use(relay) is True
+
+
+def test_server_tls_prefer_uses_tls_and_disable_does_not(pgrelay, pg_ssl):
+    assert server_ssl_in_use(pgrelay()) is True  # prefer is the default
+    assert server_ssl_in_use(pgrelay(services={"main": {"tls": {"mode": "disable"}}})) is False
+
+
+def test_server_tls_wrong_ca_refused(pgrelay, pg_ssl, certs):
+    relay = pgrelay(services={"main": {"tls": {"mode": "verify-full", "ca": certs["otherca"]},
+                                       "primary": {"host": "localhost"}}})
+    with pytest.raises(psycopg.OperationalError) as e:
+        relay.connect()
+    assert "certificate verify failed" in str(e.value)
+
+
+def test_cleartext_password_needs_tls(pgrelay, certs):
+    relay = pgrelay(listen=tls_listen(certs, mode="prefer"))
+    r = psql(relay.port, "SELECT 1", user="pwuser", password=PW_PASSWORD, conninfo="sslmode=disable", check=False)
+    assert r.returncode != 0
+    assert "cleartext password" in r.stderr
+    r = psql(relay.port, "SELECT 'over tls'", user="pwuser", password=PW_PASSWORD, conninfo="sslmode=require")
+    assert r.returncode == 0, r.stderr
+    allowed = pgrelay(proxy={"allow_cleartext_without_tls": True})
+    r = psql(allowed.port, "SELECT 'allowed'", user="pwuser", password=PW_PASSWORD, conninfo="sslmode=disable")
+    assert r.returncode == 0, r.stderr
+
+
+def test_server_cleartext_over_plain_refused(pgrelay, pg):
+    """pwuser logs in to PostgreSQL with cleartext (pg_hba 'password'): refused without TLS."""
+    relay = pgrelay(services={"main": {"primary": {"user": "pwuser", "password": PW_PASSWORD},
+                                       "tls": {"mode": "disable"}}})
+    with pytest.raises(psycopg.OperationalError) as e:
+        relay.connect()
+    assert "cleartext password" in str(e.value)
