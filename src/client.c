@@ -69,6 +69,7 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 	c->state = CL_STARTUP;
 	c->connect_ms = runtime_now_ms();
 	params_init(&c->params);
+	params_init(&c->startup_params);
 	prepared_client_init(&c->stmts);
 	conn_init(&c->conn, rt->base, fd, rt->config->buffer_size, rt->config->max_message_size,
 		  &client_handlers, c);
@@ -155,6 +156,7 @@ void client_fatal(Client *c, const char *sqlstate, const char *fmt, ...)
 void client_free_memory(Client *c)
 {
 	params_free(&c->params);
+	params_free(&c->startup_params);
 	prepared_client_free(&c->stmts, &c->rt->stmts);
 	free(c->user);
 	free(c->database);
@@ -511,6 +513,7 @@ void client_login_ready(Client *c)
 		}
 		proto_build_parameter_status(&b, sp->name, value);
 	}
+	params_copy(&c->startup_params, &c->params);
 	proto_build_backend_key_data(&b, c->cancel_pid, c->cancel_key);
 	proto_build_ready_for_query(&b, 'I');
 	conn_send_buf(&c->conn, &b);
@@ -858,6 +861,9 @@ static RelayAction client_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		return c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
 	}
 	Server *s = c->server;
+	/* Settings lost to RESET / DISCARD ALL come back before the next request. */
+	if (!server_params_synced(s, c) && s->tx_status == 'I' && pipeline_idle(&s->pipe))
+		server_sync_params(s, c, rc);
 	switch (type) {
 	case 'P':
 	case 'B':

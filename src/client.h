@@ -48,6 +48,7 @@ struct Client {
 	Server *server;
 
 	ParamList params;   /* session parameters the client expects */
+	ParamList startup_params; /* as of login: its session defaults (what DISCARD ALL returns to) */
 	ClientStmts stmts;  /* the client's named prepared statements (transaction pooling) */
 	uint32_t cancel_pid, cancel_key;
 

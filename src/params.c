@@ -20,6 +20,7 @@ void params_init(ParamList *l)
 {
 	l->items = NULL;
 	l->n = l->cap = 0;
+	l->gen = 0;
 }
 
 void params_clear(ParamList *l)
@@ -29,6 +30,7 @@ void params_clear(ParamList *l)
 		free(l->items[i].value);
 	}
 	l->n = 0;
+	l->gen++;
 }
 
 void params_free(ParamList *l)
@@ -54,6 +56,7 @@ bool params_set(ParamList *l, const char *name, const char *value)
 			return false;
 		free(p->value);
 		p->value = xstrdup(value);
+		l->gen++;
 		return true;
 	}
 	if (l->n == l->cap) {
@@ -67,6 +70,19 @@ bool params_set(ParamList *l, const char *name, const char *value)
 	l->items[l->n].name = xstrdup(name);
 	l->items[l->n].value = xstrdup(value);
 	l->n++;
+	l->gen++;
+	return true;
+}
+
+bool params_remove(ParamList *l, const char *name)
+{
+	Param *p = params_find(l, name);
+	if (!p)
+		return false;
+	free(p->name);
+	free(p->value);
+	*p = l->items[--l->n];
+	l->gen++;
 	return true;
 }
 
@@ -184,26 +200,48 @@ const char *params_parse_options(const char *options, ParamList *out)
 
 static void append_str(Buf *b, const char *s) { buf_append(b, s, strlen(s)); }
 
-size_t params_sync_sql(const ParamList *want, const ParamList *have, Buf *sql)
+static void append_set(Buf *sql, const char *name, const char *value)
+{
+	append_str(sql, "SET ");
+	append_str(sql, name);
+	append_str(sql, " TO E'");
+	for (const char *c = value; *c; c++) {
+		if (*c == '\'' || *c == '\\')
+			buf_append(sql, c, 1);
+		buf_append(sql, c, 1);
+	}
+	append_str(sql, "';");
+}
+
+size_t params_sync(const ParamList *want, ParamList *have, const ParamList *base, Buf *sql)
 {
 	size_t count = 0;
 	for (size_t i = 0; i < want->n; i++) {
 		const Param *w = &want->items[i];
 		const char *h = params_get(have, w->name);
-		if (h && strcmp(h, w->value) == 0)
+		if ((h && strcmp(h, w->value) == 0) || !params_name_valid(w->name))
 			continue;
-		if (!params_name_valid(w->name))
-			continue;
-		append_str(sql, "SET ");
-		append_str(sql, w->name);
-		append_str(sql, " TO E'");
-		for (const char *c = w->value; *c; c++) {
-			if (*c == '\'' || *c == '\\')
-				buf_append(sql, c, 1);
-			buf_append(sql, c, 1);
-		}
-		append_str(sql, "';");
+		append_set(sql, w->name, w->value);
+		params_set(have, w->name, w->value);
 		count++;
+	}
+	for (size_t i = 0; i < have->n;) {
+		const Param *h = &have->items[i];
+		const char *b = params_get(base, h->name);
+		if (params_get(want, h->name) || (b && strcmp(b, h->value) == 0) || !params_name_valid(h->name)) {
+			i++;
+			continue;
+		}
+		append_str(sql, "RESET ");
+		append_str(sql, h->name);
+		append_str(sql, ";");
+		count++;
+		if (b) {
+			params_set(have, h->name, b);
+			i++;
+		} else {
+			params_remove(have, h->name); /* moves the last entry here */
+		}
 	}
 	return count;
 }

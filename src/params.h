@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
@@ -21,6 +22,7 @@ typedef struct Param {
 typedef struct ParamList {
 	Param *items;
 	size_t n, cap;
+	uint32_t gen; /* changes whenever the list does */
 } ParamList;
 
 void params_init(ParamList *l);
@@ -29,6 +31,7 @@ void params_clear(ParamList *l);
 /* Sets name to value (case-insensitive match). Returns true if the list changed. */
 bool params_set(ParamList *l, const char *name, const char *value);
 const char *params_get(const ParamList *l, const char *name);
+bool params_remove(ParamList *l, const char *name);
 void params_copy(ParamList *dst, const ParamList *src);
 
 /*
@@ -49,9 +52,11 @@ bool params_name_valid(const char *name);
 const char *params_parse_options(const char *options, ParamList *out);
 
 /*
- * Appends "SET name TO E'value';" to sql for every parameter of want whose value differs from
- * have's (a missing one counts as different). Returns how many were appended.
+ * Makes a server's settings (have) match what a client wants: appends "SET name TO E'value';" to
+ * sql for every parameter of want whose value differs from have's, and "RESET name;" for every
+ * parameter have holds that want does not and whose value is not the server's own default (base,
+ * its values at login). Updates have accordingly. Returns how many statements were appended.
  */
-size_t params_sync_sql(const ParamList *want, const ParamList *have, Buf *sql);
+size_t params_sync(const ParamList *want, ParamList *have, const ParamList *base, Buf *sql);
 
 #endif

@@ -476,23 +476,41 @@ void server_send_internal_query(Server *s, const char *sql)
 	pipeline_push(&s->pipe, PIPE_QUERY, PIPE_INTERNAL, 0);
 }
 
+bool server_params_synced(const Server *s, const Client *c)
+{
+	return s->synced_client == c && s->synced_client_gen == c->params.gen && s->synced_server_gen == s->params.gen;
+}
+
+void server_sync_params(Server *s, Client *c, RelayCtx *rc)
+{
+	if (server_params_synced(s, c))
+		return;
+	Buf b;
+	buf_init(&b);
+	size_t off = proto_begin(&b, 'Q');
+	if (params_sync(&c->params, &s->params, &s->login_params, &b) > 0) {
+		proto_put_u8(&b, 0);
+		proto_end(&b, off);
+		log_debug(s->name, "applying %s's session parameters", c->name);
+		if (rc)
+			relay_send(rc, buf_head(&b), buf_used(&b));
+		else
+			conn_send(&s->conn, buf_head(&b), buf_used(&b));
+		pipeline_push(&s->pipe, PIPE_QUERY, PIPE_INTERNAL, 0);
+	}
+	buf_free(&b);
+	s->synced_client = c;
+	s->synced_client_gen = c->params.gen;
+	s->synced_server_gen = s->params.gen;
+}
+
 void server_attach(Server *s, Client *c)
 {
 	s->client = c;
 	s->state = SV_ACTIVE;
 	s->last_used_ms = runtime_now_ms();
 	pool_server_moved(s->pool, s);
-	Buf sql;
-	buf_init(&sql);
-	if (params_sync_sql(&c->params, &s->params, &sql) > 0) {
-		buf_append(&sql, "", 1);
-		log_debug(s->name, "applying %s's session parameters", c->name);
-		server_send_internal_query(s, (const char *)buf_head(&sql));
-		/* Parameters the server does not report back are known from now on. */
-		for (size_t i = 0; i < c->params.n; i++)
-			params_set(&s->params, c->params.items[i].name, c->params.items[i].value);
-	}
-	buf_free(&sql);
+	server_sync_params(s, c, NULL);
 	/* Replies may already be buffered (they were paused while unlinked). */
 	server_kick(s);
 }
@@ -732,6 +750,7 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		if (avail < total)
 			return RELAY_NEED_BODY;
 		s->tx_status = (char)body[0];
+		s->reset_reports = false;
 		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
 		int after = synthetic_due(s) ? RELAY_AFTER_CALL : 0;
 		if (flags & PIPE_INTERNAL) {
@@ -759,7 +778,7 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 			return RELAY_ERROR;
 		params_set(&s->params, name, value);
 		if (c && s->state == SV_ACTIVE) {
-			if (params_is_settable_report(name))
+			if (params_is_settable_report(name) && !s->reset_reports)
 				params_set(&c->params, name, value);
 			return RELAY_FORWARD;
 		}
@@ -799,12 +818,24 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
 		bool discard = tag_is(body, len, "DISCARD ALL");
 		if (discard || tag_is(body, len, "DEALLOCATE ALL")) {
-			/* Every prepared statement on this connection is gone; DISCARD ALL reset settings too. */
+			/* Every prepared statement on this connection is gone. */
 			prepared_server_clear(&s->stmts);
-			if (discard)
-				params_copy(&s->params, &s->login_params);
 			if (c && !(flags & PIPE_INTERNAL))
 				prepared_client_clear(&c->stmts, &s->rt->stmts);
+		}
+		if (discard || tag_is(body, len, "RESET")) {
+			/*
+			 * Settings went back to the server's defaults (pgrelay's login values), while on
+			 * PostgreSQL a client's startup parameters are its session defaults: pgrelay
+			 * re-applies them before the client's next request. The ParameterStatus messages
+			 * that follow report the server's defaults, not the client's wishes.
+			 */
+			params_copy(&s->params, &s->login_params);
+			if (c && !(flags & PIPE_INTERNAL)) {
+				s->reset_reports = true;
+				if (discard)
+					params_copy(&c->params, &c->startup_params);
+			}
 		}
 		int after = synthetic_due(s) ? RELAY_AFTER_CALL : 0;
 		return ((flags & PIPE_INTERNAL) ? RELAY_DROP : fwd) | after;

@@ -137,13 +137,13 @@ def test_server_tls_wrong_ca_refused(pgrelay, pg_ssl, certs):
 
 
 def test_cleartext_password_needs_tls(pgrelay, certs):
-    relay = pgrelay(listen=tls_listen(certs, mode="prefer"))
+    relay = pgrelay(listen=tls_listen(certs, mode="prefer"), proxy={"allow_cleartext_without_tls": False})
     r = psql(relay.port, "SELECT 1", user="pwuser", password=PW_PASSWORD, conninfo="sslmode=disable", check=False)
     assert r.returncode != 0
     assert "cleartext password" in r.stderr
     r = psql(relay.port, "SELECT 'over tls'", user="pwuser", password=PW_PASSWORD, conninfo="sslmode=require")
     assert r.returncode == 0, r.stderr
-    allowed = pgrelay(proxy={"allow_cleartext_without_tls": True})
+    allowed = pgrelay()  # the harness's default allows it
     r = psql(allowed.port, "SELECT 'allowed'", user="pwuser", password=PW_PASSWORD, conninfo="sslmode=disable")
     assert r.returncode == 0, r.stderr
 
@@ -151,7 +151,8 @@ def test_cleartext_password_needs_tls(pgrelay, certs):
 def test_server_cleartext_over_plain_refused(pgrelay, pg):
     """pwuser logs in to PostgreSQL with cleartext (pg_hba 'password'): refused without TLS."""
     relay = pgrelay(services={"main": {"primary": {"user": "pwuser", "password": PW_PASSWORD},
-                                       "tls": {"mode": "disable"}}})
+                                       "tls": {"mode": "disable"}}},
+                    proxy={"allow_cleartext_without_tls": False})
     with pytest.raises(psycopg.OperationalError) as e:
         relay.connect()
     assert "cleartext password" in str(e.value)

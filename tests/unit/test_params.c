@@ -41,15 +41,30 @@ TEST(sync_sql_only_differences_and_quoting)
 	params_set(&want, "application_name", "it's \\ me");
 	params_set(&want, "TimeZone", "UTC");
 	params_set(&have, "timezone", "UTC");
+	ParamList base;
+	params_init(&base);
+	params_set(&base, "TimeZone", "UTC");
+	params_set(&base, "work_mem", "4MB");
+	params_set(&have, "work_mem", "64MB");    /* a previous client's */
+	params_set(&have, "search_path", "a, b"); /* not a server default at all */
+	params_set(&have, "server_version", "15.1");
+	params_set(&base, "server_version", "15.1");
 	Buf sql;
 	buf_init(&sql);
-	CHECK_INT(params_sync_sql(&want, &have, &sql), 1);
+	uint32_t gen = have.gen;
+	CHECK_INT(params_sync(&want, &have, &base, &sql), 3);
 	buf_append(&sql, "", 1);
-	CHECK_STR((const char *)buf_head(&sql), "SET application_name TO E'it''s \\\\ me';");
+	CHECK_STR((const char *)buf_head(&sql),
+		  "SET application_name TO E'it''s \\\\ me';RESET work_mem;RESET search_path;");
+	CHECK(have.gen != gen);
+	CHECK_STR(params_get(&have, "application_name"), "it's \\ me");
+	CHECK_STR(params_get(&have, "work_mem"), "4MB");
+	CHECK(params_get(&have, "search_path") == NULL);
+	CHECK_STR(params_get(&have, "server_version"), "15.1");
 	buf_reset(&sql);
-	params_set(&have, "application_name", "it's \\ me");
-	CHECK_INT(params_sync_sql(&want, &have, &sql), 0);
+	CHECK_INT(params_sync(&want, &have, &base, &sql), 0);
 	buf_free(&sql);
+	params_free(&base);
 	params_free(&want);
 	params_free(&have);
 }
