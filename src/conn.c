@@ -334,20 +334,15 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 			return;
 	}
 	bool got = false;
+	char why[160] = "";
 	/* TLS may hold decrypted bytes the socket no longer signals: read until it blocks. */
 	while (c->reading && c->in_len < c->in_cap) {
-		char why[160];
 		ssize_t r = io_read(c, c->in + c->in_len, c->in_cap - c->in_len, why, sizeof why);
-		if (r == -2) {
-			conn_stop_reading(c);
-			c->handlers->failed(c->owner, "connection closed by peer");
-			return;
-		}
-		if (r < 0) {
-			conn_stop_reading(c);
-			c->handlers->failed(c->owner, why);
-			return;
-		}
+		if (r == -2)
+			snprintf(why, sizeof why, "connection closed by peer");
+		if (r < 0)
+			break; /* reported after the bytes already read are processed */
+		why[0] = 0;
 		if (r == 0)
 			break;
 		c->in_len += (size_t)r;
@@ -360,6 +355,12 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		c->handlers->readable(c->owner);
 	if (!c->in)
 		return; /* closed by the owner */
+	if (why[0]) {
+		/* EOF or an error right after data (a Terminate, say, then close_notify). */
+		conn_stop_reading(c);
+		c->handlers->failed(c->owner, why);
+		return;
+	}
 	if (c->ssl && c->reading && SSL_pending(c->ssl) > 0 && c->in_len < c->in_cap)
 		conn_kick(c); /* decrypted bytes left over: come back for them */
 	/* A full buffer the owner cannot drain now would make the level-triggered event spin. */

@@ -67,6 +67,9 @@ def test_client_verify_full(pgrelay, certs):
              conninfo="sslmode=verify-full sslrootcert=" + certs["ca"])
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "tls ok"
+    # The Terminate that arrives together with the TLS close_notify is still read.
+    relay.wait_log("client sent Terminate")
+    assert "connection closed by peer" not in relay.log()
     with psycopg.connect(host="localhost", port=relay.port, user="app", password=APP_PASSWORD, dbname="appdb",
                          sslmode="verify-full", sslrootcert=certs["ca"], autocommit=True) as c:
         assert c.pgconn.ssl_in_use
