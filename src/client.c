@@ -204,7 +204,7 @@ static void client_on_tls_ready(void *owner, const char *error)
 	c->tls = true;
 	log_debug(c->name, "TLS established (%s, %s)", SSL_get_version(c->conn.ssl), SSL_get_cipher(c->conn.ssl));
 	conn_start_reading(&c->conn);
-	conn_kick(&c->conn);
+	conn_kick(&c->conn); /* OpenSSL may already hold the startup packet */
 }
 
 static bool startup_param(Client *c, const char *name, const char *value, const char **unknown, size_t *n_unknown)
@@ -525,7 +525,7 @@ void client_login_ready(Client *c)
 		return;
 	}
 	conn_start_reading(&c->conn);
-	conn_kick(&c->conn);
+	conn_kick_pending(&c->conn);
 }
 
 /* ---- relay ---- */
@@ -904,7 +904,16 @@ static const RelayOps client_relay_ops = {.message = client_relay_msg};
 /* Limit of bytes queued towards a peer before we stop reading from this side. */
 static size_t backpressure_limit(const Runtime *rt) { return rt->config->buffer_size; }
 
+static void client_process_messages(Client *c);
+
 static void client_process(Client *c)
+{
+	c->processing = true;
+	client_process_messages(c);
+	c->processing = false;
+}
+
+static void client_process_messages(Client *c)
 {
 	const char *why;
 	for (;;) {
@@ -995,7 +1004,7 @@ void client_resume(Client *c)
 {
 	if (c->state == CL_IDLE || c->state == CL_ACTIVE || c->state == CL_AUTH) {
 		conn_start_reading(&c->conn);
-		conn_kick(&c->conn);
+		conn_kick_pending(&c->conn);
 	}
 }
 
@@ -1013,7 +1022,8 @@ void client_linked(Client *c, Server *s)
 	c->state = CL_ACTIVE;
 	server_attach(s, c);
 	conn_start_reading(&c->conn);
-	conn_kick(&c->conn);
+	if (!c->processing) /* otherwise client_process goes on with the new server itself */
+		conn_kick_pending(&c->conn);
 }
 
 void client_unlinked(Client *c)

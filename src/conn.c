@@ -83,6 +83,12 @@ void conn_kick(Conn *c)
 		event_active(&c->ev_read, EV_READ, 0);
 }
 
+void conn_kick_pending(Conn *c)
+{
+	if (c->in_pos < c->in_len || (c->ssl && SSL_pending(c->ssl) > 0))
+		conn_kick(c);
+}
+
 void conn_fail(Conn *c, const char *why)
 {
 	if (c->failed)

@@ -65,6 +65,8 @@ void conn_start_reading(Conn *c);
 void conn_stop_reading(Conn *c);
 /* Makes the owner's readable() run soon (from the loop) even if no new bytes arrive. */
 void conn_kick(Conn *c);
+/* conn_kick, only when unprocessed bytes are buffered here or in TLS (saves a read that would block). */
+void conn_kick_pending(Conn *c);
 
 /*
  * Sends bytes in order with everything sent before. Writes at once when the queue is empty and

@@ -21,6 +21,27 @@ void params_init(ParamList *l)
 	l->items = NULL;
 	l->n = l->cap = 0;
 	l->gen = 0;
+	l->fp = 0;
+	l->fp_gen = (uint32_t)-1;
+}
+
+uint64_t params_fingerprint(ParamList *l)
+{
+	if (l->fp_gen == l->gen)
+		return l->fp;
+	uint64_t sum = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		uint64_t h = 1469598103934665603ull;
+		for (const char *c = l->items[i].name; *c; c++)
+			h = (h ^ (uint8_t)tolower((unsigned char)*c)) * 1099511628211ull;
+		h = (h ^ '=') * 1099511628211ull;
+		for (const char *c = l->items[i].value; *c; c++)
+			h = (h ^ (uint8_t)*c) * 1099511628211ull;
+		sum += h ^ (h >> 31); /* addition: independent of order */
+	}
+	l->fp = sum ^ l->n;
+	l->fp_gen = l->gen;
+	return l->fp;
 }
 
 void params_clear(ParamList *l)

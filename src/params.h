@@ -23,6 +23,8 @@ typedef struct ParamList {
 	Param *items;
 	size_t n, cap;
 	uint32_t gen; /* changes whenever the list does */
+	uint64_t fp;  /* content fingerprint, valid when fp_gen == gen */
+	uint32_t fp_gen;
 } ParamList;
 
 void params_init(ParamList *l);
@@ -32,6 +34,8 @@ void params_clear(ParamList *l);
 bool params_set(ParamList *l, const char *name, const char *value);
 const char *params_get(const ParamList *l, const char *name);
 bool params_remove(ParamList *l, const char *name);
+/* A fingerprint of the list's contents (order and name case do not matter); cached. */
+uint64_t params_fingerprint(ParamList *l);
 void params_copy(ParamList *dst, const ParamList *src);
 
 /*

@@ -476,9 +476,9 @@ void server_send_internal_query(Server *s, const char *sql)
 	pipeline_push(&s->pipe, PIPE_QUERY, PIPE_INTERNAL, 0);
 }
 
-bool server_params_synced(const Server *s, const Client *c)
+bool server_params_synced(const Server *s, Client *c)
 {
-	return s->synced_client == c && s->synced_client_gen == c->params.gen && s->synced_server_gen == s->params.gen;
+	return s->synced && s->synced_server_gen == s->params.gen && s->synced_fp == params_fingerprint(&c->params);
 }
 
 void server_sync_params(Server *s, Client *c, RelayCtx *rc)
@@ -499,8 +499,8 @@ void server_sync_params(Server *s, Client *c, RelayCtx *rc)
 		pipeline_push(&s->pipe, PIPE_QUERY, PIPE_INTERNAL, 0);
 	}
 	buf_free(&b);
-	s->synced_client = c;
-	s->synced_client_gen = c->params.gen;
+	s->synced = true;
+	s->synced_fp = params_fingerprint(&c->params);
 	s->synced_server_gen = s->params.gen;
 }
 
@@ -543,8 +543,7 @@ void server_kick(Server *s)
 	if (s->state == SV_CLOSED)
 		return;
 	conn_start_reading(&s->conn);
-	if (s->conn.in_pos < s->conn.in_len)
-		conn_kick(&s->conn);
+	conn_kick_pending(&s->conn);
 }
 
 /* ---- login ---- */

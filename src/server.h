@@ -61,9 +61,11 @@ struct Server {
 
 	bool release_pending; /* ReadyForQuery ended the client's transaction: release after forwarding */
 	bool reset_reports;   /* after RESET/DISCARD ALL: ParameterStatus reports defaults, not wishes */
-	/* The client whose parameters were last applied, and the generations of both lists then. */
-	const Client *synced_client;
-	uint32_t synced_client_gen, synced_server_gen;
+	/* Fingerprint of the client parameters last applied, and the server list's generation then:
+	 * a client wanting the same settings needs no comparison at all. */
+	bool synced;
+	uint64_t synced_fp;
+	uint32_t synced_server_gen;
 	bool fatal_forwarded; /* the server sent the client a FATAL error: it will close */
 
 	int64_t created_ms, last_used_ms;
@@ -116,7 +118,7 @@ void server_send_parse(Server *s, RelayCtx *rc, const PreparedStmt *st, bool for
 void server_release(Server *s, bool reset);
 
 /* True when the server's settings are known to match what c wants. */
-bool server_params_synced(const Server *s, const Client *c);
+bool server_params_synced(const Server *s, Client *c);
 /*
  * Applies c's session parameters with one internal SET/RESET query if they differ from the
  * server's (through rc when called while relaying c's messages, so it goes before them).
