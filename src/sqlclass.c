@@ -322,10 +322,14 @@ SqlAnalysis *sqlclass_analyze(SqlCache *cache, const char *text, size_t len)
 bool sqlclass_might_matter(const char *text, size_t len)
 {
 	static const char *const words[] = {"prepare", "execute", "deallocate", "listen", "advisory", "temp", "hold"};
+	/* First letters of the words, either case: a table lookup per byte, no call. */
+	static const uint8_t first[256] = {['p'] = 1, ['e'] = 1, ['d'] = 1, ['l'] = 1, ['a'] = 1, ['t'] = 1,
+					   ['h'] = 1, ['P'] = 1, ['E'] = 1, ['D'] = 1, ['L'] = 1, ['A'] = 1,
+					   ['T'] = 1, ['H'] = 1};
 	for (size_t i = 0; i < len; i++) {
-		char ch = (char)(text[i] | 0x20);
-		if (!strchr("pedlath", ch))
+		if (!first[(uint8_t)text[i]])
 			continue;
+		char ch = (char)(text[i] | 0x20);
 		for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
 			size_t n = strlen(words[w]);
 			if (words[w][0] == ch && len - i >= n && strncasecmp(text + i, words[w], n) == 0)
