@@ -7,6 +7,7 @@
  *   ACTIVE --server released (ReadyForQuery 'I', transaction pooling)--> IDLE
  *   any --error/EOF/Terminate--> CLOSED
  */
+#include "xalloc.h"
 #include "client.h"
 
 #include <ctype.h>
@@ -37,14 +38,6 @@ static const ConnHandlers client_handlers = {
 	.failed = client_on_failed,
 	.tls_ready = client_on_tls_ready,
 };
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-	if (!p)
-		abort();
-	return p;
-}
 
 static void client_on_timer(evutil_socket_t fd, short what, void *arg);
 

@@ -1,20 +1,13 @@
 /*
  * params — tracked session parameters (see params.h).
  */
+#include "xalloc.h"
 #include "params.h"
 
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-	if (!p)
-		abort();
-	return p;
-}
 
 void params_init(ParamList *l)
 {

@@ -4,6 +4,7 @@
  * Idle servers are reused last-in first-out (warm connections stay warm and the rest age out
  * through idle_timeout); waiting clients are served first-in first-out.
  */
+#include "xalloc.h"
 #include "pool.h"
 
 #include <stdio.h>
@@ -17,14 +18,6 @@
 #include "tls.h"
 
 #define POOL_RETRY_AFTER_FAILURE_MS 5000
-
-static char *xstrdup(const char *s)
-{
-	char *p = s ? strdup(s) : NULL;
-	if (s && !p)
-		abort();
-	return p;
-}
 
 int pool_server_count(const Pool *p)
 {

@@ -1,6 +1,7 @@
 /*
  * prepared — statement registry, client names and server LRU sets (see prepared.h).
  */
+#include "xalloc.h"
 #include "prepared.h"
 
 #include <stdio.h>
@@ -9,14 +10,6 @@
 
 #include "buf.h"
 #include "proto.h"
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n, size);
-	if (!p)
-		abort();
-	return p;
-}
 
 
 /* ---- registry ---- */

@@ -6,6 +6,7 @@
  * (pg_query_scan, protobuf decoded with the pg_query.pb-c.h that libpg-query-dev ships), used only
  * when the tree shows a PREPARE, EXECUTE or DEALLOCATE.
  */
+#include "xalloc.h"
 #include "sqlclass.h"
 
 #include <ctype.h>
@@ -31,14 +32,6 @@ typedef struct Walk {
 	size_t n_pending, cap_pending;
 	int stmt_start, stmt_end;
 } Walk;
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n);
-	if (!p)
-		abort();
-	return p;
-}
 
 static void add_pending(Walk *w, SqlRefKind kind, const char *name)
 {
