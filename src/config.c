@@ -33,7 +33,7 @@
 
 /* ---- schema ---- */
 
-static const char *const top_keys[] = {"listen",    "log",      "proxy", "users",
+static const char *const top_keys[] = {"listen",    "log",      "proxy", "users", "routes", "health",
 				       "databases", "services", NULL};
 static const char *const listen_keys[] = {"host", "port", "max_client_conn", "backlog", "tls", NULL};
 static const char *const listen_tls_keys[] = {"mode", "cert", "key", "ca", NULL};
@@ -45,7 +45,12 @@ static const char *const proxy_keys[] = {"shutdown_timeout", "buffer_size", "max
 					 "max_prepared_statements", "allow_cleartext_without_tls", NULL};
 static const char *const user_keys[] = {"name", "password", "auth", NULL};
 static const char *const database_keys[] = {"service", "pool_mode", NULL};
-static const char *const service_keys[] = {"primary", "pool", "tls", NULL};
+static const char *const service_keys[] = {"primary", "replicas", "reads", "balance", "functions", "pool", "tls", NULL};
+static const char *const functions_keys[] = {"read_only", "writes", NULL};
+static const char *const route_keys[] = {"schema", "tables", "service", "reads", NULL};
+static const char *const health_keys[] = {"interval", "timeout", "fail_after", "recover_after", "max_lag", NULL};
+static const char *const reads_names[] = {"inherit", "primary", "replicas", NULL};
+static const char *const balance_names[] = {"round-robin", "least-outstanding", NULL};
 static const char *const backend_keys[] = {"host", "port", "dbname", "user", "password", NULL};
 static const char *const pool_keys[] = {"max", "min", "idle_timeout", "connect_timeout",
 					"statement_timeout", "query_wait_timeout", "server_lifetime",
@@ -481,6 +486,52 @@ static bool get_bool(Loader *ld, yaml_node_t *map, const char *path, const char 
 	return true;
 }
 
+/*
+ * A scalar or a sequence of non-empty scalars into a malloc'd array of strings. Returns false if
+ * an error was reported.
+ */
+static bool get_string_list(Loader *ld, yaml_node_t *map, const char *path, const char *key, char ***out,
+			    size_t *n_out, yaml_node_t **value_node)
+{
+	char full[PATH_LEN], got[96];
+	yaml_node_t *v = map_get(ld, map, key);
+	if (value_node)
+		*value_node = v;
+	if (!v)
+		return true;
+	join_path(full, sizeof full, path, key);
+	yaml_node_item_t *start = NULL, *top = NULL;
+	if (v->type == YAML_SEQUENCE_NODE) {
+		start = v->data.sequence.items.start;
+		top = v->data.sequence.items.top;
+	} else if (v->type != YAML_SCALAR_NODE || is_null(v)) {
+		error_at(ld, v, "%s must be a string or a list of strings, got %s", full, describe(v, got, sizeof got));
+		return false;
+	}
+	size_t n = start ? (size_t)(top - start) : 1;
+	char **list = calloc(n ? n : 1, sizeof *list);
+	if (!list) {
+		ld->oom = true;
+		return false;
+	}
+	size_t k = 0;
+	bool ok = true;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = start ? node_get(ld, start[i]) : v;
+		if (item->type != YAML_SCALAR_NODE || is_null(item) || !scalar_text(item)[0]) {
+			error_at(ld, item, "%s must contain non-empty strings, got %s", full, describe(item, got, sizeof got));
+			ok = false;
+			continue;
+		}
+		if (!(list[k] = dup_string(ld, scalar_text(item))))
+			break;
+		k++;
+	}
+	*out = list;
+	*n_out = k;
+	return ok;
+}
+
 /* path.tls: { mode, cert, key, ca } for listen (server role) or a service (client role). */
 static void load_tls(Loader *ld, ConfigTls *tls, yaml_node_t *node, const char *path, bool listen)
 {
@@ -777,6 +828,49 @@ static void load_backend(Loader *ld, ConfigBackend *b, yaml_node_t *node, const 
 		b->dbname = dup_string(ld, service_name);
 }
 
+static void load_replicas(Loader *ld, ConfigService *s, yaml_node_t *node, const char *path)
+{
+	char got[96];
+	if (!node || is_null(node))
+		return;
+	if (node->type != YAML_SEQUENCE_NODE) {
+		error_at(ld, node, "%s.replicas must be a list of {host, port}, got %s", path, describe(node, got, sizeof got));
+		return;
+	}
+	size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+	s->replicas = calloc(n ? n : 1, sizeof *s->replicas);
+	if (!s->replicas) {
+		ld->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char sub[PATH_LEN + 32];
+		snprintf(sub, sizeof sub, "%s.replicas[%zu]", path, i);
+		ConfigBackend *r = &s->replicas[s->n_replicas++];
+		load_backend(ld, r, node_get(ld, node->data.sequence.items.start[i]), sub, s->name);
+		/* What a replica does not say, it shares with the primary. */
+		yaml_node_t *item = node_get(ld, node->data.sequence.items.start[i]);
+		if (item->type == YAML_MAPPING_NODE && !map_get(ld, item, "dbname") && s->primary.dbname) {
+			free(r->dbname);
+			r->dbname = dup_string(ld, s->primary.dbname);
+		}
+		if (!r->user && s->primary.user)
+			r->user = dup_string(ld, s->primary.user);
+		if (!r->password && s->primary.password)
+			r->password = dup_string(ld, s->primary.password);
+	}
+}
+
+static void load_functions(Loader *ld, ConfigService *s, yaml_node_t *node, const char *path)
+{
+	char sub[PATH_LEN];
+	join_path(sub, sizeof sub, path, "functions");
+	if (!node || !check_mapping(ld, node, sub, functions_keys))
+		return;
+	get_string_list(ld, node, sub, "read_only", &s->read_only_functions, &s->n_read_only_functions, NULL);
+	get_string_list(ld, node, sub, "writes", &s->writing_functions, &s->n_writing_functions, NULL);
+}
+
 static void load_pool(Loader *ld, ConfigPool *pool, yaml_node_t *node, const char *path)
 {
 	yaml_node_t *max_node, *min_node;
@@ -832,6 +926,7 @@ static void load_services(Loader *ld, Config *cfg, yaml_node_t *node)
 		};
 		s->primary.port = 5432;
 		s->tls.mode = CONFIG_TLS_PREFER;
+		s->reads = CONFIG_READS_PRIMARY;
 		if (!(s->name = dup_string(ld, scalar_text(key))))
 			return;
 		snprintf(path, sizeof path, "services.%s", s->name);
@@ -846,6 +941,19 @@ static void load_services(Loader *ld, Config *cfg, yaml_node_t *node)
 		join_path(sub, sizeof sub, path, "pool");
 		load_pool(ld, &s->pool, map_get(ld, value, "pool"), sub);
 		load_tls(ld, &s->tls, map_get(ld, value, "tls"), path, false);
+		if (primary)
+			load_replicas(ld, s, map_get(ld, value, "replicas"), path);
+		int reads = (int)s->reads, balance = (int)s->balance;
+		yaml_node_t *reads_node = map_get(ld, value, "reads");
+		if (get_enum(ld, value, path, "reads", reads_names, &reads)) {
+			if (reads == CONFIG_READS_INHERIT)
+				error_at(ld, reads_node, "%s.reads must be primary or replicas", path);
+			else
+				s->reads = (ConfigReads)reads;
+		}
+		if (get_enum(ld, value, path, "balance", balance_names, &balance))
+			s->balance = (ConfigBalance)balance;
+		load_functions(ld, s, map_get(ld, value, "functions"), path);
 	}
 }
 
@@ -904,6 +1012,76 @@ static void load_databases(Loader *ld, Config *cfg, yaml_node_t *node)
 	}
 }
 
+static void load_routes(Loader *ld, Config *cfg, yaml_node_t *node)
+{
+	char got[96];
+	if (!node || is_null(node))
+		return;
+	if (node->type != YAML_SEQUENCE_NODE) {
+		error_at(ld, node, "routes must be a list of {schema | tables, service, reads}, got %s",
+			 describe(node, got, sizeof got));
+		return;
+	}
+	size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+	cfg->routes = calloc(n ? n : 1, sizeof *cfg->routes);
+	if (!cfg->routes) {
+		ld->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = node_get(ld, node->data.sequence.items.start[i]);
+		char path[PATH_LEN];
+		snprintf(path, sizeof path, "routes[%zu]", i);
+		if (!check_mapping(ld, item, path, route_keys))
+			continue;
+		ConfigRoute *r = &cfg->routes[cfg->n_routes++];
+		r->line = (int)item->start_mark.line + 1;
+		get_string_list(ld, item, path, "schema", &r->schemas, &r->n_schemas, NULL);
+		get_string_list(ld, item, path, "tables", &r->tables, &r->n_tables, NULL);
+		if (!map_get(ld, item, "schema") && !map_get(ld, item, "tables"))
+			error_at(ld, item, "%s needs schema or tables (or both)", path);
+		yaml_node_t *service_node;
+		if (get_string(ld, item, path, "service", STR_REQUIRED | STR_NONEMPTY, &r->service_name, &service_node) &&
+		    r->service_name) {
+			r->service = config_find_service(cfg, r->service_name);
+			if (!r->service)
+				error_at(ld, service_node, "%s.service names an unknown service \"%s\"", path, r->service_name);
+		}
+		int reads = (int)CONFIG_READS_INHERIT;
+		if (get_enum(ld, item, path, "reads", reads_names, &reads))
+			r->reads = (ConfigReads)reads;
+	}
+}
+
+static void load_health(Loader *ld, Config *cfg, yaml_node_t *node)
+{
+	char got[96];
+	if (!node || !check_mapping(ld, node, "health", health_keys))
+		return;
+	get_duration(ld, node, "health", "interval", 100, MAX_DURATION_MS, &cfg->health.interval_ms);
+	get_duration(ld, node, "health", "timeout", 100, MAX_DURATION_MS, &cfg->health.timeout_ms);
+	get_int(ld, node, "health", "fail_after", 1, 1000, &cfg->health.fail_after, NULL);
+	get_int(ld, node, "health", "recover_after", 1, 1000, &cfg->health.recover_after, NULL);
+	yaml_node_t *v = map_get(ld, node, "max_lag");
+	if (!v)
+		return;
+	const char *text = v->type == YAML_SCALAR_NODE && !is_null(v) ? scalar_text(v) : "";
+	size_t len = strlen(text);
+	size_t bytes;
+	int64_t ms;
+	bool is_bytes = len > 0 && (text[len - 1] == 'B' || (text[len - 1] >= '0' && text[len - 1] <= '9'));
+	if (is_bytes && config_parse_size(text, &bytes)) {
+		cfg->health.max_lag_bytes = (int64_t)bytes;
+		cfg->health.max_lag_ms = 0;
+	} else if (!is_bytes && len > 0 && config_parse_duration(text, &ms)) {
+		cfg->health.max_lag_ms = ms;
+		cfg->health.max_lag_bytes = 0;
+	} else {
+		error_at(ld, v, "health.max_lag must be a size (16MB: bytes of WAL not yet replayed) or a duration "
+			 "(10s: replay delay), got %s", describe(v, got, sizeof got));
+	}
+}
+
 static void load_root(Loader *ld, Config *cfg, yaml_node_t *root)
 {
 	if (root && is_null(root))
@@ -927,9 +1105,18 @@ static void load_root(Loader *ld, Config *cfg, yaml_node_t *root)
 
 	load_services(ld, cfg, services);
 	load_databases(ld, cfg, databases);
+	load_routes(ld, cfg, map_get(ld, root, "routes"));
+	load_health(ld, cfg, map_get(ld, root, "health"));
 }
 
 /* ---- lifecycle ---- */
+
+static void free_string_list(char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
 
 static void config_free(Config *cfg)
 {
@@ -958,8 +1145,23 @@ static void config_free(Config *cfg)
 		free(s->primary.user);
 		free(s->primary.password);
 		free(s->tls.ca);
+		for (size_t j = 0; j < s->n_replicas; j++) {
+			free(s->replicas[j].host);
+			free(s->replicas[j].dbname);
+			free(s->replicas[j].user);
+			free(s->replicas[j].password);
+		}
+		free(s->replicas);
+		free_string_list(s->read_only_functions, s->n_read_only_functions);
+		free_string_list(s->writing_functions, s->n_writing_functions);
 	}
 	free(cfg->services);
+	for (size_t i = 0; i < cfg->n_routes; i++) {
+		free_string_list(cfg->routes[i].schemas, cfg->routes[i].n_schemas);
+		free_string_list(cfg->routes[i].tables, cfg->routes[i].n_tables);
+		free(cfg->routes[i].service_name);
+	}
+	free(cfg->routes);
 	free(cfg);
 }
 
@@ -983,6 +1185,8 @@ static Config *config_new(Loader *ld, const char *name)
 	cfg->server_reset_query = dup_string(ld, "DISCARD ALL");
 	cfg->application_name = dup_string(ld, "pgrelay");
 	cfg->max_prepared_statements = 200;
+	cfg->health = (ConfigHealth){.interval_ms = 1000, .timeout_ms = 2000, .fail_after = 3, .recover_after = 2,
+				     .max_lag_bytes = 16 * MB, .max_lag_ms = 0};
 	return cfg;
 }
 
@@ -1280,4 +1484,20 @@ const char *config_tls_mode_name(ConfigTlsMode mode)
 	if ((unsigned)mode < sizeof tls_mode_names / sizeof tls_mode_names[0] - 1)
 		return tls_mode_names[mode];
 	return "unknown";
+}
+
+const char *config_reads_name(ConfigReads reads)
+{
+	if ((unsigned)reads < sizeof reads_names / sizeof reads_names[0] - 1)
+		return reads_names[reads];
+	return "unknown";
+}
+
+const ConfigBackend *config_backend(const ConfigService *svc, int replica_index)
+{
+	if (replica_index < 0)
+		return &svc->primary;
+	if ((size_t)replica_index >= svc->n_replicas)
+		return NULL;
+	return &svc->replicas[replica_index];
 }

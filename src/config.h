@@ -70,12 +70,57 @@ typedef struct ConfigBackend {
 	char *password; /* NULL allowed (trust) */
 } ConfigBackend;
 
+typedef enum {
+	CONFIG_READS_INHERIT = 0, /* routes only: the service's setting */
+	CONFIG_READS_PRIMARY,
+	CONFIG_READS_REPLICAS,
+} ConfigReads;
+
+typedef enum {
+	CONFIG_BALANCE_ROUND_ROBIN = 0,
+	CONFIG_BALANCE_LEAST_OUTSTANDING,
+} ConfigBalance;
+
 typedef struct ConfigService {
 	char *name;
 	ConfigBackend primary;
+	/* Streaming replicas; dbname, user and password default to the primary's. */
+	ConfigBackend *replicas;
+	size_t n_replicas;
+	ConfigReads reads;        /* default primary; replicas: read-only statements may use them */
+	ConfigBalance balance;    /* how reads are spread over healthy replicas; default round-robin */
+	/* User functions declared read-only or writing (name or schema.name, as written). */
+	char **read_only_functions;
+	size_t n_read_only_functions;
+	char **writing_functions;
+	size_t n_writing_functions;
 	ConfigPool pool;
 	ConfigTls tls; /* towards the servers: default prefer */
 } ConfigService;
+
+/*
+ * One routing rule: a statement's relation matches when its schema matches one of schemas (glob)
+ * or, with tables, when its name (or schema.name) matches one of tables (glob). First match wins.
+ */
+typedef struct ConfigRoute {
+	char **schemas;
+	size_t n_schemas;
+	char **tables;
+	size_t n_tables;
+	char *service_name;
+	const struct ConfigService *service;
+	ConfigReads reads; /* default: inherit the service's */
+	int line;          /* 1-based line in the file, for `pgrelay route` and logs */
+} ConfigRoute;
+
+typedef struct ConfigHealth {
+	int64_t interval_ms;  /* default 1s */
+	int64_t timeout_ms;   /* default 2s: a probe slower than this fails */
+	int fail_after;       /* default 3 failures in a row mark a backend down */
+	int recover_after;    /* default 2 successes in a row mark it up again */
+	int64_t max_lag_bytes;/* default 16MB; 0 = no byte limit */
+	int64_t max_lag_ms;   /* default 0 = no time limit */
+} ConfigHealth;
 
 typedef struct ConfigDatabase {
 	char *name;                   /* the name clients put in their connection string */
@@ -119,6 +164,9 @@ typedef struct Config {
 	size_t n_databases;
 	ConfigService *services;
 	size_t n_services;
+	ConfigRoute *routes;
+	size_t n_routes;
+	ConfigHealth health;
 } Config;
 
 /*
@@ -145,5 +193,8 @@ bool config_parse_size(const char *text, size_t *out_bytes);
 const char *config_pool_mode_name(ConfigPoolMode mode);
 const char *config_auth_method_name(ConfigAuthMethod method);
 const char *config_tls_mode_name(ConfigTlsMode mode);
+const char *config_reads_name(ConfigReads reads);
+/* "service:primary" / "service:replica N" style label for a backend (index -1: primary). */
+const ConfigBackend *config_backend(const ConfigService *svc, int replica_index);
 
 #endif

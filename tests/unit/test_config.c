@@ -306,7 +306,7 @@ TEST(error_unknown_key)
 	/* Sections for later features are not accepted yet. */
 	CHECK_ERROR(MINIMAL_TAIL "tls: { cert: x }\n",
 		    "t.yaml:6:1: unknown key \"tls\" at the top level "
-		    "(expected one of: listen, log, proxy, users, databases, services)");
+		    "(expected one of: listen, log, proxy, users, routes, health, databases, services)");
 }
 
 TEST(error_wrong_type)
@@ -687,11 +687,68 @@ TEST(tls_settings)
 	CHECK_CONTAINS(err, "proxy.allow_cleartext_without_tls must be one of: false, true");
 }
 
+TEST(routing_settings)
+{
+	Config *c = load("databases: { app: { service: users } }\n"
+			 "services:\n"
+			 "  users:\n"
+			 "    primary: { host: p1, dbname: udb, user: app, password: s }\n"
+			 "    replicas: [ { host: r1 }, { host: r2, port: 5433, dbname: other } ]\n"
+			 "    reads: replicas\n"
+			 "    balance: least-outstanding\n"
+			 "    functions: { read_only: [my_lookup, \"util.f\"], writes: bump }\n"
+			 "  orders: { primary: { host: p2 } }\n"
+			 "routes:\n"
+			 "  - { schema: billing, service: orders, reads: primary }\n"
+			 "  - { tables: [orders, \"order_*\"], service: orders }\n"
+			 "health: { interval: 500ms, fail_after: 2, recover_after: 1, max_lag: 10s }\n");
+	REQUIRE(c != NULL);
+	const ConfigService *u = config_find_service(c, "users");
+	REQUIRE(u->n_replicas == 2);
+	CHECK_STR(u->replicas[0].host, "r1");
+	CHECK_STR(u->replicas[0].dbname, "udb");
+	CHECK_STR(u->replicas[0].user, "app");
+	CHECK_STR(u->replicas[0].password, "s");
+	CHECK_INT(u->replicas[1].port, 5433);
+	CHECK_STR(u->replicas[1].dbname, "other");
+	CHECK_INT(u->reads, CONFIG_READS_REPLICAS);
+	CHECK_INT(u->balance, CONFIG_BALANCE_LEAST_OUTSTANDING);
+	REQUIRE(u->n_read_only_functions == 2);
+	CHECK_STR(u->read_only_functions[1], "util.f");
+	REQUIRE(u->n_writing_functions == 1);
+	CHECK_STR(u->writing_functions[0], "bump");
+	CHECK_INT(config_find_service(c, "orders")->reads, CONFIG_READS_PRIMARY);
+	REQUIRE(c->n_routes == 2);
+	CHECK_STR(c->routes[0].schemas[0], "billing");
+	CHECK(c->routes[0].service == config_find_service(c, "orders"));
+	CHECK_INT(c->routes[0].reads, CONFIG_READS_PRIMARY);
+	CHECK_INT(c->routes[0].line, 11);
+	CHECK_INT(c->routes[1].n_tables, 2);
+	CHECK_INT(c->routes[1].reads, CONFIG_READS_INHERIT);
+	CHECK_INT(c->health.interval_ms, 500);
+	CHECK_INT(c->health.fail_after, 2);
+	CHECK_INT(c->health.max_lag_ms, 10000);
+	CHECK_INT(c->health.max_lag_bytes, 0);
+	config_unref(c);
+	c = load(MINIMAL_TAIL "health: { max_lag: 16MB }\n");
+	REQUIRE(c != NULL);
+	CHECK_INT(c->health.max_lag_bytes, 16 * 1024 * 1024);
+	CHECK_INT(c->health.interval_ms, 1000);
+	config_unref(c);
+	CHECK(load(MINIMAL_TAIL "routes:\n  - { service: users }\n") == NULL);
+	CHECK_CONTAINS(err, "routes[0] needs schema or tables");
+	CHECK(load(MINIMAL_TAIL "routes:\n  - { tables: [x], service: nope }\n") == NULL);
+	CHECK_CONTAINS(err, "routes[0].service names an unknown service \"nope\"");
+	CHECK(load(MINIMAL_TAIL "health: { max_lag: lots }\n") == NULL);
+	CHECK_CONTAINS(err, "health.max_lag must be a size");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1)
 		source_root = argv[1];
 	RUN(tls_settings);
+	RUN(routing_settings);
 	RUN(full_config_every_key);
 	RUN(defaults_for_minimal_config);
 	RUN(durations);
