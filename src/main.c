@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "config.h"
 #include "log.h"
 #include "runtime.h"
@@ -19,6 +20,10 @@ static void usage(FILE *out)
 		"Usage:\n"
 		"  pgrelay -c FILE            run in the foreground with FILE (proxy.yaml), logging to stderr\n"
 		"  pgrelay --check -c FILE    validate FILE and exit 0 (valid) or 1 (errors on stderr)\n"
+		"  pgrelay route -c FILE [--database DB] [--user U] [--search-path P] 'SQL'\n"
+		"                             print where a statement would go and why, without running it\n"
+		"  pgrelay migrate -c FILE [--status]\n"
+		"                             apply pending migrations/<service>/NNNN_*.sql to each primary\n"
 		"  pgrelay --version          print the version\n"
 		"  pgrelay --help             print this help\n"
 		"\n"
@@ -29,6 +34,10 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "route") == 0)
+		return route_command(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "migrate") == 0)
+		return migrate_command(argc - 1, argv + 1);
 	static const struct option options[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"check", no_argument, NULL, 'C'},
