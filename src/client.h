@@ -65,7 +65,6 @@ struct Client {
 	ListNode wait_node;    /* pool->waiting or pool->login_waiting */
 	ListNode dead_node;
 	bool close_at_idle;    /* shutting down: close at the next transaction boundary */
-	bool counted_in_pool;  /* included in pool->n_clients */
 	bool processing;       /* inside client_process (no kick needed to look at the buffer) */
 	const char *pinned;    /* transaction pooling: why the client keeps its server (LISTEN, ...) */
 };

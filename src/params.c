@@ -1,8 +1,8 @@
 /*
  * params — tracked session parameters (see params.h).
  */
-#include "xalloc.h"
 #include "params.h"
+#include "xalloc.h"
 
 #include <ctype.h>
 #include <stdlib.h>

@@ -4,7 +4,6 @@
  * Idle servers are reused last-in first-out (warm connections stay warm and the rest age out
  * through idle_timeout); waiting clients are served first-in first-out.
  */
-#include "xalloc.h"
 #include "pool.h"
 
 #include <stdio.h>
@@ -16,6 +15,7 @@
 #include "proto.h"
 #include "server.h"
 #include "tls.h"
+#include "xalloc.h"
 
 #define POOL_RETRY_AFTER_FAILURE_MS 5000
 
@@ -24,13 +24,13 @@ int pool_server_count(const Pool *p)
 	return (int)(p->idle.count + p->active.count + p->opening.count + p->resetting.count);
 }
 
-/* Server credentials for this pool: the service's user, or the client's own (plain or md5). */
-static bool pool_set_credentials(Pool *p, const ConfigService *svc, const char *user_password)
+/* Server credentials for this pool: the backend's user, or the client's own (plain or md5). */
+static bool pool_set_credentials(Pool *p, const ConfigBackend *be, const char *user_password)
 {
 	const char *user, *password;
-	if (svc->primary.user) {
-		user = svc->primary.user;
-		password = svc->primary.password;
+	if (be->user) {
+		user = be->user;
+		password = be->password;
 	} else {
 		if (user_password && scram_is_verifier(user_password))
 			return false;
@@ -62,22 +62,28 @@ static void pool_load_tls(Pool *p)
 	p->tls_ctx = ctx;
 }
 
-Pool *pool_get(Runtime *rt, const ConfigService *svc, const char *user, const char *user_password)
+Pool *pool_get(Runtime *rt, const ConfigService *svc, int replica, const char *user, const char *user_password)
 {
 	ListNode *n, *t;
 	list_for_each_safe(n, t, &rt->pools) {
 		Pool *p = list_entry(n, Pool, node);
-		if (!p->removed && strcmp(p->service_name, svc->name) == 0 && strcmp(p->user, user) == 0)
+		if (!p->removed && p->replica == replica && strcmp(p->service_name, svc->name) == 0 &&
+		    strcmp(p->user, user) == 0)
 			return p;
 	}
-	Pool *p = calloc(1, sizeof(*p));
-	if (!p)
-		abort();
+	const ConfigBackend *be = config_backend(svc, replica);
+	if (!be)
+		return NULL;
+	Pool *p = xcalloc(1, sizeof(*p));
 	p->rt = rt;
 	p->service_name = xstrdup(svc->name);
+	p->replica = replica;
 	p->user = xstrdup(user);
-	snprintf(p->name, sizeof(p->name), "%s@%s", user, svc->name);
-	if (!pool_set_credentials(p, svc, user_password)) {
+	if (replica < 0)
+		snprintf(p->name, sizeof(p->name), "%s@%s", user, svc->name);
+	else
+		snprintf(p->name, sizeof(p->name), "%s@%s/replica%d", user, svc->name, replica);
+	if (!pool_set_credentials(p, be, user_password)) {
 		free(p->service_name);
 		free(p->user);
 		free(p);
@@ -85,6 +91,7 @@ Pool *pool_get(Runtime *rt, const ConfigService *svc, const char *user, const ch
 	}
 	p->config = config_ref(rt->config);
 	p->service = svc;
+	p->backend = be;
 	pool_load_tls(p);
 	list_init(&p->idle);
 	list_init(&p->active);
@@ -228,7 +235,8 @@ void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *er
 	if (pool_server_count(p) > 1)
 		return;
 	char msg[400];
-	snprintf(msg, sizeof(msg), "pgrelay could not connect to service \"%s\": %s", p->service->name, error);
+	snprintf(msg, sizeof(msg), "pgrelay could not connect to service \"%s\"%s: %s", p->service->name,
+		 p->replica < 0 ? "" : " (replica)", error);
 	ListNode *n;
 	while ((n = list_pop_front(&p->login_waiting)) != NULL)
 		client_wait_failed(list_entry(n, Client, wait_node), sqlstate, msg);
@@ -297,7 +305,7 @@ void pool_janitor(Runtime *rt)
 	list_for_each_safe(n, t, &rt->pools) {
 		Pool *p = list_entry(n, Pool, node);
 		pool_maintain(p, now);
-		if (p->removed && p->n_clients == 0 && pool_server_count(p) == 0)
+		if (p->removed && pool_server_count(p) == 0 && list_empty(&p->waiting) && list_empty(&p->login_waiting))
 			pool_free(p);
 	}
 }
@@ -316,27 +324,30 @@ void pool_apply_config(Runtime *rt, Config *cfg)
 	list_for_each_safe(n, t, &rt->pools) {
 		Pool *p = list_entry(n, Pool, node);
 		const ConfigService *svc = p->removed ? NULL : config_find_service(cfg, p->service_name);
-		if (!svc) {
+		const ConfigBackend *be = svc ? config_backend(svc, p->replica) : NULL;
+		if (!be) {
 			if (!p->removed)
-				log_info(p->name, "service removed from the configuration: pool drains");
+				log_info(p->name, "%s removed from the configuration: pool drains",
+					 svc ? "replica" : "service");
 			p->removed = true;
 			continue;
 		}
-		bool moved = !backend_same(&svc->primary, &p->service->primary);
-		if (!svc->primary.user && p->service->primary.user) {
+		bool moved = !backend_same(be, p->backend);
+		if (!be->user && p->backend->user) {
 			/* The pool would now need the client's password, which it does not have. */
 			log_warning(p->name, "service no longer has a user: pool drains, new clients get a new pool");
 			p->removed = true;
 			continue;
 		}
-		if (svc->primary.user)
-			pool_set_credentials(p, svc, NULL);
+		if (be->user)
+			pool_set_credentials(p, be, NULL);
 		const ConfigPool *o = &p->service->pool, *nw = &svc->pool;
 		if (o->max != nw->max || o->min != nw->min)
 			log_info(p->name, "pool size now max %d, min %d (was %d, %d)", nw->max, nw->min, o->max, o->min);
 		Config *old = p->config;
 		p->config = config_ref(cfg);
 		p->service = svc;
+		p->backend = be;
 		config_unref(old);
 		pool_load_tls(p);
 		if (moved) {

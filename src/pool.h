@@ -1,5 +1,6 @@
 /*
- * pool — server connections per (service, user): idle/active/opening lists, the FIFO of clients
+ * pool — server connections per (backend, user), a backend being a service's primary or one of its
+ * replicas: idle/active/opening lists, the FIFO of clients
  * waiting for a connection, and the periodic upkeep (min connections, idle_timeout,
  * server_lifetime, query_wait_timeout).
  *
@@ -22,10 +23,12 @@
 struct Pool {
 	Runtime *rt;
 	char *service_name;
+	int replica;                  /* -1: the primary; else the index in service->replicas */
 	char *user;
-	char name[128]; /* "user@service" for logs */
+	char name[160]; /* "user@service" or "user@service/replica0" for logs */
 	Config *config;               /* holds the service below alive */
 	const ConfigService *service;
+	const ConfigBackend *backend; /* service->primary or service->replicas[replica] */
 	const char *server_user;      /* service primary user, or the client's user */
 	const char *server_password;
 	SSL_CTX *tls_ctx;             /* towards the servers; NULL: tls disabled */
@@ -39,15 +42,17 @@ struct Pool {
 	int64_t last_connect_error_ms;
 	char last_error[256];
 
-	int n_clients; /* logged-in clients using this pool */
 	bool removed;  /* no longer in the config: drains, then is freed */
 	ListNode node;
 
 	uint64_t total_xacts, total_queries, total_wait_ms;
 };
 
-/* Finds or creates the pool; NULL if the service has no credentials usable for user. */
-Pool *pool_get(Runtime *rt, const ConfigService *svc, const char *user, const char *user_password);
+/*
+ * Finds or creates the pool of a service's primary (replica -1) or replica for user; NULL if the
+ * service has no credentials usable for user.
+ */
+Pool *pool_get(Runtime *rt, const ConfigService *svc, int replica, const char *user, const char *user_password);
 int pool_server_count(const Pool *p);
 
 /* The client needs a server: linked at once when one is idle, otherwise queued FIFO. */

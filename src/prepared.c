@@ -1,7 +1,6 @@
 /*
  * prepared — statement registry, client names and server LRU sets (see prepared.h).
  */
-#include "xalloc.h"
 #include "prepared.h"
 
 #include <stdio.h>
@@ -10,6 +9,7 @@
 
 #include "buf.h"
 #include "proto.h"
+#include "xalloc.h"
 
 
 /* ---- registry ---- */

@@ -179,8 +179,7 @@ static void server_set_timer(Server *s, int64_t ms)
 static void server_login_failed(Server *s, const char *sqlstate, const char *message)
 {
 	s->rt->stats.servers_failed++;
-	log_warning(s->name, "login to %s:%d failed: %s", s->pool->service->primary.host,
-		    s->pool->service->primary.port, message);
+	log_warning(s->name, "login to %s:%d failed: %s", s->pool->backend->host, s->pool->backend->port, message);
 	pool_server_failed(s->pool, s, sqlstate, message);
 	server_close(s, false, "login failed");
 }
@@ -195,7 +194,7 @@ static void server_dns_done(int err, struct evutil_addrinfo *res, void *arg)
 	}
 	if (err || !res) {
 		char msg[256];
-		snprintf(msg, sizeof(msg), "could not resolve host \"%s\": %s", s->pool->service->primary.host,
+		snprintf(msg, sizeof(msg), "could not resolve host \"%s\": %s", s->pool->backend->host,
 			 evutil_gai_strerror(err));
 		if (res)
 			evutil_freeaddrinfo(res);
@@ -233,7 +232,7 @@ Server *server_launch(Pool *pool)
 	rt->stats.servers_opened++;
 	server_set_timer(s, pool->service->pool.connect_timeout_ms);
 
-	const ConfigBackend *be = &pool->service->primary;
+	const ConfigBackend *be = pool->backend;
 	log_debug(s->name, "connecting to %s:%d for pool %s", be->host, be->port, pool->name);
 	if (be->host[0] == '/') {
 		struct sockaddr_un *un = (struct sockaddr_un *)&s->addr;
@@ -290,7 +289,7 @@ static void server_start_connect(Server *s)
 static void server_send_startup(Server *s)
 {
 	Pool *p = s->pool;
-	const ConfigBackend *be = &p->service->primary;
+	const ConfigBackend *be = p->backend;
 	const char *names[5], *values[5];
 	size_t n = 0;
 	char timeout[32];
@@ -361,7 +360,7 @@ static bool server_tls_answer(Server *s)
 		}
 		conn_compact(cn);
 		s->tls_phase = SV_TLS_HANDSHAKE;
-		const char *host = s->pool->service->primary.host;
+		const char *host = s->pool->backend->host;
 		if (!conn_tls_start(cn, s->pool->tls_ctx, false, host)) {
 			server_login_failed(s, SQLSTATE_CANNOT_CONNECT, "cannot start TLS towards the server");
 			return false;
@@ -703,7 +702,7 @@ static RelayAction server_login_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		params_copy(&s->login_params, &s->params);
 		server_set_timer(s, 0);
 		log_info(s->name, "new server connection to %s:%d for pool %s (backend pid %u)",
-			 s->pool->service->primary.host, s->pool->service->primary.port, s->pool->name, s->be_pid);
+			 s->pool->backend->host, s->pool->backend->port, s->pool->name, s->be_pid);
 		return RELAY_DROP | RELAY_AFTER_STOP;
 	default:
 		return server_login_fail_msg(s, "unexpected message from server during login");

@@ -6,8 +6,8 @@
  * (pg_query_scan, protobuf decoded with the pg_query.pb-c.h that libpg-query-dev ships), used only
  * when the tree shows a PREPARE, EXECUTE or DEALLOCATE.
  */
-#include "xalloc.h"
 #include "sqlclass.h"
+#include "xalloc.h"
 
 #include <ctype.h>
 #include <json-c/json.h>
