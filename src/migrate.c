@@ -569,7 +569,10 @@ static bool apply_file(PGconn *conn, const char *svc, const MigFile *f, const ch
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	*current = f->path;
-	if (!run(conn, svc, "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL))
+	/* Each file starts from the session's defaults whatever the previous one SET (search_path,
+	 * role, ...), as if it had a connection of its own; the advisory lock stays. */
+	if (!run(conn, svc, "RESET ALL", 0, NULL, PGRES_COMMAND_OK, NULL) ||
+	    !run(conn, svc, "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL))
 		return false;
 	bool ok = exec_file(conn, f);
 	if (ok && PQtransactionStatus(conn) != PQTRANS_INTRANS) {

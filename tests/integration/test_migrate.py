@@ -78,8 +78,13 @@ def test_applies_in_order_once_and_records_checksums(pg, tmp_path):
     db = scratch_db(pg)
     mig = tmp_path / "migrations"
     # 9 before 10: the order is numeric, not by name (10_... depends on 9_...).
-    f9 = write(f"{mig}/users/9_create.sql", "CREATE SCHEMA users;\nCREATE TABLE users.t (id int PRIMARY KEY);\n")
-    f10 = write(f"{mig}/users/10_rows.sql", "INSERT INTO users.t VALUES (1), (2);\n")
+    # 9_create.sql's SET does not leak into 10_rows.sql (users.t there is schema-qualified; an
+    # unqualified "t" would not be found with the default search_path).
+    f9 = write(f"{mig}/users/9_create.sql",
+               "CREATE SCHEMA users;\nSET search_path = nowhere;\nCREATE TABLE users.t (id int PRIMARY KEY);\n")
+    f10 = write(f"{mig}/users/10_rows.sql",
+                "INSERT INTO users.t VALUES (1), (2);\n"
+                "DO $$ BEGIN ASSERT current_setting('search_path') <> 'nowhere', 'SET leaked'; END $$;\n")
     write(f"{mig}/users/README.md", "not a migration\n")
     cfg = write_config(pg, tmp_path / "proxy.yaml", {"users": db})
 
