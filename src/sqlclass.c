@@ -1085,7 +1085,7 @@ static void analyze_statement(Walk *w, SqlStatement *st, json_object *stmt)
 	finish_statement(w, st);
 }
 
-static SqlAnalysis *analyze(const char *text, size_t len)
+static SqlAnalysis *analyze(SqlCache *cache, const char *text, size_t len)
 {
 	SqlAnalysis *a = xcalloc(1, sizeof(*a));
 	a->refcount = 1;
@@ -1103,9 +1103,23 @@ static SqlAnalysis *analyze(const char *text, size_t len)
 		free(str);
 		return a;
 	}
-	json_object *tree = json_tokener_parse(pr.parse_tree);
+	if (!cache->tokener)
+		cache->tokener = xalloc_check(json_tokener_new_ex(SQL_MAX_DEPTH));
+	json_tokener *tok = cache->tokener;
+	json_tokener_reset(tok);
+	json_object *tree = json_tokener_parse_ex(tok, pr.parse_tree, (int)strlen(pr.parse_tree));
+	bool decoded = tree && json_tokener_get_error(tok) == json_tokener_success;
 	pg_query_free_parse_result(pr);
-	json_object *stmts = tree ? jget(tree, "stmts") : NULL;
+	json_object *stmts = decoded ? jget(tree, "stmts") : NULL;
+	if (!stmts || !json_object_is_type(stmts, json_type_array)) {
+		/* Never report "no statements" for a text we could not read. */
+		a->parse_error = true;
+		a->parse_error_message = "statement too deeply nested for pgrelay's analysis";
+		if (tree)
+			json_object_put(tree);
+		free(str);
+		return a;
+	}
 	size_t n = jlen(stmts);
 	Walk w = {.a = a};
 	SqlStatement *out = n ? arena_alloc(&a->arena, n * sizeof(*out)) : NULL;
@@ -1197,13 +1211,19 @@ static void cache_clear(SqlCache *cache)
 	hashmap_free(&cache->by_text);
 }
 
-void sqlclass_cache_free(SqlCache *cache) { cache_clear(cache); }
+void sqlclass_cache_free(SqlCache *cache)
+{
+	cache_clear(cache);
+	if (cache->tokener)
+		json_tokener_free(cache->tokener);
+	cache->tokener = NULL;
+}
 
 SqlAnalysis *sqlclass_analyze(SqlCache *cache, const char *text, size_t len)
 {
 	if (cache->limit == 0) {
 		cache->misses++;
-		return analyze(text, len);
+		return analyze(cache, text, len);
 	}
 	struct TextKey k = {text, len};
 	uint64_t h = hashmap_hash_bytes(text, len);
@@ -1214,7 +1234,7 @@ SqlAnalysis *sqlclass_analyze(SqlCache *cache, const char *text, size_t len)
 		return e->a;
 	}
 	cache->misses++;
-	SqlAnalysis *a = analyze(text, len);
+	SqlAnalysis *a = analyze(cache, text, len);
 	if (hashmap_count(&cache->by_text) >= cache->limit)
 		cache_clear(cache); /* bounded: start over rather than grow */
 	e = xmalloc(sizeof(*e));

@@ -169,7 +169,9 @@ typedef struct SqlArena SqlArena;
 typedef struct SqlAnalysis {
 	int refcount;
 	bool parse_error;
-	const char *parse_error_message; /* "syntax error at or near ..." (parse_error only) */
+	/* "syntax error at or near ..." (parse_error only); also set, with parse_error, for a text
+	 * pgrelay cannot analyze although PostgreSQL may accept it (nested beyond SQL_MAX_DEPTH). */
+	const char *parse_error_message;
 	int parse_error_position;        /* 0-based byte offset of the error, -1 if unknown */
 	const char *needs_session; /* NULL, or why the statement needs a session ("LISTEN", ...) */
 	size_t n_refs;
@@ -183,7 +185,12 @@ typedef struct SqlCache {
 	HashMap by_text;
 	size_t limit; /* at most this many texts (then the cache starts over); 0 = no caching */
 	uint64_t hits, misses;
+	void *tokener; /* private: the JSON decoder, reused (it holds a stack of SQL_MAX_DEPTH) */
 } SqlCache;
+
+/* Parse trees nested deeper than this (in JSON levels, about two per expression or subquery
+ * level) are not analyzed: parse_error is set, with a message saying so. */
+#define SQL_MAX_DEPTH 4096
 
 void sqlclass_cache_init(SqlCache *cache, size_t limit);
 void sqlclass_cache_free(SqlCache *cache);

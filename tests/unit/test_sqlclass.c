@@ -514,6 +514,30 @@ TEST(parse_error_detail)
 	sqlclass_release(a);
 }
 
+TEST(deep_nesting)
+{
+	/* deeper than json-c's default depth of 32 */
+	CHECK_RELS("SELECT * FROM a WHERE x IN (SELECT y FROM b WHERE z IN (SELECT w FROM c WHERE q IN (SELECT 1 "
+		   "FROM d WHERE r = (SELECT max(s) FROM e WHERE t IN (SELECT u FROM f)))))",
+		   "a, b, c, d, e, f");
+	/* beyond SQL_MAX_DEPTH: never "no statements", always parse_error */
+	size_t levels = 2500, len = 0;
+	char *sql = malloc(levels * 5 + 64);
+	len += (size_t)sprintf(sql + len, "SELECT ");
+	for (size_t i = 0; i < levels; i++)
+		len += (size_t)sprintf(sql + len, "1+(");
+	len += (size_t)sprintf(sql + len, "1");
+	for (size_t i = 0; i < levels; i++)
+		sql[len++] = ')';
+	len += (size_t)sprintf(sql + len, " FROM t");
+	SqlAnalysis *a = sqlclass_analyze(&cache, sql, len);
+	CHECK(a->parse_error);
+	CHECK_INT(a->n_statements, 0);
+	CHECK_CONTAINS(a->parse_error_message, "too deeply nested");
+	sqlclass_release(a);
+	free(sql);
+}
+
 TEST(cache_limits)
 {
 	SqlCache none;
@@ -568,6 +592,7 @@ int main(void)
 	RUN(set_reset_detail_and_ranges);
 	RUN(ranges_skip_comments);
 	RUN(parse_error_detail);
+	RUN(deep_nesting);
 	RUN(cache_limits);
 	sqlclass_cache_free(&cache);
 	return unit_summary();
