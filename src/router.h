@@ -55,6 +55,11 @@
  * Replicas. use_replica when the text is read-only and every rule that matched (for names no
  * rule matched: the service) says reads: replicas (a rule with reads inherit takes its
  * service's), and the service has replicas. Whether one is healthy is the proxy's business.
+ *
+ * What the router cannot know (the caller's business): a text of transaction control only
+ * (COMMIT, ROLLBACK, SAVEPOINT ...) names nothing and routes to the default service, but belongs
+ * to whichever server holds the client's transaction; EXECUTE names nothing and counts as a
+ * write, a caller that kept the route of the PREPARE (SqlStatement.prepared_name) should use it.
  */
 #ifndef PGRELAY_ROUTER_H
 #define PGRELAY_ROUTER_H
