@@ -1,14 +1,297 @@
 /*
- * router_cmd — `pgrelay route`: explains where a statement would go. (Being written.)
+ * router_cmd — `pgrelay route -c FILE [--database DB] [--user U] [--search-path P] 'SQL'`:
+ * where a statement would go and why, without running it (for a DBA checking routes).
+ *
+ * Prints the service and primary/replica, the rule that decided (or the database default),
+ * every relation with how its schema was resolved, every statement with its kind, every
+ * function with whether it is read-safe; for a cross-service text the error clients get.
+ * Exit status: 0 routed (also for text that does not parse: it goes to the default primary),
+ * 1 cross-service or invalid configuration, 2 usage error.
  */
+#include <ctype.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "commands.h"
+#include "config.h"
+#include "router.h"
+#include "sqlclass.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out, "Usage: pgrelay route -c FILE [--database DB] [--user U] [--search-path P] 'SQL'\n"
+		     "  -c, --config FILE     proxy.yaml\n"
+		     "  -d, --database DB     the database the client connects to (default: the first in FILE)\n"
+		     "  -U, --user U          the client's user, for \"$user\" in the search_path\n"
+		     "  -s, --search-path P   the client's search_path (default: \"$user\", public)\n");
+}
+
+static void print_rule(const Config *cfg, const ConfigRoute *r)
+{
+	printf("routes[%d] at line %d: {", router_rule_index(cfg, r), r->line);
+	if (r->n_schemas) {
+		printf(" schema: [");
+		for (size_t i = 0; i < r->n_schemas; i++)
+			printf("%s%s", i ? ", " : "", r->schemas[i]);
+		printf("]%s", r->n_tables ? "," : "");
+	}
+	if (r->n_tables) {
+		printf(" tables: [");
+		for (size_t i = 0; i < r->n_tables; i++)
+			printf("%s%s", i ? ", " : "", r->tables[i]);
+		printf("]");
+	}
+	printf(", service: %s, reads: %s }", r->service_name, config_reads_name(r->reads));
+}
+
+static void print_relation(const Config *cfg, const ConfigDatabase *db, const char *search_path,
+			   const SqlRelation *rel, const RouterRelation *rr)
+{
+	char name[300];
+	snprintf(name, sizeof name, "%s%s%s", rel->schema ? rel->schema : "", rel->schema ? "." : "", rel->name);
+	printf("  %-28s ", name);
+	int ri = router_rule_index(cfg, rr->rule);
+	switch (rr->how) {
+	case ROUTER_REL_CATALOG:
+		printf("system catalog: present in every service, goes with the rest (alone: %s)\n", db->service->name);
+		return;
+	case ROUTER_REL_QUALIFIED:
+		printf("schema-qualified");
+		break;
+	case ROUTER_REL_SEARCH_PATH:
+		if (rr->by_name)
+			printf("unqualified; routes[%d] matches the name (first search_path schema tried: %s)", ri,
+			       rr->schema);
+		else
+			printf("unqualified; search_path %s -> schema %s", search_path ? search_path : "\"$user\", public",
+			       rr->schema);
+		break;
+	case ROUTER_REL_BARE_NAME:
+		printf("unqualified; no rule for any search_path schema, routes[%d] matches the bare name", ri);
+		break;
+	case ROUTER_REL_DEFAULT:
+		printf("unqualified; no rule matches it in search_path %s",
+		       search_path ? search_path : "\"$user\", public");
+		break;
+	}
+	if (rr->how == ROUTER_REL_SEARCH_PATH || rr->how == ROUTER_REL_BARE_NAME)
+		printf(" -> service %s\n", rr->service->name);
+	else if (ri >= 0)
+		printf("; routes[%d] -> service %s\n", ri, rr->service->name);
+	else
+		printf("; no rule -> database default %s\n", rr->service->name);
+}
+
+static void print_statement(const char *sql, size_t i, const SqlStatement *st)
+{
+	int n = st->end - st->start;
+	printf("  %zu. [%d,%d) %s: %s", i + 1, st->start, st->end, st->tag, sqlclass_kind_name(st->kind));
+	if (st->locking)
+		printf(", locking clause");
+	if (st->kind == SQL_KIND_TX) {
+		printf(" (%s", sqlclass_tx_name(st->tx));
+		if (st->tx == SQL_TX_BEGIN) {
+			printf(st->tx_read_only ? " READ ONLY" : " read write");
+			if (st->tx_isolation)
+				printf(", isolation %s", sqlclass_isolation_name(st->tx_isolation));
+			if (st->tx_deferrable)
+				printf(", deferrable");
+		}
+		if (st->tx_chain)
+			printf(" AND CHAIN");
+		if (st->tx_name)
+			printf(" %s", st->tx_name);
+		printf(")");
+	}
+	if (st->set != SQL_SET_NONE)
+		printf(" (%s%s%s)", sqlclass_set_name(st->set), st->set_name ? " " : "", st->set_name ? st->set_name : "");
+	if (st->prepared_name)
+		printf(" (prepared statement %s%s%s)", st->prepared_name, st->inner_kind ? ": " : "",
+		       st->inner_kind ? sqlclass_kind_name(st->inner_kind) : "");
+	printf("\n     %.*s%s\n", n > 200 ? 200 : n, sql + st->start, n > 200 ? " ..." : "");
+}
+
+static bool has_upper(const char *s)
+{
+	for (; *s; s++)
+		if (isupper((unsigned char)*s))
+			return true;
+	return false;
+}
+
+/* Patterns with upper case never match unquoted names (PostgreSQL folds those to lower case). */
+static void warn_upper_case(const Config *cfg, const ConfigService *svc)
+{
+	for (size_t i = 0; i < cfg->n_routes; i++) {
+		const ConfigRoute *r = &cfg->routes[i];
+		for (size_t k = 0; k < r->n_schemas; k++)
+			if (has_upper(r->schemas[k]))
+				printf("note: routes[%zu] schema \"%s\" has upper case: it only matches quoted names\n", i,
+				       r->schemas[k]);
+		for (size_t k = 0; k < r->n_tables; k++)
+			if (has_upper(r->tables[k]))
+				printf("note: routes[%zu] table \"%s\" has upper case: it only matches quoted names\n", i,
+				       r->tables[k]);
+	}
+	for (size_t k = 0; k < svc->n_read_only_functions; k++)
+		if (has_upper(svc->read_only_functions[k]))
+			printf("note: services.%s.functions.read_only \"%s\" has upper case: it only matches quoted "
+			       "names\n", svc->name, svc->read_only_functions[k]);
+	for (size_t k = 0; k < svc->n_writing_functions; k++)
+		if (has_upper(svc->writing_functions[k]))
+			printf("note: services.%s.functions.writes \"%s\" has upper case: it only matches quoted names\n",
+			       svc->name, svc->writing_functions[k]);
+}
+
+static int report(const Config *cfg, const ConfigDatabase *db, const char *search_path, const char *user,
+		  const char *sql, const SqlAnalysis *a)
+{
+	RouteResult r;
+	router_route(cfg, db, search_path, user, a, &r);
+	char text[1024];
+
+	printf("database:    %s (default service %s), user %s, search_path %s\n", db->name, db->service->name,
+	       user ? user : "(none)", search_path ? search_path : "\"$user\", public");
+	if (a->parse_error) {
+		printf("parse error: %s", a->parse_error_message ? a->parse_error_message : "syntax error");
+		if (a->parse_error_position >= 0)
+			printf(" at position %d", a->parse_error_position);
+		printf("\n");
+	}
+
+	if (a->n_statements) {
+		printf("statements:\n");
+		for (size_t i = 0; i < a->n_statements; i++)
+			print_statement(sql, i, &a->statements[i]);
+	}
+
+	bool any_rel = false, any_schema = false, any_fn = false;
+	for (size_t s = 0; s < a->n_statements; s++) {
+		any_rel |= a->statements[s].n_relations > 0;
+		any_schema |= a->statements[s].n_schemas > 0;
+		any_fn |= a->statements[s].n_functions > 0;
+	}
+	if (any_rel) {
+		printf("relations:\n");
+		for (size_t s = 0; s < a->n_statements; s++)
+			for (size_t i = 0; i < a->statements[s].n_relations; i++) {
+				RouterRelation rr;
+				router_resolve_relation(cfg, db, search_path, user, &a->statements[s].relations[i], &rr);
+				print_relation(cfg, db, search_path, &a->statements[s].relations[i], &rr);
+			}
+	}
+	if (any_schema) {
+		printf("schemas named:\n");
+		for (size_t s = 0; s < a->n_statements; s++)
+			for (size_t i = 0; i < a->statements[s].n_schemas; i++) {
+				RouterRelation rr;
+				router_resolve_schema(cfg, a->statements[s].schemas[i], &rr);
+				printf("  %-28s ", a->statements[s].schemas[i]);
+				if (rr.service)
+					printf("routes[%d] -> service %s\n", router_rule_index(cfg, rr.rule), rr.service->name);
+				else
+					printf("no rule with schemas only matches: does not decide the service\n");
+			}
+	}
+	if (r.status == ROUTE_CROSS_SERVICE) {
+		router_error_message(&r, text, sizeof text);
+		printf("ERROR:  %s\nSQLSTATE: 0A000 (nothing is sent to any server)\n", text);
+		return 1;
+	}
+	if (any_fn) {
+		printf("functions (on service %s):\n", r.service->name);
+		for (size_t s = 0; s < a->n_statements; s++)
+			for (size_t i = 0; i < a->statements[s].n_functions; i++) {
+				const char *why;
+				RouterFnSafety f = router_function_safety(r.service, a->statements[s].functions[i], &why);
+				char fn[300];
+				snprintf(fn, sizeof fn, "%s()", a->statements[s].functions[i]);
+				printf("  %-28s %s: %s\n", fn, f == ROUTER_FN_READ_SAFE ? "read-safe" : "writes", why);
+			}
+	}
+
+	printf("rule:        ");
+	if (r.rule) {
+		print_rule(cfg, r.rule);
+		printf("\n");
+	} else {
+		printf("no rule: database default (%s -> service %s)\n", db->name, db->service->name);
+	}
+	const ConfigService *svc = r.service;
+	const ConfigBackend *p = &svc->primary;
+	printf("service:     %s\n", svc->name);
+	if (r.use_replica) {
+		printf("target:      replica (%zu configured:", svc->n_replicas);
+		for (size_t i = 0; i < svc->n_replicas; i++)
+			printf(" %s:%d", svc->replicas[i].host, svc->replicas[i].port);
+		printf("; a healthy one, else the primary %s:%d)\n", p->host, p->port);
+	} else {
+		printf("target:      primary %s:%d dbname %s\n", p->host, p->port, p->dbname ? p->dbname : svc->name);
+	}
+	printf("read-only:   %s\n", r.read_only ? "yes" : "no");
+	router_explain(cfg, &r, text, sizeof text);
+	printf("why:         %s\n", text);
+	warn_upper_case(cfg, svc);
+	return 0;
+}
 
 int route_command(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "pgrelay route: not available in this build yet\n");
-	return 2;
+	static const struct option options[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"database", required_argument, NULL, 'd'},
+		{"user", required_argument, NULL, 'U'},
+		{"search-path", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = NULL, *dbname = NULL, *user = NULL, *search_path = NULL;
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "c:d:U:s:h", options, NULL)) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case 'd': dbname = optarg; break;
+		case 'U': user = optarg; break;
+		case 's': search_path = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!path) {
+		fprintf(stderr, "pgrelay route: no configuration file given (use -c FILE)\n");
+		usage(stderr);
+		return 2;
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "pgrelay route: give exactly one SQL text (quote it)\n");
+		usage(stderr);
+		return 2;
+	}
+	const char *sql = argv[optind];
+	char err[8192];
+	Config *cfg = config_load(path, err, sizeof err);
+	if (!cfg) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	const ConfigDatabase *db = dbname ? config_find_database(cfg, dbname) : &cfg->databases[0];
+	if (!db) {
+		fprintf(stderr, "pgrelay route: %s has no database \"%s\" (databases:", path, dbname);
+		for (size_t i = 0; i < cfg->n_databases; i++)
+			fprintf(stderr, "%s %s", i ? "," : "", cfg->databases[i].name);
+		fprintf(stderr, ")\n");
+		config_unref(cfg);
+		return 2;
+	}
+	SqlCache cache;
+	sqlclass_cache_init(&cache, 0);
+	SqlAnalysis *a = sqlclass_analyze(&cache, sql, strlen(sql));
+	int rc = report(cfg, db, search_path, user, sql, a);
+	sqlclass_release(a);
+	sqlclass_cache_free(&cache);
+	config_unref(cfg);
+	return rc;
 }

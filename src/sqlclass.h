@@ -3,10 +3,61 @@
  *
  * Owns: parsing query text (JSON parse tree, decoded with json-c; token positions from
  * libpg_query's scanner), the facts pgrelay needs about it, and a cache of analyses by statement
- * text so a repeated statement is parsed once. Today's facts: statements that need a session of
- * their own (LISTEN, session advisory locks, temporary tables, WITH HOLD cursors) and the
- * prepared-statement names in PREPARE / EXECUTE / DEALLOCATE with their byte ranges, so they can
- * be rewritten. Knows nothing of sockets or pools.
+ * text so a repeated statement is parsed once. Knows nothing of sockets, pools or routing rules.
+ *
+ * Facts about the whole text: statements that need a session of their own (LISTEN, session
+ * advisory locks, temporary tables, WITH HOLD cursors) and the prepared-statement names in
+ * PREPARE / EXECUTE / DEALLOCATE with their byte ranges, so they can be rewritten.
+ *
+ * Facts per statement (SqlStatement, one per statement of a multi-statement string, in order):
+ * its exact byte range, its kind, the relations and functions it names, locking clauses,
+ * transaction-control and SET/RESET detail. Kinds, by statement type:
+ *
+ *   READ     SELECT, VALUES, TABLE, COPY ... TO (table or read query), EXPLAIN without ANALYZE
+ *            (nothing executes, whatever the inner statement), EXPLAIN ANALYZE of a read,
+ *            DECLARE CURSOR over a read. A SELECT ... FOR UPDATE/SHARE stays READ with
+ *            `locking` set.
+ *   WRITE    INSERT, UPDATE, DELETE, MERGE, a statement holding any of them (writable CTEs,
+ *            COPY (INSERT ... RETURNING) TO), SELECT INTO, COPY ... FROM, CALL, DO, LOCK,
+ *            TRUNCATE, REFRESH MATERIALIZED VIEW, NOTIFY (it must reach the primary's
+ *            listeners), EXPLAIN ANALYZE of a write, and EXECUTE (the prepared statement is not
+ *            known here: `prepared_name` says which one; a caller that remembers the PREPARE's
+ *            analysis may use that instead).
+ *   DDL      CREATE / ALTER / DROP of anything (CREATE TABLE AS and CREATE MATERIALIZED VIEW
+ *            included), COMMENT, GRANT / REVOKE, SECURITY LABEL, REASSIGN / DROP OWNED,
+ *            IMPORT FOREIGN SCHEMA, CREATE RULE / INDEX / VIEW.
+ *   TX       BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE,
+ *            ROLLBACK TO, PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED (`tx` detail).
+ *   SESSION  SET, RESET, SHOW, DISCARD, SET CONSTRAINTS, PREPARE, DEALLOCATE, LISTEN, UNLISTEN,
+ *            LOAD, FETCH, MOVE, CLOSE. `harmless` is true for all of them but LISTEN and UNLISTEN
+ *            (they change no data and run on a hot standby); a PREPARE also carries the kind of
+ *            the statement it prepares in `inner_kind`, and that statement's relations.
+ *   OTHER    VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT, ALTER SYSTEM and anything newer.
+ *
+ * Relations are every table, view, sequence or index the statement names, as written
+ * (schema-qualified or not; a three-part name loses its database part): FROM items at any depth
+ * (joins, subqueries, CTE bodies, LATERAL), DML targets and sources (INSERT ... SELECT,
+ * UPDATE ... FROM, DELETE ... USING, MERGE), COPY, LOCK, TRUNCATE, VACUUM, DDL targets (CREATE
+ * TABLE / VIEW / INDEX ON / SEQUENCE, ALTER, DROP TABLE a, b, COMMENT ON TABLE / COLUMN, GRANT ON
+ * TABLE), foreign-key targets, LIKE and INHERITS sources, and the statements inside EXPLAIN,
+ * PREPARE, DECLARE, CREATE TABLE AS / VIEW. An unqualified name that is a CTE in scope is not a
+ * relation (a non-recursive CTE is in scope in later CTEs and the main query, a recursive one in
+ * its own body too); FOR UPDATE OF x names no relation. Deduplicated within a statement.
+ *
+ * Schemas (`schemas`) are schema names the statement uses without naming a relation in them:
+ * CREATE / DROP / ALTER ... RENAME SCHEMA, GRANT ... ON ALL ... IN SCHEMA, ALTER DEFAULT
+ * PRIVILEGES IN SCHEMA, ALTER ... SET SCHEMA (the new one), and the schema of qualified function
+ * calls, CREATE FUNCTION / PROCEDURE and DROP of functions, types and domains — except
+ * pg_catalog and information_schema.
+ *
+ * Functions are every FuncCall, as "name" or "schema.name" the way PostgreSQL resolves the
+ * identifiers (unquoted ones folded to lower case), deduplicated. SQL syntax that PostgreSQL turns
+ * into calls appears as such (EXTRACT → pg_catalog.extract, AT TIME ZONE → pg_catalog.timezone,
+ * SUBSTRING ... FROM → pg_catalog.substring); CURRENT_TIMESTAMP, COALESCE, GREATEST and the like
+ * are not calls.
+ *
+ * Everything reachable from an SqlAnalysis is immutable once returned: a cached analysis is
+ * shared by every caller that analyzed the same text (refcounted; one event loop, no locking).
  */
 #ifndef PGRELAY_SQLCLASS_H
 #define PGRELAY_SQLCLASS_H
@@ -15,7 +66,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "prepared.h"
+#include "prepared.h" /* HashMap */
 
 typedef enum {
 	SQL_REF_PREPARE = 1, /* PREPARE name ... : stmt_start/stmt_end cover the whole statement */
@@ -27,34 +78,137 @@ typedef struct SqlNameRef {
 	SqlRefKind kind;
 	char *name;              /* as PostgreSQL resolves it (folded, unquoted) */
 	int start, end;          /* byte range of the name token in the text */
-	int stmt_start, stmt_end;/* byte range of the statement (PREPARE only) */
+	/* Byte range of the statement as the parser reports it (PREPARE only): from just after the
+	 * previous ';' (leading blanks included) to just before the next ';' (or the end). */
+	int stmt_start, stmt_end;
 } SqlNameRef;
+
+typedef enum {
+	SQL_KIND_OTHER = 0,
+	SQL_KIND_READ,
+	SQL_KIND_WRITE,
+	SQL_KIND_DDL,
+	SQL_KIND_TX,
+	SQL_KIND_SESSION,
+} SqlKind;
+
+typedef enum {
+	SQL_TX_NONE = 0,
+	SQL_TX_BEGIN,             /* BEGIN / START TRANSACTION: tx_read_only, tx_isolation, ... */
+	SQL_TX_COMMIT,            /* COMMIT / END (tx_chain: AND CHAIN) */
+	SQL_TX_ROLLBACK,          /* ROLLBACK / ABORT (tx_chain: AND CHAIN) */
+	SQL_TX_SAVEPOINT,         /* tx_name: the savepoint */
+	SQL_TX_RELEASE,           /* RELEASE [SAVEPOINT] name */
+	SQL_TX_ROLLBACK_TO,       /* ROLLBACK TO [SAVEPOINT] name */
+	SQL_TX_PREPARE,           /* PREPARE TRANSACTION 'gid' (tx_name: the gid) */
+	SQL_TX_COMMIT_PREPARED,   /* COMMIT PREPARED 'gid' */
+	SQL_TX_ROLLBACK_PREPARED, /* ROLLBACK PREPARED 'gid' */
+} SqlTxKind;
+
+typedef enum {
+	SQL_ISOLATION_DEFAULT = 0, /* not given */
+	SQL_ISOLATION_READ_UNCOMMITTED,
+	SQL_ISOLATION_READ_COMMITTED,
+	SQL_ISOLATION_REPEATABLE_READ,
+	SQL_ISOLATION_SERIALIZABLE,
+} SqlIsolation;
+
+typedef enum {
+	SQL_SET_NONE = 0,
+	SQL_SET,         /* SET [SESSION] name ..., SET name TO DEFAULT, SET ... FROM CURRENT,
+			  * SET SESSION CHARACTERISTICS AS TRANSACTION ...: lasts for the session */
+	SQL_SET_LOCAL,   /* SET LOCAL name ..., SET TRANSACTION ...: ends with the transaction */
+	SQL_RESET,       /* RESET name */
+	SQL_RESET_ALL,   /* RESET ALL */
+	SQL_DISCARD_ALL, /* DISCARD ALL: resets every parameter (and drops prepared statements,
+			  * temporary tables, ...); other DISCARD forms are SQL_SET_NONE */
+} SqlSetKind;
+
+typedef struct SqlRelation {
+	const char *schema; /* NULL when unqualified */
+	const char *name;
+} SqlRelation;
+
+typedef struct SqlStatement {
+	int start, end;   /* exact byte range in the text: no surrounding blanks, comments or ';' */
+	SqlKind kind;
+	const char *tag;  /* the statement type for people: "SELECT", "CREATE TABLE", "SET", ... */
+	bool locking;     /* FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE anywhere inside */
+	bool harmless;    /* SESSION kind only: changes no data and runs on a hot standby */
+	SqlKind inner_kind; /* PREPARE: the kind of the prepared statement; else SQL_KIND_OTHER */
+
+	size_t n_relations;
+	const SqlRelation *relations; /* in order of first appearance */
+	size_t n_functions;
+	const char *const *functions; /* "name" or "schema.name" */
+	size_t n_schemas;
+	const char *const *schemas;
+
+	/* SQL_KIND_TX */
+	SqlTxKind tx;
+	bool tx_read_only;  /* BEGIN / START TRANSACTION ... READ ONLY */
+	bool tx_deferrable; /* ... DEFERRABLE */
+	bool tx_chain;      /* COMMIT / ROLLBACK AND CHAIN */
+	SqlIsolation tx_isolation;
+	const char *tx_name; /* savepoint name or prepared-transaction gid, else NULL */
+
+	/* SET / RESET / SHOW / DISCARD ALL */
+	SqlSetKind set;
+	/* Lower case: the parameter of SET / RESET / SHOW ("timezone" for SET TIME ZONE,
+	 * "client_encoding" for SET NAMES, "role", "session_authorization", "transaction" for
+	 * SET TRANSACTION, "session characteristics", "all" for SHOW ALL); NULL for RESET ALL and
+	 * DISCARD. */
+	const char *set_name;
+
+	/* PREPARE / EXECUTE / DEALLOCATE name (folded); NULL otherwise and for DEALLOCATE ALL. */
+	const char *prepared_name;
+} SqlStatement;
+
+typedef struct SqlArena SqlArena;
 
 typedef struct SqlAnalysis {
 	int refcount;
 	bool parse_error;
+	/* "syntax error at or near ..." (parse_error only); also set, with parse_error, for a text
+	 * pgrelay cannot analyze although PostgreSQL may accept it (nested beyond SQL_MAX_DEPTH). */
+	const char *parse_error_message;
+	int parse_error_position;        /* 0-based byte offset of the error, -1 if unknown */
 	const char *needs_session; /* NULL, or why the statement needs a session ("LISTEN", ...) */
 	size_t n_refs;
 	SqlNameRef *refs;          /* in text order */
+	size_t n_statements;       /* 0 for an empty text (or only comments) and on parse_error */
+	const SqlStatement *statements;
+	SqlArena *arena;           /* private: every string and array above */
 } SqlAnalysis;
 
 typedef struct SqlCache {
 	HashMap by_text;
-	size_t limit;
+	size_t limit; /* at most this many texts (then the cache starts over); 0 = no caching */
 	uint64_t hits, misses;
+	void *tokener; /* private: the JSON decoder, reused (it holds a stack of SQL_MAX_DEPTH) */
 } SqlCache;
+
+/* Parse trees nested deeper than this (in JSON levels, about two per expression or subquery
+ * level) are not analyzed: parse_error is set, with a message saying so. */
+#define SQL_MAX_DEPTH 4096
 
 void sqlclass_cache_init(SqlCache *cache, size_t limit);
 void sqlclass_cache_free(SqlCache *cache);
 
 /*
- * Cheap test on raw text: false means the text cannot contain anything sqlclass reports, so it
- * need not be parsed at all.
+ * Cheap test on raw text: false means the text cannot contain anything of the session / prepared
+ * statement facts above (needs_session, refs), so a caller that only wants those need not parse
+ * it. Routing needs every statement analyzed and must not use this filter.
  */
 bool sqlclass_might_matter(const char *text, size_t len);
 
 /* Analyzes text (len bytes, no NUL needed). Returns a reference; release with sqlclass_release. */
 SqlAnalysis *sqlclass_analyze(SqlCache *cache, const char *text, size_t len);
 void sqlclass_release(SqlAnalysis *a);
+
+const char *sqlclass_kind_name(SqlKind kind);          /* "read", "write", "ddl", ... */
+const char *sqlclass_tx_name(SqlTxKind tx);            /* "BEGIN", "COMMIT", ... */
+const char *sqlclass_set_name(SqlSetKind set);         /* "SET", "SET LOCAL", ... */
+const char *sqlclass_isolation_name(SqlIsolation iso); /* "serializable", ... */
 
 #endif
