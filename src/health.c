@@ -73,6 +73,8 @@ struct Backend {
 	struct event ev_timeout;
 	DnsTicket *dns;
 	char hostaddr[INET6_ADDRSTRLEN];
+	bool reused;  /* this probe runs on the kept-open connection (not one it opened itself) */
+	bool retried; /* this probe already replaced a broken kept-open connection */
 
 	/* Result collected while the query's results arrive. */
 	bool got_row;
@@ -345,18 +347,40 @@ static void record_failure(Backend *b, const char *message)
 		log_warning(WHO, "%s is down after %d failed check%s: %s", p->label, p->consecutive_failures,
 			    p->consecutive_failures == 1 ? "" : "s", p->last_error);
 	} else if (p->up && p->consecutive_failures == 1) {
-		log_info(WHO, "%s check failed (down after %d in a row): %s", p->label, fail_after, p->last_error);
+		log_info(WHO, "%s check failed (%d more in a row mark it down): %s", p->label, fail_after - 1, p->last_error);
 	} else {
 		log_debug(WHO, "%s check failed (%d in a row): %s", p->label, p->consecutive_failures, p->last_error);
 	}
 }
 
-static void probe_failed(Backend *b, const char *message)
+static void connect_begin(Backend *b);
+
+/* Ends the probe as a failure. */
+static void probe_failed_final(Backend *b, const char *message)
 {
 	char copy[sizeof b->pub.last_error];
 	one_line(copy, sizeof copy, message); /* message may live in the PGconn about to be freed */
 	probe_abandon(b);
 	record_failure(b, copy);
+}
+
+/* A kept-open connection that broke since the last probe (server closed idle connections,
+ * pg_terminate_backend, a restart) is not the backend failing: the probe reconnects once at once,
+ * within the same deadline, and only a failure of that fresh connection counts. */
+static void probe_failed(Backend *b, const char *message)
+{
+	if (b->reused && !b->retried && b->state == PROBE_QUERYING) {
+		char copy[sizeof b->pub.last_error];
+		one_line(copy, sizeof copy, message);
+		log_debug(WHO, "%s: kept-open connection broke (%s): reconnecting", b->pub.label, copy);
+		b->retried = true;
+		b->reused = false;
+		conn_close(b);
+		b->state = PROBE_IDLE;
+		connect_begin(b);
+		return;
+	}
+	probe_failed_final(b, message);
 }
 
 /* ---- the probe ---- */
@@ -372,7 +396,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 	snprintf(msg, sizeof msg, "no answer within %lld ms (%s)", (long long)b->h->cfg.timeout_ms,
 		 b->state == PROBE_RESOLVING ? "resolving the host name" :
 		 b->state == PROBE_CONNECTING ? "connecting" : "waiting for the probe query");
-	probe_failed(b, msg);
+	probe_failed_final(b, msg);
 }
 
 /* Reads what has arrived; finishes the probe once the last result is in. */
@@ -428,11 +452,11 @@ static void query_send(Backend *b)
 {
 	b->got_row = false;
 	b->row_error[0] = '\0';
+	b->state = PROBE_QUERYING;
 	if (!PQsendQuery(b->conn, PROBE_SQL)) {
 		probe_failed(b, PQerrorMessage(b->conn));
 		return;
 	}
-	b->state = PROBE_QUERYING;
 	int flush = PQflush(b->conn);
 	if (flush < 0) {
 		probe_failed(b, PQerrorMessage(b->conn));
@@ -477,6 +501,16 @@ static void on_sock(evutil_socket_t fd, short what, void *arg)
 		query_progress(b);
 }
 
+/* Server notices (e.g. "terminating connection due to immediate shutdown command") go to the log
+ * instead of libpq's default, stderr. */
+static void on_notice(void *arg, const char *message)
+{
+	Backend *b = arg;
+	char line[300];
+	one_line(line, sizeof line, message);
+	log_info(WHO, "%s says: %s", b->pub.label, line);
+}
+
 static void connect_start(Backend *b)
 {
 	const char *keys[16], *vals[16];
@@ -511,6 +545,7 @@ static void connect_start(Backend *b)
 		probe_failed(b, PQerrorMessage(b->conn));
 		return;
 	}
+	PQsetNoticeProcessor(b->conn, on_notice, b);
 	b->state = PROBE_CONNECTING;
 	sock_watch(b, EV_WRITE); /* as if PQconnectPoll had said WRITING */
 }
@@ -589,7 +624,9 @@ static void probe_start(Backend *b)
 	int64_t ms = b->h->cfg.timeout_ms;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
 	evtimer_add(&b->ev_timeout, &tv);
-	if (b->conn && PQstatus(b->conn) == CONNECTION_OK) {
+	b->retried = false;
+	b->reused = b->conn && PQstatus(b->conn) == CONNECTION_OK;
+	if (b->reused) {
 		query_send(b);
 		return;
 	}
