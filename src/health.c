@@ -72,7 +72,12 @@ struct Backend {
 	bool ev_sock_set;
 	struct event ev_timeout;
 	DnsTicket *dns;
-	char hostaddr[INET6_ADDRSTRLEN];
+#define HEALTH_MAX_ADDRS 8
+	/* Resolved addresses, comma-separated for libpq (which tries them in order); host and port
+	 * repeated as many times. Empty: let libpq use host (numeric address or socket directory). */
+	char hostaddr[HEALTH_MAX_ADDRS * (INET6_ADDRSTRLEN + 1)];
+	char *hosts;
+	char ports[HEALTH_MAX_ADDRS * 7];
 	bool reused;  /* this probe runs on the kept-open connection (not one it opened itself) */
 	bool retried; /* this probe already replaced a broken kept-open connection */
 
@@ -88,6 +93,7 @@ struct HealthChecker {
 	struct event_base *base;
 	struct evdns_base *dns; /* created on the first host name */
 	ConfigHealth cfg;
+	bool allow_cleartext; /* proxy.allow_cleartext_without_tls */
 	Backend **cur;
 	size_t n_cur;
 	Backend **retired; /* removed from the configuration: kept until health_stop */
@@ -314,10 +320,16 @@ static void record_success(Backend *b, bool in_recovery, uint64_t lsn, double la
 	} else if (!first && replica == in_recovery && was_in_recovery != in_recovery) {
 		log_info(WHO, "%s is %s again, as configured", p->label, replica ? "in recovery" : "out of recovery");
 	}
-	if (replica)
+	if (replica) {
 		update_lag(b);
-	else
+	} else {
 		p->lag_bytes = 0;
+		/* Replicas that answered before their primary's first answer had no LSN to compare with. */
+		if (first)
+			for (size_t i = 0; i < b->h->n_cur; i++)
+				if (b->h->cur[i]->primary == b && b->h->cur[i]->pub.have_result)
+					update_lag(b->h->cur[i]);
+	}
 
 	char state[160];
 	describe_state(b, state, sizeof state);
@@ -517,13 +529,14 @@ static void connect_start(Backend *b)
 	size_t n = 0;
 	char port[16], timeout[24];
 	snprintf(port, sizeof port, "%d", b->port);
+	bool listed = b->hostaddr[0] && b->hosts;
 	/* libpq's connect_timeout is whole seconds (and only enforced by blocking calls): the probe's
 	 * own timer is what counts. */
 	snprintf(timeout, sizeof timeout, "%lld", (long long)((b->h->cfg.timeout_ms + 999) / 1000));
-	keys[n] = "host", vals[n++] = b->host;
+	keys[n] = "host", vals[n++] = listed ? b->hosts : b->host;
 	if (b->hostaddr[0])
 		keys[n] = "hostaddr", vals[n++] = b->hostaddr; /* no name lookup inside libpq */
-	keys[n] = "port", vals[n++] = port;
+	keys[n] = "port", vals[n++] = listed ? b->ports : port;
 	keys[n] = "dbname", vals[n++] = b->dbname;
 	keys[n] = "user", vals[n++] = b->user;
 	if (b->password)
@@ -534,6 +547,12 @@ static void connect_start(Backend *b)
 	keys[n] = "gssencmode", vals[n++] = "disable"; /* a Kerberos credential lookup could block */
 	keys[n] = "connect_timeout", vals[n++] = timeout;
 	keys[n] = "application_name", vals[n++] = "pgrelay-health";
+	/* Like the pool (proxy.allow_cleartext_without_tls), never send a cleartext password over a
+	 * connection that may be plain TCP. libpq learned require_auth in 16; with older ones (Debian
+	 * 12 has 15) a server that asks for one gets it: see health.h. */
+	if (!b->h->allow_cleartext && b->host[0] != '/' && b->tls_mode != CONFIG_TLS_REQUIRE &&
+	    b->tls_mode != CONFIG_TLS_VERIFY_FULL && PQlibVersion() >= 160000)
+		keys[n] = "require_auth", vals[n++] = "!password";
 	keys[n] = NULL, vals[n] = NULL;
 
 	b->conn = PQconnectStartParams(keys, vals, 0);
@@ -569,14 +588,40 @@ static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
 		probe_failed(b, msg);
 		return;
 	}
-	const void *addr = res->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
-						      : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
-	if (!evutil_inet_ntop(res->ai_family, addr, b->hostaddr, sizeof b->hostaddr)) {
-		evutil_freeaddrinfo(res);
-		probe_failed(b, "cannot format the resolved address");
-		return;
+	/* Every address: libpq tries them in order within the one probe. */
+	size_t n = 0, len = 0, hlen = strlen(b->host);
+	free(b->hosts);
+	b->hosts = xmalloc(HEALTH_MAX_ADDRS * (hlen + 1));
+	b->hosts[0] = b->ports[0] = '\0';
+	size_t plen = 0, hl = 0;
+	char seen[HEALTH_MAX_ADDRS][INET6_ADDRSTRLEN];
+	b->hostaddr[0] = '\0';
+	for (struct evutil_addrinfo *ai = res; ai && n < HEALTH_MAX_ADDRS; ai = ai->ai_next) {
+		char *one = seen[n];
+		const void *addr;
+		if (ai->ai_family == AF_INET6)
+			addr = &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+		else if (ai->ai_family == AF_INET)
+			addr = &((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+		else
+			continue;
+		if (!evutil_inet_ntop(ai->ai_family, addr, one, INET6_ADDRSTRLEN))
+			continue;
+		bool dup = false;
+		for (size_t i = 0; i < n; i++)
+			dup = dup || strcmp(seen[i], one) == 0;
+		if (dup)
+			continue; /* one entry per socket type/protocol otherwise */
+		len += (size_t)snprintf(b->hostaddr + len, sizeof b->hostaddr - len, "%s%s", n ? "," : "", one);
+		plen += (size_t)snprintf(b->ports + plen, sizeof b->ports - plen, "%s%d", n ? "," : "", b->port);
+		hl += (size_t)sprintf(b->hosts + hl, "%s%s", n ? "," : "", b->host);
+		n++;
 	}
 	evutil_freeaddrinfo(res);
+	if (n == 0) {
+		probe_failed(b, "the host name resolved to no IPv4 or IPv6 address");
+		return;
+	}
 	connect_start(b);
 }
 
@@ -584,6 +629,8 @@ static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
 static void connect_begin(Backend *b)
 {
 	b->hostaddr[0] = '\0';
+	free(b->hosts);
+	b->hosts = NULL;
 	if (b->host[0] == '/') {
 		connect_start(b);
 		return;
@@ -690,6 +737,7 @@ static void backend_free(Backend *b)
 	probe_abandon(b);
 	free(b->service);
 	free(b->host);
+	free(b->hosts);
 	free(b->dbname);
 	free(b->user);
 	free_secret(b->password);
@@ -720,6 +768,7 @@ static void apply(HealthChecker *h, const Config *cfg, bool initial)
 {
 	bool interval_changed = h->cfg.interval_ms != cfg->health.interval_ms;
 	h->cfg = cfg->health;
+	h->allow_cleartext = cfg->allow_cleartext_without_tls;
 
 	size_t total = 0;
 	for (size_t s = 0; s < cfg->n_services; s++)

@@ -16,6 +16,11 @@
  *
  * Backends without a user (the service logs in as each client) cannot be probed: they are never
  * checked and stay up ("unchecked", in_recovery assumed to match the configured role).
+ *
+ * Known gap: with libpq older than 16 (Debian 12 ships 15) there is no require_auth, so a server
+ * whose pg_hba asks the health check for a cleartext password over plain TCP gets it even when
+ * proxy.allow_cleartext_without_tls is false (the pool refuses that); with libpq 16+ the check
+ * refuses it too (except under tls mode require/verify-full and on Unix sockets).
  */
 #ifndef PGRELAY_HEALTH_H
 #define PGRELAY_HEALTH_H
@@ -58,8 +63,8 @@ typedef struct BackendHealth {
 
 typedef struct HealthChecker HealthChecker;
 
-/* Creates the checker and starts probing every backend of cfg (first probe at once). The checker
- * keeps a reference to cfg until reconfigured or stopped. Never NULL (aborts on out-of-memory). */
+/* Creates the checker and starts probing every backend of cfg (first probe at once). Copies what it
+ * needs from cfg (no reference kept). Never NULL (aborts on out-of-memory). */
 HealthChecker *health_start(struct event_base *base, const Config *cfg);
 /* Applies a reloaded configuration: backends that stay (same service name, index and
  * host/port/dbname) keep their state and counters (their connection is reopened if user, password

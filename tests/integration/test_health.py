@@ -208,10 +208,16 @@ def test_sigint_exits_cleanly_with_probes_in_flight(pgrelay, replica):
     closed.close()
     try:
         port = silent.getsockname()[1]
+        # Replica 4 by host name: resolved with evdns (/etc/hosts), then handed to libpq as hostaddr;
+        # replica 5 through the Unix socket directory.
         r = pgrelay(services=with_replicas(replica.backend(), {"host": "127.0.0.1", "port": port},
-                                           {"host": "127.0.0.1", "port": closed_port}),
+                                           {"host": "127.0.0.1", "port": closed_port},
+                                           {"host": "localhost", "port": replica.port},
+                                           {"host": replica.base, "port": replica.port}),
                     health=health(timeout="5s"))
         wait_line(r, f"{label(replica, 'replica 1')} is up (first check", 10)
+        wait_line(r, f"main replica 4 localhost:{replica.port} is up (first check", 10)
+        wait_line(r, f"main replica 5 {replica.base}:{replica.port} is up (first check", 10)
         wait_line(r, f"main replica 3 127.0.0.1:{closed_port} check failed", 10)
         r.proc.send_signal(signal.SIGINT)
         assert r.wait_exit(20) == 0
