@@ -159,6 +159,7 @@ void runtime_reload(Runtime *rt)
 	rt->log.level = cfg->log.level;
 	scram_cache_clear(rt);
 	pool_apply_config(rt, cfg);
+	health_reconfigure(rt->health, cfg);
 	config_unref(old);
 	log_info(NULL, "configuration reloaded from %s", rt->config_path);
 }
@@ -236,7 +237,10 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 		log_error(NULL, "cannot set up signal handling");
 		return false;
 	}
-	return listener_start(rt);
+	if (!listener_start(rt))
+		return false;
+	rt->health = health_start(rt->base, cfg);
+	return true;
 }
 
 int runtime_run(Runtime *rt)
@@ -255,6 +259,8 @@ void runtime_free(Runtime *rt)
 	list_for_each_safe(n, t, &rt->pools)
 		pool_free(list_entry(n, Pool, node));
 	cancel_free_all(rt);
+	health_stop(rt->health);
+	rt->health = NULL;
 	runtime_reap(-1, 0, rt);
 	cancel_map_free(&rt->cancel_map);
 	prepared_registry_free(&rt->stmts);

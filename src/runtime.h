@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "health.h"
 #include "list.h"
 #include "log.h"
 #include "prepared.h"
@@ -76,6 +77,8 @@ typedef struct Runtime {
 		struct ScramVerifier *verifier;
 	} *scram_cache;
 	size_t n_scram_cache;
+
+	HealthChecker *health; /* backend health checks (health.h); started after the listener */
 
 	StmtRegistry stmts; /* prepared statements, pgrelay-wide names */
 	SqlCache sql;       /* statement analyses by text */

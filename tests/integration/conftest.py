@@ -11,6 +11,10 @@ Environment:
                      it is kept anyway when a test failed
     PGRELAY_IT_TEST_TIMEOUT  seconds one test may take (default 120)
 
+Fixtures: pg (the session's PostgreSQL), pg_replica (a streaming replica of it made with
+pg_basebackup -R on first use: stop/start/pause_replay/resume_replay/ensure_running), pgrelay
+(factory: one pgrelay per call, checked at teardown).
+
 PostgreSQL runs as the postgres OS user (it refuses root) from a fresh /tmp/pgrelay-it.XXXXXX folder
 chowned to postgres: never inside the repository, which may live under /root (0700).
 """
@@ -206,6 +210,9 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
+# for the streaming replica (pg_replica): wal_level replica and max_wal_senders 10 are PG15's
+# defaults; keep some WAL so a replica stopped by a test catches up without a slot
+wal_keep_size = '256MB'
 """)
         hba = os.path.join(self.data, "pg_hba.conf")
         with open(hba) as f:
@@ -270,6 +277,97 @@ def pg(workdir):
         yield server
     finally:
         server.stop()
+
+
+class PgReplica:
+    """A streaming replica of the session PostgreSQL, made with pg_basebackup -R (as the postgres OS
+    user, data under the session's work folder, its own port, hot_standby = on). pg_hba.conf from
+    initdb already has `local replication all trust`, so the base backup and the walreceiver connect
+    over the primary's Unix socket as postgres without a password. Roles and databases (app/appdb)
+    are the primary's."""
+
+    def __init__(self, primary, base, name="replica1"):
+        self.primary = primary
+        self.base = base
+        self.name = name
+        self.data = os.path.join(base, name)
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.log = os.path.join(base, f"{name}.log")
+        self.running = False
+        self.paused = False
+
+    def pg_ctl(self, *args, check=True):
+        return self.primary.as_postgres(os.path.join(PGBIN, "pg_ctl"), "-D", self.data, *args, check=check)
+
+    def create(self):
+        self.primary.as_postgres(os.path.join(PGBIN, "pg_basebackup"), "-h", self.primary.base, "-p",
+                                 str(self.primary.port), "-U", "postgres", "-D", self.data, "-R", "-X", "stream",
+                                 "--checkpoint=fast")
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            # pg_basebackup copied the primary's settings: the last occurrence wins
+            f.write(f"\nport = {self.port}\nhot_standby = on\ncluster_name = '{self.name}'\n")
+        self.start()
+
+    def start(self):
+        self.pg_ctl("-l", self.log, "-w", "-t", "60", "start")
+        self.started_at = time.time()  # accepting connections from here on
+        self.running = True
+        self.paused = False  # a restarted standby replays again
+        self.wait_streaming()
+
+    def stop(self, mode="immediate"):
+        self.pg_ctl("-m", mode, "-w", "stop", check=False)
+        self.stopped_at = time.time()  # gone from here on
+        self.running = False
+
+    def streaming(self):
+        return self.primary.sql("SELECT count(*) FROM pg_stat_replication "
+                                f"WHERE application_name = '{self.name}' AND state = 'streaming'") == "1"
+
+    def wait_streaming(self, timeout=30):
+        wait_for(self.streaming, timeout, 0.1, what=f"{self.name} streaming from the primary")
+
+    def sql(self, sql, dbname="postgres"):
+        """Runs sql as the superuser over the replica's Unix socket (the primary's socket folder)."""
+        r = subprocess.run([PSQL, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", self.base, "-p",
+                            str(self.port), "-U", "postgres", "-d", dbname, "-f", "-"],
+                           input=sql, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"superuser SQL on {self.name} failed: {r.stderr}"
+        return r.stdout.strip()
+
+    def pause_replay(self):
+        self.sql("SELECT pg_wal_replay_pause()")
+        self.paused = True
+
+    def resume_replay(self):
+        self.sql("SELECT pg_wal_replay_resume()")
+        self.paused = False
+
+    def replay_lsn(self):
+        return self.sql("SELECT pg_last_wal_replay_lsn()")
+
+    def ensure_running(self):
+        """Back to the state tests expect: running, streaming, replaying."""
+        if not self.running:
+            self.start()
+        if self.paused:
+            self.resume_replay()
+        self.wait_streaming()
+
+    def backend(self, **over):
+        """The replica as an entry of services.X.replicas (dbname and credentials from the primary)."""
+        return dict({"host": self.host, "port": self.port}, **over)
+
+
+@pytest.fixture(scope="session")
+def pg_replica(pg, workdir):
+    replica = PgReplica(pg, workdir)
+    replica.create()
+    try:
+        yield replica
+    finally:
+        replica.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import subprocess
 import psycopg
 import pytest
 
-from conftest import APP_PASSWORD, PW_PASSWORD, psql
+from conftest import APP_PASSWORD, PW_PASSWORD, psql, wait_for
 
 
 def run(*cmd, cwd):
@@ -109,10 +109,19 @@ def test_disabled_listener_answers_n(pgrelay):
 
 
 def test_server_require_without_server_tls_fails(pgrelay, pg):
-    relay = pgrelay(services={"main": {"tls": {"mode": "require"}}})
+    relay = pgrelay(services={"main": {"tls": {"mode": "require"}}}, health={"fail_after": 1})
     with pytest.raises(psycopg.OperationalError) as e:
         relay.connect()
     assert "server does not accept TLS" in str(e.value)
+    # The health check uses the same TLS mode (libpq sslmode=require).
+    relay.wait_log(f"main primary 127.0.0.1:{pg.port} is down after 1 failed check: ")
+    assert "server does not support SSL" in relay.log()
+
+
+def health_ssl(pg):
+    """ssl of the pgrelay-health connections on pg, e.g. 'true'."""
+    return pg.sql("SELECT string_agg(s.ssl::text, ',') FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+                  "WHERE a.application_name = 'pgrelay-health'")
 
 
 def server_ssl_in_use(relay):
@@ -124,6 +133,9 @@ def test_server_tls_verify_full(pgrelay, pg_ssl, certs):
     relay = pgrelay(services={"main": {"tls": {"mode": "verify-full", "ca": certs["ca"]},
                                        "primary": {"host": "localhost"}}})
     assert server_ssl_in_use(relay) is True
+    # The health check too: verify-full with sslrootcert = the service's ca, host name checked.
+    relay.wait_log(f"main primary localhost:{pg_ssl.port} is up (first check")
+    wait_for(lambda: health_ssl(pg_ssl) == "true", 10, what="the health connection over TLS")
 
 
 def test_server_tls_prefer_uses_tls_and_disable_does_not(pgrelay, pg_ssl):
@@ -133,10 +145,12 @@ def test_server_tls_prefer_uses_tls_and_disable_does_not(pgrelay, pg_ssl):
 
 def test_server_tls_wrong_ca_refused(pgrelay, pg_ssl, certs):
     relay = pgrelay(services={"main": {"tls": {"mode": "verify-full", "ca": certs["otherca"]},
-                                       "primary": {"host": "localhost"}}})
+                                       "primary": {"host": "localhost"}}}, health={"fail_after": 1})
     with pytest.raises(psycopg.OperationalError) as e:
         relay.connect()
     assert "certificate verify failed" in str(e.value)
+    relay.wait_log(f"main primary localhost:{pg_ssl.port} is down after 1 failed check: ")
+    assert "certificate verify failed" in relay.log().split("is down after 1 failed check: ")[1].splitlines()[0]
 
 
 def test_cleartext_password_needs_tls(pgrelay, certs):

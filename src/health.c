@@ -1,0 +1,900 @@
+/*
+ * health — backend health checks on the event loop (see health.h for what it owns).
+ *
+ * Each backend runs one probe at a time: every health.interval a tick starts a probe on every
+ * backend that has none in flight. A probe reuses the kept-open connection, or (re)connects first
+ * (resolve → PQconnectStartParams → PQconnectPoll driven by events on PQsocket, whose descriptor
+ * may change between polls), then sends one query (PQsendQuery/PQflush/PQconsumeInput/PQisBusy/
+ * PQgetResult). A probe that has not finished within health.timeout fails; any failure closes the
+ * connection and the next probe reconnects. Closing is PQfinish on a non-blocking connection (a
+ * Terminate message at most): a query still running on the server is not cancelled (PQcancel
+ * blocks), which is harmless for a probe that reads four functions.
+ */
+#include "health.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/util.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "log.h"
+#include "xalloc.h"
+
+#define WHO "health"
+
+static const char PROBE_SQL[] =
+	"SELECT pg_is_in_recovery(), "
+	"CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, "
+	"CASE WHEN pg_is_in_recovery() AND pg_last_wal_receive_lsn() IS DISTINCT FROM pg_last_wal_replay_lsn() "
+	"THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) ELSE 0 END";
+
+typedef enum {
+	PROBE_IDLE = 0,   /* nothing in flight (connection open or not) */
+	PROBE_RESOLVING,  /* waiting for evdns */
+	PROBE_CONNECTING, /* PQconnectPoll in progress */
+	PROBE_QUERYING,   /* query sent, waiting for its results */
+} ProbeState;
+
+typedef struct Backend Backend;
+
+/* Handed to evdns: the backend may go away before the answer, the ticket stays until it comes. */
+typedef struct DnsTicket {
+	Backend *b; /* NULL once the backend no longer wants the answer */
+} DnsTicket;
+
+struct Backend {
+	BackendHealth pub; /* first: health_backend returns &b->pub */
+	HealthChecker *h;
+	Backend *primary; /* replicas: their service's primary (current configuration) */
+
+	/* Copied from the configuration. */
+	char *service;
+	char *host;
+	int port;
+	char *dbname;
+	char *user;
+	char *password;
+	ConfigTlsMode tls_mode;
+	char *ca;
+
+	PGconn *conn;
+	ProbeState state;
+	struct event ev_sock;
+	bool ev_sock_set;
+	struct event ev_timeout;
+	DnsTicket *dns;
+#define HEALTH_MAX_ADDRS 8
+	/* Resolved addresses, comma-separated for libpq (which tries them in order); host and port
+	 * repeated as many times. Empty: let libpq use host (numeric address or socket directory). */
+	char hostaddr[HEALTH_MAX_ADDRS * (INET6_ADDRSTRLEN + 1)];
+	char *hosts;
+	char ports[HEALTH_MAX_ADDRS * 7];
+	bool reused;  /* this probe runs on the kept-open connection (not one it opened itself) */
+	bool retried; /* this probe already replaced a broken kept-open connection */
+
+	/* Result collected while the query's results arrive. */
+	bool got_row;
+	bool row_in_recovery;
+	uint64_t row_lsn;
+	double row_lag_seconds;
+	char row_error[256];
+};
+
+struct HealthChecker {
+	struct event_base *base;
+	struct evdns_base *dns; /* created on the first host name */
+	ConfigHealth cfg;
+	bool allow_cleartext; /* proxy.allow_cleartext_without_tls */
+	Backend **cur;
+	size_t n_cur;
+	Backend **retired; /* removed from the configuration: kept until health_stop */
+	size_t n_retired;
+	struct event *ev_tick;
+};
+
+static void probe_start(Backend *b);
+static void probe_failed(Backend *b, const char *message);
+
+static int64_t health_now_ms(void)
+{
+	/* The clock runtime_now_ms reads (not called directly: this module does not need Runtime). */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- pure helpers ---- */
+
+static bool parse_hex32(const char *s, size_t len, uint32_t *out)
+{
+	if (len == 0 || len > 8)
+		return false;
+	uint32_t v = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		unsigned d;
+		if (c >= '0' && c <= '9')
+			d = (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			d = (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			d = (unsigned)(c - 'A' + 10);
+		else
+			return false;
+		v = (v << 4) | d;
+	}
+	*out = v;
+	return true;
+}
+
+bool health_parse_lsn(const char *text, uint64_t *out)
+{
+	if (!text)
+		return false;
+	const char *slash = strchr(text, '/');
+	if (!slash)
+		return false;
+	uint32_t hi, lo;
+	if (!parse_hex32(text, (size_t)(slash - text), &hi) || !parse_hex32(slash + 1, strlen(slash + 1), &lo))
+		return false;
+	*out = ((uint64_t)hi << 32) | lo;
+	return true;
+}
+
+/* libpq messages span lines ("...failed: FATAL:  password ...\n\tIs the server..."): one line. */
+static void one_line(char *dst, size_t len, const char *src)
+{
+	size_t n = 0;
+	bool space = false;
+	for (const char *p = src ? src : ""; *p && n + 1 < len; p++) {
+		char c = *p;
+		if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
+			space = n > 0;
+			continue;
+		}
+		if (space && n + 2 < len)
+			dst[n++] = ' ';
+		space = false;
+		dst[n++] = c;
+	}
+	dst[n] = '\0';
+}
+
+static const char *sslmode_for(ConfigTlsMode mode)
+{
+	switch (mode) {
+	case CONFIG_TLS_DISABLE: return "disable";
+	case CONFIG_TLS_ALLOW: return "allow";
+	case CONFIG_TLS_PREFER: return "prefer";
+	case CONFIG_TLS_REQUIRE: return "require";
+	case CONFIG_TLS_VERIFY_FULL: return "verify-full";
+	}
+	return "prefer";
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static void free_secret(char *s)
+{
+	if (s) {
+		memset(s, 0, strlen(s));
+		free(s);
+	}
+}
+
+/* ---- connection and events ---- */
+
+static void sock_unwatch(Backend *b)
+{
+	if (b->ev_sock_set) {
+		event_del(&b->ev_sock);
+		b->ev_sock_set = false;
+	}
+}
+
+static void on_sock(evutil_socket_t fd, short what, void *arg);
+
+/* Waits for what on the connection's current socket (PQsocket may change while connecting). */
+static void sock_watch(Backend *b, short what)
+{
+	sock_unwatch(b);
+	int fd = PQsocket(b->conn);
+	if (fd < 0) {
+		probe_failed(b, "connection has no socket");
+		return;
+	}
+	event_assign(&b->ev_sock, b->h->base, fd, what, on_sock, b);
+	if (event_add(&b->ev_sock, NULL) != 0) {
+		probe_failed(b, "cannot watch the connection's socket");
+		return;
+	}
+	b->ev_sock_set = true;
+}
+
+static void conn_close(Backend *b)
+{
+	sock_unwatch(b);
+	if (b->conn) {
+		PQfinish(b->conn);
+		b->conn = NULL;
+	}
+	if (b->dns) {
+		b->dns->b = NULL; /* the ticket is freed when evdns answers */
+		b->dns = NULL;
+	}
+}
+
+/* Stops whatever is in flight without counting it as a result. */
+static void probe_abandon(Backend *b)
+{
+	evtimer_del(&b->ev_timeout);
+	conn_close(b);
+	b->state = PROBE_IDLE;
+}
+
+/* ---- results and transitions ---- */
+
+static void fmt_lsn(char *buf, size_t len, uint64_t lsn)
+{
+	snprintf(buf, len, "%X/%X", (unsigned)(lsn >> 32), (unsigned)(lsn & 0xffffffffu));
+}
+
+static void describe_state(const Backend *b, char *buf, size_t len)
+{
+	char lsn[32];
+	fmt_lsn(lsn, sizeof lsn, b->pub.lsn);
+	if (b->pub.replica_index < 0)
+		snprintf(buf, len, "%s, WAL LSN %s", b->pub.in_recovery ? "IN RECOVERY" : "primary", lsn);
+	else if (!b->pub.in_recovery)
+		snprintf(buf, len, "NOT in recovery, WAL LSN %s", lsn);
+	else
+		snprintf(buf, len, "in recovery, replay LSN %s, %llu bytes and %.1f s behind", lsn,
+			 (unsigned long long)b->pub.lag_bytes, b->pub.lag_seconds);
+}
+
+static void update_lag(Backend *b)
+{
+	BackendHealth *p = &b->pub;
+	const ConfigHealth *c = &b->h->cfg;
+	/* The primary's last known LSN: when it is stale (primary down) the lag is a lower bound. */
+	const Backend *pr = b->primary;
+	if (pr && pr->pub.have_result && !pr->pub.unchecked)
+		p->lag_bytes = pr->pub.lsn > p->lsn ? pr->pub.lsn - p->lsn : 0;
+	else
+		p->lag_bytes = 0;
+	bool over_bytes = c->max_lag_bytes > 0 && p->lag_bytes > (uint64_t)c->max_lag_bytes;
+	bool over_time = c->max_lag_ms > 0 && p->lag_seconds * 1000.0 > (double)c->max_lag_ms;
+	bool lagging = p->in_recovery && (over_bytes || over_time);
+	if (lagging == p->lagging)
+		return;
+	p->lagging = lagging;
+	if (lagging) {
+		if (over_bytes)
+			log_warning(WHO, "%s is lagging: %llu bytes of WAL behind its primary (max_lag %lld bytes); no reads until it catches up",
+				    p->label, (unsigned long long)p->lag_bytes, (long long)c->max_lag_bytes);
+		else
+			log_warning(WHO, "%s is lagging: replay %.1f s behind (max_lag %lld ms); no reads until it catches up",
+				    p->label, p->lag_seconds, (long long)c->max_lag_ms);
+	} else {
+		log_info(WHO, "%s has caught up (%llu bytes, %.1f s behind)", p->label, (unsigned long long)p->lag_bytes,
+			 p->lag_seconds);
+	}
+}
+
+static void record_success(Backend *b, bool in_recovery, uint64_t lsn, double lag_seconds)
+{
+	BackendHealth *p = &b->pub;
+	bool first = !p->have_result;
+	bool was_in_recovery = p->in_recovery;
+	p->checks++;
+	p->last_check_ms = health_now_ms();
+	p->consecutive_failures = 0;
+	p->consecutive_successes++;
+	p->in_recovery = in_recovery;
+	p->lsn = lsn;
+	p->lag_seconds = lag_seconds < 0 ? 0 : lag_seconds;
+	p->have_result = true;
+
+	bool replica = p->replica_index >= 0;
+	if (replica != in_recovery && (first || was_in_recovery != in_recovery)) {
+		if (replica)
+			log_warning(WHO, "%s is NOT in recovery (promoted?): configured as a replica, it gets no reads while it is not a standby",
+				    p->label);
+		else
+			log_warning(WHO, "%s IS IN RECOVERY (a standby?): configured as the primary, writes to it will fail",
+				    p->label);
+	} else if (!first && replica == in_recovery && was_in_recovery != in_recovery) {
+		log_info(WHO, "%s is %s again, as configured", p->label, replica ? "in recovery" : "out of recovery");
+	}
+	if (replica) {
+		update_lag(b);
+	} else {
+		p->lag_bytes = 0;
+		/* Replicas that answered before their primary's first answer had no LSN to compare with. */
+		if (first)
+			for (size_t i = 0; i < b->h->n_cur; i++)
+				if (b->h->cur[i]->primary == b && b->h->cur[i]->pub.have_result)
+					update_lag(b->h->cur[i]);
+	}
+
+	char state[160];
+	describe_state(b, state, sizeof state);
+	if (!p->up && p->consecutive_successes >= b->h->cfg.recover_after) {
+		p->up = true;
+		log_info(WHO, "%s is up again after %d successful check%s (%s)", p->label, p->consecutive_successes,
+			 p->consecutive_successes == 1 ? "" : "s", state);
+	} else if (first && p->up) {
+		log_info(WHO, "%s is up (first check: %s)", p->label, state);
+	} else {
+		log_debug(WHO, "%s checked: %s", p->label, state);
+	}
+}
+
+static void record_failure(Backend *b, const char *message)
+{
+	BackendHealth *p = &b->pub;
+	p->checks++;
+	p->errors++;
+	p->last_check_ms = health_now_ms();
+	p->consecutive_successes = 0;
+	p->consecutive_failures++;
+	snprintf(p->last_error, sizeof p->last_error, "%s", message);
+	int fail_after = b->h->cfg.fail_after;
+	if (p->up && p->consecutive_failures >= fail_after) {
+		p->up = false;
+		log_warning(WHO, "%s is down after %d failed check%s: %s", p->label, p->consecutive_failures,
+			    p->consecutive_failures == 1 ? "" : "s", p->last_error);
+	} else if (p->up && p->consecutive_failures == 1) {
+		log_info(WHO, "%s check failed (%d more in a row mark it down): %s", p->label, fail_after - 1, p->last_error);
+	} else {
+		log_debug(WHO, "%s check failed (%d in a row): %s", p->label, p->consecutive_failures, p->last_error);
+	}
+}
+
+static void connect_begin(Backend *b);
+
+/* Ends the probe as a failure. */
+static void probe_failed_final(Backend *b, const char *message)
+{
+	char copy[sizeof b->pub.last_error];
+	one_line(copy, sizeof copy, message); /* message may live in the PGconn about to be freed */
+	probe_abandon(b);
+	record_failure(b, copy);
+}
+
+/* A kept-open connection that broke since the last probe (server closed idle connections,
+ * pg_terminate_backend, a restart) is not the backend failing: the probe reconnects once at once,
+ * within the same deadline, and only a failure of that fresh connection counts. */
+static void probe_failed(Backend *b, const char *message)
+{
+	if (b->reused && !b->retried && b->state == PROBE_QUERYING) {
+		char copy[sizeof b->pub.last_error];
+		one_line(copy, sizeof copy, message);
+		log_debug(WHO, "%s: kept-open connection broke (%s): reconnecting", b->pub.label, copy);
+		b->retried = true;
+		b->reused = false;
+		conn_close(b);
+		b->state = PROBE_IDLE;
+		connect_begin(b);
+		return;
+	}
+	probe_failed_final(b, message);
+}
+
+/* ---- the probe ---- */
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	Backend *b = arg;
+	if (b->state == PROBE_IDLE)
+		return;
+	char msg[128];
+	snprintf(msg, sizeof msg, "no answer within %lld ms (%s)", (long long)b->h->cfg.timeout_ms,
+		 b->state == PROBE_RESOLVING ? "resolving the host name" :
+		 b->state == PROBE_CONNECTING ? "connecting" : "waiting for the probe query");
+	probe_failed_final(b, msg);
+}
+
+/* Reads what has arrived; finishes the probe once the last result is in. */
+static void query_progress(Backend *b)
+{
+	if (!PQconsumeInput(b->conn)) {
+		probe_failed(b, PQerrorMessage(b->conn));
+		return;
+	}
+	int flush = PQflush(b->conn);
+	if (flush < 0) {
+		probe_failed(b, PQerrorMessage(b->conn));
+		return;
+	}
+	while (!PQisBusy(b->conn)) {
+		PGresult *res = PQgetResult(b->conn);
+		if (!res) {
+			/* Done: every result of the query has been read. */
+			if (b->row_error[0] || !b->got_row) {
+				char msg[300];
+				snprintf(msg, sizeof msg, "%s", b->row_error[0] ? b->row_error : "the probe query returned no row");
+				probe_failed(b, msg);
+				return;
+			}
+			evtimer_del(&b->ev_timeout);
+			sock_unwatch(b);
+			b->state = PROBE_IDLE;
+			record_success(b, b->row_in_recovery, b->row_lsn, b->row_lag_seconds);
+			return;
+		}
+		ExecStatusType st = PQresultStatus(res);
+		if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 3 && !b->row_error[0]) {
+			const char *rec = PQgetvalue(res, 0, 0);
+			const char *lsn = PQgetvalue(res, 0, 1);
+			const char *lag = PQgetvalue(res, 0, 2);
+			b->row_in_recovery = rec[0] == 't';
+			b->row_lsn = 0;
+			if (!PQgetisnull(res, 0, 1) && !health_parse_lsn(lsn, &b->row_lsn))
+				snprintf(b->row_error, sizeof b->row_error, "unexpected LSN \"%.40s\" in the probe's answer", lsn);
+			b->row_lag_seconds = PQgetisnull(res, 0, 2) ? 0 : strtod(lag, NULL);
+			b->got_row = true;
+		} else if (!b->row_error[0]) {
+			const char *m = PQresultErrorMessage(res);
+			snprintf(b->row_error, sizeof b->row_error, "probe query failed: %s",
+				 m && *m ? m : PQresStatus(st));
+		}
+		PQclear(res);
+	}
+	sock_watch(b, (short)(EV_READ | (flush == 1 ? EV_WRITE : 0)));
+}
+
+static void query_send(Backend *b)
+{
+	b->got_row = false;
+	b->row_error[0] = '\0';
+	b->state = PROBE_QUERYING;
+	if (!PQsendQuery(b->conn, PROBE_SQL)) {
+		probe_failed(b, PQerrorMessage(b->conn));
+		return;
+	}
+	int flush = PQflush(b->conn);
+	if (flush < 0) {
+		probe_failed(b, PQerrorMessage(b->conn));
+		return;
+	}
+	sock_watch(b, (short)(EV_READ | (flush == 1 ? EV_WRITE : 0)));
+}
+
+static void connect_poll(Backend *b)
+{
+	switch (PQconnectPoll(b->conn)) {
+	case PGRES_POLLING_READING:
+		sock_watch(b, EV_READ);
+		break;
+	case PGRES_POLLING_WRITING:
+		sock_watch(b, EV_WRITE);
+		break;
+	case PGRES_POLLING_OK:
+		if (PQsetnonblocking(b->conn, 1) != 0) {
+			probe_failed(b, PQerrorMessage(b->conn));
+			return;
+		}
+		log_debug(WHO, "%s: connected (%s)", b->pub.label, PQsslInUse(b->conn) ? "TLS" : "no TLS");
+		query_send(b);
+		break;
+	case PGRES_POLLING_FAILED:
+	default:
+		probe_failed(b, PQerrorMessage(b->conn));
+		break;
+	}
+}
+
+static void on_sock(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	Backend *b = arg;
+	b->ev_sock_set = false; /* not persistent: no longer pending */
+	if (b->state == PROBE_CONNECTING)
+		connect_poll(b);
+	else if (b->state == PROBE_QUERYING)
+		query_progress(b);
+}
+
+/* Server notices (e.g. "terminating connection due to immediate shutdown command") go to the log
+ * instead of libpq's default, stderr. */
+static void on_notice(void *arg, const char *message)
+{
+	Backend *b = arg;
+	char line[300];
+	one_line(line, sizeof line, message);
+	log_info(WHO, "%s says: %s", b->pub.label, line);
+}
+
+static void connect_start(Backend *b)
+{
+	const char *keys[16], *vals[16];
+	size_t n = 0;
+	char port[16], timeout[24];
+	snprintf(port, sizeof port, "%d", b->port);
+	bool listed = b->hostaddr[0] && b->hosts;
+	/* libpq's connect_timeout is whole seconds (and only enforced by blocking calls): the probe's
+	 * own timer is what counts. */
+	snprintf(timeout, sizeof timeout, "%lld", (long long)((b->h->cfg.timeout_ms + 999) / 1000));
+	keys[n] = "host", vals[n++] = listed ? b->hosts : b->host;
+	if (b->hostaddr[0])
+		keys[n] = "hostaddr", vals[n++] = b->hostaddr; /* no name lookup inside libpq */
+	keys[n] = "port", vals[n++] = listed ? b->ports : port;
+	keys[n] = "dbname", vals[n++] = b->dbname;
+	keys[n] = "user", vals[n++] = b->user;
+	if (b->password)
+		keys[n] = "password", vals[n++] = b->password;
+	keys[n] = "sslmode", vals[n++] = sslmode_for(b->tls_mode);
+	if (b->tls_mode == CONFIG_TLS_VERIFY_FULL && b->ca)
+		keys[n] = "sslrootcert", vals[n++] = b->ca;
+	keys[n] = "gssencmode", vals[n++] = "disable"; /* a Kerberos credential lookup could block */
+	keys[n] = "connect_timeout", vals[n++] = timeout;
+	keys[n] = "application_name", vals[n++] = "pgrelay-health";
+	/* Like the pool (proxy.allow_cleartext_without_tls), never send a cleartext password over a
+	 * connection that may be plain TCP. libpq learned require_auth in 16; with older ones (Debian
+	 * 12 has 15) a server that asks for one gets it: see health.h. */
+	if (!b->h->allow_cleartext && b->host[0] != '/' && b->tls_mode != CONFIG_TLS_REQUIRE &&
+	    b->tls_mode != CONFIG_TLS_VERIFY_FULL && PQlibVersion() >= 160000)
+		keys[n] = "require_auth", vals[n++] = "!password";
+	keys[n] = NULL, vals[n] = NULL;
+
+	b->conn = PQconnectStartParams(keys, vals, 0);
+	if (!b->conn) {
+		probe_failed(b, "out of memory starting a connection");
+		return;
+	}
+	if (PQstatus(b->conn) == CONNECTION_BAD) {
+		probe_failed(b, PQerrorMessage(b->conn));
+		return;
+	}
+	PQsetNoticeProcessor(b->conn, on_notice, b);
+	b->state = PROBE_CONNECTING;
+	sock_watch(b, EV_WRITE); /* as if PQconnectPoll had said WRITING */
+}
+
+static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
+{
+	DnsTicket *t = arg;
+	Backend *b = t->b;
+	free(t);
+	if (!b || err == EVUTIL_EAI_CANCEL) {
+		if (res)
+			evutil_freeaddrinfo(res);
+		return;
+	}
+	b->dns = NULL;
+	if (err || !res) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "could not resolve host \"%s\": %s", b->host, evutil_gai_strerror(err));
+		if (res)
+			evutil_freeaddrinfo(res);
+		probe_failed(b, msg);
+		return;
+	}
+	/* Every address: libpq tries them in order within the one probe. */
+	size_t n = 0, len = 0, hlen = strlen(b->host);
+	free(b->hosts);
+	b->hosts = xmalloc(HEALTH_MAX_ADDRS * (hlen + 1));
+	b->hosts[0] = b->ports[0] = '\0';
+	size_t plen = 0, hl = 0;
+	char seen[HEALTH_MAX_ADDRS][INET6_ADDRSTRLEN];
+	b->hostaddr[0] = '\0';
+	for (struct evutil_addrinfo *ai = res; ai && n < HEALTH_MAX_ADDRS; ai = ai->ai_next) {
+		char *one = seen[n];
+		const void *addr;
+		if (ai->ai_family == AF_INET6)
+			addr = &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+		else if (ai->ai_family == AF_INET)
+			addr = &((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+		else
+			continue;
+		if (!evutil_inet_ntop(ai->ai_family, addr, one, INET6_ADDRSTRLEN))
+			continue;
+		bool dup = false;
+		for (size_t i = 0; i < n; i++)
+			dup = dup || strcmp(seen[i], one) == 0;
+		if (dup)
+			continue; /* one entry per socket type/protocol otherwise */
+		len += (size_t)snprintf(b->hostaddr + len, sizeof b->hostaddr - len, "%s%s", n ? "," : "", one);
+		plen += (size_t)snprintf(b->ports + plen, sizeof b->ports - plen, "%s%d", n ? "," : "", b->port);
+		hl += (size_t)sprintf(b->hosts + hl, "%s%s", n ? "," : "", b->host);
+		n++;
+	}
+	evutil_freeaddrinfo(res);
+	if (n == 0) {
+		probe_failed(b, "the host name resolved to no IPv4 or IPv6 address");
+		return;
+	}
+	connect_start(b);
+}
+
+/* Numeric addresses and Unix-socket directories go straight to libpq; names through evdns. */
+static void connect_begin(Backend *b)
+{
+	b->hostaddr[0] = '\0';
+	free(b->hosts);
+	b->hosts = NULL;
+	if (b->host[0] == '/') {
+		connect_start(b);
+		return;
+	}
+	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+					.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV};
+	struct evutil_addrinfo *res = NULL;
+	if (evutil_getaddrinfo(b->host, NULL, &hints, &res) == 0 && res) {
+		evutil_freeaddrinfo(res);
+		snprintf(b->hostaddr, sizeof b->hostaddr, "%s", b->host);
+		connect_start(b);
+		return;
+	}
+	HealthChecker *h = b->h;
+	if (!h->dns) {
+		h->dns = evdns_base_new(h->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (!h->dns)
+			h->dns = evdns_base_new(h->base, 0);
+		if (!h->dns) {
+			probe_failed(b, "cannot create a DNS resolver");
+			return;
+		}
+		evdns_base_load_hosts(h->dns, NULL);
+	}
+	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+	DnsTicket *t = xcalloc(1, sizeof *t);
+	t->b = b;
+	b->dns = t;
+	b->state = PROBE_RESOLVING;
+	/* The callback may run before this returns (hosts file): it then starts connecting itself. */
+	evdns_getaddrinfo(h->dns, b->host, NULL, &hints, on_resolved, t);
+}
+
+static void probe_start(Backend *b)
+{
+	if (b->pub.unchecked || b->pub.removed || b->state != PROBE_IDLE)
+		return;
+	int64_t ms = b->h->cfg.timeout_ms;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+	evtimer_add(&b->ev_timeout, &tv);
+	b->retried = false;
+	b->reused = b->conn && PQstatus(b->conn) == CONNECTION_OK;
+	if (b->reused) {
+		query_send(b);
+		return;
+	}
+	conn_close(b);
+	connect_begin(b);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	HealthChecker *h = arg;
+	for (size_t i = 0; i < h->n_cur; i++)
+		probe_start(h->cur[i]);
+}
+
+/* ---- backends and configuration ---- */
+
+static void backend_set_credentials(Backend *b, const ConfigService *svc, const ConfigBackend *be)
+{
+	free(b->user);
+	free_secret(b->password);
+	free(b->ca);
+	b->user = xstrdup(be->user);
+	b->password = xstrdup(be->password);
+	b->tls_mode = svc->tls.mode;
+	b->ca = xstrdup(svc->tls.ca);
+}
+
+static Backend *backend_new(HealthChecker *h, const ConfigService *svc, int index)
+{
+	const ConfigBackend *be = config_backend(svc, index);
+	Backend *b = xcalloc(1, sizeof *b);
+	b->h = h;
+	b->service = xstrdup(svc->name);
+	b->host = xstrdup(be->host);
+	b->port = be->port;
+	b->dbname = xstrdup(be->dbname);
+	backend_set_credentials(b, svc, be);
+	evtimer_assign(&b->ev_timeout, h->base, on_timeout, b);
+
+	BackendHealth *p = &b->pub;
+	if (index < 0)
+		snprintf(p->label, sizeof p->label, "%s primary %s:%d", svc->name, be->host, be->port);
+	else
+		snprintf(p->label, sizeof p->label, "%s replica %d %s:%d", svc->name, index + 1, be->host, be->port);
+	p->service = b->service;
+	p->replica_index = index;
+	p->up = true;
+	p->in_recovery = index >= 0; /* what the role says, until the first answer */
+	p->unchecked = !b->user;
+	if (p->unchecked)
+		log_info(WHO, "%s has no user configured: not checked, treated as up", p->label);
+	else
+		log_info(WHO, "checking %s every %lld ms", p->label, (long long)h->cfg.interval_ms);
+	return b;
+}
+
+static void backend_free(Backend *b)
+{
+	probe_abandon(b);
+	free(b->service);
+	free(b->host);
+	free(b->hosts);
+	free(b->dbname);
+	free(b->user);
+	free_secret(b->password);
+	free(b->ca);
+	free(b);
+}
+
+static void retire(HealthChecker *h, Backend *b)
+{
+	probe_abandon(b);
+	b->pub.removed = true;
+	b->pub.up = false;
+	b->primary = NULL;
+	log_info(WHO, "%s is no longer in the configuration: checks stopped", b->pub.label);
+	h->retired = xalloc_check(realloc(h->retired, (h->n_retired + 1) * sizeof *h->retired));
+	h->retired[h->n_retired++] = b;
+}
+
+static void tick_schedule(HealthChecker *h)
+{
+	int64_t ms = h->cfg.interval_ms;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+	event_del(h->ev_tick);
+	event_add(h->ev_tick, &tv);
+}
+
+static void apply(HealthChecker *h, const Config *cfg, bool initial)
+{
+	bool interval_changed = h->cfg.interval_ms != cfg->health.interval_ms;
+	h->cfg = cfg->health;
+	h->allow_cleartext = cfg->allow_cleartext_without_tls;
+
+	size_t total = 0;
+	for (size_t s = 0; s < cfg->n_services; s++)
+		total += 1 + cfg->services[s].n_replicas;
+	Backend **next = xcalloc(total, sizeof *next);
+	Backend **fresh = xcalloc(total, sizeof *fresh);
+	size_t n = 0, n_fresh = 0;
+
+	for (size_t s = 0; s < cfg->n_services; s++) {
+		const ConfigService *svc = &cfg->services[s];
+		Backend *primary = NULL;
+		for (int idx = -1; idx < (int)svc->n_replicas; idx++) {
+			const ConfigBackend *be = config_backend(svc, idx);
+			Backend *b = NULL;
+			for (size_t i = 0; i < h->n_cur; i++) {
+				Backend *o = h->cur[i];
+				if (o && o->pub.replica_index == idx && strcmp(o->service, svc->name) == 0 &&
+				    strcmp(o->host, be->host) == 0 && o->port == be->port && str_eq(o->dbname, be->dbname)) {
+					b = o;
+					h->cur[i] = NULL; /* taken */
+					break;
+				}
+			}
+			if (b) {
+				bool creds = !str_eq(b->user, be->user) || !str_eq(b->password, be->password) ||
+					     b->tls_mode != svc->tls.mode || !str_eq(b->ca, svc->tls.ca);
+				if (creds) {
+					probe_abandon(b); /* reconnect with the new settings at the next probe */
+					backend_set_credentials(b, svc, be);
+					bool unchecked = !b->user;
+					if (unchecked != b->pub.unchecked) {
+						b->pub.unchecked = unchecked;
+						if (unchecked) {
+							b->pub.up = true;
+							b->pub.lagging = false;
+							b->pub.in_recovery = idx >= 0;
+							log_info(WHO, "%s has no user configured any more: not checked, treated as up",
+								 b->pub.label);
+						} else {
+							log_info(WHO, "checking %s every %lld ms", b->pub.label,
+								 (long long)h->cfg.interval_ms);
+							fresh[n_fresh++] = b;
+						}
+					} else {
+						log_info(WHO, "%s: credentials or TLS settings changed: reconnecting", b->pub.label);
+						fresh[n_fresh++] = b;
+					}
+				}
+			} else {
+				b = backend_new(h, svc, idx);
+				fresh[n_fresh++] = b;
+			}
+			if (idx < 0)
+				primary = b;
+			b->primary = idx < 0 ? NULL : primary;
+			next[n++] = b;
+		}
+	}
+	for (size_t i = 0; i < h->n_cur; i++)
+		if (h->cur[i])
+			retire(h, h->cur[i]);
+	free(h->cur);
+	h->cur = next;
+	h->n_cur = n;
+
+	if (initial || interval_changed)
+		tick_schedule(h);
+	/* New backends (and reconnecting ones) get their first probe now, not an interval later. */
+	for (size_t i = 0; i < n_fresh; i++)
+		probe_start(fresh[i]);
+	free(fresh);
+}
+
+HealthChecker *health_start(struct event_base *base, const Config *cfg)
+{
+	HealthChecker *h = xcalloc(1, sizeof *h);
+	h->base = base;
+	h->ev_tick = xalloc_check(event_new(base, -1, EV_PERSIST, on_tick, h));
+	apply(h, cfg, true);
+	return h;
+}
+
+void health_reconfigure(HealthChecker *h, const Config *cfg)
+{
+	if (h)
+		apply(h, cfg, false);
+}
+
+void health_stop(HealthChecker *h)
+{
+	if (!h)
+		return;
+	for (size_t i = 0; i < h->n_cur; i++)
+		backend_free(h->cur[i]);
+	for (size_t i = 0; i < h->n_retired; i++)
+		backend_free(h->retired[i]);
+	free(h->cur);
+	free(h->retired);
+	event_free(h->ev_tick);
+	if (h->dns)
+		evdns_base_free(h->dns, 1);
+	free(h);
+}
+
+BackendHealth *health_backend(HealthChecker *h, const char *service, int replica_index)
+{
+	if (!h || !service)
+		return NULL;
+	for (size_t i = 0; i < h->n_cur; i++) {
+		Backend *b = h->cur[i];
+		if (b->pub.replica_index == replica_index && strcmp(b->service, service) == 0)
+			return &b->pub;
+	}
+	return NULL;
+}
+
+bool health_replica_usable(const BackendHealth *b)
+{
+	return b && !b->removed && b->up && !b->lagging && b->in_recovery;
+}
+
+size_t health_count(const HealthChecker *h) { return h ? h->n_cur : 0; }
+
+BackendHealth *health_at(HealthChecker *h, size_t i)
+{
+	if (!h || i >= h->n_cur)
+		return NULL;
+	return &h->cur[i]->pub;
+}
