@@ -67,6 +67,21 @@ struct Client {
 	bool close_at_idle;    /* shutting down: close at the next transaction boundary */
 	bool processing;       /* inside client_process (no kick needed to look at the buffer) */
 	const char *pinned;    /* transaction pooling: why the client keeps its server (LISTEN, ...) */
+
+	/* Transaction routing (transaction pooling; statement.c). */
+	char tx_local;         /* the status pgrelay reports when it answers itself: 'I', 'T', 'E' */
+	char *held_begin;      /* a BEGIN answered by pgrelay, sent with the first statement */
+	bool held_read_only;   /* ... and it was BEGIN READ ONLY (replicas allowed) */
+	bool skip_to_sync;     /* pgrelay answered an extended-protocol batch with an error */
+	uint8_t unnamed_local; /* the unnamed statement / portal is a BEGIN/COMMIT/ROLLBACK pgrelay answers */
+	uint8_t portal_local;
+	char *local_sql;       /* its text (for a BEGIN to hold) */
+	bool local_read_only;
+	bool reroute;          /* the next statement needs another server once this one is quiet */
+	struct ClientRyw {
+		char *service;
+		uint64_t lsn;  /* WAL position of the client's last write commit on that service */
+	} ryw[8];
 };
 
 /* Takes ownership of an accepted socket. */

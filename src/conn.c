@@ -394,6 +394,27 @@ void conn_compact(Conn *c)
 	}
 }
 
+bool conn_unread(Conn *c, const void *data, size_t n)
+{
+	if (!c->in || c->fwd_left || c->skip_left)
+		return false;
+	conn_compact(c);
+	size_t used = c->in_len;
+	if (used + n > c->in_cap) {
+		if (used + n > c->in_max)
+			return false;
+		uint8_t *p = realloc(c->in, used + n);
+		if (!p)
+			return false;
+		c->in = p;
+		c->in_cap = used + n;
+	}
+	memmove(c->in + n, c->in, used);
+	memcpy(c->in, data, n);
+	c->in_len = used + n;
+	return true;
+}
+
 bool conn_make_room(Conn *c, size_t total)
 {
 	if (total > c->in_max)

@@ -82,6 +82,11 @@ static inline size_t conn_queued(const Conn *c) { return buf_used(&c->out); }
 
 /* After processing: drop processed bytes from the front of the read buffer. */
 void conn_compact(Conn *c);
+/*
+ * Puts bytes back in front of the unprocessed input, as if they had just been read (a request
+ * to send again elsewhere). False if they would exceed in_max.
+ */
+bool conn_unread(Conn *c, const void *data, size_t n);
 /* Grows the read buffer so a message of total bytes fits from in_pos; false if above in_max. */
 bool conn_make_room(Conn *c, size_t total);
 

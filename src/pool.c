@@ -14,6 +14,7 @@
 #include "log.h"
 #include "proto.h"
 #include "server.h"
+#include "statement.h"
 #include "tls.h"
 #include "xalloc.h"
 
@@ -231,6 +232,13 @@ void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *er
 	(void)s;
 	p->last_connect_error_ms = runtime_now_ms();
 	snprintf(p->last_error, sizeof(p->last_error), "%s", error);
+	if (p->replica >= 0) {
+		/* Reads waiting for this replica choose again (another replica, or the primary). */
+		ListNode *n;
+		while ((n = list_pop_front(&p->waiting)) != NULL)
+			statement_reroute_waiter(list_entry(n, Client, wait_node));
+		return;
+	}
 	/* Other connections may still serve the waiters; with none left, fail them now. */
 	if (pool_server_count(p) > 1)
 		return;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "balance.h"
 #include "cancel.h"
 #include "client.h"
 #include "listener.h"
@@ -261,6 +262,7 @@ void runtime_free(Runtime *rt)
 	cancel_free_all(rt);
 	health_stop(rt->health);
 	rt->health = NULL;
+	balance_free(rt);
 	runtime_reap(-1, 0, rt);
 	cancel_map_free(&rt->cancel_map);
 	prepared_registry_free(&rt->stmts);

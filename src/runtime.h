@@ -78,7 +78,8 @@ typedef struct Runtime {
 	} *scram_cache;
 	size_t n_scram_cache;
 
-	HealthChecker *health; /* backend health checks (health.h); started after the listener */
+	HealthChecker *health;        /* backend health checks (health.h); started after the listener */
+	struct BalanceState *balance; /* replica choice state (balance.c) */
 
 	StmtRegistry stmts; /* prepared statements, pgrelay-wide names */
 	SqlCache sql;       /* statement analyses by text */

@@ -28,8 +28,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "balance.h"
 #include "cancel.h"
 #include "client.h"
+#include "health.h"
+#include "statement.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
@@ -78,6 +81,8 @@ static void server_emit_synthetic(Server *s, RelayCtx *rc)
 	buf_init(&b);
 	while (pipeline_pop_synthetic(&s->pipe, &e))
 		build_simple_reply(&b, e.kind == PIPE_PARSE ? '1' : '3');
+	if (buf_used(&b))
+		server_forget_retry(s); /* the client has seen a reply */
 	if (buf_used(&b) && s->client) {
 		if (rc)
 			relay_send(rc, buf_head(&b), buf_used(&b));
@@ -226,6 +231,7 @@ Server *server_launch(Pool *pool)
 	params_init(&s->login_params);
 	pipeline_init(&s->pipe);
 	prepared_server_init(&s->stmts);
+	buf_init(&s->retry);
 	evtimer_assign(&s->ev_timer, rt->base, server_on_timer, s);
 	list_node_init(&s->pool_node);
 	pool_server_moved(pool, s);
@@ -445,8 +451,13 @@ void server_close(Server *s, bool cancel, const char *reason)
 	}
 	list_push_back(&rt->dead_servers, &s->dead_node);
 	runtime_schedule_reap(rt);
-	if (c && c->server == s) {
+	if (c && c->server == s && s->retry_ok && buf_used(&s->retry) && c->state == CL_ACTIVE) {
+		balance_track(rt, s->pool->service, s->pool->replica, -1);
+		statement_retry(c, s);
+	} else if (c && c->server == s) {
 		c->server = NULL;
+		if (s->pool->replica >= 0)
+			balance_track(rt, s->pool->service, s->pool->replica, -1);
 		if (s->fatal_forwarded)
 			client_close(c, "server closed the connection after a FATAL error");
 		else
@@ -460,6 +471,7 @@ void server_free_memory(Server *s)
 	params_free(&s->login_params);
 	pipeline_free(&s->pipe);
 	prepared_server_free(&s->stmts);
+	buf_free(&s->retry);
 	free(s);
 }
 
@@ -503,10 +515,23 @@ void server_sync_params(Server *s, Client *c, RelayCtx *rc)
 	s->synced_server_gen = s->params.gen;
 }
 
+void server_forget_retry(Server *s)
+{
+	s->retry_ok = false;
+	buf_reset(&s->retry);
+}
+
 void server_attach(Server *s, Client *c)
 {
 	s->client = c;
 	s->state = SV_ACTIVE;
+	s->wrote = false;
+	if (s->pool->replica >= 0) {
+		balance_track(s->rt, s->pool->service, s->pool->replica, +1);
+		/* A read outside a transaction can move to another backend until its first reply. */
+		s->retry_ok = c->tx_local == 'I' && !c->held_begin;
+		buf_reset(&s->retry);
+	}
 	s->last_used_ms = runtime_now_ms();
 	pool_server_moved(s->pool, s);
 	server_sync_params(s, c, NULL);
@@ -519,8 +544,12 @@ void server_detach(Server *s)
 	Client *c = s->client;
 	if (c && c->server == s)
 		c->server = NULL;
+	if (c && s->pool->replica >= 0)
+		balance_track(s->rt, s->pool->service, s->pool->replica, -1);
 	s->client = NULL;
 	s->release_pending = false;
+	s->wrote = false;
+	server_forget_retry(s);
 }
 
 void server_release(Server *s, bool reset)
@@ -733,6 +762,39 @@ static bool tag_is(const uint8_t *body, size_t len, const char *tag)
 	return len == n + 1 && memcmp(body, tag, n) == 0;
 }
 
+/* The client's transaction is over and nothing is in flight: the server may go back to the pool. */
+static bool server_may_release(const Server *s, const Client *c)
+{
+	return s->tx_status == 'I' && server_is_quiet(s) && c->conn.fwd_left == 0 &&
+	       ((c->pool_mode == CONFIG_POOL_TRANSACTION && !c->pinned) || c->close_at_idle);
+}
+
+/* Asks the primary where its WAL is after the client's write committed (read-your-writes). */
+static void server_ask_commit_lsn(Server *s)
+{
+	s->wrote = false;
+	s->lsn_pending = true;
+	s->commit_lsn = 0;
+	server_send_internal_query(s, "SELECT pg_catalog.pg_current_wal_lsn()");
+}
+
+/* A DataRow of pgrelay's own LSN query: one text column. */
+static void server_read_lsn(Server *s, const uint8_t *body, size_t len)
+{
+	ProtoReader r;
+	proto_reader_init(&r, body, len);
+	if (proto_read_u16(&r) != 1)
+		return;
+	uint32_t n = proto_read_u32(&r);
+	const uint8_t *v = n < 64 ? proto_read_bytes(&r, n) : NULL;
+	char text[64];
+	if (!v)
+		return;
+	memcpy(text, v, n);
+	text[n] = 0;
+	health_parse_lsn(text, &s->commit_lsn);
+}
+
 static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
 				    size_t avail)
 {
@@ -742,6 +804,25 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 	const uint8_t *body = msg + PROTO_HEADER_LEN;
 	size_t len = total - PROTO_HEADER_LEN;
 	RelayAction fwd = c ? RELAY_FORWARD : RELAY_ERROR;
+
+	if (s->retry_ok && c) {
+		const PipeEntry *h = pipeline_head(&s->pipe);
+		if (!h || !(h->flags & PIPE_INTERNAL)) {
+			if (type == 'E') {
+				if (avail < total)
+					return RELAY_NEED_BODY;
+				ProtoErrorFields f;
+				if (proto_parse_error(body, len, &f) && strcmp(f.severity, "FATAL") == 0) {
+					/* The replica is going away before answering: the read is retried elsewhere. */
+					log_info(s->name, "replica sent FATAL %s (%s) before any reply: retrying the read", f.message,
+						 f.sqlstate);
+					s->close_on_release = true;
+					return RELAY_DROP;
+				}
+			}
+			server_forget_retry(s); /* a reply reaches the client from here on */
+		}
+	}
 
 	switch (type) {
 	case 'Z': {
@@ -754,14 +835,33 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		if (flags & PIPE_INTERNAL) {
 			if (s->state == SV_RESETTING && pipeline_head(&s->pipe) == NULL)
 				return RELAY_DROP | RELAY_AFTER_STOP; /* reset done */
+			if (s->lsn_pending) {
+				s->lsn_pending = false;
+				if (c && s->commit_lsn)
+					statement_note_commit(c, s->pool->service->name, s->commit_lsn);
+			}
+			if (c && s->state == SV_ACTIVE && server_may_release(s, c)) {
+				s->release_pending = true;
+				return RELAY_DROP | RELAY_AFTER_STOP;
+			}
 			return RELAY_DROP | after;
 		}
 		if (!c)
 			return RELAY_ERROR;
-		if (s->tx_status == 'I' && server_is_quiet(s) && c->conn.fwd_left == 0 &&
-		    ((c->pool_mode == CONFIG_POOL_TRANSACTION && !c->pinned) || c->close_at_idle)) {
+		if (server_may_release(s, c)) {
+			if (s->wrote && s->pool->replica < 0 && s->pool->service->n_replicas > 0) {
+				/* Learn the commit's WAL position before letting go (once per write transaction). */
+				server_ask_commit_lsn(s);
+				c->reroute = false;
+				return RELAY_FORWARD | after;
+			}
 			s->release_pending = true;
 			return RELAY_FORWARD | RELAY_AFTER_STOP;
+		}
+		if (c->reroute && pipeline_idle(&s->pipe)) {
+			/* The client's next statement waits to be looked at again (it cannot have this server). */
+			c->reroute = false;
+			conn_kick_pending(&c->conn);
 		}
 		return RELAY_FORWARD | after;
 	}
@@ -846,7 +946,15 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 	default: {
 		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
 		int after = synthetic_due(s) ? RELAY_AFTER_CALL : 0;
-		return ((flags & PIPE_INTERNAL) ? RELAY_DROP : fwd) | after;
+		if (flags & PIPE_INTERNAL) {
+			if (type == 'D' && s->lsn_pending) {
+				if (avail < total)
+					return RELAY_NEED_BODY;
+				server_read_lsn(s, body, len);
+			}
+			return RELAY_DROP | after;
+		}
+		return fwd | after;
 	}
 	}
 }

@@ -60,6 +60,11 @@ struct Server {
 	bool tls; /* the connection is encrypted */
 
 	bool release_pending; /* ReadyForQuery ended the client's transaction: release after forwarding */
+	bool wrote;           /* a write went to this primary in the client's transaction (read-your-writes) */
+	bool lsn_pending;     /* pgrelay asked for pg_current_wal_lsn() after that write committed */
+	uint64_t commit_lsn;  /* ... and this is the answer */
+	bool retry_ok;        /* a replica read whose request (retry) can still be sent elsewhere */
+	Buf retry;
 	bool reset_reports;   /* after RESET/DISCARD ALL: ParameterStatus reports defaults, not wishes */
 	/* Fingerprint of the client parameters last applied, and the server list's generation then:
 	 * a client wanting the same settings needs no comparison at all. */
@@ -127,6 +132,9 @@ void server_sync_params(Server *s, Client *c, RelayCtx *rc);
 
 /* Sends pgrelay's own simple query; its replies are swallowed. */
 void server_send_internal_query(Server *s, const char *sql);
+
+/* The request kept for a retry is not needed (a reply reached the client, or it was too big). */
+void server_forget_retry(Server *s);
 
 /* Re-examines buffered server bytes (after a client link change). */
 void server_kick(Server *s);

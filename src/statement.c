@@ -10,11 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "balance.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
+#include "router.h"
 #include "server.h"
 #include "sqlclass.h"
+#include "xalloc.h"
 
 static bool statement_tracking(const Client *c)
 {
@@ -229,7 +232,7 @@ static void client_send_simple(Client *c, char type, int status)
 static RelayAction client_answer_without_server(Client *c, uint8_t type, const uint8_t *msg, size_t total,
 						 size_t avail)
 {
-	if (!statement_tracking(c))
+	if (!statement_tracking(c) || c->tx_local == 'E')
 		return 0;
 	const uint8_t *body = msg + PROTO_HEADER_LEN;
 	size_t len = total - PROTO_HEADER_LEN;
@@ -262,7 +265,9 @@ static RelayAction client_answer_without_server(Client *c, uint8_t type, const u
 		client_send_simple(c, '3', 0);
 		return RELAY_DROP;
 	case 'S':
-		client_send_simple(c, 'Z', 'I');
+		if (c->unnamed_local || c->portal_local)
+			return 0; /* a local BEGIN/COMMIT batch: route_answer_locally ends it */
+		client_send_simple(c, 'Z', c->tx_local);
 		return RELAY_DROP;
 	case 'H':
 		return RELAY_DROP;
@@ -302,6 +307,496 @@ plain:
 	return RELAY_FORWARD;
 }
 
+/* ---- routing (transaction pooling) ---- */
+
+#define STATEMENT_RETRY_MAX (64 * 1024) /* a read larger than this is not kept for a retry */
+#define STATEMENT_AVOID_MS 5000         /* a replica that failed gets no reads for this long */
+
+enum { LOCAL_NONE = 0, LOCAL_BEGIN, LOCAL_COMMIT, LOCAL_ROLLBACK };
+
+/* Routing is on when the configuration can send a client's statements to more than one place. */
+static bool routing_on(const Client *c)
+{
+	const Config *cfg = c->rt->config;
+	if (c->pool_mode != CONFIG_POOL_TRANSACTION)
+		return false;
+	if (cfg->n_routes > 0 || cfg->n_services > 1)
+		return true;
+	for (size_t i = 0; i < cfg->n_services; i++)
+		if (cfg->services[i].n_replicas > 0)
+			return true;
+	return false;
+}
+
+static void send_local(Client *c, const Buf *b) { conn_send(&c->conn, buf_head(b), buf_used(b)); }
+
+static void local_complete(Client *c, const char *tag, bool with_rfq)
+{
+	Buf b;
+	buf_init(&b);
+	size_t off = proto_begin(&b, 'C');
+	proto_put_str(&b, tag);
+	proto_end(&b, off);
+	if (with_rfq)
+		proto_build_ready_for_query(&b, c->tx_local);
+	send_local(c, &b);
+	buf_free(&b);
+}
+
+/*
+ * An error pgrelay reports for the client's statement, as PostgreSQL would: after a simple Query
+ * with ReadyForQuery; in the extended protocol the rest of the batch is dropped up to Sync. In a
+ * transaction the transaction fails ('E') until the client ends it.
+ */
+static void local_error(Client *c, RelayCtx *rc, uint8_t type, const char *sqlstate, const char *message,
+			const char *hint)
+{
+	Server *s = c->server;
+	if (c->tx_local == 'T' || (s && s->tx_status != 'I'))
+		c->tx_local = 'E';
+	if (s && s->tx_status != 'I' && rc) {
+		/* The transaction failed here: end it on the server now; the client's ROLLBACK is answered locally. */
+		Buf q;
+		buf_init(&q);
+		proto_build_query(&q, "ROLLBACK");
+		relay_send(rc, buf_head(&q), buf_used(&q));
+		buf_free(&q);
+		pipeline_push(&s->pipe, PIPE_QUERY, PIPE_INTERNAL, 0);
+	}
+	free(c->held_begin);
+	c->held_begin = NULL;
+	Buf b;
+	buf_init(&b);
+	proto_build_error(&b, "ERROR", sqlstate, message, NULL, hint);
+	if (type == 'Q')
+		proto_build_ready_for_query(&b, c->tx_local);
+	else
+		c->skip_to_sync = true;
+	send_local(c, &b);
+	buf_free(&b);
+}
+
+/* The statement text of a PreparedStmt (its key starts with the query). */
+static const char *stmt_query(const PreparedStmt *st, size_t *len)
+{
+	*len = strnlen((const char *)st->key, st->key_len);
+	return (const char *)st->key;
+}
+
+/*
+ * The SQL that decides where a message goes: a Query's text, a Parse's query, the query of the
+ * named statement a Bind or Describe refers to. *sql stays NULL for messages that belong to a batch
+ * under way. Returns 0, or RELAY_NEED_BODY / RELAY_ERROR.
+ */
+static RelayAction message_sql(Client *c, uint8_t type, const uint8_t *msg, size_t total, size_t avail,
+			       const char **sql, size_t *len)
+{
+	const uint8_t *body = msg + PROTO_HEADER_LEN;
+	size_t blen = total - PROTO_HEADER_LEN;
+	*sql = NULL;
+	*len = 0;
+	switch (type) {
+	case 'Q':
+		if (avail < total)
+			return total > c->rt->config->buffer_size ? 0 : RELAY_NEED_BODY;
+		if (blen == 0 || body[blen - 1] != 0)
+			return RELAY_ERROR;
+		*sql = (const char *)body;
+		*len = blen - 1;
+		return 0;
+	case 'P': {
+		if (avail < total)
+			return total > c->rt->config->buffer_size ? 0 : RELAY_NEED_BODY;
+		const uint8_t *z = memchr(body, 0, blen);
+		if (!z)
+			return RELAY_ERROR;
+		*sql = (const char *)z + 1;
+		*len = strnlen(*sql, blen - (size_t)(z + 1 - body));
+		return 0;
+	}
+	case 'B':
+	case 'D': {
+		const uint8_t *name = body;
+		size_t have = avail - PROTO_HEADER_LEN;
+		if (type == 'B') {
+			const uint8_t *z = memchr(body, 0, have); /* skip the portal name */
+			if (!z)
+				return avail < total ? RELAY_NEED_BODY : RELAY_ERROR;
+			name = z + 1;
+		} else {
+			if (avail < total)
+				return RELAY_NEED_BODY;
+			if (blen < 2 || body[0] != 'S')
+				return 0;
+			name = body + 1;
+		}
+		if (!memchr(name, 0, have - (size_t)(name - body)))
+			return avail < total ? RELAY_NEED_BODY : RELAY_ERROR;
+		if (!*name)
+			return 0;
+		PreparedStmt *st = prepared_client_get(&c->stmts, (const char *)name);
+		if (st)
+			*sql = stmt_query(st, len);
+		return 0;
+	}
+	default:
+		return 0;
+	}
+}
+
+static int local_kind(const SqlAnalysis *a)
+{
+	if (!a || a->parse_error || a->n_statements != 1 || a->statements[0].kind != SQL_KIND_TX)
+		return LOCAL_NONE;
+	switch (a->statements[0].tx) {
+	case SQL_TX_BEGIN: return LOCAL_BEGIN;
+	case SQL_TX_COMMIT: return LOCAL_COMMIT;
+	case SQL_TX_ROLLBACK: return LOCAL_ROLLBACK;
+	default: return LOCAL_NONE;
+	}
+}
+
+uint64_t statement_ryw_lsn(const Client *c, const char *service)
+{
+	for (size_t i = 0; i < sizeof(c->ryw) / sizeof(c->ryw[0]); i++)
+		if (c->ryw[i].service && strcmp(c->ryw[i].service, service) == 0)
+			return c->ryw[i].lsn;
+	return 0;
+}
+
+void statement_note_commit(Client *c, const char *service, uint64_t lsn)
+{
+	size_t n = sizeof(c->ryw) / sizeof(c->ryw[0]), slot = n;
+	for (size_t i = 0; i < n && slot == n; i++)
+		if (c->ryw[i].service && strcmp(c->ryw[i].service, service) == 0)
+			slot = i;
+	for (size_t i = 0; i < n && slot == n; i++)
+		if (!c->ryw[i].service)
+			slot = i;
+	if (slot == n) {
+		slot = 0; /* more services than slots: forget one (its reads go to replicas sooner) */
+		free(c->ryw[0].service);
+		c->ryw[0].service = NULL;
+	}
+	if (!c->ryw[slot].service)
+		c->ryw[slot].service = xstrdup(service);
+	if (lsn > c->ryw[slot].lsn)
+		c->ryw[slot].lsn = lsn;
+}
+
+/* A BEGIN, COMMIT or ROLLBACK pgrelay answers because the transaction has not reached a server. */
+static void local_tx(Client *c, int kind, const char *sql, size_t len, bool read_only)
+{
+	if (kind == LOCAL_BEGIN) {
+		if (c->tx_local == 'I') {
+			free(c->held_begin);
+			c->held_begin = xmalloc(len + 1);
+			memcpy(c->held_begin, sql, len);
+			c->held_begin[len] = 0;
+			c->held_read_only = read_only;
+			c->tx_local = 'T';
+		}
+		return;
+	}
+	free(c->held_begin);
+	c->held_begin = NULL;
+	c->tx_local = 'I';
+}
+
+/* The text of the BEGIN / COMMIT an extended-protocol batch carries, kept until its Execute. */
+static void local_remember(Client *c, const char *sql, size_t len, bool read_only)
+{
+	free(c->local_sql);
+	c->local_sql = xmalloc(len + 1);
+	memcpy(c->local_sql, sql, len);
+	c->local_sql[len] = 0;
+	c->local_read_only = read_only;
+}
+
+static const char *local_tag(Client *c, int kind)
+{
+	if (kind == LOCAL_BEGIN)
+		return "BEGIN";
+	return kind == LOCAL_COMMIT && c->tx_local != 'E' ? "COMMIT" : "ROLLBACK";
+}
+
+/*
+ * Messages pgrelay answers while the client holds no server: the client's BEGIN (held until its
+ * first statement, which decides the service), COMMIT/ROLLBACK of a transaction that never
+ * reached a server, and the errors of a transaction pgrelay failed. Returns 0 when a server is
+ * needed.
+ */
+static RelayAction route_answer_locally(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
+					const char *sql, size_t len, const SqlAnalysis *a)
+{
+	int kind = local_kind(a);
+	bool read_only = kind == LOCAL_BEGIN && a->statements[0].tx_read_only;
+	switch (type) {
+	case 'Q':
+		if (kind == LOCAL_NONE && c->tx_local == 'E') {
+			local_error(c, rc, type, "25P02", "current transaction is aborted, commands ignored until end of transaction block", NULL);
+			return RELAY_DROP;
+		}
+		if (kind == LOCAL_NONE)
+			return 0;
+		{
+			const char *tag = local_tag(c, kind);
+			local_tx(c, kind, sql, len, read_only);
+			local_complete(c, tag, true);
+		}
+		return RELAY_DROP;
+	case 'P':
+		if (kind == LOCAL_NONE) {
+			if (c->tx_local == 'E') {
+				local_error(c, rc, type, "25P02", "current transaction is aborted, commands ignored until end of transaction block", NULL);
+				return RELAY_DROP;
+			}
+			return 0;
+		}
+		if (msg[PROTO_HEADER_LEN] == 0) {
+			c->unnamed_local = (uint8_t)kind;
+			local_remember(c, sql, len, read_only);
+		} else {
+			const uint8_t *body = msg + PROTO_HEADER_LEN;
+			size_t name_len = strlen((const char *)body) + 1;
+			PreparedStmt *st = prepared_intern(&c->rt->stmts, body + name_len, total - PROTO_HEADER_LEN - name_len);
+			prepared_client_set(&c->stmts, &c->rt->stmts, (const char *)body, st);
+		}
+		client_send_simple(c, '1', 0);
+		return RELAY_DROP;
+	case 'B': {
+		int k = sql ? kind : c->unnamed_local;
+		if (k == LOCAL_NONE)
+			return 0;
+		if (sql)
+			local_remember(c, sql, len, read_only);
+		c->portal_local = (uint8_t)k;
+		client_send_simple(c, '2', 0);
+		return RELAY_DROP;
+	}
+	case 'D':
+		if (sql && kind != LOCAL_NONE) {
+			Buf b;
+			buf_init(&b);
+			size_t off = proto_begin(&b, 't');
+			proto_put_u16(&b, 0);
+			proto_end(&b, off);
+			send_local(c, &b);
+			buf_free(&b);
+			client_send_simple(c, 'n', 0);
+			return RELAY_DROP;
+		}
+		if (!sql && c->portal_local) {
+			client_send_simple(c, 'n', 0);
+			return RELAY_DROP;
+		}
+		return 0;
+	case 'E':
+		if (!c->portal_local)
+			return 0;
+		{
+			int k = c->portal_local;
+			const char *tag = local_tag(c, k);
+			const char *text = c->local_sql ? c->local_sql : "BEGIN";
+			local_tx(c, k, text, strlen(text), c->local_read_only);
+			c->portal_local = LOCAL_NONE;
+			local_complete(c, tag, false);
+		}
+		return RELAY_DROP;
+	case 'S':
+		c->unnamed_local = c->portal_local = LOCAL_NONE;
+		client_send_simple(c, 'Z', c->tx_local);
+		return RELAY_DROP;
+	default:
+		return 0;
+	}
+}
+
+/* Where a statement goes: its service, and a replica or the primary. */
+typedef struct Target {
+	const ConfigService *svc;
+	int replica;     /* -1: primary */
+	bool read_only;  /* the statement may run on a replica */
+} Target;
+
+/*
+ * Routes a statement for the client. On a cross-service statement reports the error itself and
+ * returns false.
+ */
+static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const SqlAnalysis *a, Target *t)
+{
+	Runtime *rt = c->rt;
+	const ConfigDatabase *db = config_find_database(rt->config, c->database);
+	if (!db) {
+		local_error(c, rc, type, SQLSTATE_INVALID_CATALOG_NAME, "this database was removed from pgrelay's configuration", NULL);
+		return false;
+	}
+	t->svc = db->service;
+	t->replica = -1;
+	t->read_only = false;
+	if (!a)
+		return true;
+	RouteResult r;
+	router_route(rt->config, db, params_get(&c->params, "search_path"), c->user, a, &r);
+	if (r.status == ROUTE_CROSS_SERVICE) {
+		char m[600];
+		router_error_message(&r, m, sizeof m);
+		local_error(c, rc, type, SQLSTATE_FEATURE_NOT_SUPPORTED, m,
+			    "pgrelay sends each statement to one service: split it, or adjust routes in proxy.yaml");
+		return false;
+	}
+	if (r.status != ROUTE_OK)
+		return true; /* unparsable: the default primary reports the real error */
+	t->svc = r.service;
+	t->read_only = r.read_only;
+	bool tx_allows = c->tx_local == 'I' || (c->tx_local == 'T' && c->held_read_only);
+	if (r.use_replica && tx_allows)
+		t->replica = balance_choose_replica(rt, t->svc, statement_ryw_lsn(c, t->svc->name));
+	return true;
+}
+
+static bool target_is(const Target *t, const Server *s)
+{
+	return s->pool->service == t->svc && (s->pool->replica < 0 || t->read_only) &&
+	       (t->replica < 0 ? true : s->pool->replica >= 0);
+}
+
+void statement_retry(Client *c, Server *s)
+{
+	const ConfigService *svc = s->pool->service;
+	balance_avoid(c->rt, svc, s->pool->replica, STATEMENT_AVOID_MS);
+	if (!conn_unread(&c->conn, buf_head(&s->retry), buf_used(&s->retry))) {
+		client_server_lost(c, "server connection lost");
+		return;
+	}
+	log_info(c->name, "replica of service %s failed before answering: sending the read elsewhere", svc->name);
+	c->server = NULL;
+	c->pool = NULL;
+	c->reroute = false;
+	c->state = CL_IDLE;
+	conn_start_reading(&c->conn);
+	conn_kick(&c->conn);
+}
+
+void statement_reroute_waiter(Client *c)
+{
+	if (c->pool && c->pool->replica >= 0)
+		balance_avoid(c->rt, c->pool->service, c->pool->replica, STATEMENT_AVOID_MS);
+	c->pool = NULL;
+	c->state = CL_IDLE;
+	conn_start_reading(&c->conn);
+	conn_kick(&c->conn);
+}
+
+void statement_release(Client *c)
+{
+	Server *s = c->server;
+	if (!s)
+		return;
+	server_detach(s);
+	server_release(s, c->pool_mode == CONFIG_POOL_SESSION || c->pinned);
+	c->pool = NULL;
+	if (c->state == CL_ACTIVE)
+		c->state = CL_IDLE;
+}
+
+/* Sends the held BEGIN ahead of the statement that opened the transaction on its server. */
+static void route_send_held_begin(Client *c, RelayCtx *rc)
+{
+	if (!c->held_begin || !c->server)
+		return;
+	Buf b;
+	buf_init(&b);
+	proto_build_query(&b, c->held_begin);
+	relay_send(rc, buf_head(&b), buf_used(&b));
+	buf_free(&b);
+	pipeline_push(&c->server->pipe, PIPE_QUERY, PIPE_INTERNAL, 0);
+	free(c->held_begin);
+	c->held_begin = NULL;
+}
+
+/*
+ * Transaction pooling with routing: decides, for a message that starts a statement, whether it
+ * can go to the server the client holds, needs another one, or is answered here. Returns 0 to go
+ * on forwarding to c->server.
+ */
+static RelayAction route_message(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
+				 size_t avail)
+{
+	const char *sql;
+	size_t len;
+	RelayAction need = message_sql(c, type, msg, total, avail, &sql, &len);
+	if (need)
+		return need;
+	SqlAnalysis *a = sql ? sqlclass_analyze(&c->rt->sql, sql, len) : NULL;
+	RelayAction result = 0;
+	Target t;
+	if (!c->server) {
+		result = route_answer_locally(c, rc, type, msg, total, sql, len, a);
+		if (result)
+			goto done;
+		if (!route_statement(c, rc, type, a, &t)) {
+			result = RELAY_DROP;
+			goto done;
+		}
+		c->pool = pool_get(c->rt, t.svc, t.replica, c->user, c->auth_secret);
+		if (!c->pool) {
+			local_error(c, rc, type, SQLSTATE_INVALID_AUTHORIZATION, "pgrelay has no credentials for this service", NULL);
+			result = RELAY_DROP;
+			goto done;
+		}
+		c->state = CL_WAITING;
+		c->wait_start_ms = runtime_now_ms();
+		pool_request_server(c->pool, c);
+		result = c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
+		goto done;
+	}
+	Server *s = c->server;
+	if (c->tx_local == 'E') {
+		/* pgrelay failed this transaction (and rolled it back on the server): answer here. */
+		result = route_answer_locally(c, rc, type, msg, total, sql, len, a);
+		if (!result)
+			result = RELAY_DROP;
+		goto done;
+	}
+	if (sql) {
+		if (!route_statement(c, rc, type, a, &t)) {
+			result = RELAY_DROP;
+			goto done;
+		}
+		if (!target_is(&t, s)) {
+			bool idle = s->tx_status == 'I' && pipeline_idle(&s->pipe) && !c->held_begin;
+			if (!pipeline_idle(&s->pipe)) {
+				/* Let the server finish; the statement is looked at again once it is quiet. */
+				c->reroute = true;
+				result = RELAY_STOP;
+				goto done;
+			}
+			if (idle && !c->pinned) {
+				statement_release(c);
+				result = RELAY_STOP;
+				goto done;
+			}
+			if (s->pool->service != t.svc) {
+				char m[300];
+				snprintf(m, sizeof m, "this transaction runs on service \"%s\"; a statement for service \"%s\" cannot join it%s",
+					 s->pool->service->name, t.svc->name, c->pinned ? " (the client is pinned to its connection)" : "");
+				local_error(c, rc, type, SQLSTATE_FEATURE_NOT_SUPPORTED, m,
+					    "end the transaction first: pgrelay keeps a transaction on one service");
+				result = RELAY_DROP;
+				goto done;
+			}
+			/* Same service, on a replica in a READ ONLY transaction: PostgreSQL refuses writes itself. */
+		}
+		if (!t.read_only && s->pool->replica < 0)
+			s->wrote = true;
+		route_send_held_begin(c, rc);
+	}
+done:
+	sqlclass_release(a);
+	return result;
+}
+
 RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
 				     size_t avail)
 {
@@ -316,17 +811,46 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid frontend message type %d", type);
 		return RELAY_CLOSED;
 	}
+	if (c->skip_to_sync) {
+		/* pgrelay answered this batch with an error: PostgreSQL skips to Sync, so does it. */
+		if (type == 'S') {
+			c->skip_to_sync = false;
+			c->unnamed_local = c->portal_local = LOCAL_NONE;
+			client_send_simple(c, 'Z', c->server && c->tx_local == 'I' ? c->server->tx_status : c->tx_local);
+		}
+		return RELAY_DROP;
+	}
 	if (!c->server) {
 		RelayAction local = client_answer_without_server(c, type, msg, total, avail);
 		if (local)
 			return local;
+	}
+	if (routing_on(c)) {
+		RelayAction routed = route_message(c, rc, type, msg, total, avail);
+		if (routed)
+			return routed;
+	} else if (!c->server) {
 		/* First message of a transaction: get a server, then look at this message again. */
+		const ConfigDatabase *db = config_find_database(c->rt->config, c->database);
+		c->pool = db ? pool_get(c->rt, db->service, -1, c->user, c->auth_secret) : NULL;
+		if (!c->pool) {
+			client_fatal(c, SQLSTATE_INVALID_CATALOG_NAME, "database \"%s\" is no longer served by pgrelay", c->database);
+			return RELAY_CLOSED;
+		}
 		c->state = CL_WAITING;
 		c->wait_start_ms = runtime_now_ms();
 		pool_request_server(c->pool, c);
 		return c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
 	}
 	Server *s = c->server;
+	if (s->retry_ok) {
+		/* A read on a replica: keep the request until the first reply byte, to send it again
+		 * elsewhere if the replica dies first. */
+		if (avail == total && buf_used(&s->retry) + total <= STATEMENT_RETRY_MAX)
+			buf_append(&s->retry, msg, total);
+		else
+			server_forget_retry(s);
+	}
 	/* Settings lost to RESET / DISCARD ALL come back before the next request. */
 	if (!server_params_synced(s, c) && s->tx_status == 'I' && pipeline_idle(&s->pipe))
 		server_sync_params(s, c, rc);

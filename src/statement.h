@@ -14,4 +14,14 @@
 RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
 				     size_t avail);
 
+/* The replica serving a read died before answering: send the read (s->retry) elsewhere. */
+void statement_retry(Client *c, Server *s);
+/* The replica a client waits for refused connections: choose again. */
+void statement_reroute_waiter(Client *c);
+/* Lets go of the client's server between transactions (it goes back to its pool). */
+void statement_release(Client *c);
+/* Read-your-writes: the WAL position of the client's last write commit on service (0: none). */
+uint64_t statement_ryw_lsn(const Client *c, const char *service);
+void statement_note_commit(Client *c, const char *service, uint64_t lsn);
+
 #endif
