@@ -224,3 +224,22 @@ def test_sigint_exits_cleanly_with_probes_in_flight(pgrelay, replica):
         assert "SIGINT: exiting now" in r.log()
     finally:
         silent.close()
+
+
+def test_role_mismatch_is_logged_loudly(pgrelay, pg, replica):
+    # The session primary listed as a replica (not in recovery: "promoted"), and the replica as the
+    # primary of another service (in recovery). Both are logged as warnings once; the configured
+    # role stays, in_recovery tells the truth.
+    r = pgrelay(services={"main": {"replicas": [{"host": "127.0.0.1", "port": pg.port}]},
+                          "standby": {"primary": {"host": "127.0.0.1", "port": replica.port, "dbname": "appdb",
+                                                  "user": "app", "password": APP_PASSWORD}}},
+                health=health())
+    promoted = wait_line(r, f"main replica 1 127.0.0.1:{pg.port} is NOT in recovery (promoted?)", 10)
+    assert "WARNING health:" in promoted
+    standby = wait_line(r, f"standby primary 127.0.0.1:{replica.port} IS IN RECOVERY", 10)
+    assert "WARNING health:" in standby
+    time.sleep(3 * INTERVAL_MS / 1000)
+    log = r.log()
+    assert log.count("is NOT in recovery") == 1 and log.count("IS IN RECOVERY") == 1
+    # Still up: the role mismatch is not a failure (the router skips a replica not in recovery).
+    assert "is down" not in log
