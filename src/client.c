@@ -64,6 +64,8 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 	c->connect_ms = runtime_now_ms();
 	params_init(&c->params);
 	params_init(&c->startup_params);
+	params_init(&c->undo_params);
+	params_init(&c->undo_server_params);
 	c->tx_local = 'I';
 	prepared_client_init(&c->stmts);
 	conn_init(&c->conn, rt->base, fd, rt->config->buffer_size, rt->config->max_message_size,
@@ -152,6 +154,10 @@ void client_free_memory(Client *c)
 	params_free(&c->startup_params);
 	free(c->held_begin);
 	free(c->local_sql);
+	free(c->search_path);
+	free(c->undo_search_path);
+	params_free(&c->undo_params);
+	params_free(&c->undo_server_params);
 	for (size_t i = 0; i < sizeof(c->ryw) / sizeof(c->ryw[0]); i++)
 		free(c->ryw[i].service);
 	prepared_client_free(&c->stmts, &c->rt->stmts);

@@ -78,6 +78,11 @@ struct Client {
 	char *local_sql;       /* its text (for a BEGIN to hold) */
 	bool local_read_only;
 	bool reroute;          /* the next statement needs another server once this one is quiet */
+	char *search_path;     /* value of the client's last SET search_path (routing), or NULL */
+	/* SET / RESET tracking: the state before the transaction's first one, restored if it fails. */
+	bool undo_active, undo_failed;
+	ParamList undo_params, undo_server_params;
+	char *undo_search_path;
 	struct ClientRyw {
 		char *service;
 		uint64_t lsn;  /* WAL position of the client's last write commit on that service */

@@ -100,6 +100,16 @@ bool params_remove(ParamList *l, const char *name)
 	return true;
 }
 
+void params_set_raw(ParamList *l, const char *name, const char *sql, size_t len)
+{
+	char *v = xmalloc(len + 2);
+	v[0] = PARAMS_RAW_MARK;
+	memcpy(v + 1, sql, len);
+	v[len + 1] = 0;
+	params_set(l, name, v);
+	free(v);
+}
+
 const char *params_get(const ParamList *l, const char *name)
 {
 	const Param *p = params_find(l, name);
@@ -235,7 +245,12 @@ size_t params_sync(const ParamList *want, ParamList *have, const ParamList *base
 		const char *h = params_get(have, w->name);
 		if ((h && strcmp(h, w->value) == 0) || !params_name_valid(w->name))
 			continue;
-		append_set(sql, w->name, w->value);
+		if (params_is_raw(w->value)) {
+			append_str(sql, w->value + 1);
+			append_str(sql, ";");
+		} else {
+			append_set(sql, w->name, w->value);
+		}
 		params_set(have, w->name, w->value);
 		count++;
 	}

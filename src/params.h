@@ -34,6 +34,15 @@ void params_clear(ParamList *l);
 bool params_set(ParamList *l, const char *name, const char *value);
 const char *params_get(const ParamList *l, const char *name);
 bool params_remove(ParamList *l, const char *name);
+
+/*
+ * A value that is SQL to replay rather than a literal: the client's own "SET name ..." statement
+ * (kept as written, so list values such as search_path keep their meaning). Stored with a
+ * leading PARAMS_RAW_MARK.
+ */
+#define PARAMS_RAW_MARK '\x01'
+void params_set_raw(ParamList *l, const char *name, const char *sql, size_t len);
+static inline bool params_is_raw(const char *value) { return value && value[0] == PARAMS_RAW_MARK; }
 /* A fingerprint of the list's contents (order and name case do not matter); cached. */
 uint64_t params_fingerprint(ParamList *l);
 void params_copy(ParamList *dst, const ParamList *src);
@@ -56,8 +65,9 @@ bool params_name_valid(const char *name);
 const char *params_parse_options(const char *options, ParamList *out);
 
 /*
- * Makes a server's settings (have) match what a client wants: appends "SET name TO E'value';" to
- * sql for every parameter of want whose value differs from have's, and "RESET name;" for every
+ * Makes a server's settings (have) match what a client wants: appends "SET name TO E'value';" (or
+ * the raw statement) to sql for every parameter of want whose value differs from have's, and
+ * "RESET name;" for every
  * parameter have holds that want does not and whose value is not the server's own default (base,
  * its values at login). Updates have accordingly. Returns how many statements were appended.
  */

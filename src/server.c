@@ -848,6 +848,8 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		}
 		if (!c)
 			return RELAY_ERROR;
+		if (c->undo_active)
+			statement_settings_reply(c, s, type, body, len);
 		if (server_may_release(s, c)) {
 			if (s->wrote && s->pool->replica < 0 && s->pool->service->n_replicas > 0) {
 				/* Learn the commit's WAL position before letting go (once per write transaction). */
@@ -898,6 +900,8 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 			server_internal_error(s, body, len);
 			return s->state == SV_CLOSED ? RELAY_CLOSED : RELAY_DROP;
 		}
+		if (c && c->undo_active && !(flags & PIPE_INTERNAL))
+			statement_settings_reply(c, s, type, body, len);
 		ProtoErrorFields f;
 		if (proto_parse_error(body, len, &f) &&
 		    (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0)) {
@@ -921,6 +925,8 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 			if (c && !(flags & PIPE_INTERNAL))
 				prepared_client_clear(&c->stmts, &s->rt->stmts);
 		}
+		if (c && c->undo_active && !(flags & PIPE_INTERNAL))
+			statement_settings_reply(c, s, type, body, len);
 		if (discard || tag_is(body, len, "RESET")) {
 			/*
 			 * Settings went back to the server's defaults (pgrelay's login values), while on

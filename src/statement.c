@@ -307,6 +307,174 @@ plain:
 	return RELAY_FORWARD;
 }
 
+/* ---- session settings (SET / RESET) in transaction pooling ---- */
+
+/* Whether a statement of the text starts with SET, RESET or DISCARD (a cheap look before parsing). */
+static bool starts_setting(const char *t, size_t n)
+{
+	static const char *const words[] = {"set", "reset", "discard"};
+	bool at_start = true;
+	for (size_t i = 0; i < n; i++) {
+		char ch = t[i];
+		if (ch == ';') {
+			at_start = true;
+			continue;
+		}
+		if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '(')
+			continue;
+		if (ch == '-' && i + 1 < n && t[i + 1] == '-') { /* comment to end of line */
+			while (i < n && t[i] != '\n')
+				i++;
+			continue;
+		}
+		if (at_start) {
+			for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+				size_t k = strlen(words[w]);
+				if (n - i > k && strncasecmp(t + i, words[w], k) == 0 &&
+				    !((t[i + k] | 0x20) >= 'a' && (t[i + k] | 0x20) <= 'z') && t[i + k] != '_')
+					return true;
+			}
+		}
+		at_start = false;
+	}
+	return false;
+}
+
+/* The value part of "SET [SESSION] name {TO|=} value" (for search_path). */
+static char *set_value(const char *stmt, size_t len, const char *name)
+{
+	size_t nl = strlen(name);
+	for (size_t i = 0; i + nl <= len; i++) {
+		if (strncasecmp(stmt + i, name, nl) != 0)
+			continue;
+		size_t j = i + nl;
+		while (j < len && (stmt[j] == ' ' || stmt[j] == '\t' || stmt[j] == '\n' || stmt[j] == '"'))
+			j++;
+		if (j < len && stmt[j] == '=')
+			j++;
+		else if (j + 1 < len && strncasecmp(stmt + j, "to", 2) == 0)
+			j += 2;
+		else
+			continue;
+		while (j < len && (stmt[j] == ' ' || stmt[j] == '\t' || stmt[j] == '\n'))
+			j++;
+		char *v = xmalloc(len - j + 1);
+		memcpy(v, stmt + j, len - j);
+		v[len - j] = 0;
+		return v;
+	}
+	return NULL;
+}
+
+static void settings_snapshot(Client *c, Server *s)
+{
+	if (c->undo_active)
+		return;
+	c->undo_active = true;
+	c->undo_failed = false;
+	params_copy(&c->undo_params, &c->params);
+	params_copy(&c->undo_server_params, &s->params);
+	free(c->undo_search_path);
+	c->undo_search_path = c->search_path ? xstrdup(c->search_path) : NULL;
+}
+
+/*
+ * A SET / RESET / RESET ALL / DISCARD ALL the client sends in transaction pooling: remembered so
+ * every server connection that serves the client later gets it too. Applied at once; undone if
+ * the statement fails or its transaction rolls back (statement_settings_reply).
+ */
+static void track_settings(Client *c, Server *s, const char *sql, size_t len)
+{
+	if (!starts_setting(sql, len))
+		return;
+	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, sql, len);
+	for (size_t i = 0; i < a->n_statements; i++) {
+		const SqlStatement *st = &a->statements[i];
+		const char *name = st->set_name;
+		switch (st->set) {
+		case SQL_SET:
+			if (!name || params_is_settable_report(name) || !params_name_valid(name))
+				break; /* reported ones come back as ParameterStatus */
+			settings_snapshot(c, s);
+			params_set_raw(&c->params, name, sql + st->start, (size_t)(st->end - st->start));
+			params_set_raw(&s->params, name, sql + st->start, (size_t)(st->end - st->start));
+			if (strcmp(name, "search_path") == 0) {
+				free(c->search_path);
+				c->search_path = set_value(sql + st->start, (size_t)(st->end - st->start), name);
+			}
+			break;
+		case SQL_RESET: {
+			if (!name)
+				break;
+			settings_snapshot(c, s);
+			const char *start = params_get(&c->startup_params, name);
+			if (start)
+				params_set(&c->params, name, start); /* a startup parameter is the session default */
+			else
+				params_remove(&c->params, name);
+			const char *base = params_get(&s->login_params, name);
+			if (base)
+				params_set(&s->params, name, base);
+			else
+				params_remove(&s->params, name);
+			if (strcmp(name, "search_path") == 0) {
+				free(c->search_path);
+				c->search_path = NULL;
+			}
+			break;
+		}
+		case SQL_RESET_ALL:
+		case SQL_DISCARD_ALL:
+			settings_snapshot(c, s);
+			params_copy(&c->params, &c->startup_params);
+			params_copy(&s->params, &s->login_params);
+			free(c->search_path);
+			c->search_path = NULL;
+			break;
+		default:
+			break;
+		}
+	}
+	sqlclass_release(a);
+}
+
+void statement_settings_reply(Client *c, Server *s, uint8_t type, const uint8_t *body, size_t len)
+{
+	switch (type) {
+	case 'E':
+		c->undo_failed = true;
+		break;
+	case 'C':
+		if (len == sizeof("ROLLBACK") && memcmp(body, "ROLLBACK", sizeof("ROLLBACK")) == 0)
+			c->undo_failed = true;
+		break;
+	case 'Z':
+		if (body[0] != 'I')
+			break; /* the transaction goes on: its SETs are not settled yet */
+		if (c->undo_failed) {
+			params_copy(&c->params, &c->undo_params);
+			if (s)
+				params_copy(&s->params, &c->undo_server_params);
+			free(c->search_path);
+			c->search_path = c->undo_search_path;
+			c->undo_search_path = NULL;
+		}
+		c->undo_active = false;
+		break;
+	default:
+		break;
+	}
+}
+
+/* The search_path the router resolves unqualified names with (NULL: PostgreSQL's default). */
+static const char *client_search_path(const Client *c)
+{
+	if (c->search_path)
+		return c->search_path;
+	const char *v = params_get(&c->params, "search_path");
+	return params_is_raw(v) ? NULL : v;
+}
+
 /* ---- routing (transaction pooling) ---- */
 
 #define STATEMENT_RETRY_MAX (64 * 1024) /* a read larger than this is not kept for a retry */
@@ -637,7 +805,7 @@ static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const SqlAnal
 	if (!a)
 		return true;
 	RouteResult r;
-	router_route(rt->config, db, params_get(&c->params, "search_path"), c->user, a, &r);
+	router_route(rt->config, db, client_search_path(c), c->user, a, &r);
 	if (r.status == ROUTE_CROSS_SERVICE) {
 		char m[600];
 		router_error_message(&r, m, sizeof m);
@@ -713,6 +881,7 @@ static void route_send_held_begin(Client *c, RelayCtx *rc)
 	pipeline_push(&c->server->pipe, PIPE_QUERY, PIPE_INTERNAL, 0);
 	free(c->held_begin);
 	c->held_begin = NULL;
+	c->tx_local = 'I'; /* from here the server tracks the transaction */
 }
 
 /*
@@ -854,6 +1023,16 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 	/* Settings lost to RESET / DISCARD ALL come back before the next request. */
 	if (!server_params_synced(s, c) && s->tx_status == 'I' && pipeline_idle(&s->pipe))
 		server_sync_params(s, c, rc);
+	if (c->pool_mode == CONFIG_POOL_TRANSACTION && (type == 'Q' || type == 'P') && avail == total) {
+		const char *sql;
+		size_t len;
+		if (message_sql(c, type, msg, total, avail, &sql, &len) == 0 && sql) {
+			track_settings(c, s, sql, len);
+			/* The server now has what the client wants (if the statement works). */
+			s->synced_fp = params_fingerprint(&c->params);
+			s->synced_server_gen = s->params.gen;
+		}
+	}
 	switch (type) {
 	case 'P':
 	case 'B':
