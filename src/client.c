@@ -576,6 +576,8 @@ static void client_process_messages(Client *c)
 	const char *why;
 	for (;;) {
 		RelayResult r;
+		ClientState before = c->state;
+		Server *server_before = c->server;
 		switch (c->state) {
 		case CL_AUTH:
 			r = relay_process(&c->conn, NULL, &client_auth_ops, c, &why);
@@ -593,8 +595,11 @@ static void client_process_messages(Client *c)
 			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message from client: %s", why);
 			return;
 		}
-		if (r == RELAY_STOPPED && (c->state == CL_ACTIVE || c->state == CL_IDLE))
-			continue; /* a server was linked at once, or login finished: go on */
+		/* A server was linked at once, or let go, or login finished: look again. A stop with
+		 * nothing changed waits for the server to become quiet (reroute). */
+		if (r == RELAY_STOPPED && (c->state == CL_ACTIVE || c->state == CL_IDLE) &&
+		    (c->state != before || c->server != server_before))
+			continue;
 		break;
 	}
 	conn_compact(&c->conn);

@@ -224,17 +224,29 @@ const char *params_parse_options(const char *options, ParamList *out)
 
 static void append_str(Buf *b, const char *s) { buf_append(b, s, strlen(s)); }
 
-static void append_set(Buf *sql, const char *name, const char *value)
+static void append_literal(Buf *sql, const char *value)
 {
-	append_str(sql, "SET ");
-	append_str(sql, name);
-	append_str(sql, " TO E'");
+	append_str(sql, "E'");
 	for (const char *c = value; *c; c++) {
 		if (*c == '\'' || *c == '\\')
 			buf_append(sql, c, 1);
 		buf_append(sql, c, 1);
 	}
-	append_str(sql, "';");
+	append_str(sql, "'");
+}
+
+/*
+ * set_config() rather than SET name TO 'value': it takes the value as text the way a startup
+ * option or postgresql.conf does, so list settings such as search_path = 'a,b' keep their
+ * elements (SET with a quoted string would make "a,b" one schema name).
+ */
+static void append_set(Buf *sql, const char *name, const char *value)
+{
+	append_str(sql, "SELECT pg_catalog.set_config(");
+	append_literal(sql, name);
+	append_str(sql, ", ");
+	append_literal(sql, value);
+	append_str(sql, ", false);");
 }
 
 size_t params_sync(const ParamList *want, ParamList *have, const ParamList *base, Buf *sql)

@@ -65,7 +65,7 @@ bool params_name_valid(const char *name);
 const char *params_parse_options(const char *options, ParamList *out);
 
 /*
- * Makes a server's settings (have) match what a client wants: appends "SET name TO E'value';" (or
+ * Makes a server's settings (have) match what a client wants: appends "SELECT set_config('name', E'value', false);" (or
  * the raw statement) to sql for every parameter of want whose value differs from have's, and
  * "RESET name;" for every
  * parameter have holds that want does not and whose value is not the server's own default (base,

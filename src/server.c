@@ -769,13 +769,13 @@ static bool server_may_release(const Server *s, const Client *c)
 	       ((c->pool_mode == CONFIG_POOL_TRANSACTION && !c->pinned) || c->close_at_idle);
 }
 
-/* Asks the primary where its WAL is after the client's write committed (read-your-writes). */
+/* Asks the primary where its WAL ends after the client's write committed (read-your-writes): the insert position, which includes the commit record even when synchronous_commit is off and it is not written yet. */
 static void server_ask_commit_lsn(Server *s)
 {
 	s->wrote = false;
 	s->lsn_pending = true;
 	s->commit_lsn = 0;
-	server_send_internal_query(s, "SELECT pg_catalog.pg_current_wal_lsn()");
+	server_send_internal_query(s, "SELECT pg_catalog.pg_current_wal_insert_lsn()");
 }
 
 /* A DataRow of pgrelay's own LSN query: one text column. */
@@ -808,14 +808,17 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 	if (s->retry_ok && c) {
 		const PipeEntry *h = pipeline_head(&s->pipe);
 		if (!h || !(h->flags & PIPE_INTERNAL)) {
-			if (type == 'E') {
+			if (type == 'E' || type == 'N') {
 				if (avail < total)
 					return RELAY_NEED_BODY;
 				ProtoErrorFields f;
-				if (proto_parse_error(body, len, &f) && strcmp(f.severity, "FATAL") == 0) {
-					/* The replica is going away before answering: the read is retried elsewhere. */
-					log_info(s->name, "replica sent FATAL %s (%s) before any reply: retrying the read", f.message,
-						 f.sqlstate);
+				/* FATAL, or the WARNING a backend sends when its server shuts down at once
+				 * (57P01/57P02): the replica is going away before answering, so the read is
+				 * retried elsewhere and the client does not see this. */
+				if (proto_parse_error(body, len, &f) &&
+				    (strcmp(f.severity, "FATAL") == 0 || strncmp(f.sqlstate, "57P", 3) == 0)) {
+					log_info(s->name, "replica sent %s %s (%s) before any reply: the read will be retried",
+						 f.severity, f.message, f.sqlstate);
 					s->close_on_release = true;
 					return RELAY_DROP;
 				}

@@ -785,6 +785,7 @@ typedef struct Target {
 	const ConfigService *svc;
 	int replica;     /* -1: primary */
 	bool read_only;  /* the statement may run on a replica */
+	bool names_tables; /* some relation decided the service (else it is the database default) */
 } Target;
 
 /*
@@ -802,6 +803,7 @@ static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const SqlAnal
 	t->svc = db->service;
 	t->replica = -1;
 	t->read_only = false;
+	t->names_tables = false;
 	if (!a)
 		return true;
 	RouteResult r;
@@ -817,6 +819,7 @@ static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const SqlAnal
 		return true; /* unparsable: the default primary reports the real error */
 	t->svc = r.service;
 	t->read_only = r.read_only;
+	t->names_tables = r.names_tables;
 	bool tx_allows = c->tx_local == 'I' || (c->tx_local == 'T' && c->held_read_only);
 	if (r.use_replica && tx_allows)
 		t->replica = balance_choose_replica(rt, t->svc, statement_ryw_lsn(c, t->svc->name));
@@ -825,6 +828,9 @@ static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const SqlAnal
 
 static bool target_is(const Target *t, const Server *s)
 {
+	/* A statement naming no table (COMMIT, SELECT 1, SET LOCAL, ...) belongs where it is. */
+	if (!t->names_tables)
+		return s->pool->replica < 0 || t->read_only;
 	return s->pool->service == t->svc && (s->pool->replica < 0 || t->read_only) &&
 	       (t->replica < 0 ? true : s->pool->replica >= 0);
 }

@@ -55,7 +55,8 @@ TEST(sync_sql_only_differences_and_quoting)
 	CHECK_INT(params_sync(&want, &have, &base, &sql), 3);
 	buf_append(&sql, "", 1);
 	CHECK_STR((const char *)buf_head(&sql),
-		  "SET application_name TO E'it''s \\\\ me';RESET work_mem;RESET search_path;");
+		  "SELECT pg_catalog.set_config(E'application_name', E'it''s \\\\ me', false);"
+		  "RESET work_mem;RESET search_path;");
 	CHECK(have.gen != gen);
 	CHECK_STR(params_get(&have, "application_name"), "it's \\ me");
 	CHECK_STR(params_get(&have, "work_mem"), "4MB");
