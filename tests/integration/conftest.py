@@ -11,7 +11,8 @@ Environment:
                      it is kept anyway when a test failed
     PGRELAY_IT_TEST_TIMEOUT  seconds one test may take (default 120)
 
-Fixtures: pg (the session's PostgreSQL), pg_replica (a streaming replica of it made with
+Fixtures: pg (the session's PostgreSQL), pg2 (a second, independent one, started on first use),
+pg_replica (a streaming replica of it made with
 pg_basebackup -R on first use: stop/start/pause_replay/resume_replay/ensure_running), pgrelay
 (factory: one pgrelay per call, checked at teardown).
 
@@ -271,6 +272,25 @@ def workdir(request):
 @pytest.fixture(scope="session")
 def pg(workdir):
     server = PgServer(workdir)
+    server.start()
+    try:
+        server.setup()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg2(workdir):
+    """A second, independent PostgreSQL 15 (its own data folder, port and socket folder under the
+    session's work folder; the same roles and appdb as pg), so that two services really live on two
+    servers."""
+    base = os.path.join(workdir, "pg2")
+    os.mkdir(base)
+    pw = pwd.getpwnam("postgres")
+    os.chown(base, pw.pw_uid, pw.pw_gid)
+    os.chmod(base, 0o755)
+    server = PgServer(base)
     server.start()
     try:
         server.setup()
