@@ -73,6 +73,21 @@ static void build_simple_reply(Buf *b, char type)
 	proto_end(b, off);
 }
 
+/* Sends the replies held back for a retryable read to the client (in order with what the server
+ * relay forwards when rc is given) and gives up the retry. */
+static void server_flush_held(Server *s, RelayCtx *rc)
+{
+	if (buf_used(&s->held) && s->client) {
+		if (rc)
+			relay_send(rc, buf_head(&s->held), buf_used(&s->held));
+		else
+			conn_send(&s->client->conn, buf_head(&s->held), buf_used(&s->held));
+	}
+	buf_reset(&s->held);
+	s->retry_ok = false;
+	buf_reset(&s->retry);
+}
+
 /* Produces the replies of SYNTHETIC entries that are now due, into the client's stream. */
 static void server_emit_synthetic(Server *s, RelayCtx *rc)
 {
@@ -82,7 +97,7 @@ static void server_emit_synthetic(Server *s, RelayCtx *rc)
 	while (pipeline_pop_synthetic(&s->pipe, &e))
 		build_simple_reply(&b, e.kind == PIPE_PARSE ? '1' : '3');
 	if (buf_used(&b))
-		server_forget_retry(s); /* the client has seen a reply */
+		server_flush_held(s, rc); /* the client sees a reply: what came before goes first */
 	if (buf_used(&b) && s->client) {
 		if (rc)
 			relay_send(rc, buf_head(&b), buf_used(&b));
@@ -232,6 +247,7 @@ Server *server_launch(Pool *pool)
 	pipeline_init(&s->pipe);
 	prepared_server_init(&s->stmts);
 	buf_init(&s->retry);
+	buf_init(&s->held);
 	evtimer_assign(&s->ev_timer, rt->base, server_on_timer, s);
 	list_node_init(&s->pool_node);
 	pool_server_moved(pool, s);
@@ -451,7 +467,10 @@ void server_close(Server *s, bool cancel, const char *reason)
 	}
 	list_push_back(&rt->dead_servers, &s->dead_node);
 	runtime_schedule_reap(rt);
-	if (c && c->server == s && s->retry_ok && buf_used(&s->retry) && c->state == CL_ACTIVE) {
+	if (c && c->server == s && s->retry_ok && c->state == CL_ACTIVE) {
+		/* The read (if it was sent at all: it may still wait in the client's buffer) goes elsewhere;
+		 * the replies held back never reach the client. */
+		buf_reset(&s->held);
 		balance_track(rt, s->pool->service, s->pool->replica, -1);
 		statement_retry(c, s);
 	} else if (c && c->server == s) {
@@ -472,6 +491,7 @@ void server_free_memory(Server *s)
 	pipeline_free(&s->pipe);
 	prepared_server_free(&s->stmts);
 	buf_free(&s->retry);
+	buf_free(&s->held);
 	free(s);
 }
 
@@ -517,8 +537,7 @@ void server_sync_params(Server *s, Client *c, RelayCtx *rc)
 
 void server_forget_retry(Server *s)
 {
-	s->retry_ok = false;
-	buf_reset(&s->retry);
+	server_flush_held(s, NULL);
 }
 
 void server_attach(Server *s, Client *c)
@@ -531,6 +550,7 @@ void server_attach(Server *s, Client *c)
 		/* A read outside a transaction can move to another backend until its first reply. */
 		s->retry_ok = c->tx_local == 'I' && !c->held_begin;
 		buf_reset(&s->retry);
+		buf_reset(&s->held);
 	}
 	s->last_used_ms = runtime_now_ms();
 	pool_server_moved(s->pool, s);
@@ -549,6 +569,7 @@ void server_detach(Server *s)
 	s->client = NULL;
 	s->release_pending = false;
 	s->wrote = false;
+	buf_reset(&s->held); /* the client is gone or done: nothing to deliver */
 	server_forget_retry(s);
 }
 
@@ -795,37 +816,63 @@ static void server_read_lsn(Server *s, const uint8_t *body, size_t len)
 	health_parse_lsn(text, &s->commit_lsn);
 }
 
+static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
+				      size_t avail);
+
+/*
+ * A read on a replica outside a transaction can be retried elsewhere until the client has seen a
+ * byte of its reply: its replies are held back (up to SERVER_HOLD_MAX) until ReadyForQuery, so a
+ * replica that dies mid-reply (say after ParseComplete, before the rows) costs the client nothing.
+ */
+#define SERVER_HOLD_MAX (64 * 1024)
+
 static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
 				    size_t avail)
 {
-	(void)rc;
 	Server *s = owner;
+	bool hold = false;
+	if (s->retry_ok && s->client) {
+		const PipeEntry *h = pipeline_head(&s->pipe);
+		if (!h || !(h->flags & PIPE_INTERNAL)) {
+			if (avail < total && total <= SERVER_HOLD_MAX)
+				return RELAY_NEED_BODY;
+			ProtoErrorFields f;
+			/* FATAL, or the WARNING a backend sends when its server shuts down at once
+			 * (57P01/57P02): the replica is going away before answering, so the read is
+			 * retried elsewhere and the client does not see this. */
+			if ((type == 'E' || type == 'N') &&
+			    proto_parse_error(msg + PROTO_HEADER_LEN, total - PROTO_HEADER_LEN, &f) &&
+			    (strcmp(f.severity, "FATAL") == 0 || strncmp(f.sqlstate, "57P", 3) == 0)) {
+				log_info(s->name, "replica sent %s %s (%s) before its reply was complete: the read will be retried",
+					 f.severity, f.message, f.sqlstate);
+				s->close_on_release = true;
+				return RELAY_DROP;
+			}
+			if (type == 'Z' || buf_used(&s->held) + total > SERVER_HOLD_MAX)
+				server_flush_held(s, rc); /* the reply reaches the client from here on */
+			else
+				hold = true;
+		}
+	}
+	RelayAction a = server_relay_reply(s, rc, type, msg, total, avail);
+	if (hold && s->retry_ok && (a & RELAY_ACTION_MASK) == RELAY_FORWARD) {
+		buf_append(&s->held, msg + rc->skip_prefix, total - rc->skip_prefix);
+		rc->skip_prefix = 0;
+		return (RelayAction)((a & ~RELAY_ACTION_MASK) | RELAY_DROP);
+	}
+	return a;
+}
+
+/* Decides one reply message's fate: bookkeeping (pipeline, parameters, prepared statements,
+ * read-your-writes LSN) and forward, drop or release. */
+static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
+				      size_t avail)
+{
+	(void)rc;
 	Client *c = s->client;
 	const uint8_t *body = msg + PROTO_HEADER_LEN;
 	size_t len = total - PROTO_HEADER_LEN;
 	RelayAction fwd = c ? RELAY_FORWARD : RELAY_ERROR;
-
-	if (s->retry_ok && c) {
-		const PipeEntry *h = pipeline_head(&s->pipe);
-		if (!h || !(h->flags & PIPE_INTERNAL)) {
-			if (type == 'E' || type == 'N') {
-				if (avail < total)
-					return RELAY_NEED_BODY;
-				ProtoErrorFields f;
-				/* FATAL, or the WARNING a backend sends when its server shuts down at once
-				 * (57P01/57P02): the replica is going away before answering, so the read is
-				 * retried elsewhere and the client does not see this. */
-				if (proto_parse_error(body, len, &f) &&
-				    (strcmp(f.severity, "FATAL") == 0 || strncmp(f.sqlstate, "57P", 3) == 0)) {
-					log_info(s->name, "replica sent %s %s (%s) before any reply: the read will be retried",
-						 f.severity, f.message, f.sqlstate);
-					s->close_on_release = true;
-					return RELAY_DROP;
-				}
-			}
-			server_forget_retry(s); /* a reply reaches the client from here on */
-		}
-	}
 
 	switch (type) {
 	case 'Z': {

@@ -65,6 +65,7 @@ struct Server {
 	uint64_t commit_lsn;  /* ... and this is the answer */
 	bool retry_ok;        /* a replica read whose request (retry) can still be sent elsewhere */
 	Buf retry;
+	Buf held;             /* ... and its replies so far, held back until ReadyForQuery */
 	bool reset_reports;   /* after RESET/DISCARD ALL: ParameterStatus reports defaults, not wishes */
 	/* Fingerprint of the client parameters last applied, and the server list's generation then:
 	 * a client wanting the same settings needs no comparison at all. */
@@ -133,7 +134,8 @@ void server_sync_params(Server *s, Client *c, RelayCtx *rc);
 /* Sends pgrelay's own simple query; its replies are swallowed. */
 void server_send_internal_query(Server *s, const char *sql);
 
-/* The request kept for a retry is not needed (a reply reached the client, or it was too big). */
+/* The request kept for a retry is not needed (it was too big, or the reply is complete): the
+ * replies held back so far go to the client. */
 void server_forget_retry(Server *s);
 
 /* Re-examines buffered server bytes (after a client link change). */
