@@ -73,6 +73,8 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 	evtimer_assign(&c->ev_timer, rt->base, client_on_timer, c);
 	list_push_back(&rt->clients, &c->node);
 	list_node_init(&c->wait_node);
+	list_node_init(&c->cache_wait_node);
+	buf_init(&c->cache_fill.reply);
 	rt->n_clients++;
 	conn_start_reading(&c->conn);
 	client_set_timer(c, CLIENT_LOGIN_TIMEOUT_MS);
@@ -110,6 +112,10 @@ void client_close(Client *c, const char *reason)
 		cancel_map_remove(&rt->cancel_map, c->cancel_pid, c);
 	if (list_node_linked(&c->wait_node) && c->pool)
 		pool_cancel_wait(c->pool, c);
+	if (rt->cache) {
+		cache_wait_cancel(rt->cache, c);
+		cache_fill_abort(rt->cache, c);
+	}
 	client_release_server(c);
 	c->state = CL_CLOSED;
 	event_del(&c->ev_timer);
@@ -161,6 +167,8 @@ void client_free_memory(Client *c)
 	for (size_t i = 0; i < sizeof(c->ryw) / sizeof(c->ryw[0]); i++)
 		free(c->ryw[i].service);
 	prepared_client_free(&c->stmts, &c->rt->stmts);
+	buf_free(&c->cache_fill.reply);
+	free(c->cache_writes);
 	free(c->user);
 	free(c->database);
 	if (c->auth_secret) {

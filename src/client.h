@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "list.h"
 #include "params.h"
+#include "cache.h"
 #include "prepared.h"
 #include "runtime.h"
 #include "scram.h"
@@ -83,6 +84,12 @@ struct Client {
 	bool undo_active, undo_failed;
 	ParamList undo_params, undo_server_params;
 	char *undo_search_path;
+	/* Result cache (cache.c): a miss this client fills, the flight it waits for, the tables its
+	 * transaction wrote (bumped when it commits). */
+	CacheFill cache_fill;
+	CacheFlight *cache_wait;
+	ListNode cache_wait_node;
+	CacheWrites *cache_writes;
 	struct ClientRyw {
 		char *service;
 		uint64_t lsn;  /* WAL position of the client's last write commit on that service */

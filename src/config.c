@@ -34,7 +34,14 @@
 /* ---- schema ---- */
 
 static const char *const top_keys[] = {"listen",    "log",      "proxy", "users", "routes", "health",
-				       "databases", "services", NULL};
+				       "databases", "services", "cache", NULL};
+static const char *const cache_keys[] = {"l1", "redis", "ttl", "rules", "invalidate", "wal_listener", NULL};
+static const char *const cache_l1_keys[] = {"max_memory", "policy", "max_result", NULL};
+static const char *const cache_policy_names[] = {"s3fifo", NULL};
+static const char *const cache_redis_keys[] = {"nodes", "cluster", "timeout", "password", "prefix", NULL};
+static const char *const cache_rule_keys[] = {"schema", "tables", "ttl", NULL};
+static const char *const cache_dependency_keys[] = {"table", "also", NULL};
+static const char *const cache_wal_keys[] = {"service", "slot", NULL};
 static const char *const listen_keys[] = {"host", "port", "max_client_conn", "backlog", "tls", NULL};
 static const char *const listen_tls_keys[] = {"mode", "cert", "key", "ca", NULL};
 static const char *const service_tls_keys[] = {"mode", "ca", NULL};
@@ -1082,6 +1089,126 @@ static void load_health(Loader *ld, Config *cfg, yaml_node_t *node)
 	}
 }
 
+/* "host:port" with a port in 1..65535. */
+static bool valid_host_port(const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon || colon == s)
+		return false;
+	long long port;
+	return parse_int(colon + 1, &port) && port >= 1 && port <= 65535;
+}
+
+static void load_cache_rules(Loader *ld, ConfigCache *cache, yaml_node_t *node)
+{
+	char got[96];
+	if (!node || is_null(node))
+		return;
+	if (node->type != YAML_SEQUENCE_NODE) {
+		error_at(ld, node, "cache.rules must be a list of {schema | tables, ttl}, got %s", describe(node, got, sizeof got));
+		return;
+	}
+	size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+	cache->rules = calloc(n ? n : 1, sizeof *cache->rules);
+	if (!cache->rules) {
+		ld->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = node_get(ld, node->data.sequence.items.start[i]);
+		char path[PATH_LEN];
+		snprintf(path, sizeof path, "cache.rules[%zu]", i);
+		if (!check_mapping(ld, item, path, cache_rule_keys))
+			continue;
+		ConfigCacheRule *r = &cache->rules[cache->n_rules++];
+		r->line = (int)item->start_mark.line + 1;
+		r->ttl_ms = cache->default_ttl_ms;
+		get_string_list(ld, item, path, "schema", &r->schemas, &r->n_schemas, NULL);
+		get_string_list(ld, item, path, "tables", &r->tables, &r->n_tables, NULL);
+		if (!map_get(ld, item, "schema") && !map_get(ld, item, "tables"))
+			error_at(ld, item, "%s needs schema or tables (or both)", path);
+		get_duration(ld, item, path, "ttl", 0, MAX_DURATION_MS, &r->ttl_ms);
+	}
+}
+
+static void load_cache_dependencies(Loader *ld, ConfigCache *cache, yaml_node_t *node)
+{
+	char got[96];
+	if (!node || is_null(node))
+		return;
+	if (node->type != YAML_SEQUENCE_NODE) {
+		error_at(ld, node, "cache.invalidate must be a list of {table, also: [tables]}, got %s",
+			 describe(node, got, sizeof got));
+		return;
+	}
+	size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+	cache->dependencies = calloc(n ? n : 1, sizeof *cache->dependencies);
+	if (!cache->dependencies) {
+		ld->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = node_get(ld, node->data.sequence.items.start[i]);
+		char path[PATH_LEN];
+		snprintf(path, sizeof path, "cache.invalidate[%zu]", i);
+		if (!check_mapping(ld, item, path, cache_dependency_keys))
+			continue;
+		ConfigCacheDependency *d = &cache->dependencies[cache->n_dependencies++];
+		d->line = (int)item->start_mark.line + 1;
+		get_string(ld, item, path, "table", STR_REQUIRED | STR_NONEMPTY, &d->table, NULL);
+		get_string_list(ld, item, path, "also", &d->also, &d->n_also, NULL);
+		if (!map_get(ld, item, "also"))
+			error_at(ld, item, "%s.also is required (the tables a write to %s also changes)", path,
+				 d->table ? d->table : "table");
+	}
+}
+
+static void load_cache(Loader *ld, Config *cfg, yaml_node_t *node)
+{
+	ConfigCache *cache = &cfg->cache;
+	if (!node || is_null(node) || !check_mapping(ld, node, "cache", cache_keys))
+		return;
+	cache->enabled = true;
+	get_duration(ld, node, "cache", "ttl", 1, MAX_DURATION_MS, &cache->default_ttl_ms);
+	yaml_node_t *l1 = map_get(ld, node, "l1");
+	if (l1 && check_mapping(ld, l1, "cache.l1", cache_l1_keys)) {
+		get_size(ld, l1, "cache.l1", "max_memory", 0, 1024 * GB, "0 and 1TB", &cache->l1_max_memory, NULL);
+		int policy = 0;
+		get_enum(ld, l1, "cache.l1", "policy", cache_policy_names, &policy);
+		get_size(ld, l1, "cache.l1", "max_result", 1, 1 * GB, "1B and 1GB", &cache->max_result, NULL);
+	}
+	yaml_node_t *redis = map_get(ld, node, "redis");
+	if (redis && check_mapping(ld, redis, "cache.redis", cache_redis_keys)) {
+		yaml_node_t *nodes;
+		if (get_string_list(ld, redis, "cache.redis", "nodes", &cache->redis_nodes, &cache->n_redis_nodes, &nodes)) {
+			if (!nodes)
+				error_at(ld, redis, "cache.redis.nodes is required (\"host:port\" of Redis, or of some Redis Cluster nodes)");
+			for (size_t i = 0; i < cache->n_redis_nodes; i++)
+				if (!valid_host_port(cache->redis_nodes[i]))
+					error_at(ld, nodes, "cache.redis.nodes[%zu] must be \"host:port\", got \"%s\"", i,
+						 cache->redis_nodes[i]);
+		}
+		get_bool(ld, redis, "cache.redis", "cluster", &cache->redis_cluster);
+		get_duration(ld, redis, "cache.redis", "timeout", 1, 60000, &cache->redis_timeout_ms);
+		get_string(ld, redis, "cache.redis", "password", STR_NULLABLE, &cache->redis_password, NULL);
+		get_string(ld, redis, "cache.redis", "prefix", STR_NONEMPTY, &cache->redis_prefix, NULL);
+	}
+	load_cache_rules(ld, cache, map_get(ld, node, "rules"));
+	load_cache_dependencies(ld, cache, map_get(ld, node, "invalidate"));
+	yaml_node_t *wal = map_get(ld, node, "wal_listener");
+	if (wal && !is_null(wal) && check_mapping(ld, wal, "cache.wal_listener", cache_wal_keys)) {
+		yaml_node_t *service_node;
+		if (get_string(ld, wal, "cache.wal_listener", "service", STR_REQUIRED | STR_NONEMPTY, &cache->wal_service_name,
+			       &service_node) && cache->wal_service_name) {
+			cache->wal_service = config_find_service(cfg, cache->wal_service_name);
+			if (!cache->wal_service)
+				error_at(ld, service_node, "cache.wal_listener.service names an unknown service \"%s\"",
+					 cache->wal_service_name);
+		}
+		get_string(ld, wal, "cache.wal_listener", "slot", STR_NONEMPTY, &cache->wal_slot, NULL);
+	}
+}
+
 static void load_root(Loader *ld, Config *cfg, yaml_node_t *root)
 {
 	if (root && is_null(root))
@@ -1107,6 +1234,7 @@ static void load_root(Loader *ld, Config *cfg, yaml_node_t *root)
 	load_databases(ld, cfg, databases);
 	load_routes(ld, cfg, map_get(ld, root, "routes"));
 	load_health(ld, cfg, map_get(ld, root, "health"));
+	load_cache(ld, cfg, map_get(ld, root, "cache"));
 }
 
 /* ---- lifecycle ---- */
@@ -1162,6 +1290,22 @@ static void config_free(Config *cfg)
 		free(cfg->routes[i].service_name);
 	}
 	free(cfg->routes);
+	ConfigCache *cache = &cfg->cache;
+	free_string_list(cache->redis_nodes, cache->n_redis_nodes);
+	free(cache->redis_password);
+	free(cache->redis_prefix);
+	for (size_t i = 0; i < cache->n_rules; i++) {
+		free_string_list(cache->rules[i].schemas, cache->rules[i].n_schemas);
+		free_string_list(cache->rules[i].tables, cache->rules[i].n_tables);
+	}
+	free(cache->rules);
+	for (size_t i = 0; i < cache->n_dependencies; i++) {
+		free(cache->dependencies[i].table);
+		free_string_list(cache->dependencies[i].also, cache->dependencies[i].n_also);
+	}
+	free(cache->dependencies);
+	free(cache->wal_service_name);
+	free(cache->wal_slot);
 	free(cfg);
 }
 
@@ -1187,6 +1331,12 @@ static Config *config_new(Loader *ld, const char *name)
 	cfg->max_prepared_statements = 200;
 	cfg->health = (ConfigHealth){.interval_ms = 1000, .timeout_ms = 2000, .fail_after = 3, .recover_after = 2,
 				     .max_lag_bytes = 16 * MB, .max_lag_ms = 0};
+	cfg->cache.l1_max_memory = 256 * MB;
+	cfg->cache.max_result = 1 * MB;
+	cfg->cache.default_ttl_ms = 60 * 1000;
+	cfg->cache.redis_timeout_ms = 20;
+	cfg->cache.redis_prefix = dup_string(ld, "pgrelay");
+	cfg->cache.wal_slot = dup_string(ld, "pgrelay_cache");
 	return cfg;
 }
 

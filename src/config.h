@@ -122,6 +122,47 @@ typedef struct ConfigHealth {
 	int64_t max_lag_ms;   /* default 0 = no time limit */
 } ConfigHealth;
 
+/*
+ * One cache rule: a SELECT's relation is covered when the rule's schema and table globs match it
+ * (the same matching as routes). First match wins; ttl 0 means "never cache these tables".
+ */
+typedef struct ConfigCacheRule {
+	char **schemas;
+	size_t n_schemas;
+	char **tables;
+	size_t n_tables;
+	int64_t ttl_ms; /* default cache.ttl */
+	int line;
+} ConfigCacheRule;
+
+/* Writes to `table` (glob, as in rules) also invalidate `also` (triggers, cascades, views). */
+typedef struct ConfigCacheDependency {
+	char *table;
+	char **also;
+	size_t n_also;
+	int line;
+} ConfigCacheDependency;
+
+typedef struct ConfigCache {
+	bool enabled;            /* a cache section with rules is present */
+	size_t l1_max_memory;    /* default 256MB; 0 = no L1 */
+	size_t max_result;       /* default 1MB: larger results are not stored */
+	int64_t default_ttl_ms;  /* default 60s */
+	char **redis_nodes;      /* "host:port"; none = no L2 */
+	size_t n_redis_nodes;
+	bool redis_cluster;      /* default false */
+	int64_t redis_timeout_ms;/* default 20ms */
+	char *redis_password;    /* NULL: none */
+	char *redis_prefix;      /* key prefix, default "pgrelay" */
+	ConfigCacheRule *rules;
+	size_t n_rules;
+	ConfigCacheDependency *dependencies;
+	size_t n_dependencies;
+	char *wal_service_name;  /* NULL: no WAL listener */
+	const struct ConfigService *wal_service;
+	char *wal_slot;          /* default "pgrelay_cache" */
+} ConfigCache;
+
 typedef struct ConfigDatabase {
 	char *name;                   /* the name clients put in their connection string */
 	char *service_name;
@@ -167,6 +208,7 @@ typedef struct Config {
 	ConfigRoute *routes;
 	size_t n_routes;
 	ConfigHealth health;
+	ConfigCache cache;
 } Config;
 
 /*

@@ -76,7 +76,7 @@ RelayResult relay_process(Conn *src, Conn *dst, const RelayOps *ops, void *owner
 		case RELAY_DROP:
 			flush_to(&rc, src->in_pos);
 			src->in_pos += have;
-			src->skip_left = total - have;
+			src->skip_left += total - have; /* the owner may have asked to drop what follows too */
 			rc.span = src->in_pos;
 			break;
 		case RELAY_NEED_BODY:

@@ -204,30 +204,40 @@ static void parse_search_path(SearchPath *sp, const char *text, const char *user
 	}
 }
 
+size_t router_search_path(const char *search_path, const char *user, char (*out)[128], size_t max)
+{
+	SearchPath sp;
+	parse_search_path(&sp, search_path, user);
+	size_t n = 0;
+	for (int i = 0; i < sp.n && n < max; i++)
+		memcpy(out[n++], sp.names[i], sizeof sp.names[i]);
+	return n;
+}
+
 /* ---- rules ---- */
 
 static bool glob(const char *pattern, const char *s) { return fnmatch(pattern, s, 0) == 0; }
 
-enum { NO_MATCH = 0, MATCH_SCHEMA, MATCH_NAME };
+enum { NO_MATCH = ROUTER_NO_MATCH, MATCH_SCHEMA = ROUTER_MATCH_SCHEMA, MATCH_NAME = ROUTER_MATCH_NAME };
 
-/* Whether rule r matches (schema, name); schema NULL: a bare name (qualified patterns fail). */
-static int rule_match(const ConfigRoute *r, const char *schema, const char *name)
+int router_match_names(char *const *schemas, size_t n_schemas, char *const *tables, size_t n_tables,
+		       const char *schema, const char *name)
 {
 	bool by_schema = false;
-	if (r->n_schemas) {
+	if (n_schemas) {
 		if (!schema)
-			return NO_MATCH;
+			return ROUTER_NO_MATCH;
 		size_t i = 0;
-		while (i < r->n_schemas && !glob(r->schemas[i], schema))
+		while (i < n_schemas && !glob(schemas[i], schema))
 			i++;
-		if (i == r->n_schemas)
-			return NO_MATCH;
+		if (i == n_schemas)
+			return ROUTER_NO_MATCH;
 		by_schema = true;
 	}
-	if (r->n_tables) {
+	if (n_tables) {
 		bool ok = false;
-		for (size_t i = 0; i < r->n_tables && !ok; i++) {
-			const char *pat = r->tables[i], *dot = strchr(pat, '.');
+		for (size_t i = 0; i < n_tables && !ok; i++) {
+			const char *pat = tables[i], *dot = strchr(pat, '.');
 			if (!dot) {
 				ok = glob(pat, name);
 				continue;
@@ -244,9 +254,15 @@ static int rule_match(const ConfigRoute *r, const char *schema, const char *name
 			}
 		}
 		if (!ok)
-			return NO_MATCH;
+			return ROUTER_NO_MATCH;
 	}
-	return by_schema ? MATCH_SCHEMA : MATCH_NAME;
+	return by_schema ? ROUTER_MATCH_SCHEMA : ROUTER_MATCH_NAME;
+}
+
+/* Whether rule r matches (schema, name); schema NULL: a bare name (qualified patterns fail). */
+static int rule_match(const ConfigRoute *r, const char *schema, const char *name)
+{
+	return router_match_names(r->schemas, r->n_schemas, r->tables, r->n_tables, schema, name);
 }
 
 static bool is_catalog_schema(const char *s)

@@ -150,6 +150,16 @@ const char *const *router_builtin_functions(bool writes, size_t *n);
 /* Whether a call of name ("f" or "schema.f") is read-safe on service svc; *why says why. */
 RouterFnSafety router_function_safety(const ConfigService *svc, const char *name, const char **why);
 
+/* Rule matching (the same for routes and cache rules): whether (schema, name) matches the globs;
+ * schema NULL: a bare name. MATCH_SCHEMA: the schema took part in the match. */
+enum { ROUTER_NO_MATCH = 0, ROUTER_MATCH_SCHEMA, ROUTER_MATCH_NAME };
+int router_match_names(char *const *schemas, size_t n_schemas, char *const *tables, size_t n_tables,
+		       const char *schema, const char *name);
+
+/* The schemas of a search_path text in order ("$user" resolved, pg_catalog and pg_temp left
+ * out; NULL: the default), at most max. */
+size_t router_search_path(const char *search_path, const char *user, char (*out)[128], size_t max);
+
 /* "routes[2]" etc.: the index of a rule in cfg->routes, or -1. */
 int router_rule_index(const Config *cfg, const ConfigRoute *rule);
 

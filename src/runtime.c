@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "balance.h"
+#include "cache.h"
 #include "cancel.h"
 #include "client.h"
 #include "listener.h"
@@ -161,6 +162,10 @@ void runtime_reload(Runtime *rt)
 	scram_cache_clear(rt);
 	pool_apply_config(rt, cfg);
 	health_reconfigure(rt->health, cfg);
+	if (cfg->cache.enabled && !rt->cache)
+		rt->cache = cache_new(rt);
+	else if (rt->cache && rt->cache->l1)
+		cache_l1_set_max_bytes(rt->cache->l1, cfg->cache.l1_max_memory);
 	config_unref(old);
 	log_info(NULL, "configuration reloaded from %s", rt->config_path);
 }
@@ -241,6 +246,10 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	if (!listener_start(rt))
 		return false;
 	rt->health = health_start(rt->base, cfg);
+	if (cfg->cache.enabled && !(rt->cache = cache_new(rt))) {
+		log_error(NULL, "cannot set up the result cache");
+		return false;
+	}
 	return true;
 }
 
@@ -264,6 +273,8 @@ void runtime_free(Runtime *rt)
 	rt->health = NULL;
 	balance_free(rt);
 	runtime_reap(-1, 0, rt);
+	cache_free(rt->cache);
+	rt->cache = NULL;
 	cancel_map_free(&rt->cancel_map);
 	prepared_registry_free(&rt->stmts);
 	sqlclass_cache_free(&rt->sql);

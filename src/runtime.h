@@ -82,6 +82,7 @@ typedef struct Runtime {
 	struct BalanceState *balance; /* replica choice state (balance.c) */
 
 	StmtRegistry stmts; /* prepared statements, pgrelay-wide names */
+	struct Cache *cache; /* result cache (cache.h); NULL when the configuration has none */
 	SqlCache sql;       /* statement analyses by text */
 
 	Stats stats;

@@ -854,7 +854,22 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 				hold = true;
 		}
 	}
+	Client *c = s->client;
+	bool fill = c && c->cache_fill.active && type != 'Z';
+	if (fill) {
+		const PipeEntry *h = pipeline_head(&s->pipe);
+		if (h && (h->flags & PIPE_INTERNAL))
+			fill = false;
+		else if (avail < total && total <= s->rt->config->cache.max_result)
+			return RELAY_NEED_BODY;
+	}
 	RelayAction a = server_relay_reply(s, rc, type, msg, total, avail);
+	if (fill && (a & RELAY_ACTION_MASK) == RELAY_FORWARD && s->client == c && c->state != CL_CLOSED) {
+		if (avail < total || rc->skip_prefix)
+			c->cache_fill.failed = true;
+		else
+			cache_fill_message(s->rt->cache, c, type, msg, total);
+	}
 	if (hold && s->retry_ok && (a & RELAY_ACTION_MASK) == RELAY_FORWARD) {
 		buf_append(&s->held, msg + rc->skip_prefix, total - rc->skip_prefix);
 		rc->skip_prefix = 0;
@@ -898,6 +913,8 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 		}
 		if (!c)
 			return RELAY_ERROR;
+		if (s->rt->cache)
+			statement_cache_ready(c, s, s->tx_status);
 		if (c->undo_active)
 			statement_settings_reply(c, s, type, body, len);
 		if (server_may_release(s, c)) {
@@ -977,6 +994,8 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 		}
 		if (c && c->undo_active && !(flags & PIPE_INTERNAL))
 			statement_settings_reply(c, s, type, body, len);
+		if (c && c->cache_writes && tag_is(body, len, "ROLLBACK"))
+			statement_cache_rolled_back(c); /* ROLLBACK, or a COMMIT of a failed transaction */
 		if (discard || tag_is(body, len, "RESET")) {
 			/*
 			 * Settings went back to the server's defaults (pgrelay's login values), while on

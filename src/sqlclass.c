@@ -116,7 +116,7 @@ typedef struct Walk {
 	const char **ctes; /* CTE names in scope (inside the JSON tree) */
 	size_t n_ctes, cap_ctes;
 	const char *default_schema; /* CREATE SCHEMA x CREATE TABLE t ...: t is x.t */
-	bool locking, has_dml, select_into;
+	bool locking, has_dml, select_into, time_value;
 } Walk;
 
 static void add_pending(Walk *w, SqlRefKind kind, const char *name)
@@ -357,6 +357,7 @@ enum {
 	N_DROP,
 	N_EXECUTE,
 	N_FUNC_CALL,
+	N_SQL_VALUE_FUNCTION,
 	N_GRANT,
 	N_INSERT,
 	N_LEAF, /* nodes that hold no relation, function or statement: not descended */
@@ -404,6 +405,7 @@ static const struct NodeType {
 	{"PrepareStmt", N_PREPARE},
 	{"RangeVar", N_RANGE_VAR},
 	{"RenameStmt", N_RENAME},
+	{"SQLValueFunction", N_SQL_VALUE_FUNCTION},
 	{"SelectStmt", N_SELECT},
 	{"SetToDefault", N_LEAF},
 	{"String", N_LEAF},
@@ -445,6 +447,14 @@ static void walk_node(Walk *w, const char *type_name, json_object *body)
 	case N_FUNC_CALL:
 		func_call(w, body);
 		break;
+	case N_SQL_VALUE_FUNCTION: {
+		/* CURRENT_DATE, CURRENT_TIME[STAMP], LOCALTIME[STAMP]: the clock (the user and schema
+		 * forms depend on the session's role and search_path) */
+		const char *op = json_str(body, "op");
+		if (op && (strstr(op, "_DATE") || strstr(op, "_TIME") || strstr(op, "LOCALTIME")))
+			w->time_value = true;
+		return;
+	}
 	case N_INSERT:
 	case N_UPDATE:
 	case N_DELETE:
@@ -1020,6 +1030,7 @@ static void finish_statement(Walk *w, SqlStatement *st)
 {
 	SqlArena **ar = &w->a->arena;
 	st->locking = w->locking;
+	st->time_dependent = w->time_value;
 	st->n_relations = w->n_rels;
 	if (w->n_rels) {
 		SqlRelation *r = arena_alloc(ar, w->n_rels * sizeof(*r));
@@ -1045,7 +1056,7 @@ static void analyze_statement(Walk *w, SqlStatement *st, json_object *stmt)
 	SqlArena **ar = &w->a->arena;
 	w->n_rels = w->n_funcs = w->n_schemas = w->n_ctes = 0;
 	w->default_schema = NULL;
-	w->locking = w->has_dml = w->select_into = false;
+	w->locking = w->has_dml = w->select_into = w->time_value = false;
 
 	const char *type;
 	json_object *body;

@@ -134,6 +134,7 @@ typedef struct SqlStatement {
 	SqlKind kind;
 	const char *tag;  /* the statement type for people: "SELECT", "CREATE TABLE", "SET", ... */
 	bool locking;     /* FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE anywhere inside */
+	bool time_dependent; /* CURRENT_DATE, CURRENT_TIME[STAMP], LOCALTIME[STAMP] anywhere inside */
 	bool harmless;    /* SESSION kind only: changes no data and runs on a hot standby */
 	SqlKind inner_kind; /* PREPARE: the kind of the prepared statement; else SQL_KIND_OTHER */
 

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "balance.h"
+#include "cache.h"
+#include "cachepolicy.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
@@ -826,6 +828,202 @@ static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const SqlAnal
 	return true;
 }
 
+/* ---- result cache ---- */
+
+void statement_cache_wake(Client *c)
+{
+	if (c->state == CL_CLOSED)
+		return;
+	conn_kick(&c->conn);
+}
+
+void statement_cache_rolled_back(Client *c)
+{
+	if (c->cache_writes)
+		memset(c->cache_writes, 0, sizeof *c->cache_writes);
+}
+
+void statement_cache_ready(Client *c, Server *s, char tx_status)
+{
+	Cache *cache = c->rt->cache;
+	if (!cache)
+		return;
+	if (c->cache_fill.active)
+		cache_fill_finish(cache, c, s->pool->service->name, s->pool->replica >= 0);
+	CacheWrites *w = c->cache_writes;
+	if (tx_status == 'I' && w && (w->all || w->n)) {
+		/* The transaction committed (a ROLLBACK cleared the list): before the client sees its
+		 * ReadyForQuery, nobody may get a result that this commit changed. */
+		cache_invalidate(cache, s->pool->service->name, w);
+		memset(w, 0, sizeof *w);
+	}
+}
+
+/* Adds the tables the text writes to the client's transaction list. */
+static void cache_note_writes(Client *c, const SqlAnalysis *a)
+{
+	if (!c->cache_writes) {
+		if (a->n_statements == 1 && !a->parse_error &&
+		    (a->statements[0].kind == SQL_KIND_READ || a->statements[0].kind == SQL_KIND_TX ||
+		     a->statements[0].kind == SQL_KIND_SESSION) && a->statements[0].n_functions == 0)
+			return; /* the common case: nothing to note, nothing to allocate */
+		c->cache_writes = xcalloc(1, sizeof *c->cache_writes);
+	}
+	cachepolicy_writes(c->rt->config, client_search_path(c), c->user, a, c->cache_writes);
+}
+
+/*
+ * An extended-protocol batch pgrelay can answer from the cache: [Parse of the unnamed statement]
+ * Bind (unnamed portal) [Describe portal] Execute (all rows) Sync, all buffered.
+ */
+typedef struct CacheBatch {
+	bool parse, describe;
+	const uint8_t *parse_key; /* the Parse body after the name (PreparedStmt.key layout) */
+	size_t parse_key_len;
+	const uint8_t *bind_rest; /* the Bind body after the portal and statement names */
+	size_t bind_rest_len;
+	size_t total;             /* bytes of the whole batch */
+} CacheBatch;
+
+static bool batch_next(const uint8_t **p, const uint8_t *end, uint8_t *type, const uint8_t **body, size_t *len)
+{
+	if (end - *p < PROTO_HEADER_LEN)
+		return false;
+	uint32_t n = ((uint32_t)(*p)[1] << 24) | ((uint32_t)(*p)[2] << 16) | ((uint32_t)(*p)[3] << 8) | (*p)[4];
+	if (n < 4 || (size_t)(end - *p) < (size_t)n + 1)
+		return false;
+	*type = (*p)[0];
+	*body = *p + PROTO_HEADER_LEN;
+	*len = n - 4;
+	*p += n + 1;
+	return true;
+}
+
+static bool cache_batch(Client *c, const uint8_t *msg, size_t avail, CacheBatch *b)
+{
+	const uint8_t *p = msg, *end = msg + avail, *body;
+	size_t len;
+	uint8_t type;
+	memset(b, 0, sizeof *b);
+	if (!batch_next(&p, end, &type, &body, &len))
+		return false;
+	if (type == 'P') {
+		if (len < 2 || body[0] != 0) /* the unnamed statement only */
+			return false;
+		b->parse = true;
+		b->parse_key = body + 1;
+		b->parse_key_len = len - 1;
+		if (!batch_next(&p, end, &type, &body, &len))
+			return false;
+	}
+	if (type != 'B' || len < 2 || body[0] != 0) /* the unnamed portal */
+		return false;
+	const uint8_t *name = body + 1, *z = memchr(name, 0, len - 1);
+	if (!z)
+		return false;
+	if (b->parse) {
+		if (*name)
+			return false;
+	} else {
+		PreparedStmt *st = *name ? prepared_client_get(&c->stmts, (const char *)name) : NULL;
+		if (!st || st->sql_level)
+			return false;
+		b->parse_key = st->key;
+		b->parse_key_len = st->key_len;
+	}
+	b->bind_rest = z + 1;
+	b->bind_rest_len = len - (size_t)(z + 1 - body);
+	if (!batch_next(&p, end, &type, &body, &len))
+		return false;
+	if (type == 'D') {
+		if (len != 2 || body[0] != 'P' || body[1] != 0)
+			return false;
+		b->describe = true;
+		if (!batch_next(&p, end, &type, &body, &len))
+			return false;
+	}
+	if (type != 'E' || len != 5 || body[0] != 0 || memcmp(body + 1, "\0\0\0\0", 4) != 0)
+		return false;
+	if (!batch_next(&p, end, &type, &body, &len) || type != 'S')
+		return false;
+	b->total = (size_t)(p - msg);
+	return true;
+}
+
+/*
+ * Before a message is routed: note what it writes, and answer a cacheable Query (or extended
+ * batch) from the cache, or wait for the identical one running, or start filling the cache with
+ * this one. Returns 0 to go on as usual.
+ */
+static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
+{
+	Cache *cache = c->rt->cache;
+	const Config *cfg = c->rt->config;
+	if (type != 'Q' && type != 'P' && type != 'B')
+		return 0;
+	const char *sql;
+	size_t len;
+	RelayAction need = message_sql(c, type, msg, total, avail, &sql, &len);
+	if (need || !sql)
+		return need;
+	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, sql, len);
+	cache_note_writes(c, a);
+	RelayAction result = 0;
+	CacheBatch batch;
+	if (c->server || c->tx_local != 'I' || c->held_begin || c->pinned || c->pool_mode != CONFIG_POOL_TRANSACTION ||
+	    c->cache_fill.active || !cfg->cache.enabled)
+		goto done;
+	/* the whole batch must be buffered: look past this message */
+	if (type != 'Q' && !cache_batch(c, msg, (size_t)(c->conn.in + c->conn.in_len - msg), &batch))
+		goto done;
+	const ConfigDatabase *db = config_find_database(cfg, c->database);
+	if (!db)
+		goto done;
+	RouteResult r;
+	const char *search_path = client_search_path(c);
+	router_route(cfg, db, search_path, c->user, a, &r);
+	CacheDecision d;
+	cachepolicy_decide(cfg, search_path, c->user, a, &r, sql, len, &d);
+	if (!d.cacheable)
+		goto done;
+	CacheKey key;
+	if (type == 'Q')
+		cache_key_build(c, r.service->name, search_path, 'Q', sql, len, NULL, 0, false, &key);
+	else
+		cache_key_build(c, r.service->name, search_path, 'E', batch.parse_key, batch.parse_key_len,
+				batch.bind_rest, batch.bind_rest_len, batch.describe, &key);
+	const uint8_t *reply;
+	size_t reply_len;
+	switch (cache_lookup(cache, c, r.service->name, &d, &key, &reply, &reply_len)) {
+	case CACHE_HIT: {
+		Buf b;
+		buf_init(&b);
+		if (type != 'Q') {
+			if (batch.parse)
+				proto_put_u8(&b, '1'), proto_put_u32(&b, 4);
+			proto_put_u8(&b, '2');
+			proto_put_u32(&b, 4);
+		}
+		buf_append(&b, reply, reply_len);
+		proto_build_ready_for_query(&b, 'I');
+		send_local(c, &b);
+		buf_free(&b);
+		if (type != 'Q')
+			c->conn.skip_left = batch.total - total; /* the rest of the batch is answered */
+		result = RELAY_DROP;
+		break;
+	}
+	case CACHE_WAIT:
+		result = RELAY_STOP; /* looked at again when the running one finishes */
+		break;
+	case CACHE_MISS:
+		break;
+	}
+done:
+	sqlclass_release(a);
+	return result;
+}
+
 static bool target_is(const Target *t, const Server *s)
 {
 	/* A statement naming no table (COMMIT, SELECT 1, SET LOCAL, ...) belongs where it is. */
@@ -844,6 +1042,8 @@ void statement_retry(Client *c, Server *s)
 		return;
 	}
 	log_info(c->name, "replica of service %s failed before answering: sending the read elsewhere", svc->name);
+	if (c->rt->cache)
+		cache_fill_abort(c->rt->cache, c);
 	c->server = NULL;
 	c->pool = NULL;
 	c->reroute = false;
@@ -994,6 +1194,11 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 			client_send_simple(c, 'Z', c->server && c->tx_local == 'I' ? c->server->tx_status : c->tx_local);
 		}
 		return RELAY_DROP;
+	}
+	if (c->rt->cache) {
+		RelayAction cached = cache_message(c, type, msg, total, avail);
+		if (cached)
+			return cached;
 	}
 	if (!c->server) {
 		RelayAction local = client_answer_without_server(c, type, msg, total, avail);

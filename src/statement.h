@@ -30,4 +30,11 @@ void statement_release(Client *c);
 uint64_t statement_ryw_lsn(const Client *c, const char *service);
 void statement_note_commit(Client *c, const char *service, uint64_t lsn);
 
+/* The query this client waited for (an identical cacheable one) finished: look at it again. */
+void statement_cache_wake(Client *c);
+/* The server's ReadyForQuery reached the client (replies of its own requests, tx_status after it). */
+void statement_cache_ready(Client *c, Server *s, char tx_status);
+/* A CommandComplete of the client's transaction with tag ROLLBACK: its writes never happened. */
+void statement_cache_rolled_back(Client *c);
+
 #endif

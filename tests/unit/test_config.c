@@ -306,7 +306,50 @@ TEST(error_unknown_key)
 	/* Sections for later features are not accepted yet. */
 	CHECK_ERROR(MINIMAL_TAIL "tls: { cert: x }\n",
 		    "t.yaml:6:1: unknown key \"tls\" at the top level "
-		    "(expected one of: listen, log, proxy, users, routes, health, databases, services)");
+		    "(expected one of: listen, log, proxy, users, routes, health, databases, services, cache)");
+}
+
+TEST(cache_section)
+{
+	Config *c = load(MINIMAL_TAIL
+			 "cache:\n"
+			 "  ttl: 2m\n"
+			 "  l1: { max_memory: 64MB, policy: s3fifo, max_result: 256kB }\n"
+			 "  redis: { nodes: [\"127.0.0.1:7000\", \"127.0.0.1:7001\"], cluster: true, timeout: 50ms }\n"
+			 "  rules:\n"
+			 "    - { tables: [products, categories], ttl: 5m }\n"
+			 "    - { schema: users }\n"
+			 "  invalidate:\n"
+			 "    - { table: orders, also: [daily_order_summary] }\n"
+			 "  wal_listener: { service: users, slot: my_slot }\n");
+	REQUIRE(c != NULL);
+	CHECK(c->cache.enabled);
+	CHECK_INT(c->cache.l1_max_memory, 64 * 1024 * 1024);
+	CHECK_INT(c->cache.max_result, 256 * 1024);
+	CHECK_INT(c->cache.n_redis_nodes, 2);
+	CHECK(c->cache.redis_cluster);
+	CHECK_INT(c->cache.redis_timeout_ms, 50);
+	CHECK_STR(c->cache.redis_prefix, "pgrelay");
+	CHECK_INT(c->cache.n_rules, 2);
+	CHECK_INT(c->cache.rules[0].ttl_ms, 300000);
+	CHECK_INT(c->cache.rules[1].ttl_ms, 120000); /* cache.ttl */
+	CHECK_INT(c->cache.n_dependencies, 1);
+	CHECK_STR(c->cache.dependencies[0].also[0], "daily_order_summary");
+	CHECK(c->cache.wal_service == config_find_service(c, "users"));
+	CHECK_STR(c->cache.wal_slot, "my_slot");
+	config_unref(c);
+	c = load(MINIMAL_TAIL);
+	REQUIRE(c != NULL);
+	CHECK(!c->cache.enabled);
+	config_unref(c);
+	CHECK_ERROR(MINIMAL_TAIL "cache:\n  redis: { nodes: [\"localhost\"] }\n",
+		    "t.yaml:7:19: cache.redis.nodes[0] must be \"host:port\", got \"localhost\"");
+	CHECK_ERROR(MINIMAL_TAIL "cache:\n  rules: [ { ttl: 5s } ]\n",
+		    "t.yaml:7:12: cache.rules[0] needs schema or tables (or both)");
+	CHECK_ERROR(MINIMAL_TAIL "cache:\n  wal_listener: { service: nope }\n",
+		    "t.yaml:7:28: cache.wal_listener.service names an unknown service \"nope\"");
+	CHECK_ERROR(MINIMAL_TAIL "cache:\n  l1: { policy: lru }\n",
+		    "t.yaml:7:17: cache.l1.policy must be one of: s3fifo; got \"lru\"");
 }
 
 TEST(error_wrong_type)
@@ -754,6 +797,7 @@ int main(int argc, char **argv)
 	RUN(durations);
 	RUN(sizes);
 	RUN(error_unknown_key);
+	RUN(cache_section);
 	RUN(error_wrong_type);
 	RUN(error_port_out_of_range);
 	RUN(integers_are_strict);

@@ -251,6 +251,27 @@ TEST(locking_clauses)
 	CHECK_RELS("SELECT * FROM orders o JOIN items i ON true FOR UPDATE OF o", "orders, items");
 }
 
+TEST(clock_values)
+{
+	const char *yes[] = {"SELECT current_date", "SELECT * FROM t WHERE d < CURRENT_TIMESTAMP",
+			     "SELECT localtime(2)", "SELECT * FROM t WHERE x IN (SELECT localtimestamp)",
+			     "SELECT current_time"};
+	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+		SqlAnalysis *a = an(yes[i]);
+		if (a->n_statements != 1 || !a->statements[0].time_dependent)
+			UNIT_FAIL("%s: reads the clock", yes[i]);
+		sqlclass_release(a);
+	}
+	const char *no[] = {"SELECT current_user, session_user, current_schema", "SELECT 'current_date'",
+			    "SELECT * FROM t"};
+	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+		SqlAnalysis *a = an(no[i]);
+		if (a->n_statements != 1 || a->statements[0].time_dependent)
+			UNIT_FAIL("%s: does not read the clock", no[i]);
+		sqlclass_release(a);
+	}
+}
+
 TEST(functions_called)
 {
 	SqlAnalysis *a = an("SELECT count(*), COUNT(x), pg_catalog.lower(x), \"MyF\"(1), Util.F(2), now(), "
@@ -585,6 +606,7 @@ int main(void)
 	RUN(ddl_targets);
 	RUN(schemas_named);
 	RUN(locking_clauses);
+	RUN(clock_values);
 	RUN(functions_called);
 	RUN(kinds_table);
 	RUN(prepare_execute_detail);

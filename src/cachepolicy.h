@@ -1,0 +1,82 @@
+/*
+ * cachepolicy — what the result cache may do with a SQL text. Pure: reads the Config, an
+ * SqlAnalysis and the route; no sockets, no state.
+ *
+ * Owns: the cacheability decision (and, when not cacheable, the reason in words), the rule and
+ * TTL, the comment hints, the table versions a cached result depends on, and the tables whose
+ * versions a write bumps.
+ *
+ * Cacheable: exactly one statement, a READ (SELECT / VALUES / TABLE) without a locking clause,
+ * no SELECT INTO, no CURRENT_DATE / CURRENT_TIMESTAMP / LOCALTIME..., calling only built-in
+ * functions that are read-safe and give the same answer for the same data (not now(), random(),
+ * clock_timestamp(), gen_random_uuid(), age(x), current_setting(), pg_* functions, user functions
+ * of unknown volatility), naming at least one relation and no system catalog or pg_temp relation,
+ * and every relation covered by a cache rule (first match wins, the same schema/table globs as
+ * routes; unqualified names resolve through the search_path as for routing) whose ttl is not 0.
+ * The entry's TTL is the smallest of its relations' rules. Hints in a comment of the text:
+ * `pgrelay:nocache` (never), `pgrelay:cache ttl=30s` (cache for 30 s also tables no rule covers;
+ * every other condition still holds).
+ *
+ * Versions. A table's version is named (service, schema, table). An unqualified name depends on
+ * the table of that name in every schema of the search_path (the one PostgreSQL picks is among
+ * them), so a write through any schema qualification or search_path invalidates it.
+ *
+ * Writes. A text invalidates, on the service it runs on: each relation of each WRITE statement
+ * (qualified ones as written, unqualified ones in every schema of the search_path), and the
+ * tables `cache.invalidate` names for them (triggers, cascades); everything of the service
+ * ("all") for DDL, TRUNCATE (it may cascade), CALL, DO, EXECUTE, OTHER statements, texts that do
+ * not parse, and calls of functions that may write (user functions not declared read-only).
+ * Built-in writing functions that change no table (nextval, setval, advisory locks, set_config,
+ * pg_notify, ...) invalidate nothing.
+ */
+#ifndef PGRELAY_CACHEPOLICY_H
+#define PGRELAY_CACHEPOLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "router.h"
+#include "sqlclass.h"
+
+#define CACHE_MAX_TABLES 32
+
+typedef struct CacheTable {
+	char schema[64]; /* PostgreSQL names are at most 63 bytes */
+	char name[64];
+} CacheTable;
+
+typedef struct CacheDecision {
+	bool cacheable;
+	char why_not[200];            /* for people, when not cacheable */
+	const ConfigCacheRule *rule;  /* the rule of the first relation (NULL: the hint decided) */
+	int64_t ttl_ms;
+	bool hinted;                  /* pgrelay:cache ttl=... */
+	size_t n_deps;
+	CacheTable deps[CACHE_MAX_TABLES];
+} CacheDecision;
+
+typedef struct CacheWrites {
+	bool all;                     /* everything of the service */
+	const char *all_why;          /* static text, when all */
+	size_t n;
+	CacheTable tables[CACHE_MAX_TABLES];
+} CacheWrites;
+
+/* Decides for a text routed to route->service (route from router_route on the same analysis). */
+void cachepolicy_decide(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
+			const RouteResult *route, const char *text, size_t len, CacheDecision *out);
+
+/* Adds what the text invalidates to *w (which the caller zeroes first; it accumulates over a
+ * transaction). */
+void cachepolicy_writes(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
+			CacheWrites *w);
+
+/* Adds one table (and what cache.invalidate names for it) to *w; for the WAL listener. */
+void cachepolicy_add_write(const Config *cfg, const char *schema, const char *name, CacheWrites *w);
+
+/* "schema.name" of the rule index, for `pgrelay route`: cache.rules[i] or -1. */
+int cachepolicy_rule_index(const Config *cfg, const ConfigCacheRule *rule);
+
+#endif

@@ -1,0 +1,296 @@
+"""Result cache (issue 5): what is served from the cache, and the stale-read cases — each test fails
+if a client is handed a row that an acknowledged commit has already changed.
+
+How a test knows a result came from the cache: it changes the row directly on PostgreSQL (around
+pgrelay, with the WAL listener off), so only a cached result still shows the old value."""
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import APP_PASSWORD, PW_PASSWORD, connect
+
+RULES = [{"tables": ["items", "other", "totals", "ddl_t", "race"], "ttl": "5m"},
+         {"schema": "s1", "ttl": "5m"}, {"schema": "s2", "ttl": "5m"}]
+
+
+def cache_section(**over):
+    c = {"l1": {"max_memory": "16MB", "max_result": "1MB"}, "rules": RULES,
+         "invalidate": [{"table": "items", "also": ["totals"]}]}
+    c.update(over)
+    return c
+
+
+@pytest.fixture
+def tables(pg):
+    pg.sql("""
+DROP SCHEMA IF EXISTS s1 CASCADE; DROP SCHEMA IF EXISTS s2 CASCADE;
+DROP TABLE IF EXISTS items, other, totals, ddl_t, race CASCADE;
+CREATE TABLE items (id int PRIMARY KEY, val text);
+INSERT INTO items VALUES (1, 'a'), (2, 'b');
+CREATE TABLE other (id int PRIMARY KEY, val text);
+INSERT INTO other VALUES (1, 'x');
+CREATE TABLE totals (n int);
+INSERT INTO totals VALUES (2);
+CREATE OR REPLACE FUNCTION items_count() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN UPDATE totals SET n = (SELECT count(*) FROM items); RETURN NULL; END$$;
+CREATE TRIGGER items_count AFTER INSERT OR DELETE ON items FOR EACH STATEMENT EXECUTE FUNCTION items_count();
+CREATE TABLE ddl_t (id int);
+INSERT INTO ddl_t VALUES (1);
+ALTER TABLE ddl_t OWNER TO app;
+CREATE TABLE race (id int PRIMARY KEY, n int);
+INSERT INTO race VALUES (1, 0);
+CREATE SCHEMA s1; CREATE SCHEMA s2;
+CREATE TABLE s1.t (v text); INSERT INTO s1.t VALUES ('one');
+CREATE TABLE s2.t (v text); INSERT INTO s2.t VALUES ('two');
+GRANT ALL ON ALL TABLES IN SCHEMA public, s1, s2 TO app;
+GRANT USAGE ON SCHEMA s1, s2 TO app;
+""", dbname="appdb")
+    yield pg
+
+
+PROTOCOL = ["simple"]
+
+
+@pytest.fixture(params=["simple", "extended"], autouse=True)
+def protocol(request):
+    """Every test runs with plain Query messages (psycopg's ClientCursor) and with the extended
+    protocol (Parse/Bind/Describe/Execute/Sync of the unnamed statement; named statements are
+    tested on their own below)."""
+    PROTOCOL[0] = request.param
+    yield request.param
+
+
+def simple(relay, **kw):
+    """A psycopg connection speaking the protocol of the test's parameter."""
+    if PROTOCOL[0] == "simple":
+        return relay.connect(cursor_factory=psycopg.ClientCursor, **kw)
+    return relay.connect(prepare_threshold=None, **kw)
+
+
+def one(conn, sql, params=None):
+    return conn.execute(sql, params).fetchone()
+
+
+def behind_pgrelay(pg, sql):
+    """A write pgrelay does not see."""
+    pg.sql(sql, dbname="appdb")
+
+
+def test_repeated_select_is_served_from_the_cache(pgrelay, tables):
+    r = pgrelay(cache=cache_section())
+    with simple(r) as c:
+        assert one(c, "SELECT val FROM items WHERE id = 1") == ("a",)
+        behind_pgrelay(tables, "UPDATE items SET val = 'behind' WHERE id = 1")
+        # the cached result: the proof that the second read did not reach PostgreSQL
+        assert one(c, "SELECT val FROM items WHERE id = 1") == ("a",)
+        # a statement that is not cacheable always sees the table
+        assert one(c, "SELECT val, now() IS NOT NULL FROM items WHERE id = 1")[0] == "behind"
+        assert one(c, "SELECT val FROM items WHERE id = 1 /* pgrelay:nocache */") == ("behind",)
+
+
+def test_update_then_read_in_autocommit(pgrelay, tables):
+    r = pgrelay(cache=cache_section())
+    with simple(r) as c, simple(r) as other:
+        for i in range(20):
+            assert one(other, "SELECT val FROM items WHERE id = 1")[0] is not None
+            c.execute("UPDATE items SET val = %s WHERE id = 1", (f"v{i}",))
+            assert one(other, "SELECT val FROM items WHERE id = 1") == (f"v{i}",)
+            assert one(c, "SELECT val FROM items WHERE id = 1") == (f"v{i}",)
+
+
+def test_update_in_transaction_then_read_after_commit(pgrelay, tables):
+    r = pgrelay(cache=cache_section())
+    with simple(r) as c, simple(r) as other:
+        assert one(other, "SELECT val FROM items WHERE id = 2") == ("b",)
+        with c.transaction():
+            c.execute("UPDATE items SET val = 'in-tx' WHERE id = 2")
+            # inside its transaction the writer sees its write (reads there bypass the cache)
+            assert one(c, "SELECT val FROM items WHERE id = 2") == ("in-tx",)
+            # others still see the committed row, cached or not
+            assert one(other, "SELECT val FROM items WHERE id = 2") == ("b",)
+        assert one(other, "SELECT val FROM items WHERE id = 2") == ("in-tx",)
+
+
+def test_rollback_leaves_the_cache_valid(pgrelay, tables):
+    r = pgrelay(cache=cache_section())
+    with simple(r) as c, simple(r) as other:
+        assert one(other, "SELECT val FROM other WHERE id = 1") == ("x",)
+        c.execute("BEGIN")
+        c.execute("UPDATE other SET val = 'rolled back' WHERE id = 1")
+        c.execute("ROLLBACK")
+        behind_pgrelay(tables, "UPDATE other SET val = 'behind' WHERE id = 1")
+        # still the cached entry: the rollback invalidated nothing
+        assert one(other, "SELECT val FROM other WHERE id = 1") == ("x",)
+        # a failed transaction's COMMIT is a rollback too
+        c.execute("BEGIN")
+        c.execute("UPDATE other SET val = 'failed' WHERE id = 1")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("SELECT 1/0")
+        c.execute("COMMIT")
+        assert one(other, "SELECT val FROM other WHERE id = 1") == ("x",)
+
+
+def test_same_table_name_in_two_schemas_and_search_path(pgrelay, tables):
+    r = pgrelay(cache=cache_section())
+    with simple(r) as c, simple(r) as w:
+        c.execute("SET search_path = s1")
+        assert one(c, "SELECT v FROM t") == ("one",)
+        c.execute("SET search_path = s2")
+        assert one(c, "SELECT v FROM t") == ("two",), "search_path must be part of the key"
+        c.execute("SET search_path = s1")
+        assert one(c, "SELECT v FROM t") == ("one",)
+        # a write through the other schema's qualified name
+        w.execute("UPDATE s1.t SET v = 'one-new'")
+        assert one(c, "SELECT v FROM t") == ("one-new",)
+        # an unqualified write through a search_path
+        w.execute("SET search_path = s2")
+        w.execute("UPDATE t SET v = 'two-new'")
+        c.execute("SET search_path = s2")
+        assert one(c, "SELECT v FROM t") == ("two-new",)
+        assert one(c, "SELECT v FROM s2.t") == ("two-new",)
+
+
+def test_qualified_and_unqualified_names_of_one_table(pgrelay, tables):
+    r = pgrelay(cache=cache_section())
+    with simple(r) as c, simple(r) as w:
+        assert one(c, "SELECT val FROM public.items WHERE id = 1") == ("a",)
+        assert one(c, "SELECT val FROM items WHERE id = 1") == ("a",)
+        w.execute("UPDATE items SET val = 'unq' WHERE id = 1")
+        assert one(c, "SELECT val FROM public.items WHERE id = 1") == ("unq",)
+        w.execute("UPDATE public.items SET val = 'q' WHERE id = 1")
+        assert one(c, "SELECT val FROM items WHERE id = 1") == ("q",)
+
+
+def test_ddl_invalidates(pgrelay, tables):
+    r = pgrelay(cache=cache_section())
+    with simple(r) as c, simple(r) as w:
+        assert one(c, "SELECT * FROM ddl_t") == (1,)
+        w.execute("ALTER TABLE ddl_t ADD COLUMN extra text DEFAULT 'new column'")
+        assert one(c, "SELECT * FROM ddl_t") == (1, "new column")
+        w.execute("DROP TABLE ddl_t")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            c.execute("SELECT * FROM ddl_t")
+        w.execute("CREATE TABLE ddl_t (id int, other int)")
+        w.execute("INSERT INTO ddl_t VALUES (7, 8)")
+        assert one(c, "SELECT * FROM ddl_t") == (7, 8)
+
+
+def test_trigger_writing_another_table_with_declared_dependency(pgrelay, tables):
+    r = pgrelay(cache=cache_section())
+    with simple(r) as c, simple(r) as w:
+        assert one(c, "SELECT n FROM totals") == (2,)
+        w.execute("INSERT INTO items VALUES (3, 'c')")  # the trigger updates totals
+        assert one(c, "SELECT n FROM totals") == (3,)
+
+
+def test_writable_cte(pgrelay, tables):
+    r = pgrelay(cache=cache_section())
+    with simple(r) as c, simple(r) as w:
+        assert one(c, "SELECT val FROM other WHERE id = 1") == ("x",)
+        w.execute("WITH u AS (UPDATE other SET val = 'cte' WHERE id = 1 RETURNING id) SELECT count(*) FROM u")
+        assert one(c, "SELECT val FROM other WHERE id = 1") == ("cte",)
+
+
+def test_roles_and_settings_never_share_an_entry(pgrelay, tables):
+    # each client logs in to PostgreSQL as itself (no services.main.primary.user)
+    r = pgrelay(cache=cache_section(), services={"main": {"primary": {"user": None, "password": None}}})
+    with simple(r) as c:
+        assert one(c, "SELECT val FROM items WHERE id = 2") == ("b",)
+    # pwuser may not read items: it must get PostgreSQL's error, not app's cached rows
+    with simple(r, user="pwuser", password=PW_PASSWORD) as p:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            p.execute("SELECT val FROM items WHERE id = 2")
+    tables.sql("CREATE TABLE IF NOT EXISTS tz (t timestamptz); TRUNCATE tz; "
+               "INSERT INTO tz VALUES ('2024-01-01 12:00:00+00'); GRANT ALL ON tz TO app", dbname="appdb")
+    r2 = pgrelay(cache=cache_section(rules=RULES + [{"tables": ["tz"]}]))
+    with simple(r2) as c:
+        c.execute("SET TimeZone = 'UTC'")
+        a = one(c, "SELECT t::text FROM tz")[0]
+        c.execute("SET TimeZone = 'Asia/Dhaka'")
+        b = one(c, "SELECT t::text FROM tz")[0]
+        assert a == "2024-01-01 12:00:00+00" and b == "2024-01-01 18:00:00+06", (a, b)
+
+
+def test_read_racing_concurrent_commits_is_never_stale(pgrelay, tables):
+    """Writers increment a counter through pgrelay; readers check that every read returns at least
+    the value whose commit was acknowledged before the read started."""
+    r = pgrelay(cache=cache_section(), pool={"max": 8})
+    acked = [0]
+    stop = threading.Event()
+    errors = []
+
+    def writer():
+        with simple(r) as w:
+            while not stop.is_set():
+                n = one(w, "UPDATE race SET n = n + 1 WHERE id = 1 RETURNING n")[0]
+                acked[0] = max(acked[0], n)
+
+    def reader():
+        with simple(r) as c:
+            while not stop.is_set():
+                floor = acked[0]
+                got = one(c, "SELECT n FROM race WHERE id = 1")[0]
+                if got < floor:
+                    errors.append(f"read {got} after commit {floor} was acknowledged")
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(4)
+    stop.set()
+    for t in threads:
+        t.join(20)
+    assert acked[0] > 50, "the writer made too little progress to mean anything"
+    assert not errors, errors[:5]
+
+
+def test_concurrent_identical_misses_send_one_query(pgrelay, tables):
+    tables.sql("""
+CREATE TABLE IF NOT EXISTS runs (n int);
+CREATE OR REPLACE FUNCTION slow_count() RETURNS bigint LANGUAGE plpgsql AS
+  $$BEGIN INSERT INTO runs VALUES (1); PERFORM pg_sleep(0.5); RETURN (SELECT count(*) FROM items); END$$;
+CREATE OR REPLACE VIEW slow_view AS SELECT slow_count() AS n;
+GRANT ALL ON runs, slow_view TO app;
+TRUNCATE runs;
+""", dbname="appdb")
+    r = pgrelay(cache=cache_section(rules=RULES + [{"tables": ["slow_view"]}]), pool={"max": 8})
+    results = []
+
+    def read():
+        with simple(r) as c:
+            results.append(one(c, "SELECT n FROM slow_view")[0])
+
+    threads = [threading.Thread(target=read) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [2] * 6
+    assert tables.sql("SELECT count(*) FROM runs", dbname="appdb") == "1"
+
+
+def test_named_prepared_statements_are_cached(pgrelay, tables, protocol):
+    if protocol == "simple":
+        pytest.skip("named statements are the extended protocol")
+    r = pgrelay(cache=cache_section())
+    with r.connect(prepare_threshold=0) as c, r.connect(prepare_threshold=0) as w:
+        q = "SELECT val FROM items WHERE id = %s"
+        assert one(c, q, (1,)) == ("a",)  # Parse (named), Bind, Describe, Execute, Sync: not looked up
+        assert one(c, q, (1,)) == ("a",)  # Bind of the named statement: filled
+        assert one(c, q, (2,)) == ("b",)  # other parameter: filled
+        behind_pgrelay(tables, "UPDATE items SET val = 'behind'")
+        assert one(c, q, (1,)) == ("a",)  # served: Bind/Describe/Execute/Sync of the named statement
+        assert one(c, q, (2,)) == ("b",)
+        w.execute("UPDATE items SET val = 'through' WHERE id = 2")
+        assert one(c, q, (2,)) == ("through",)
+        assert one(c, q, (1,)) == ("behind",)  # same table: the version moved for every entry
+    # binary results are a different entry from text ones
+    with r.connect(prepare_threshold=0) as c:
+        cur = c.cursor(binary=True)
+        cur.execute("SELECT id FROM items WHERE id = %s", (1,))
+        assert cur.fetchone() == (1,)
+        cur.execute("SELECT id FROM items WHERE id = %s", (1,))
+        assert cur.fetchone() == (1,)
+        assert one(c, "SELECT id FROM items WHERE id = %s", (1,)) == (1,)
