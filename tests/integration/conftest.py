@@ -597,3 +597,5 @@ def pytest_runtest_call(item):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+from wal_fixtures import pg_logical  # noqa: E402,F401  (WAL listener tests: wal_level = logical)

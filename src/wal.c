@@ -1,0 +1,1035 @@
+/*
+ * wal — the WAL listener on the event loop (see wal.h for what it owns; the line parser is in
+ * wal_parse.c).
+ *
+ * One attempt: resolve the host (evdns, single host names only) → PQconnectStartParams with
+ * replication=database → PQconnectPoll driven by events on PQsocket (whose descriptor may change
+ * between polls) → CREATE_REPLICATION_SLOT (42710 "already exists" is fine) → START_REPLICATION →
+ * COPY BOTH: PQconsumeInput + PQgetCopyData(async) on read events, PQputCopyData + PQflush for the
+ * status updates (EV_WRITE while libpq still holds unsent bytes). Any failure closes the
+ * connection, forgets the transaction being collected (the slot sends it again) and schedules the
+ * next attempt (200 ms doubling to 5 s; back to 200 ms once a stream has lasted 5 s).
+ *
+ * Progress: the LSN reported is the end of the last COMMIT passed to the callback, or a keepalive's
+ * WAL end when no transaction is open (everything before it has been sent by then: it lets the
+ * slot move past WAL that decodes to nothing). Only LSNs received on the current connection are
+ * reported, so a new server (failover) never gets a position from another server's WAL.
+ * Liveness: the 10 s status update asks for a reply when the server has been silent for 10 s; 30 s
+ * of silence ends the stream.
+ */
+#include "wal.h"
+
+#include <arpa/inet.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/util.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "hashmap.h"
+#include "log.h"
+#include "xalloc.h"
+
+#define WAL_BACKOFF_MIN_MS 200
+#define WAL_BACKOFF_MAX_MS 5000
+#define WAL_STABLE_MS 5000          /* a stream that lasted this long resets the backoff */
+#define WAL_STATUS_INTERVAL_MS 10000
+#define WAL_SILENCE_MS 30000        /* no message from the server for this long: the stream is dead */
+#define WAL_DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define WAL_BATCH 1000              /* messages handled per wake-up before yielding to the loop */
+#define WAL_NAME_MAX 256            /* identifiers are at most 63 bytes; room for anything sane */
+#define WAL_MAX_ADDRS 8
+
+/* Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch). */
+#define PG_EPOCH_OFFSET_US 946684800000000LL
+
+typedef enum {
+	WAL_WAITING = 0, /* no connection: the retry timer is pending */
+	WAL_RESOLVING,   /* waiting for evdns */
+	WAL_CONNECTING,  /* PQconnectPoll in progress */
+	WAL_CREATING,    /* CREATE_REPLICATION_SLOT sent */
+	WAL_STARTING,    /* START_REPLICATION sent, waiting for COPY BOTH */
+	WAL_STREAMING,   /* COPY BOTH */
+} WalState;
+
+/* Handed to evdns: the listener may close the attempt (or go away) before the answer. */
+typedef struct DnsTicket {
+	WalListener *w; /* NULL once nobody wants the answer */
+} DnsTicket;
+
+/* A table of the transaction being collected: key is "schema\0name\0". */
+typedef struct TxTable {
+	size_t key_len;
+	char key[];
+} TxTable;
+
+typedef struct TxKey {
+	const char *key;
+	size_t len;
+} TxKey;
+
+struct WalListener {
+	struct event_base *base;
+	char *service;
+	char *who; /* "wal <service>" */
+	char *slot;
+	WalCommitFn fn;
+	void *arg;
+
+	/* Parsed conninfo, replication=database and defaults added; NULL-terminated. */
+	char **keys, **vals;
+	size_t n_opts;
+	size_t host_index;  /* index of "host" in keys, or SIZE_MAX */
+	bool resolve;       /* host is a single name: resolve it with evdns */
+	int64_t connect_timeout_ms;
+
+	WalState state;
+	PGconn *conn;
+	struct event ev_sock;
+	bool ev_sock_set;
+	struct event ev_retry;   /* next attempt */
+	struct event ev_timeout; /* connect and START phases */
+	struct event ev_status;  /* every WAL_STATUS_INTERVAL_MS, persistent */
+	struct event ev_more;    /* zero timer: more buffered messages after a full batch */
+	struct evdns_base *dns;
+	DnsTicket *ticket;
+	char hostaddr[WAL_MAX_ADDRS * (INET6_ADDRSTRLEN + 1)];
+	char *hosts; /* the host name repeated once per resolved address */
+
+	int64_t backoff_ms;
+	int64_t stream_start_ms;
+	int64_t last_rx_ms;
+	bool ever_streamed;
+	bool down_logged;   /* this outage has been logged */
+	bool slot_created;  /* this attempt's CREATE_REPLICATION_SLOT created the slot */
+	uint64_t consistent_point;
+	char query_error[256];
+	bool status_pending; /* a status update could not be queued: send it when writable */
+	bool status_due;     /* conn_lsn moved (COMMIT, keepalive): report it at the end of the batch */
+	uint64_t conn_lsn;   /* highest LSN processed on this connection (0: none) */
+
+	/* The transaction being collected. */
+	bool in_txn;
+	bool txn_unreadable; /* a change line could not be read: report "everything" at COMMIT */
+	HashMap seen;
+	TxTable **tables;
+	size_t n_tables, cap_tables;
+	WalTable *out;
+	size_t cap_out;
+
+	bool in_callback;
+	bool free_requested;
+	WalStats stats;
+};
+
+static void attempt_start(WalListener *w);
+static void attempt_failed(WalListener *w, const char *what, const char *detail);
+static void stream_progress(WalListener *w);
+static void listener_destroy(WalListener *w);
+static void listener_close(WalListener *w);
+
+static int64_t now_ms(void)
+{
+	/* The clock runtime_now_ms reads. */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t pg_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - PG_EPOCH_OFFSET_US;
+}
+
+static struct timeval tv_ms(int64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+	return tv;
+}
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (unsigned char)(v & 0xff);
+		v >>= 8;
+	}
+}
+
+static uint64_t get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* libpq messages span lines: one line. */
+static void one_line(char *dst, size_t len, const char *src)
+{
+	size_t n = 0;
+	bool space = false;
+	for (const char *p = src ? src : ""; *p && n + 1 < len; p++) {
+		char c = *p;
+		if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
+			space = n > 0;
+			continue;
+		}
+		if (space && n + 2 < len)
+			dst[n++] = ' ';
+		space = false;
+		dst[n++] = c;
+	}
+	dst[n] = '\0';
+}
+
+/* ---- the transaction being collected ---- */
+
+static bool tx_eq(const void *value, const void *key)
+{
+	const TxTable *t = value;
+	const TxKey *k = key;
+	return t->key_len == k->len && memcmp(t->key, k->key, k->len) == 0;
+}
+
+static void tx_reset(WalListener *w)
+{
+	for (size_t i = 0; i < w->n_tables; i++)
+		free(w->tables[i]);
+	w->n_tables = 0;
+	hashmap_free(&w->seen);
+	w->in_txn = false;
+	w->txn_unreadable = false;
+}
+
+static void tx_add(WalListener *w, const char *schema, const char *name)
+{
+	size_t sl = strlen(schema), nl = strlen(name);
+	char key[2 * WAL_NAME_MAX + 2];
+	memcpy(key, schema, sl + 1);
+	memcpy(key + sl + 1, name, nl + 1);
+	TxKey k = {key, sl + nl + 2};
+	uint64_t h = hashmap_hash_bytes(key, k.len);
+	if (hashmap_get(&w->seen, h, tx_eq, &k))
+		return;
+	TxTable *t = xmalloc(sizeof *t + k.len);
+	t->key_len = k.len;
+	memcpy(t->key, key, k.len);
+	if (w->n_tables == w->cap_tables) {
+		w->cap_tables = w->cap_tables ? w->cap_tables * 2 : 8;
+		w->tables = xalloc_check(realloc(w->tables, w->cap_tables * sizeof *w->tables));
+	}
+	w->tables[w->n_tables++] = t;
+	hashmap_insert(&w->seen, h, t);
+}
+
+/* Calls the callback; false when the listener was freed meanwhile (touch nothing then). */
+static bool deliver(WalListener *w, const WalTable *tables, size_t n, uint64_t lsn)
+{
+	if (n == 0)
+		w->stats.resets++;
+	w->stats.tables += n;
+	w->in_callback = true;
+	w->fn(w->arg, n ? tables : NULL, n, lsn);
+	w->in_callback = false;
+	if (w->free_requested) {
+		listener_close(w);
+		return false;
+	}
+	return true;
+}
+
+/* ---- connection and events ---- */
+
+static void sock_unwatch(WalListener *w)
+{
+	if (w->ev_sock_set) {
+		event_del(&w->ev_sock);
+		w->ev_sock_set = false;
+	}
+}
+
+static void on_sock(evutil_socket_t fd, short what, void *arg);
+
+/* Waits for what on the connection's current socket. False when it failed (attempt_failed done). */
+static bool sock_watch(WalListener *w, short what)
+{
+	sock_unwatch(w);
+	int fd = PQsocket(w->conn);
+	if (fd < 0) {
+		attempt_failed(w, "connection lost", "the connection has no socket");
+		return false;
+	}
+	event_assign(&w->ev_sock, w->base, fd, what, on_sock, w);
+	if (event_add(&w->ev_sock, NULL) != 0) {
+		attempt_failed(w, "connection lost", "cannot watch the connection's socket");
+		return false;
+	}
+	w->ev_sock_set = true;
+	return true;
+}
+
+static void conn_close(WalListener *w)
+{
+	sock_unwatch(w);
+	evtimer_del(&w->ev_timeout);
+	evtimer_del(&w->ev_more);
+	if (w->conn) {
+		PQfinish(w->conn);
+		w->conn = NULL;
+	}
+	if (w->ticket) {
+		w->ticket->w = NULL; /* freed when evdns answers */
+		w->ticket = NULL;
+	}
+	w->status_pending = w->status_due = false;
+	w->conn_lsn = 0;
+	tx_reset(w);
+	w->stats.connected = false;
+}
+
+static void retry_schedule(WalListener *w, int64_t ms)
+{
+	struct timeval tv = tv_ms(ms);
+	evtimer_del(&w->ev_retry);
+	evtimer_add(&w->ev_retry, &tv);
+}
+
+/* what: the phase ("cannot connect", "replication stream lost", ...); detail: the cause. */
+static void attempt_failed(WalListener *w, const char *what, const char *detail)
+{
+	bool was_streaming = w->state == WAL_STREAMING;
+	char cause[200];
+	one_line(cause, sizeof cause, detail && *detail ? detail : "unknown error");
+	snprintf(w->stats.last_error, sizeof w->stats.last_error, "%s: %s", what, cause);
+	w->stats.failures++;
+	if (was_streaming && now_ms() - w->stream_start_ms >= WAL_STABLE_MS)
+		w->backoff_ms = WAL_BACKOFF_MIN_MS;
+	int64_t delay = w->backoff_ms;
+	w->backoff_ms = w->backoff_ms * 2 > WAL_BACKOFF_MAX_MS ? WAL_BACKOFF_MAX_MS : w->backoff_ms * 2;
+	if (!w->down_logged) {
+		log_warning(w->who, "%s (slot %s): %s; reconnecting with backoff (the slot keeps the position)", what,
+			    w->slot, cause);
+		w->down_logged = true;
+	} else {
+		log_debug(w->who, "%s (slot %s): %s; next attempt in %lld ms", what, w->slot, cause, (long long)delay);
+	}
+	conn_close(w);
+	w->state = WAL_WAITING;
+	retry_schedule(w, delay);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	attempt_start(arg);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	WalListener *w = arg;
+	char msg[96];
+	snprintf(msg, sizeof msg, "no answer within %lld ms", (long long)w->connect_timeout_ms);
+	attempt_failed(w, w->state == WAL_STARTING ? "cannot start replication" : "cannot connect", msg);
+}
+
+static void timeout_arm(WalListener *w)
+{
+	struct timeval tv = tv_ms(w->connect_timeout_ms);
+	evtimer_del(&w->ev_timeout);
+	evtimer_add(&w->ev_timeout, &tv);
+}
+
+/* ---- status updates ---- */
+
+/* Flushes what libpq holds. -1: failed (attempt_failed done); 0: all sent; 1: more to send. */
+static int conn_flush(WalListener *w)
+{
+	int r = PQflush(w->conn);
+	if (r < 0)
+		attempt_failed(w, "replication stream lost", PQerrorMessage(w->conn));
+	return r;
+}
+
+/* Queues a standby status update ('r') with the LSN processed on this connection; false when
+ * libpq did not take it (full buffer: 0, or error: -1 in *r). */
+static bool status_queue(WalListener *w, bool reply_requested, int *r)
+{
+	unsigned char msg[1 + 8 * 4 + 1];
+	msg[0] = 'r';
+	put_be64(msg + 1, w->conn_lsn);  /* written */
+	put_be64(msg + 9, w->conn_lsn);  /* flushed: the slot's confirmed_flush_lsn follows this one */
+	put_be64(msg + 17, w->conn_lsn); /* applied */
+	put_be64(msg + 25, (uint64_t)pg_now_us());
+	msg[33] = reply_requested ? 1 : 0;
+	*r = PQputCopyData(w->conn, (const char *)msg, (int)sizeof msg);
+	return *r == 1;
+}
+
+static bool status_send_quiet(WalListener *w)
+{
+	int r;
+	return status_queue(w, false, &r);
+}
+
+/* Queues a status update. False when the connection failed (attempt_failed done). */
+static bool status_send(WalListener *w, bool reply_requested)
+{
+	int r;
+	status_queue(w, reply_requested, &r);
+	if (r < 0) {
+		attempt_failed(w, "replication stream lost", PQerrorMessage(w->conn));
+		return false;
+	}
+	w->status_pending = r == 0; /* libpq's buffer is full: again once it drained */
+	return true;
+}
+
+static void on_status_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	WalListener *w = arg;
+	if (w->state != WAL_STREAMING)
+		return;
+	int64_t silent = now_ms() - w->last_rx_ms;
+	if (silent >= WAL_SILENCE_MS) {
+		char msg[96];
+		snprintf(msg, sizeof msg, "no message from the server for %lld s", (long long)(silent / 1000));
+		attempt_failed(w, "replication stream lost", msg);
+		return;
+	}
+	if (!status_send(w, silent >= WAL_STATUS_INTERVAL_MS))
+		return;
+	int f = conn_flush(w);
+	if (f < 0)
+		return;
+	sock_watch(w, (short)(EV_READ | (f == 1 || w->status_pending ? EV_WRITE : 0)));
+}
+
+/* ---- streaming ---- */
+
+/* 'w' XLogData: dataStart, walEnd, sendTime, then one test_decoding line. False when the listener
+ * was freed or the connection failed. */
+static bool handle_xlogdata(WalListener *w, const unsigned char *msg, size_t len)
+{
+	uint64_t data_start = get_be64(msg + 1);
+	const char *line = (const char *)msg + 25;
+	size_t n = len - 25;
+	switch (wal_line_kind(line, n)) {
+	case WAL_LINE_BEGIN:
+		tx_reset(w);
+		w->in_txn = true;
+		return true;
+	case WAL_LINE_TABLE: {
+		w->in_txn = true; /* a change is always inside BEGIN/COMMIT; be lenient anyway */
+		char schema[WAL_NAME_MAX], name[WAL_NAME_MAX];
+		size_t pos = 0;
+		int r;
+		while ((r = wal_parse_table_line(line, n, &pos, schema, sizeof schema, name, sizeof name)) == 1)
+			tx_add(w, schema, name);
+		if (r < 0 && !w->txn_unreadable) {
+			w->txn_unreadable = true;
+			log_warning(w->who, "unreadable change line \"%.*s\": this transaction invalidates everything",
+				    (int)(n > 120 ? 120 : n), line);
+		}
+		return true;
+	}
+	case WAL_LINE_COMMIT: {
+		/* For a COMMIT, test_decoding's write location is the end of the commit record. */
+		uint64_t lsn = data_start;
+		w->stats.transactions++;
+		bool ok = true;
+		if (w->txn_unreadable) {
+			ok = deliver(w, NULL, 0, lsn);
+		} else if (w->n_tables > 0) {
+			if (w->cap_out < w->n_tables) {
+				w->cap_out = w->n_tables;
+				w->out = xalloc_check(realloc(w->out, w->cap_out * sizeof *w->out));
+			}
+			for (size_t i = 0; i < w->n_tables; i++) {
+				TxTable *t = w->tables[i];
+				w->out[i].schema = t->key;
+				w->out[i].name = t->key + strlen(t->key) + 1;
+			}
+			ok = deliver(w, w->out, w->n_tables, lsn);
+		}
+		if (!ok)
+			return false;
+		tx_reset(w);
+		if (lsn > w->conn_lsn)
+			w->conn_lsn = lsn;
+		if (lsn > w->stats.last_lsn)
+			w->stats.last_lsn = lsn;
+		w->status_due = true; /* sent once the batch of messages at hand is handled */
+		return true;
+	}
+	case WAL_LINE_OTHER:
+		break;
+	}
+	return true;
+}
+
+/* 'k' keepalive: walEnd, sendTime, replyRequested. */
+static bool handle_keepalive(WalListener *w, const unsigned char *msg)
+{
+	uint64_t wal_end = get_be64(msg + 1);
+	bool reply = msg[17] != 0;
+	if (!w->in_txn && wal_end > w->conn_lsn) {
+		/* Everything decoded before wal_end has been sent already, and nothing is open: the slot
+		 * may move past WAL that decoded to nothing (other databases, skipped transactions). */
+		w->conn_lsn = wal_end;
+		if (wal_end > w->stats.last_lsn)
+			w->stats.last_lsn = wal_end;
+		w->status_due = !reply;
+	}
+	return reply ? status_send(w, false) : true;
+}
+
+static void stream_ended(WalListener *w)
+{
+	/* The server ended COPY (shutdown, error): collect its message without blocking. */
+	char msg[256] = "";
+	while (w->conn && !PQisBusy(w->conn)) {
+		PGresult *res = PQgetResult(w->conn);
+		if (!res)
+			break;
+		const char *m = PQresultErrorMessage(res);
+		if (!msg[0] && m && *m)
+			snprintf(msg, sizeof msg, "%s", m);
+		PQclear(res);
+	}
+	if (!msg[0])
+		snprintf(msg, sizeof msg, "%s", PQerrorMessage(w->conn));
+	attempt_failed(w, "replication stream lost", msg[0] ? msg : "the server ended the stream");
+}
+
+static void on_more(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	WalListener *w = arg;
+	if (w->state == WAL_STREAMING)
+		stream_progress(w);
+}
+
+static void stream_progress(WalListener *w)
+{
+	if (w->status_pending && !status_send(w, false))
+		return;
+	if (!PQconsumeInput(w->conn)) {
+		attempt_failed(w, "replication stream lost", PQerrorMessage(w->conn));
+		return;
+	}
+	bool more = false;
+	for (int handled = 0;; handled++) {
+		if (handled == WAL_BATCH) {
+			more = true; /* let the loop run; on_more continues */
+			break;
+		}
+		char *buf = NULL;
+		int n = PQgetCopyData(w->conn, &buf, 1);
+		if (n == 0)
+			break;
+		if (n == -1) {
+			stream_ended(w);
+			return;
+		}
+		if (n < 0) {
+			attempt_failed(w, "replication stream lost", PQerrorMessage(w->conn));
+			return;
+		}
+		w->last_rx_ms = now_ms();
+		const unsigned char *m = (const unsigned char *)buf;
+		bool ok = true;
+		if (m[0] == 'w' && n >= 25) {
+			ok = handle_xlogdata(w, m, (size_t)n);
+		} else if (m[0] == 'k' && n >= 18) {
+			ok = handle_keepalive(w, m);
+		} else {
+			char msg[80];
+			snprintf(msg, sizeof msg, "unexpected message '%c' (%d bytes) in the stream", m[0] >= 32 && m[0] < 127 ? m[0] : '?', n);
+			PQfreemem(buf);
+			attempt_failed(w, "replication stream lost", msg);
+			return;
+		}
+		PQfreemem(buf);
+		if (!ok)
+			return; /* freed by its callback, or the connection failed */
+	}
+	if (w->status_due) {
+		w->status_due = false;
+		if (!status_send(w, false))
+			return;
+	}
+	int f = conn_flush(w);
+	if (f < 0)
+		return;
+	if (more) {
+		struct timeval zero = {0, 0};
+		evtimer_add(&w->ev_more, &zero);
+	}
+	sock_watch(w, (short)(EV_READ | (f == 1 || w->status_pending ? EV_WRITE : 0)));
+}
+
+static void stream_begin(WalListener *w)
+{
+	evtimer_del(&w->ev_timeout);
+	w->state = WAL_STREAMING;
+	w->stats.connected = true;
+	w->stream_start_ms = w->last_rx_ms = now_ms();
+	w->conn_lsn = 0;
+	tx_reset(w);
+	if (w->ever_streamed)
+		w->stats.reconnects++;
+	if (w->down_logged)
+		log_info(w->who, "streaming again from slot %s", w->slot);
+	else if (!w->ever_streamed)
+		log_info(w->who, "streaming changes from slot %s", w->slot);
+	w->ever_streamed = true;
+	w->down_logged = false;
+	stream_progress(w); /* data may already sit in libpq's buffer */
+}
+
+/* ---- slot and START_REPLICATION ---- */
+
+static void command_send(WalListener *w, WalState state, const char *sql)
+{
+	w->state = state;
+	w->query_error[0] = '\0';
+	if (!PQsendQuery(w->conn, sql)) {
+		attempt_failed(w, "cannot start replication", PQerrorMessage(w->conn));
+		return;
+	}
+	int f = conn_flush(w);
+	if (f < 0)
+		return;
+	sock_watch(w, (short)(EV_READ | (f == 1 ? EV_WRITE : 0)));
+}
+
+static void replication_start(WalListener *w)
+{
+	char sql[256];
+	snprintf(sql, sizeof sql,
+		 "START_REPLICATION SLOT %s LOGICAL 0/0 (\"include-xids\" '0', \"skip-empty-xacts\" '1')", w->slot);
+	timeout_arm(w);
+	command_send(w, WAL_STARTING, sql);
+}
+
+static void slot_create(WalListener *w)
+{
+	char sql[160];
+	/* No timeout: creating a slot waits for the transactions running at that moment to end. */
+	snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s LOGICAL test_decoding NOEXPORT_SNAPSHOT", w->slot);
+	evtimer_del(&w->ev_timeout);
+	w->slot_created = false;
+	w->consistent_point = 0;
+	command_send(w, WAL_CREATING, sql);
+}
+
+static void command_progress(WalListener *w)
+{
+	if (!PQconsumeInput(w->conn)) {
+		attempt_failed(w, "cannot start replication", PQerrorMessage(w->conn));
+		return;
+	}
+	int f = conn_flush(w);
+	if (f < 0)
+		return;
+	while (!PQisBusy(w->conn)) {
+		PGresult *res = PQgetResult(w->conn);
+		if (!res) {
+			/* Every result of the command has been read. */
+			if (w->query_error[0]) {
+				attempt_failed(w, w->state == WAL_CREATING ? "cannot create the replication slot"
+									     : "cannot start replication",
+					       w->query_error);
+				return;
+			}
+			if (w->state == WAL_STARTING) {
+				attempt_failed(w, "cannot start replication", "START_REPLICATION ended without streaming");
+				return;
+			}
+			if (w->slot_created) {
+				char lsn[32];
+				wal_format_lsn(lsn, sizeof lsn, w->consistent_point);
+				log_info(w->who, "created the logical replication slot %s (test_decoding) at %s: "
+						 "changes before it are unknown, invalidating everything",
+					 w->slot, lsn);
+				if (!deliver(w, NULL, 0, w->consistent_point))
+					return;
+			}
+			replication_start(w);
+			return;
+		}
+		ExecStatusType st = PQresultStatus(res);
+		if (w->state == WAL_STARTING && st == PGRES_COPY_BOTH) {
+			PQclear(res);
+			stream_begin(w);
+			return;
+		}
+		if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE) {
+			const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+			if (w->state == WAL_CREATING && code && strcmp(code, "42710") == 0) {
+				log_debug(w->who, "replication slot %s exists", w->slot);
+			} else if (!w->query_error[0]) {
+				const char *m = PQresultErrorMessage(res);
+				one_line(w->query_error, sizeof w->query_error, m && *m ? m : PQresStatus(st));
+			}
+		} else if (w->state == WAL_CREATING && st == PGRES_TUPLES_OK) {
+			w->slot_created = true;
+			if (PQntuples(res) == 1 && PQnfields(res) >= 2 && !PQgetisnull(res, 0, 1)) {
+				unsigned hi, lo;
+				if (sscanf(PQgetvalue(res, 0, 1), "%X/%X", &hi, &lo) == 2)
+					w->consistent_point = ((uint64_t)hi << 32) | lo;
+			}
+		}
+		PQclear(res);
+	}
+	sock_watch(w, (short)(EV_READ | (f == 1 ? EV_WRITE : 0)));
+}
+
+/* ---- connecting ---- */
+
+static void connect_poll(WalListener *w)
+{
+	switch (PQconnectPoll(w->conn)) {
+	case PGRES_POLLING_READING:
+		sock_watch(w, EV_READ);
+		break;
+	case PGRES_POLLING_WRITING:
+		sock_watch(w, EV_WRITE);
+		break;
+	case PGRES_POLLING_OK:
+		if (PQsetnonblocking(w->conn, 1) != 0) {
+			attempt_failed(w, "cannot connect", PQerrorMessage(w->conn));
+			return;
+		}
+		log_debug(w->who, "connected (%s)", PQsslInUse(w->conn) ? "TLS" : "no TLS");
+		slot_create(w);
+		break;
+	case PGRES_POLLING_FAILED:
+	default:
+		attempt_failed(w, "cannot connect", PQerrorMessage(w->conn));
+		break;
+	}
+}
+
+static void on_sock(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	WalListener *w = arg;
+	w->ev_sock_set = false; /* not persistent: no longer pending */
+	switch (w->state) {
+	case WAL_CONNECTING:
+		connect_poll(w);
+		break;
+	case WAL_CREATING:
+	case WAL_STARTING:
+		command_progress(w);
+		break;
+	case WAL_STREAMING:
+		stream_progress(w);
+		break;
+	case WAL_WAITING:
+	case WAL_RESOLVING:
+		break;
+	}
+}
+
+static void on_notice(void *arg, const char *message)
+{
+	WalListener *w = arg;
+	char line[300];
+	one_line(line, sizeof line, message);
+	log_info(w->who, "server says: %s", line);
+}
+
+static void connect_start(WalListener *w)
+{
+	const char *save_host = NULL;
+	if (w->hostaddr[0] && w->host_index != SIZE_MAX) {
+		/* Temporarily: the resolved addresses, with the name repeated for TLS and messages. */
+		save_host = w->vals[w->host_index];
+		w->vals[w->host_index] = w->hosts;
+		w->keys[w->n_opts] = (char *)"hostaddr";
+		w->vals[w->n_opts] = w->hostaddr;
+	}
+	w->conn = PQconnectStartParams((const char *const *)w->keys, (const char *const *)w->vals, 0);
+	if (save_host) {
+		w->vals[w->host_index] = (char *)save_host;
+		w->keys[w->n_opts] = NULL;
+		w->vals[w->n_opts] = NULL;
+	}
+	if (!w->conn) {
+		attempt_failed(w, "cannot connect", "out of memory starting a connection");
+		return;
+	}
+	if (PQstatus(w->conn) == CONNECTION_BAD) {
+		attempt_failed(w, "cannot connect", PQerrorMessage(w->conn));
+		return;
+	}
+	PQsetNoticeProcessor(w->conn, on_notice, w);
+	w->state = WAL_CONNECTING;
+	sock_watch(w, EV_WRITE); /* as if PQconnectPoll had said WRITING */
+}
+
+static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
+{
+	DnsTicket *t = arg;
+	WalListener *w = t->w;
+	free(t);
+	if (!w || err == EVUTIL_EAI_CANCEL) {
+		if (res)
+			evutil_freeaddrinfo(res);
+		return;
+	}
+	w->ticket = NULL;
+	const char *host = w->vals[w->host_index];
+	if (err || !res) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "could not resolve host \"%s\": %s", host, evutil_gai_strerror(err));
+		if (res)
+			evutil_freeaddrinfo(res);
+		attempt_failed(w, "cannot connect", msg);
+		return;
+	}
+	size_t n = 0, len = 0, hl = 0, hlen = strlen(host);
+	char seen[WAL_MAX_ADDRS][INET6_ADDRSTRLEN];
+	free(w->hosts);
+	w->hosts = xmalloc(WAL_MAX_ADDRS * (hlen + 1));
+	w->hosts[0] = '\0';
+	w->hostaddr[0] = '\0';
+	for (struct evutil_addrinfo *ai = res; ai && n < WAL_MAX_ADDRS; ai = ai->ai_next) {
+		const void *addr;
+		if (ai->ai_family == AF_INET6)
+			addr = &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+		else if (ai->ai_family == AF_INET)
+			addr = &((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+		else
+			continue;
+		if (!evutil_inet_ntop(ai->ai_family, addr, seen[n], INET6_ADDRSTRLEN))
+			continue;
+		bool dup = false;
+		for (size_t i = 0; i < n; i++)
+			dup = dup || strcmp(seen[i], seen[n]) == 0;
+		if (dup)
+			continue; /* one entry per socket type otherwise */
+		len += (size_t)snprintf(w->hostaddr + len, sizeof w->hostaddr - len, "%s%s", n ? "," : "", seen[n]);
+		hl += (size_t)sprintf(w->hosts + hl, "%s%s", n ? "," : "", host);
+		n++;
+	}
+	evutil_freeaddrinfo(res);
+	if (n == 0) {
+		attempt_failed(w, "cannot connect", "the host name resolved to no IPv4 or IPv6 address");
+		return;
+	}
+	connect_start(w);
+}
+
+static void attempt_start(WalListener *w)
+{
+	w->hostaddr[0] = '\0';
+	timeout_arm(w);
+	if (!w->resolve) {
+		connect_start(w);
+		return;
+	}
+	if (!w->dns) {
+		w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (!w->dns)
+			w->dns = evdns_base_new(w->base, 0);
+		if (!w->dns) {
+			attempt_failed(w, "cannot connect", "cannot create a DNS resolver");
+			return;
+		}
+		evdns_base_load_hosts(w->dns, NULL);
+	}
+	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+					.ai_flags = EVUTIL_AI_ADDRCONFIG};
+	DnsTicket *t = xcalloc(1, sizeof *t);
+	t->w = w;
+	w->ticket = t;
+	w->state = WAL_RESOLVING;
+	/* The callback may run before this returns (hosts file): it then connects itself. */
+	evdns_getaddrinfo(w->dns, w->vals[w->host_index], NULL, &hints, on_resolved, t);
+}
+
+/* ---- life cycle ---- */
+
+static bool is_numeric_host(const char *host)
+{
+	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+					.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV};
+	struct evutil_addrinfo *res = NULL;
+	bool numeric = evutil_getaddrinfo(host, NULL, &hints, &res) == 0 && res;
+	if (res)
+		evutil_freeaddrinfo(res);
+	return numeric;
+}
+
+static void opt_add(WalListener *w, size_t cap, const char *key, const char *val)
+{
+	if (w->n_opts + 2 > cap)
+		abort(); /* sized by the caller */
+	w->keys[w->n_opts] = xstrdup(key);
+	w->vals[w->n_opts] = xstrdup(val);
+	w->n_opts++;
+}
+
+static bool conninfo_load(WalListener *w, const char *conninfo)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &err);
+	if (!opts) {
+		char line[256];
+		one_line(line, sizeof line, err ? err : "out of memory");
+		log_error(w->who, "invalid connection string: %s", line);
+		PQfreemem(err);
+		return false;
+	}
+	size_t cap = 8; /* added below, + hostaddr slot + terminator */
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		cap++;
+	w->keys = xcalloc(cap, sizeof *w->keys);
+	w->vals = xcalloc(cap, sizeof *w->vals);
+	w->host_index = SIZE_MAX;
+	bool have_app = false, have_gss = false, have_hostaddr = false;
+	const char *host = NULL, *port = NULL;
+	w->connect_timeout_ms = WAL_DEFAULT_CONNECT_TIMEOUT_MS;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!o->val || !o->val[0] || strcmp(o->keyword, "replication") == 0)
+			continue;
+		if (strcmp(o->keyword, "host") == 0) {
+			w->host_index = w->n_opts;
+			host = o->val;
+		} else if (strcmp(o->keyword, "port") == 0) {
+			port = o->val;
+		} else if (strcmp(o->keyword, "hostaddr") == 0) {
+			have_hostaddr = true;
+		} else if (strcmp(o->keyword, "application_name") == 0) {
+			have_app = true;
+		} else if (strcmp(o->keyword, "gssencmode") == 0) {
+			have_gss = true;
+		} else if (strcmp(o->keyword, "connect_timeout") == 0) {
+			long s = strtol(o->val, NULL, 10);
+			if (s > 0)
+				w->connect_timeout_ms = (int64_t)s * 1000;
+		}
+		opt_add(w, cap, o->keyword, o->val);
+	}
+	opt_add(w, cap, "replication", "database");
+	if (!have_app)
+		opt_add(w, cap, "application_name", "pgrelay-wal");
+	if (!have_gss)
+		opt_add(w, cap, "gssencmode", "disable"); /* a Kerberos credential lookup could block */
+	/* Only one host name, not a socket directory or a list, no hostaddr: evdns resolves it. */
+	w->resolve = host && !have_hostaddr && host[0] != '/' && host[0] != '@' && !strchr(host, ',') &&
+		     !(port && strchr(port, ',')) && !is_numeric_host(host);
+	PQconninfoFree(opts);
+	return true;
+}
+
+WalListener *wal_listener_new(struct event_base *base, const char *service, const char *conninfo,
+			      const char *slot, WalCommitFn fn, void *arg)
+{
+	WalListener *w = xcalloc(1, sizeof *w);
+	w->base = base;
+	w->service = xstrdup(service ? service : "");
+	size_t wl = strlen(w->service) + 5;
+	w->who = xmalloc(wl);
+	snprintf(w->who, wl, "wal %s", w->service);
+	w->slot = xstrdup(slot ? slot : "");
+	w->fn = fn;
+	w->arg = arg;
+	hashmap_init(&w->seen);
+	evtimer_assign(&w->ev_retry, base, on_retry, w);
+	evtimer_assign(&w->ev_timeout, base, on_timeout, w);
+	evtimer_assign(&w->ev_more, base, on_more, w);
+	event_assign(&w->ev_status, base, -1, EV_PERSIST, on_status_tick, w);
+	if (!wal_slot_name_valid(w->slot) || !fn) {
+		if (!fn)
+			log_error(w->who, "no callback");
+		else
+			log_error(w->who, "invalid replication slot name \"%.80s\": use 1 to 63 of a-z, 0-9 and _", w->slot);
+		listener_destroy(w);
+		return NULL;
+	}
+	if (!conninfo_load(w, conninfo)) {
+		listener_destroy(w);
+		return NULL;
+	}
+	w->backoff_ms = WAL_BACKOFF_MIN_MS;
+	struct timeval every = tv_ms(WAL_STATUS_INTERVAL_MS);
+	event_add(&w->ev_status, &every);
+	retry_schedule(w, 0); /* first attempt from the loop */
+	return w;
+}
+
+void wal_listener_stats(const WalListener *w, WalStats *out)
+{
+	if (!out)
+		return;
+	if (!w) {
+		memset(out, 0, sizeof *out);
+		return;
+	}
+	*out = w->stats;
+}
+
+static void listener_destroy(WalListener *w)
+{
+	conn_close(w);
+	evtimer_del(&w->ev_retry);
+	event_del(&w->ev_status);
+	if (w->dns)
+		evdns_base_free(w->dns, 1); /* pending lookups get EVUTIL_EAI_CANCEL: tickets freed */
+	tx_reset(w);
+	free(w->tables);
+	free(w->out);
+	for (size_t i = 0; i < w->n_opts; i++) {
+		if (w->vals && w->vals[i] && strcmp(w->keys[i], "password") == 0)
+			memset(w->vals[i], 0, strlen(w->vals[i]));
+		free(w->keys[i]);
+		free(w->vals[i]);
+	}
+	free(w->keys);
+	free(w->vals);
+	free(w->hosts);
+	free(w->service);
+	free(w->who);
+	free(w->slot);
+	free(w);
+}
+
+/* Last progress report (best effort, without waiting), then close and free. */
+static void listener_close(WalListener *w)
+{
+	if (w->state == WAL_STREAMING && w->conn && w->conn_lsn && status_send_quiet(w))
+		(void)PQflush(w->conn);
+	if (w->stats.connected || w->down_logged)
+		log_info(w->who, "closing the replication connection (slot %s stays)", w->slot);
+	listener_destroy(w);
+}
+
+void wal_listener_free(WalListener *w)
+{
+	if (!w)
+		return;
+	if (w->in_callback) {
+		w->free_requested = true; /* closed when the callback returns */
+		return;
+	}
+	listener_close(w);
+}

@@ -1,0 +1,103 @@
+/*
+ * wal — a logical-replication listener that tells the cache which tables each committed transaction
+ * of a service's primary wrote, including writes that did not go through pgrelay (other clients,
+ * triggers, cascades).
+ *
+ * Owns (wal.c): one libpq replication connection (replication=database) per listener, driven
+ * without blocking on pgrelay's libevent loop; the logical slot (created with test_decoding when
+ * missing; an existing one is reused and keeps the position across disconnects and restarts);
+ * START_REPLICATION with include-xids off and skip-empty-xacts on; collecting the distinct tables
+ * of each transaction and calling WalCommitFn at its COMMIT; progress reports (standby status
+ * updates: write = flush = apply = the last LSN this connection processed) after each callback,
+ * every 10 s and at once when a keepalive asks; reconnecting with backoff (200 ms doubling to 5 s)
+ * and logging the loss once per outage; the counters of WalStats.
+ * Owns (wal_parse.c, pure): the test_decoding line parser and the slot name rule.
+ *
+ * Does not own: the cache, its version counters, or what to do when the listener is down.
+ *
+ * Delivery is at least once: what committed after the slot's confirmed position is sent again
+ * after a reconnect, so a transaction may reach the callback twice.
+ *
+ * Not seen by logical decoding (so never reported): DDL (ALTER TABLE ... ADD COLUMN changes a
+ * SELECT * without a row change), UNLOGGED and TEMP tables, other databases than the
+ * connection's, REFRESH MATERIALIZED VIEW (without CONCURRENTLY). Writes to a partitioned table
+ * are reported under the leaf partition's name, not the parent's. An abandoned slot keeps WAL on the primary forever: drop it
+ * (pg_drop_replication_slot) when a pgrelay instance is retired; each instance needs its own slot.
+ */
+#ifndef PGRELAY_WAL_H
+#define PGRELAY_WAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+
+typedef struct WalTable {
+	const char *schema; /* unquoted, as in pg_namespace.nspname */
+	const char *name;   /* unquoted, as in pg_class.relname */
+} WalTable;
+
+/* One committed transaction: its distinct tables (in first-seen order) and the end LSN of its
+ * commit record. The array and strings are valid during the call only.
+ * n == 0 (tables NULL) means "changes may have been missed: invalidate everything": sent when the
+ * slot had to be created (commit_lsn = its consistent point; nothing before it was seen) and at
+ * the COMMIT of a transaction with a change line this module could not read (logged).
+ * The callback may call wal_listener_stats, and wal_listener_free (the listener is then freed
+ * when the callback returns). */
+typedef void (*WalCommitFn)(void *arg, const WalTable *tables, size_t n, uint64_t commit_lsn);
+
+typedef struct WalStats {
+	uint64_t transactions; /* COMMITs received (with at least one change: empty ones are skipped) */
+	uint64_t tables;       /* table names passed to the callback, summed over calls */
+	uint64_t resets;       /* callbacks with n == 0 */
+	uint64_t reconnects;   /* times streaming started again after the first time */
+	uint64_t failures;     /* failed connection attempts and broken streams */
+	uint64_t last_lsn;     /* highest LSN processed (and reported to the server); 0: none yet */
+	bool connected;        /* streaming now */
+	char last_error[256];  /* one line, no secrets; "" when none yet */
+} WalStats;
+
+typedef struct WalListener WalListener;
+
+/* Starts a listener on base (the first connection attempt happens from the loop, not inside this
+ * call). conninfo: libpq keywords or a URI, without replication= (added here); application_name
+ * defaults to pgrelay-wal, gssencmode to disable, connect_timeout (also used for the START phase)
+ * to 10 s. A single host name is resolved with evdns; a comma-separated host list is left to
+ * libpq, whose resolver blocks. The role needs the REPLICATION attribute and pg_hba must allow
+ * it for "replication" connections, and wal_level must be logical. slot: [a-z0-9_]{1,63}.
+ * service is used in log lines ("wal <service>"). NULL (logged) when conninfo cannot be parsed,
+ * the slot name is invalid or fn is NULL. */
+WalListener *wal_listener_new(struct event_base *base, const char *service, const char *conninfo,
+			      const char *slot, WalCommitFn fn, void *arg);
+void wal_listener_stats(const WalListener *w, WalStats *out);
+/* Sends a last progress report (best effort, without waiting), closes the connection, frees
+ * everything. The slot stays. NULL is fine. */
+void wal_listener_free(WalListener *w);
+
+/* ---- pure (wal_parse.c) ---- */
+
+typedef enum WalLineKind {
+	WAL_LINE_OTHER = 0, /* logical messages and anything unknown: ignored */
+	WAL_LINE_BEGIN,     /* "BEGIN" or "BEGIN <xid>" */
+	WAL_LINE_COMMIT,    /* "COMMIT" or "COMMIT <...>" */
+	WAL_LINE_TABLE,     /* starts with "table " */
+} WalLineKind;
+
+WalLineKind wal_line_kind(const char *line, size_t len);
+
+/* Reads the next table name of a test_decoding change line (line need not be NUL-terminated).
+ * *pos is 0 for the first name; each success moves it past the name. Returns 1 with schema and
+ * name set (unquoted, NUL-terminated), 0 when the line has no more names, -1 when the line is
+ * not a change line ("table <schema>.<name>[, ...]: INSERT|UPDATE|DELETE|TRUNCATE:"), is
+ * malformed, or a name does not fit its buffer. */
+int wal_parse_table_line(const char *line, size_t len, size_t *pos, char *schema, size_t schema_size,
+			 char *name, size_t name_size);
+
+/* [a-z0-9_]{1,63}: what the server accepts, so the name needs no quoting in commands. */
+bool wal_slot_name_valid(const char *slot);
+
+/* "X/Y" (hex), like pg_lsn. */
+void wal_format_lsn(char *buf, size_t len, uint64_t lsn);
+
+#endif

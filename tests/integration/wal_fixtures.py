@@ -1,0 +1,37 @@
+"""Fixtures for the WAL listener's tests (test_wal.py), imported by conftest.py.
+
+pg_logical: a third PostgreSQL 15 of the session (its own data folder under the session's work
+folder, its own port), like pg but with wal_level = logical, the same roles and appdb, and a role
+walrep (LOGIN REPLICATION, password walpw) that initdb's pg_hba lets in for replication
+connections over 127.0.0.1 with SCRAM. Started on first use.
+"""
+import os
+import pwd
+
+import pytest
+
+import conftest as harness  # the module pytest loaded; read at fixture time (no import cycle)
+
+WAL_USER = "walrep"
+WAL_PASSWORD = "walpw"
+
+
+@pytest.fixture(scope="session")
+def pg_logical(workdir):
+    base = os.path.join(workdir, "pg_logical")
+    os.mkdir(base)
+    pw = pwd.getpwnam("postgres")
+    os.chown(base, pw.pw_uid, pw.pw_gid)
+    os.chmod(base, 0o755)
+    server = harness.PgServer(base)
+    server.start()
+    try:
+        server.sql("ALTER SYSTEM SET wal_level = 'logical'")
+        server.as_postgres(os.path.join(harness.PGBIN, "pg_ctl"), "-D", server.data, "-l", server.log, "-w", "-t",
+                           "60", "-m", "fast", "restart")
+        assert server.sql("SHOW wal_level") == "logical"
+        server.setup()
+        server.sql(f"CREATE ROLE {WAL_USER} LOGIN REPLICATION PASSWORD '{WAL_PASSWORD}'")
+        yield server
+    finally:
+        server.stop()
