@@ -14,6 +14,7 @@
 #include "proto.h"
 #include "runtime.h"
 #include "statement.h"
+#include "wal.h"
 
 #define ENTRY_MAGIC 0x70677263u /* "pgrc" */
 
@@ -48,6 +49,73 @@ static uint64_t key_hash(const CacheKey *k)
 	return h;
 }
 
+/* A libpq conninfo value, quoted. */
+static void conninfo_add(Buf *b, const char *key, const char *value)
+{
+	if (!value)
+		return;
+	buf_append(b, key, strlen(key));
+	buf_append(b, "='", 2);
+	for (const char *p = value; *p; p++) {
+		if (*p == '\\' || *p == '\'')
+			buf_append(b, "\\", 1);
+		buf_append(b, p, 1);
+	}
+	buf_append(b, "' ", 2);
+}
+
+/* The WAL listener saw a commit (made through pgrelay or not): bump its tables. */
+static void cache_on_wal_commit(void *arg, const WalTable *tables, size_t n, uint64_t lsn)
+{
+	Cache *cache = arg;
+	(void)lsn;
+	CacheWrites w;
+	memset(&w, 0, sizeof w);
+	if (n == 0) {
+		w.all = true;
+		w.all_why = "the WAL listener may have missed changes";
+	}
+	for (size_t i = 0; i < n; i++)
+		cachepolicy_add_write(cache->rt->config, tables[i].schema, tables[i].name, &w);
+	cache->stats.wal_invalidations++;
+	cache_invalidate(cache, cache->wal_service, &w);
+}
+
+static void cache_start_wal(Cache *cache)
+{
+	const ConfigCache *cc = &cache->rt->config->cache;
+	const ConfigBackend *p = &cc->wal_service->primary;
+	char port[16];
+	snprintf(port, sizeof port, "%d", p->port);
+	Buf ci;
+	buf_init(&ci);
+	conninfo_add(&ci, "host", p->host);
+	conninfo_add(&ci, "port", port);
+	conninfo_add(&ci, "dbname", p->dbname ? p->dbname : cc->wal_service->name);
+	conninfo_add(&ci, "user", cc->wal_user ? cc->wal_user : p->user);
+	conninfo_add(&ci, "password", cc->wal_user ? cc->wal_password : p->password);
+	buf_append(&ci, "", 1);
+	cache->wal_service = strdup(cc->wal_service->name);
+	cache->wal = wal_listener_new(cache->rt->base, cache->wal_service, (const char *)buf_head(&ci), cc->wal_slot,
+				      cache_on_wal_commit, cache);
+	if (!cache->wal)
+		log_error("cache", "cannot start the WAL listener for service %s (slot %s)", cache->wal_service, cc->wal_slot);
+	buf_free(&ci);
+}
+
+/* With a WAL listener, results are served only while it streams (else writes made around pgrelay
+ * could be missed). */
+static bool cache_trusted(const Cache *cache)
+{
+	if (!cache->wal_service)
+		return true;
+	if (!cache->wal)
+		return false;
+	WalStats st;
+	wal_listener_stats(cache->wal, &st);
+	return st.connected;
+}
+
 Cache *cache_new(Runtime *rt)
 {
 	const ConfigCache *cc = &rt->config->cache;
@@ -64,6 +132,8 @@ Cache *cache_new(Runtime *rt)
 			return NULL;
 		}
 	}
+	if (cc->wal_service)
+		cache_start_wal(cache);
 	return cache;
 }
 
@@ -71,6 +141,9 @@ void cache_free(Cache *cache)
 {
 	if (!cache)
 		return;
+	if (cache->wal)
+		wal_listener_free(cache->wal);
+	free(cache->wal_service);
 	for (size_t i = 0; i < cache->versions.cap; i++)
 		if (cache->versions.slots[i].value)
 			free(cache->versions.slots[i].value);
@@ -225,6 +298,10 @@ CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const Cac
 			 const uint8_t **reply, size_t *len)
 {
 	cache->stats.lookups++;
+	if (!cache_trusted(cache)) {
+		cache->stats.bypassed++;
+		return CACHE_MISS; /* no fill either */
+	}
 	uint64_t now_versions[CACHE_MAX_TABLES + 1];
 	size_t n = current_versions(cache, service, d, now_versions);
 	if (cache->l1) {

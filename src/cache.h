@@ -31,14 +31,18 @@ typedef struct Client Client;
 
 typedef struct CacheStats {
 	uint64_t lookups, hits, misses, stores, store_refused, stale_refused, waits, invalidations,
-		bumps_all, replica_not_stored;
+		bumps_all, replica_not_stored, bypassed, wal_invalidations;
 } CacheStats;
+
+struct WalListener;
 
 typedef struct Cache {
 	Runtime *rt;
 	CacheL1 *l1;
 	HashMap versions;  /* TableVersion by (service, schema, table); "" "" = the whole service */
 	HashMap flights;   /* CacheFlight by key: misses being filled */
+	struct WalListener *wal; /* cache.wal_listener: writes that bypass pgrelay */
+	char *wal_service;
 	CacheStats stats;
 } Cache;
 

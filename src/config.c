@@ -41,7 +41,7 @@ static const char *const cache_policy_names[] = {"s3fifo", NULL};
 static const char *const cache_redis_keys[] = {"nodes", "cluster", "timeout", "password", "prefix", NULL};
 static const char *const cache_rule_keys[] = {"schema", "tables", "ttl", NULL};
 static const char *const cache_dependency_keys[] = {"table", "also", NULL};
-static const char *const cache_wal_keys[] = {"service", "slot", NULL};
+static const char *const cache_wal_keys[] = {"service", "slot", "user", "password", NULL};
 static const char *const listen_keys[] = {"host", "port", "max_client_conn", "backlog", "tls", NULL};
 static const char *const listen_tls_keys[] = {"mode", "cert", "key", "ca", NULL};
 static const char *const service_tls_keys[] = {"mode", "ca", NULL};
@@ -1206,6 +1206,8 @@ static void load_cache(Loader *ld, Config *cfg, yaml_node_t *node)
 					 cache->wal_service_name);
 		}
 		get_string(ld, wal, "cache.wal_listener", "slot", STR_NONEMPTY, &cache->wal_slot, NULL);
+		get_string(ld, wal, "cache.wal_listener", "user", STR_NONEMPTY, &cache->wal_user, NULL);
+		get_string(ld, wal, "cache.wal_listener", "password", STR_NULLABLE, &cache->wal_password, NULL);
 	}
 }
 
@@ -1306,6 +1308,8 @@ static void config_free(Config *cfg)
 	free(cache->dependencies);
 	free(cache->wal_service_name);
 	free(cache->wal_slot);
+	free(cache->wal_user);
+	free(cache->wal_password);
 	free(cfg);
 }
 

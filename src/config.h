@@ -161,6 +161,8 @@ typedef struct ConfigCache {
 	char *wal_service_name;  /* NULL: no WAL listener */
 	const struct ConfigService *wal_service;
 	char *wal_slot;          /* default "pgrelay_cache" */
+	char *wal_user;          /* a role with REPLICATION; default the service primary's user */
+	char *wal_password;
 } ConfigCache;
 
 typedef struct ConfigDatabase {

@@ -294,3 +294,67 @@ def test_named_prepared_statements_are_cached(pgrelay, tables, protocol):
         cur.execute("SELECT id FROM items WHERE id = %s", (1,))
         assert cur.fetchone() == (1,)
         assert one(c, "SELECT id FROM items WHERE id = %s", (1,)) == (1,)
+
+
+def test_write_around_pgrelay_is_seen_through_the_wal_listener(pgrelay, pg_logical, protocol):
+    """With cache.wal_listener, a write made directly on PostgreSQL (and a trigger's write to
+    another table) invalidates what pgrelay cached; while the listener is not streaming, nothing
+    is served from the cache."""
+    from wal_fixtures import WAL_PASSWORD, WAL_USER
+    pg_logical.sql("""
+DROP TABLE IF EXISTS wl, wl_log;
+CREATE TABLE wl (id int PRIMARY KEY, v text); INSERT INTO wl VALUES (1, 'a');
+CREATE TABLE wl_log (n int); INSERT INTO wl_log VALUES (0);
+CREATE OR REPLACE FUNCTION wl_touch() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN UPDATE wl_log SET n = n + 1; RETURN NULL; END$$;
+DROP TRIGGER IF EXISTS wl_touch ON wl;
+CREATE TRIGGER wl_touch AFTER UPDATE ON wl FOR EACH STATEMENT EXECUTE FUNCTION wl_touch();
+GRANT ALL ON wl, wl_log TO app;
+""", dbname="appdb")
+    slot = f"pgrelay_cache_{protocol}"
+    pg_logical.sql(f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'",
+                   dbname="appdb")
+    r = pgrelay(services={"main": {"primary": {"port": pg_logical.port}}},
+                cache=cache_section(rules=[{"tables": ["wl", "wl_log"]}], invalidate=[],
+                                    wal_listener={"service": "main", "slot": slot, "user": WAL_USER,
+                                                  "password": WAL_PASSWORD}))
+    with simple(r) as c:
+        assert one(c, "SELECT v FROM wl WHERE id = 1") == ("a",)
+        deadline = time.time() + 15
+        # wait until the listener streams: then a second read is a hit
+        while True:
+            assert one(c, "SELECT v FROM wl WHERE id = 1")[0] in ("a",)
+            if pg_logical.sql(f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND active",
+                              dbname="appdb") == "1":
+                break
+            assert time.time() < deadline, "the WAL listener did not start streaming:\n" + r.log_tail()
+            time.sleep(0.1)
+        assert one(c, "SELECT n FROM wl_log") == (0,)
+        pg_logical.sql("UPDATE wl SET v = 'around' WHERE id = 1", dbname="appdb")
+        deadline = time.time() + 5
+        while one(c, "SELECT v FROM wl WHERE id = 1") != ("around",):
+            assert time.time() < deadline, "a write around pgrelay was never seen"
+            time.sleep(0.05)
+        # the trigger's write to wl_log came through the WAL as well
+        deadline = time.time() + 5
+        while one(c, "SELECT n FROM wl_log") != (1,):
+            assert time.time() < deadline, "a trigger's write was never seen"
+            time.sleep(0.05)
+        # the listener goes down: nothing may be served from the cache until it streams again
+        pg_logical.sql(f"ALTER ROLE {WAL_USER} NOLOGIN", dbname="appdb")
+        try:
+            pg_logical.sql(f"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{slot}'",
+                           dbname="appdb")
+            deadline = time.time() + 10
+            while pg_logical.sql(f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND active",
+                                 dbname="appdb") != "0":
+                assert time.time() < deadline
+                time.sleep(0.05)
+            time.sleep(0.3)
+            for i in range(5):
+                assert one(c, "SELECT v FROM wl WHERE id = 1")[0] is not None
+                pg_logical.sql(f"ALTER TABLE wl DISABLE TRIGGER wl_touch; UPDATE wl SET v = 'down{i}' WHERE id = 1",
+                               dbname="appdb")
+                assert one(c, "SELECT v FROM wl WHERE id = 1") == (f"down{i}",)
+        finally:
+            pg_logical.sql(f"ALTER ROLE {WAL_USER} LOGIN; ALTER TABLE wl ENABLE TRIGGER wl_touch", dbname="appdb")
