@@ -305,7 +305,8 @@ static void evict_main(CacheL1 *l1, uint64_t now_ms)
 static void make_room(CacheL1 *l1, size_t need, uint64_t now_ms)
 {
 	while (l1->index.count && l1->bytes + need > l1->max_bytes) {
-		if (l1->qbytes[Q_SMALL] >= l1->small_target || list_empty(&l1->queue[Q_MAIN]))
+		if (!list_empty(&l1->queue[Q_SMALL]) &&
+		    (l1->qbytes[Q_SMALL] >= l1->small_target || list_empty(&l1->queue[Q_MAIN])))
 			evict_small(l1, now_ms);
 		else
 			evict_main(l1, now_ms);

@@ -14,7 +14,7 @@
  *
  * Eviction (S3-FIFO, Yang et al., SOSP 2023): a new key enters the small FIFO (target 10% of
  * max_bytes); a key found in the ghost FIFO (recently evicted from small without being read)
- * enters the main FIFO instead. A hit sets the entry's 2-bit frequency (saturating at 3). When
+ * enters the main FIFO instead. A hit increments the entry's 2-bit frequency (saturating at 3). When
  * room is needed: if small holds at least its target (or main is empty), small's oldest entry
  * moves to main if it was read while in small (frequency reset to 0), else it is freed and its
  * key goes to the ghost; otherwise main's oldest entry is reinserted at main's head with its
@@ -62,10 +62,10 @@ CacheL1 *cache_l1_new(size_t max_bytes, size_t max_entry_bytes);
 void cache_l1_free(CacheL1 *l1);
 
 /*
- * The blob stored under key and its length in *len, or NULL (a miss; an expired entry is freed).
- * The pointer stays valid until the next call that modifies l1 (put, remove, clear,
- * set_max_bytes, free, or a get that misses). Counts a hit or a miss; a hit bumps the entry's
- * frequency. O(1).
+ * The blob stored under key and its length in *len (len is required; 0 on a miss), or NULL (a
+ * miss; an expired entry is freed). The pointer stays valid until the next call that modifies l1
+ * (put, remove, clear, set_max_bytes, free, or a get that misses). Counts a hit or a miss; a hit
+ * bumps the entry's frequency. O(1).
  */
 const uint8_t *cache_l1_get(CacheL1 *l1, const CacheKey *key, uint64_t now_ms, size_t *len);
 
