@@ -4,7 +4,9 @@
  */
 #include "cache.h"
 
+#include <hiredis/hiredis.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -12,6 +14,7 @@
 #include "client.h"
 #include "log.h"
 #include "proto.h"
+#include "redis.h"
 #include "runtime.h"
 #include "statement.h"
 #include "wal.h"
@@ -116,6 +119,8 @@ static bool cache_trusted(const Cache *cache)
 	return st.connected;
 }
 
+static bool cache_start_redis(Cache *cache);
+
 Cache *cache_new(Runtime *rt)
 {
 	const ConfigCache *cc = &rt->config->cache;
@@ -134,6 +139,8 @@ Cache *cache_new(Runtime *rt)
 	}
 	if (cc->wal_service)
 		cache_start_wal(cache);
+	if (cc->n_redis_nodes && !cache_start_redis(cache))
+		log_error("cache", "cannot set up the Redis client: the cache works without L2");
 	return cache;
 }
 
@@ -143,6 +150,11 @@ void cache_free(Cache *cache)
 		return;
 	if (cache->wal)
 		wal_listener_free(cache->wal);
+	if (cache->redis)
+		redis_client_free(cache->redis);
+	for (size_t i = 0; i < cache->n_outage_services; i++)
+		free(cache->outage_services[i]);
+	free(cache->outage_services);
 	free(cache->wal_service);
 	for (size_t i = 0; i < cache->versions.cap; i++)
 		if (cache->versions.slots[i].value)
@@ -294,19 +306,15 @@ static bool entry_current(const uint8_t *blob, size_t len, const uint64_t *now, 
 
 /* ---- lookups and fills ---- */
 
-CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const CacheDecision *d, const CacheKey *key,
-			 const uint8_t **reply, size_t *len)
+/* With versions known (local, or as Redis has them), decides: L1 hit, L2 hit, wait, or fill. */
+static CacheLookup lookup_with_versions(Cache *cache, Client *c, const CacheDecision *d, const CacheKey *key,
+					const uint64_t *now_versions, size_t n, const uint8_t *l2, size_t l2_len, bool shared,
+					const uint8_t **reply, size_t *len)
 {
-	cache->stats.lookups++;
-	if (!cache_trusted(cache)) {
-		cache->stats.bypassed++;
-		return CACHE_MISS; /* no fill either */
-	}
-	uint64_t now_versions[CACHE_MAX_TABLES + 1];
-	size_t n = current_versions(cache, service, d, now_versions);
+	uint64_t now = (uint64_t)runtime_now_ms();
 	if (cache->l1) {
 		size_t blen;
-		const uint8_t *blob = cache_l1_get(cache->l1, key, (uint64_t)runtime_now_ms(), &blen);
+		const uint8_t *blob = cache_l1_get(cache->l1, key, now, &blen);
 		if (blob && entry_current(blob, blen, now_versions, n)) {
 			cache->stats.hits++;
 			*reply = blob + entry_header_len(n);
@@ -318,6 +326,17 @@ CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const Cac
 			cache_l1_remove(cache->l1, key);
 		}
 	}
+	if (l2 && entry_current(l2, l2_len, now_versions, n)) {
+		cache->stats.l2_hits++;
+		cache->stats.hits++;
+		if (cache->l1)
+			cache_l1_put(cache->l1, key, l2, l2_len, now + (uint64_t)d->ttl_ms, now);
+		*reply = l2 + entry_header_len(n);
+		*len = l2_len - entry_header_len(n);
+		return CACHE_HIT;
+	}
+	if (l2)
+		cache->stats.stale_refused++;
 	cache->stats.misses++;
 	uint64_t h = key_hash(key);
 	CacheFlight *f = hashmap_get(&cache->flights, h, flight_eq, key);
@@ -332,6 +351,7 @@ CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const Cac
 		cache_fill_abort(cache, c);
 	fill->active = true;
 	fill->failed = false;
+	fill->shared = shared;
 	fill->key = *key;
 	fill->ttl_ms = d->ttl_ms;
 	fill->n_versions = n;
@@ -349,6 +369,438 @@ CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const Cac
 		f->leader = c;
 	fill->flight = f;
 	return CACHE_MISS;
+}
+
+/* ---- Redis (L2 and shared versions) ---- */
+
+/* "<prefix>:{<service>}:v:<schema>.<table>", or the service's "...:epoch" (schema NULL): one hash
+ * slot per service, so one MGET reads every version a result depends on. */
+static size_t redis_version_key(const Cache *cache, char *buf, size_t cap, const char *service, const char *schema,
+				const char *table)
+{
+	const char *prefix = cache->rt->config->cache.redis_prefix;
+	int n = schema ? snprintf(buf, cap, "%s:{%s}:v:%s.%s", prefix, service, schema, table)
+		       : snprintf(buf, cap, "%s:{%s}:epoch", prefix, service);
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+static size_t redis_entry_key(const Cache *cache, char *buf, size_t cap, const CacheKey *key)
+{
+	static const char hex[] = "0123456789abcdef";
+	int n = snprintf(buf, cap, "%s:e:", cache->rt->config->cache.redis_prefix);
+	if (n < 0 || (size_t)n + 65 > cap)
+		return 0;
+	for (size_t i = 0; i < sizeof key->b; i++) {
+		buf[n + 2 * i] = hex[key->b[i] >> 4];
+		buf[n + 2 * i + 1] = hex[key->b[i] & 15];
+	}
+	buf[n + 64] = 0;
+	return (size_t)n + 64;
+}
+
+typedef struct CacheRequest {
+	Cache *cache;
+	Client *c;       /* NULL once the client is gone */
+	int pending;     /* replies still to come */
+	bool failed;
+	bool no_epoch;   /* the service has no epoch in Redis yet */
+	CacheKey key;
+	CacheDecision d;
+	char service[64];
+	size_t n;
+	uint64_t versions[CACHE_MAX_TABLES + 1];
+	bool versions_ok;
+	Buf l2;
+	bool l2_found;
+} CacheRequest;
+
+static void request_done(CacheRequest *rq);
+
+static void request_on_versions(void *arg, redisReply *reply, const char *error)
+{
+	CacheRequest *rq = arg;
+	if (!reply || error || reply->type != REDIS_REPLY_ARRAY || reply->elements != rq->n) {
+		rq->failed = true;
+	} else {
+		rq->versions_ok = true;
+		for (size_t i = 0; i < rq->n; i++) {
+			redisReply *e = reply->element[i];
+			if (e->type == REDIS_REPLY_STRING)
+				rq->versions[i] = strtoull(e->str, NULL, 10);
+			else if (e->type == REDIS_REPLY_NIL)
+				rq->versions[i] = 0;
+			else
+				rq->failed = true;
+		}
+		rq->no_epoch = reply->element[0]->type == REDIS_REPLY_NIL;
+	}
+	request_done(rq);
+}
+
+static void request_on_entry(void *arg, redisReply *reply, const char *error)
+{
+	CacheRequest *rq = arg;
+	if (!reply || error || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)) {
+		rq->failed = true;
+	} else if (reply->type == REDIS_REPLY_STRING) {
+		rq->l2_found = true;
+		buf_append(&rq->l2, reply->str, reply->len);
+	}
+	request_done(rq);
+}
+
+static void ignore_reply(void *arg, redisReply *reply, const char *error)
+{
+	Cache *cache = arg;
+	if (!reply || error || reply->type == REDIS_REPLY_ERROR)
+		cache->stats.redis_errors++;
+}
+
+/* A service without an epoch in Redis (new, or Redis lost its data): give it a random one, so
+ * that versions counted before cannot match again. */
+static void redis_init_epoch(Cache *cache, const char *service)
+{
+	char key[256], value[32];
+	size_t klen = redis_version_key(cache, key, sizeof key, service, NULL, NULL);
+	uint64_t r = 0;
+	if (!klen || RAND_bytes((unsigned char *)&r, sizeof r) != 1)
+		return;
+	snprintf(value, sizeof value, "%llu", (unsigned long long)(r >> 2));
+	const char *argv[] = {"SET", key, value, "NX"};
+	size_t lens[] = {3, klen, strlen(value), 2};
+	redis_client_command(cache->redis, key, klen, ignore_reply, cache, 4, argv, lens);
+}
+
+static void request_done(CacheRequest *rq)
+{
+	if (--rq->pending > 0)
+		return;
+	Cache *cache = rq->cache;
+	Client *c = rq->c;
+	if (c) {
+		c->cache_req = NULL;
+		CacheAnswer *ans = &c->cache_answer;
+		ans->ready = true;
+		ans->key = rq->key;
+		buf_reset(&ans->reply);
+		if (rq->failed || rq->no_epoch) {
+			if (rq->failed)
+				cache->stats.redis_errors++;
+			else
+				redis_init_epoch(cache, rq->service);
+			cache->stats.bypassed++;
+			ans->kind = CACHE_MISS_BYPASS;
+		} else {
+			/* Redis's versions are the truth; the local ones follow them (used while it is down). */
+			TableVersion *t = version_find(cache, rq->service, "", "", true);
+			if (t)
+				t->version = rq->versions[0];
+			for (size_t i = 0; i < rq->d.n_deps; i++)
+				if ((t = version_find(cache, rq->service, rq->d.deps[i].schema, rq->d.deps[i].name, true)))
+					t->version = rq->versions[i + 1];
+			const uint8_t *reply;
+			size_t len;
+			CacheLookup r = lookup_with_versions(cache, c, &rq->d, &rq->key, rq->versions, rq->n,
+							     rq->l2_found ? buf_head(&rq->l2) : NULL, buf_used(&rq->l2), true,
+							     &reply, &len);
+			if (r == CACHE_HIT)
+				buf_append(&ans->reply, reply, len);
+			ans->kind = r == CACHE_HIT ? CACHE_HIT : r == CACHE_WAIT ? CACHE_WAIT : CACHE_MISS;
+		}
+		if (ans->kind != CACHE_WAIT)
+			statement_cache_wake(c);
+		else
+			ans->ready = false; /* woken by the flight's end, then looked up again */
+	}
+	buf_free(&rq->l2);
+	free(rq);
+}
+
+/* Asks Redis for the versions (and, unless L1 has the entry, the entry). */
+static bool redis_lookup(Cache *cache, Client *c, const char *service, const CacheDecision *d, const CacheKey *key)
+{
+	CacheRequest *rq = calloc(1, sizeof *rq);
+	if (!rq || strlen(service) >= sizeof rq->service) {
+		free(rq);
+		return false;
+	}
+	rq->cache = cache;
+	rq->c = c;
+	rq->key = *key;
+	rq->d = *d;
+	rq->n = d->n_deps + 1;
+	snprintf(rq->service, sizeof rq->service, "%s", service);
+	buf_init(&rq->l2);
+	char keys[CACHE_MAX_TABLES + 1][256];
+	const char *argv[CACHE_MAX_TABLES + 2];
+	size_t lens[CACHE_MAX_TABLES + 2];
+	argv[0] = "MGET";
+	lens[0] = 4;
+	for (size_t i = 0; i < rq->n; i++) {
+		size_t kl = i == 0 ? redis_version_key(cache, keys[i], sizeof keys[i], service, NULL, NULL)
+				   : redis_version_key(cache, keys[i], sizeof keys[i], service, d->deps[i - 1].schema,
+						       d->deps[i - 1].name);
+		if (!kl) {
+			free(rq);
+			return false;
+		}
+		argv[i + 1] = keys[i];
+		lens[i + 1] = kl;
+	}
+	bool in_l1 = false;
+	if (cache->l1) {
+		size_t blen;
+		in_l1 = cache_l1_get(cache->l1, key, (uint64_t)runtime_now_ms(), &blen) != NULL;
+	}
+	char ekey[128];
+	size_t eklen = in_l1 ? 0 : redis_entry_key(cache, ekey, sizeof ekey, key);
+	rq->pending = eklen ? 2 : 1;
+	c->cache_req = rq;
+	cache->stats.redis_lookups++;
+	redis_client_command(cache->redis, keys[0], lens[1], request_on_versions, rq, (int)rq->n + 1, argv, lens);
+	if (eklen) {
+		const char *gargv[] = {"GET", ekey};
+		size_t glens[] = {3, eklen};
+		redis_client_command(cache->redis, ekey, eklen, request_on_entry, rq, 2, gargv, glens);
+	}
+	return true;
+}
+
+static void redis_store(Cache *cache, const CacheKey *key, const Buf *blob, int64_t ttl_ms)
+{
+	char ekey[128], ttl[32];
+	size_t eklen = redis_entry_key(cache, ekey, sizeof ekey, key);
+	if (!eklen)
+		return;
+	snprintf(ttl, sizeof ttl, "%lld", (long long)ttl_ms);
+	const char *argv[] = {"SET", ekey, (const char *)buf_head(blob), "PX", ttl};
+	size_t lens[] = {3, eklen, buf_used(blob), 2, strlen(ttl)};
+	cache->stats.l2_stores++;
+	redis_client_command(cache->redis, ekey, eklen, ignore_reply, cache, 5, argv, lens);
+}
+
+void cache_client_gone(Cache *cache, Client *c)
+{
+	(void)cache;
+	if (c->cache_req) {
+		c->cache_req->c = NULL;
+		c->cache_req = NULL;
+	}
+	c->cache_answer.ready = false;
+}
+
+static void outage_note(Cache *cache, const char *service)
+{
+	for (size_t i = 0; i < cache->n_outage_services; i++)
+		if (strcmp(cache->outage_services[i], service) == 0)
+			return;
+	char **list = realloc(cache->outage_services, (cache->n_outage_services + 1) * sizeof *list);
+	if (!list)
+		return;
+	cache->outage_services = list;
+	list[cache->n_outage_services++] = strdup(service);
+}
+
+typedef struct BumpReply {
+	CacheBump *bump;
+	char service[64];
+} BumpReply;
+
+static void bump_on_reply(void *arg, redisReply *reply, const char *error)
+{
+	BumpReply *br = arg;
+	CacheBump *b = br->bump;
+	if (!reply || error || reply->type != REDIS_REPLY_INTEGER) {
+		b->cache->stats.redis_errors++;
+		outage_note(b->cache, br->service);
+	}
+	free(br);
+	if (--b->pending > 0)
+		return;
+	if (b->owner)
+		b->done(b->owner);
+	free(b);
+}
+
+CacheBump *cache_invalidate_shared(Cache *cache, const char *service, const CacheWrites *w, void (*done)(void *owner),
+				   void *owner)
+{
+	cache_invalidate(cache, service, w);
+	if (!cache->redis)
+		return NULL;
+	if (!redis_client_up(cache->redis)) {
+		outage_note(cache, service);
+		return NULL;
+	}
+	CacheBump *b = calloc(1, sizeof *b);
+	if (!b)
+		return NULL;
+	b->cache = cache;
+	b->done = done;
+	b->owner = owner;
+	b->pending = 1; /* held until every command is sent */
+	Buf msg;
+	buf_init(&msg);
+	buf_append(&msg, service, strlen(service));
+	for (size_t i = 0; i <= w->n; i++) {
+		char key[256];
+		size_t klen;
+		if (i == w->n) {
+			if (!w->all)
+				break;
+			klen = redis_version_key(cache, key, sizeof key, service, NULL, NULL);
+			buf_append(&msg, "\n*", 2);
+		} else {
+			klen = redis_version_key(cache, key, sizeof key, service, w->tables[i].schema, w->tables[i].name);
+			buf_append(&msg, "\n", 1);
+			buf_append(&msg, w->tables[i].schema, strlen(w->tables[i].schema));
+			buf_append(&msg, "\t", 1);
+			buf_append(&msg, w->tables[i].name, strlen(w->tables[i].name));
+		}
+		BumpReply *br = calloc(1, sizeof *br);
+		if (!klen || !br) {
+			free(br);
+			outage_note(cache, service);
+			continue;
+		}
+		br->bump = b;
+		snprintf(br->service, sizeof br->service, "%s", service);
+		b->pending++;
+		const char *argv[] = {"INCR", key};
+		size_t lens[] = {4, klen};
+		redis_client_command(cache->redis, key, klen, bump_on_reply, br, 2, argv, lens);
+	}
+	cache->stats.redis_bumps++;
+	char channel[160];
+	snprintf(channel, sizeof channel, "%s:invalidate", cache->rt->config->cache.redis_prefix);
+	const char *pargv[] = {"PUBLISH", channel, (const char *)buf_head(&msg)};
+	size_t plens[] = {7, strlen(channel), buf_used(&msg)};
+	redis_client_command(cache->redis, channel, strlen(channel), ignore_reply, cache, 3, pargv, plens);
+	buf_free(&msg);
+	if (--b->pending == 0) { /* nothing was sent */
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+/* Another instance's invalidation ("service\nschema\ttable\n..." or "\n*"): bump locally, so L1
+ * entries stop being served at once, also if Redis goes away next. */
+static void cache_on_message(void *arg, const char *msg, size_t len)
+{
+	Cache *cache = arg;
+	char buf[8192];
+	if (len >= sizeof buf)
+		len = sizeof buf - 1;
+	memcpy(buf, msg, len);
+	buf[len] = 0;
+	char *save = NULL, *line = strtok_r(buf, "\n", &save);
+	if (!line)
+		return;
+	const char *service = line;
+	CacheWrites w;
+	memset(&w, 0, sizeof w);
+	while ((line = strtok_r(NULL, "\n", &save))) {
+		char *tab = strchr(line, '\t');
+		if (strcmp(line, "*") == 0 || !tab) {
+			w.all = true;
+			w.all_why = "another pgrelay instance";
+			continue;
+		}
+		*tab = 0;
+		if (w.n < CACHE_MAX_TABLES) {
+			snprintf(w.tables[w.n].schema, sizeof w.tables[0].schema, "%s", line);
+			snprintf(w.tables[w.n].name, sizeof w.tables[0].name, "%s", tab + 1);
+			w.n++;
+		} else {
+			w.all = true;
+		}
+	}
+	cache->stats.remote_invalidations++;
+	cache_invalidate(cache, service, &w);
+}
+
+static void cache_on_redis_state(void *arg, bool up)
+{
+	Cache *cache = arg;
+	if (!up || !cache->redis_was_up) {
+		cache->redis_was_up = up || cache->redis_was_up;
+		if (!up)
+			return;
+	}
+	/* Back after an outage: L1 entries were checked against local versions only, and other
+	 * instances' invalidations may have been missed; services whose bumps did not reach Redis
+	 * get a new epoch, so that nobody serves what those writes changed. */
+	if (cache->l1)
+		cache_l1_clear(cache->l1);
+	for (size_t i = 0; i < cache->n_outage_services; i++) {
+		CacheWrites w;
+		memset(&w, 0, sizeof w);
+		w.all = true;
+		w.all_why = "writes during a Redis outage";
+		log_info("cache", "Redis is back: invalidating the cache of service %s (written while Redis was down)",
+			 cache->outage_services[i]);
+		cache_invalidate_shared(cache, cache->outage_services[i], &w, NULL, NULL);
+		free(cache->outage_services[i]);
+	}
+	free(cache->outage_services);
+	cache->outage_services = NULL;
+	cache->n_outage_services = 0;
+}
+
+static bool cache_start_redis(Cache *cache)
+{
+	const ConfigCache *cc = &cache->rt->config->cache;
+	RedisOptions opt = {
+		.nodes = (const char *const *)cc->redis_nodes,
+		.n_nodes = cc->n_redis_nodes,
+		.cluster = cc->redis_cluster,
+		.timeout_ms = (int)cc->redis_timeout_ms,
+		.password = cc->redis_password,
+		.dns = cache->rt->dns,
+	};
+	cache->redis = redis_client_new(cache->rt->base, &opt, cache_on_redis_state, cache);
+	if (!cache->redis)
+		return false;
+	char channel[160];
+	snprintf(channel, sizeof channel, "%s:invalidate", cc->redis_prefix);
+	redis_client_subscribe(cache->redis, channel, cache_on_message, cache);
+	return true;
+}
+
+CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const CacheDecision *d, const CacheKey *key,
+			 const uint8_t **reply, size_t *len)
+{
+	CacheAnswer *ans = &c->cache_answer;
+	if (ans->ready) {
+		/* the answer of an earlier asynchronous lookup of this same message */
+		ans->ready = false;
+		if (memcmp(ans->key.b, key->b, sizeof key->b) == 0) {
+			if (ans->kind == CACHE_HIT) {
+				*reply = buf_head(&ans->reply);
+				*len = buf_used(&ans->reply);
+				return CACHE_HIT;
+			}
+			return CACHE_MISS; /* the fill (if any) was started then */
+		}
+	}
+	cache->stats.lookups++;
+	if (!cache_trusted(cache)) {
+		cache->stats.bypassed++;
+		return CACHE_MISS; /* no fill either */
+	}
+	CacheFlight *f = hashmap_get(&cache->flights, key_hash(key), flight_eq, key);
+	if (f && f->leader != c) {
+		cache->stats.waits++;
+		c->cache_wait = f;
+		list_push_back(&f->waiters, &c->cache_wait_node);
+		return CACHE_WAIT;
+	}
+	if (cache->redis && redis_client_up(cache->redis) && redis_lookup(cache, c, service, d, key))
+		return CACHE_PENDING;
+	uint64_t now_versions[CACHE_MAX_TABLES + 1];
+	size_t n = current_versions(cache, service, d, now_versions);
+	return lookup_with_versions(cache, c, d, key, now_versions, n, NULL, 0, false, reply, len);
 }
 
 void cache_fill_message(Cache *cache, Client *c, uint8_t type, const uint8_t *msg, size_t total)
@@ -391,7 +843,7 @@ void cache_fill_finish(Cache *cache, Client *c, const char *service, bool from_r
 		return;
 	fill->active = false;
 	const ConfigCache *cc = &cache->rt->config->cache;
-	bool ok = !fill->failed && buf_used(&fill->reply) > 0 && cache->l1;
+	bool ok = !fill->failed && buf_used(&fill->reply) > 0;
 	if (ok && from_replica) {
 		/* A replica may not have replayed the last invalidating commit yet. */
 		cache->stats.replica_not_stored++;
@@ -406,10 +858,14 @@ void cache_fill_finish(Cache *cache, Client *c, const char *service, bool from_r
 		buf_append(&blob, fill->versions, 8 * fill->n_versions);
 		buf_append(&blob, buf_head(&fill->reply), buf_used(&fill->reply));
 		uint64_t now = (uint64_t)runtime_now_ms();
-		if (cache_l1_put(cache->l1, &fill->key, buf_head(&blob), buf_used(&blob), now + (uint64_t)fill->ttl_ms, now))
+		if (!cache->l1)
+			; /* L2 only */
+		else if (cache_l1_put(cache->l1, &fill->key, buf_head(&blob), buf_used(&blob), now + (uint64_t)fill->ttl_ms, now))
 			cache->stats.stores++;
 		else
 			cache->stats.store_refused++;
+		if (fill->shared && cache->redis && redis_client_up(cache->redis))
+			redis_store(cache, &fill->key, &blob, fill->ttl_ms);
 		buf_free(&blob);
 	} else {
 		cache->stats.store_refused += !fill->failed ? 0 : 1;

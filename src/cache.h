@@ -32,7 +32,11 @@ typedef struct Client Client;
 typedef struct CacheStats {
 	uint64_t lookups, hits, misses, stores, store_refused, stale_refused, waits, invalidations,
 		bumps_all, replica_not_stored, bypassed, wal_invalidations;
+	/* L2 (Redis) */
+	uint64_t l2_hits, l2_stores, redis_lookups, redis_errors, redis_bumps, remote_invalidations;
 } CacheStats;
+
+struct RedisClient;
 
 struct WalListener;
 
@@ -41,6 +45,10 @@ typedef struct Cache {
 	CacheL1 *l1;
 	HashMap versions;  /* TableVersion by (service, schema, table); "" "" = the whole service */
 	HashMap flights;   /* CacheFlight by key: misses being filled */
+	struct RedisClient *redis; /* L2 and shared versions; NULL: no cache.redis */
+	bool redis_was_up;
+	char **outage_services;    /* services whose versions could not be bumped in Redis */
+	size_t n_outage_services;
 	struct WalListener *wal; /* cache.wal_listener: writes that bypass pgrelay */
 	char *wal_service;
 	CacheStats stats;
@@ -57,6 +65,7 @@ typedef struct CacheFlight {
 typedef struct CacheFill {
 	bool active;
 	bool failed;         /* a reply that cannot be stored (error, notice, too big) */
+	bool shared;         /* the versions are Redis's: the entry may go to L2 too */
 	CacheKey key;
 	int64_t ttl_ms;
 	size_t n_versions;
@@ -69,7 +78,25 @@ typedef enum {
 	CACHE_MISS = 0, /* run the query (a fill was started when the client may fill) */
 	CACHE_HIT,      /* reply and len hold the bytes to send */
 	CACHE_WAIT,     /* an identical query is running: wait for it (statement_cache_wake) */
+	CACHE_PENDING,  /* Redis was asked: statement_cache_wake, then look the message up again */
+	CACHE_MISS_BYPASS, /* (answers only) run the query, store nothing */
 } CacheLookup;
+
+/* The answer of an asynchronous lookup, kept on the client until its message is looked at again. */
+typedef struct CacheAnswer {
+	bool ready;
+	CacheLookup kind;
+	CacheKey key;
+	Buf reply;
+} CacheAnswer;
+
+/* A commit's invalidation on its way to Redis. */
+typedef struct CacheBump {
+	struct Cache *cache;
+	int pending;
+	void (*done)(void *owner);
+	void *owner; /* NULL: nobody waits any more */
+} CacheBump;
 
 Cache *cache_new(Runtime *rt);
 void cache_free(Cache *cache);
@@ -100,5 +127,16 @@ void cache_wait_cancel(Cache *cache, Client *c);
 
 /* Writes committed on service: bump the versions (local). */
 void cache_invalidate(Cache *cache, const char *service, const CacheWrites *w);
+/*
+ * Writes committed on service: bump the versions locally and, with Redis up, in Redis (INCR, then
+ * PUBLISH for the other instances). Returns a handle when Redis must answer first: done(owner) is
+ * called once it has (or failed); NULL when nothing is to wait for.
+ */
+CacheBump *cache_invalidate_shared(Cache *cache, const char *service, const CacheWrites *w, void (*done)(void *owner),
+				   void *owner);
+/* The owner of a bump goes away: done is not called. */
+static inline void cache_bump_forget(CacheBump *b) { b->owner = NULL; }
+/* The client goes away: an asynchronous lookup's answer is dropped. */
+void cache_client_gone(Cache *cache, Client *c);
 
 #endif

@@ -75,6 +75,7 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 	list_node_init(&c->wait_node);
 	list_node_init(&c->cache_wait_node);
 	buf_init(&c->cache_fill.reply);
+	buf_init(&c->cache_answer.reply);
 	rt->n_clients++;
 	conn_start_reading(&c->conn);
 	client_set_timer(c, CLIENT_LOGIN_TIMEOUT_MS);
@@ -115,6 +116,7 @@ void client_close(Client *c, const char *reason)
 	if (rt->cache) {
 		cache_wait_cancel(rt->cache, c);
 		cache_fill_abort(rt->cache, c);
+		cache_client_gone(rt->cache, c);
 	}
 	client_release_server(c);
 	c->state = CL_CLOSED;
@@ -168,6 +170,7 @@ void client_free_memory(Client *c)
 		free(c->ryw[i].service);
 	prepared_client_free(&c->stmts, &c->rt->stmts);
 	buf_free(&c->cache_fill.reply);
+	buf_free(&c->cache_answer.reply);
 	free(c->cache_writes);
 	free(c->user);
 	free(c->database);

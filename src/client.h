@@ -87,6 +87,8 @@ struct Client {
 	/* Result cache (cache.c): a miss this client fills, the flight it waits for, the tables its
 	 * transaction wrote (bumped when it commits). */
 	CacheFill cache_fill;
+	struct CacheRequest *cache_req; /* a lookup waiting for Redis */
+	CacheAnswer cache_answer;       /* ... and its answer */
 	CacheFlight *cache_wait;
 	ListNode cache_wait_node;
 	CacheWrites *cache_writes;

@@ -970,6 +970,10 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 	cache_note_writes(c, a);
 	RelayAction result = 0;
 	CacheBatch batch;
+	if (c->cache_req) {
+		result = RELAY_STOP; /* Redis has not answered yet */
+		goto done;
+	}
 	if (c->server || c->tx_local != 'I' || c->held_begin || c->pinned || c->pool_mode != CONFIG_POOL_TRANSACTION ||
 	    c->cache_fill.active || !cfg->cache.enabled)
 		goto done;
@@ -1014,9 +1018,11 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 		break;
 	}
 	case CACHE_WAIT:
-		result = RELAY_STOP; /* looked at again when the running one finishes */
+	case CACHE_PENDING:
+		result = RELAY_STOP; /* looked at again when the running one finishes / Redis answers */
 		break;
 	case CACHE_MISS:
+	case CACHE_MISS_BYPASS:
 		break;
 	}
 done:
