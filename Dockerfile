@@ -21,13 +21,14 @@ FROM debian:12 AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       gcc libc6-dev meson ninja-build pkg-config libevent-dev libssl-dev libyaml-dev \
-      libjson-c-dev libpg-query-dev libprotobuf-c-dev libpq-dev \
+      libjson-c-dev libpg-query-dev libprotobuf-c-dev libpq-dev libhiredis-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads, so edits elsewhere (docs, scripts, tests/integration) keep the cache.
 COPY meson.build ./
 COPY src/ src/
 COPY tests/unit/ tests/unit/
+COPY tests/tools/ tests/tools/
 COPY proxy.yaml.example ./
 RUN meson setup /build --buildtype=release \
  && ninja -C /build \

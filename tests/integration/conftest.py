@@ -32,6 +32,7 @@ import time
 
 import psycopg
 import pytest
+from redis_fixtures import redis_cluster, redis_single  # noqa: F401 (Redis servers: redis_fixtures.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PGBIN = "/usr/lib/postgresql/15/bin"
