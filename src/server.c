@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "balance.h"
+#include "cache.h"
 #include "cancel.h"
 #include "client.h"
 #include "health.h"
@@ -61,6 +62,23 @@ const char *server_state_name(ServerState st)
 	case SV_CLOSED: return "closed";
 	}
 	return "?";
+}
+
+/* Redis has the commit's invalidation: the ReadyForQuery held back may go to the client. */
+static void server_cache_bump_done(void *owner)
+{
+	Server *s = owner;
+	s->cache_bump = NULL;
+	s->cache_hold = false;
+	conn_kick(&s->conn);
+}
+
+static void server_cache_release_hold(Server *s)
+{
+	if (s->cache_bump)
+		cache_bump_forget(s->cache_bump);
+	s->cache_bump = NULL;
+	s->cache_hold = false;
 }
 
 /* ---- requests and replies ---- */
@@ -453,6 +471,7 @@ void server_close(Server *s, bool cancel, const char *reason)
 		conn_send_buf(&s->conn, &b);
 		buf_free(&b);
 	}
+	server_cache_release_hold(s);
 	Client *c = s->client;
 	s->client = NULL;
 	s->state = SV_CLOSED;
@@ -569,6 +588,7 @@ void server_detach(Server *s)
 	s->client = NULL;
 	s->release_pending = false;
 	s->wrote = false;
+	server_cache_release_hold(s);
 	buf_reset(&s->held); /* the client is gone or done: nothing to deliver */
 	server_forget_retry(s);
 }
@@ -831,6 +851,22 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 {
 	Server *s = owner;
 	bool hold = false;
+	if (type == 'Z' && s->client && s->rt->cache) {
+		/* A commit's invalidation reaches every cache before the client hears of the commit. */
+		if (s->cache_hold)
+			return RELAY_STOP;
+		if (avail < total)
+			return RELAY_NEED_BODY;
+		const PipeEntry *h = pipeline_head(&s->pipe);
+		if ((!h || !(h->flags & PIPE_INTERNAL)) && total == 6 && msg[5] == 'I') {
+			CacheBump *b = statement_cache_commit(s->client, s, server_cache_bump_done, s);
+			if (b) {
+				s->cache_bump = b;
+				s->cache_hold = true;
+				return RELAY_STOP;
+			}
+		}
+	}
 	if (s->retry_ok && s->client) {
 		const PipeEntry *h = pipeline_head(&s->pipe);
 		if (!h || !(h->flags & PIPE_INTERNAL)) {
@@ -1092,6 +1128,8 @@ static void server_on_readable(void *owner)
 		}
 		if (r != RELAY_STOPPED)
 			break;
+		if (s->cache_hold)
+			return; /* looked at again when Redis answers */
 		if (before == SV_LOGIN || before == SV_RESETTING) {
 			if (before == SV_RESETTING) /* the reset query put every setting back to its login value */
 				params_copy(&s->params, &s->login_params);

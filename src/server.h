@@ -60,6 +60,9 @@ struct Server {
 	bool tls; /* the connection is encrypted */
 
 	bool release_pending; /* ReadyForQuery ended the client's transaction: release after forwarding */
+	/* The client's commit is being invalidated in Redis: its ReadyForQuery waits (cache.h). */
+	bool cache_hold;
+	struct CacheBump *cache_bump;
 	bool wrote;           /* a write went to this primary in the client's transaction (read-your-writes) */
 	bool lsn_pending;     /* pgrelay asked for pg_current_wal_lsn() after that write committed */
 	uint64_t commit_lsn;  /* ... and this is the answer */

@@ -848,15 +848,22 @@ void statement_cache_ready(Client *c, Server *s, char tx_status)
 	Cache *cache = c->rt->cache;
 	if (!cache)
 		return;
+	(void)tx_status;
 	if (c->cache_fill.active)
 		cache_fill_finish(cache, c, s->pool->service->name, s->pool->replica >= 0);
+}
+
+CacheBump *statement_cache_commit(Client *c, Server *s, void (*done)(void *owner), void *owner)
+{
+	Cache *cache = c->rt->cache;
 	CacheWrites *w = c->cache_writes;
-	if (tx_status == 'I' && w && (w->all || w->n)) {
-		/* The transaction committed (a ROLLBACK cleared the list): before the client sees its
-		 * ReadyForQuery, nobody may get a result that this commit changed. */
-		cache_invalidate(cache, s->pool->service->name, w);
-		memset(w, 0, sizeof *w);
-	}
+	if (!cache || !w || (!w->all && !w->n))
+		return NULL;
+	/* The transaction committed (a ROLLBACK cleared the list): before the client sees its
+	 * ReadyForQuery, nobody may get a result that this commit changed. */
+	CacheWrites copy = *w;
+	memset(w, 0, sizeof *w);
+	return cache_invalidate_shared(cache, s->pool->service->name, &copy, done, owner);
 }
 
 /* Adds the tables the text writes to the client's transaction list. */
