@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "client.h"
+#include "health.h"
 #include "log.h"
 #include "proto.h"
 #include "redis.h"
@@ -25,6 +26,7 @@ typedef struct TableVersion {
 	uint64_t hash;
 	size_t key_len;
 	uint64_t version;
+	int64_t bumped_ms; /* the service's entry: when it last saw an invalidation of any table */
 	char key[]; /* service \0 schema \0 table */
 } TableVersion;
 
@@ -197,6 +199,7 @@ static TableVersion *version_find(Cache *cache, const char *service, const char 
 	t->hash = h;
 	t->key_len = len;
 	t->version = 0;
+	t->bumped_ms = 0;
 	memcpy(t->key, buf, len);
 	hashmap_insert(&cache->versions, h, t);
 	return t;
@@ -217,8 +220,17 @@ static size_t current_versions(Cache *cache, const char *service, const CacheDec
 	return d->n_deps + 1;
 }
 
+/* An invalidation of service was seen now: replicas must show they replayed past it. */
+static void note_bumped(Cache *cache, const char *service)
+{
+	TableVersion *t = version_find(cache, service, "", "", true);
+	if (t)
+		t->bumped_ms = runtime_now_ms();
+}
+
 void cache_invalidate(Cache *cache, const char *service, const CacheWrites *w)
 {
+	note_bumped(cache, service);
 	if (w->all) {
 		TableVersion *t = version_find(cache, service, "", "", true);
 		if (t)
@@ -492,12 +504,19 @@ static void request_done(CacheRequest *rq)
 			ans->kind = CACHE_MISS_BYPASS;
 		} else {
 			/* Redis's versions are the truth; the local ones follow them (used while it is down). */
+			bool unseen = false;
 			TableVersion *t = version_find(cache, rq->service, "", "", true);
-			if (t)
+			if (t) {
+				unseen |= t->version != rq->versions[0];
 				t->version = rq->versions[0];
+			}
 			for (size_t i = 0; i < rq->d.n_deps; i++)
-				if ((t = version_find(cache, rq->service, rq->d.deps[i].schema, rq->d.deps[i].name, true)))
+				if ((t = version_find(cache, rq->service, rq->d.deps[i].schema, rq->d.deps[i].name, true))) {
+					unseen |= t->version < rq->versions[i + 1];
 					t->version = rq->versions[i + 1];
+				}
+			if (unseen) /* another instance's commit whose message has not arrived */
+				note_bumped(cache, rq->service);
 			const uint8_t *reply;
 			size_t len;
 			CacheLookup r = lookup_with_versions(cache, c, &rq->d, &rq->key, rq->versions, rq->n,
@@ -836,7 +855,31 @@ static void flight_end(Cache *cache, CacheFlight *f)
 	free(f);
 }
 
-void cache_fill_finish(Cache *cache, Client *c, const char *service, bool from_replica)
+/*
+ * Whether a result just read from a replica may be stored: the replica must have replayed every
+ * commit that invalidated anything of the service (seen by this instance: its own, other
+ * instances' through Redis, the WAL listener's). The health checker's last probe of the replica
+ * found it at or past the primary's LSN of the probe before, and that primary probe began after
+ * the last invalidation; the query ran after the replica's probe, so it saw at least as much.
+ */
+static bool replica_caught_up(Cache *cache, const char *service, int replica)
+{
+	Runtime *rt = cache->rt;
+	if (!rt->health)
+		return false;
+	const BackendHealth *p = health_backend(rt->health, service, -1);
+	const BackendHealth *r = health_backend(rt->health, service, replica);
+	if (!p || !r || !p->have_result || !r->have_result || !r->up || r->lagging || r->lag_bytes != 0)
+		return false;
+	if (p->last_check_ms > r->last_check_ms)
+		return false; /* the replica's lag was measured against an older primary LSN */
+	TableVersion *t = version_find(cache, service, "", "", false);
+	int64_t bumped = t ? t->bumped_ms : 0;
+	/* the primary's LSN was read at most health.timeout before its probe finished */
+	return p->last_check_ms - rt->config->health.timeout_ms > bumped;
+}
+
+void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica)
 {
 	CacheFill *fill = &c->cache_fill;
 	if (!fill->active)
@@ -844,8 +887,7 @@ void cache_fill_finish(Cache *cache, Client *c, const char *service, bool from_r
 	fill->active = false;
 	const ConfigCache *cc = &cache->rt->config->cache;
 	bool ok = !fill->failed && buf_used(&fill->reply) > 0;
-	if (ok && from_replica) {
-		/* A replica may not have replayed the last invalidating commit yet. */
+	if (ok && replica >= 0 && !replica_caught_up(cache, service, replica)) {
 		cache->stats.replica_not_stored++;
 		ok = false;
 	}

@@ -118,8 +118,9 @@ CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const Cac
 
 /* A reply message forwarded to a filling client (whole message). */
 void cache_fill_message(Cache *cache, Client *c, uint8_t type, const uint8_t *msg, size_t total);
-/* ReadyForQuery reached the filling client: store (unless failed) and wake the waiters. */
-void cache_fill_finish(Cache *cache, Client *c, const char *service, bool from_replica);
+/* ReadyForQuery reached the filling client: store (unless failed, or read from a replica that
+ * may not have replayed the last invalidation: replica >= 0) and wake the waiters. */
+void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica);
 /* The fill cannot finish (server lost, client gone): wake the waiters, store nothing. */
 void cache_fill_abort(Cache *cache, Client *c);
 /* A waiting client goes away. */

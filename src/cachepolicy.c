@@ -170,7 +170,7 @@ void cachepolicy_decide(const Config *cfg, const char *search_path, const char *
 		NOT_CACHEABLE("it cannot be routed");
 	const SqlStatement *st = &a->statements[0];
 	if (st->kind != SQL_KIND_READ || strcmp(st->tag, "SELECT") != 0)
-		NOT_CACHEABLE("it is a %s, not a SELECT", st->tag);
+		NOT_CACHEABLE("it is not a SELECT (%s)", st->tag);
 	if (st->locking)
 		NOT_CACHEABLE("it has a locking clause (FOR UPDATE/SHARE)");
 	if (st->time_dependent)

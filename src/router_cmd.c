@@ -16,6 +16,7 @@
 
 #include "commands.h"
 #include "config.h"
+#include "cachepolicy.h"
 #include "router.h"
 #include "sqlclass.h"
 
@@ -145,6 +146,46 @@ static void warn_upper_case(const Config *cfg, const ConfigService *svc)
 			       svc->name, svc->writing_functions[k]);
 }
 
+static void print_cache(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
+			const RouteResult *r, const char *sql)
+{
+	CacheDecision d;
+	cachepolicy_decide(cfg, search_path, user, a, r, sql, strlen(sql), &d);
+	if (!d.cacheable) {
+		printf("cacheable:   no: %s\n", d.why_not);
+		return;
+	}
+	char ttl[32];
+	snprintf(ttl, sizeof ttl, "%lld.%03llds", (long long)(d.ttl_ms / 1000), (long long)(d.ttl_ms % 1000));
+	if (d.hinted)
+		printf("cacheable:   yes, ttl %s from the statement's pgrelay:cache hint\n", ttl);
+	else
+		printf("cacheable:   yes, ttl %s (cache.rules[%d] at line %d covers %s)\n", ttl,
+		       cachepolicy_rule_index(cfg, d.rule), d.rule->line,
+		       d.n_deps ? d.deps[0].name : "its tables");
+	printf("depends on:  ");
+	for (size_t i = 0; i < d.n_deps; i++)
+		printf("%s%s.%s", i ? ", " : "", d.deps[i].schema, d.deps[i].name);
+	printf(" (and the service's DDL epoch)\n");
+}
+
+static void print_writes(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a)
+{
+	if (!cfg->cache.enabled)
+		return;
+	CacheWrites w;
+	memset(&w, 0, sizeof w);
+	cachepolicy_writes(cfg, search_path, user, a, &w);
+	if (w.all) {
+		printf("invalidates: everything cached for the service at commit (%s)\n", w.all_why);
+	} else if (w.n) {
+		printf("invalidates: ");
+		for (size_t i = 0; i < w.n; i++)
+			printf("%s%s.%s", i ? ", " : "", w.tables[i].schema, w.tables[i].name);
+		printf(" at commit\n");
+	}
+}
+
 static int report(const Config *cfg, const ConfigDatabase *db, const char *search_path, const char *user,
 		  const char *sql, const SqlAnalysis *a)
 {
@@ -233,6 +274,8 @@ static int report(const Config *cfg, const ConfigDatabase *db, const char *searc
 	printf("read-only:   %s\n", r.read_only ? "yes" : "no");
 	router_explain(cfg, &r, text, sizeof text);
 	printf("why:         %s\n", text);
+	print_cache(cfg, search_path, user, a, &r, sql);
+	print_writes(cfg, search_path, user, a);
 	warn_upper_case(cfg, svc);
 	return 0;
 }

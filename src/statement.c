@@ -850,7 +850,7 @@ void statement_cache_ready(Client *c, Server *s, char tx_status)
 		return;
 	(void)tx_status;
 	if (c->cache_fill.active)
-		cache_fill_finish(cache, c, s->pool->service->name, s->pool->replica >= 0);
+		cache_fill_finish(cache, c, s->pool->service->name, s->pool->replica);
 }
 
 CacheBump *statement_cache_commit(Client *c, Server *s, void (*done)(void *owner), void *owner)

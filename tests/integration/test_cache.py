@@ -358,3 +358,60 @@ GRANT ALL ON wl, wl_log TO app;
                 assert one(c, "SELECT v FROM wl WHERE id = 1") == (f"down{i}",)
         finally:
             pg_logical.sql(f"ALTER ROLE {WAL_USER} LOGIN; ALTER TABLE wl ENABLE TRIGGER wl_touch", dbname="appdb")
+
+
+def test_results_from_a_replica_are_stored_only_once_it_replayed_the_invalidation(pgrelay, tables, pg_replica,
+                                                                                  protocol):
+    """Reads go to a streaming replica. While its replay is paused behind a commit, what it returns
+    is passed through but never stored: once it replays, the next read is the committed row."""
+    if protocol == "extended":
+        pytest.skip("the replica path does not depend on the protocol")
+    pg_replica.ensure_running()
+    wait = time.time() + 20
+    want = tables.sql("SELECT val FROM other WHERE id = 1", dbname="appdb")
+
+    def replica_val():
+        try:
+            return pg_replica.sql("SELECT val FROM other WHERE id = 1", dbname="appdb")
+        except AssertionError:
+            return None  # the table is not replayed yet
+    while replica_val() != want:
+        assert time.time() < wait, "the replica did not catch up"
+        time.sleep(0.1)
+    r = pgrelay(cache=cache_section(),
+                services={"main": {"replicas": [pg_replica.backend()], "reads": "replicas"}},
+                health={"interval": "200ms", "timeout": "1s", "fail_after": 3, "recover_after": 1,
+                        "max_lag": "1GB"})
+    q = "SELECT val FROM other WHERE id = 1"
+    with simple(r) as reader, simple(r) as writer:
+        reader.execute("SET application_name = 'cache-reader'")
+        # a result from a caught-up replica is stored (the write around pgrelay does not show)
+        deadline = time.time() + 15
+        while True:
+            one(reader, q)
+            time.sleep(0.3)  # a health check after the last invalidation
+            one(reader, q)
+            before = one(reader, q)[0]
+            behind_pgrelay(tables, f"UPDATE other SET val = 'probe-{time.time()}' WHERE id = 1")
+            time.sleep(0.2)
+            if one(reader, q) == (before,):
+                break  # served from the cache
+            assert time.time() < deadline, "results read from a caught-up replica were never stored"
+        pg_replica.pause_replay()
+        try:
+            writer.execute("UPDATE other SET val = 'committed' WHERE id = 1")
+            stale = 0
+            for _ in range(10):
+                stale += one(reader, q)[0] != "committed"  # the paused replica answers the old row...
+                time.sleep(0.1)
+            assert stale, "the reads did not go to the paused replica: the test proves nothing"
+            # ...but it was not stored: once the replica replays, the committed row is read
+        finally:
+            pg_replica.resume_replay()
+        deadline = time.time() + 10
+        while one(reader, q) != ("committed",):
+            assert time.time() < deadline, "a stale result from the lagging replica was cached"
+            time.sleep(0.1)
+        # and it stays so (the stale reads were never stored under the current versions)
+        for _ in range(5):
+            assert one(reader, q) == ("committed",)

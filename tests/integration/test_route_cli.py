@@ -99,3 +99,36 @@ def test_config_and_usage_errors(tmp_path):
     assert r.returncode == 2 and 'no database "nope"' in r.stderr
     r = subprocess.run([pgrelay_bin(), "route", "SELECT 1"], capture_output=True, text=True, env=sanitizer_env())
     assert r.returncode == 2
+
+
+CACHE_CONFIG = CONFIG + """\
+cache:
+  rules:
+    - { tables: [products, "user*"], ttl: 5m }
+    - { schema: billing, ttl: 0 }
+  invalidate:
+    - { table: orders, also: [order_totals] }
+"""
+
+
+def test_route_says_whether_a_statement_is_cacheable(tmp_path):
+    r = route(tmp_path, "SELECT * FROM users WHERE id = 1", config=CACHE_CONFIG)
+    assert r.returncode == 0, r.stderr
+    assert field(r.stdout, "cacheable").startswith("yes, ttl 300.000s (cache.rules[0] at line"), r.stdout
+    assert "public.users" in field(r.stdout, "depends on")
+    r = route(tmp_path, "SELECT now(), * FROM users", config=CACHE_CONFIG)
+    assert field(r.stdout, "cacheable") == "no: it calls now(), which gives a different answer without any table changing"
+    r = route(tmp_path, "SELECT * FROM billing.invoices", config=CACHE_CONFIG)
+    assert "ttl 0" in field(r.stdout, "cacheable")
+    r = route(tmp_path, "SELECT * FROM orders", config=CACHE_CONFIG)
+    assert field(r.stdout, "cacheable") == "no: no cache rule covers orders"
+    r = route(tmp_path, "/* pgrelay:cache ttl=9s */ SELECT * FROM orders", config=CACHE_CONFIG)
+    assert field(r.stdout, "cacheable").startswith("yes, ttl 9.000s from the statement's pgrelay:cache hint")
+    r = route(tmp_path, "DELETE FROM orders WHERE id = 1", config=CACHE_CONFIG)
+    assert field(r.stdout, "cacheable") == "no: it is not a SELECT (DELETE)"
+    assert field(r.stdout, "invalidates") == "public.orders, public.order_totals at commit"
+    r = route(tmp_path, "ALTER TABLE users ADD COLUMN x int", config=CACHE_CONFIG)
+    assert field(r.stdout, "invalidates").startswith("everything cached for the service at commit (DDL)")
+    # without a cache section
+    r = route(tmp_path, "SELECT * FROM users")
+    assert field(r.stdout, "cacheable").startswith("no: the cache is off")
