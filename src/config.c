@@ -34,7 +34,7 @@
 /* ---- schema ---- */
 
 static const char *const top_keys[] = {"listen",    "log",      "proxy", "users", "routes", "health",
-				       "databases", "services", "cache", NULL};
+				       "databases", "services", "cache", "admin", NULL};
 static const char *const cache_keys[] = {"l1", "redis", "ttl", "rules", "invalidate", "wal_listener", NULL};
 static const char *const cache_l1_keys[] = {"max_memory", "policy", "max_result", NULL};
 static const char *const cache_policy_names[] = {"s3fifo", NULL};
@@ -46,7 +46,10 @@ static const char *const listen_keys[] = {"host", "port", "max_client_conn", "ba
 static const char *const listen_tls_keys[] = {"mode", "cert", "key", "ca", NULL};
 static const char *const service_tls_keys[] = {"mode", "ca", NULL};
 static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-full", NULL};
-static const char *const log_keys[] = {"level", NULL};
+static const char *const log_keys[] = {"level", "format", "slow_query", "stats_period", NULL};
+static const char *const log_format_names[] = {"text", "json", NULL};
+static const char *const admin_keys[] = {"users", "stats_users", "http", "histograms", NULL};
+static const char *const admin_http_keys[] = {"host", "port", NULL};
 static const char *const proxy_keys[] = {"shutdown_timeout", "buffer_size", "max_message_size",
 					 "server_reset_query", "application_name",
 					 "max_prepared_statements", "allow_cleartext_without_tls", NULL};
@@ -740,6 +743,29 @@ static void load_log(Loader *ld, Config *cfg, yaml_node_t *node)
 		return;
 	if (get_enum(ld, node, "log", "level", log_level_names, &level))
 		cfg->log.level = (ConfigLogLevel)level;
+	int format = cfg->log.json ? 1 : 0;
+	if (get_enum(ld, node, "log", "format", log_format_names, &format))
+		cfg->log.json = format == 1;
+	get_duration(ld, node, "log", "slow_query", 0, MAX_DURATION_MS, &cfg->log.slow_query_ms);
+	get_duration(ld, node, "log", "stats_period", 0, MAX_DURATION_MS, &cfg->log.stats_period_ms);
+}
+
+static void load_admin(Loader *ld, Config *cfg, yaml_node_t *node)
+{
+	if (!node || is_null(node) || !check_mapping(ld, node, "admin", admin_keys))
+		return;
+	get_string_list(ld, node, "admin", "users", &cfg->admin.users, &cfg->admin.n_users, NULL);
+	get_string_list(ld, node, "admin", "stats_users", &cfg->admin.stats_users, &cfg->admin.n_stats_users, NULL);
+	get_bool(ld, node, "admin", "histograms", &cfg->admin.histograms);
+	yaml_node_t *http = map_get(ld, node, "http");
+	if (http && !is_null(http) && check_mapping(ld, http, "admin.http", admin_http_keys)) {
+		get_string(ld, http, "admin.http", "host", STR_NONEMPTY, &cfg->admin.http_host, NULL);
+		if (!cfg->admin.http_host)
+			cfg->admin.http_host = dup_string(ld, "127.0.0.1");
+		if (!map_get(ld, http, "port"))
+			error_at(ld, http, "admin.http.port is required");
+		get_int(ld, http, "admin.http", "port", 1, 65535, &cfg->admin.http_port, NULL);
+	}
 }
 
 static void load_proxy(Loader *ld, Config *cfg, yaml_node_t *node)
@@ -1237,6 +1263,7 @@ static void load_root(Loader *ld, Config *cfg, yaml_node_t *root)
 	load_routes(ld, cfg, map_get(ld, root, "routes"));
 	load_health(ld, cfg, map_get(ld, root, "health"));
 	load_cache(ld, cfg, map_get(ld, root, "cache"));
+	load_admin(ld, cfg, map_get(ld, root, "admin"));
 }
 
 /* ---- lifecycle ---- */
@@ -1310,6 +1337,9 @@ static void config_free(Config *cfg)
 	free(cache->wal_slot);
 	free(cache->wal_user);
 	free(cache->wal_password);
+	free_string_list(cfg->admin.users, cfg->admin.n_users);
+	free_string_list(cfg->admin.stats_users, cfg->admin.n_stats_users);
+	free(cfg->admin.http_host);
 	free(cfg);
 }
 
@@ -1335,6 +1365,8 @@ static Config *config_new(Loader *ld, const char *name)
 	cfg->max_prepared_statements = 200;
 	cfg->health = (ConfigHealth){.interval_ms = 1000, .timeout_ms = 2000, .fail_after = 3, .recover_after = 2,
 				     .max_lag_bytes = 16 * MB, .max_lag_ms = 0};
+	cfg->log.stats_period_ms = 60 * 1000;
+	cfg->admin.histograms = true;
 	cfg->cache.l1_max_memory = 256 * MB;
 	cfg->cache.max_result = 1 * MB;
 	cfg->cache.default_ttl_ms = 60 * 1000;

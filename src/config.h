@@ -185,8 +185,22 @@ typedef struct Config {
 	} listen;
 
 	struct {
-		ConfigLogLevel level; /* default info */
+		ConfigLogLevel level;    /* default info */
+		bool json;               /* format: json (default text) */
+		int64_t slow_query_ms;   /* statements slower than this are logged; 0 = off (default) */
+		int64_t stats_period_ms; /* a stats line every period; default 60s, 0 = off */
 	} log;
+
+	/* The admin console (virtual database "pgrelay", alias "pgbouncer") and the HTTP endpoint. */
+	struct {
+		char **users;        /* every console command */
+		size_t n_users;
+		char **stats_users;  /* SHOW only */
+		size_t n_stats_users;
+		char *http_host;     /* NULL: no HTTP endpoint */
+		int http_port;
+		bool histograms;     /* latency histograms on the hot path; default true */
+	} admin;
 
 	/* Keys of the top-level "proxy" section. */
 	int64_t shutdown_timeout_ms; /* default 30s */
