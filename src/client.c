@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "admin.h"
 #include "cancel.h"
 #include "statement.h"
 #include "log.h"
@@ -111,7 +112,9 @@ void client_close(Client *c, const char *reason)
 		log_debug(c->name, "closing during login from %s: %s", c->addr, reason);
 	if (c->cancel_pid)
 		cancel_map_remove(&rt->cancel_map, c->cancel_pid, c);
-	if (list_node_linked(&c->wait_node) && c->pool)
+	if (c->admin)
+		admin_client_gone(c);
+	else if (list_node_linked(&c->wait_node) && c->pool)
 		pool_cancel_wait(c->pool, c);
 	if (rt->cache) {
 		cache_wait_cancel(rt->cache, c);
@@ -475,6 +478,22 @@ static bool same_encoding_name(const char *a, const char *b)
 static void client_auth_ok(Client *c)
 {
 	Runtime *rt = c->rt;
+	if (admin_is_console(rt->config, c->database)) {
+		c->admin = (int)admin_role(rt->config, c->user);
+		if (c->admin == ADMIN_NONE) {
+			log_warning(c->name, "\"%s\" from %s may not use the admin console", c->user, c->addr);
+			client_fatal(c, "42501", "user \"%s\" may not use pgrelay's admin console (admin.users, admin.stats_users)",
+				     c->user);
+			return;
+		}
+		admin_login(c);
+		return;
+	}
+	if (admin_database_disabled(rt, c->database)) {
+		client_fatal(c, SQLSTATE_ADMIN_SHUTDOWN, "database \"%s\" is disabled (DISABLE in pgrelay's admin console)",
+			     c->database);
+		return;
+	}
 	const ConfigDatabase *db = config_find_database(rt->config, c->database);
 	if (!db) {
 		log_warning(c->name, "login for unknown database \"%s\" by \"%s\" from %s", c->database, c->user, c->addr);
@@ -565,6 +584,9 @@ static const RelayOps client_auth_ops = {.message = client_auth_msg};
 static RelayAction client_relay_msg(void *owner, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
 				    size_t avail)
 {
+	Client *c = owner;
+	if (c->admin)
+		return admin_client_message(c, rc, type, msg, total, avail);
 	return statement_client_message(owner, rc, type, msg, total, avail);
 }
 

@@ -79,6 +79,7 @@ struct Client {
 	char *local_sql;       /* its text (for a BEGIN to hold) */
 	bool local_read_only;
 	bool reroute;          /* the next statement needs another server once this one is quiet */
+	bool route_counted;    /* SHOW ROUTES counted the statement that waits for a server */
 	char *search_path;     /* value of the client's last SET search_path (routing), or NULL */
 	/* SET / RESET tracking: the state before the transaction's first one, restored if it fails. */
 	bool undo_active, undo_failed;
@@ -92,6 +93,11 @@ struct Client {
 	CacheFlight *cache_wait;
 	ListNode cache_wait_node;
 	CacheWrites *cache_writes;
+	/* Admin console (admin.c): the client's AdminRole (0: a normal client), the extended-protocol
+	 * batch being refused, the database of a PAUSE it waits for. */
+	int admin;
+	bool admin_skip;
+	char admin_pause_db[64];
 	struct ClientRyw {
 		char *service;
 		uint64_t lsn;  /* WAL position of the client's last write commit on that service */

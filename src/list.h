@@ -77,6 +77,8 @@ static inline ListNode *list_pop_front(List *l)
 	return n;
 }
 
+#define list_for_each(node, list) for ((node) = (list)->head.next; (node) != &(list)->head; (node) = (node)->next)
+
 /* Safe against removal of the current node. */
 #define list_for_each_safe(node, tmp, list)                                                      \
 	for ((node) = (list)->head.next, (tmp) = (node)->next; (node) != &(list)->head;            \

@@ -133,7 +133,7 @@ static void pool_launch_if_needed(Pool *p)
 {
 	if (p->removed)
 		return;
-	size_t want = p->waiting.count;
+	size_t want = p->paused ? 0 : p->waiting.count;
 	if (!p->have_params && p->login_waiting.count && want == 0)
 		want = 1;
 	while (p->opening.count < want && pool_server_count(p) < p->service->pool.max)
@@ -142,7 +142,7 @@ static void pool_launch_if_needed(Pool *p)
 
 void pool_request_server(Pool *p, Client *c)
 {
-	ListNode *n = list_first(&p->idle);
+	ListNode *n = p->paused ? NULL : list_first(&p->idle);
 	if (n) {
 		Server *s = list_entry(n, Server, pool_node);
 		client_linked(c, s);
@@ -155,6 +155,17 @@ void pool_request_server(Pool *p, Client *c)
 		client_start_wait_timer(c, timeout);
 	if (pool_server_count(p) >= p->service->pool.max)
 		log_debug(c->name, "waiting for a server of pool %s (all %d in use)", p->name, p->service->pool.max);
+	pool_launch_if_needed(p);
+}
+
+void pool_resume(Pool *p)
+{
+	p->paused = false;
+	ListNode *n;
+	while (p->waiting.count && (n = list_first(&p->idle)) != NULL) {
+		Client *c = list_entry(list_pop_front(&p->waiting), Client, wait_node);
+		client_linked(c, list_entry(n, Server, pool_node));
+	}
 	pool_launch_if_needed(p);
 }
 
@@ -216,7 +227,7 @@ void pool_server_available(Pool *p, Server *s)
 			client_login_ready(c);
 		}
 	}
-	ListNode *n = list_pop_front(&p->waiting);
+	ListNode *n = p->paused ? NULL : list_pop_front(&p->waiting);
 	if (n) {
 		Client *c = list_entry(n, Client, wait_node);
 		client_linked(c, s);

@@ -43,6 +43,7 @@ struct Pool {
 	char last_error[256];
 
 	bool removed;  /* no longer in the config: drains, then is freed */
+	bool paused;   /* PAUSE from the admin console: no server is handed out */
 	ListNode node;
 
 	uint64_t total_xacts, total_queries, total_wait_ms;
@@ -71,6 +72,8 @@ void pool_server_moved(Pool *p, Server *s);
 /* A server is gone. */
 void pool_server_removed(Pool *p, Server *s);
 
+/* RESUME: hand servers to the clients that waited while the pool was paused. */
+void pool_resume(Pool *p);
 /* Periodic upkeep of every pool; called by the janitor each second. */
 void pool_janitor(Runtime *rt);
 /* Applies a newly loaded Config to existing pools. */

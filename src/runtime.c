@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
 #include "balance.h"
 #include "cache.h"
 #include "cancel.h"
@@ -22,6 +23,7 @@
 #include "scram.h"
 #include "server.h"
 #include "tls.h"
+#include "xalloc.h"
 
 int64_t runtime_now_ms(void)
 {
@@ -103,7 +105,7 @@ static void runtime_check_shutdown_done(Runtime *rt)
 
 void runtime_client_gone(Runtime *rt) { runtime_check_shutdown_done(rt); }
 
-static void runtime_begin_shutdown(Runtime *rt)
+void runtime_begin_shutdown(Runtime *rt)
 {
 	if (rt->shutting_down)
 		return;
@@ -166,6 +168,9 @@ void runtime_reload(Runtime *rt)
 		rt->cache = cache_new(rt);
 	else if (rt->cache && rt->cache->l1)
 		cache_l1_set_max_bytes(rt->cache->l1, cfg->cache.l1_max_memory);
+	free(rt->route_matches); /* the rules may have changed: counting starts over */
+	rt->n_route_matches = cfg->n_routes;
+	rt->route_matches = xcalloc(cfg->n_routes ? cfg->n_routes : 1, sizeof *rt->route_matches);
 	config_unref(old);
 	log_info(NULL, "configuration reloaded from %s", rt->config_path);
 }
@@ -246,6 +251,8 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	if (!listener_start(rt))
 		return false;
 	rt->health = health_start(rt->base, cfg);
+	rt->n_route_matches = cfg->n_routes;
+	rt->route_matches = xcalloc(cfg->n_routes ? cfg->n_routes : 1, sizeof *rt->route_matches);
 	if (cfg->cache.enabled && !(rt->cache = cache_new(rt))) {
 		log_error(NULL, "cannot set up the result cache");
 		return false;
@@ -275,6 +282,9 @@ void runtime_free(Runtime *rt)
 	runtime_reap(-1, 0, rt);
 	cache_free(rt->cache);
 	rt->cache = NULL;
+	admin_free(rt);
+	free(rt->route_matches);
+	rt->route_matches = NULL;
 	cancel_map_free(&rt->cancel_map);
 	prepared_registry_free(&rt->stmts);
 	sqlclass_cache_free(&rt->sql);

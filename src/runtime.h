@@ -83,6 +83,9 @@ typedef struct Runtime {
 
 	StmtRegistry stmts; /* prepared statements, pgrelay-wide names */
 	struct Cache *cache; /* result cache (cache.h); NULL when the configuration has none */
+	struct AdminState *admin;  /* admin console state (admin.c); NULL until used */
+	uint64_t *route_matches;   /* per rule of config->routes: statements it routed */
+	size_t n_route_matches;
 	SqlCache sql;       /* statement analyses by text */
 
 	Stats stats;
@@ -103,6 +106,9 @@ void runtime_client_gone(Runtime *rt);
 
 /* The SCRAM verifier for a user whose configured password is plain text (cached). */
 const struct ScramVerifier *runtime_scram_verifier_for(Runtime *rt, const char *user, const char *password);
+/* SIGTERM (or SHUTDOWN in the console): stop accepting, close clients at their next transaction
+ * boundary, exit when the last one left or shutdown_timeout passed. */
+void runtime_begin_shutdown(Runtime *rt);
 /* Re-reads the configuration file (SIGHUP); keeps the running one if the new one is invalid. */
 void runtime_reload(Runtime *rt);
 

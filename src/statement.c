@@ -820,6 +820,15 @@ static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const SqlAnal
 	if (r.status != ROUTE_OK)
 		return true; /* unparsable: the default primary reports the real error */
 	t->svc = r.service;
+	/* SHOW ROUTES counts each statement once: a first statement is routed again when its server
+	 * is linked, that second time does not count. */
+	int rule = r.rule ? router_rule_index(rt->config, r.rule) : -1;
+	if (c->route_counted)
+		c->route_counted = false;
+	else if (rule >= 0 && (size_t)rule < rt->n_route_matches)
+		rt->route_matches[rule]++;
+	if (!c->server)
+		c->route_counted = true;
 	t->read_only = r.read_only;
 	t->names_tables = r.names_tables;
 	bool tx_allows = c->tx_local == 'I' || (c->tx_local == 'T' && c->held_read_only);
