@@ -727,6 +727,8 @@ void client_unlinked(Client *c)
 	c->server = NULL;
 	if (c->state == CL_ACTIVE)
 		c->state = CL_IDLE;
+	if (c->close_after_first_tx)
+		c->close_at_idle = true;
 	if (c->close_at_idle) {
 		client_shutdown(c);
 		return;
@@ -747,10 +749,19 @@ void client_server_lost(Client *c, const char *message)
 
 void client_shutdown(Client *c)
 {
-	c->close_at_idle = true;
 	switch (c->state) {
 	case CL_STARTUP:
 	case CL_AUTH:
+	case CL_WAIT_LOGIN:
+		/* A client logging in as the shutdown (or a hand-over to a new pgrelay) begins came for a
+		 * transaction: it gets one, and is closed after it (or at shutdown_timeout). */
+		c->close_after_first_tx = true;
+		return;
+	default:
+		break;
+	}
+	c->close_at_idle = true;
+	switch (c->state) {
 	case CL_IDLE:
 		client_send_error(c, "FATAL", SQLSTATE_ADMIN_SHUTDOWN, "pgrelay is shutting down", NULL);
 		client_close(c, "shutdown");

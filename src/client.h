@@ -66,6 +66,7 @@ struct Client {
 	ListNode wait_node;    /* pool->waiting or pool->login_waiting */
 	ListNode dead_node;
 	bool close_at_idle;    /* shutting down: close at the next transaction boundary */
+	bool close_after_first_tx; /* shutting down while it logged in: close after its first transaction */
 	bool processing;       /* inside client_process (no kick needed to look at the buffer) */
 	const char *pinned;    /* transaction pooling: why the client keeps its server (LISTEN, ...) */
 

@@ -42,7 +42,7 @@ static const char *const cache_redis_keys[] = {"nodes", "cluster", "timeout", "p
 static const char *const cache_rule_keys[] = {"schema", "tables", "ttl", NULL};
 static const char *const cache_dependency_keys[] = {"table", "also", NULL};
 static const char *const cache_wal_keys[] = {"service", "slot", "user", "password", NULL};
-static const char *const listen_keys[] = {"host", "port", "max_client_conn", "backlog", "tls", NULL};
+static const char *const listen_keys[] = {"host", "port", "max_client_conn", "backlog", "tls", "upgrade_socket", NULL};
 static const char *const listen_tls_keys[] = {"mode", "cert", "key", "ca", NULL};
 static const char *const service_tls_keys[] = {"mode", "ca", NULL};
 static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-full", NULL};
@@ -733,6 +733,10 @@ static void load_listen(Loader *ld, Config *cfg, yaml_node_t *node)
 	get_int(ld, node, "listen", "max_client_conn", 1, 1000000, &cfg->listen.max_client_conn, NULL);
 	get_int(ld, node, "listen", "backlog", 1, 65535, &cfg->listen.backlog, NULL);
 	load_tls(ld, &cfg->listen.tls, map_get(ld, node, "tls"), "listen", true);
+	yaml_node_t *us;
+	if (get_string(ld, node, "listen", "upgrade_socket", STR_NULL_EMPTY, &cfg->listen.upgrade_socket, &us) &&
+	    cfg->listen.upgrade_socket && strlen(cfg->listen.upgrade_socket) >= 100)
+		error_at(ld, us, "listen.upgrade_socket must be shorter than 100 bytes (a Unix socket path)");
 }
 
 static void load_log(Loader *ld, Config *cfg, yaml_node_t *node)
@@ -1282,6 +1286,7 @@ static void config_free(Config *cfg)
 	free(cfg->listen.tls.cert);
 	free(cfg->listen.tls.key);
 	free(cfg->listen.tls.ca);
+	free(cfg->listen.upgrade_socket);
 	free(cfg->server_reset_query);
 	free(cfg->application_name);
 	for (size_t i = 0; i < cfg->n_users; i++) {

@@ -182,6 +182,9 @@ typedef struct Config {
 		int max_client_conn; /* default 10000, 1..1000000 */
 		int backlog;         /* default 1024 */
 		ConfigTls tls;       /* towards clients: default disable */
+		/* Control socket for hand-over to a new pgrelay; NULL: /tmp/.s.pgrelay.<port>.upgrade,
+		 * "": no hand-over. */
+		char *upgrade_socket;
 	} listen;
 
 	struct {

@@ -150,24 +150,6 @@ bool health_parse_lsn(const char *text, uint64_t *out)
 	return true;
 }
 
-/* libpq messages span lines ("...failed: FATAL:  password ...\n\tIs the server..."): one line. */
-static void one_line(char *dst, size_t len, const char *src)
-{
-	size_t n = 0;
-	bool space = false;
-	for (const char *p = src ? src : ""; *p && n + 1 < len; p++) {
-		char c = *p;
-		if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
-			space = n > 0;
-			continue;
-		}
-		if (space && n + 2 < len)
-			dst[n++] = ' ';
-		space = false;
-		dst[n++] = c;
-	}
-	dst[n] = '\0';
-}
 
 static const char *sslmode_for(ConfigTlsMode mode)
 {
@@ -371,7 +353,7 @@ static void connect_begin(Backend *b);
 static void probe_failed_final(Backend *b, const char *message)
 {
 	char copy[sizeof b->pub.last_error];
-	one_line(copy, sizeof copy, message); /* message may live in the PGconn about to be freed */
+	log_one_line(copy, sizeof copy, message); /* message may live in the PGconn about to be freed */
 	probe_abandon(b);
 	record_failure(b, copy);
 }
@@ -383,7 +365,7 @@ static void probe_failed(Backend *b, const char *message)
 {
 	if (b->reused && !b->retried && b->state == PROBE_QUERYING) {
 		char copy[sizeof b->pub.last_error];
-		one_line(copy, sizeof copy, message);
+		log_one_line(copy, sizeof copy, message);
 		log_debug(WHO, "%s: kept-open connection broke (%s): reconnecting", b->pub.label, copy);
 		b->retried = true;
 		b->reused = false;
@@ -519,7 +501,7 @@ static void on_notice(void *arg, const char *message)
 {
 	Backend *b = arg;
 	char line[300];
-	one_line(line, sizeof line, message);
+	log_one_line(line, sizeof line, message);
 	log_info(WHO, "%s says: %s", b->pub.label, line);
 }
 

@@ -102,17 +102,24 @@ bool listener_start(Runtime *rt)
 			close(fd);
 			continue;
 		}
-		rt->listen_fds[rt->n_listeners] = fd;
-		rt->ev_accept[rt->n_listeners] = event_new(rt->base, fd, EV_READ | EV_PERSIST, listener_on_accept, rt);
-		event_add(rt->ev_accept[rt->n_listeners], NULL);
-		rt->n_listeners++;
+		rt->listen_fds[rt->n_listeners++] = fd;
 	}
 	freeaddrinfo(res);
 	if (rt->n_listeners == 0) {
 		log_error(NULL, "no listening socket could be opened");
 		return false;
 	}
+	listener_watch(rt);
 	return true;
+}
+
+void listener_watch(Runtime *rt)
+{
+	for (int i = 0; i < rt->n_listeners; i++) {
+		evutil_make_socket_nonblocking(rt->listen_fds[i]);
+		rt->ev_accept[i] = event_new(rt->base, rt->listen_fds[i], EV_READ | EV_PERSIST, listener_on_accept, rt);
+		event_add(rt->ev_accept[i], NULL);
+	}
 }
 
 void listener_stop(Runtime *rt)

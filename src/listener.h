@@ -13,4 +13,7 @@ bool listener_start(Runtime *rt);
 /* Stops accepting and closes the listening sockets (safe to call twice). */
 void listener_stop(Runtime *rt);
 
+/* Accepts on the sockets already in rt->listen_fds (handed over by a previous pgrelay). */
+void listener_watch(Runtime *rt);
+
 #endif

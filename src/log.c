@@ -57,3 +57,21 @@ void log_msg(ConfigLogLevel level, const char *who, const char *fmt, ...)
 	log_vmsg(level, who, fmt, ap);
 	va_end(ap);
 }
+
+void log_one_line(char *dst, size_t len, const char *src)
+{
+	size_t n = 0;
+	bool space = false;
+	for (const char *p = src ? src : ""; *p && n + 1 < len; p++) {
+		char c = *p;
+		if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
+			space = n > 0;
+			continue;
+		}
+		if (space && n + 2 < len)
+			dst[n++] = ' ';
+		space = false;
+		dst[n++] = c;
+	}
+	dst[n] = '\0';
+}

@@ -27,4 +27,8 @@ ConfigLogLevel log_level(void);
 #define log_warning(who, ...) log_msg(CONFIG_LOG_WARNING, who, __VA_ARGS__)
 #define log_error(who, ...) log_msg(CONFIG_LOG_ERROR, who, __VA_ARGS__)
 
+/* Copies src into dst as one line: runs of blanks and line breaks (libpq's messages span lines)
+ * become one space. */
+void log_one_line(char *dst, size_t len, const char *src);
+
 #endif

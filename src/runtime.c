@@ -23,6 +23,7 @@
 #include "scram.h"
 #include "server.h"
 #include "tls.h"
+#include "upgrade.h"
 #include "xalloc.h"
 
 int64_t runtime_now_ms(void)
@@ -111,6 +112,7 @@ void runtime_begin_shutdown(Runtime *rt)
 		return;
 	rt->shutting_down = true;
 	rt->shutdown_deadline_ms = runtime_now_ms() + rt->config->shutdown_timeout_ms;
+	upgrade_notify_stopping();
 	log_info(NULL, "SIGTERM: no longer accepting connections; waiting up to %lld ms for %zu client(s) to finish their transactions",
 		 (long long)rt->config->shutdown_timeout_ms, rt->n_clients);
 	listener_stop(rt);
@@ -248,7 +250,9 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 		log_error(NULL, "cannot set up signal handling");
 		return false;
 	}
-	if (!listener_start(rt))
+	if (upgrade_take_over(rt))
+		listener_watch(rt);
+	else if (!listener_start(rt))
 		return false;
 	rt->health = health_start(rt->base, cfg);
 	rt->n_route_matches = cfg->n_routes;
@@ -262,7 +266,9 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 
 int runtime_run(Runtime *rt)
 {
+	upgrade_start(rt);
 	log_info(NULL, "pgrelay %s listening on %s:%d", PGRELAY_VERSION, rt->config->listen.host, rt->config->listen.port);
+	upgrade_notify_ready(rt);
 	event_base_dispatch(rt->base);
 	return 0;
 }
@@ -283,6 +289,7 @@ void runtime_free(Runtime *rt)
 	cache_free(rt->cache);
 	rt->cache = NULL;
 	admin_free(rt);
+	upgrade_stop(rt);
 	free(rt->route_matches);
 	rt->route_matches = NULL;
 	cancel_map_free(&rt->cancel_map);

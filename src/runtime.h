@@ -84,6 +84,7 @@ typedef struct Runtime {
 	StmtRegistry stmts; /* prepared statements, pgrelay-wide names */
 	struct Cache *cache; /* result cache (cache.h); NULL when the configuration has none */
 	struct AdminState *admin;  /* admin console state (admin.c); NULL until used */
+	struct UpgradeState *upgrade; /* listening-socket hand-over (upgrade.c) */
 	uint64_t *route_matches;   /* per rule of config->routes: statements it routed */
 	size_t n_route_matches;
 	SqlCache sql;       /* statement analyses by text */

@@ -171,24 +171,6 @@ static uint64_t get_be64(const unsigned char *p)
 	return v;
 }
 
-/* libpq messages span lines: one line. */
-static void one_line(char *dst, size_t len, const char *src)
-{
-	size_t n = 0;
-	bool space = false;
-	for (const char *p = src ? src : ""; *p && n + 1 < len; p++) {
-		char c = *p;
-		if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
-			space = n > 0;
-			continue;
-		}
-		if (space && n + 2 < len)
-			dst[n++] = ' ';
-		space = false;
-		dst[n++] = c;
-	}
-	dst[n] = '\0';
-}
 
 /* ---- the transaction being collected ---- */
 
@@ -307,7 +289,7 @@ static void attempt_failed(WalListener *w, const char *what, const char *detail)
 {
 	bool was_streaming = w->state == WAL_STREAMING;
 	char cause[200];
-	one_line(cause, sizeof cause, detail && *detail ? detail : "unknown error");
+	log_one_line(cause, sizeof cause, detail && *detail ? detail : "unknown error");
 	snprintf(w->stats.last_error, sizeof w->stats.last_error, "%s: %s", what, cause);
 	w->stats.failures++;
 	if (was_streaming && now_ms() - w->stream_start_ms >= WAL_STABLE_MS)
@@ -684,7 +666,7 @@ static void command_progress(WalListener *w)
 				log_debug(w->who, "replication slot %s exists", w->slot);
 			} else if (!w->query_error[0]) {
 				const char *m = PQresultErrorMessage(res);
-				one_line(w->query_error, sizeof w->query_error, m && *m ? m : PQresStatus(st));
+				log_one_line(w->query_error, sizeof w->query_error, m && *m ? m : PQresStatus(st));
 			}
 		} else if (w->state == WAL_CREATING && st == PGRES_TUPLES_OK) {
 			w->slot_created = true;
@@ -752,7 +734,7 @@ static void on_notice(void *arg, const char *message)
 {
 	WalListener *w = arg;
 	char line[300];
-	one_line(line, sizeof line, message);
+	log_one_line(line, sizeof line, message);
 	log_info(w->who, "server says: %s", line);
 }
 
@@ -894,7 +876,7 @@ static bool conninfo_load(WalListener *w, const char *conninfo)
 	PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &err);
 	if (!opts) {
 		char line[256];
-		one_line(line, sizeof line, err ? err : "out of memory");
+		log_one_line(line, sizeof line, err ? err : "out of memory");
 		log_error(w->who, "invalid connection string: %s", line);
 		PQfreemem(err);
 		return false;

@@ -294,7 +294,7 @@ TEST(error_unknown_key)
 		    "  host: 127.0.0.1\n"
 		    "  max_conn: 5\n" MINIMAL_TAIL,
 		    "t.yaml:3:3: unknown key \"max_conn\" in listen "
-		    "(expected one of: host, port, max_client_conn, backlog, tls)");
+		    "(expected one of: host, port, max_client_conn, backlog, tls, upgrade_socket)");
 	CHECK_ERROR(MINIMAL_TAIL "    pool: { max: 5, maxx: 6 }\n",
 		    "t.yaml:6:21: unknown key \"maxx\" in services.users.pool (expected one of: max, min, "
 		    "idle_timeout, connect_timeout, statement_timeout, query_wait_timeout, "
@@ -302,7 +302,7 @@ TEST(error_unknown_key)
 	/* Control characters in a quoted key cannot break the one-error-per-line format. */
 	CHECK_ERROR("listen: { \"a\\nb\": 1 }\n" MINIMAL_TAIL,
 		    "t.yaml:1:11: unknown key \"a?b\" in listen "
-		    "(expected one of: host, port, max_client_conn, backlog, tls)");
+		    "(expected one of: host, port, max_client_conn, backlog, tls, upgrade_socket)");
 	/* Sections for later features are not accepted yet. */
 	CHECK_ERROR(MINIMAL_TAIL "tls: { cert: x }\n",
 		    "t.yaml:6:1: unknown key \"tls\" at the top level "
