@@ -594,7 +594,7 @@ TEST(multiple_errors_reported_together)
 	CHECK_STR(err,
 		  "t.yaml:1:17: listen.port must be an integer between 1 and 65535, got \"70000\"\n"
 		  "t.yaml:1:24: unknown key \"max_conn\" in listen (expected one of: host, port, "
-		  "max_client_conn, backlog, tls)\n"
+		  "max_client_conn, backlog, tls, upgrade_socket)\n"
 		  "t.yaml:2:15: log.level must be one of: debug, info, warning, error; got \"loud\"\n"
 		  "t.yaml:4:26: users[0].password is an md5 hash, which cannot be used for "
 		  "scram-sha-256 authentication (SCRAM needs the plain password or a SCRAM-SHA-256 "
