@@ -211,3 +211,22 @@ def test_kill_disable_enable_reconnect_and_set(pgrelay):
         with pytest.raises(psycopg.errors.CantChangeRuntimeParam):
             c.execute("SET max_client_conn = 5")
     assert "log_level set to debug" in r.log()
+
+
+def test_psql_runs_every_console_command(pgrelay):
+    """The way a DBA uses it: psql, one command per -c, each must succeed."""
+    from conftest import psql
+    r = pgrelay(admin=ADMIN, routes=[{"schema": "x", "service": "main"}])
+    with r.connect() as app:
+        app.execute("SELECT 1")
+    shows = PGBOUNCER_COMMANDS + ["HELP", "ROUTES", "BACKENDS", "CACHE", "PREPARED"]
+    args = []
+    for cmd in shows:
+        args += ["-c", f"SHOW {cmd};"]
+    args += ["-c", "PAUSE appdb", "-c", "RESUME appdb", "-c", "RECONNECT", "-c", "DISABLE appdb",
+             "-c", "ENABLE appdb", "-c", "SET log_level = info", "-c", "RELOAD"]
+    out = psql(r.port, None, dbname="pgrelay", args=args)
+    assert "pgrelay " in out.stdout  # SHOW VERSION
+    assert "main|app|" in out.stdout  # a SHOW POOLS row
+    out = psql(r.port, "SHOW FOO", dbname="pgbouncer", check=False)
+    assert out.returncode != 0 and 'unknown SHOW command "foo"' in out.stderr
