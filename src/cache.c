@@ -132,10 +132,19 @@ Cache *cache_new(Runtime *rt)
 	cache->rt = rt;
 	hashmap_init(&cache->versions);
 	hashmap_init(&cache->flights);
+	/* one digest context and a fetched SHA-256, reused for every key (no allocation per lookup) */
+	cache->md = EVP_MD_CTX_new();
+	cache->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (!cache->md || !cache->sha256) {
+		EVP_MD_CTX_free(cache->md);
+		EVP_MD_free(cache->sha256);
+		free(cache);
+		return NULL;
+	}
 	if (cc->l1_max_memory) {
 		cache->l1 = cache_l1_new(cc->l1_max_memory, cc->max_result + 64 + 8 * (CACHE_MAX_TABLES + 1));
 		if (!cache->l1) {
-			free(cache);
+			cache_free(cache);
 			return NULL;
 		}
 	}
@@ -165,6 +174,8 @@ void cache_free(Cache *cache)
 	hashmap_free(&cache->flights); /* flights belong to clients, which are gone */
 	if (cache->l1)
 		cache_l1_free(cache->l1);
+	EVP_MD_CTX_free(cache->md);
+	EVP_MD_free(cache->sha256);
 	free(cache);
 }
 
@@ -270,8 +281,9 @@ void cache_key_build(const Client *c, const char *service, const char *search_pa
 		     const void *part, size_t part_len, const void *part2, size_t part2_len, bool describe,
 		     CacheKey *key)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	Cache *cache = c->rt->cache;
+	EVP_MD_CTX *ctx = cache->md;
+	EVP_DigestInit_ex(ctx, cache->sha256, NULL);
 	char head[4] = {'p', 'g', protocol, describe ? 'D' : '-'};
 	EVP_DigestUpdate(ctx, head, sizeof head);
 	digest_str(ctx, service);
@@ -297,7 +309,6 @@ void cache_key_build(const Client *c, const char *service, const char *search_pa
 		EVP_DigestUpdate(ctx, part2, part2_len);
 	unsigned int md_len = 0;
 	EVP_DigestFinal_ex(ctx, key->b, &md_len);
-	EVP_MD_CTX_free(ctx);
 }
 
 /* ---- entries: magic, n, versions[n], expiry is the L1's; then the reply ---- */

@@ -45,6 +45,8 @@ typedef struct Cache {
 	CacheL1 *l1;
 	HashMap versions;  /* TableVersion by (service, schema, table); "" "" = the whole service */
 	HashMap flights;   /* CacheFlight by key: misses being filled */
+	struct evp_md_ctx_st *md; /* SHA-256 of the keys */
+	struct evp_md_st *sha256;
 	struct RedisClient *redis; /* L2 and shared versions; NULL: no cache.redis */
 	bool redis_was_up;
 	char **outage_services;    /* services whose versions could not be bumped in Redis */
