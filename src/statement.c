@@ -980,6 +980,16 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 	const char *sql;
 	size_t len;
 	RelayAction need = message_sql(c, type, msg, total, avail, &sql, &len);
+	if (!need && !sql && type != 'B' && avail < total) {
+		/* A text too large to hold whole (it streams to the server unread): what it writes is
+		 * unknown, so its commit invalidates everything of the service. */
+		if (!c->cache_writes)
+			c->cache_writes = xcalloc(1, sizeof *c->cache_writes);
+		if (!c->cache_writes->all) {
+			c->cache_writes->all = true;
+			c->cache_writes->all_why = "a statement too large to analyze";
+		}
+	}
 	if (need || !sql)
 		return need;
 	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, sql, len);

@@ -415,3 +415,14 @@ def test_results_from_a_replica_are_stored_only_once_it_replayed_the_invalidatio
         # and it stays so (the stale reads were never stored under the current versions)
         for _ in range(5):
             assert one(reader, q) == ("committed",)
+
+
+def test_write_too_large_to_analyze_invalidates(pgrelay, tables, protocol):
+    """A statement larger than proxy.buffer_size streams to the server without being parsed: its
+    commit invalidates everything of the service."""
+    r = pgrelay(cache=cache_section())
+    with simple(r) as c, simple(r) as w:
+        assert one(c, "SELECT val FROM items WHERE id = 1") == ("a",)
+        padding = "/* " + "x" * 100_000 + " */"
+        w.execute(f"UPDATE items SET val = 'huge' WHERE id = 1 {padding}")
+        assert one(c, "SELECT val FROM items WHERE id = 1") == ("huge",)
