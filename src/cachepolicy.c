@@ -276,8 +276,13 @@ void cachepolicy_writes(const Config *cfg, const char *search_path, const char *
 		const SqlStatement *st = &a->statements[i];
 		bool tables = false;
 		switch (st->kind) {
-		case SQL_KIND_READ:
 		case SQL_KIND_TX:
+			/* The prepared transaction's writes become visible now; which tables they touched
+			 * is not known here. */
+			if (st->tx == SQL_TX_COMMIT_PREPARED)
+				writes_all(w, "COMMIT PREPARED");
+			break;
+		case SQL_KIND_READ:
 		case SQL_KIND_SESSION:
 			break;
 		case SQL_KIND_WRITE:

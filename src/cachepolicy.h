@@ -24,8 +24,9 @@
  * Writes. A text invalidates, on the service it runs on: each relation of each WRITE statement
  * (qualified ones as written, unqualified ones in every schema of the search_path), and the
  * tables `cache.invalidate` names for them (triggers, cascades); everything of the service
- * ("all") for DDL, TRUNCATE (it may cascade), CALL, DO, EXECUTE, OTHER statements, texts that do
- * not parse, and calls of functions that may write (user functions not declared read-only).
+ * ("all") for DDL, TRUNCATE (it may cascade), CALL, DO, EXECUTE, COMMIT PREPARED, OTHER
+ * statements, texts that do not parse, and calls of functions that may write (user functions not
+ * declared read-only).
  * Built-in writing functions that change no table (nextval, setval, advisory locks, set_config,
  * pg_notify, ...) invalidate nothing.
  */

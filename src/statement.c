@@ -975,6 +975,14 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 {
 	Cache *cache = c->rt->cache;
 	const Config *cfg = c->rt->config;
+	if (type == 'F') {
+		/* FunctionCall: a function by OID, unknown here; it may write anything */
+		if (!c->cache_writes)
+			c->cache_writes = xcalloc(1, sizeof *c->cache_writes);
+		c->cache_writes->all = true;
+		c->cache_writes->all_why = "a FunctionCall message";
+		return 0;
+	}
 	if (type != 'Q' && type != 'P' && type != 'B')
 		return 0;
 	const char *sql;

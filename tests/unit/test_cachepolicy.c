@@ -177,6 +177,8 @@ TEST(write_invalidation)
 	CHECK(writes("CALL p()").all);
 	CHECK(writes("EXECUTE s(1)").all);
 	CHECK(writes("SELEKT").all);
+	CHECK(writes("COMMIT PREPARED 'tx1'").all);
+	CHECK(!writes("PREPARE TRANSACTION 'tx1'").all);
 	w = writes("SELECT * FROM products; BEGIN; COMMIT; SET x = 1");
 	CHECK(!w.all);
 	CHECK_INT(w.n, 0);
