@@ -41,7 +41,8 @@ def progress(msg):
 # Requirements
 
 
-def check_requirements(args):
+def check_requirements(args, extra=()):
+    """extra: more (path, Debian package) pairs that must be executable."""
     missing = []
     need = [
         (f"{PGBIN}/initdb", "postgresql-15"),
@@ -51,7 +52,7 @@ def check_requirements(args):
         (f"{PGBIN}/psql", "postgresql-client-15"),
         ("/usr/sbin/pgbouncer", "pgbouncer"),
         ("/usr/sbin/runuser", "util-linux"),
-    ]
+    ] + list(extra)
     for path, pkg in need:
         if not os.access(path, os.X_OK):
             missing.append(f"{path} not found: install the Debian package {pkg} (apt-get install {pkg})")
@@ -130,6 +131,11 @@ def clean_env(extra=None):
 
 
 class Bench:
+    # Free loopback ports, set as attributes NAME_port by make_base().
+    PORT_NAMES = ("pg", "pgrelay", "pgbouncer", "pgrelay_tls", "pgbouncer_tls")
+    REPORT_FILE = "latest.md"  # in bench/out/
+    LOG_PREFIX = ""            # the proxies' logs are copied to bench/out/LOG_PREFIX + NAME.log
+
     def __init__(self, args):
         self.args = args
         self.base = None
@@ -141,6 +147,7 @@ class Bench:
         self.pg_gid = pwd.getpwnam("postgres").pw_gid
         self.pgrelay_tls_ok = False
         self.tls_ok = False
+        self.started_names = []  # every proxy started, in order (for collect_proxy_logs)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -165,16 +172,28 @@ class Bench:
             os.chown(path, self.pg_uid, self.pg_gid)
         return path
 
-    def psql(self, *sql):
+    def psql(self, *sql, files=(), tuples=False):
+        """Runs SQL texts (-c), then files (-f), on the database app as postgres. tuples: -At output."""
         argv = [f"{PGBIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.base, "-p", str(self.pg_port),
-                "-U", "postgres", "-d", "app"]
+                "-U", "postgres", "-d", "app"] + (["-At", "-F", " "] if tuples else [])
         for s in sql:
             argv += ["-c", s]
+        for f in files:
+            argv += ["-f", f]
         return self.run(argv)
 
     # -- setup ---------------------------------------------------------------------------------
 
     def setup(self):
+        self.make_base()
+        self.make_certs()
+        self.start_postgres()
+        self.init_pgbench()
+        self.start_proxy("pgrelay")
+        self.start_proxy("pgbouncer")
+
+    def make_base(self):
+        """The temporary directory, the ports, the private copy of pgrelay."""
         self.base = tempfile.mkdtemp(prefix="pgrb.", dir="/tmp")  # short: socket path <= 107 bytes
         os.chown(self.base, self.pg_uid, self.pg_gid)
         state = os.environ.get("BENCH_STATE")
@@ -182,8 +201,8 @@ class Bench:
             with open(state, "w") as f:
                 f.write(self.base + "\n")
         os.mkdir(os.path.join(self.base, "logs"), 0o700)  # pgbench (root) writes its --log files here
-        (self.pg_port, self.pgrelay_port, self.pgbouncer_port, self.pgrelay_tls_port,
-         self.pgbouncer_tls_port) = free_ports(5)
+        for name, port in zip(self.PORT_NAMES, free_ports(len(self.PORT_NAMES))):
+            setattr(self, f"{name}_port", port)
         # A private copy: the build directory is shared and may be rebuilt during the run.
         snap = os.path.join(self.base, "pgrelay-bin")
         self.pgrelay_origin = describe_binary(self.args.pgrelay)
@@ -191,11 +210,6 @@ class Bench:
         self.args.pgrelay = snap
         self.pgrelay_server_tls_key = self.pgrelay_accepts(
             "bench.services.tls", self.pgrelay_yaml(self.pgrelay_port, False, server_tls=True))
-        self.make_certs()
-        self.start_postgres()
-        self.init_pgbench()
-        self.start_proxy("pgrelay")
-        self.start_proxy("pgbouncer")
 
     def make_certs(self):
         if not have_openssl():
@@ -234,7 +248,7 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 password_encryption = scram-sha-256
-"""
+""" + self.extra_pg_conf()
         if self.tls_ok:
             conf += f"ssl = on\nssl_cert_file = '{b}/server.crt'\nssl_key_file = '{b}/server.key'\n"
         with open(f"{b}/pg/postgresql.conf", "a") as f:
@@ -246,6 +260,10 @@ password_encryption = scram-sha-256
         self.run([f"{PGBIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", b, "-p", str(self.pg_port), "-U",
                   "postgres", "-d", "postgres", "-c", f"CREATE ROLE app LOGIN PASSWORD '{PASSWORD}'",
                   "-c", "CREATE DATABASE app OWNER app"])
+
+    def extra_pg_conf(self):
+        """More postgresql.conf lines (a subclass's)."""
+        return ""
 
     def init_pgbench(self):
         progress("pgbench -i -s 10 (directly against PostgreSQL)")
@@ -287,6 +305,10 @@ services:
     primary: {{ host: 127.0.0.1, port: {self.pg_port}, dbname: app, user: app, password: "{PASSWORD}" }}
     pool: {{ max: {self.args.pool}, min: 0 }}
 {server_tls_line}"""
+
+    def pgrelay_extra_yaml(self, name):
+        """More top-level YAML for the pgrelay instance called name (a subclass's: e.g. cache:)."""
+        return ""
 
     def pgbouncer_ini(self, name, port, tls):
         b = self.base
@@ -332,7 +354,8 @@ server_tls_sslmode = disable
         log = os.path.join(self.base, f"{name}.log")
         logf = open(log, "a")
         if kind == "pgrelay":
-            cfg = self.write(f"{name}.yaml", self.pgrelay_yaml(port, tls), mode=0o600, owner_pg=False)
+            cfg = self.write(f"{name}.yaml", self.pgrelay_yaml(port, tls) + self.pgrelay_extra_yaml(name),
+                             mode=0o600, owner_pg=False)
             popen = subprocess.Popen([self.args.pgrelay, "-c", cfg], cwd=self.base, stdin=subprocess.DEVNULL,
                                      stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
             pid = popen.pid
@@ -362,6 +385,8 @@ server_tls_sslmode = disable
                 raise SetupError(f"{name} did not listen on port {port} within 15 s:\n{tail(log, 20)}")
             time.sleep(0.05)
         self.proxies[name] = dict(popen=popen, pid=pid, port=port, log=log, kind=kind)
+        if name not in self.started_names:
+            self.started_names.append(name)
         progress(f"{name} started (pid {pid}, port {port})")
         # Fill the pool once, so no measured run pays for opening server connections: pgbench
         # bursts of 2 x pool clients until PostgreSQL shows pool size more connections (pgbouncer
@@ -384,8 +409,7 @@ server_tls_sslmode = disable
         """(connections of the role app on PostgreSQL, how many of them use TLS)."""
         q = ("SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s "
              "USING (pid) WHERE a.usename = 'app' AND a.backend_type = 'client backend'")
-        out = self.run([f"{PGBIN}/psql", "-X", "-At", "-F", " ", "-h", self.base, "-p", str(self.pg_port),
-                        "-U", "postgres", "-d", "app", "-c", q]).stdout.split()
+        out = self.psql(q, tuples=True).stdout.split()
         return int(out[0]), int(out[1])
 
     def stop_proxy(self, name):
@@ -431,12 +455,14 @@ server_tls_sslmode = disable
             self.notes.append(f"{name} could not be restarted: {e}")
             return False
 
-    def warm_up(self, name, port, tls):
+    def warm_up(self, name, port, tls, script="warm-up", seconds=1, clients=None, mode="simple"):
+        """An unmeasured pgbench run (default: 1 s of 2 x pool clients, to fill the pool)."""
         env = clean_env({"PGSSLMODE": "require"} if tls else None)
-        c = 2 * self.args.pool
-        p = subprocess.run([f"{PGBIN}/pgbench", "-n", "-S", "-T", "1", "-c", str(c), "-j", "2", "-h",
-                            "127.0.0.1", "-p", str(port), "-U", "app", "app"], cwd=self.base, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+        c = clients or 2 * self.args.pool
+        p = subprocess.run([f"{PGBIN}/pgbench", "-n"] + self.script_args(script) +
+                           ["-T", str(seconds), "-c", str(c), "-j", str(min(c, 2)), "-M", mode, "-h", "127.0.0.1",
+                            "-p", str(port), "-U", "app", "app"], cwd=self.base, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=seconds + 60)
         if p.returncode != 0:
             self.notes.append(f"warm-up of {name} failed (pgbench exit {p.returncode}):\n\n```\n"
                               + "\n".join(p.stdout.strip().splitlines()[-8:]) + "\n```")
@@ -446,6 +472,30 @@ server_tls_sslmode = disable
 
     # -- one measured run ----------------------------------------------------------------------
 
+    def script_args(self, script):
+        """pgbench arguments for a script name: select (-S), tpcb (the default) or warm-up."""
+        return [] if script == "tpcb" else ["-S"]
+
+    def before_run(self, script):
+        """Just before a measured run, outside its timing."""
+        if script == "tpcb":
+            # What pgbench does itself without -n, but directly on PostgreSQL and outside the timing.
+            self.psql("VACUUM pgbench_branches", "VACUUM pgbench_tellers", "TRUNCATE pgbench_history")
+
+    def after_run(self, system, script, res, out):
+        """Just after a measured run: a subclass adds its own figures to res (out: pgbench's stdout)."""
+
+    def run_cell(self, label, systems, cell_no, *run_args, **run_kw):
+        """One cell: pgbench_run(system, port, *run_args) for every system, back to back, in an order
+        rotated by cell_no so that no system always runs first or last. Returns {system: result}."""
+        k = cell_no % len(systems)
+        order = list(systems[k:]) + list(systems[:k])
+        progress(f"cell {label}: {', '.join(order)}")
+        return {s: self.pgbench_run(s, self.port_of(s), *run_args, **run_kw) for s in order}
+
+    def port_of(self, system):
+        return self.pg_port if system == "direct" else getattr(self, system.replace("-", "_") + "_port")
+
     def pgbench_run(self, system, port, script, mode, clients, connect=False, tls=False):
         """Returns a result dict. system: direct, pgrelay, pgbouncer, pgrelay-tls, pgbouncer-tls."""
         res = dict(tps=None, n=0, failed=None, rc=None, p50=None, p95=None, p99=None, cpu=None, err=[])
@@ -453,17 +503,14 @@ server_tls_sslmode = disable
         if proxy and not self.ensure_proxy(proxy):
             res["rc"] = "proxy down"
             return res
-        if script == "tpcb":
-            # What pgbench does itself without -n, but directly on PostgreSQL and outside the timing.
-            self.psql("VACUUM pgbench_branches", "VACUUM pgbench_tellers", "TRUNCATE pgbench_history")
+        self.before_run(script)
         prefix = os.path.join(self.base, "logs", f"{system}")
         for f in glob.glob(prefix + ".*"):
             os.unlink(f)
         argv = [f"{PGBIN}/pgbench", "-n", "-h", "127.0.0.1", "-p", str(port), "-U", "app",
                 "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(self.args.duration), "-M", mode,
                 "--log", f"--log-prefix={prefix}"]
-        if script == "select":
-            argv.append("-S")
+        argv += self.script_args(script)
         if connect:
             argv.append("--connect")
         argv.append("app")
@@ -506,6 +553,7 @@ server_tls_sslmode = disable
             res["p50"], res["p95"], res["p99"] = (percentile(lat, p) / 1000.0 for p in (50, 95, 99))
         if pid and cpu1 is not None and res["n"] > 0:
             res["cpu"] = (cpu1 - cpu0) / res["n"] * 10000
+        self.after_run(system, script, res, out)
         if rc != 0 or res["failed"]:
             errs = "\n".join(res["err"][:6]) or "(nothing on stderr)"
             self.notes.append(f"{system}, {script} -M {mode} -c {clients}{' --connect' if connect else ''}"
@@ -522,14 +570,11 @@ server_tls_sslmode = disable
     def main(self):
         args = self.args
         clients_list = [1, 16] if args.quick else [1, 16, 64]
-        started = time.monotonic()
-        date = subprocess.run(["date", "-u"], stdout=subprocess.PIPE, text=True).stdout.strip()
-        self.load_before = loadavg()
+        started, date = self.begin()
         n_runs = 2 * len(clients_list) * 8 + 6
         progress(f"{n_runs} pgbench runs of {args.duration} s: about "
                  f"{(n_runs * (args.duration + 0.5) + 30) / 60:.1f} min")
         self.setup()
-        ports = {"direct": self.pg_port, "pgrelay": self.pgrelay_port, "pgbouncer": self.pgbouncer_port}
 
         sections = []
         cell_no = 0
@@ -539,13 +584,9 @@ server_tls_sslmode = disable
             for mode in ("simple", "extended", "prepared"):
                 for clients in clients_list:
                     systems = list(SYSTEMS) if mode != "prepared" else ["direct", "pgrelay"]
-                    k = cell_no % len(systems)
-                    order = systems[k:] + systems[:k]  # rotate the order from cell to cell
+                    results = self.run_cell(f"{script} -M {mode} -c {clients}", systems, cell_no, script, mode,
+                                            clients)
                     cell_no += 1
-                    progress(f"cell {script} -M {mode} -c {clients}: {', '.join(order)}")
-                    results = {}
-                    for s in order:
-                        results[s] = self.pgbench_run(s, ports[s], script, mode, clients)
                     rows.append(((mode, clients), results))
             sections.append((title, rows))
 
@@ -554,14 +595,12 @@ server_tls_sslmode = disable
         if self.tls_ok:
             self.pgrelay_tls_ok = self.check_pgrelay_tls()
             tls_systems = ["direct", "pgbouncer-tls"] + (["pgrelay-tls"] if self.pgrelay_tls_ok else [])
-            tls_ports = {"direct": self.pg_port, "pgbouncer-tls": self.pgbouncer_tls_port,
-                         "pgrelay-tls": self.pgrelay_tls_port}
             for s in tls_systems[1:]:
                 self.start_proxy(s)
             progress("TLS cell: -S -M extended -c 16, PGSSLMODE=require")
             results = {}
             for s in tls_systems:
-                results[s.replace("-tls", "")] = self.pgbench_run(s, tls_ports[s], "select", "extended", 16,
+                results[s.replace("-tls", "")] = self.pgbench_run(s, self.port_of(s), "select", "extended", 16,
                                                                   tls=True)
             if not self.pgrelay_tls_ok:
                 results["pgrelay"] = "skipped"
@@ -573,28 +612,40 @@ server_tls_sslmode = disable
         # Reconnect: a new connection (TCP + SCRAM) for every transaction.
         progress("reconnect cell: --connect -S -M simple -c 16")
         order = ["pgbouncer", "direct", "pgrelay"]
-        results = {s: self.pgbench_run(s, ports[s], "select", "simple", 16, connect=True) for s in order}
+        results = {s: self.pgbench_run(s, self.port_of(s), "select", "simple", 16, connect=True) for s in order}
         sections.append(("Reconnect (`pgbench --connect -S -M simple -c 16`)", [(("simple", 16), results)]))
 
+        self.finish(started, lambda elapsed: self.report(date, sections, elapsed))
+
+    def begin(self):
+        """The start of main(): (monotonic start time, `date -u`); notes the load average."""
+        self.load_before = loadavg()
+        return time.monotonic(), subprocess.run(["date", "-u"], stdout=subprocess.PIPE, text=True).stdout.strip()
+
+    def finish(self, started, make_report):
+        """The end of main(): logs to bench/out/, the report (make_report(elapsed seconds)) to stdout
+        and bench/out/REPORT_FILE."""
         self.collect_proxy_logs()
         elapsed = time.monotonic() - started
-        report = self.report(date, sections, elapsed)
+        report = make_report(elapsed)
         os.makedirs(os.path.join(BENCH_DIR, "out"), exist_ok=True)
-        with open(os.path.join(BENCH_DIR, "out", "latest.md"), "w") as f:
+        with open(os.path.join(BENCH_DIR, "out", self.REPORT_FILE), "w") as f:
             f.write(report)
         sys.stdout.write(report)
         sys.stdout.flush()
-        progress(f"done in {elapsed:.0f} s; report in bench/out/latest.md")
+        progress(f"done in {elapsed:.0f} s; report in bench/out/{self.REPORT_FILE}")
 
     def collect_proxy_logs(self):
         """Copies the proxies' logs to bench/out/ and notes pgrelay's unusual log lines."""
         outdir = os.path.join(BENCH_DIR, "out")
         os.makedirs(outdir, exist_ok=True)
-        for name in ("pgrelay", "pgbouncer", "pgrelay-tls", "pgbouncer-tls"):
+        for name in self.started_names:
             src = os.path.join(self.base, f"{name}.log")
             if os.path.exists(src):
-                shutil.copyfile(src, os.path.join(outdir, f"{name}.log"))
-        for name in ("pgrelay", "pgrelay-tls"):
+                shutil.copyfile(src, os.path.join(outdir, f"{self.LOG_PREFIX}{name}.log"))
+        for name in self.started_names:
+            if not name.startswith("pgrelay"):
+                continue
             src = os.path.join(self.base, f"{name}.log")
             if not os.path.exists(src):
                 continue
@@ -623,31 +674,23 @@ server_tls_sslmode = disable
 
     def report(self, date, sections, elapsed):
         a = self.args
-        cmd = os.environ.get("BENCH_CMD") or "bench/run.sh " + " ".join(sys.argv[1:])
-        out = ["# pgrelay benchmark: pgrelay vs pgbouncer vs PostgreSQL directly", ""]
-        out.append(f"- Command: `{cmd}`")
-        out.append(f"- Date: {date}")
-        out.append(f"- Machine: {os.cpu_count()} CPUs ({cpu_model()}), Linux {os.uname().release}")
-        out.append(f"- Versions: {versions(a.pgrelay)}")
-        out.append(f"- pgrelay binary: {self.pgrelay_origin}")
-        out.append(f"- Setup: pgbench scale 10 (initialized directly against PostgreSQL); "
-                   f"{a.duration} s per run; `-j` = min(clients, 2); pool size {a.pool} on both proxies, "
-                   f"transaction pooling, SCRAM-SHA-256 from pgbench to the proxy and from the proxy to "
-                   f"PostgreSQL; PostgreSQL max_connections 200, fsync off, synchronous_commit off, "
-                   f"shared_buffers 256MB, ssl {'on' if self.tls_ok else 'off'} (used only by the direct TLS run: "
-                   f"every other run sets PGSSLMODE=disable; proxy-to-PostgreSQL connections are plain TCP"
-                   f"{' (pgrelay: services.X.tls.mode disable)' if self.pgrelay_server_tls_key[0] else ''}"
-                   f"). Both proxies log at their default level (connections included). Systems run back "
-                   f"to back within each cell, in an order rotated from cell to cell; each proxy's pool "
-                   f"is filled before the first run.")
-        out.append("- Columns: TPS as reported by pgbench (without initial connection time, except "
-                   "for the reconnect run); latency percentiles in ms from `pgbench --log`; failed = "
-                   "pgbench's \"number of failed transactions\" (plus its exit status when non-zero); "
-                   "CPU = the proxy process's utime+stime (/proc/PID/stat) during the run, in seconds per "
-                   "10,000 transactions (`-` for direct).")
-        out.append(f"- Total run time: {elapsed:.0f} s; load average (1/5/15 min) at the start: "
-                   f"{self.load_before}, at the end: {loadavg()}")
-        out.append("")
+        out = self.report_head(
+            "# pgrelay benchmark: pgrelay vs pgbouncer vs PostgreSQL directly", date, elapsed,
+            f"pgbench scale 10 (initialized directly against PostgreSQL); "
+            f"{a.duration} s per run; `-j` = min(clients, 2); pool size {a.pool} on both proxies, "
+            f"transaction pooling, SCRAM-SHA-256 from pgbench to the proxy and from the proxy to "
+            f"PostgreSQL; PostgreSQL max_connections 200, fsync off, synchronous_commit off, "
+            f"shared_buffers 256MB, ssl {'on' if self.tls_ok else 'off'} (used only by the direct TLS run: "
+            f"every other run sets PGSSLMODE=disable; proxy-to-PostgreSQL connections are plain TCP"
+            f"{' (pgrelay: services.X.tls.mode disable)' if self.pgrelay_server_tls_key[0] else ''}"
+            f"). Both proxies log at their default level (connections included). Systems run back "
+            f"to back within each cell, in an order rotated from cell to cell; each proxy's pool "
+            f"is filled before the first run.",
+            "TPS as reported by pgbench (without initial connection time, except "
+            "for the reconnect run); latency percentiles in ms from `pgbench --log`; failed = "
+            "pgbench's \"number of failed transactions\" (plus its exit status when non-zero); "
+            "CPU = the proxy process's utime+stime (/proc/PID/stat) during the run, in seconds per "
+            "10,000 transactions (`-` for direct).")
         for title, rows in sections:
             out.append(f"## {title}")
             out.append("")
@@ -655,42 +698,47 @@ server_tls_sslmode = disable
                 out.append("(skipped: see notes)")
                 out.append("")
                 continue
-            out.append("| mode | clients | system | TPS | p50 ms | p95 ms | p99 ms | failed | CPU s/10k tx |")
-            out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
-            for (mode, clients), results in rows:
-                for s in SYSTEMS:
-                    r = results.get(s)
-                    if r is None or r == "skipped":
-                        why = "n/a" if r is None else "skipped"
-                        out.append(f"| {mode} | {clients} | {s} | {why} | | | | | |")
-                        continue
-                    out.append(f"| {mode} | {clients} | {s} | {fmt(r['tps'], 0)} | {fmt(r['p50'], 3)} | "
-                               f"{fmt(r['p95'], 3)} | {fmt(r['p99'], 3)} | {fmt_failed(r)} | "
-                               f"{fmt(r['cpu'], 3) if s != 'direct' else '-'} |")
-            out.append("")
+            out += results_table(rows, SYSTEMS, RESULT_COLUMNS)
             out.append("pgrelay / pgbouncer:")
             out.append("")
-            out.append("| mode | clients | TPS ratio | CPU ratio |")
-            out.append("|---|---:|---:|---:|")
-            for (mode, clients), results in rows:
+
+            def cells(results):
                 r, b = results.get("pgrelay"), results.get("pgbouncer")
                 if not isinstance(r, dict) or not isinstance(b, dict):
-                    out.append(f"| {mode} | {clients} | n/a | n/a |")
-                    continue
-                out.append(f"| {mode} | {clients} | {ratio(r['tps'], b['tps'])} | {ratio(r['cpu'], b['cpu'])} |")
-            out.append("")
-        out.append("## Notes")
-        out.append("")
-        if self.notes:
-            for n in self.notes:
-                out.append(f"- {n}")
-                out.append("")
-        else:
-            out.append("- No pgbench errors, failed transactions or unusual pgrelay log lines.")
-            out.append("")
-        return "\n".join(out)
+                    return None
+                return [ratio(r["tps"], b["tps"]), ratio(r["cpu"], b["cpu"])]
+            out += ratio_table(rows, ["TPS ratio", "CPU ratio"], cells)
+        return "\n".join(out + self.notes_lines("No pgbench errors, failed transactions or unusual pgrelay log "
+                                                "lines."))
+
+    def report_head(self, title, date, elapsed, setup, columns):
+        """The report's title and its list of what was run, where, how; then a blank line."""
+        cmd = os.environ.get("BENCH_CMD") or "bench/run.sh " + " ".join(sys.argv[1:])
+        return [title, "",
+                f"- Command: `{cmd}`",
+                f"- Date: {date}",
+                f"- Machine: {os.cpu_count()} CPUs ({cpu_model()}), Linux {os.uname().release}",
+                f"- Versions: {self.versions()}",
+                f"- pgrelay binary: {self.pgrelay_origin}",
+                f"- Setup: {setup}",
+                f"- Columns: {columns}",
+                f"- Total run time: {elapsed:.0f} s; load average (1/5/15 min) at the start: "
+                f"{self.load_before}, at the end: {loadavg()}",
+                ""]
+
+    def versions(self):
+        return versions(self.args.pgrelay)
+
+    def notes_lines(self, when_none):
+        out = ["## Notes", ""]
+        for n in self.notes or [when_none]:
+            out += [f"- {n}", ""]
+        return out
 
     # -- teardown ------------------------------------------------------------------------------
+
+    def stop_others(self):
+        """Stops what a subclass started besides PostgreSQL and the proxies (at clean-up)."""
 
     def cleanup(self):
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -703,6 +751,10 @@ server_tls_sslmode = disable
                 self.stop_proxy(name)
             except Exception as e:  # keep going: PostgreSQL and the directory still need cleaning
                 progress(f"stopping {name}: {e}")
+        try:
+            self.stop_others()
+        except Exception as e:
+            progress(f"stopping: {e}")
         if self.base and self.pg_started:
             try:
                 self.run([f"{PGBIN}/pg_ctl", "-D", f"{self.base}/pg", "-m", "immediate", "-w", "-t", "30",
@@ -752,6 +804,43 @@ def fmt_failed(r):
     return s
 
 
+# The result columns of bench/run.sh's tables: (header, cell(result, system)).
+RESULT_COLUMNS = [
+    ("TPS", lambda r, s: fmt(r["tps"], 0)),
+    ("p50 ms", lambda r, s: fmt(r["p50"], 3)),
+    ("p95 ms", lambda r, s: fmt(r["p95"], 3)),
+    ("p99 ms", lambda r, s: fmt(r["p99"], 3)),
+    ("failed", lambda r, s: fmt_failed(r)),
+    ("CPU s/10k tx", lambda r, s: fmt(r["cpu"], 3) if s != "direct" else "-"),
+]
+
+
+def results_table(rows, systems, columns, labels=None):
+    """Markdown table, one line per (cell, system): rows = [((mode, clients), {system: result})];
+    a system without a result dict is shown as n/a (missing) or skipped. Ends with a blank line."""
+    labels = labels or {}
+    out = ["| mode | clients | system | " + " | ".join(h for h, _ in columns) + " |",
+           "|---|---:|---|" + "---:|" * len(columns)]
+    for (mode, clients), results in rows:
+        for s in systems:
+            r = results.get(s)
+            head = f"| {mode} | {clients} | {labels.get(s, s)} |"
+            if not isinstance(r, dict):
+                out.append(f"{head} {'n/a' if r is None else 'skipped'} |" + " |" * (len(columns) - 1))
+                continue
+            out.append(f"{head} " + " | ".join(cell(r, s) for _, cell in columns) + " |")
+    return out + [""]
+
+
+def ratio_table(rows, headers, cells):
+    """Markdown table per (mode, clients): cells(results) gives the strings, or None for n/a."""
+    out = ["| mode | clients | " + " | ".join(headers) + " |", "|---|---:|" + "---:|" * len(headers)]
+    for (mode, clients), results in rows:
+        c = cells(results) or ["n/a"] * len(headers)
+        out.append(f"| {mode} | {clients} | " + " | ".join(c) + " |")
+    return out + [""]
+
+
 def ratio(a, b):
     if a is None or b is None or b == 0:
         return "-"
@@ -799,43 +888,56 @@ def cpu_model():
     return "unknown CPU"
 
 
+def first_line(argv):
+    """The first line a command prints (for --version), or ?."""
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=10)
+        return (p.stdout.strip().splitlines() or ["?"])[0]
+    except OSError:
+        return "?"
+
+
 def versions(pgrelay):
-    def first_line(argv):
-        try:
-            p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=10)
-            return (p.stdout.strip().splitlines() or ["?"])[0]
-        except OSError:
-            return "?"
     return "; ".join([first_line([pgrelay, "--version"]), first_line(["/usr/sbin/pgbouncer", "--version"]),
                       first_line([f"{PGBIN}/postgres", "--version"]),
                       first_line([f"{PGBIN}/pgbench", "--version"])])
 
 
-def main():
-    ap = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__.splitlines()[0])
+def arg_parser(prog, description, default_duration):
+    """The options every benchmark has: --pgrelay, --duration, --pool, --quick."""
+    ap = argparse.ArgumentParser(prog=prog, description=description)
     ap.add_argument("--pgrelay", default=os.path.join(REPO_DIR, "build", "pgrelay"),
                     help="the pgrelay binary (default: build/pgrelay in the repository)")
-    ap.add_argument("--duration", type=int, default=None, help="seconds per pgbench run (default 7; 2 with --quick)")
+    ap.add_argument("--duration", type=int, default=None,
+                    help=f"seconds per pgbench run (default {default_duration}; 2 with --quick)")
     ap.add_argument("--pool", type=int, default=16, help="server connections per proxy pool (default 16)")
-    ap.add_argument("--quick", action="store_true", help="smoke test: 2 s per run, 1 and 16 clients only")
+    return ap
+
+
+def parse_common(ap, default_duration):
     args = ap.parse_args()
     if args.duration is None:
-        args.duration = 2 if args.quick else 7
+        args.duration = 2 if args.quick else default_duration
     if args.duration < 1 or args.pool < 1 or args.pool > 150:
         ap.error("--duration must be >= 1 and --pool 1..150 (PostgreSQL has max_connections 200)")
     args.pgrelay = os.path.abspath(args.pgrelay)
+    return args
+
+
+def run_bench(bench_class, args, extra_requirements=()):
+    """Checks root and the tools, then runs bench_class(args).main() and always cleans up; exits."""
     if os.geteuid() != 0:
         print("bench: must run as root (PostgreSQL and pgbouncer are started as postgres via runuser)",
               file=sys.stderr)
         sys.exit(2)
-    check_requirements(args)
+    check_requirements(args, extra_requirements)
 
     def on_signal(signum, frame):
         raise Interrupted(signal.Signals(signum).name)
 
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
-    bench = Bench(args)
+    bench = bench_class(args)
     status = 0
     try:
         bench.main()
@@ -848,6 +950,12 @@ def main():
     finally:
         bench.cleanup()
     sys.exit(status)
+
+
+def main():
+    ap = arg_parser("bench/run.sh", __doc__.splitlines()[0], 7)
+    ap.add_argument("--quick", action="store_true", help="smoke test: 2 s per run, 1 and 16 clients only")
+    run_bench(Bench, parse_common(ap, 7))
 
 
 if __name__ == "__main__":

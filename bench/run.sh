@@ -1,11 +1,12 @@
 #!/bin/bash
 # bench/run.sh — pgrelay vs Debian's pgbouncer vs PostgreSQL directly, with pgbench.
 # Usage: bench/run.sh [--quick] [--duration S] [--pool N] [--pgrelay PATH]   (as root; see README.md)
+#        bench/run.sh cache [OPTIONS]   the result-cache benchmark (cache_bench.py; bench/cache.sh runs this)
 #
-# The work is done by bench.py (with Debian's /usr/bin/python3, not whatever python3 is first on
-# PATH). bench.py cleans up after itself on exit, failure, SIGINT, SIGTERM and SIGHUP; the trap
-# below forwards those signals to it and, should bench.py itself die without cleaning up (e.g.
-# SIGKILL), stops what it started from the temporary directory it recorded.
+# The work is done by bench.py, or cache_bench.py for `cache` (with Debian's /usr/bin/python3, not
+# whatever python3 is first on PATH). Either cleans up after itself on exit, failure, SIGINT,
+# SIGTERM and SIGHUP; the trap below forwards those signals to it and, should it die without
+# cleaning up (e.g. SIGKILL), stops what it started from the temporary directory it recorded.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,7 +33,7 @@ leftovers() {
 	[ -d "$base" ] || return
 	echo "bench: cleaning up after bench.py in $base" >&2
 	local f pid
-	for f in "$base"/pgrelay*.pid "$base"/pgbouncer*.pid; do
+	for f in "$base"/pgrelay*.pid "$base"/pgbouncer*.pid "$base"/redis*.pid; do
 		[ -f "$f" ] || continue
 		pid=$(tr -dc 0-9 <"$f")
 		[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
@@ -51,12 +52,18 @@ forward() {
 trap leftovers EXIT
 trap forward INT TERM HUP
 
+py=bench.py
 cmd="bench/run.sh"
+if [ "${1:-}" = cache ]; then
+	shift
+	py=cache_bench.py
+	cmd="bench/cache.sh"
+fi
 for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
 
 # In the background so that this shell can forward signals while waiting; bench.py re-enables
 # SIGINT itself (a non-interactive shell starts background jobs with SIGINT ignored).
-BENCH_STATE="$state" BENCH_CMD="$cmd" "$PY" "$here/bench.py" "$@" &
+BENCH_STATE="$state" BENCH_CMD="$cmd" "$PY" "$here/$py" "$@" &
 child=$!
 while :; do
 	wait "$child"
