@@ -277,16 +277,16 @@ static void digest_str(EVP_MD_CTX *ctx, const char *s)
 	EVP_DigestUpdate(ctx, s ? s : "", s ? strlen(s) + 1 : 1);
 }
 
-void cache_key_build(const Client *c, const char *service, const char *search_path, char protocol,
-		     const void *part, size_t part_len, const void *part2, size_t part2_len, bool describe,
-		     CacheKey *key)
+void cache_key_build(const Client *c, const char *search_path, char protocol, const void *part, size_t part_len,
+		     const void *part2, size_t part2_len, bool describe, CacheKey *key)
 {
 	Cache *cache = c->rt->cache;
 	EVP_MD_CTX *ctx = cache->md;
 	EVP_DigestInit_ex(ctx, cache->sha256, NULL);
 	char head[4] = {'p', 'g', protocol, describe ? 'D' : '-'};
 	EVP_DigestUpdate(ctx, head, sizeof head);
-	digest_str(ctx, service);
+	uint64_t gen = c->rt->config_gen;
+	EVP_DigestUpdate(ctx, &gen, sizeof gen);
 	digest_str(ctx, c->database);
 	digest_str(ctx, c->user);
 	digest_str(ctx, search_path ? search_path : "\001default");
@@ -313,25 +313,77 @@ void cache_key_build(const Client *c, const char *service, const char *search_pa
 
 /* ---- entries: magic, n, versions[n], expiry is the L1's; then the reply ---- */
 
-static size_t entry_header_len(size_t n) { return 8 + 8 * n; }
-
-static bool entry_current(const uint8_t *blob, size_t len, const uint64_t *now, size_t n)
+/* An entry: magic, n, versions[n], u16 length + the names (service\0, then schema\0table\0 per
+ * dependency), then the reply. Returns the offset of the reply, 0 if the blob is malformed. */
+static size_t entry_reply_offset(const uint8_t *blob, size_t len)
 {
 	uint32_t magic, count;
 	if (len < 8)
-		return false;
+		return 0;
 	memcpy(&magic, blob, 4);
 	memcpy(&count, blob + 4, 4);
-	if (magic != ENTRY_MAGIC || count != n || len < entry_header_len(n))
-		return false;
-	return memcmp(blob + 8, now, 8 * n) == 0;
+	if (magic != ENTRY_MAGIC || count == 0 || count > CACHE_MAX_TABLES + 1 || len < 8 + 8 * (size_t)count + 2)
+		return 0;
+	size_t at = 8 + 8 * (size_t)count;
+	size_t names = (size_t)blob[at] << 8 | blob[at + 1];
+	return at + 2 + names <= len ? at + 2 + names : 0;
 }
 
-/* ---- lookups and fills ---- */
+static bool entry_current(const uint8_t *blob, size_t len, const uint64_t *now, size_t n)
+{
+	uint32_t count;
+	if (!entry_reply_offset(blob, len))
+		return false;
+	memcpy(&count, blob + 4, 4);
+	return count == n && memcmp(blob + 8, now, 8 * n) == 0;
+}
+
+bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t **reply, size_t *len)
+{
+	(void)c;
+	if (!cache->l1 || (cache->redis && redis_client_up(cache->redis)) || !cache_trusted(cache))
+		return false;
+	size_t blen;
+	const uint8_t *blob = cache_l1_get(cache->l1, key, (uint64_t)runtime_now_ms(), &blen);
+	size_t off = blob ? entry_reply_offset(blob, blen) : 0;
+	if (!off)
+		return false;
+	uint32_t count;
+	memcpy(&count, blob + 4, 4);
+	/* walk the names: the service, then (schema, table) per dependency */
+	const char *p = (const char *)blob + 8 + 8 * (size_t)count + 2, *end = (const char *)blob + off;
+	const char *service = p;
+	p += strnlen(p, (size_t)(end - p)) + 1;
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t v, stored;
+		memcpy(&stored, blob + 8 + 8 * (size_t)i, 8);
+		if (i == 0) {
+			v = version_of(cache, service, "", "");
+		} else {
+			if (p >= end)
+				return false;
+			const char *schema = p;
+			p += strnlen(p, (size_t)(end - p)) + 1;
+			if (p >= end)
+				return false;
+			const char *table = p;
+			p += strnlen(p, (size_t)(end - p)) + 1;
+			v = version_of(cache, service, schema, table);
+		}
+		if (v != stored)
+			return false; /* the full lookup refuses and removes it */
+	}
+	cache->stats.lookups++;
+	cache->stats.hits++;
+	cache->stats.fast_hits++;
+	*reply = blob + off;
+	*len = blen - off;
+	return true;
+}
 
 /* With versions known (local, or as Redis has them), decides: L1 hit, L2 hit, wait, or fill. */
-static CacheLookup lookup_with_versions(Cache *cache, Client *c, const CacheDecision *d, const CacheKey *key,
-					const uint64_t *now_versions, size_t n, const uint8_t *l2, size_t l2_len, bool shared,
+static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *service, const CacheDecision *d,
+					const CacheKey *key, const uint64_t *now_versions, size_t n, const uint8_t *l2, size_t l2_len, bool shared,
 					const uint8_t **reply, size_t *len)
 {
 	uint64_t now = (uint64_t)runtime_now_ms();
@@ -340,8 +392,9 @@ static CacheLookup lookup_with_versions(Cache *cache, Client *c, const CacheDeci
 		const uint8_t *blob = cache_l1_get(cache->l1, key, now, &blen);
 		if (blob && entry_current(blob, blen, now_versions, n)) {
 			cache->stats.hits++;
-			*reply = blob + entry_header_len(n);
-			*len = blen - entry_header_len(n);
+			size_t off = entry_reply_offset(blob, blen);
+			*reply = blob + off;
+			*len = blen - off;
 			return CACHE_HIT;
 		}
 		if (blob) {
@@ -354,8 +407,9 @@ static CacheLookup lookup_with_versions(Cache *cache, Client *c, const CacheDeci
 		cache->stats.hits++;
 		if (cache->l1)
 			cache_l1_put(cache->l1, key, l2, l2_len, now + (uint64_t)d->ttl_ms, now);
-		*reply = l2 + entry_header_len(n);
-		*len = l2_len - entry_header_len(n);
+		size_t off = entry_reply_offset(l2, l2_len);
+		*reply = l2 + off;
+		*len = l2_len - off;
 		return CACHE_HIT;
 	}
 	if (l2)
@@ -380,6 +434,12 @@ static CacheLookup lookup_with_versions(Cache *cache, Client *c, const CacheDeci
 	fill->n_versions = n;
 	memcpy(fill->versions, now_versions, 8 * n);
 	buf_reset(&fill->reply);
+	buf_reset(&fill->names);
+	buf_append(&fill->names, service, strlen(service) + 1);
+	for (size_t i = 0; i < d->n_deps; i++) {
+		buf_append(&fill->names, d->deps[i].schema, strlen(d->deps[i].schema) + 1);
+		buf_append(&fill->names, d->deps[i].name, strlen(d->deps[i].name) + 1);
+	}
 	if (!f) {
 		f = calloc(1, sizeof *f);
 		if (f) {
@@ -530,7 +590,7 @@ static void request_done(CacheRequest *rq)
 				note_bumped(cache, rq->service);
 			const uint8_t *reply;
 			size_t len;
-			CacheLookup r = lookup_with_versions(cache, c, &rq->d, &rq->key, rq->versions, rq->n,
+			CacheLookup r = lookup_with_versions(cache, c, rq->service, &rq->d, &rq->key, rq->versions, rq->n,
 							     rq->l2_found ? buf_head(&rq->l2) : NULL, buf_used(&rq->l2), true,
 							     &reply, &len);
 			if (r == CACHE_HIT)
@@ -830,7 +890,7 @@ CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const Cac
 		return CACHE_PENDING;
 	uint64_t now_versions[CACHE_MAX_TABLES + 1];
 	size_t n = current_versions(cache, service, d, now_versions);
-	return lookup_with_versions(cache, c, d, key, now_versions, n, NULL, 0, false, reply, len);
+	return lookup_with_versions(cache, c, service, d, key, now_versions, n, NULL, 0, false, reply, len);
 }
 
 void cache_fill_message(Cache *cache, Client *c, uint8_t type, const uint8_t *msg, size_t total)
@@ -909,6 +969,9 @@ void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica
 		buf_append(&blob, &magic, 4);
 		buf_append(&blob, &count, 4);
 		buf_append(&blob, fill->versions, 8 * fill->n_versions);
+		uint8_t nl[2] = {(uint8_t)(buf_used(&fill->names) >> 8), (uint8_t)buf_used(&fill->names)};
+		buf_append(&blob, nl, 2);
+		buf_append(&blob, buf_head(&fill->names), buf_used(&fill->names));
 		buf_append(&blob, buf_head(&fill->reply), buf_used(&fill->reply));
 		uint64_t now = (uint64_t)runtime_now_ms();
 		if (!cache->l1)

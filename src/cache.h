@@ -33,7 +33,7 @@ typedef struct CacheStats {
 	uint64_t lookups, hits, misses, stores, store_refused, stale_refused, waits, invalidations,
 		bumps_all, replica_not_stored, bypassed, wal_invalidations;
 	/* L2 (Redis) */
-	uint64_t l2_hits, l2_stores, redis_lookups, redis_errors, redis_bumps, remote_invalidations;
+	uint64_t fast_hits, l2_hits, l2_stores, redis_lookups, redis_errors, redis_bumps, remote_invalidations;
 } CacheStats;
 
 struct RedisClient;
@@ -72,6 +72,7 @@ typedef struct CacheFill {
 	int64_t ttl_ms;
 	size_t n_versions;
 	uint64_t versions[CACHE_MAX_TABLES + 1]; /* the service's, then each dependency's */
+	Buf names;           /* service\0 then schema\0table\0 per dependency (the entry's header) */
 	Buf reply;
 	CacheFlight *flight;
 } CacheFill;
@@ -103,12 +104,12 @@ typedef struct CacheBump {
 Cache *cache_new(Runtime *rt);
 void cache_free(Cache *cache);
 
-/* The key of a statement for client c on service: protocol 'Q' (part = the query text) or 'E'
- * (part = the Parse body after the name, part2 = the Bind body after the portal and statement
- * names: parameter formats and values, result formats; describe: a Describe of the portal). */
-void cache_key_build(const Client *c, const char *service, const char *search_path, char protocol,
-		     const void *part, size_t part_len, const void *part2, size_t part2_len, bool describe,
-		     CacheKey *key);
+/* The key of a statement for client c: protocol 'Q' (part = the query text) or 'E' (part = the
+ * Parse body after the name, part2 = the Bind body after the portal and statement names:
+ * parameter formats and values, result formats; describe: a Describe of the portal). The service
+ * is not in it: the configuration's generation is (the same text goes to the same service). */
+void cache_key_build(const Client *c, const char *search_path, char protocol, const void *part, size_t part_len,
+		     const void *part2, size_t part2_len, bool describe, CacheKey *key);
 
 /*
  * Looks a key up for client c. On HIT, *reply and *len are the stored reply (valid until the next
@@ -117,6 +118,13 @@ void cache_key_build(const Client *c, const char *service, const char *search_pa
  */
 CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const CacheDecision *d, const CacheKey *key,
 			 const uint8_t **reply, size_t *len);
+
+/*
+ * The fast path of a hit, before any parsing: the entry under key, if L1 has it and every version
+ * it names is current (local versions: only when Redis is not configured or down). The key must
+ * come from cache_key_build.
+ */
+bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t **reply, size_t *len);
 
 /* A reply message forwarded to a filling client (whole message). */
 void cache_fill_message(Cache *cache, Client *c, uint8_t type, const uint8_t *msg, size_t total);

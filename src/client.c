@@ -76,6 +76,7 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 	list_node_init(&c->wait_node);
 	list_node_init(&c->cache_wait_node);
 	buf_init(&c->cache_fill.reply);
+	buf_init(&c->cache_fill.names);
 	buf_init(&c->cache_answer.reply);
 	rt->n_clients++;
 	conn_start_reading(&c->conn);
@@ -173,6 +174,7 @@ void client_free_memory(Client *c)
 		free(c->ryw[i].service);
 	prepared_client_free(&c->stmts, &c->rt->stmts);
 	buf_free(&c->cache_fill.reply);
+	buf_free(&c->cache_fill.names);
 	buf_free(&c->cache_answer.reply);
 	free(c->cache_writes);
 	free(c->user);

@@ -170,6 +170,7 @@ void runtime_reload(Runtime *rt)
 		rt->cache = cache_new(rt);
 	else if (rt->cache && rt->cache->l1)
 		cache_l1_set_max_bytes(rt->cache->l1, cfg->cache.l1_max_memory);
+	rt->config_gen++;
 	free(rt->route_matches); /* the rules may have changed: counting starts over */
 	rt->n_route_matches = cfg->n_routes;
 	rt->route_matches = xcalloc(cfg->n_routes ? cfg->n_routes : 1, sizeof *rt->route_matches);
@@ -223,7 +224,7 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	list_init(&rt->dead_clients);
 	list_init(&rt->dead_servers);
 	prepared_registry_init(&rt->stmts);
-	sqlclass_cache_init(&rt->sql, 10000);
+	sqlclass_cache_init(&rt->sql, 50000);
 	signal(SIGPIPE, SIG_IGN);
 
 	rt->base = event_base_new();

@@ -971,86 +971,103 @@ static bool cache_batch(Client *c, const uint8_t *msg, size_t avail, CacheBatch 
  * batch) from the cache, or wait for the identical one running, or start filling the cache with
  * this one. Returns 0 to go on as usual.
  */
+/* Answers the client's Query (or extended batch) with a cached reply. */
+static RelayAction cache_serve(Client *c, uint8_t type, const CacheBatch *batch, size_t total, const uint8_t *reply,
+			       size_t reply_len)
+{
+	Buf b;
+	buf_init(&b);
+	if (type != 'Q') {
+		if (batch->parse) {
+			proto_put_u8(&b, '1');
+			proto_put_u32(&b, 4);
+		}
+		proto_put_u8(&b, '2');
+		proto_put_u32(&b, 4);
+	}
+	buf_append(&b, reply, reply_len);
+	proto_build_ready_for_query(&b, 'I');
+	send_local(c, &b);
+	buf_free(&b);
+	if (type != 'Q')
+		c->conn.skip_left = batch->total - total; /* the rest of the batch is answered */
+	return RELAY_DROP;
+}
+
+static void cache_writes_all(Client *c, const char *why)
+{
+	if (!c->cache_writes)
+		c->cache_writes = xcalloc(1, sizeof *c->cache_writes);
+	if (!c->cache_writes->all) {
+		c->cache_writes->all = true;
+		c->cache_writes->all_why = why;
+	}
+}
+
+/*
+ * Before a message is routed: answer a cached Query (or extended batch) at once when L1 has it
+ * (no parsing at all); otherwise note what it writes, and look it up properly: answer from the
+ * cache, or wait for the identical one running (or for Redis), or start filling the cache with
+ * this one. Returns 0 to go on as usual.
+ */
 static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
 {
 	Cache *cache = c->rt->cache;
 	const Config *cfg = c->rt->config;
 	if (type == 'F') {
-		/* FunctionCall: a function by OID, unknown here; it may write anything */
-		if (!c->cache_writes)
-			c->cache_writes = xcalloc(1, sizeof *c->cache_writes);
-		c->cache_writes->all = true;
-		c->cache_writes->all_why = "a FunctionCall message";
+		cache_writes_all(c, "a FunctionCall message"); /* a function by OID: it may write anything */
 		return 0;
 	}
 	if (type != 'Q' && type != 'P' && type != 'B')
 		return 0;
+	if (c->cache_req)
+		return RELAY_STOP; /* Redis has not answered yet */
+	bool eligible = !c->server && c->tx_local == 'I' && !c->held_begin && !c->pinned &&
+			c->pool_mode == CONFIG_POOL_TRANSACTION && !c->cache_fill.active && cfg->cache.enabled;
+	CacheBatch batch;
+	CacheKey key;
+	bool have_key = false;
+	const char *search_path = client_search_path(c);
+	const uint8_t *reply;
+	size_t reply_len;
+	if (eligible && avail == total) {
+		if (type == 'Q') {
+			const char *text = (const char *)msg + PROTO_HEADER_LEN;
+			cache_key_build(c, search_path, 'Q', text, strnlen(text, total - PROTO_HEADER_LEN), NULL, 0, false, &key);
+			have_key = true;
+		} else if (cache_batch(c, msg, (size_t)(c->conn.in + c->conn.in_len - msg), &batch)) {
+			/* the whole batch is buffered (looked past this message) */
+			cache_key_build(c, search_path, 'E', batch.parse_key, batch.parse_key_len, batch.bind_rest,
+					batch.bind_rest_len, batch.describe, &key);
+			have_key = true;
+		}
+		if (have_key && cache_fast_hit(cache, c, &key, &reply, &reply_len))
+			return cache_serve(c, type, &batch, total, reply, reply_len);
+	}
 	const char *sql;
 	size_t len;
 	RelayAction need = message_sql(c, type, msg, total, avail, &sql, &len);
-	if (!need && !sql && type != 'B' && avail < total) {
-		/* A text too large to hold whole (it streams to the server unread): what it writes is
-		 * unknown, so its commit invalidates everything of the service. */
-		if (!c->cache_writes)
-			c->cache_writes = xcalloc(1, sizeof *c->cache_writes);
-		if (!c->cache_writes->all) {
-			c->cache_writes->all = true;
-			c->cache_writes->all_why = "a statement too large to analyze";
-		}
-	}
+	if (!need && !sql && type != 'B' && avail < total)
+		/* too large to hold whole (it streams to the server unread): what it writes is unknown */
+		cache_writes_all(c, "a statement too large to analyze");
 	if (need || !sql)
 		return need;
 	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, sql, len);
 	cache_note_writes(c, a);
 	RelayAction result = 0;
-	CacheBatch batch;
-	if (c->cache_req) {
-		result = RELAY_STOP; /* Redis has not answered yet */
-		goto done;
-	}
-	if (c->server || c->tx_local != 'I' || c->held_begin || c->pinned || c->pool_mode != CONFIG_POOL_TRANSACTION ||
-	    c->cache_fill.active || !cfg->cache.enabled)
-		goto done;
-	/* the whole batch must be buffered: look past this message */
-	if (type != 'Q' && !cache_batch(c, msg, (size_t)(c->conn.in + c->conn.in_len - msg), &batch))
-		goto done;
 	const ConfigDatabase *db = config_find_database(cfg, c->database);
-	if (!db)
+	if (!have_key || !db)
 		goto done;
 	RouteResult r;
-	const char *search_path = client_search_path(c);
 	router_route(cfg, db, search_path, c->user, a, &r);
 	CacheDecision d;
 	cachepolicy_decide(cfg, search_path, c->user, a, &r, sql, len, &d);
 	if (!d.cacheable)
 		goto done;
-	CacheKey key;
-	if (type == 'Q')
-		cache_key_build(c, r.service->name, search_path, 'Q', sql, len, NULL, 0, false, &key);
-	else
-		cache_key_build(c, r.service->name, search_path, 'E', batch.parse_key, batch.parse_key_len,
-				batch.bind_rest, batch.bind_rest_len, batch.describe, &key);
-	const uint8_t *reply;
-	size_t reply_len;
 	switch (cache_lookup(cache, c, r.service->name, &d, &key, &reply, &reply_len)) {
-	case CACHE_HIT: {
-		Buf b;
-		buf_init(&b);
-		if (type != 'Q') {
-			if (batch.parse)
-				proto_put_u8(&b, '1'), proto_put_u32(&b, 4);
-			proto_put_u8(&b, '2');
-			proto_put_u32(&b, 4);
-		}
-		buf_append(&b, reply, reply_len);
-		proto_build_ready_for_query(&b, 'I');
-		send_local(c, &b);
-		buf_free(&b);
-		if (type != 'Q')
-			c->conn.skip_left = batch.total - total; /* the rest of the batch is answered */
-		result = RELAY_DROP;
+	case CACHE_HIT:
+		result = cache_serve(c, type, &batch, total, reply, reply_len);
 		break;
-	}
 	case CACHE_WAIT:
 	case CACHE_PENDING:
 		result = RELAY_STOP; /* looked at again when the running one finishes / Redis answers */
