@@ -118,6 +118,7 @@ void client_close(Client *c, const char *reason)
 		cache_fill_abort(rt->cache, c);
 		cache_client_gone(rt->cache, c);
 	}
+	stats_client_closed(c);
 	client_release_server(c);
 	c->state = CL_CLOSED;
 	event_del(&c->ev_timer);
@@ -686,11 +687,7 @@ void client_resume(Client *c)
 
 void client_linked(Client *c, Server *s)
 {
-	if (c->state == CL_WAITING) {
-		int64_t waited = runtime_now_ms() - c->wait_start_ms;
-		if (c->pool)
-			c->pool->total_wait_ms += (uint64_t)waited;
-	}
+	stats_client_linked(c, s);
 	client_set_timer(c, 0);
 	c->server = s;
 	c->state = CL_ACTIVE;

@@ -21,6 +21,7 @@
 #include "prepared.h"
 #include "runtime.h"
 #include "scram.h"
+#include "stats.h"
 
 typedef enum {
 	CL_STARTUP,    /* reading the startup packet */
@@ -61,6 +62,7 @@ struct Client {
 	uint8_t md5_salt[4];
 
 	int64_t connect_ms, wait_start_ms;
+	ClientStats stats;     /* request, transaction and wait timing (stats.h) */
 	struct event ev_timer; /* login timeout and query_wait_timeout */
 	ListNode node;         /* runtime->clients */
 	ListNode wait_node;    /* pool->waiting or pool->login_waiting */

@@ -19,6 +19,7 @@
 #include "list.h"
 #include "params.h"
 #include "runtime.h"
+#include "stats.h"
 
 struct Pool {
 	Runtime *rt;
@@ -45,7 +46,7 @@ struct Pool {
 	bool removed;  /* no longer in the config: drains, then is freed */
 	ListNode node;
 
-	uint64_t total_xacts, total_queries, total_wait_ms;
+	PoolStats stats; /* SHOW STATS counters, averages, histograms (stats.h) */
 };
 
 /*

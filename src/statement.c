@@ -19,6 +19,7 @@
 #include "router.h"
 #include "server.h"
 #include "sqlclass.h"
+#include "stats.h"
 #include "xalloc.h"
 
 static bool statement_tracking(const Client *c)
@@ -1005,6 +1006,7 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 				batch.bind_rest, batch.bind_rest_len, batch.describe, &key);
 	const uint8_t *reply;
 	size_t reply_len;
+	stats_request_begin(c, type, msg, total, avail);
 	switch (cache_lookup(cache, c, r.service->name, &d, &key, &reply, &reply_len)) {
 	case CACHE_HIT: {
 		Buf b;
@@ -1019,6 +1021,7 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 		proto_build_ready_for_query(&b, 'I');
 		send_local(c, &b);
 		buf_free(&b);
+		stats_cache_hit(c, r.service->name);
 		if (type != 'Q')
 			c->conn.skip_left = batch.total - total; /* the rest of the batch is answered */
 		result = RELAY_DROP;
@@ -1135,6 +1138,7 @@ static RelayAction route_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 		}
 		c->state = CL_WAITING;
 		c->wait_start_ms = runtime_now_ms();
+		stats_wait_begin(c, type, msg, total, avail);
 		pool_request_server(c->pool, c);
 		result = c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
 		goto done;
@@ -1232,10 +1236,12 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 		}
 		c->state = CL_WAITING;
 		c->wait_start_ms = runtime_now_ms();
+		stats_wait_begin(c, type, msg, total, avail);
 		pool_request_server(c->pool, c);
 		return c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
 	}
 	Server *s = c->server;
+	stats_request_begin(c, type, msg, total, avail);
 	if (s->retry_ok) {
 		/* A read on a replica: keep the request until the first reply byte, to send it again
 		 * elsewhere if the replica dies first. */
