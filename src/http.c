@@ -96,6 +96,36 @@ static void pool_labels(struct evbuffer *b, const char *name, const Pool *p)
 
 /* ---- pools ---- */
 
+static bool same_labels(const Pool *a, const Pool *b)
+{
+	return a->replica == b->replica && strcmp(a->service_name, b->service_name) == 0 && strcmp(a->user, b->user) == 0 &&
+	       a->backend && b->backend && a->backend->port == b->backend->port &&
+	       strcmp(a->backend->host, b->backend->host) == 0;
+}
+
+/*
+ * A pool removed from the configuration drains while a new one with the same labels may already
+ * serve (credentials changed): one series per label set, the live pool's (a scrape with two
+ * samples of one series is invalid).
+ */
+static bool pool_shadowed(Runtime *rt, const Pool *p)
+{
+	if (!p->removed)
+		return false; /* live pools are unique per label set (pool_get) */
+	bool before = true; /* among removed ones, the first in the list is shown */
+	ListNode *n;
+	list_for_each(n, &rt->pools) {
+		const Pool *q = list_entry(n, Pool, node);
+		if (q == p) {
+			before = false;
+			continue;
+		}
+		if (same_labels(p, q) && (!q->removed || before))
+			return true;
+	}
+	return false;
+}
+
 typedef enum { PC_U64, PC_US } PoolCounterKind;
 
 static void pool_counter(Runtime *rt, struct evbuffer *b, const char *name, const char *help, size_t offset,
@@ -105,6 +135,8 @@ static void pool_counter(Runtime *rt, struct evbuffer *b, const char *name, cons
 	ListNode *n;
 	list_for_each(n, &rt->pools) {
 		const Pool *p = list_entry(n, Pool, node);
+		if (pool_shadowed(rt, p))
+			continue;
 		uint64_t v;
 		memcpy(&v, (const char *)&p->stats.total + offset, sizeof v);
 		pool_labels(b, name, p);
@@ -134,6 +166,8 @@ static void render_pools(Runtime *rt, struct evbuffer *b)
 	       "Server connections of the pool by state (active: lent to a client; idle; used: running the reset query; login: connecting or logging in).");
 	list_for_each(n, &rt->pools) {
 		const Pool *p = list_entry(n, Pool, node);
+		if (pool_shadowed(rt, p))
+			continue;
 		const struct {
 			const char *state;
 			size_t count;
@@ -150,6 +184,8 @@ static void render_pools(Runtime *rt, struct evbuffer *b)
 	       "Clients of the pool by state (active: holding one of its servers; waiting: queued for a server; login: waiting for its server parameters).");
 	list_for_each(n, &rt->pools) {
 		const Pool *p = list_entry(n, Pool, node);
+		if (pool_shadowed(rt, p))
+			continue;
 		const struct {
 			const char *state;
 			size_t count;
