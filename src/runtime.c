@@ -256,12 +256,13 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 		log_error(NULL, "cannot set up signal handling");
 		return false;
 	}
+	stats_start(rt);
+	/* Before the listener: once clients can connect, /metrics and /health answer too. */
+	if (cfg->admin.http_host && !(rt->http = http_start(rt)))
+		return false;
 	if (!listener_start(rt))
 		return false;
 	rt->health = health_start(rt->base, cfg);
-	stats_start(rt);
-	if (cfg->admin.http_host && !(rt->http = http_start(rt)))
-		return false;
 	if (cfg->cache.enabled && !(rt->cache = cache_new(rt))) {
 		log_error(NULL, "cannot set up the result cache");
 		return false;
