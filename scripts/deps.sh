@@ -4,8 +4,8 @@
 #
 #   scripts/deps.sh            # as root (or through sudo)
 #
-# Debian's postgresql, pgbouncer and redis packages start system services when they are
-# installed (they would hold ports 5432, 6432 and 6379). While installing, a temporary
+# Debian's postgresql, pgbouncer, redis and prometheus packages start system services when they are
+# installed (they would hold ports 5432, 6432, 6379 and 9090). While installing, a temporary
 # /usr/sbin/policy-rc.d forbids starting services; afterwards, the services of packages this run
 # installed are stopped (if something started them anyway) and disabled. pgrelay's scripts never
 # use those system services: they start their own PostgreSQL under /tmp or the project folder.
@@ -23,6 +23,8 @@ PACKAGES=(
 	python3 python3-pytest python3-psycopg python3-asyncpg
 	# tools the scripts call
 	procps iproute2 openssl
+	# tests/integration/test_metrics.py: promtool check metrics, and a Prometheus server scraping /metrics
+	prometheus
 )
 
 log() { echo "deps.sh: $*" >&2; }
@@ -122,6 +124,9 @@ if newly redis-server; then
 fi
 if newly pgbouncer; then
 	disable_service pgbouncer
+fi
+if newly prometheus; then
+	disable_service prometheus # the tests start their own, on a free port with a temporary folder
 fi
 
 # A final check, so a broken install is reported here and not as a confusing build error.

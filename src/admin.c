@@ -25,6 +25,7 @@
 #include "proto.h"
 #include "redis.h"
 #include "server.h"
+#include "stats.h"
 
 #define OID_INT4 23
 #define OID_INT8 20
@@ -393,30 +394,51 @@ static void show_servers(Runtime *rt, Buf *b)
 	complete(b, "SHOW");
 }
 
-/* SHOW STATS / STATS_TOTALS / STATS_AVERAGES: per client-facing database. */
-typedef struct DbTotals {
-	uint64_t xacts, queries, received, sent, xact_us, query_us, wait_us;
-} DbTotals;
-
-static void db_totals(Runtime *rt, const ConfigDatabase *db, DbTotals *t)
+/* SHOW STATS / STATS_TOTALS / STATS_AVERAGES: per client-facing database (the pools of its service;
+ * averages summed over them, times averaged weighted by their counts). */
+static void db_stats(Runtime *rt, const ConfigDatabase *db, StatsCounters *t, StatsAverages *avg)
 {
 	memset(t, 0, sizeof *t);
+	memset(avg, 0, sizeof *avg);
+	uint64_t xw = 0, qw = 0, ww = 0;
 	ListNode *n;
 	list_for_each(n, &rt->pools) {
 		Pool *p = list_entry(n, Pool, node);
 		if (strcmp(p->service_name, db->service->name) != 0)
 			continue;
-		t->xacts += p->total_xacts;
-		t->queries += p->total_queries;
-		t->wait_us += p->total_wait_ms * 1000;
+		const StatsCounters *c = &p->stats.total;
+		t->xact_count += c->xact_count;
+		t->query_count += c->query_count;
+		t->bytes_received += c->bytes_received;
+		t->bytes_sent += c->bytes_sent;
+		t->xact_time_us += c->xact_time_us;
+		t->query_time_us += c->query_time_us;
+		t->wait_time_us += c->wait_time_us;
+		const StatsAverages *a = &p->stats.avg;
+		avg->xact_count += a->xact_count;
+		avg->query_count += a->query_count;
+		avg->bytes_received += a->bytes_received;
+		avg->bytes_sent += a->bytes_sent;
+		xw += a->xact_time_us * a->xact_count;
+		qw += a->query_time_us * a->query_count;
+		ww += a->wait_time_us * a->server_assignment_count;
+		avg->server_assignment_count += a->server_assignment_count;
 	}
-	list_for_each(n, &rt->clients) {
-		Client *c = list_entry(n, Client, node);
-		if (c->database && strcmp(c->database, db->name) == 0) {
-			t->received += c->conn.bytes_in;
-			t->sent += c->conn.bytes_out;
-		}
-	}
+	avg->xact_time_us = avg->xact_count ? xw / avg->xact_count : 0;
+	avg->query_time_us = avg->query_count ? qw / avg->query_count : 0;
+	avg->wait_time_us = avg->server_assignment_count ? ww / avg->server_assignment_count : 0;
+}
+
+static void stats_values(Row *r, uint64_t xacts, uint64_t queries, uint64_t in, uint64_t out, uint64_t xt, uint64_t qt,
+			 uint64_t wt)
+{
+	row_u64(r, xacts);
+	row_u64(r, queries);
+	row_u64(r, in);
+	row_u64(r, out);
+	row_u64(r, xt);
+	row_u64(r, qt);
+	row_u64(r, wt);
 }
 
 static void show_stats(Runtime *rt, Buf *b, int which)
@@ -439,25 +461,17 @@ static void show_stats(Runtime *rt, Buf *b, int which)
 		row_description(b, part, sizeof part / sizeof part[0]);
 	const Config *cfg = rt->config;
 	for (size_t i = 0; i < cfg->n_databases; i++) {
-		DbTotals t;
-		db_totals(rt, &cfg->databases[i], &t);
+		StatsCounters t;
+		StatsAverages a;
+		db_stats(rt, &cfg->databases[i], &t, &a);
 		Row r = row_begin(b);
 		row_text(&r, cfg->databases[i].name);
-		if (which == 2) { /* averages: pgrelay keeps totals only for now */
-			for (int k = 0; k < 7; k++)
-				row_int(&r, 0);
-		} else {
-			row_u64(&r, t.xacts);
-			row_u64(&r, t.queries);
-			row_u64(&r, t.received);
-			row_u64(&r, t.sent);
-			row_u64(&r, t.xact_us);
-			row_u64(&r, t.query_us);
-			row_u64(&r, t.wait_us);
-			if (which == 0)
-				for (int k = 0; k < 7; k++)
-					row_int(&r, 0);
-		}
+		if (which != 2)
+			stats_values(&r, t.xact_count, t.query_count, t.bytes_received, t.bytes_sent, t.xact_time_us,
+				     t.query_time_us, t.wait_time_us);
+		if (which != 1)
+			stats_values(&r, a.xact_count, a.query_count, a.bytes_received, a.bytes_sent, a.xact_time_us,
+				     a.query_time_us, a.wait_time_us);
 		row_end(&r);
 	}
 	complete(b, "SHOW");

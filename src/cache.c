@@ -338,7 +338,8 @@ static bool entry_current(const uint8_t *blob, size_t len, const uint64_t *now, 
 	return count == n && memcmp(blob + 8, now, 8 * n) == 0;
 }
 
-bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t **reply, size_t *len)
+bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t **reply, size_t *len,
+		    const char **service_out)
 {
 	(void)c;
 	if (!cache->l1 || (cache->redis && redis_client_up(cache->redis)) || !cache_trusted(cache))
@@ -376,6 +377,7 @@ bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t 
 	cache->stats.lookups++;
 	cache->stats.hits++;
 	cache->stats.fast_hits++;
+	*service_out = service;
 	*reply = blob + off;
 	*len = blen - off;
 	return true;

@@ -124,7 +124,8 @@ CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const Cac
  * it names is current (local versions: only when Redis is not configured or down). The key must
  * come from cache_key_build.
  */
-bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t **reply, size_t *len);
+bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t **reply, size_t *len,
+		    const char **service);
 
 /* A reply message forwarded to a filling client (whole message). */
 void cache_fill_message(Cache *cache, Client *c, uint8_t type, const uint8_t *msg, size_t total);

@@ -122,6 +122,7 @@ void client_close(Client *c, const char *reason)
 		cache_fill_abort(rt->cache, c);
 		cache_client_gone(rt->cache, c);
 	}
+	stats_client_closed(c);
 	client_release_server(c);
 	c->state = CL_CLOSED;
 	event_del(&c->ev_timer);
@@ -710,11 +711,8 @@ void client_resume(Client *c)
 
 void client_linked(Client *c, Server *s)
 {
-	if (c->state == CL_WAITING) {
-		int64_t waited = runtime_now_ms() - c->wait_start_ms;
-		if (c->pool)
-			c->pool->total_wait_ms += (uint64_t)waited;
-	}
+	c->ever_linked = true;
+	stats_client_linked(c, s);
 	client_set_timer(c, 0);
 	c->server = s;
 	c->state = CL_ACTIVE;
@@ -756,9 +754,16 @@ void client_shutdown(Client *c)
 	case CL_AUTH:
 	case CL_WAIT_LOGIN:
 		/* A client logging in as the shutdown (or a hand-over to a new pgrelay) begins came for a
-		 * transaction: it gets one, and is closed after it (or at shutdown_timeout). */
+		 * transaction: it gets one, and is closed after it (or at shutdown_timeout). So does one
+		 * that logged in and has not sent its first request yet. */
 		c->close_after_first_tx = true;
 		return;
+	case CL_IDLE:
+		if (!c->ever_linked && !c->admin) {
+			c->close_after_first_tx = true;
+			return;
+		}
+		break;
 	default:
 		break;
 	}

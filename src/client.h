@@ -21,6 +21,7 @@
 #include "prepared.h"
 #include "runtime.h"
 #include "scram.h"
+#include "stats.h"
 
 typedef enum {
 	CL_STARTUP,    /* reading the startup packet */
@@ -61,12 +62,14 @@ struct Client {
 	uint8_t md5_salt[4];
 
 	int64_t connect_ms, wait_start_ms;
+	ClientStats stats;     /* request, transaction and wait timing (stats.h) */
 	struct event ev_timer; /* login timeout and query_wait_timeout */
 	ListNode node;         /* runtime->clients */
 	ListNode wait_node;    /* pool->waiting or pool->login_waiting */
 	ListNode dead_node;
 	bool close_at_idle;    /* shutting down: close at the next transaction boundary */
 	bool close_after_first_tx; /* shutting down while it logged in: close after its first transaction */
+	bool ever_linked;      /* has had a server (a transaction) at least once */
 	bool processing;       /* inside client_process (no kick needed to look at the buffer) */
 	const char *pinned;    /* transaction pooling: why the client keeps its server (LISTEN, ...) */
 

@@ -27,6 +27,100 @@ static const char *level_name(ConfigLogLevel level)
 	return "LOG";
 }
 
+void log_set_level(ConfigLogLevel level)
+{
+	if (settings)
+		settings->level = level;
+}
+
+static const char *json_level_name(ConfigLogLevel level)
+{
+	switch (level) {
+	case CONFIG_LOG_DEBUG: return "debug";
+	case CONFIG_LOG_INFO: return "info";
+	case CONFIG_LOG_WARNING: return "warning";
+	case CONFIG_LOG_ERROR: return "error";
+	}
+	return "info";
+}
+
+/* The length of the valid UTF-8 sequence at s (1..4), or 0 if the bytes there are not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	if (c < 0x80)
+		return 1;
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xBF;
+	if (c >= 0xC2 && c <= 0xDF)
+		n = 2;
+	else if (c >= 0xE0 && c <= 0xEF) {
+		n = 3;
+		if (c == 0xE0)
+			lo = 0xA0; /* overlong */
+		else if (c == 0xED)
+			hi = 0x9F; /* surrogates */
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		n = 4;
+		if (c == 0xF0)
+			lo = 0x90;
+		else if (c == 0xF4)
+			hi = 0x8F;
+	} else
+		return 0;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+	return n;
+}
+
+size_t log_json_escape(char *out, size_t len, size_t cap, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	while (*s) {
+		char tmp[8];
+		const char *piece = tmp;
+		size_t n;
+		size_t adv = 1;
+		unsigned char c = *s;
+		if (c == '"' || c == '\\') {
+			tmp[0] = '\\';
+			tmp[1] = (char)c;
+			n = 2;
+		} else if (c == '\n') {
+			piece = "\\n";
+			n = 2;
+		} else if (c == '\r') {
+			piece = "\\r";
+			n = 2;
+		} else if (c == '\t') {
+			piece = "\\t";
+			n = 2;
+		} else if (c < 0x20 || c == 0x7f) {
+			n = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", c);
+		} else if (c < 0x80) {
+			tmp[0] = (char)c;
+			n = 1;
+		} else if ((adv = utf8_len(s)) != 0) {
+			piece = (const char *)s;
+			n = adv;
+		} else {
+			piece = "\\ufffd";
+			n = 6;
+			adv = 1;
+		}
+		if (len + n + 1 > cap)
+			break;
+		memcpy(out + len, piece, n);
+		len += n;
+		s += adv;
+	}
+	out[len] = 0;
+	return len;
+}
+
 void log_vmsg(ConfigLogLevel level, const char *who, const char *fmt, va_list ap)
 {
 	if (level < log_level())
@@ -35,6 +129,30 @@ void log_vmsg(ConfigLogLevel level, const char *who, const char *fmt, va_list ap
 	gettimeofday(&tv, NULL);
 	struct tm tm;
 	gmtime_r(&tv.tv_sec, &tm);
+	if (settings && settings->json) {
+		char msg[2048];
+		vsnprintf(msg, sizeof msg, fmt, ap);
+		char line[8192];
+		size_t n = strftime(line, sizeof line, "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
+		n += (size_t)snprintf(line + n, sizeof line - n, ".%03dZ\",\"level\":\"%s\",\"pid\":%d,\"who\":",
+				      (int)(tv.tv_usec / 1000), json_level_name(level), (int)getpid());
+		if (who && *who) {
+			line[n++] = '"';
+			n = log_json_escape(line, n, 256 + n, who);
+			line[n++] = '"';
+		} else {
+			memcpy(line + n, "null", 4);
+			n += 4;
+		}
+		memcpy(line + n, ",\"msg\":\"", 8);
+		n += 8;
+		n = log_json_escape(line, n, sizeof line - 3, msg);
+		line[n++] = '"';
+		line[n++] = '}';
+		line[n++] = '\n';
+		fwrite(line, 1, n, stderr);
+		return;
+	}
 	char line[2048];
 	size_t n = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
 	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03d UTC [%d] %s %s%s", (int)(tv.tv_usec / 1000),

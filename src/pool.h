@@ -19,6 +19,7 @@
 #include "list.h"
 #include "params.h"
 #include "runtime.h"
+#include "stats.h"
 
 struct Pool {
 	Runtime *rt;
@@ -46,7 +47,7 @@ struct Pool {
 	bool paused;   /* PAUSE from the admin console: no server is handed out */
 	ListNode node;
 
-	uint64_t total_xacts, total_queries, total_wait_ms;
+	PoolStats stats; /* SHOW STATS counters, averages, histograms (stats.h) */
 };
 
 /*

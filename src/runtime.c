@@ -18,10 +18,12 @@
 #include "cache.h"
 #include "cancel.h"
 #include "client.h"
+#include "http.h"
 #include "listener.h"
 #include "pool.h"
 #include "scram.h"
 #include "server.h"
+#include "stats.h"
 #include "tls.h"
 #include "upgrade.h"
 #include "xalloc.h"
@@ -31,6 +33,13 @@ int64_t runtime_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t runtime_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* ---- reaper ---- */
@@ -163,9 +172,12 @@ void runtime_reload(Runtime *rt)
 		log_info(NULL, "proxy.buffer_size applies to new connections");
 	rt->config = cfg;
 	rt->log.level = cfg->log.level;
+	rt->log.json = cfg->log.json;
 	scram_cache_clear(rt);
 	pool_apply_config(rt, cfg);
 	health_reconfigure(rt->health, cfg);
+	stats_reconfigure(rt);
+	http_reconfigure(rt);
 	if (cfg->cache.enabled && !rt->cache)
 		rt->cache = cache_new(rt);
 	else if (rt->cache && rt->cache->l1)
@@ -217,6 +229,7 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	rt->config = cfg;
 	rt->config_path = strdup(config_path);
 	rt->log.level = cfg->log.level;
+	rt->log.json = cfg->log.json;
 	log_configure(&rt->log);
 	list_init(&rt->clients);
 	list_init(&rt->pools);
@@ -251,6 +264,10 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 		log_error(NULL, "cannot set up signal handling");
 		return false;
 	}
+	stats_start(rt);
+	/* Before the listener: once clients can connect, /metrics and /health answer too. */
+	if (cfg->admin.http_host && !(rt->http = http_start(rt)))
+		return false;
 	if (upgrade_take_over(rt))
 		listener_watch(rt);
 	else if (!listener_start(rt))
@@ -277,6 +294,7 @@ int runtime_run(Runtime *rt)
 void runtime_free(Runtime *rt)
 {
 	listener_stop(rt);
+	http_stop(rt);
 	ListNode *n, *t;
 	list_for_each_safe(n, t, &rt->clients)
 		client_close(list_entry(n, Client, node), "pgrelay exiting");
@@ -293,6 +311,7 @@ void runtime_free(Runtime *rt)
 	upgrade_stop(rt);
 	free(rt->route_matches);
 	rt->route_matches = NULL;
+	stats_stop(rt);
 	cancel_map_free(&rt->cancel_map);
 	prepared_registry_free(&rt->stmts);
 	sqlclass_cache_free(&rt->sql);

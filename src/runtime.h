@@ -89,12 +89,16 @@ typedef struct Runtime {
 	uint64_t *route_matches;   /* per rule of config->routes: statements it routed */
 	size_t n_route_matches;
 	SqlCache sql;       /* statement analyses by text */
+	struct Metrics *metrics;  /* histograms and the stats period (stats.h) */
+	struct HttpServer *http;  /* admin.http: /metrics and /health (http.h); NULL when not configured */
 
 	Stats stats;
 } Runtime;
 
 /* Milliseconds on the monotonic clock. */
 int64_t runtime_now_ms(void);
+/* Microseconds on the monotonic clock. */
+int64_t runtime_now_us(void);
 
 bool runtime_init(Runtime *rt, Config *cfg, const char *config_path);
 /* Runs the loop until shutdown; returns the exit status. */

@@ -38,6 +38,7 @@
 #include "pool.h"
 #include "proto.h"
 #include "relay.h"
+#include "stats.h"
 
 static void server_on_readable(void *owner);
 static void server_on_drained(void *owner);
@@ -949,6 +950,7 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 		}
 		if (!c)
 			return RELAY_ERROR;
+		stats_ready_for_query(c, s, s->tx_status);
 		if (s->rt->cache)
 			statement_cache_ready(c, s, s->tx_status);
 		if (c->undo_active)
@@ -1083,8 +1085,6 @@ static void server_finish_release(Server *s)
 {
 	Client *c = s->client;
 	server_detach(s);
-	if (c)
-		c->pool->total_xacts++;
 	server_release(s, c && (c->pool_mode == CONFIG_POOL_SESSION || c->pinned));
 	if (c)
 		client_unlinked(c);

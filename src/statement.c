@@ -19,6 +19,7 @@
 #include "router.h"
 #include "server.h"
 #include "sqlclass.h"
+#include "stats.h"
 #include "xalloc.h"
 
 static bool statement_tracking(const Client *c)
@@ -1041,8 +1042,12 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 					batch.bind_rest_len, batch.describe, &key);
 			have_key = true;
 		}
-		if (have_key && cache_fast_hit(cache, c, &key, &reply, &reply_len))
+		const char *service;
+		if (have_key && cache_fast_hit(cache, c, &key, &reply, &reply_len, &service)) {
+			stats_request_begin(c, type, msg, total, avail);
+			stats_cache_hit(c, service);
 			return cache_serve(c, type, &batch, total, reply, reply_len);
+		}
 	}
 	const char *sql;
 	size_t len;
@@ -1064,8 +1069,10 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 	cachepolicy_decide(cfg, search_path, c->user, a, &r, sql, len, &d);
 	if (!d.cacheable)
 		goto done;
+	stats_request_begin(c, type, msg, total, avail);
 	switch (cache_lookup(cache, c, r.service->name, &d, &key, &reply, &reply_len)) {
 	case CACHE_HIT:
+		stats_cache_hit(c, r.service->name);
 		result = cache_serve(c, type, &batch, total, reply, reply_len);
 		break;
 	case CACHE_WAIT:
@@ -1179,6 +1186,7 @@ static RelayAction route_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 		}
 		c->state = CL_WAITING;
 		c->wait_start_ms = runtime_now_ms();
+		stats_wait_begin(c, type, msg, total, avail);
 		pool_request_server(c->pool, c);
 		result = c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
 		goto done;
@@ -1276,10 +1284,12 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 		}
 		c->state = CL_WAITING;
 		c->wait_start_ms = runtime_now_ms();
+		stats_wait_begin(c, type, msg, total, avail);
 		pool_request_server(c->pool, c);
 		return c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
 	}
 	Server *s = c->server;
+	stats_request_begin(c, type, msg, total, avail);
 	if (s->retry_ok) {
 		/* A read on a replica: keep the request until the first reply byte, to send it again
 		 * elsewhere if the replica dies first. */
