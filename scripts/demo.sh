@@ -42,6 +42,8 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 PORT=${DEMO_PORT:-6432}
 PG_PORT=${DEMO_PG_PORT:-55432}
+REDIS_PORT=${DEMO_REDIS_PORT:-$((PG_PORT + 3))}
+METRICS_PORT=${DEMO_METRICS_PORT:-$((PORT + 1))}
 PGBIN=/usr/lib/postgresql/15/bin
 DEMO="$ROOT/.demo"
 FALLBACK=/var/tmp/pgrelay-demo
@@ -144,14 +146,38 @@ stop_postgres() {
 	stop_datadir "$(legacy_data)" "(old single-server demo in $(legacy_data))"
 }
 
+redis_pidfile() { echo "$(real_demo)/redis/redis.pid"; }
+
+start_redis() {
+	mkdir -p "$(real_demo)/redis"
+	if live_pid "$(redis_pidfile)" >/dev/null; then return; fi
+	log "starting Redis on 127.0.0.1:$REDIS_PORT (the result cache's L2)"
+	redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --daemonize yes \
+		--dir "$(real_demo)/redis" --pidfile "$(redis_pidfile)" --logfile "$(real_demo)/redis/redis.log" >/dev/null ||
+		die "Redis did not start; see $(real_demo)/redis/redis.log"
+	for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return; sleep 0.1; done
+	die "Redis does not answer on $REDIS_PORT"
+}
+
+stop_redis() {
+	local pid
+	if pid=$(live_pid "$(redis_pidfile)"); then
+		log "stopping Redis (pid $pid)"
+		kill "$pid" 2>/dev/null || true
+		for _ in $(seq 50); do live_pid "$(redis_pidfile)" >/dev/null || break; sleep 0.1; done
+	fi
+}
+
 stop_all() {
 	stop_pgrelay
+	stop_redis
 	stop_postgres
 }
 
 status() {
 	local pid node role
 	if pid=$(live_pid "$DEMO/pgrelay.pid"); then echo "pgrelay: running (pid $pid) on 127.0.0.1:$PORT"; else echo "pgrelay: stopped"; fi
+	if pid=$(live_pid "$(redis_pidfile)"); then echo "Redis: running (pid $pid) on 127.0.0.1:$REDIS_PORT"; else echo "Redis: stopped"; fi
 	for node in "${NODES[@]}"; do
 		if pg_running "$(node_data "$node")"; then
 			role=primary
@@ -368,6 +394,16 @@ pool_of() {
 	echo "  - { schema: analytics, service: analytics }"
 	echo "  - { schema: notifications, service: notifications }"
 	echo "health: { interval: 1s, timeout: 2s, fail_after: 3, recover_after: 2, max_lag: 16MB }"
+	echo "cache:                   # SELECTs on these schemas are answered from memory / Redis"
+	echo "  l1: { max_memory: 64MB, max_result: 1MB }"
+	echo "  redis: { nodes: [\"127.0.0.1:$REDIS_PORT\"], timeout: 50ms }"
+	echo "  rules:"
+	echo "    - { schema: products, ttl: 5m }"
+	echo "    - { schema: users, ttl: 30s }"
+	echo "    - { schema: orders, ttl: 30s }"
+	echo "admin:                   # psql ... dbname=pgrelay: SHOW POOLS, SHOW CACHE, ..."
+	echo "  users: [app]"
+	echo "  http: { host: 127.0.0.1, port: $METRICS_PORT }   # /metrics, /health"
 } >"$DEMO/proxy.yaml"
 "$BIN" --check -c "$DEMO/proxy.yaml" >/dev/null || die "generated $DEMO/proxy.yaml is invalid"
 
@@ -385,7 +421,8 @@ for _ in $(seq 100); do
 done
 [ "$caught_up" = t ] || log "warning: the replica has not replayed the migrations yet"
 
-# 8. pgrelay
+# 8. Redis and pgrelay
+start_redis
 log "starting pgrelay on 127.0.0.1:$PORT (log: .demo/pgrelay.log)"
 setsid nohup "$BIN" -c "$DEMO/proxy.yaml" >>"$DEMO/pgrelay.log" 2>&1 </dev/null &
 echo $! >"$DEMO/pgrelay.pid"
@@ -431,5 +468,12 @@ if [ "$failed" -gt 0 ]; then
 	log "  reachable as its own database: dbname=users, products, orders, analytics, notifications."
 fi
 
-echo "pgrelay demo running (stop it with: scripts/demo.sh stop)."
+# the cache: the same SELECT three times (the first creates the service's epoch in Redis, the
+# second is stored, the third is answered without PostgreSQL)
+for _ in 1 2 3; do
+	pgrelay_psql app -At -c "SELECT count(*) FROM orders.orders" >/dev/null 2>&1 || true
+done
+echo "app=> (admin console, dbname=pgrelay) SHOW CACHE -- after the same SELECT on orders three times"
+pgrelay_psql pgrelay -c "SHOW CACHE" || log "WARNING: the admin console did not answer"
+echo "pgrelay demo running (stop it with: scripts/demo.sh stop). Metrics: http://127.0.0.1:$METRICS_PORT/metrics"
 echo "Connect with: psql \"host=127.0.0.1 port=$PORT dbname=app user=app password=app\""
