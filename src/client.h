@@ -97,6 +97,7 @@ struct Client {
 	CacheFlight *cache_wait;
 	ListNode cache_wait_node;
 	CacheWrites *cache_writes;
+	bool cache_commit_seen;         /* a COMMIT tag went by in the current request */
 	/* Admin console (admin.c): the client's AdminRole (0: a normal client), the extended-protocol
 	 * batch being refused, the database of a PAUSE it waits for. */
 	int admin;

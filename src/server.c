@@ -859,8 +859,8 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		if (avail < total)
 			return RELAY_NEED_BODY;
 		const PipeEntry *h = pipeline_head(&s->pipe);
-		if ((!h || !(h->flags & PIPE_INTERNAL)) && total == 6 && msg[5] == 'I') {
-			CacheBump *b = statement_cache_commit(s->client, s, server_cache_bump_done, s);
+		if ((!h || !(h->flags & PIPE_INTERNAL)) && total == 6 && (msg[5] == 'I' || s->client->cache_commit_seen)) {
+			CacheBump *b = statement_cache_commit(s->client, s, (char)msg[5], server_cache_bump_done, s);
 			if (b) {
 				s->cache_bump = b;
 				s->cache_hold = true;
@@ -1034,6 +1034,8 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 			statement_settings_reply(c, s, type, body, len);
 		if (c && c->cache_writes && tag_is(body, len, "ROLLBACK"))
 			statement_cache_rolled_back(c); /* ROLLBACK, or a COMMIT of a failed transaction */
+		else if (c && c->cache_writes && !(flags & PIPE_INTERNAL) && tag_is(body, len, "COMMIT"))
+			c->cache_commit_seen = true; /* bump at this request's ReadyForQuery, whatever its status */
 		if (discard || tag_is(body, len, "RESET")) {
 			/*
 			 * Settings went back to the server's defaults (pgrelay's login values), while on

@@ -849,7 +849,9 @@ void statement_cache_wake(Client *c)
 
 void statement_cache_rolled_back(Client *c)
 {
-	if (c->cache_writes)
+	/* A string that committed before this ROLLBACK ("...; COMMIT; ...; ROLLBACK") keeps its list:
+	 * which writes the ROLLBACK undid is not known. */
+	if (c->cache_writes && !c->cache_commit_seen)
 		memset(c->cache_writes, 0, sizeof *c->cache_writes);
 }
 
@@ -863,16 +865,22 @@ void statement_cache_ready(Client *c, Server *s, char tx_status)
 		cache_fill_finish(cache, c, s->pool->service->name, s->pool->replica);
 }
 
-CacheBump *statement_cache_commit(Client *c, Server *s, void (*done)(void *owner), void *owner)
+CacheBump *statement_cache_commit(Client *c, Server *s, char tx_status, void (*done)(void *owner), void *owner)
 {
 	Cache *cache = c->rt->cache;
 	CacheWrites *w = c->cache_writes;
+	bool commit_seen = c->cache_commit_seen;
+	c->cache_commit_seen = false;
 	if (!cache || !w || (!w->all && !w->n))
 		return NULL;
 	/* The transaction committed (a ROLLBACK cleared the list): before the client sees its
 	 * ReadyForQuery, nobody may get a result that this commit changed. */
+	/* A COMMIT inside a multi-statement string that leaves a transaction open: bump now, and keep
+	 * the list, since the open transaction's writes (noted with the string) commit later. */
 	CacheWrites copy = *w;
-	memset(w, 0, sizeof *w);
+	bool keep = commit_seen && tx_status != 'I';
+	if (!keep)
+		memset(w, 0, sizeof *w);
 	return cache_invalidate_shared(cache, s->pool->service->name, &copy, done, owner);
 }
 

@@ -36,7 +36,8 @@ void statement_cache_wake(Client *c);
 void statement_cache_ready(Client *c, Server *s, char tx_status);
 /* ReadyForQuery 'I' of the client's own request is about to reach it: bump what its transaction
  * wrote. Returns a handle to wait for (done(owner) follows), or NULL when done already. */
-struct CacheBump *statement_cache_commit(Client *c, Server *s, void (*done)(void *owner), void *owner);
+struct CacheBump *statement_cache_commit(Client *c, Server *s, char tx_status, void (*done)(void *owner),
+					 void *owner);
 /* A CommandComplete of the client's transaction with tag ROLLBACK: its writes never happened. */
 void statement_cache_rolled_back(Client *c);
 

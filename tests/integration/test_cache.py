@@ -426,3 +426,23 @@ def test_write_too_large_to_analyze_invalidates(pgrelay, tables, protocol):
         padding = "/* " + "x" * 100_000 + " */"
         w.execute(f"UPDATE items SET val = 'huge' WHERE id = 1 {padding}")
         assert one(c, "SELECT val FROM items WHERE id = 1") == ("huge",)
+
+
+def test_commit_inside_a_multi_statement_string(pgrelay, tables, protocol):
+    """'UPDATE ...; COMMIT; BEGIN' commits the update and leaves a transaction open: the update is
+    invalidated at once; 'UPDATE ...; COMMIT; UPDATE ...; ROLLBACK' keeps the first update's
+    invalidation."""
+    if protocol == "extended":
+        pytest.skip("multi-statement strings are the simple protocol")
+    r = pgrelay(cache=cache_section())
+    with simple(r) as c, simple(r) as w:
+        assert one(c, "SELECT val FROM other WHERE id = 1") == ("x",)
+        w.execute("UPDATE other SET val = 'm1' WHERE id = 1; COMMIT; BEGIN")
+        assert one(c, "SELECT val FROM other WHERE id = 1") == ("m1",)
+        w.execute("UPDATE other SET val = 'm2' WHERE id = 1")  # inside the open transaction
+        assert one(c, "SELECT val FROM other WHERE id = 1") == ("m1",)
+        w.execute("COMMIT")
+        assert one(c, "SELECT val FROM other WHERE id = 1") == ("m2",)
+        w.execute("UPDATE other SET val = 'm3' WHERE id = 1; COMMIT; UPDATE other SET val = 'no' WHERE id = 1; "
+                  "ROLLBACK")
+        assert one(c, "SELECT val FROM other WHERE id = 1") == ("m3",)
