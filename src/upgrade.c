@@ -55,6 +55,21 @@ static UpgradeState *upgrade_state(Runtime *rt)
 	return rt->upgrade;
 }
 
+/* Only a process of our own user (or root) may take the sockets, or hand us sockets: the control
+ * socket's path is predictable, so its owner is checked, not assumed. */
+static bool peer_trusted(int fd, const char *path)
+{
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return false;
+	if (cred.uid == getuid() || cred.uid == 0)
+		return true;
+	log_warning(NULL, "upgrade: ignoring a process of uid %u on %s (pgrelay runs as uid %u)", (unsigned)cred.uid, path,
+		    (unsigned)getuid());
+	return false;
+}
+
 /* Reads one line with a deadline (new side, before the loop runs). */
 static bool read_line(int fd, char *buf, size_t len, int timeout_ms)
 {
@@ -104,6 +119,10 @@ bool upgrade_take_over(Runtime *rt)
 		close(fd);
 		if (errno == ECONNREFUSED)
 			unlink(u->path); /* left by a pgrelay that is gone */
+		return false;
+	}
+	if (!peer_trusted(fd, u->path)) {
+		close(fd);
 		return false;
 	}
 	char line[64];
@@ -245,8 +264,8 @@ static void on_control(evutil_socket_t lfd, short what, void *arg)
 	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0)
 		return;
-	if (u->peer_fd >= 0) {
-		close(fd); /* one hand-over at a time */
+	if (u->peer_fd >= 0 || !peer_trusted(fd, u->path)) {
+		close(fd); /* one hand-over at a time, and only to our own user */
 		return;
 	}
 	u->peer_fd = fd;

@@ -59,3 +59,30 @@ def test_new_pgrelay_takes_over_without_refusing_a_connection(pgrelay, pg, pgben
         assert c.execute("SELECT 3").fetchone() == (3,)
     third.proc.send_signal(2)
     third.proc.wait(20)
+
+
+def test_control_socket_of_another_user_is_ignored(pgrelay, pg, workdir):
+    """The control socket's path is predictable: a process of another user listening there gets
+    no hand-over and hands over nothing; pgrelay opens its own listener."""
+    from conftest import free_port
+    port = free_port()
+    path = f"/tmp/.s.pgrelay.{port}.upgrade"
+    server = subprocess.Popen(["runuser", "-u", "postgres", "--", "/usr/bin/python3", "-c",
+                               "import socket, sys, time\n"
+                               f"s = socket.socket(socket.AF_UNIX); s.bind({path!r}); s.listen(1)\n"
+                               "print('ready', flush=True)\n"
+                               "c, _ = s.accept(); c.recv(100); c.sendall(b'FDS 1\\n'); time.sleep(5)\n"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        r = pgrelay(listen={"port": port}, start=False)
+        r.cfg["listen"]["port"] = port
+        r.port = port
+        r.start()
+        with r.connect() as c:
+            assert c.execute("SELECT 1").fetchone() == (1,)
+        assert "ignoring a process of uid" in r.log()
+        assert "took over" not in r.log()
+    finally:
+        server.kill()
+        server.wait()
