@@ -582,7 +582,6 @@ static void show_config(Runtime *rt, Buf *b)
 {
 	static const AdminCol cols[] = {{"key", OID_TEXT}, {"value", OID_TEXT}, {"default", OID_TEXT},
 					{"changeable", OID_TEXT}};
-	static const char *const levels[] = {"debug", "info", "warning", "error"};
 	row_description(b, cols, 4);
 	const Config *cfg = rt->config;
 	char v[64];
@@ -591,7 +590,7 @@ static void show_config(Runtime *rt, Buf *b)
 	config_row(b, "listen_port", v, "6432", false);
 	snprintf(v, sizeof v, "%d", cfg->listen.max_client_conn);
 	config_row(b, "max_client_conn", v, "10000", false);
-	config_row(b, "log_level", levels[log_level()], "info", true);
+	config_row(b, "log_level", config_log_level_name(log_level()), "info", true);
 	format_ms(v, sizeof v, cfg->log.slow_query_ms);
 	config_row(b, "log_slow_query", v, "0s", false);
 	format_ms(v, sizeof v, cfg->shutdown_timeout_ms);
@@ -721,7 +720,6 @@ static void show_routes(Runtime *rt, Buf *b)
 	static const AdminCol cols[] = {{"rule", OID_INT4},    {"line", OID_INT4},    {"schema", OID_TEXT},
 					{"tables", OID_TEXT},  {"service", OID_TEXT}, {"reads", OID_TEXT},
 					{"matches", OID_INT8}};
-	static const char *const reads[] = {"inherit", "primary", "replicas"};
 	row_description(b, cols, sizeof cols / sizeof cols[0]);
 	const Config *cfg = rt->config;
 	for (size_t i = 0; i < cfg->n_routes; i++) {
@@ -735,7 +733,7 @@ static void show_routes(Runtime *rt, Buf *b)
 		row_text(&r, ro->n_schemas ? schemas : NULL);
 		row_text(&r, ro->n_tables ? tables : NULL);
 		row_text(&r, ro->service_name);
-		row_text(&r, reads[ro->reads]);
+		row_text(&r, config_reads_name(ro->reads));
 		row_u64(&r, i < rt->n_route_matches ? rt->route_matches[i] : 0);
 		row_end(&r);
 	}
@@ -1154,12 +1152,11 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 			return true;
 		}
 		if (strcmp(w[1], "log_level") == 0) {
-			static const char *const levels[] = {"debug", "info", "warning", "error"};
-			for (int i = 0; i < 4; i++)
-				if (strcmp(w[2], levels[i]) == 0) {
+			for (int i = CONFIG_LOG_DEBUG; i <= CONFIG_LOG_ERROR; i++)
+				if (strcmp(w[2], config_log_level_name((ConfigLogLevel)i)) == 0) {
 					rt->log.level = (ConfigLogLevel)i;
 					log_configure(&rt->log);
-					log_info(c->name, "log_level set to %s from the admin console", levels[i]);
+					log_info(c->name, "log_level set to %s from the admin console", w[2]);
 					complete(b, "SET");
 					return true;
 				}

@@ -1670,6 +1670,13 @@ const char *config_auth_method_name(ConfigAuthMethod method)
 	return "unknown";
 }
 
+const char *config_log_level_name(ConfigLogLevel level)
+{
+	if ((unsigned)level < sizeof log_level_names / sizeof log_level_names[0] - 1)
+		return log_level_names[level];
+	return "unknown";
+}
+
 const char *config_tls_mode_name(ConfigTlsMode mode)
 {
 	if ((unsigned)mode < sizeof tls_mode_names / sizeof tls_mode_names[0] - 1)

@@ -253,6 +253,7 @@ bool config_parse_size(const char *text, size_t *out_bytes);
 
 const char *config_pool_mode_name(ConfigPoolMode mode);
 const char *config_auth_method_name(ConfigAuthMethod method);
+const char *config_log_level_name(ConfigLogLevel level);
 const char *config_tls_mode_name(ConfigTlsMode mode);
 const char *config_reads_name(ConfigReads reads);
 /* "service:primary" / "service:replica N" style label for a backend (index -1: primary). */

@@ -150,19 +150,6 @@ bool health_parse_lsn(const char *text, uint64_t *out)
 	return true;
 }
 
-
-static const char *sslmode_for(ConfigTlsMode mode)
-{
-	switch (mode) {
-	case CONFIG_TLS_DISABLE: return "disable";
-	case CONFIG_TLS_ALLOW: return "allow";
-	case CONFIG_TLS_PREFER: return "prefer";
-	case CONFIG_TLS_REQUIRE: return "require";
-	case CONFIG_TLS_VERIFY_FULL: return "verify-full";
-	}
-	return "prefer";
-}
-
 static bool str_eq(const char *a, const char *b)
 {
 	if (!a || !b)
@@ -523,7 +510,7 @@ static void connect_start(Backend *b)
 	keys[n] = "user", vals[n++] = b->user;
 	if (b->password)
 		keys[n] = "password", vals[n++] = b->password;
-	keys[n] = "sslmode", vals[n++] = sslmode_for(b->tls_mode);
+	keys[n] = "sslmode", vals[n++] = config_tls_mode_name(b->tls_mode);
 	if (b->tls_mode == CONFIG_TLS_VERIFY_FULL && b->ca)
 		keys[n] = "sslrootcert", vals[n++] = b->ca;
 	keys[n] = "gssencmode", vals[n++] = "disable"; /* a Kerberos credential lookup could block */

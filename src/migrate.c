@@ -271,18 +271,6 @@ static ScanResult scan_service_dir(const char *dir, MigFile **out, size_t *n_out
 
 /* ---------------------------------------------------------------- libpq */
 
-static const char *sslmode_for(ConfigTlsMode mode)
-{
-	switch (mode) {
-	case CONFIG_TLS_DISABLE: return "disable";
-	case CONFIG_TLS_ALLOW: return "allow";
-	case CONFIG_TLS_PREFER: return "prefer";
-	case CONFIG_TLS_REQUIRE: return "require";
-	case CONFIG_TLS_VERIFY_FULL: return "verify-full";
-	}
-	return "prefer";
-}
-
 /* Prints WARNINGs (and anything above NOTICE) the server sends while migrating; NOTICEs such as
  * "relation ... already exists, skipping" are noise here. */
 static void notice_receiver(void *arg, const PGresult *res)
@@ -321,7 +309,7 @@ static PGconn *connect_primary(const ConfigService *svc, const char *const *curr
 	KV("dbname", b->dbname ? b->dbname : svc->name);
 	KV("user", b->user);
 	KV("password", b->password);
-	KV("sslmode", sslmode_for(svc->tls.mode));
+	KV("sslmode", config_tls_mode_name(svc->tls.mode));
 	if (svc->tls.mode == CONFIG_TLS_VERIFY_FULL)
 		KV("sslrootcert", svc->tls.ca);
 	KV("gssencmode", "disable");
