@@ -383,6 +383,17 @@ bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t 
 	return true;
 }
 
+/* Another client runs the identical query (flight f): c waits for it. */
+static bool wait_for_flight(Cache *cache, Client *c, CacheFlight *f)
+{
+	if (!f || f->leader == c)
+		return false;
+	cache->stats.waits++;
+	c->cache_wait = f;
+	list_push_back(&f->waiters, &c->cache_wait_node);
+	return true;
+}
+
 /* With versions known (local, or as Redis has them), decides: L1 hit, L2 hit, wait, or fill. */
 static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *service, const CacheDecision *d,
 					const CacheKey *key, const uint64_t *now_versions, size_t n, const uint8_t *l2, size_t l2_len, bool shared,
@@ -419,12 +430,8 @@ static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *ser
 	cache->stats.misses++;
 	uint64_t h = key_hash(key);
 	CacheFlight *f = hashmap_get(&cache->flights, h, flight_eq, key);
-	if (f && f->leader != c) {
-		cache->stats.waits++;
-		c->cache_wait = f;
-		list_push_back(&f->waiters, &c->cache_wait_node);
+	if (wait_for_flight(cache, c, f))
 		return CACHE_WAIT;
-	}
 	CacheFill *fill = &c->cache_fill;
 	if (fill->active)
 		cache_fill_abort(cache, c);
@@ -881,15 +888,13 @@ CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const Cac
 		cache->stats.bypassed++;
 		return CACHE_MISS; /* no fill either */
 	}
-	CacheFlight *f = hashmap_get(&cache->flights, key_hash(key), flight_eq, key);
-	if (f && f->leader != c) {
-		cache->stats.waits++;
-		c->cache_wait = f;
-		list_push_back(&f->waiters, &c->cache_wait_node);
-		return CACHE_WAIT;
+	if (cache->redis && redis_client_up(cache->redis)) {
+		/* before asking Redis: an identical query may be running already */
+		if (wait_for_flight(cache, c, hashmap_get(&cache->flights, key_hash(key), flight_eq, key)))
+			return CACHE_WAIT;
+		if (redis_lookup(cache, c, service, d, key))
+			return CACHE_PENDING;
 	}
-	if (cache->redis && redis_client_up(cache->redis) && redis_lookup(cache, c, service, d, key))
-		return CACHE_PENDING;
 	uint64_t now_versions[CACHE_MAX_TABLES + 1];
 	size_t n = current_versions(cache, service, d, now_versions);
 	return lookup_with_versions(cache, c, service, d, key, now_versions, n, NULL, 0, false, reply, len);
@@ -958,7 +963,6 @@ void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica
 	if (!fill->active)
 		return;
 	fill->active = false;
-	const ConfigCache *cc = &cache->rt->config->cache;
 	bool ok = !fill->failed && buf_used(&fill->reply) > 0;
 	if (ok && replica >= 0 && !replica_caught_up(cache, service, replica)) {
 		cache->stats.replica_not_stored++;
@@ -988,8 +992,6 @@ void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica
 	} else {
 		cache->stats.store_refused += !fill->failed ? 0 : 1;
 	}
-	(void)service;
-	(void)cc;
 	buf_reset(&fill->reply);
 	CacheFlight *f = fill->flight;
 	fill->flight = NULL;

@@ -952,7 +952,7 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 			return RELAY_ERROR;
 		stats_ready_for_query(c, s, s->tx_status);
 		if (s->rt->cache)
-			statement_cache_ready(c, s, s->tx_status);
+			statement_cache_ready(c, s);
 		if (c->undo_active)
 			statement_settings_reply(c, s, type, body, len);
 		if (server_may_release(s, c)) {

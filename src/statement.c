@@ -855,12 +855,11 @@ void statement_cache_rolled_back(Client *c)
 		memset(c->cache_writes, 0, sizeof *c->cache_writes);
 }
 
-void statement_cache_ready(Client *c, Server *s, char tx_status)
+void statement_cache_ready(Client *c, Server *s)
 {
 	Cache *cache = c->rt->cache;
 	if (!cache)
 		return;
-	(void)tx_status;
 	if (c->cache_fill.active)
 		cache_fill_finish(cache, c, s->pool->service->name, s->pool->replica);
 }

@@ -32,8 +32,8 @@ void statement_note_commit(Client *c, const char *service, uint64_t lsn);
 
 /* The query this client waited for (an identical cacheable one) finished: look at it again. */
 void statement_cache_wake(Client *c);
-/* The server's ReadyForQuery reached the client (replies of its own requests, tx_status after it). */
-void statement_cache_ready(Client *c, Server *s, char tx_status);
+/* The server's ReadyForQuery for the client's own request: a fill of the cache ends here. */
+void statement_cache_ready(Client *c, Server *s);
 /* ReadyForQuery 'I' of the client's own request is about to reach it: bump what its transaction
  * wrote. Returns a handle to wait for (done(owner) follows), or NULL when done already. */
 struct CacheBump *statement_cache_commit(Client *c, Server *s, char tx_status, void (*done)(void *owner),
