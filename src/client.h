@@ -83,7 +83,6 @@ struct Client {
 	char *local_sql;       /* its text (for a BEGIN to hold) */
 	bool local_read_only;
 	bool reroute;          /* the next statement needs another server once this one is quiet */
-	bool route_counted;    /* SHOW ROUTES counted the statement that waits for a server */
 	char *search_path;     /* value of the client's last SET search_path (routing), or NULL */
 	/* SET / RESET tracking: the state before the transaction's first one, restored if it fails. */
 	bool undo_active, undo_failed;

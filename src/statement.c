@@ -789,6 +789,7 @@ typedef struct Target {
 	int replica;     /* -1: primary */
 	bool read_only;  /* the statement may run on a replica */
 	bool names_tables; /* some relation decided the service (else it is the database default) */
+	int rule;          /* index in config->routes of the rule that decided, or -1 */
 } Target;
 
 /*
@@ -807,6 +808,7 @@ static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const SqlAnal
 	t->replica = -1;
 	t->read_only = false;
 	t->names_tables = false;
+	t->rule = -1;
 	if (!a)
 		return true;
 	RouteResult r;
@@ -821,15 +823,7 @@ static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const SqlAnal
 	if (r.status != ROUTE_OK)
 		return true; /* unparsable: the default primary reports the real error */
 	t->svc = r.service;
-	/* SHOW ROUTES counts each statement once: a first statement is routed again when its server
-	 * is linked, that second time does not count. */
-	int rule = r.rule ? router_rule_index(rt->config, r.rule) : -1;
-	if (c->route_counted)
-		c->route_counted = false;
-	else if (rule >= 0 && (size_t)rule < rt->n_route_matches)
-		rt->route_matches[rule]++;
-	if (!c->server)
-		c->route_counted = true;
+	t->rule = r.rule ? router_rule_index(rt->config, r.rule) : -1;
 	t->read_only = r.read_only;
 	t->names_tables = r.names_tables;
 	bool tx_allows = c->tx_local == 'I' || (c->tx_local == 'T' && c->held_read_only);
@@ -1237,6 +1231,10 @@ static RelayAction route_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 		}
 		if (!t.read_only && s->pool->replica < 0)
 			s->wrote = true;
+		/* SHOW ROUTES: counted here, where the statement goes to its server (routing may have
+		 * looked at it before, while it waited for that server) */
+		if (t.rule >= 0 && (size_t)t.rule < c->rt->n_route_matches)
+			c->rt->route_matches[t.rule]++;
 		route_send_held_begin(c, rc);
 	}
 done:
