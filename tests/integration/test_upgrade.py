@@ -21,7 +21,7 @@ def test_new_pgrelay_takes_over_without_refusing_a_connection(pgrelay, pg, pgben
                               "-c", "4", "-j", "2", "-T", "6", "appdb"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=dict(os.environ, PGPASSWORD=APP_PASSWORD))
-    new = None
+    new = third = None
     try:
         time.sleep(2)
         folder = tempfile.mkdtemp(prefix="upgrade-new.", dir=workdir)
@@ -33,6 +33,11 @@ def test_new_pgrelay_takes_over_without_refusing_a_connection(pgrelay, pg, pgben
         wait_for(lambda: old.proc.poll() is not None, 20, what="the old pgrelay to exit")
         assert old.proc.returncode == 0, old.log_tail()
         out, err = bench.communicate(timeout=60)
+    except BaseException:
+        for r in (new,):  # not the fixture's: stop it here when the test fails half-way
+            if r is not None and r.proc.poll() is None:
+                r.proc.kill()
+        raise
     finally:
         if bench.poll() is None:
             bench.kill()
@@ -52,13 +57,17 @@ def test_new_pgrelay_takes_over_without_refusing_a_connection(pgrelay, pg, pgben
     # and the new one can hand over again
     folder = tempfile.mkdtemp(prefix="upgrade-third.", dir=workdir)
     third = Relay(pg, folder, dict(new.cfg))
-    third.start()
-    third.wait_log("took over 1 listening socket(s)")
-    wait_for(lambda: new.proc.poll() is not None, 20, what="the second pgrelay to exit")
-    with third.connect() as c:
-        assert c.execute("SELECT 3").fetchone() == (3,)
-    third.proc.send_signal(2)
-    third.proc.wait(20)
+    try:
+        third.start()
+        third.wait_log("took over 1 listening socket(s)")
+        wait_for(lambda: new.proc.poll() is not None, 20, what="the second pgrelay to exit")
+        with third.connect() as c:
+            assert c.execute("SELECT 3").fetchone() == (3,)
+    finally:
+        for r in (new, third):
+            if r.proc is not None and r.proc.poll() is None:
+                r.proc.send_signal(2)
+                r.proc.wait(20)
 
 
 def test_control_socket_of_another_user_is_ignored(pgrelay, pg, workdir):
