@@ -4,6 +4,7 @@
  */
 #include "cachepolicy.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,16 +71,184 @@ static bool add_table(CacheTable *tables, size_t *n, const char *schema, const c
 	return true;
 }
 
-/* A relation as the tables it may be: itself when qualified, else one per search_path schema. */
-static bool add_relation(CacheTable *tables, size_t *n, const SqlRelation *r, char (*path)[128], size_t n_path)
+/* ---- row keys ---- */
+
+#define UNKEYED (-2) /* "table/#": writes of rows not known */
+
+/* The first rule covering the table schema.name (qualified). */
+static const ConfigCacheRule *rule_for(const Config *cfg, const char *schema, const char *name)
 {
-	if (r->schema)
-		return add_table(tables, n, r->schema, r->name);
-	if (n_path == 0)
+	const ConfigCache *c = &cfg->cache;
+	for (size_t i = 0; i < c->n_rules; i++)
+		if (router_match_names(c->rules[i].schemas, c->rules[i].n_schemas, c->rules[i].tables, c->rules[i].n_tables,
+				       schema, name))
+			return &c->rules[i];
+	return NULL;
+}
+
+static bool append(char *buf, size_t cap, size_t *len, const char *s, size_t n)
+{
+	if (*len + n >= cap || memchr(s, 0, n))
 		return false;
-	for (size_t i = 0; i < n_path; i++)
-		if (!add_table(tables, n, path[i], r->name))
+	memcpy(buf + *len, s, n);
+	*len += n;
+	return true;
+}
+
+/* A parameter's value as text: text format as sent; binary only for integer, uuid and text types. */
+static bool append_param(const ProtoBindValues *params, int p, char *buf, size_t cap, size_t *len)
+{
+	if (!params || p < 1 || (size_t)p > params->n || !params->values[p - 1])
+		return false;
+	const uint8_t *v = params->values[p - 1];
+	uint32_t n = params->lens[p - 1];
+	if (!params->binary[p - 1])
+		return append(buf, cap, len, (const char *)v, n);
+	char tmp[48];
+	int64_t x = 0;
+	switch (params->types[p - 1]) {
+	case 21: /* int2 */
+	case 23: /* int4 */
+	case 20: /* int8 */
+		if (n != 2 && n != 4 && n != 8)
 			return false;
+		for (uint32_t i = 0; i < n; i++)
+			x = (int64_t)((uint64_t)x << 8 | v[i]);
+		if (n == 2)
+			x = (int16_t)x;
+		else if (n == 4)
+			x = (int32_t)x;
+		snprintf(tmp, sizeof tmp, "%lld", (long long)x);
+		return append(buf, cap, len, tmp, strlen(tmp));
+	case 2950: /* uuid */
+		if (n != 16)
+			return false;
+		for (int i = 0; i < 16; i++)
+			snprintf(tmp + 2 * i, 3, "%02x", v[i]);
+		return append(buf, cap, len, tmp, 32);
+	case 25:   /* text */
+	case 1043: /* varchar */
+	case 1042: /* bpchar */
+		return append(buf, cap, len, (const char *)v, n);
+	default:
+		return false;
+	}
+}
+
+/* Rewrites buf (len bytes) in the canonical spelling of a key; false when the value could be
+ * spelled in ways this cannot tell apart (numbers other than integers). */
+static bool canonical(char *buf, size_t *len)
+{
+	size_t s = 0, e = *len;
+	while (s < e && isspace((unsigned char)buf[s]))
+		s++;
+	while (e > s && isspace((unsigned char)buf[e - 1]))
+		e--;
+	size_t n = 0;
+	for (size_t i = s; i < e; i++)
+		buf[n++] = (char)tolower((unsigned char)buf[i]);
+	buf[n] = 0;
+	/* a uuid: optional braces, hyphens anywhere, 32 hex digits */
+	char hex[33];
+	size_t h = 0, i = buf[0] == '{' && n > 1 && buf[n - 1] == '}' ? 1 : 0, end = i ? n - 1 : n;
+	bool is_uuid = true;
+	for (; i < end && is_uuid; i++) {
+		if (buf[i] == '-')
+			continue;
+		if (h == 32 || !isxdigit((unsigned char)buf[i]))
+			is_uuid = false;
+		else
+			hex[h++] = buf[i];
+	}
+	if (is_uuid && h == 32) {
+		memcpy(buf, hex, 32);
+		buf[*len = 32] = 0;
+		return true;
+	}
+	if (n && (isdigit((unsigned char)buf[0]) || buf[0] == '+' || buf[0] == '-')) {
+		size_t j = buf[0] == '+' || buf[0] == '-' ? 1 : 0;
+		bool negative = buf[0] == '-';
+		if (j == n)
+			return false;
+		for (size_t k = j; k < n; k++)
+			if (!isdigit((unsigned char)buf[k]))
+				return false;
+		while (j + 1 < n && buf[j] == '0')
+			j++;
+		if (strcmp(buf + j, "0") == 0)
+			negative = false;
+		size_t m = 0;
+		if (negative)
+			buf[m++] = '-';
+		memmove(buf + m, buf + j, n - j);
+		n = m + n - j;
+		buf[n] = 0;
+	}
+	*len = n;
+	return true;
+}
+
+/* The key bucket of relation r's column `column` in `row` of statement st, or -1 when the
+ * statement does not say it (or says it with a value that cannot be known). */
+static int key_bucket(const SqlStatement *st, const SqlRelation *r, const char *column, int row,
+		      const ProtoBindValues *params)
+{
+	for (size_t i = 0; i < st->n_key_eqs; i++) {
+		const SqlKeyEq *eq = &st->key_eqs[i];
+		if (eq->relation != r || eq->row != row || strcmp(eq->column, column) != 0)
+			continue;
+		char buf[512];
+		size_t len = 0;
+		for (size_t p = 0; p < eq->n_parts; p++)
+			if (eq->parts[p].param ? !append_param(params, eq->parts[p].param, buf, sizeof buf, &len)
+					       : !append(buf, sizeof buf, &len, eq->parts[p].text, strlen(eq->parts[p].text)))
+				return -1;
+		buf[len] = 0;
+		if (!canonical(buf, &len))
+			return -1;
+		uint64_t hash = 14695981039346656037ULL; /* FNV-1a: the same in every pgrelay sharing Redis */
+		for (size_t k = 0; k < len; k++)
+			hash = (hash ^ (uint8_t)buf[k]) * 1099511628211ULL;
+		return (int)(hash % CACHE_KEY_BUCKETS);
+	}
+	return -1;
+}
+
+static bool key_uses_params(const SqlStatement *st, const SqlRelation *r)
+{
+	for (size_t i = 0; i < st->n_key_eqs; i++)
+		for (size_t p = 0; st->key_eqs[i].relation == r && p < st->key_eqs[i].n_parts; p++)
+			if (st->key_eqs[i].parts[p].param)
+				return true;
+	return false;
+}
+
+/* The version name of a table, of one of its key buckets (bucket >= 0), or of its unkeyed writes. */
+static bool add_version(CacheTable *tables, size_t *n, const char *schema, const char *name, int bucket)
+{
+	char part[sizeof tables[0].name];
+	if (bucket == -1)
+		return add_table(tables, n, schema, name);
+	int len = bucket >= 0 ? snprintf(part, sizeof part, "%s/=%d", name, bucket) : snprintf(part, sizeof part, "%s/#", name);
+	return len > 0 && (size_t)len < sizeof part && add_table(tables, n, schema, part);
+}
+
+/* What a read of relation r depends on: per table it may be, its key bucket's and unkeyed writes'
+ * versions when the statement says its key, else the table's version. */
+static bool add_read(const Config *cfg, const SqlStatement *st, const SqlRelation *r, const ProtoBindValues *params,
+		     CacheTable *deps, size_t *n, char (*path)[128], size_t n_path)
+{
+	size_t candidates = r->schema ? 1 : n_path;
+	if (candidates == 0)
+		return false;
+	for (size_t i = 0; i < candidates; i++) {
+		const char *schema = r->schema ? r->schema : path[i];
+		const ConfigCacheRule *rule = rule_for(cfg, schema, r->name);
+		int b = rule && rule->key ? key_bucket(st, r, rule->key, 0, params) : -1;
+		if (b >= 0 ? !add_version(deps, n, schema, r->name, b) || !add_version(deps, n, schema, r->name, UNKEYED)
+			   : !add_table(deps, n, schema, r->name))
+			return false;
+	}
 	return true;
 }
 
@@ -148,7 +317,8 @@ static int parse_hint(const char *text, size_t len, int64_t *ttl_ms)
 	} while (0)
 
 void cachepolicy_decide(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
-			const RouteResult *route, const char *text, size_t len, CacheDecision *out)
+			const ProtoBindValues *params, const RouteResult *route, const char *text, size_t len,
+			CacheDecision *out)
 {
 	out->cacheable = false;
 	out->why_not[0] = 0;
@@ -201,7 +371,7 @@ void cachepolicy_decide(const Config *cfg, const char *search_path, const char *
 			out->rule = rule;
 		if (rule && rule->ttl_ms < ttl)
 			ttl = rule->ttl_ms;
-		if (!add_relation(out->deps, &out->n_deps, r, path, n_path))
+		if (!add_read(cfg, st, r, params, out->deps, &out->n_deps, path, n_path))
 			NOT_CACHEABLE("it depends on more than %d tables (or on an unqualified name with an empty "
 				      "search_path)", CACHE_MAX_TABLES);
 	}
@@ -221,6 +391,22 @@ static void writes_all(CacheWrites *w, const char *why)
 	}
 }
 
+/* A write of schema.name: its version, and its rows' (buckets, or all of them when n_buckets is
+ * 0) when its rule has a key. */
+static void add_write_rows(const Config *cfg, const char *schema, const char *name, const int *buckets,
+			   size_t n_buckets, CacheWrites *w)
+{
+	if (!add_table(w->tables, &w->n, schema, name))
+		writes_all(w, "too many tables");
+	const ConfigCacheRule *rule = rule_for(cfg, schema, name);
+	if (!rule || !rule->key)
+		return;
+	for (size_t i = 0; i < (n_buckets ? n_buckets : 1); i++)
+		if (!add_version(w->tables, &w->n, schema, name, n_buckets ? buckets[i] : UNKEYED))
+			writes_all(w, "too many tables");
+}
+
+/* The tables `cache.invalidate` names for schema.name (triggers, cascades): all their rows. */
 static void add_dependents(const Config *cfg, const char *schema, const char *name, CacheWrites *w)
 {
 	const ConfigCache *c = &cfg->cache;
@@ -235,10 +421,9 @@ static void add_dependents(const Config *cfg, const char *schema, const char *na
 			if (dot && (size_t)(dot - also) < sizeof s) {
 				memcpy(s, also, (size_t)(dot - also));
 				s[dot - also] = 0;
-				if (!add_table(w->tables, &w->n, s, dot + 1))
-					writes_all(w, "too many tables");
-			} else if (!add_table(w->tables, &w->n, schema, also)) {
-				writes_all(w, "too many tables");
+				add_write_rows(cfg, s, dot + 1, NULL, 0, w);
+			} else {
+				add_write_rows(cfg, schema, also, NULL, 0, w);
 			}
 		}
 	}
@@ -246,9 +431,30 @@ static void add_dependents(const Config *cfg, const char *schema, const char *na
 
 void cachepolicy_add_write(const Config *cfg, const char *schema, const char *name, CacheWrites *w)
 {
-	if (!add_table(w->tables, &w->n, schema, name))
-		writes_all(w, "too many tables");
+	add_write_rows(cfg, schema, name, NULL, 0, w);
 	add_dependents(cfg, schema, name, w);
+}
+
+/* A relation a write statement names: the rows it changes when it is the target and says its key
+ * in every row, else all rows. */
+static void add_written(const Config *cfg, const SqlStatement *st, const SqlRelation *rel, const char *schema,
+			const ProtoBindValues *params, CacheWrites *w)
+{
+	int buckets[64];
+	size_t n = 0;
+	const ConfigCacheRule *rule = rel == st->key_target ? rule_for(cfg, schema, rel->name) : NULL;
+	if (rule && rule->key && st->key_rows > 0 && (size_t)st->key_rows <= sizeof buckets / sizeof buckets[0]) {
+		for (int row = 0; row < st->key_rows; row++) {
+			int b = key_bucket(st, rel, rule->key, row, params);
+			if (b < 0) {
+				n = 0;
+				break;
+			}
+			buckets[n++] = b;
+		}
+	}
+	add_write_rows(cfg, schema, rel->name, buckets, n, w);
+	add_dependents(cfg, schema, rel->name, w);
 }
 
 static bool function_changes_tables(const char *fn)
@@ -262,12 +468,13 @@ static bool function_changes_tables(const char *fn)
 	       strncmp(base_name(fn), "dblink", 6) == 0;
 }
 
-void cachepolicy_writes(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
-			CacheWrites *w)
+bool cachepolicy_writes(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
+			const ProtoBindValues *params, bool at_parse, CacheWrites *w)
 {
+	bool deferred = false;
 	if (a->parse_error) {
 		writes_all(w, "a statement pgrelay cannot parse");
-		return;
+		return false;
 	}
 	char path[MAX_PATH][128];
 	size_t n_path = 0;
@@ -275,6 +482,10 @@ void cachepolicy_writes(const Config *cfg, const char *search_path, const char *
 	for (size_t i = 0; i < a->n_statements; i++) {
 		const SqlStatement *st = &a->statements[i];
 		bool tables = false;
+		if (at_parse && st->key_target && key_uses_params(st, st->key_target)) {
+			deferred = true; /* its rows are known at Bind */
+			continue;
+		}
 		switch (st->kind) {
 		case SQL_KIND_TX:
 			/* The prepared transaction's writes become visible now; which tables they touched
@@ -312,15 +523,16 @@ void cachepolicy_writes(const Config *cfg, const char *search_path, const char *
 		for (size_t r = 0; r < st->n_relations; r++) {
 			const SqlRelation *rel = &st->relations[r];
 			if (rel->schema) {
-				cachepolicy_add_write(cfg, rel->schema, rel->name, w);
+				add_written(cfg, st, rel, rel->schema, params, w);
 				continue;
 			}
 			if (n_path == 0)
 				writes_all(w, "an unqualified table with an empty search_path");
 			for (size_t p = 0; p < n_path; p++)
-				cachepolicy_add_write(cfg, path[p], rel->name, w);
+				add_written(cfg, st, rel, path[p], params, w);
 		}
 	}
+	return deferred;
 }
 
 int cachepolicy_rule_index(const Config *cfg, const ConfigCacheRule *rule)
@@ -328,4 +540,17 @@ int cachepolicy_rule_index(const Config *cfg, const ConfigCacheRule *rule)
 	if (!rule || rule < cfg->cache.rules || rule >= cfg->cache.rules + cfg->cache.n_rules)
 		return -1;
 	return (int)(rule - cfg->cache.rules);
+}
+
+const char *cachepolicy_version_label(const CacheTable *t, char *buf, size_t cap)
+{
+	const char *slash = strrchr(t->name, '/');
+	int len = slash ? (int)(slash - t->name) : (int)strlen(t->name);
+	if (slash && slash[1] == '=')
+		snprintf(buf, cap, "%s.%.*s (rows whose key is in bucket %s)", t->schema, len, t->name, slash + 2);
+	else if (slash && slash[1] == '#' && !slash[2])
+		snprintf(buf, cap, "%s.%.*s (writes of rows not known)", t->schema, len, t->name);
+	else
+		snprintf(buf, cap, "%s.%s", t->schema, t->name);
+	return buf;
 }

@@ -29,6 +29,18 @@
  * declared read-only).
  * Built-in writing functions that change no table (nextval, setval, advisory locks, set_config,
  * pg_notify, ...) invalidate nothing.
+ *
+ * Rows. A table whose rule names a `key` column is versioned by row too: "t/=B" counts the writes
+ * of the rows whose key hashes to bucket B (CACHE_KEY_BUCKETS per table), "t/#" the writes whose
+ * rows are not known. A read whose row facts (sqlkey.c) say key = value depends on "t/=B" and
+ * "t/#" instead of "t"; a write whose facts say key = value (an UPDATE that does not assign the
+ * key, a DELETE, an INSERT giving the key in every row) bumps "t" and "t/=B"; any other write of
+ * the table bumps "t" and "t/#". Values are compared in a canonical spelling (blanks trimmed,
+ * ASCII lower case, uuids as 32 hex digits, integers without sign or leading zeros), so two
+ * spellings PostgreSQL reads as one key count as one; values that could be spelled otherwise
+ * (decimals, dates, binary parameters of other types) make the statement unkeyed. The key column
+ * must compare by value: an integer, uuid or text column with a deterministic collation, never
+ * changed by triggers.
  */
 #ifndef PGRELAY_CACHEPOLICY_H
 #define PGRELAY_CACHEPOLICY_H
@@ -38,14 +50,16 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "proto.h"
 #include "router.h"
 #include "sqlclass.h"
 
 #define CACHE_MAX_TABLES 32
+#define CACHE_KEY_BUCKETS 4096
 
 typedef struct CacheTable {
 	char schema[64]; /* PostgreSQL names are at most 63 bytes */
-	char name[64];
+	char name[80];   /* the table, or "table/=B" (a bucket of keys), "table/#" (unkeyed writes) */
 } CacheTable;
 
 typedef struct CacheDecision {
@@ -65,17 +79,27 @@ typedef struct CacheWrites {
 	CacheTable tables[CACHE_MAX_TABLES];
 } CacheWrites;
 
-/* Decides for a text routed to route->service (route from router_route on the same analysis). */
+/* Decides for a text routed to route->service (route from router_route on the same analysis);
+ * params: the Bind's values for the extended protocol, else NULL. */
 void cachepolicy_decide(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
-			const RouteResult *route, const char *text, size_t len, CacheDecision *out);
+			const ProtoBindValues *params, const RouteResult *route, const char *text, size_t len,
+			CacheDecision *out);
 
-/* Adds what the text invalidates to *w (which the caller zeroes first; it accumulates over a
- * transaction). */
-void cachepolicy_writes(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
-			CacheWrites *w);
+/*
+ * Adds what the text invalidates to *w (which the caller zeroes first; it accumulates over a
+ * transaction). params: the Bind's values, or NULL. at_parse: the text is being prepared (a
+ * Parse) and will be noted again with the values of each Bind: statements whose rows depend on
+ * parameters are left for then. Returns true when some were left.
+ */
+bool cachepolicy_writes(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
+			const ProtoBindValues *params, bool at_parse, CacheWrites *w);
 
 /* Adds one table (and what cache.invalidate names for it) to *w; for the WAL listener. */
 void cachepolicy_add_write(const Config *cfg, const char *schema, const char *name, CacheWrites *w);
+
+/* A version's name for people: "s.t", "s.t (rows whose key is in bucket B)", "s.t (writes of
+ * rows not known)". */
+const char *cachepolicy_version_label(const CacheTable *t, char *buf, size_t cap);
 
 /* "schema.name" of the rule index, for `pgrelay route`: cache.rules[i] or -1. */
 int cachepolicy_rule_index(const Config *cfg, const ConfigCacheRule *rule);

@@ -178,6 +178,7 @@ void client_free_memory(Client *c)
 	buf_free(&c->cache_fill.names);
 	buf_free(&c->cache_answer.reply);
 	free(c->cache_writes);
+	free(c->cache_unnamed_parse);
 	free(c->user);
 	free(c->database);
 	if (c->auth_secret) {

@@ -96,6 +96,10 @@ struct Client {
 	CacheFlight *cache_wait;
 	ListNode cache_wait_node;
 	CacheWrites *cache_writes;
+	/* The unnamed statement's Parse body (after the name) when it writes rows named by
+	 * parameters: its writes are noted at each Bind, with the values. NULL otherwise. */
+	uint8_t *cache_unnamed_parse;
+	size_t cache_unnamed_parse_len;
 	bool cache_commit_seen;         /* a COMMIT tag went by in the current request */
 	/* Admin console (admin.c): the client's AdminRole (0: a normal client), the extended-protocol
 	 * batch being refused, the database of a PAUSE it waits for. */

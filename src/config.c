@@ -39,7 +39,7 @@ static const char *const cache_keys[] = {"l1", "redis", "ttl", "rules", "invalid
 static const char *const cache_l1_keys[] = {"max_memory", "policy", "max_result", NULL};
 static const char *const cache_policy_names[] = {"s3fifo", NULL};
 static const char *const cache_redis_keys[] = {"nodes", "cluster", "timeout", "password", "prefix", NULL};
-static const char *const cache_rule_keys[] = {"schema", "tables", "ttl", NULL};
+static const char *const cache_rule_keys[] = {"schema", "tables", "ttl", "key", NULL};
 static const char *const cache_dependency_keys[] = {"table", "also", NULL};
 static const char *const cache_wal_keys[] = {"service", "slot", "user", "password", NULL};
 static const char *const listen_keys[] = {"host", "port", "max_client_conn", "backlog", "tls", "upgrade_socket", NULL};
@@ -1158,6 +1158,11 @@ static void load_cache_rules(Loader *ld, ConfigCache *cache, yaml_node_t *node)
 		if (!map_get(ld, item, "schema") && !map_get(ld, item, "tables"))
 			error_at(ld, item, "%s needs schema or tables (or both)", path);
 		get_duration(ld, item, path, "ttl", 0, MAX_DURATION_MS, &r->ttl_ms);
+		yaml_node_t *kn = NULL;
+		if (get_string(ld, item, path, "key", 0, &r->key, &kn) && r->key &&
+		    (!*r->key || strlen(r->key) > 63 || strpbrk(r->key, " .,\t\"")))
+			error_at(ld, kn, "%s.key must be one column name (as PostgreSQL stores it), got \"%s\"", path,
+				 r->key);
 	}
 }
 
@@ -1331,6 +1336,7 @@ static void config_free(Config *cfg)
 	for (size_t i = 0; i < cache->n_rules; i++) {
 		free_string_list(cache->rules[i].schemas, cache->rules[i].n_schemas);
 		free_string_list(cache->rules[i].tables, cache->rules[i].n_tables);
+		free(cache->rules[i].key);
 	}
 	free(cache->rules);
 	for (size_t i = 0; i < cache->n_dependencies; i++) {

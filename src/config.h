@@ -132,6 +132,10 @@ typedef struct ConfigCacheRule {
 	char **tables;
 	size_t n_tables;
 	int64_t ttl_ms; /* default cache.ttl */
+	/* A column that identifies rows of every table the rule covers (an integer, uuid or text
+	 * primary key, most often): reads and writes that say `key = value` are invalidated by row
+	 * instead of by table. NULL: by table. */
+	char *key;
 	int line;
 } ConfigCacheRule;
 

@@ -381,3 +381,38 @@ const char *proto_backend_type_name(uint8_t type)
 	default: return "unknown";
 	}
 }
+
+bool proto_parse_bind_values(const uint8_t *bind_rest, size_t bind_len, const uint8_t *parse_rest, size_t parse_len,
+			     ProtoBindValues *out)
+{
+	ProtoReader r;
+	proto_reader_init(&r, bind_rest, bind_len);
+	uint16_t n_formats = proto_read_u16(&r);
+	const uint8_t *formats = proto_read_bytes(&r, 2 * (size_t)n_formats);
+	uint16_t n = proto_read_u16(&r);
+	if (r.error || n > PROTO_MAX_BIND_VALUES || (n_formats != 0 && n_formats != 1 && n_formats != n))
+		return false;
+	out->n = n;
+	for (uint16_t i = 0; i < n; i++) {
+		const uint8_t *f = n_formats == 0 ? NULL : formats + 2 * (n_formats == 1 ? 0 : i);
+		out->binary[i] = f && (f[0] << 8 | f[1]) == 1;
+		uint32_t len = proto_read_u32(&r);
+		out->values[i] = len == 0xFFFFFFFFu ? NULL : proto_read_bytes(&r, len);
+		out->lens[i] = len == 0xFFFFFFFFu ? 0 : len;
+		out->types[i] = 0;
+	}
+	if (r.error)
+		return false;
+	if (parse_rest) {
+		const uint8_t *z = memchr(parse_rest, 0, parse_len);
+		ProtoReader t;
+		proto_reader_init(&t, z ? z + 1 : parse_rest, z ? parse_len - (size_t)(z + 1 - parse_rest) : 0);
+		uint16_t nt = z ? proto_read_u16(&t) : 0;
+		for (uint16_t i = 0; i < nt && !t.error; i++) {
+			uint32_t oid = proto_read_u32(&t);
+			if (i < n && !t.error)
+				out->types[i] = oid;
+		}
+	}
+	return true;
+}

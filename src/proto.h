@@ -86,6 +86,24 @@ const char *proto_read_str(ProtoReader *r);
 const uint8_t *proto_read_bytes(ProtoReader *r, size_t n);
 static inline size_t proto_reader_left(const ProtoReader *r) { return r->len - r->pos; }
 
+/* ---- Bind parameter values ---- */
+#define PROTO_MAX_BIND_VALUES 64
+typedef struct ProtoBindValues {
+	size_t n;
+	const uint8_t *values[PROTO_MAX_BIND_VALUES]; /* NULL: SQL NULL */
+	uint32_t lens[PROTO_MAX_BIND_VALUES];
+	bool binary[PROTO_MAX_BIND_VALUES];
+	uint32_t types[PROTO_MAX_BIND_VALUES];         /* from the Parse; 0: unspecified */
+} ProtoBindValues;
+
+/*
+ * Reads the parameters of a Bind body after its portal and statement names (formats, values),
+ * with their types from the Parse body after its name (query\0 int16 n, oid[n]; NULL: unknown).
+ * False when malformed or holding more than PROTO_MAX_BIND_VALUES parameters.
+ */
+bool proto_parse_bind_values(const uint8_t *bind_rest, size_t bind_len, const uint8_t *parse_rest, size_t parse_len,
+			     ProtoBindValues *out);
+
 /* ---- the startup packet family (no type byte) ---- */
 #define PROTO_STARTUP_MAX_PARAMS 64
 typedef struct ProtoStartup {

@@ -150,22 +150,25 @@ static void print_cache(const Config *cfg, const char *search_path, const char *
 			const RouteResult *r, const char *sql)
 {
 	CacheDecision d;
-	cachepolicy_decide(cfg, search_path, user, a, r, sql, strlen(sql), &d);
+	cachepolicy_decide(cfg, search_path, user, a, NULL, r, sql, strlen(sql), &d);
 	if (!d.cacheable) {
 		printf("cacheable:   no: %s\n", d.why_not);
 		return;
 	}
-	char ttl[32];
+	char ttl[32], label[200];
 	snprintf(ttl, sizeof ttl, "%lld.%03llds", (long long)(d.ttl_ms / 1000), (long long)(d.ttl_ms % 1000));
 	if (d.hinted)
 		printf("cacheable:   yes, ttl %s from the statement's pgrelay:cache hint\n", ttl);
 	else
 		printf("cacheable:   yes, ttl %s (cache.rules[%d] at line %d covers %s)\n", ttl,
 		       cachepolicy_rule_index(cfg, d.rule), d.rule->line,
-		       d.n_deps ? d.deps[0].name : "its tables");
+		       d.n_deps ? cachepolicy_version_label(&d.deps[0], label, sizeof label) : "its tables");
+	if (d.rule && d.rule->key)
+		printf("row keys:    cache.rules[%d] says rows are identified by column %s\n", cachepolicy_rule_index(cfg, d.rule),
+		       d.rule->key);
 	printf("depends on:  ");
 	for (size_t i = 0; i < d.n_deps; i++)
-		printf("%s%s.%s", i ? ", " : "", d.deps[i].schema, d.deps[i].name);
+		printf("%s%s", i ? ", " : "", cachepolicy_version_label(&d.deps[i], label, sizeof label));
 	printf(" (and the service's DDL epoch)\n");
 }
 
@@ -175,13 +178,14 @@ static void print_writes(const Config *cfg, const char *search_path, const char 
 		return;
 	CacheWrites w;
 	memset(&w, 0, sizeof w);
-	cachepolicy_writes(cfg, search_path, user, a, &w);
+	cachepolicy_writes(cfg, search_path, user, a, NULL, false, &w);
 	if (w.all) {
 		printf("invalidates: everything cached for the service at commit (%s)\n", w.all_why);
 	} else if (w.n) {
+		char label[200];
 		printf("invalidates: ");
 		for (size_t i = 0; i < w.n; i++)
-			printf("%s%s.%s", i ? ", " : "", w.tables[i].schema, w.tables[i].name);
+			printf("%s%s", i ? ", " : "", cachepolicy_version_label(&w.tables[i], label, sizeof label));
 		printf(" at commit\n");
 	}
 }

@@ -12,6 +12,8 @@
  * Every string and array of an analysis lives in one arena, freed with the analysis.
  */
 #include "sqlclass.h"
+#include "sqljson.h"
+#include "sqlkey.h"
 #include "xalloc.h"
 
 #include <ctype.h>
@@ -129,38 +131,6 @@ static void add_pending(Walk *w, SqlRefKind kind, const char *name)
 
 /* ---- JSON helpers ---- */
 
-static json_object *jget(json_object *obj, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(obj, key, &v) ? v : NULL;
-}
-
-static const char *json_str(json_object *obj, const char *key)
-{
-	json_object *v = jget(obj, key);
-	if (!v || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-static bool jbool(json_object *obj, const char *key)
-{
-	json_object *v = jget(obj, key);
-	return v && json_object_get_boolean(v);
-}
-
-static size_t jlen(json_object *arr)
-{
-	return arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
-}
-
-/* The sval of a {"String": {"sval": ...}} node, or NULL. */
-static const char *string_node(json_object *node)
-{
-	json_object *s = jget(node, "String");
-	return s ? json_str(s, "sval") : NULL;
-}
-
 /* A DefElem argument as a boolean: absent means true (EXPLAIN (ANALYZE)). */
 static bool defelem_bool(json_object *defelem)
 {
@@ -200,21 +170,6 @@ static const char *defelem_string(json_object *defelem)
 	if ((c = jget(arg, "A_Const")) && (sv = jget(c, "sval")))
 		return json_str(sv, "sval");
 	return NULL;
-}
-
-/* A node {"Type": {...}}: its type name and body. False for a plain struct or anything else. */
-static bool node_head(json_object *obj, const char **type, json_object **body)
-{
-	if (!obj || !json_object_is_type(obj, json_type_object) || json_object_object_length(obj) != 1)
-		return false;
-	json_object_object_foreach(obj, key, val) {
-		if (!isupper((unsigned char)key[0]))
-			return false;
-		*type = key;
-		*body = val;
-		return true;
-	}
-	return false;
 }
 
 static bool is_catalog_schema(const char *s)
@@ -1051,6 +1006,8 @@ static void finish_statement(Walk *w, SqlStatement *st)
 	}
 }
 
+static void *key_alloc(void *ctx, size_t n) { return arena_alloc(ctx, n); }
+
 static void analyze_statement(Walk *w, SqlStatement *st, json_object *stmt)
 {
 	SqlArena **ar = &w->a->arena;
@@ -1094,6 +1051,7 @@ static void analyze_statement(Walk *w, SqlStatement *st, json_object *stmt)
 	if (st->kind == SQL_KIND_READ && !c.explain_only && (w->has_dml || w->select_into))
 		st->kind = SQL_KIND_WRITE;
 	finish_statement(w, st);
+	sqlkey_collect(stmt, st, key_alloc, &w->a->arena);
 }
 
 static SqlAnalysis *analyze(SqlCache *cache, const char *text, size_t len)

@@ -129,6 +129,25 @@ typedef struct SqlRelation {
 	const char *name;
 } SqlRelation;
 
+/*
+ * Row facts (sqlkey.c): "column = value" that every row of a relation the statement reads or
+ * changes satisfies, so that the statement can only see or change rows where the column holds
+ * the value. A value is a concatenation of parts (most often one): constants as PostgreSQL reads
+ * them, or parameters $n whose value comes with the Bind.
+ */
+typedef struct SqlValuePart {
+	int param;          /* $n (1-based), or 0 for a constant */
+	const char *text;   /* the constant (strings decoded, integers in decimal) */
+} SqlValuePart;
+
+typedef struct SqlKeyEq {
+	const SqlRelation *relation; /* one of the statement's relations */
+	const char *column;          /* as PostgreSQL resolves it (folded) */
+	int row;                     /* INSERT: the VALUES row (0-based); else 0 */
+	size_t n_parts;
+	const SqlValuePart *parts;
+} SqlKeyEq;
+
 typedef struct SqlStatement {
 	int start, end;   /* exact byte range in the text: no surrounding blanks, comments or ';' */
 	SqlKind kind;
@@ -163,6 +182,14 @@ typedef struct SqlStatement {
 
 	/* PREPARE / EXECUTE / DEALLOCATE name (folded); NULL otherwise and for DEALLOCATE ALL. */
 	const char *prepared_name;
+
+	/* Row facts (see SqlKeyEq). For reads: facts of the relations of a plain SELECT's top-level
+	 * FROM. For INSERT / UPDATE / DELETE: facts of the target (`key_target`); an INSERT has
+	 * `key_rows` VALUES rows and a fact per row and column given a value. */
+	size_t n_key_eqs;
+	const SqlKeyEq *key_eqs;
+	const SqlRelation *key_target; /* the written relation of a plain INSERT / UPDATE / DELETE */
+	int key_rows;                  /* INSERT ... VALUES: the number of rows; else 1 */
 } SqlStatement;
 
 typedef struct SqlArena SqlArena;

@@ -877,17 +877,91 @@ CacheBump *statement_cache_commit(Client *c, Server *s, char tx_status, void (*d
 	return cache_invalidate_shared(cache, s->pool->service->name, &copy, done, owner);
 }
 
-/* Adds the tables the text writes to the client's transaction list. */
-static void cache_note_writes(Client *c, const SqlAnalysis *a)
+static void cache_writes_all(Client *c, const char *why);
+
+/* Adds the tables (and rows) the text writes to the client's transaction list; params: a Bind's
+ * values. at_parse: see cachepolicy_writes. Returns true when writes were left for the Binds. */
+static bool cache_note_writes(Client *c, const SqlAnalysis *a, const ProtoBindValues *params, bool at_parse)
 {
 	if (!c->cache_writes) {
 		if (a->n_statements == 1 && !a->parse_error &&
 		    (a->statements[0].kind == SQL_KIND_READ || a->statements[0].kind == SQL_KIND_TX ||
 		     a->statements[0].kind == SQL_KIND_SESSION) && a->statements[0].n_functions == 0)
-			return; /* the common case: nothing to note, nothing to allocate */
+			return false; /* the common case: nothing to note, nothing to allocate */
 		c->cache_writes = xcalloc(1, sizeof *c->cache_writes);
 	}
-	cachepolicy_writes(c->rt->config, client_search_path(c), c->user, a, c->cache_writes);
+	return cachepolicy_writes(c->rt->config, client_search_path(c), c->user, a, params, at_parse, c->cache_writes);
+}
+
+/* The Bind body after its portal and statement names when the whole message is buffered, else
+ * NULL; *stmt_name: the statement's name when buffered, else NULL. */
+static const uint8_t *bind_rest(const uint8_t *msg, size_t total, size_t avail, size_t *len, const char **stmt_name)
+{
+	const uint8_t *body = msg + PROTO_HEADER_LEN, *end = msg + avail;
+	const uint8_t *z1 = memchr(body, 0, (size_t)(end - body));
+	const uint8_t *z2 = z1 ? memchr(z1 + 1, 0, (size_t)(end - z1 - 1)) : NULL;
+	*stmt_name = z2 ? (const char *)z1 + 1 : NULL;
+	if (!z2 || avail != total)
+		return NULL;
+	*len = (size_t)(end - z2 - 1);
+	return z2 + 1;
+}
+
+/*
+ * Notes what a Query, Parse or Bind writes. A Parse of a statement whose written rows are named
+ * by parameters leaves them for its Binds: a named statement's Bind finds its text among the
+ * client's statements; the unnamed one's Parse is kept until the next Parse.
+ */
+static void cache_note_message(Client *c, uint8_t type, const uint8_t *msg, size_t total, size_t avail,
+			       const SqlAnalysis *a)
+{
+	if (type == 'Q') {
+		cache_note_writes(c, a, NULL, false);
+		return;
+	}
+	if (type == 'P') {
+		bool deferred = cache_note_writes(c, a, NULL, true);
+		if (msg[PROTO_HEADER_LEN] != 0)
+			return; /* a named statement */
+		free(c->cache_unnamed_parse);
+		c->cache_unnamed_parse = NULL;
+		if (deferred) {
+			c->cache_unnamed_parse_len = total - PROTO_HEADER_LEN - 1;
+			c->cache_unnamed_parse = xmalloc(c->cache_unnamed_parse_len);
+			memcpy(c->cache_unnamed_parse, msg + PROTO_HEADER_LEN + 1, c->cache_unnamed_parse_len);
+		}
+		return;
+	}
+	/* Bind of a named statement (a: its text) */
+	size_t rest_len = 0;
+	const char *name = NULL;
+	const uint8_t *rest = bind_rest(msg, total, avail, &rest_len, &name);
+	PreparedStmt *st = rest && name && *name ? prepared_client_get(&c->stmts, name) : NULL;
+	ProtoBindValues params;
+	bool have = st && proto_parse_bind_values(rest, rest_len, st->key, st->key_len, &params);
+	cache_note_writes(c, a, have ? &params : NULL, false);
+}
+
+/* Bind of the unnamed statement whose Parse left its writes for the Binds. */
+static void cache_note_unnamed_bind(Client *c, const uint8_t *msg, size_t total, size_t avail)
+{
+	size_t rest_len = 0;
+	const char *name = NULL;
+	const uint8_t *rest = bind_rest(msg, total, avail, &rest_len, &name);
+	if (!name || *name)
+		return; /* a named statement's Bind (noted with its text) */
+	const uint8_t *parse = c->cache_unnamed_parse;
+	size_t parse_len = c->cache_unnamed_parse_len;
+	const uint8_t *z = memchr(parse, 0, parse_len);
+	if (!z) {
+		cache_writes_all(c, "a statement pgrelay cannot read");
+		return;
+	}
+	ProtoBindValues params;
+	bool have = rest && proto_parse_bind_values(rest, rest_len, parse, parse_len, &params);
+	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, (const char *)parse, (size_t)(z - parse));
+	cache_note_writes(c, a, have ? &params : NULL, false);
+	sqlclass_release(a);
 }
 
 /*
@@ -1056,10 +1130,12 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 	if (!need && !sql && type != 'B' && avail < total)
 		/* too large to hold whole (it streams to the server unread): what it writes is unknown */
 		cache_writes_all(c, "a statement too large to analyze");
+	if (!need && !sql && type == 'B' && c->cache_unnamed_parse)
+		cache_note_unnamed_bind(c, msg, total, avail);
 	if (need || !sql)
 		return need;
 	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, sql, len);
-	cache_note_writes(c, a);
+	cache_note_message(c, type, msg, total, avail, a);
 	RelayAction result = 0;
 	const ConfigDatabase *db = config_find_database(cfg, c->database);
 	if (!have_key || !db)
@@ -1067,7 +1143,10 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 	RouteResult r;
 	router_route(cfg, db, search_path, c->user, a, &r);
 	CacheDecision d;
-	cachepolicy_decide(cfg, search_path, c->user, a, &r, sql, len, &d);
+	ProtoBindValues params;
+	bool have_params = type != 'Q' && proto_parse_bind_values(batch.bind_rest, batch.bind_rest_len, batch.parse_key,
+								  batch.parse_key_len, &params);
+	cachepolicy_decide(cfg, search_path, c->user, a, have_params ? &params : NULL, &r, sql, len, &d);
 	if (!d.cacheable)
 		goto done;
 	stats_request_begin(c, type, msg, total, avail);

@@ -13,10 +13,21 @@ from conftest import APP_PASSWORD, PW_PASSWORD, connect
 
 RULES = [{"tables": ["items", "other", "totals", "ddl_t", "race"], "ttl": "5m"},
          {"schema": "s1", "ttl": "5m"}, {"schema": "s2", "ttl": "5m"}]
+# The same tables versioned by row too (cache rule `key`).
+KEYED_RULES = [{"tables": ["items", "other", "race", "people", "profiles"], "key": "id", "ttl": "5m"}] + RULES
+ROWS = [False]
+
+
+@pytest.fixture(params=["by-table", "by-row"])
+def rows(request):
+    """The stale-read cases below run with table versions only and with row keys (`key: id`)."""
+    ROWS[0] = request.param == "by-row"
+    yield ROWS[0]
+    ROWS[0] = False
 
 
 def cache_section(**over):
-    c = {"l1": {"max_memory": "16MB", "max_result": "1MB"}, "rules": RULES,
+    c = {"l1": {"max_memory": "16MB", "max_result": "1MB"}, "rules": KEYED_RULES if ROWS[0] else RULES,
          "invalidate": [{"table": "items", "also": ["totals"]}]}
     c.update(over)
     return c
@@ -90,7 +101,7 @@ def test_repeated_select_is_served_from_the_cache(pgrelay, tables):
         assert one(c, "SELECT val FROM items WHERE id = 1 /* pgrelay:nocache */") == ("behind",)
 
 
-def test_update_then_read_in_autocommit(pgrelay, tables):
+def test_update_then_read_in_autocommit(pgrelay, tables, rows):
     r = pgrelay(cache=cache_section())
     with simple(r) as c, simple(r) as other:
         for i in range(20):
@@ -100,7 +111,7 @@ def test_update_then_read_in_autocommit(pgrelay, tables):
             assert one(c, "SELECT val FROM items WHERE id = 1") == (f"v{i}",)
 
 
-def test_update_in_transaction_then_read_after_commit(pgrelay, tables):
+def test_update_in_transaction_then_read_after_commit(pgrelay, tables, rows):
     r = pgrelay(cache=cache_section())
     with simple(r) as c, simple(r) as other:
         assert one(other, "SELECT val FROM items WHERE id = 2") == ("b",)
@@ -113,7 +124,7 @@ def test_update_in_transaction_then_read_after_commit(pgrelay, tables):
         assert one(other, "SELECT val FROM items WHERE id = 2") == ("in-tx",)
 
 
-def test_rollback_leaves_the_cache_valid(pgrelay, tables):
+def test_rollback_leaves_the_cache_valid(pgrelay, tables, rows):
     r = pgrelay(cache=cache_section())
     with simple(r) as c, simple(r) as other:
         assert one(other, "SELECT val FROM other WHERE id = 1") == ("x",)
@@ -152,7 +163,7 @@ def test_same_table_name_in_two_schemas_and_search_path(pgrelay, tables):
         assert one(c, "SELECT v FROM s2.t") == ("two-new",)
 
 
-def test_qualified_and_unqualified_names_of_one_table(pgrelay, tables):
+def test_qualified_and_unqualified_names_of_one_table(pgrelay, tables, rows):
     r = pgrelay(cache=cache_section())
     with simple(r) as c, simple(r) as w:
         assert one(c, "SELECT val FROM public.items WHERE id = 1") == ("a",)
@@ -177,7 +188,7 @@ def test_ddl_invalidates(pgrelay, tables):
         assert one(c, "SELECT * FROM ddl_t") == (7, 8)
 
 
-def test_trigger_writing_another_table_with_declared_dependency(pgrelay, tables):
+def test_trigger_writing_another_table_with_declared_dependency(pgrelay, tables, rows):
     r = pgrelay(cache=cache_section())
     with simple(r) as c, simple(r) as w:
         assert one(c, "SELECT n FROM totals") == (2,)
@@ -185,7 +196,7 @@ def test_trigger_writing_another_table_with_declared_dependency(pgrelay, tables)
         assert one(c, "SELECT n FROM totals") == (3,)
 
 
-def test_writable_cte(pgrelay, tables):
+def test_writable_cte(pgrelay, tables, rows):
     r = pgrelay(cache=cache_section())
     with simple(r) as c, simple(r) as w:
         assert one(c, "SELECT val FROM other WHERE id = 1") == ("x",)
@@ -213,7 +224,7 @@ def test_roles_and_settings_never_share_an_entry(pgrelay, tables):
         assert a == "2024-01-01 12:00:00+00" and b == "2024-01-01 18:00:00+06", (a, b)
 
 
-def test_read_racing_concurrent_commits_is_never_stale(pgrelay, tables):
+def test_read_racing_concurrent_commits_is_never_stale(pgrelay, tables, rows):
     """Writers increment a counter through pgrelay; readers check that every read returns at least
     the value whose commit was acknowledged before the read started."""
     r = pgrelay(cache=cache_section(), pool={"max": 8})
@@ -428,7 +439,7 @@ def test_write_too_large_to_analyze_invalidates(pgrelay, tables, protocol):
         assert one(c, "SELECT val FROM items WHERE id = 1") == ("huge",)
 
 
-def test_commit_inside_a_multi_statement_string(pgrelay, tables, protocol):
+def test_commit_inside_a_multi_statement_string(pgrelay, tables, protocol, rows):
     """'UPDATE ...; COMMIT; BEGIN' commits the update and leaves a transaction open: the update is
     invalidated at once; 'UPDATE ...; COMMIT; UPDATE ...; ROLLBACK' keeps the first update's
     invalidation."""
@@ -446,3 +457,92 @@ def test_commit_inside_a_multi_statement_string(pgrelay, tables, protocol):
         w.execute("UPDATE other SET val = 'm3' WHERE id = 1; COMMIT; UPDATE other SET val = 'no' WHERE id = 1; "
                   "ROLLBACK")
         assert one(c, "SELECT val FROM other WHERE id = 1") == ("m3",)
+
+
+@pytest.fixture
+def keyed_tables(tables):
+    tables.sql("""
+DROP TABLE IF EXISTS people, profiles, serials CASCADE;
+CREATE TABLE people (id uuid PRIMARY KEY, name text);
+CREATE TABLE profiles (id uuid PRIMARY KEY REFERENCES people (id), lang text);
+INSERT INTO people VALUES ('00000000-0000-4000-8000-000000000001', 'ann'), ('00000000-0000-4000-8000-000000000002', 'bob');
+INSERT INTO profiles VALUES ('00000000-0000-4000-8000-000000000001', 'en'), ('00000000-0000-4000-8000-000000000002', 'bn');
+CREATE TABLE serials (id serial PRIMARY KEY, val text);
+INSERT INTO serials (val) VALUES ('s1');
+GRANT ALL ON people, profiles, serials, serials_id_seq TO app;
+""", dbname="appdb")
+    yield tables
+
+
+def keyed(**over):
+    return cache_section(rules=[{"tables": ["items", "other", "people", "profiles", "serials"], "key": "id",
+                                 "ttl": "5m"}] + RULES, **over)
+
+
+def test_row_keys_a_write_invalidates_only_its_rows(pgrelay, keyed_tables):
+    """With `key: id`, a write that names its row by key leaves the other rows' entries alone (the
+    proof: they still show a value changed behind pgrelay), and always reaches its own."""
+    r = pgrelay(cache=keyed())
+    with simple(r) as c, simple(r) as w:
+        assert one(c, "SELECT val FROM items WHERE id = 1") == ("a",)
+        assert one(c, "SELECT val FROM items WHERE id = 2") == ("b",)
+        behind_pgrelay(keyed_tables, "UPDATE items SET val = 'behind'")
+        w.execute("UPDATE items SET val = 'w2' WHERE id = %s", (2,))
+        assert one(c, "SELECT val FROM items WHERE id = 2") == ("w2",)
+        assert one(c, "SELECT val FROM items WHERE id = 1") == ("a",), "a write of row 2 invalidated row 1"
+        # another spelling of the same key is the same row
+        w.execute("UPDATE items SET val = 'w1' WHERE id = '01'")
+        assert one(c, "SELECT val FROM items WHERE id = 1") == ("w1",)
+        # a write that does not name its rows by key invalidates every row
+        assert one(c, "SELECT val FROM items WHERE id = 2") == ("w2",)
+        w.execute("UPDATE items SET val = 'all' WHERE val = 'w2'")
+        assert one(c, "SELECT val FROM items WHERE id = 2") == ("all",)
+        # a read that does not say its key depends on the whole table
+        assert one(c, "SELECT count(*) FROM items WHERE val = 'all'") == (1,)
+        w.execute("UPDATE items SET val = 'all' WHERE id = 1")
+        assert one(c, "SELECT count(*) FROM items WHERE val = 'all'") == (2,)
+
+
+def test_row_keys_insert_delete_and_key_changes(pgrelay, keyed_tables):
+    r = pgrelay(cache=keyed())
+    with simple(r) as c, simple(r) as w:
+        assert one(c, "SELECT val FROM items WHERE id = 5") is None  # an empty result is cached too
+        w.execute("INSERT INTO items (id, val) VALUES (5, 'new'), (6, 'six')")
+        assert one(c, "SELECT val FROM items WHERE id = 5") == ("new",)
+        w.execute("DELETE FROM items WHERE id = 5")
+        assert one(c, "SELECT val FROM items WHERE id = 5") is None
+        # an UPDATE that moves a row to another key
+        assert one(c, "SELECT val FROM items WHERE id = 9") is None
+        w.execute("UPDATE items SET id = 9 WHERE id = 6")
+        assert one(c, "SELECT val FROM items WHERE id = 9") == ("six",)
+        # an INSERT whose key comes from a default (a sequence): any row may be new
+        assert one(c, "SELECT val FROM serials WHERE id = 2") is None
+        w.execute("INSERT INTO serials (val) VALUES ('s2')")
+        assert one(c, "SELECT val FROM serials WHERE id = 2") == ("s2",)
+        # ON CONFLICT DO UPDATE changes a row found by the conflict
+        assert one(c, "SELECT val FROM items WHERE id = 1") == ("a",)
+        w.execute("INSERT INTO items (id, val) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET val = 'upsert'")
+        assert one(c, "SELECT val FROM items WHERE id = 1") == ("upsert",)
+
+
+def test_row_keys_joins_uuids_and_prepared_writes(pgrelay, keyed_tables, protocol):
+    """A join says the key of each table through its ON clause; uuid keys in any spelling; writes
+    by named prepared statements are noted with each Bind's values."""
+    r = pgrelay(cache=keyed())
+    join = ("SELECT p.name, f.lang FROM people p JOIN profiles f ON f.id = p.id "
+            "WHERE p.id = '00000000-0000-4000-8000-00000000000%s'")
+    with simple(r) as c, r.connect(prepare_threshold=0) as w:
+        assert one(c, join % 1) == ("ann", "en")
+        assert one(c, join % 2) == ("bob", "bn")
+        behind_pgrelay(keyed_tables, "UPDATE profiles SET lang = 'behind'")
+        for i, lang in enumerate(["fr", "de", "es"]):
+            w.execute("UPDATE profiles SET lang = %s WHERE id = %s",
+                      (lang, "00000000-0000-4000-8000-000000000001"))
+            assert one(c, join % 1) == ("ann", lang)
+        assert one(c, join % 2) == ("bob", "bn"), "a write of one profile invalidated another"
+        w.execute("UPDATE people SET name = 'BOB' WHERE id = '{00000000000040008000000000000002}'")
+        assert one(c, join % 2) == ("BOB", "behind")
+        # a uuid parameter in binary
+        w.cursor(binary=True).execute("UPDATE profiles SET lang = %b WHERE id = %b",
+                                      ("pt", __import__("uuid").UUID("00000000-0000-4000-8000-000000000001")))
+        assert one(c, join % 1) == ("ann", "pt")

@@ -27,6 +27,7 @@ static const char *yaml =
 	"    - { schema: users, ttl: 30s }\n"                    /* 1 */
 	"    - { tables: [secrets], ttl: 0 }\n"                  /* 2 */
 	"    - { tables: [\"shop.items\"] }\n"                   /* 3: default ttl */
+	"    - { tables: [carts, cart_items], key: id }\n"      /* 4: rows by id */
 	"  invalidate:\n"
 	"    - { table: orders, also: [order_totals, \"audit.log\"] }\n";
 
@@ -37,19 +38,54 @@ static CacheDecision decide_path(const char *search_path, const char *sql)
 	SqlAnalysis *a = sqlclass_analyze(&cache, sql, strlen(sql));
 	const ConfigDatabase *db = config_find_database(cfg, "app");
 	router_route(cfg, db, search_path, "alice", a, &r);
-	cachepolicy_decide(cfg, search_path, "alice", a, &r, sql, strlen(sql), &d);
+	cachepolicy_decide(cfg, search_path, "alice", a, NULL, &r, sql, strlen(sql), &d);
 	sqlclass_release(a);
 	return d;
 }
 
 static CacheDecision decide(const char *sql) { return decide_path(NULL, sql); }
 
+/* A decision with Bind values: text (binary false) or binary values of the given types. */
+static CacheDecision decide_params(const char *sql, size_t n, const char *const *values, const uint32_t *lens,
+				   const bool *binary, const uint32_t *types)
+{
+	CacheDecision d;
+	RouteResult r;
+	ProtoBindValues p = {.n = n};
+	for (size_t i = 0; i < n; i++) {
+		p.values[i] = (const uint8_t *)values[i];
+		p.lens[i] = values[i] ? (lens ? lens[i] : (uint32_t)strlen(values[i])) : 0;
+		p.binary[i] = binary && binary[i];
+		p.types[i] = types ? types[i] : 0;
+	}
+	SqlAnalysis *a = sqlclass_analyze(&cache, sql, strlen(sql));
+	router_route(cfg, config_find_database(cfg, "app"), NULL, "alice", a, &r);
+	cachepolicy_decide(cfg, NULL, "alice", a, &p, &r, sql, strlen(sql), &d);
+	sqlclass_release(a);
+	return d;
+}
+
+/* The bucket "/=B" of schema.table among deps, or "" when the table is not read by key. */
+static const char *bucket_of(const CacheTable *t, size_t n, const char *schema, const char *table)
+{
+	static char buf[8][80];
+	static int next;
+	char *out = buf[next++ % 8];
+	out[0] = 0;
+	size_t tl = strlen(table);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(t[i].schema, schema) == 0 && strncmp(t[i].name, table, tl) == 0 &&
+		    strncmp(t[i].name + tl, "/=", 2) == 0)
+			snprintf(out, 80, "%s", t[i].name + tl);
+	return out;
+}
+
 static CacheWrites writes_path(const char *search_path, const char *sql)
 {
 	CacheWrites w;
 	memset(&w, 0, sizeof w);
 	SqlAnalysis *a = sqlclass_analyze(&cache, sql, strlen(sql));
-	cachepolicy_writes(cfg, search_path, "alice", a, &w);
+	cachepolicy_writes(cfg, search_path, "alice", a, NULL, false, &w);
 	sqlclass_release(a);
 	return w;
 }
@@ -184,6 +220,103 @@ TEST(write_invalidation)
 	CHECK_INT(w.n, 0);
 	w = writes_path("\"\"", "UPDATE products SET x = 1");
 	CHECK(w.all);
+	/* tables without a key: no row versions */
+	w = writes("UPDATE shop.items SET x = 1 WHERE id = 2");
+	CHECK_INT(w.n, 1);
+}
+
+TEST(row_keys)
+{
+	/* a read by key depends on its bucket and on unkeyed writes, not on the table */
+	CacheDecision d = decide("SELECT * FROM shop.carts WHERE id = 5");
+	CHECK(d.cacheable);
+	CHECK_INT(d.n_deps, 2);
+	char b5[80], b5_name[96];
+	snprintf(b5, sizeof b5, "%s", bucket_of(d.deps, d.n_deps, "shop", "carts"));
+	snprintf(b5_name, sizeof b5_name, "carts%s", b5);
+	CHECK(*b5);
+	CHECK(has_dep(d.deps, d.n_deps, "shop", "carts/#"));
+	CHECK(!has_dep(d.deps, d.n_deps, "shop", "carts"));
+	/* spellings PostgreSQL reads as one key are one bucket */
+	const char *same[] = {"SELECT * FROM shop.carts WHERE id = '05'", "SELECT * FROM shop.carts WHERE id = ' +5 '::int8",
+			      "SELECT * FROM shop.carts c WHERE c.id = ('0' || 5)::int4", "SELECT * FROM shop.carts WHERE id = $1"};
+	for (size_t i = 0; i < 3; i++) {
+		d = decide(same[i]);
+		CHECK_STR(bucket_of(d.deps, d.n_deps, "shop", "carts"), b5);
+	}
+	const char *five = "5", *bin4 = "\0\0\0\5", *bin8 = "\0\0\0\0\0\0\0\5";
+	d = decide_params(same[3], 1, &five, NULL, NULL, NULL);
+	CHECK_STR(bucket_of(d.deps, d.n_deps, "shop", "carts"), b5);
+	d = decide_params(same[3], 1, &bin4, (uint32_t[]){4}, (bool[]){true}, (uint32_t[]){23});
+	CHECK_STR(bucket_of(d.deps, d.n_deps, "shop", "carts"), b5);
+	d = decide_params(same[3], 1, &bin8, (uint32_t[]){8}, (bool[]){true}, (uint32_t[]){20});
+	CHECK_STR(bucket_of(d.deps, d.n_deps, "shop", "carts"), b5);
+	/* uuids in any spelling */
+	d = decide("SELECT * FROM shop.carts WHERE id = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'");
+	char bu[80];
+	snprintf(bu, sizeof bu, "%s", bucket_of(d.deps, d.n_deps, "shop", "carts"));
+	CHECK(*bu);
+	d = decide("SELECT * FROM shop.carts WHERE id = '{a0eebc999c0b4ef8bb6d6bb9bd380a11}'::uuid");
+	CHECK_STR(bucket_of(d.deps, d.n_deps, "shop", "carts"), bu);
+	const char *uuid_bin = "\xa0\xee\xbc\x99\x9c\x0b\x4e\xf8\xbb\x6d\x6b\xb9\xbd\x38\x0a\x11";
+	d = decide_params(same[3], 1, &uuid_bin, (uint32_t[]){16}, (bool[]){true}, (uint32_t[]){2950});
+	CHECK_STR(bucket_of(d.deps, d.n_deps, "shop", "carts"), bu);
+	/* values that could be spelled otherwise, unknown or NULL parameters: by table */
+	const char *dec = "5.0", *date = "\0\0\0\5";
+	d = decide_params(same[3], 1, &dec, NULL, NULL, NULL);
+	CHECK(has_dep(d.deps, d.n_deps, "shop", "carts"));
+	CHECK_STR(bucket_of(d.deps, d.n_deps, "shop", "carts"), "");
+	d = decide_params(same[3], 1, &date, (uint32_t[]){4}, (bool[]){true}, (uint32_t[]){1082});
+	CHECK(has_dep(d.deps, d.n_deps, "shop", "carts"));
+	d = decide(same[3]); /* no values */
+	CHECK(has_dep(d.deps, d.n_deps, "shop", "carts"));
+	const char *null = NULL;
+	d = decide_params(same[3], 1, &null, NULL, NULL, NULL);
+	CHECK(has_dep(d.deps, d.n_deps, "shop", "carts"));
+	d = decide("SELECT * FROM shop.carts WHERE sku = 'x'"); /* not the key column */
+	CHECK(has_dep(d.deps, d.n_deps, "shop", "carts"));
+	/* unqualified: per schema of the path */
+	d = decide_path("shop, public", "SELECT * FROM carts WHERE id = 5");
+	CHECK_INT(d.n_deps, 4);
+	CHECK_STR(bucket_of(d.deps, d.n_deps, "public", "carts"), b5);
+	CHECK(has_dep(d.deps, d.n_deps, "public", "carts/#"));
+	/* a join: each table by its own key */
+	d = decide("SELECT * FROM shop.carts c JOIN shop.cart_items i ON i.id = c.id WHERE c.id = 5");
+	CHECK_STR(bucket_of(d.deps, d.n_deps, "shop", "cart_items"), b5);
+
+	/* writes by key bump the table and the bucket */
+	CacheWrites w = writes("UPDATE shop.carts SET total = 1 WHERE id = 5");
+	CHECK_INT(w.n, 2);
+	CHECK(has_dep(w.tables, w.n, "shop", "carts"));
+	CHECK(has_dep(w.tables, w.n, "shop", b5_name));
+	w = writes("DELETE FROM shop.carts WHERE id = '0005'");
+	CHECK(has_dep(w.tables, w.n, "shop", b5_name));
+	w = writes("INSERT INTO shop.carts (id, total) VALUES (5, 1), (6, 2)");
+	CHECK_INT(w.n, 3);
+	CHECK(has_dep(w.tables, w.n, "shop", b5_name));
+	/* other writes: all rows */
+	const char *unkeyed[] = {"UPDATE shop.carts SET id = 6 WHERE id = 5", "UPDATE shop.carts SET total = 0",
+				 "INSERT INTO shop.carts (total) VALUES (1)", "UPDATE shop.carts SET x = 1 WHERE id = 5.0",
+				 "INSERT INTO shop.carts (id) VALUES (5) ON CONFLICT (id) DO UPDATE SET x = 1"};
+	for (size_t i = 0; i < sizeof unkeyed / sizeof unkeyed[0]; i++) {
+		w = writes(unkeyed[i]);
+		if (!has_dep(w.tables, w.n, "shop", "carts/#") || w.n != 2)
+			UNIT_FAIL("%s: expected shop.carts and shop.carts/# (%zu tables)", unkeyed[i], w.n);
+	}
+	/* a Parse of a write by parameter leaves it for the Binds */
+	const char *upd = "UPDATE shop.carts SET total = $2 WHERE id = $1";
+	SqlAnalysis *a = sqlclass_analyze(&cache, upd, strlen(upd));
+	memset(&w, 0, sizeof w);
+	CHECK(cachepolicy_writes(cfg, NULL, "alice", a, NULL, true, &w));
+	CHECK_INT(w.n, 0);
+	ProtoBindValues p = {.n = 2, .values = {(const uint8_t *)"5", (const uint8_t *)"1"}, .lens = {1, 1}};
+	CHECK(!cachepolicy_writes(cfg, NULL, "alice", a, &p, false, &w));
+	CHECK_INT(w.n, 2);
+	CHECK(has_dep(w.tables, w.n, "shop", b5_name));
+	memset(&w, 0, sizeof w);
+	CHECK(!cachepolicy_writes(cfg, NULL, "alice", a, NULL, false, &w)); /* values unknown: all rows */
+	CHECK(has_dep(w.tables, w.n, "shop", "carts/#"));
+	sqlclass_release(a);
 }
 
 int main(void)
@@ -200,6 +333,7 @@ int main(void)
 	RUN(not_cacheable_statements);
 	RUN(hints);
 	RUN(write_invalidation);
+	RUN(row_keys);
 	sqlclass_cache_free(&cache);
 	config_unref(cfg);
 	return unit_summary();
