@@ -29,29 +29,33 @@ SHORT = {"pgrelay": "cache off", "pgrelay-cache": "L1", "pgrelay-redis": "L1+Red
 # The workload: one statement per script (so one transaction = one statement, in autocommit).
 # name -> (share of the reads or of the writes in %, marker: a piece of the text only this
 # statement has (to find it in pg_stat_statements), the script with NPRODUCTS, NCATEGORIES, NUSERS
-# and ZIPF to fill in). Ids are uuids in the demo schema: row n has id md5(n || '-kind')::uuid, so
-# a script turns its Zipf-drawn integer into the uuid in SQL (md5 is a built-in, cacheable).
+# and ZIPF to fill in). Ids are uuids in the demo schema. pgbench cannot make a uuid string, so row
+# n of products and users has the id 00000000-0000-4000-8000-<100000000000 + n> and a script turns
+# its Zipf-drawn number into that uuid in SQL: ('00000000-0000-4000-8000-' || :id)::uuid, a
+# constant (or, with -M extended/prepared, a parameter) that pgrelay's row keys read as one value.
+UUID = "('00000000-0000-4000-8000-' || :{})::uuid"
 READS = {
-    "product": (50, "FROM products.products WHERE id =", """\\set id random_zipfian(1, NPRODUCTS, ZIPF)
+    "product": (50, "FROM products.products WHERE id =", f"""\\set id 100000000000 + random_zipfian(1, NPRODUCTS, ZIPF)
 SELECT id, sku, name, description, category_id, status FROM products.products
-WHERE id = md5(:id::text || '-product')::uuid;
+WHERE id = {UUID.format("id")};
 """),
     "category": (20, "WHERE category_id", """\\set c random_zipfian(1, NCATEGORIES, ZIPF)
 SELECT id, sku, name->>'en' AS name FROM products.products
 WHERE category_id = md5(:c::text || '-category')::uuid AND status = 'active' ORDER BY sku LIMIT 20;
 """),
-    "profile": (30, "JOIN users.user_profiles", """\\set u random_zipfian(1, NUSERS, ZIPF)
+    "profile": (30, "JOIN users.user_profiles", f"""\\set u 100000000000 + random_zipfian(1, NUSERS, ZIPF)
 SELECT u.id, u.username, u.email, p.full_name, p.language_preference, p.timezone FROM users.users u
-JOIN users.user_profiles p ON p.user_id = u.id WHERE u.id = md5(:u::text || '-user')::uuid;
+JOIN users.user_profiles p ON p.user_id = u.id WHERE u.id = {UUID.format("u")};
 """),
 }
 WRITES = {
-    "write_product": (50, "UPDATE products.products", """\\set id random_zipfian(1, NPRODUCTS, ZIPF)
-UPDATE products.products SET updated_at = now() WHERE id = md5(:id::text || '-product')::uuid;
+    "write_product": (50, "UPDATE products.products", f"""\\set id 100000000000 + random_zipfian(1, NPRODUCTS, ZIPF)
+UPDATE products.products SET status = CASE status WHEN 'active' THEN 'promoted' ELSE 'active' END, updated_at = now()
+WHERE id = {UUID.format("id")};
 """),
-    "write_profile": (50, "UPDATE users.user_profiles", """\\set u random_zipfian(1, NUSERS, ZIPF)
+    "write_profile": (50, "UPDATE users.user_profiles", f"""\\set u 100000000000 + random_zipfian(1, NUSERS, ZIPF)
 UPDATE users.user_profiles SET language_preference = CASE language_preference WHEN 'en' THEN 'bn' ELSE 'en' END
-WHERE user_id = md5(:u::text || '-user')::uuid;
+WHERE user_id = {UUID.format("u")};
 """),
 }
 WEIGHT_UNITS = 10000  # pgbench weights are integers: a write share of 1% is 100 of 10000
@@ -64,7 +68,7 @@ SELECT md5(g::text || '-category')::uuid, jsonb_build_object('en', 'Category ' |
 FROM generate_series(1, NCATEGORIES) g;
 INSERT INTO products.products (id, sku, name, description, vendor_id, category_id, status, created_at,
                                updated_at)
-SELECT md5(g::text || '-product')::uuid, 'SKU-' || lpad(g::text, 7, '0'),
+SELECT ('00000000-0000-4000-8000-' || (100000000000 + g))::uuid, 'SKU-' || lpad(g::text, 7, '0'),
        jsonb_build_object('en', 'Product ' || g, 'bn', 'পণ্য ' || g),
        jsonb_build_object('en', 'Description of product ' || g || ': ' || repeat('lorem ipsum ', 1 + g % 8)),
        md5((g % 200)::text || '-vendor')::uuid, md5((1 + g % NCATEGORIES)::text || '-category')::uuid,
@@ -72,11 +76,11 @@ SELECT md5(g::text || '-product')::uuid, 'SKU-' || lpad(g::text, 7, '0'),
        timestamptz '2025-01-01' + g * interval '1 minute', timestamptz '2025-01-01' + g * interval '1 minute'
 FROM generate_series(1, NPRODUCTS) g;
 INSERT INTO users.users (id, username, email, phone, created_at)
-SELECT md5(g::text || '-user')::uuid, 'user' || g, 'user' || g || '@example.com',
+SELECT ('00000000-0000-4000-8000-' || (100000000000 + g))::uuid, 'user' || g, 'user' || g || '@example.com',
        '+88017' || lpad(g::text, 8, '0'), timestamptz '2025-01-01' + g * interval '1 minute'
 FROM generate_series(1, NUSERS) g;
 INSERT INTO users.user_profiles (user_id, full_name, date_of_birth, gender, language_preference)
-SELECT md5(g::text || '-user')::uuid, 'User ' || g, date '1970-01-01' + (g * 37) % 15000,
+SELECT ('00000000-0000-4000-8000-' || (100000000000 + g))::uuid, 'User ' || g, date '1970-01-01' + (g * 37) % 15000,
        CASE WHEN g % 2 = 0 THEN 'female' ELSE 'male' END, CASE WHEN g % 3 = 0 THEN 'en' ELSE 'bn' END
 FROM generate_series(1, NUSERS) g;
 -- Not in the demo schema: without it "products of a category" scans the whole table, which would
@@ -190,8 +194,9 @@ class CacheBench(base.Bench):
   l1: {{ max_memory: 256MB }}
   ttl: 5m
   rules:
-    - {{ schema: products }}
-    - {{ schema: users }}
+    - {{ schema: products, key: id }}
+    - {{ schema: users, tables: [user_profiles], key: user_id }}
+    - {{ schema: users, key: id }}
 {redis}"""
 
     def versions(self):
@@ -284,10 +289,12 @@ class CacheBench(base.Bench):
             f"products (category_id, sku). pgbench custom scripts, one statement each (autocommit), ids drawn with "
             f"`random_zipfian(1, N, {a.zipf})`: reads = product by id (50%), products of a category "
             f"(`LIMIT 20`, 20%), user + profile join (30%); writes = UPDATE of a product / a profile by a Zipf "
-            f"id (half each), through the system measured (so pgrelay invalidates). E.g. {mix} for a write share "
+            f"id (half each; the product write flips its status, which the category read filters on), through the system measured (so pgrelay invalidates). E.g. {mix} for a write share "
             f"of {a.write_share[0]:g}%. {a.duration} s per run, `-j` = min(clients, 2); pool size {a.pool} on every "
             f"proxy, transaction pooling, SCRAM-SHA-256 on both sides, plain TCP. pgrelay's cache: "
-            f"`l1.max_memory 256MB, ttl 5m`, rules for the schemas products and users; the Redis variant adds "
+            f"`l1.max_memory 256MB, ttl 5m`, rules for the schemas products and users with row keys (`key: id`, "
+            f"`key: user_id` for user_profiles: a write of a row invalidates the reads of that row, and the "
+            f"category reads, which do not name a key, by table); the Redis variant adds "
             f"`redis.nodes` = one local redis-server (Debian's, no persistence; default 20 ms timeout). "
             f"PostgreSQL: fsync off, synchronous_commit off, shared_buffers 256MB, pg_stat_statements loaded "
             f"(for every system). Systems run back to back within each cell, in an order rotated from cell to "
