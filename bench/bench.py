@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import resource
 import subprocess
 import sys
 import tempfile
@@ -498,7 +499,8 @@ server_tls_sslmode = disable
 
     def pgbench_run(self, system, port, script, mode, clients, connect=False, tls=False):
         """Returns a result dict. system: direct, pgrelay, pgbouncer, pgrelay-tls, pgbouncer-tls."""
-        res = dict(tps=None, n=0, failed=None, rc=None, p50=None, p95=None, p99=None, cpu=None, err=[])
+        res = dict(tps=None, n=0, failed=None, rc=None, p50=None, p95=None, p99=None, cpu=None, client_cpu=None,
+                   err=[])
         proxy = None if system == "direct" else system
         if proxy and not self.ensure_proxy(proxy):
             res["rc"] = "proxy down"
@@ -517,6 +519,7 @@ server_tls_sslmode = disable
         env = clean_env({"PGSSLMODE": "require"} if tls else None)
         pid = self.proxies[proxy]["pid"] if proxy else None
         cpu0 = cpu_seconds(pid) if pid else None
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.current = subprocess.Popen(argv, cwd=self.base, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
         try:
@@ -527,6 +530,8 @@ server_tls_sslmode = disable
             err += "\nbench: pgbench killed after a timeout"
         rc = self.current.returncode
         self.current = None
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # pgbench was reaped: its CPU is in here
+        client_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
         if pid:
             try:
                 cpu1 = cpu_seconds(pid)
@@ -553,6 +558,8 @@ server_tls_sslmode = disable
             res["p50"], res["p95"], res["p99"] = (percentile(lat, p) / 1000.0 for p in (50, 95, 99))
         if pid and cpu1 is not None and res["n"] > 0:
             res["cpu"] = (cpu1 - cpu0) / res["n"] * 10000
+        if res["n"] > 0:
+            res["client_cpu"] = client_cpu / res["n"] * 10000
         self.after_run(system, script, res, out)
         if rc != 0 or res["failed"]:
             errs = "\n".join(res["err"][:6]) or "(nothing on stderr)"

@@ -401,6 +401,8 @@ static void add_write_rows(const Config *cfg, const char *schema, const char *na
 	const ConfigCacheRule *rule = rule_for(cfg, schema, name);
 	if (!rule || !rule->key)
 		return;
+	if (w->n + n_buckets + 2 > CACHE_MAX_TABLES)
+		n_buckets = 0; /* a transaction of many rows: all rows, rather than everything of the service */
 	for (size_t i = 0; i < (n_buckets ? n_buckets : 1); i++)
 		if (!add_version(w->tables, &w->n, schema, name, n_buckets ? buckets[i] : UNKEYED))
 			writes_all(w, "too many tables");
@@ -440,7 +442,7 @@ void cachepolicy_add_write(const Config *cfg, const char *schema, const char *na
 static void add_written(const Config *cfg, const SqlStatement *st, const SqlRelation *rel, const char *schema,
 			const ProtoBindValues *params, CacheWrites *w)
 {
-	int buckets[64];
+	int buckets[8]; /* more rows than this: all rows */
 	size_t n = 0;
 	const ConfigCacheRule *rule = rel == st->key_target ? rule_for(cfg, schema, rel->name) : NULL;
 	if (rule && rule->key && st->key_rows > 0 && (size_t)st->key_rows <= sizeof buckets / sizeof buckets[0]) {

@@ -303,6 +303,20 @@ TEST(row_keys)
 		if (!has_dep(w.tables, w.n, "shop", "carts/#") || w.n != 2)
 			UNIT_FAIL("%s: expected shop.carts and shop.carts/# (%zu tables)", unkeyed[i], w.n);
 	}
+	/* many rows in one transaction: all rows of the table, not everything of the service */
+	memset(&w, 0, sizeof w);
+	for (int i = 0; i < 40; i++) {
+		char sql[80];
+		snprintf(sql, sizeof sql, "UPDATE shop.carts SET total = 1 WHERE id = %d", i + 1);
+		SqlAnalysis *x = sqlclass_analyze(&cache, sql, strlen(sql));
+		cachepolicy_writes(cfg, NULL, "alice", x, NULL, false, &w);
+		sqlclass_release(x);
+	}
+	CHECK(!w.all);
+	CHECK(has_dep(w.tables, w.n, "shop", "carts/#"));
+	w = writes("INSERT INTO shop.carts (id) VALUES (1), (2), (3), (4), (5), (6), (7), (8), (9)");
+	CHECK(!w.all);
+	CHECK(has_dep(w.tables, w.n, "shop", "carts/#"));
 	/* a Parse of a write by parameter leaves it for the Binds */
 	const char *upd = "UPDATE shop.carts SET total = $2 WHERE id = $1";
 	SqlAnalysis *a = sqlclass_analyze(&cache, upd, strlen(upd));
