@@ -11,6 +11,7 @@
  * blocks), which is harmless for a probe that reads four functions.
  */
 #include "health.h"
+#include "dns.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -558,34 +559,8 @@ static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
 		return;
 	}
 	/* Every address: libpq tries them in order within the one probe. */
-	size_t n = 0, len = 0, hlen = strlen(b->host);
-	free(b->hosts);
-	b->hosts = xmalloc(HEALTH_MAX_ADDRS * (hlen + 1));
-	b->hosts[0] = b->ports[0] = '\0';
-	size_t plen = 0, hl = 0;
-	char seen[HEALTH_MAX_ADDRS][INET6_ADDRSTRLEN];
-	b->hostaddr[0] = '\0';
-	for (struct evutil_addrinfo *ai = res; ai && n < HEALTH_MAX_ADDRS; ai = ai->ai_next) {
-		char *one = seen[n];
-		const void *addr;
-		if (ai->ai_family == AF_INET6)
-			addr = &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
-		else if (ai->ai_family == AF_INET)
-			addr = &((struct sockaddr_in *)ai->ai_addr)->sin_addr;
-		else
-			continue;
-		if (!evutil_inet_ntop(ai->ai_family, addr, one, INET6_ADDRSTRLEN))
-			continue;
-		bool dup = false;
-		for (size_t i = 0; i < n; i++)
-			dup = dup || strcmp(seen[i], one) == 0;
-		if (dup)
-			continue; /* one entry per socket type/protocol otherwise */
-		len += (size_t)snprintf(b->hostaddr + len, sizeof b->hostaddr - len, "%s%s", n ? "," : "", one);
-		plen += (size_t)snprintf(b->ports + plen, sizeof b->ports - plen, "%s%d", n ? "," : "", b->port);
-		hl += (size_t)sprintf(b->hosts + hl, "%s%s", n ? "," : "", b->host);
-		n++;
-	}
+	size_t n = dns_libpq_lists(res, b->host, b->port, HEALTH_MAX_ADDRS, b->hostaddr, sizeof b->hostaddr, &b->hosts,
+				   b->ports, sizeof b->ports);
 	evutil_freeaddrinfo(res);
 	if (n == 0) {
 		probe_failed(b, "the host name resolved to no IPv4 or IPv6 address");
@@ -604,27 +579,18 @@ static void connect_begin(Backend *b)
 		connect_start(b);
 		return;
 	}
-	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-					.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV};
-	struct evutil_addrinfo *res = NULL;
-	if (evutil_getaddrinfo(b->host, NULL, &hints, &res) == 0 && res) {
-		evutil_freeaddrinfo(res);
+	if (dns_is_numeric(b->host)) {
 		snprintf(b->hostaddr, sizeof b->hostaddr, "%s", b->host);
 		connect_start(b);
 		return;
 	}
 	HealthChecker *h = b->h;
-	if (!h->dns) {
-		h->dns = evdns_base_new(h->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-		if (!h->dns)
-			h->dns = evdns_base_new(h->base, 0);
-		if (!h->dns) {
-			probe_failed(b, "cannot create a DNS resolver");
-			return;
-		}
-		evdns_base_load_hosts(h->dns, NULL);
+	if (!h->dns && !(h->dns = dns_base_new(h->base))) {
+		probe_failed(b, "cannot create a DNS resolver");
+		return;
 	}
-	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+					.ai_flags = EVUTIL_AI_ADDRCONFIG};
 	DnsTicket *t = xcalloc(1, sizeof *t);
 	t->b = b;
 	b->dns = t;

@@ -39,6 +39,7 @@
  * (ac->data = NULL) before it is freed, and every hiredis callback ignores detached contexts.
  */
 #include "redis.h"
+#include "dns.h"
 
 #include <arpa/inet.h>
 #include <event2/dns.h>
@@ -241,12 +242,6 @@ static void ac_close(redisAsyncContext *ac)
 {
 	ac->data = NULL;
 	redisAsyncFree(ac);
-}
-
-static bool host_is_numeric(const char *host)
-{
-	unsigned char buf[sizeof(struct in6_addr)];
-	return evutil_inet_pton(AF_INET, host, buf) == 1 || evutil_inet_pton(AF_INET6, host, buf) == 1;
 }
 
 /* "host:port", "host", "[v6]:port", "v6:port" (last colon, as Redis writes them). */
@@ -813,14 +808,10 @@ static void node_connect(Node *n)
 		return;
 	}
 	if (!r->dns) {
-		r->dns = evdns_base_new(r->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-		if (!r->dns)
-			r->dns = evdns_base_new(r->base, 0);
-		if (!r->dns) {
+		if (!(r->dns = dns_base_new(r->base))) {
 			node_fail(n, "cannot create a DNS resolver", false);
 			return;
 		}
-		evdns_base_load_hosts(r->dns, NULL);
 		r->own_dns = true;
 	}
 	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -918,7 +909,7 @@ static Node *node_add(RedisClient *r, const char *host, int port, bool seed)
 	n->port = port;
 	n->seed = seed;
 	snprintf(n->name, sizeof n->name, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-	n->numeric = host_is_numeric(host);
+	n->numeric = dns_is_numeric(host);
 	if (n->numeric)
 		snprintf(n->addr, sizeof n->addr, "%s", host);
 	evtimer_assign(&n->timer, r->base, on_node_timer, n);

@@ -4,6 +4,7 @@
  * and the reaper that frees objects closed inside callbacks.
  */
 #include "runtime.h"
+#include "dns.h"
 
 #include <errno.h>
 #include <event2/dns.h>
@@ -245,11 +246,7 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 		log_error(NULL, "cannot create the event loop");
 		return false;
 	}
-	rt->dns = evdns_base_new(rt->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	if (!rt->dns)
-		rt->dns = evdns_base_new(rt->base, 0); /* no resolv.conf: numeric hosts still work */
-	if (rt->dns)
-		evdns_base_load_hosts(rt->dns, NULL);
+	rt->dns = dns_base_new(rt->base);
 	if (!runtime_tls_for(rt, cfg, &rt->tls_listen))
 		return false;
 	rt->ev_reaper = event_new(rt->base, -1, 0, runtime_reap, rt);

@@ -18,6 +18,7 @@
  * of silence ends the stream.
  */
 #include "wal.h"
+#include "dns.h"
 
 #include <arpa/inet.h>
 #include <event2/dns.h>
@@ -787,31 +788,7 @@ static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
 		attempt_failed(w, "cannot connect", msg);
 		return;
 	}
-	size_t n = 0, len = 0, hl = 0, hlen = strlen(host);
-	char seen[WAL_MAX_ADDRS][INET6_ADDRSTRLEN];
-	free(w->hosts);
-	w->hosts = xmalloc(WAL_MAX_ADDRS * (hlen + 1));
-	w->hosts[0] = '\0';
-	w->hostaddr[0] = '\0';
-	for (struct evutil_addrinfo *ai = res; ai && n < WAL_MAX_ADDRS; ai = ai->ai_next) {
-		const void *addr;
-		if (ai->ai_family == AF_INET6)
-			addr = &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
-		else if (ai->ai_family == AF_INET)
-			addr = &((struct sockaddr_in *)ai->ai_addr)->sin_addr;
-		else
-			continue;
-		if (!evutil_inet_ntop(ai->ai_family, addr, seen[n], INET6_ADDRSTRLEN))
-			continue;
-		bool dup = false;
-		for (size_t i = 0; i < n; i++)
-			dup = dup || strcmp(seen[i], seen[n]) == 0;
-		if (dup)
-			continue; /* one entry per socket type otherwise */
-		len += (size_t)snprintf(w->hostaddr + len, sizeof w->hostaddr - len, "%s%s", n ? "," : "", seen[n]);
-		hl += (size_t)sprintf(w->hosts + hl, "%s%s", n ? "," : "", host);
-		n++;
-	}
+	size_t n = dns_libpq_lists(res, host, 0, WAL_MAX_ADDRS, w->hostaddr, sizeof w->hostaddr, &w->hosts, NULL, 0);
 	evutil_freeaddrinfo(res);
 	if (n == 0) {
 		attempt_failed(w, "cannot connect", "the host name resolved to no IPv4 or IPv6 address");
@@ -828,15 +805,9 @@ static void attempt_start(WalListener *w)
 		connect_start(w);
 		return;
 	}
-	if (!w->dns) {
-		w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-		if (!w->dns)
-			w->dns = evdns_base_new(w->base, 0);
-		if (!w->dns) {
-			attempt_failed(w, "cannot connect", "cannot create a DNS resolver");
-			return;
-		}
-		evdns_base_load_hosts(w->dns, NULL);
+	if (!w->dns && !(w->dns = dns_base_new(w->base))) {
+		attempt_failed(w, "cannot connect", "cannot create a DNS resolver");
+		return;
 	}
 	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 					.ai_flags = EVUTIL_AI_ADDRCONFIG};
@@ -849,17 +820,6 @@ static void attempt_start(WalListener *w)
 }
 
 /* ---- life cycle ---- */
-
-static bool is_numeric_host(const char *host)
-{
-	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-					.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV};
-	struct evutil_addrinfo *res = NULL;
-	bool numeric = evutil_getaddrinfo(host, NULL, &hints, &res) == 0 && res;
-	if (res)
-		evutil_freeaddrinfo(res);
-	return numeric;
-}
 
 static void opt_add(WalListener *w, size_t cap, const char *key, const char *val)
 {
@@ -918,7 +878,7 @@ static bool conninfo_load(WalListener *w, const char *conninfo)
 		opt_add(w, cap, "gssencmode", "disable"); /* a Kerberos credential lookup could block */
 	/* Only one host name, not a socket directory or a list, no hostaddr: evdns resolves it. */
 	w->resolve = host && !have_hostaddr && host[0] != '/' && host[0] != '@' && !strchr(host, ',') &&
-		     !(port && strchr(port, ',')) && !is_numeric_host(host);
+		     !(port && strchr(port, ',')) && !dns_is_numeric(host);
 	PQconninfoFree(opts);
 	return true;
 }
