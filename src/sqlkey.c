@@ -362,6 +362,9 @@ static void emit(Out *o, const SqlRelation *rel, const char *column, int row, js
  * class holds a value. */
 static void emit_classes(KeyWalk *k, const SqlStatement *st, Out *o, const char *const *assigned, size_t n_assigned)
 {
+	int named[MAX_OCC]; /* how often the statement names each occurrence's relation; -1: not counted yet */
+	for (size_t i = 0; i < MAX_OCC; i++)
+		named[i] = -1;
 	for (size_t i = 0; i < k->n_nodes; i++) {
 		const UNode *c = &k->nodes[i];
 		if (c->occ < 0 || !k->occ[c->occ].keyable)
@@ -370,7 +373,9 @@ static void emit_classes(KeyWalk *k, const SqlStatement *st, Out *o, const char 
 		bool skip = false;
 		for (size_t a = 0; a < n_assigned && !skip; a++)
 			skip = strcmp(assigned[a], c->column) == 0;
-		if (skip || count_name(k->root, oc->schema, oc->name) != 1)
+		if (!skip && named[c->occ] < 0)
+			named[c->occ] = count_name(k->root, oc->schema, oc->name);
+		if (skip || named[c->occ] != 1)
 			continue;
 		int root = find(k, (int)i);
 		for (size_t j = 0; j < k->n_nodes; j++)

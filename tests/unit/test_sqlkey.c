@@ -82,6 +82,14 @@ TEST(reads)
 	CHECK_FACTS("WITH t AS (SELECT 1 AS id) SELECT * FROM t WHERE id = 5", "");
 	CHECK_FACTS("SELECT * FROM t WHERE id = lower('A')", "");
 	CHECK_FACTS("SELECT * FROM t WHERE id IN (4)", "");
+	/* a value of too many parts, and a deep chain of them: no fact, no crash */
+	CHECK_FACTS("SELECT * FROM t WHERE id = 'a'||'b'||'c'||'d'||'e'||'f'||'g'||'h'||'i'", "");
+	static char deep[40000];
+	size_t used = (size_t)snprintf(deep, sizeof deep, "SELECT * FROM t WHERE id = 'x'");
+	while (used + 8 < sizeof deep)
+		used += (size_t)snprintf(deep + used, sizeof deep - used, " || 'x'");
+	const char *f = facts(deep);
+	CHECK(strcmp(f, "") == 0 || strcmp(f, "parse error") == 0);
 }
 
 TEST(writes)
