@@ -75,6 +75,13 @@ static bool add_table(CacheTable *tables, size_t *n, const char *schema, const c
 
 #define UNKEYED (-2) /* "table/#": writes of rows not known */
 
+static const ConfigCacheRule *rule_for(const Config *cfg, const char *schema, const char *name);
+
+const ConfigCacheRule *cachepolicy_rule_for(const Config *cfg, const char *schema, const char *name)
+{
+	return rule_for(cfg, schema, name);
+}
+
 /* The first rule covering the table schema.name (qualified). */
 static const ConfigCacheRule *rule_for(const Config *cfg, const char *schema, const char *name)
 {

@@ -101,6 +101,9 @@ void cachepolicy_add_write(const Config *cfg, const char *schema, const char *na
  * rows not known)". */
 const char *cachepolicy_version_label(const CacheTable *t, char *buf, size_t cap);
 
+/* The first cache rule covering the table schema.name, or NULL. */
+const ConfigCacheRule *cachepolicy_rule_for(const Config *cfg, const char *schema, const char *name);
+
 /* "schema.name" of the rule index, for `pgrelay route`: cache.rules[i] or -1. */
 int cachepolicy_rule_index(const Config *cfg, const ConfigCacheRule *rule);
 

@@ -146,6 +146,16 @@ static void warn_upper_case(const Config *cfg, const ConfigService *svc)
 			       svc->name, svc->writing_functions[k]);
 }
 
+/* The statement says `column = $n` (or a value made with parameters). */
+static bool key_is_parameter(const SqlStatement *st, const char *column)
+{
+	for (size_t i = 0; i < st->n_key_eqs; i++)
+		for (size_t p = 0; strcmp(st->key_eqs[i].column, column) == 0 && p < st->key_eqs[i].n_parts; p++)
+			if (st->key_eqs[i].parts[p].param)
+				return true;
+	return false;
+}
+
 static void print_cache(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
 			const RouteResult *r, const char *sql)
 {
@@ -163,9 +173,12 @@ static void print_cache(const Config *cfg, const char *search_path, const char *
 		printf("cacheable:   yes, ttl %s (cache.rules[%d] at line %d covers %s)\n", ttl,
 		       cachepolicy_rule_index(cfg, d.rule), d.rule->line,
 		       d.n_deps ? cachepolicy_version_label(&d.deps[0], label, sizeof label) : "its tables");
-	if (d.rule && d.rule->key)
+	if (d.rule && d.rule->key) {
 		printf("row keys:    cache.rules[%d] says rows are identified by column %s\n", cachepolicy_rule_index(cfg, d.rule),
 		       d.rule->key);
+		if (key_is_parameter(&a->statements[0], d.rule->key))
+			printf("             (its value is a parameter: each execution depends on its own row's versions)\n");
+	}
 	printf("depends on:  ");
 	for (size_t i = 0; i < d.n_deps; i++)
 		printf("%s%s", i ? ", " : "", cachepolicy_version_label(&d.deps[i], label, sizeof label));
@@ -179,6 +192,13 @@ static void print_writes(const Config *cfg, const char *search_path, const char 
 	CacheWrites w;
 	memset(&w, 0, sizeof w);
 	cachepolicy_writes(cfg, search_path, user, a, NULL, false, &w);
+	const SqlStatement *st = a->n_statements == 1 ? &a->statements[0] : NULL;
+	const ConfigCacheRule *rule = st && st->key_target && st->key_target->schema
+					      ? cachepolicy_rule_for(cfg, st->key_target->schema, st->key_target->name)
+					      : NULL;
+	if (rule && rule->key && key_is_parameter(st, rule->key))
+		printf("row keys:    the written rows' key is a parameter: at each execution only those rows are "
+		       "invalidated (below: without values)\n");
 	if (w.all) {
 		printf("invalidates: everything cached for the service at commit (%s)\n", w.all_why);
 	} else if (w.n) {

@@ -132,3 +132,24 @@ def test_route_says_whether_a_statement_is_cacheable(tmp_path):
     # without a cache section
     r = route(tmp_path, "SELECT * FROM users")
     assert field(r.stdout, "cacheable").startswith("no: the cache is off")
+
+
+def test_route_shows_row_keys(tmp_path):
+    config = CONFIG + """\
+cache:
+  rules:
+    - { schema: shop, key: id, ttl: 5m }
+"""
+    r = route(tmp_path, "SELECT * FROM shop.carts WHERE id = 5", config=config)
+    assert r.returncode == 0, r.stderr
+    assert field(r.stdout, "row keys") == "cache.rules[0] says rows are identified by column id", r.stdout
+    deps = field(r.stdout, "depends on")
+    assert "shop.carts (rows whose key is in bucket " in deps and "shop.carts (writes of rows not known)" in deps
+    r = route(tmp_path, "SELECT * FROM shop.carts WHERE id = $1", config=config)
+    assert "its value is a parameter" in r.stdout
+    r = route(tmp_path, "UPDATE shop.carts SET total = 1 WHERE id = '5'", config=config)
+    assert field(r.stdout, "invalidates").startswith("shop.carts, shop.carts (rows whose key is in bucket "), r.stdout
+    r = route(tmp_path, "UPDATE shop.carts SET total = 1 WHERE id = $1", config=config)
+    assert field(r.stdout, "row keys").startswith("the written rows' key is a parameter"), r.stdout
+    r = route(tmp_path, "UPDATE shop.carts SET total = 1", config=config)
+    assert field(r.stdout, "invalidates") == "shop.carts, shop.carts (writes of rows not known) at commit"
