@@ -75,15 +75,7 @@ static bool add_table(CacheTable *tables, size_t *n, const char *schema, const c
 
 #define UNKEYED (-2) /* "table/#": writes of rows not known */
 
-static const ConfigCacheRule *rule_for(const Config *cfg, const char *schema, const char *name);
-
 const ConfigCacheRule *cachepolicy_rule_for(const Config *cfg, const char *schema, const char *name)
-{
-	return rule_for(cfg, schema, name);
-}
-
-/* The first rule covering the table schema.name (qualified). */
-static const ConfigCacheRule *rule_for(const Config *cfg, const char *schema, const char *name)
 {
 	const ConfigCache *c = &cfg->cache;
 	for (size_t i = 0; i < c->n_rules; i++)
@@ -230,6 +222,14 @@ static bool key_uses_params(const SqlStatement *st, const SqlRelation *r)
 	return false;
 }
 
+bool cachepolicy_writes_need_values(const SqlAnalysis *a)
+{
+	for (size_t i = 0; i < a->n_statements; i++)
+		if (a->statements[i].key_target && key_uses_params(&a->statements[i], a->statements[i].key_target))
+			return true;
+	return false;
+}
+
 /* The version name of a table, of one of its key buckets (bucket >= 0), or of its unkeyed writes. */
 static bool add_version(CacheTable *tables, size_t *n, const char *schema, const char *name, int bucket)
 {
@@ -250,7 +250,7 @@ static bool add_read(const Config *cfg, const SqlStatement *st, const SqlRelatio
 		return false;
 	for (size_t i = 0; i < candidates; i++) {
 		const char *schema = r->schema ? r->schema : path[i];
-		const ConfigCacheRule *rule = rule_for(cfg, schema, r->name);
+		const ConfigCacheRule *rule = cachepolicy_rule_for(cfg, schema, r->name);
 		int b = rule && rule->key ? key_bucket(st, r, rule->key, 0, params) : -1;
 		if (b >= 0 ? !add_version(deps, n, schema, r->name, b) || !add_version(deps, n, schema, r->name, UNKEYED)
 			   : !add_table(deps, n, schema, r->name))
@@ -405,7 +405,7 @@ static void add_write_rows(const Config *cfg, const char *schema, const char *na
 {
 	if (!add_table(w->tables, &w->n, schema, name))
 		writes_all(w, "too many tables");
-	const ConfigCacheRule *rule = rule_for(cfg, schema, name);
+	const ConfigCacheRule *rule = cachepolicy_rule_for(cfg, schema, name);
 	if (!rule || !rule->key)
 		return;
 	if (w->n + n_buckets + 2 > CACHE_MAX_TABLES)
@@ -451,7 +451,7 @@ static void add_written(const Config *cfg, const SqlStatement *st, const SqlRela
 {
 	int buckets[8]; /* more rows than this: all rows */
 	size_t n = 0;
-	const ConfigCacheRule *rule = rel == st->key_target ? rule_for(cfg, schema, rel->name) : NULL;
+	const ConfigCacheRule *rule = rel == st->key_target ? cachepolicy_rule_for(cfg, schema, rel->name) : NULL;
 	if (rule && rule->key && st->key_rows > 0 && (size_t)st->key_rows <= sizeof buckets / sizeof buckets[0]) {
 		for (int row = 0; row < st->key_rows; row++) {
 			int b = key_bucket(st, rel, rule->key, row, params);

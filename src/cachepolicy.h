@@ -94,6 +94,9 @@ void cachepolicy_decide(const Config *cfg, const char *search_path, const char *
 bool cachepolicy_writes(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
 			const ProtoBindValues *params, bool at_parse, CacheWrites *w);
 
+/* True when the text writes rows named by parameters (so its writes depend on a Bind's values). */
+bool cachepolicy_writes_need_values(const SqlAnalysis *a);
+
 /* Adds one table (and what cache.invalidate names for it) to *w; for the WAL listener. */
 void cachepolicy_add_write(const Config *cfg, const char *schema, const char *name, CacheWrites *w);
 

@@ -159,6 +159,22 @@ static size_t active_with_client(const Pool *p)
 	return n;
 }
 
+typedef struct StateCount {
+	const char *state;
+	size_t count;
+} StateCount;
+
+/* One sample per state of the pool's family `name`. */
+static void state_samples(struct evbuffer *b, const char *name, const Pool *p, const StateCount *st, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		pool_labels(b, name, p);
+		bool first = false;
+		label(b, &first, "state", st[i].state);
+		sample_u64(b, st[i].count);
+	}
+}
+
 static void render_pools(Runtime *rt, struct evbuffer *b)
 {
 	ListNode *n;
@@ -168,17 +184,9 @@ static void render_pools(Runtime *rt, struct evbuffer *b)
 		const Pool *p = list_entry(n, Pool, node);
 		if (pool_shadowed(rt, p))
 			continue;
-		const struct {
-			const char *state;
-			size_t count;
-		} st[] = {{"active", p->active.count}, {"idle", p->idle.count}, {"used", p->resetting.count},
-			  {"login", p->opening.count}};
-		for (size_t i = 0; i < sizeof st / sizeof st[0]; i++) {
-			pool_labels(b, "pgrelay_pool_servers", p);
-			bool first = false;
-			label(b, &first, "state", st[i].state);
-			sample_u64(b, st[i].count);
-		}
+		const StateCount st[] = {{"active", p->active.count}, {"idle", p->idle.count},
+					 {"used", p->resetting.count}, {"login", p->opening.count}};
+		state_samples(b, "pgrelay_pool_servers", p, st, sizeof st / sizeof st[0]);
 	}
 	family(b, "pgrelay_pool_clients", "gauge",
 	       "Clients of the pool by state (active: holding one of its servers; waiting: queued for a server; login: waiting for its server parameters).");
@@ -186,16 +194,9 @@ static void render_pools(Runtime *rt, struct evbuffer *b)
 		const Pool *p = list_entry(n, Pool, node);
 		if (pool_shadowed(rt, p))
 			continue;
-		const struct {
-			const char *state;
-			size_t count;
-		} st[] = {{"active", active_with_client(p)}, {"waiting", p->waiting.count}, {"login", p->login_waiting.count}};
-		for (size_t i = 0; i < sizeof st / sizeof st[0]; i++) {
-			pool_labels(b, "pgrelay_pool_clients", p);
-			bool first = false;
-			label(b, &first, "state", st[i].state);
-			sample_u64(b, st[i].count);
-		}
+		const StateCount st[] = {{"active", active_with_client(p)}, {"waiting", p->waiting.count},
+					 {"login", p->login_waiting.count}};
+		state_samples(b, "pgrelay_pool_clients", p, st, sizeof st / sizeof st[0]);
 	}
 #define PC(field) offsetof(StatsCounters, field)
 	pool_counter(rt, b, "pgrelay_pool_transactions_total", "Transactions served by the pool.", PC(xact_count), PC_U64);

@@ -877,7 +877,15 @@ CacheBump *statement_cache_commit(Client *c, Server *s, char tx_status, void (*d
 	return cache_invalidate_shared(cache, s->pool->service->name, &copy, done, owner);
 }
 
-static void cache_writes_all(Client *c, const char *why);
+static void cache_writes_all(Client *c, const char *why)
+{
+	if (!c->cache_writes)
+		c->cache_writes = xcalloc(1, sizeof *c->cache_writes);
+	if (!c->cache_writes->all) {
+		c->cache_writes->all = true;
+		c->cache_writes->all_why = why;
+	}
+}
 
 /* Adds the tables (and rows) the text writes to the client's transaction list; params: a Bind's
  * values. at_parse: see cachepolicy_writes. Returns true when writes were left for the Binds. */
@@ -932,7 +940,11 @@ static void cache_note_message(Client *c, uint8_t type, const uint8_t *msg, size
 		}
 		return;
 	}
-	/* Bind of a named statement (a: its text) */
+	/* Bind of a named statement (a: its text): its values matter only for rows named by parameters */
+	if (!cachepolicy_writes_need_values(a)) {
+		cache_note_writes(c, a, NULL, false);
+		return;
+	}
 	size_t rest_len = 0;
 	const char *name = NULL;
 	const uint8_t *rest = bind_rest(msg, total, avail, &rest_len, &name);
@@ -1042,11 +1054,6 @@ static bool cache_batch(Client *c, const uint8_t *msg, size_t avail, CacheBatch 
 	return true;
 }
 
-/*
- * Before a message is routed: note what it writes, and answer a cacheable Query (or extended
- * batch) from the cache, or wait for the identical one running, or start filling the cache with
- * this one. Returns 0 to go on as usual.
- */
 /* Answers the client's Query (or extended batch) with a cached reply. */
 static RelayAction cache_serve(Client *c, uint8_t type, const CacheBatch *batch, size_t total, const uint8_t *reply,
 			       size_t reply_len)
@@ -1068,16 +1075,6 @@ static RelayAction cache_serve(Client *c, uint8_t type, const CacheBatch *batch,
 	if (type != 'Q')
 		c->conn.skip_left = batch->total - total; /* the rest of the batch is answered */
 	return RELAY_DROP;
-}
-
-static void cache_writes_all(Client *c, const char *why)
-{
-	if (!c->cache_writes)
-		c->cache_writes = xcalloc(1, sizeof *c->cache_writes);
-	if (!c->cache_writes->all) {
-		c->cache_writes->all = true;
-		c->cache_writes->all_why = why;
-	}
 }
 
 /*
@@ -1144,8 +1141,10 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 	router_route(cfg, db, search_path, c->user, a, &r);
 	CacheDecision d;
 	ProtoBindValues params;
-	bool have_params = type != 'Q' && proto_parse_bind_values(batch.bind_rest, batch.bind_rest_len, batch.parse_key,
-								  batch.parse_key_len, &params);
+	/* the values matter only for row keys given by parameters */
+	bool have_params = type != 'Q' && a->n_statements == 1 && a->statements[0].n_key_eqs &&
+			   proto_parse_bind_values(batch.bind_rest, batch.bind_rest_len, batch.parse_key,
+						   batch.parse_key_len, &params);
 	cachepolicy_decide(cfg, search_path, c->user, a, have_params ? &params : NULL, &r, sql, len, &d);
 	if (!d.cacheable)
 		goto done;
