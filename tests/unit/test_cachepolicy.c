@@ -335,12 +335,7 @@ TEST(row_keys)
 
 int main(void)
 {
-	char err[4096];
-	cfg = config_load_string("t.yaml", yaml, err, sizeof err);
-	if (!cfg) {
-		fprintf(stderr, "%s\n", err);
-		return 1;
-	}
+	cfg = unit_config(yaml);
 	sqlclass_cache_init(&cache, 1000);
 	RUN(rules_and_ttl);
 	RUN(search_path_dependencies);

@@ -411,12 +411,7 @@ TEST(explanations)
 
 int main(void)
 {
-	char err[4096];
-	cfg = config_load_string("t.yaml", yaml, err, sizeof err);
-	if (!cfg) {
-		fprintf(stderr, "%s\n", err);
-		return 1;
-	}
+	cfg = unit_config(yaml);
 	sqlclass_cache_init(&cache, 1000);
 	RUN(schema_rule);
 	RUN(table_rules_and_globs);

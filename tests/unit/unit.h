@@ -8,6 +8,7 @@
 #define PGRELAY_UNIT_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int unit_failed_checks;
@@ -76,5 +77,20 @@ static inline int unit_summary(void)
 	       unit_failed_checks);
 	return unit_tests_failed ? 1 : 0;
 }
+
+#ifdef PGRELAY_CONFIG_H
+/* The test program's configuration from YAML text (include config.h first); exits with the loader's
+ * message when the text does not load, since no test of the program can run without it. */
+static inline Config *unit_config(const char *yaml)
+{
+	char err[4096];
+	Config *cfg = config_load_string("t.yaml", yaml, err, sizeof err);
+	if (!cfg) {
+		fprintf(stderr, "%s\n", err);
+		exit(1);
+	}
+	return cfg;
+}
+#endif
 
 #endif
