@@ -5,8 +5,9 @@
  *
  * For each of a few typical texts it analyzes the text N times without a cache (limit 0: parse,
  * JSON decode, walk every time), N times through a warm cache (hash + compare of the text), and
- * routes the analysis N times with a small rule set. Prints microseconds per text and per
- * statement. Single-threaded, CLOCK_MONOTONIC; run it on a quiet machine.
+ * routes the analysis N times with a small rule set, and runs the prefilter that decides whether a
+ * text needs analysis at all in transaction pooling (sqlclass_might_matter) N times. Prints
+ * microseconds per text and per statement (the prefilter: per text). Single-threaded, CLOCK_MONOTONIC; run it on a quiet machine.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +69,8 @@ int main(int argc, char **argv)
 	const ConfigDatabase *db = config_find_database(cfg, "app");
 
 	printf("sqlclass_bench: %ld iterations per text; microseconds per text (per statement)\n\n", n);
-	printf("%-20s %5s %18s %18s %18s\n", "text", "stmts", "no cache", "cache hit", "router_route");
+	printf("%-20s %5s %18s %18s %18s %10s\n", "text", "stmts", "no cache", "cache hit", "router_route",
+	       "prefilter");
 	for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
 		const char *sql = texts[t].sql;
 		size_t len = strlen(sql);
@@ -106,11 +108,16 @@ int main(int argc, char **argv)
 		double routed = (now_us() - t0) / (double)n;
 		sqlclass_release(a);
 
+		t0 = now_us();
+		for (long i = 0; i < n; i++)
+			sink = sink ^ sqlclass_might_matter(sql, len);
+		double prefilter = (now_us() - t0) / (double)n;
+
 		char c1[32], c2[32], c3[32];
 		snprintf(c1, sizeof c1, "%.2f (%.2f)", cold, cold / (double)stmts);
 		snprintf(c2, sizeof c2, "%.3f (%.3f)", hit, hit / (double)stmts);
 		snprintf(c3, sizeof c3, "%.3f (%.3f)", routed, routed / (double)stmts);
-		printf("%-20s %5zu %18s %18s %18s\n", texts[t].name, stmts, c1, c2, c3);
+		printf("%-20s %5zu %18s %18s %18s %10.3f\n", texts[t].name, stmts, c1, c2, c3, prefilter);
 		if (warm.misses != 1 || warm.hits != (uint64_t)n + 1)
 			fprintf(stderr, "unexpected cache counts: %llu misses, %llu hits\n",
 				(unsigned long long)warm.misses, (unsigned long long)warm.hits);

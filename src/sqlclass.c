@@ -1218,20 +1218,25 @@ SqlAnalysis *sqlclass_analyze(SqlCache *cache, const char *text, size_t len)
 
 bool sqlclass_might_matter(const char *text, size_t len)
 {
+	/* Each word has its own first letter: the table gives, for either case, 1 + the word's index. */
 	static const char *const words[] = {"prepare", "execute", "deallocate", "listen", "advisory", "temp", "hold"};
-	/* First letters of the words, either case: a table lookup per byte, no call. */
-	static const uint8_t first[256] = {['p'] = 1, ['e'] = 1, ['d'] = 1, ['l'] = 1, ['a'] = 1, ['t'] = 1,
-					   ['h'] = 1, ['P'] = 1, ['E'] = 1, ['D'] = 1, ['L'] = 1, ['A'] = 1,
-					   ['T'] = 1, ['H'] = 1};
-	for (size_t i = 0; i < len; i++) {
-		if (!first[(uint8_t)text[i]])
+	static const uint8_t lens[] = {7, 7, 10, 6, 8, 4, 4};
+	static const uint8_t first[256] = {['p'] = 1, ['e'] = 2, ['d'] = 3, ['l'] = 4, ['a'] = 5, ['t'] = 6, ['h'] = 7,
+					   ['P'] = 1, ['E'] = 2, ['D'] = 3, ['L'] = 4, ['A'] = 5, ['T'] = 6, ['H'] = 7};
+	for (size_t i = 0; i + 4 <= len; i++) {
+		uint8_t w = first[(uint8_t)text[i]];
+		if (!w)
 			continue;
-		char ch = (char)(text[i] | 0x20);
-		for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
-			size_t n = strlen(words[w]);
-			if (words[w][0] == ch && len - i >= n && strncasecmp(text + i, words[w], n) == 0)
-				return true;
-		}
+		const char *word = words[w - 1];
+		size_t n = lens[w - 1];
+		/* Most letters of SQL are candidates: the second letter rules out nearly all of them. */
+		if ((text[i + 1] | 0x20) != word[1] || len - i < n)
+			continue;
+		size_t k = 2;
+		while (k < n && (text[i + k] | 0x20) == word[k])
+			k++;
+		if (k == n)
+			return true;
 	}
 	return false;
 }

@@ -291,6 +291,8 @@ static RelayAction client_query_msg(Client *c, RelayCtx *rc, const uint8_t *msg,
 	size_t len = total - PROTO_HEADER_LEN;
 	if (len == 0 || text[len - 1] != 0)
 		return RELAY_ERROR;
+	if (!sqlclass_might_matter(text, len - 1))
+		goto plain; /* nothing to rewrite or pin: no buffer to build */
 	Buf out;
 	buf_init(&out);
 	size_t off = proto_begin(&out, 'Q');
@@ -330,10 +332,11 @@ static bool starts_setting(const char *t, size_t n)
 				i++;
 			continue;
 		}
-		if (at_start) {
+		char low = (char)(ch | 0x20);
+		if (at_start && (low == 's' || low == 'r' || low == 'd')) {
 			for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
 				size_t k = strlen(words[w]);
-				if (n - i > k && strncasecmp(t + i, words[w], k) == 0 &&
+				if (words[w][0] == low && n - i > k && strncasecmp(t + i, words[w], k) == 0 &&
 				    !((t[i + k] | 0x20) >= 'a' && (t[i + k] | 0x20) <= 'z') && t[i + k] != '_')
 					return true;
 			}

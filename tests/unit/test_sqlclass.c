@@ -132,6 +132,12 @@ TEST(prefilter)
 	CHECK(sqlclass_might_matter("execute x", 9));
 	CHECK(sqlclass_might_matter("CREATE TEMP TABLE", 17));
 	CHECK(sqlclass_might_matter("LiStEn x", 8));
+	CHECK(sqlclass_might_matter("DECLARE c CURSOR WITH HOLD", 26)); /* the word ends the text */
+	CHECK(sqlclass_might_matter("Deallocate all", 14));
+	CHECK(sqlclass_might_matter("SELECT pg_advisory_lock(1)", 26));
+	CHECK(!sqlclass_might_matter("deallocat", 9));
+	CHECK(!sqlclass_might_matter("SELECT 1 -- hol", 15));
+	CHECK(!sqlclass_might_matter("UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2", 66));
 }
 
 TEST(relations_through_queries)
