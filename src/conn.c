@@ -85,7 +85,7 @@ void conn_kick(Conn *c)
 
 void conn_kick_pending(Conn *c)
 {
-	if (c->in_pos < c->in_len || (c->ssl && SSL_pending(c->ssl) > 0))
+	if (c->in_pos < c->in_len || (c->ssl && SSL_has_pending(c->ssl)))
 		conn_kick(c);
 }
 
@@ -339,9 +339,13 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		if (c->failed)
 			return;
 	}
-	bool got = false;
+	bool got = false, blocked = false;
 	char why[160] = "";
-	/* TLS may hold decrypted bytes the socket no longer signals: read until it blocks. */
+	/*
+	 * One read per event: the event is level-triggered, so it comes back while the socket has
+	 * more. TLS reads ahead (one read(2) takes all the socket has), so OpenSSL may hold whole
+	 * records the socket no longer signals: decrypt those too, without another system call.
+	 */
 	while (c->reading && c->in_len < c->in_cap) {
 		ssize_t r = io_read(c, c->in + c->in_len, c->in_cap - c->in_len, why, sizeof why);
 		if (r == -2)
@@ -349,13 +353,15 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		if (r < 0)
 			break; /* reported after the bytes already read are processed */
 		why[0] = 0;
-		if (r == 0)
+		if (r == 0) {
+			blocked = true; /* the rest of a record is still on its way: the socket signals it */
 			break;
+		}
 		c->in_len += (size_t)r;
 		c->bytes_in += (uint64_t)r;
 		got = true;
-		if (!c->ssl)
-			break; /* level-triggered: the loop comes back if more is there */
+		if (!c->ssl || !SSL_has_pending(c->ssl))
+			break;
 	}
 	if (got || c->in_pos < c->in_len)
 		c->handlers->readable(c->owner);
@@ -367,8 +373,8 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		c->handlers->failed(c->owner, why);
 		return;
 	}
-	if (c->ssl && c->reading && SSL_pending(c->ssl) > 0 && c->in_len < c->in_cap)
-		conn_kick(c); /* decrypted bytes left over: come back for them */
+	if (c->ssl && c->reading && !blocked && SSL_has_pending(c->ssl) && c->in_len < c->in_cap)
+		conn_kick(c); /* records left in OpenSSL (the buffer was full): come back for them */
 	/* A full buffer the owner cannot drain now would make the level-triggered event spin. */
 	if (c->reading && c->in_pos == 0 && c->in_len == c->in_cap)
 		conn_stop_reading(c);

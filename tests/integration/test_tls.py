@@ -4,12 +4,16 @@ verify-full, refusal of plain clients under mode: require, server TLS to a Postg
 import os
 import pwd
 import shutil
+import socket
+import ssl
+import struct
 import subprocess
 
 import psycopg
 import pytest
 
 from conftest import APP_PASSWORD, PW_PASSWORD, psql, wait_for
+from pgwire import RawConn, query_message
 
 
 def run(*cmd, cwd):
@@ -173,3 +177,72 @@ def test_server_cleartext_over_plain_refused(pgrelay, pg):
     with pytest.raises(psycopg.OperationalError) as e:
         relay.connect()
     assert "cleartext password" in str(e.value)
+
+
+class TlsWire(RawConn):
+    """A raw protocol client over TLS whose TCP writes are under the test's control (ssl.MemoryBIO):
+    bytes the TLS layer produces are sent only at the next send(), all in one sendall()."""
+
+    def __init__(self, port, cafile):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = bytearray()
+        self.params, self.notices, self.parameter_changes, self.backend_key = {}, [], [], None
+        self.sock.sendall(struct.pack("!II", 8, 80877103))  # SSLRequest
+        assert self.sock.recv(1) == b"S"
+        ctx = ssl.create_default_context(cafile=cafile)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self.outgoing.read())
+                data = self.sock.recv(65536)
+                assert data, "EOF during the TLS handshake"
+                self.incoming.write(data)
+        # The handshake's last flight (TLS 1.3: the client Finished) is still in self.outgoing:
+        # it leaves with the first send(), in the same TCP write as the first records.
+
+    def queue(self, data):
+        """One TLS record, sent with the next send()."""
+        self.tls.write(data)
+
+    def send(self, data=b""):
+        if data:
+            self.tls.write(data)
+        self.sock.sendall(self.outgoing.read())
+
+    def recv_some(self, n=65536):
+        while True:
+            try:
+                data = self.tls.read(n)
+                if data:
+                    self.buf += data
+                return data
+            except ssl.SSLWantReadError:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return b""
+                self.incoming.write(chunk)
+
+
+def test_client_records_that_arrive_with_the_handshake_or_in_a_burst(pgrelay, certs):
+    """OpenSSL reads ahead: records that came in the same TCP read as the end of the handshake, or
+    more than the read buffer holds, are in OpenSSL and not signalled by the socket again. They
+    must still be read (a client that sends its startup packet with its Finished, a pipelining
+    client), not wait forever."""
+    relay = pgrelay(listen=tls_listen(certs), proxy={"buffer_size": "4kB"})
+    w = TlsWire(relay.port, certs["ca"])
+    assert w.startup("app", "appdb", APP_PASSWORD) == "I"  # startup packet sent with the Finished
+    n = 300  # one TLS record each, ~13 kB of queries in one TCP write: over 3 read buffers
+    for i in range(n):
+        w.queue(query_message(f"SELECT {i} AS n"))
+    w.send()
+    seen = []
+    for _ in range(n):
+        results, errors, status = w.read_results()
+        assert not errors and status == "I"
+        seen.append(int(results[0][1][0][0]))
+    assert seen == list(range(n))
+    w.close()
