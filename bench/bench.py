@@ -488,11 +488,22 @@ server_tls_sslmode = disable
 
     def run_cell(self, label, systems, cell_no, *run_args, **run_kw):
         """One cell: pgbench_run(system, port, *run_args) for every system, back to back, in an order
-        rotated by cell_no so that no system always runs first or last. Returns {system: result}."""
+        rotated by cell_no so that no system always runs first or last; with --rounds 2 the order
+        is then run again reversed (A B C C B A), so a drift of the machine's speed during the cell
+        weighs on every system alike, and each system's runs are merged. Returns {system: result}."""
         k = cell_no % len(systems)
         order = list(systems[k:]) + list(systems[:k])
         progress(f"cell {label}: {', '.join(order)}")
-        return {s: self.pgbench_run(s, self.port_of(s), *run_args, **run_kw) for s in order}
+        return self.run_rounds(order, lambda s: self.pgbench_run(s, self.port_of(s), *run_args, **run_kw))
+
+    def run_rounds(self, order, run):
+        """run(system) for the systems in order, then (rounds > 1) in reverse order and so on;
+        returns {system: merged result}."""
+        runs = {s: [] for s in order}
+        for r in range(getattr(self.args, "rounds", 1)):
+            for s in (order if r % 2 == 0 else list(reversed(order))):
+                runs[s].append(run(s))
+        return {s: merge_runs(rs) for s, rs in runs.items()}
 
     def port_of(self, system):
         return self.pg_port if system == "direct" else getattr(self, system.replace("-", "_") + "_port")
@@ -556,6 +567,10 @@ server_tls_sslmode = disable
         if lat:
             lat.sort()
             res["p50"], res["p95"], res["p99"] = (percentile(lat, p) / 1000.0 for p in (50, 95, 99))
+        res["lat"] = lat
+        if pid and cpu1 is not None:
+            res["cpu_s"] = cpu1 - cpu0
+        res["client_cpu_s"] = client_cpu
         if pid and cpu1 is not None and res["n"] > 0:
             res["cpu"] = (cpu1 - cpu0) / res["n"] * 10000
         if res["n"] > 0:
@@ -578,7 +593,7 @@ server_tls_sslmode = disable
         args = self.args
         clients_list = [1, 16] if args.quick else [1, 16, 64]
         started, date = self.begin()
-        n_runs = 2 * len(clients_list) * 8 + 6
+        n_runs = (2 * len(clients_list) * 8 + 6) * args.rounds
         progress(f"{n_runs} pgbench runs of {args.duration} s: about "
                  f"{(n_runs * (args.duration + 0.5) + 30) / 60:.1f} min")
         self.setup()
@@ -605,10 +620,9 @@ server_tls_sslmode = disable
             for s in tls_systems[1:]:
                 self.start_proxy(s)
             progress("TLS cell: -S -M extended -c 16, PGSSLMODE=require")
-            results = {}
-            for s in tls_systems:
-                results[s.replace("-tls", "")] = self.pgbench_run(s, self.port_of(s), "select", "extended", 16,
-                                                                  tls=True)
+            merged = self.run_rounds(tls_systems, lambda s: self.pgbench_run(s, self.port_of(s), "select",
+                                                                             "extended", 16, tls=True))
+            results = {s.replace("-tls", ""): r for s, r in merged.items()}
             if not self.pgrelay_tls_ok:
                 results["pgrelay"] = "skipped"
             for s in tls_systems[1:]:
@@ -619,7 +633,8 @@ server_tls_sslmode = disable
         # Reconnect: a new connection (TCP + SCRAM) for every transaction.
         progress("reconnect cell: --connect -S -M simple -c 16")
         order = ["pgbouncer", "direct", "pgrelay"]
-        results = {s: self.pgbench_run(s, self.port_of(s), "select", "simple", 16, connect=True) for s in order}
+        results = self.run_rounds(order, lambda s: self.pgbench_run(s, self.port_of(s), "select", "simple", 16,
+                                                                    connect=True))
         sections.append(("Reconnect (`pgbench --connect -S -M simple -c 16`)", [(("simple", 16), results)]))
 
         self.finish(started, lambda elapsed: self.report(date, sections, elapsed))
@@ -684,17 +699,19 @@ server_tls_sslmode = disable
         out = self.report_head(
             "# pgrelay benchmark: pgrelay vs pgbouncer vs PostgreSQL directly", date, elapsed,
             f"pgbench scale 10 (initialized directly against PostgreSQL); "
-            f"{a.duration} s per run; `-j` = min(clients, 2); pool size {a.pool} on both proxies, "
+            f"{a.duration} s per run, {a.rounds} run(s) per system and cell; `-j` = min(clients, 2); "
+            f"pool size {a.pool} on both proxies, "
             f"transaction pooling, SCRAM-SHA-256 from pgbench to the proxy and from the proxy to "
             f"PostgreSQL; PostgreSQL max_connections 200, fsync off, synchronous_commit off, "
             f"shared_buffers 256MB, ssl {'on' if self.tls_ok else 'off'} (used only by the direct TLS run: "
             f"every other run sets PGSSLMODE=disable; proxy-to-PostgreSQL connections are plain TCP"
             f"{' (pgrelay: services.X.tls.mode disable)' if self.pgrelay_server_tls_key[0] else ''}"
             f"). Both proxies log at their default level (connections included). Systems run back "
-            f"to back within each cell, in an order rotated from cell to cell; each proxy's pool "
+            f"to back within each cell, in an order rotated from cell to cell"
+            f"{' and then reversed (A B C C B A)' if a.rounds == 2 else ''}; each proxy's pool "
             f"is filled before the first run.",
             "TPS as reported by pgbench (without initial connection time, except "
-            "for the reconnect run); latency percentiles in ms from `pgbench --log`; failed = "
+            "for the reconnect run; the mean of a system's runs in the cell); latency percentiles in ms from `pgbench --log`; failed = "
             "pgbench's \"number of failed transactions\" (plus its exit status when non-zero); "
             "CPU = the proxy process's utime+stime (/proc/PID/stat) during the run, in seconds per "
             "10,000 transactions (`-` for direct).")
@@ -792,6 +809,32 @@ def pgbouncer_pid(runuser_pid, pidfile):
         except OSError:
             pass
     return None
+
+
+def merge_runs(runs):
+    """One result from a system's runs of a cell: mean TPS, summed transactions and failures,
+    percentiles of all latencies together, CPU per 10k transactions over all of them. A single
+    run (or a result a subclass extended with its own figures) is returned as it is."""
+    if len(runs) == 1:
+        return runs[0]
+    m = dict(runs[0])
+    tps = [r["tps"] for r in runs]
+    m["tps"] = sum(tps) / len(tps) if None not in tps else None
+    m["n"] = sum(r["n"] for r in runs)
+    failed = [r["failed"] for r in runs if r["failed"] is not None]
+    m["failed"] = sum(failed) if failed else None
+    m["rc"] = next((r["rc"] for r in runs if r["rc"] != 0), 0)
+    m["err"] = [e for r in runs for e in r["err"]]
+    lat = sorted(v for r in runs for v in r.get("lat", []))
+    m["lat"] = lat
+    m["p50"] = m["p95"] = m["p99"] = None
+    if lat:
+        m["p50"], m["p95"], m["p99"] = (percentile(lat, p) / 1000.0 for p in (50, 95, 99))
+    for key in ("cpu", "client_cpu"):
+        secs = [r.get(key + "_s") for r in runs]
+        m[key] = sum(secs) / m["n"] * 10000 if None not in secs and m["n"] > 0 else None
+    m["runs"] = len(runs)
+    return m
 
 
 def percentile(sorted_vals, p):
@@ -960,9 +1003,11 @@ def run_bench(bench_class, args, extra_requirements=()):
 
 
 def main():
-    ap = arg_parser("bench/run.sh", __doc__.splitlines()[0], 7)
+    ap = arg_parser("bench/run.sh", __doc__.splitlines()[0], 4)
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 s per run, 1 and 16 clients only")
-    run_bench(Bench, parse_common(ap, 7))
+    ap.add_argument("--rounds", type=int, choices=(1, 2), default=2,
+                    help="runs per system and cell, the second in reverse order (default 2)")
+    run_bench(Bench, parse_common(ap, 4))
 
 
 if __name__ == "__main__":
