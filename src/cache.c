@@ -81,9 +81,18 @@ static void cache_on_wal_commit(void *arg, const WalTable *tables, size_t n, uin
 		w.all_why = "the WAL listener may have missed changes";
 	}
 	for (size_t i = 0; i < n; i++)
-		cachepolicy_add_write(cache->rt->config, tables[i].schema, tables[i].name, &w);
+		cachepolicy_add_write(cache->rt->config, tables[i].schema, tables[i].name, tables[i].key_values,
+				      tables[i].n_key_values, &w);
 	cache->stats.wal_invalidations++;
 	cache_invalidate(cache, cache->wal_service, &w);
+}
+
+/* The WAL listener asks which column's values name a table's rows: its cache rule's key. */
+static const char *cache_wal_key_column(void *arg, const char *schema, const char *name)
+{
+	Cache *cache = arg;
+	const ConfigCacheRule *rule = cachepolicy_rule_for(cache->rt->config, schema, name);
+	return rule ? rule->key : NULL;
 }
 
 static void cache_start_wal(Cache *cache)
@@ -105,6 +114,7 @@ static void cache_start_wal(Cache *cache)
 				      cache_on_wal_commit, cache);
 	if (!cache->wal)
 		log_error("cache", "cannot start the WAL listener for service %s (slot %s)", cache->wal_service, cc->wal_slot);
+	wal_listener_want_keys(cache->wal, cache_wal_key_column);
 	buf_free(&ci);
 }
 

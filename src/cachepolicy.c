@@ -187,6 +187,18 @@ static bool canonical(char *buf, size_t *len)
 	return true;
 }
 
+/* The bucket of a key value (buf: len bytes and room for a NUL, rewritten in place), or -1 when
+ * its spelling cannot be made canonical. */
+static int bucket_of(char *buf, size_t len)
+{
+	if (!canonical(buf, &len))
+		return -1;
+	uint64_t hash = 14695981039346656037ULL; /* FNV-1a: the same in every pgrelay sharing Redis */
+	for (size_t k = 0; k < len; k++)
+		hash = (hash ^ (uint8_t)buf[k]) * 1099511628211ULL;
+	return (int)(hash % CACHE_KEY_BUCKETS);
+}
+
 /* The key bucket of relation r's column `column` in `row` of statement st, or -1 when the
  * statement does not say it (or says it with a value that cannot be known). */
 static int key_bucket(const SqlStatement *st, const SqlRelation *r, const char *column, int row,
@@ -203,12 +215,7 @@ static int key_bucket(const SqlStatement *st, const SqlRelation *r, const char *
 					       : !append(buf, sizeof buf, &len, eq->parts[p].text, strlen(eq->parts[p].text)))
 				return -1;
 		buf[len] = 0;
-		if (!canonical(buf, &len))
-			return -1;
-		uint64_t hash = 14695981039346656037ULL; /* FNV-1a: the same in every pgrelay sharing Redis */
-		for (size_t k = 0; k < len; k++)
-			hash = (hash ^ (uint8_t)buf[k]) * 1099511628211ULL;
-		return (int)(hash % CACHE_KEY_BUCKETS);
+		return bucket_of(buf, len);
 	}
 	return -1;
 }
@@ -438,9 +445,27 @@ static void add_dependents(const Config *cfg, const char *schema, const char *na
 	}
 }
 
-void cachepolicy_add_write(const Config *cfg, const char *schema, const char *name, CacheWrites *w)
+void cachepolicy_add_write(const Config *cfg, const char *schema, const char *name, const char *const *key_values,
+			   size_t n_values, CacheWrites *w)
 {
-	add_write_rows(cfg, schema, name, NULL, 0, w);
+	int buckets[8];
+	size_t n = 0;
+	for (size_t i = 0; i < n_values && n_values <= sizeof buckets / sizeof buckets[0]; i++) {
+		char buf[512];
+		size_t len = strlen(key_values[i]);
+		if (len >= sizeof buf) {
+			n = 0;
+			break;
+		}
+		memcpy(buf, key_values[i], len + 1);
+		int b = bucket_of(buf, len);
+		if (b < 0) {
+			n = 0;
+			break;
+		}
+		buckets[n++] = b;
+	}
+	add_write_rows(cfg, schema, name, buckets, n, w);
 	add_dependents(cfg, schema, name, w);
 }
 

@@ -97,8 +97,12 @@ bool cachepolicy_writes(const Config *cfg, const char *search_path, const char *
 /* True when the text writes rows named by parameters (so its writes depend on a Bind's values). */
 bool cachepolicy_writes_need_values(const SqlAnalysis *a);
 
-/* Adds one table (and what cache.invalidate names for it) to *w; for the WAL listener. */
-void cachepolicy_add_write(const Config *cfg, const char *schema, const char *name, CacheWrites *w);
+/* Adds one table (and what cache.invalidate names for it) to *w; for the WAL listener.
+ * key_values: the values the written rows' key column had before and after (as PostgreSQL prints
+ * them, at most 8), when the table's rule has a key and all of them are known; n_values 0: the
+ * rows are not known (all of them). */
+void cachepolicy_add_write(const Config *cfg, const char *schema, const char *name, const char *const *key_values,
+			   size_t n_values, CacheWrites *w);
 
 /* A version's name for people: "s.t", "s.t (rows whose key is in bucket B)", "s.t (writes of
  * rows not known)". */

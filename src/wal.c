@@ -66,6 +66,11 @@ typedef struct DnsTicket {
 
 /* A table of the transaction being collected: key is "schema\0name\0". */
 typedef struct TxTable {
+	const char *column;   /* the key column whose values are wanted, or NULL */
+	bool rows_unknown;    /* a change line did not tell them (or there were too many) */
+	size_t n_values;
+	char (*values)[WAL_KEY_MAX]; /* WAL_TX_KEYS of them, when column */
+	const char *value_ptrs[WAL_TX_KEYS];
 	size_t key_len;
 	char key[];
 } TxTable;
@@ -81,6 +86,7 @@ struct WalListener {
 	char *who; /* "wal <service>" */
 	char *slot;
 	WalCommitFn fn;
+	WalKeyColumnFn key_column;
 	void *arg;
 
 	/* Parsed conninfo, replication=database and defaults added; NULL-terminated. */
@@ -184,15 +190,17 @@ static bool tx_eq(const void *value, const void *key)
 
 static void tx_reset(WalListener *w)
 {
-	for (size_t i = 0; i < w->n_tables; i++)
+	for (size_t i = 0; i < w->n_tables; i++) {
+		free(w->tables[i]->values);
 		free(w->tables[i]);
+	}
 	w->n_tables = 0;
 	hashmap_free(&w->seen);
 	w->in_txn = false;
 	w->txn_unreadable = false;
 }
 
-static void tx_add(WalListener *w, const char *schema, const char *name)
+static TxTable *tx_add(WalListener *w, const char *schema, const char *name)
 {
 	size_t sl = strlen(schema), nl = strlen(name);
 	char key[2 * WAL_NAME_MAX + 2];
@@ -200,17 +208,48 @@ static void tx_add(WalListener *w, const char *schema, const char *name)
 	memcpy(key + sl + 1, name, nl + 1);
 	TxKey k = {key, sl + nl + 2};
 	uint64_t h = hashmap_hash_bytes(key, k.len);
-	if (hashmap_get(&w->seen, h, tx_eq, &k))
-		return;
-	TxTable *t = xmalloc(sizeof *t + k.len);
+	TxTable *t = hashmap_get(&w->seen, h, tx_eq, &k);
+	if (t)
+		return t;
+	t = xcalloc(1, sizeof *t + k.len);
 	t->key_len = k.len;
 	memcpy(t->key, key, k.len);
+	t->column = w->key_column ? w->key_column(w->arg, schema, name) : NULL;
+	if (t->column)
+		t->values = xmalloc(WAL_TX_KEYS * sizeof *t->values);
 	if (w->n_tables == w->cap_tables) {
 		w->cap_tables = w->cap_tables ? w->cap_tables * 2 : 8;
 		w->tables = xalloc_check(realloc(w->tables, w->cap_tables * sizeof *w->tables));
 	}
 	w->tables[w->n_tables++] = t;
 	hashmap_insert(&w->seen, h, t);
+	return t;
+}
+
+/* What one change line of table t says of its key column's values. */
+static void tx_note_keys(TxTable *t, const char *line, size_t n, size_t pos, bool one_table)
+{
+	if (!t->column || t->rows_unknown)
+		return;
+	WalKeyValues v;
+	if (one_table)
+		wal_parse_key_values(line, n, pos, t->column, &v);
+	if (!one_table || v.unknown) {
+		t->rows_unknown = true; /* several tables on one line: a TRUNCATE */
+		return;
+	}
+	for (size_t i = 0; i < v.n; i++) {
+		size_t j = 0;
+		while (j < t->n_values && strcmp(t->values[j], v.values[i]) != 0)
+			j++;
+		if (j < t->n_values)
+			continue;
+		if (t->n_values == WAL_TX_KEYS) {
+			t->rows_unknown = true;
+			return;
+		}
+		memcpy(t->values[t->n_values++], v.values[i], WAL_KEY_MAX);
+	}
 }
 
 /* Calls the callback; false when the listener was freed meanwhile (touch nothing then). */
@@ -417,10 +456,18 @@ static bool handle_xlogdata(WalListener *w, const unsigned char *msg, size_t len
 	case WAL_LINE_TABLE: {
 		w->in_txn = true; /* a change is always inside BEGIN/COMMIT; be lenient anyway */
 		char schema[WAL_NAME_MAX], name[WAL_NAME_MAX];
-		size_t pos = 0;
+		size_t pos = 0, n_names = 0;
+		TxTable *first = NULL;
 		int r;
-		while ((r = wal_parse_table_line(line, n, &pos, schema, sizeof schema, name, sizeof name)) == 1)
-			tx_add(w, schema, name);
+		while ((r = wal_parse_table_line(line, n, &pos, schema, sizeof schema, name, sizeof name)) == 1) {
+			TxTable *t = tx_add(w, schema, name);
+			if (n_names++ == 0)
+				first = t;
+			else
+				tx_note_keys(t, line, n, pos, false);
+		}
+		if (first)
+			tx_note_keys(first, line, n, pos, r == 0 && n_names == 1);
 		if (r < 0 && !w->txn_unreadable) {
 			w->txn_unreadable = true;
 			log_warning(w->who, "unreadable change line \"%.*s\": this transaction invalidates everything",
@@ -444,6 +491,11 @@ static bool handle_xlogdata(WalListener *w, const unsigned char *msg, size_t len
 				TxTable *t = w->tables[i];
 				w->out[i].schema = t->key;
 				w->out[i].name = t->key + strlen(t->key) + 1;
+				size_t nv = t->column && !t->rows_unknown ? t->n_values : 0;
+				for (size_t j = 0; j < nv; j++)
+					t->value_ptrs[j] = t->values[j];
+				w->out[i].key_values = t->value_ptrs;
+				w->out[i].n_key_values = nv;
 			}
 			ok = deliver(w, w->out, w->n_tables, lsn);
 		}
@@ -917,6 +969,12 @@ WalListener *wal_listener_new(struct event_base *base, const char *service, cons
 	event_add(&w->ev_status, &every);
 	retry_schedule(w, 0); /* first attempt from the loop */
 	return w;
+}
+
+void wal_listener_want_keys(WalListener *w, WalKeyColumnFn fn)
+{
+	if (w)
+		w->key_column = fn;
 }
 
 void wal_listener_stats(const WalListener *w, WalStats *out)

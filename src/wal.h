@@ -11,7 +11,9 @@
  * updates: write = flush = apply = the last LSN this connection processed) after each callback,
  * every 10 s and at once when a keepalive asks; reconnecting with backoff (200 ms doubling to 5 s)
  * and logging the loss once per outage; the counters of WalStats.
- * Owns (wal_parse.c, pure): the test_decoding line parser and the slot name rule.
+ * With wal_listener_want_keys, also the values of one key column per table (for row versions).
+ * Owns (wal_parse.c, pure): the test_decoding line parser (names and column values) and the slot
+ * name rule.
  *
  * Does not own: the cache, its version counters, or what to do when the listener is down.
  *
@@ -36,7 +38,17 @@ struct event_base;
 typedef struct WalTable {
 	const char *schema; /* unquoted, as in pg_namespace.nspname */
 	const char *name;   /* unquoted, as in pg_class.relname */
+	/* With wal_listener_want_keys, when the table has a key column and every change line of the
+	 * transaction told its values (before and after): those values, distinct, at most
+	 * WAL_TX_KEYS; otherwise n_key_values is 0 (the rows are not known). */
+	const char *const *key_values;
+	size_t n_key_values;
 } WalTable;
+
+#define WAL_TX_KEYS 8 /* a transaction that writes more rows of a table: its rows are not known */
+
+/* The key column of schema.name whose values the callback wants, or NULL. */
+typedef const char *(*WalKeyColumnFn)(void *arg, const char *schema, const char *name);
 
 /* One committed transaction: its distinct tables (in first-seen order) and the end LSN of its
  * commit record. The array and strings are valid during the call only.
@@ -71,6 +83,9 @@ typedef struct WalListener WalListener;
 WalListener *wal_listener_new(struct event_base *base, const char *service, const char *conninfo,
 			      const char *slot, WalCommitFn fn, void *arg);
 void wal_listener_stats(const WalListener *w, WalStats *out);
+/* From now on, asks fn (with the listener's arg) once per table and transaction for a key column,
+ * and reports that column's values in WalTable.key_values. */
+void wal_listener_want_keys(WalListener *w, WalKeyColumnFn fn);
 /* Sends a last progress report (best effort, without waiting), closes the connection, frees
  * everything. The slot stays. NULL is fine. */
 void wal_listener_free(WalListener *w);
@@ -93,6 +108,27 @@ WalLineKind wal_line_kind(const char *line, size_t len);
  * malformed, or a name does not fit its buffer. */
 int wal_parse_table_line(const char *line, size_t len, size_t *pos, char *schema, size_t schema_size,
 			 char *name, size_t name_size);
+
+#define WAL_KEY_MAX 128 /* longer key values count as not known */
+
+/* What one change line says of one column in the rows it changes: its values before and after
+ * (each at most once, unquoted, as PostgreSQL prints them), and whether some are not known. */
+typedef struct WalKeyValues {
+	size_t n;
+	char values[2][WAL_KEY_MAX];
+	bool unknown;
+} WalKeyValues;
+
+/*
+ * The values of `column` in a change line (line need not be NUL-terminated) whose table name
+ * wal_parse_table_line has read: pos is where it stopped when it returned 0. INSERT: the new
+ * row's. UPDATE: the old row's from "old-key:" (printed with every column under REPLICA IDENTITY
+ * FULL, otherwise only when the identity columns change) and the new row's; with no "old-key:"
+ * the old value is not known (the column may have changed). DELETE: the old row's (the identity
+ * columns, or every column under FULL). NULL, an unchanged TOAST value, a column the line does
+ * not print, TRUNCATE and anything unreadable: not known.
+ */
+void wal_parse_key_values(const char *line, size_t len, size_t pos, const char *column, WalKeyValues *out);
 
 /* [a-z0-9_]{1,63}: what the server accepts, so the name needs no quoting in commands. */
 bool wal_slot_name_valid(const char *slot);

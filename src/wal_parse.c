@@ -1,7 +1,7 @@
 /*
  * wal_parse — the pure half of the WAL listener (see wal.h): what kind of line the test_decoding
- * output plugin sent, the table names of its change lines (unquoted), replication slot names and
- * LSN text.
+ * output plugin sent, the table names of its change lines (unquoted), one column's values in a
+ * change line, replication slot names and LSN text.
  *
  * Owns: the knowledge of test_decoding's text format (PostgreSQL 15, include-xids off):
  *   BEGIN
@@ -13,6 +13,10 @@
  * plus lines this module calls "other" (logical messages: "message: transactional: ..."). Names
  * are read from the start of the line with an identifier lexer, so column values after the
  * operation (which may contain anything, "table x.y: INSERT:" included) never confuse it.
+ * Columns after the operation: name[type]:value, value 'quoted' ('' is a quote) for most types,
+ * bare for numbers and booleans, null, or unchanged-toast-datum; an UPDATE may print
+ * "old-key: <columns> new-tuple: <columns>", a DELETE of a table without identity
+ * "(no-tuple-data)".
  * No sockets, no libevent: linked into the core library and unit-tested on its own.
  */
 #include <stdio.h>
@@ -46,7 +50,7 @@ WalLineKind wal_line_kind(const char *line, size_t len)
 	return WAL_LINE_OTHER;
 }
 
-/* One identifier at line[*p]: "quoted" ("" is a quote) or bare (up to . : , space or a quote).
+/* One identifier at line[*p]: "quoted" ("" is a quote) or bare (up to . : , [ space or a quote).
  * Writes it NUL-terminated to out; false when malformed, empty or too long for out. */
 static bool read_ident(const char *line, size_t len, size_t *p, char *out, size_t out_size)
 {
@@ -76,7 +80,7 @@ static bool read_ident(const char *line, size_t len, size_t *p, char *out, size_
 	} else {
 		while (i < len) {
 			char c = line[i];
-			if (c == '.' || c == ':' || c == ',' || c == ' ' || c == '"')
+			if (c == '.' || c == ':' || c == ',' || c == ' ' || c == '"' || c == '[')
 				break;
 			if (c == '\0' || n + 1 >= out_size)
 				return false;
@@ -135,6 +139,140 @@ int wal_parse_table_line(const char *line, size_t len, size_t *pos, char *schema
 	}
 	*pos = p;
 	return 1;
+}
+
+/* ---- column values of a change line ---- */
+
+/* Skips a value at line[*p]: 'quoted' ('' is a quote) or bare up to a space. Sets *start / *n to
+ * its text without the quotes (still with '' doubled) and *quoted. False when unterminated. */
+static bool skip_value(const char *line, size_t len, size_t *p, size_t *start, size_t *n, bool *quoted)
+{
+	size_t i = *p;
+	*quoted = i < len && line[i] == '\'';
+	if (*quoted) {
+		*start = ++i;
+		for (;;) {
+			if (i >= len)
+				return false;
+			if (line[i] == '\'') {
+				if (i + 1 < len && line[i + 1] == '\'') {
+					i += 2;
+					continue;
+				}
+				break;
+			}
+			i++;
+		}
+		*n = i - *start;
+		*p = i + 1;
+		return true;
+	}
+	*start = i;
+	while (i < len && line[i] != ' ')
+		i++;
+	*n = i - *start;
+	*p = i;
+	return true;
+}
+
+/* Skips "[type]" at line[*p]: brackets nest (integer[]), quoted names may hold anything. */
+static bool skip_type(const char *line, size_t len, size_t *p)
+{
+	size_t i = *p;
+	if (i >= len || line[i] != '[')
+		return false;
+	int depth = 0;
+	for (; i < len; i++) {
+		if (line[i] == '"') {
+			for (i++; i < len && !(line[i] == '"' && !(i + 1 < len && line[i + 1] == '"')); i++)
+				if (line[i] == '"')
+					i++; /* "" inside quotes */
+			if (i >= len)
+				return false;
+		} else if (line[i] == '[') {
+			depth++;
+		} else if (line[i] == ']' && --depth == 0) {
+			*p = i + 1;
+			return true;
+		}
+	}
+	return false;
+}
+
+enum { SECTION_NEW, SECTION_OLD };
+
+void wal_parse_key_values(const char *line, size_t len, size_t pos, const char *column, WalKeyValues *out)
+{
+	memset(out, 0, sizeof *out);
+	out->unknown = true;
+	static const struct {
+		const char *text;
+		bool insert, update, del;
+	} ops[] = {{": INSERT:", true, false, false}, {": UPDATE:", false, true, false}, {": DELETE:", false, false, true}};
+	size_t op = sizeof ops / sizeof ops[0];
+	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+		if (pos < len && has_prefix(line + pos, len - pos, ops[i].text))
+			op = i;
+	if (op == sizeof ops / sizeof ops[0] || !column)
+		return; /* TRUNCATE, or not a change line */
+	size_t p = pos + strlen(ops[op].text);
+	/* val[section]: the column's value in the old / new row, when known[section] */
+	bool had_old = false, known[2] = {false, false};
+	char val[2][WAL_KEY_MAX];
+	int section = ops[op].del ? SECTION_OLD : SECTION_NEW;
+	while (p < len) {
+		if (line[p] == ' ') {
+			p++;
+			continue;
+		}
+		if (has_prefix(line + p, len - p, "old-key:")) {
+			section = SECTION_OLD;
+			had_old = true;
+			p += strlen("old-key:");
+			continue;
+		}
+		if (has_prefix(line + p, len - p, "new-tuple:")) {
+			section = SECTION_NEW;
+			p += strlen("new-tuple:");
+			continue;
+		}
+		if (has_prefix(line + p, len - p, "(no-tuple-data)"))
+			return;
+		char name[WAL_KEY_MAX];
+		size_t start, n;
+		bool quoted;
+		if (!read_ident(line, len, &p, name, sizeof name) || !skip_type(line, len, &p) || p >= len ||
+		    line[p] != ':')
+			return; /* unreadable */
+		p++;
+		if (!skip_value(line, len, &p, &start, &n, &quoted))
+			return;
+		if (strcmp(name, column) != 0)
+			continue;
+		if (!quoted && ((n == 4 && memcmp(line + start, "null", 4) == 0) ||
+				(n == 21 && memcmp(line + start, "unchanged-toast-datum", 21) == 0)))
+			continue;
+		size_t k = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (k + 1 >= WAL_KEY_MAX)
+				return; /* too long to be a key worth keeping */
+			val[section][k++] = line[start + i];
+			if (quoted && line[start + i] == '\'')
+				i++; /* '' is one quote */
+		}
+		val[section][k] = 0;
+		known[section] = true;
+	}
+	bool need_old = ops[op].update || ops[op].del, need_new = !ops[op].del;
+	if (ops[op].update && !had_old)
+		return; /* the old row is not printed: its value may have been another */
+	if ((need_old && !known[SECTION_OLD]) || (need_new && !known[SECTION_NEW]))
+		return;
+	out->unknown = false;
+	if (need_old)
+		memcpy(out->values[out->n++], val[SECTION_OLD], WAL_KEY_MAX);
+	if (need_new && !(need_old && strcmp(val[SECTION_OLD], val[SECTION_NEW]) == 0))
+		memcpy(out->values[out->n++], val[SECTION_NEW], WAL_KEY_MAX);
 }
 
 bool wal_slot_name_valid(const char *slot)

@@ -307,11 +307,28 @@ def test_named_prepared_statements_are_cached(pgrelay, tables, protocol):
         assert one(c, "SELECT id FROM items WHERE id = %s", (1,)) == (1,)
 
 
+def wait_wal_streaming(relay, pg_logical, slot):
+    """Until pgrelay's WAL listener streams from its slot (before that, nothing is served from the cache)."""
+    deadline = time.time() + 15
+    while pg_logical.sql(f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND active",
+                         dbname="appdb") != "1":
+        assert time.time() < deadline, "the WAL listener did not start streaming:\n" + relay.log_tail()
+        time.sleep(0.1)
+
+
+def wal_cache(pg_logical, slot, rules):
+    from wal_fixtures import WAL_PASSWORD, WAL_USER
+    pg_logical.sql(f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'",
+                   dbname="appdb")
+    return cache_section(rules=rules, invalidate=[], wal_listener={"service": "main", "slot": slot, "user": WAL_USER,
+                                                                  "password": WAL_PASSWORD})
+
+
 def test_write_around_pgrelay_is_seen_through_the_wal_listener(pgrelay, pg_logical, protocol):
     """With cache.wal_listener, a write made directly on PostgreSQL (and a trigger's write to
     another table) invalidates what pgrelay cached; while the listener is not streaming, nothing
     is served from the cache."""
-    from wal_fixtures import WAL_PASSWORD, WAL_USER
+    from wal_fixtures import WAL_USER
     pg_logical.sql("""
 DROP TABLE IF EXISTS wl, wl_log;
 CREATE TABLE wl (id int PRIMARY KEY, v text); INSERT INTO wl VALUES (1, 'a');
@@ -323,23 +340,11 @@ CREATE TRIGGER wl_touch AFTER UPDATE ON wl FOR EACH STATEMENT EXECUTE FUNCTION w
 GRANT ALL ON wl, wl_log TO app;
 """, dbname="appdb")
     slot = f"pgrelay_cache_{protocol}"
-    pg_logical.sql(f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'",
-                   dbname="appdb")
     r = pgrelay(services={"main": {"primary": {"port": pg_logical.port}}},
-                cache=cache_section(rules=[{"tables": ["wl", "wl_log"]}], invalidate=[],
-                                    wal_listener={"service": "main", "slot": slot, "user": WAL_USER,
-                                                  "password": WAL_PASSWORD}))
+                cache=wal_cache(pg_logical, slot, [{"tables": ["wl", "wl_log"]}]))
     with simple(r) as c:
         assert one(c, "SELECT v FROM wl WHERE id = 1") == ("a",)
-        deadline = time.time() + 15
-        # wait until the listener streams: then a second read is a hit
-        while True:
-            assert one(c, "SELECT v FROM wl WHERE id = 1")[0] in ("a",)
-            if pg_logical.sql(f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' AND active",
-                              dbname="appdb") == "1":
-                break
-            assert time.time() < deadline, "the WAL listener did not start streaming:\n" + r.log_tail()
-            time.sleep(0.1)
+        wait_wal_streaming(r, pg_logical, slot)
         assert one(c, "SELECT n FROM wl_log") == (0,)
         pg_logical.sql("UPDATE wl SET v = 'around' WHERE id = 1", dbname="appdb")
         deadline = time.time() + 5
@@ -369,6 +374,73 @@ GRANT ALL ON wl, wl_log TO app;
                 assert one(c, "SELECT v FROM wl WHERE id = 1") == (f"down{i}",)
         finally:
             pg_logical.sql(f"ALTER ROLE {WAL_USER} LOGIN; ALTER TABLE wl ENABLE TRIGGER wl_touch", dbname="appdb")
+
+
+def test_wal_listener_invalidates_by_row(pgrelay, pg_logical):
+    """With a key rule, a write the WAL listener sees invalidates only the rows it names: INSERT's
+    and DELETE's keys, and an UPDATE's old and new key where PostgreSQL prints the old row
+    (REPLICA IDENTITY FULL). Under the default identity an UPDATE does not print the old row, so it
+    invalidates every row of its table (never one stale). The proof of a kept entry: SHOW CACHE
+    counts a hit."""
+    pg_logical.sql("""
+DROP TABLE IF EXISTS wk, wkd;
+CREATE TABLE wk (id int PRIMARY KEY, v text);
+ALTER TABLE wk REPLICA IDENTITY FULL;
+CREATE TABLE wkd (id int PRIMARY KEY, v text);
+INSERT INTO wk VALUES (1, 'a'), (2, 'b');
+INSERT INTO wkd VALUES (1, 'a'), (2, 'b');
+GRANT ALL ON wk, wkd TO app;
+""", dbname="appdb")
+    slot = "pgrelay_cache_rows"
+    r = pgrelay(services={"main": {"primary": {"port": pg_logical.port}}}, admin={"users": ["app"]},
+                cache=wal_cache(pg_logical, slot, [{"tables": ["wk", "wkd"], "key": "id"}]))
+
+    def hits():
+        with psycopg.connect(host="127.0.0.1", port=r.port, user="app", password=APP_PASSWORD, dbname="pgrelay",
+                             autocommit=True, cursor_factory=psycopg.ClientCursor) as a:
+            return next(int(row[3]) for row in a.execute("SHOW CACHE").fetchall() if row[0] == "total")
+
+    def read(c, table, key):
+        return one(c, f"SELECT v FROM {table} WHERE id = {key}")
+
+    def until(c, table, key, want):
+        deadline = time.time() + 5
+        while read(c, table, key) != want:
+            assert time.time() < deadline, f"{table} row {key} never showed {want}:\n" + r.log_tail()
+            time.sleep(0.05)
+
+    def is_hit(c, table, key, want):
+        before = hits()
+        assert read(c, table, key) == want
+        return hits() == before + 1
+
+    def around(sql):
+        pg_logical.sql(sql, dbname="appdb")
+
+    with simple(r) as c:
+        wait_wal_streaming(r, pg_logical, slot)
+        deadline = time.time() + 5
+        for table in ("wk", "wkd"):
+            assert read(c, table, 1) == ("a",)
+            while not is_hit(c, table, 2, ("b",)):  # the new slot's "invalidate everything" may come late
+                assert time.time() < deadline, "a second read is never a hit"
+                time.sleep(0.05)
+        around("UPDATE wk SET v = 'x' WHERE id = 1")
+        until(c, "wk", 1, ("x",))
+        assert is_hit(c, "wk", 2, ("b",)), "an UPDATE of row 1 seen in the WAL invalidated row 2"
+        around("UPDATE wk SET id = 3 WHERE id = 2")  # the old key and the new one
+        until(c, "wk", 2, None)
+        assert read(c, "wk", 3) == ("b",)
+        assert is_hit(c, "wk", 1, ("x",))
+        around("INSERT INTO wk VALUES (4, 'd')")
+        until(c, "wk", 4, ("d",))
+        around("DELETE FROM wk WHERE id = 4")
+        until(c, "wk", 4, None)
+        assert is_hit(c, "wk", 1, ("x",)), "an INSERT and a DELETE of row 4 invalidated row 1"
+        # default identity: the UPDATE's old key is not in the WAL, so every row goes
+        around("UPDATE wkd SET v = 'x' WHERE id = 1")
+        until(c, "wkd", 1, ("x",))
+        assert not is_hit(c, "wkd", 2, ("b",)), "an UPDATE whose old row is not known kept another row"
 
 
 def test_results_from_a_replica_are_stored_only_once_it_replayed_the_invalidation(pgrelay, tables, pg_replica,

@@ -36,6 +36,9 @@ CREATE TABLE "My Schema"."we""ird.na, me: INSERT: x" (id int);
 CREATE TABLE public."user" (id int);
 CREATE SCHEMA "Схема.1";
 CREATE TABLE "Схема.1"."Ünï ""q""" (id int);
+CREATE TABLE rk (id int PRIMARY KEY, v text);
+CREATE TABLE rkf (id uuid PRIMARY KEY, v text);
+ALTER TABLE rkf REPLICA IDENTITY FULL;
 '''
 
 LINE_NAME = re.compile(r'((?:"(?:[^"]|"")*"|[^ ."]+))\.((?:"(?:[^"]|"")*"|[^ ."]+))')
@@ -251,6 +254,48 @@ def test_two_tables_all_operations(probes, db):
     st = p.stats()
     assert st["connected"] == "1" and st["reconnects"] == "0" and st["resets"] == "1"
     assert int(st["transactions"]) == 10 and int(st["tables"]) == 12
+
+
+def test_row_keys_from_real_changes(probes, db):
+    """The key column's values, read from PostgreSQL's own test_decoding lines: INSERT's new row,
+    DELETE's identity, an UPDATE's old and new row when the old row is printed (REPLICA IDENTITY
+    FULL, or a changed primary key), and "not known" for everything else."""
+    p = probes(env={"WAL_PROBE_KEY": "id"})
+
+    def keys():
+        out = {}
+        while True:
+            _, line = p.next(10)
+            if line.startswith("COMMIT "):
+                return out
+            if line.startswith("KEYS "):
+                name, values = line[5:].rsplit(" ", 1)
+                out[name] = values
+
+    assert p.next(5)[1].startswith("RESET ")
+    db.execute("INSERT INTO rk VALUES (1, 'a'), (2, 'it''s')")
+    assert keys() == {"public.rk": "1|2"}
+    db.execute("UPDATE rk SET v = 'c' WHERE id = 1")
+    assert keys() == {"public.rk": "?"}, "default identity: the old row is not printed"
+    db.execute("UPDATE rk SET id = 3 WHERE id = 2")
+    assert keys() == {"public.rk": "2|3"}, "a changed primary key prints the old one"
+    db.execute("DELETE FROM rk WHERE id = 3")
+    assert keys() == {"public.rk": "3"}
+    u1, u2 = "0f0e0d0c-0b0a-4908-8706-050403020100", "1f0e0d0c-0b0a-4908-8706-050403020100"
+    db.execute(f"INSERT INTO rkf VALUES ('{u1}', 'a')")
+    assert keys() == {"public.rkf": u1}
+    db.execute(f"UPDATE rkf SET v = 'z' WHERE id = '{u1}'")
+    assert keys() == {"public.rkf": u1}, "REPLICA IDENTITY FULL prints the old row at every UPDATE"
+    with db.transaction():
+        db.execute(f"UPDATE rkf SET id = '{u2}' WHERE id = '{u1}'")
+        db.execute("INSERT INTO rk VALUES (7, 'x')")
+    assert keys() == {"public.rkf": f"{u1}|{u2}", "public.rk": "7"}
+    db.execute("INSERT INTO rk SELECT g, 'many' FROM generate_series(100, 120) g")
+    assert keys() == {"public.rk": "?"}, "more rows than are kept"
+    db.execute("INSERT INTO nokey VALUES ('no id column')")
+    assert keys() == {"public.nokey": "?"}
+    db.execute("TRUNCATE rk, rkf")
+    assert keys() == {"public.rk": "?", "public.rkf": "?"}
 
 
 def test_trigger_writes_are_reported(probes, db):

@@ -11,6 +11,8 @@
  *                                       on SIGUSR1
  *   FREED                               after freeing the listener from inside its callback
  *                                       (WAL_PROBE_FREE_AFTER=N: at the N-th COMMIT line)
+ *   KEYS <schema>.<table> <v>|<v>...    before a COMMIT line, one per table, with WAL_PROBE_KEY=column:
+ *                                       that column's values in the rows written ("?": not known)
  * SIGINT/SIGTERM free the listener and exit 0. Logs go to stderr (WAL_PROBE_DEBUG=1: debug).
  */
 #include <event2/event.h>
@@ -27,7 +29,15 @@ typedef struct Probe {
 	WalListener *w;
 	long commits;
 	long free_after; /* 0: never */
+	const char *key; /* WAL_PROBE_KEY: the key column asked for every table, or NULL */
 } Probe;
+
+static const char *probe_key_column(void *arg, const char *schema, const char *name)
+{
+	(void)schema;
+	(void)name;
+	return ((Probe *)arg)->key;
+}
 
 static void print_ident(const char *s)
 {
@@ -56,6 +66,18 @@ static void on_commit(void *arg, const WalTable *tables, size_t n, uint64_t lsn)
 		printf("RESET %s\n", text);
 		fflush(stdout);
 		return;
+	}
+	for (size_t i = 0; p->key && i < n; i++) {
+		fputs("KEYS ", stdout);
+		print_ident(tables[i].schema);
+		putchar('.');
+		print_ident(tables[i].name);
+		putchar(' ');
+		if (tables[i].n_key_values == 0)
+			putchar('?');
+		for (size_t j = 0; j < tables[i].n_key_values; j++)
+			printf("%s%s", j ? "|" : "", tables[i].key_values[j]);
+		putchar('\n');
 	}
 	printf("COMMIT %s", text);
 	for (size_t i = 0; i < n; i++) {
@@ -106,6 +128,7 @@ int main(int argc, char **argv)
 	Probe p = {0};
 	const char *fa = getenv("WAL_PROBE_FREE_AFTER");
 	p.free_after = fa ? strtol(fa, NULL, 10) : 0;
+	p.key = getenv("WAL_PROBE_KEY");
 	p.base = event_base_new();
 	if (!p.base)
 		return 1;
@@ -116,6 +139,8 @@ int main(int argc, char **argv)
 		evsignal_add(evs[i], NULL);
 	}
 	p.w = wal_listener_new(p.base, argc > 3 ? argv[3] : "probe", argv[1], argv[2], on_commit, &p);
+	if (p.key)
+		wal_listener_want_keys(p.w, probe_key_column);
 	int rc = 1;
 	if (p.w) {
 		event_base_dispatch(p.base);

@@ -162,6 +162,69 @@ TEST(lsn_text)
 	CHECK_STR(buf, "FFFFFFFF/10");
 }
 
+/* The values of column in a change line, "a,b" ("?" when not known, with what was found). */
+static const char *keys(const char *line, const char *column)
+{
+	static char out[2 * WAL_KEY_MAX + 8];
+	char schema[64], name[64];
+	size_t pos = 0, len = strlen(line);
+	int r;
+	while ((r = wal_parse_table_line(line, len, &pos, schema, sizeof schema, name, sizeof name)) == 1)
+		;
+	if (r < 0)
+		return "!";
+	WalKeyValues v;
+	wal_parse_key_values(line, len, pos, column, &v);
+	if (v.unknown)
+		return "?";
+	snprintf(out, sizeof out, "%s%s%s", v.n > 0 ? v.values[0] : "", v.n > 1 ? "," : "", v.n > 1 ? v.values[1] : "");
+	return out;
+}
+
+TEST(key_values)
+{
+	/* INSERT: the new row */
+	CHECK_STR(keys("table public.p: INSERT: id[integer]:42 name[text]:'it''s' price[numeric]:1.50", "id"), "42");
+	CHECK_STR(keys("table public.p: INSERT: id[integer]:42 name[text]:'it''s'", "name"), "it's");
+	CHECK_STR(keys("table public.p: INSERT: id[integer]:-7", "id"), "-7");
+	/* UPDATE: without old-key the old value is not known; with it, both (once when equal) */
+	CHECK_STR(keys("table public.t: UPDATE: id[integer]:42 v[text]:'x'", "id"), "?");
+	CHECK_STR(keys("table public.t: UPDATE: old-key: id[integer]:41 v[text]:'y' new-tuple: id[integer]:42 v[text]:'x'",
+		       "id"), "41,42");
+	CHECK_STR(keys("table public.t: UPDATE: old-key: id[integer]:42 v[text]:'y' new-tuple: id[integer]:42 v[text]:'x'",
+		       "id"), "42");
+	/* old-key with the identity columns only (the key column is not among them) */
+	CHECK_STR(keys("table public.t: UPDATE: old-key: sku[text]:'a' new-tuple: id[integer]:1 sku[text]:'b'", "id"), "?");
+	CHECK_STR(keys("table public.t: UPDATE: old-key: k[text]:'a' new-tuple: k[text]:unchanged-toast-datum", "k"), "?");
+	/* DELETE: the old row's identity (or every column) */
+	CHECK_STR(keys("table public.t: DELETE: id[integer]:42", "id"), "42");
+	CHECK_STR(keys("table public.t: DELETE: sku[text]:'a'", "id"), "?");
+	CHECK_STR(keys("table public.t: DELETE: (no-tuple-data)", "id"), "?");
+	/* quoted names, types with brackets and spaces, uuids, values that look like markers */
+	CHECK_STR(keys("table s.\"My T\": INSERT: \"my key\"[uuid]:'0f0e0d0c-0b0a-4908-8706-050403020100' "
+		       "tags[text[]]:'{a,b}' \"odd]name\"[character varying(10)]:'v'",
+		       "my key"), "0f0e0d0c-0b0a-4908-8706-050403020100");
+	CHECK_STR(keys("table s.t: INSERT: tags[text[]]:'{a,b}' \"odd]name\"[\"My\"\"Type\"]:'v' id[bigint]:5", "odd]name"),
+		  "v");
+	CHECK_STR(keys("table s.t: INSERT: tags[text[]]:'{a,b}' \"odd]name\"[\"My\"\"Type\"]:'v' id[bigint]:5", "id"), "5");
+	CHECK_STR(keys("table s.t: INSERT: v[text]:'x new-tuple: id[integer]:9' id[integer]:1", "id"), "1");
+	CHECK_STR(keys("table s.t: INSERT: k[text]:'null'", "k"), "null");
+	/* not known: NULL, TOAST, no such column, TRUNCATE, unreadable, too long */
+	CHECK_STR(keys("table s.t: INSERT: id[integer]:null", "id"), "?");
+	CHECK_STR(keys("table s.t: INSERT: id[integer]:1", "other"), "?");
+	CHECK_STR(keys("table s.a, s.b: TRUNCATE: (no-flags)", "id"), "?");
+	CHECK_STR(keys("table s.t: INSERT: id[integer]:1 v[text]:'unterminated", "id"), "?");
+	CHECK_STR(keys("table s.t: INSERT: id[integer:1", "id"), "?");
+	char line[400];
+	snprintf(line, sizeof line, "table s.t: INSERT: k[text]:'%0200d'", 7);
+	CHECK_STR(keys(line, "k"), "?");
+	snprintf(line, sizeof line, "table s.t: INSERT: k[text]:'%0120d'", 7);
+	CHECK_INT(strlen(keys(line, "k")), 120);
+	WalKeyValues v;
+	wal_parse_key_values("table s.t: INSERT: id[integer]:1", 31, 9, NULL, &v);
+	CHECK(v.unknown && v.n == 0);
+}
+
 int main(void)
 {
 	RUN(kinds);
@@ -173,5 +236,6 @@ int main(void)
 	RUN(limits);
 	RUN(slot_names);
 	RUN(lsn_text);
+	RUN(key_values);
 	return unit_summary();
 }
