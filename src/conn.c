@@ -275,7 +275,23 @@ void conn_send(Conn *c, const void *data, size_t n)
 			return;
 	}
 	buf_append(&c->out, p, n);
-	set_writing(c, true);
+	if (!c->send_soon)
+		set_writing(c, true);
+}
+
+void conn_send_soon(Conn *c, const void *data, size_t n)
+{
+	if (c->failed || c->fd < 0 || n == 0)
+		return;
+	if (c->handshaking || !c->events_ready) {
+		conn_send(c, data, n);
+		return;
+	}
+	buf_append(&c->out, data, n);
+	if (!c->send_soon && !c->writing) {
+		c->send_soon = true;
+		event_active(&c->ev_write, EV_WRITE, 0);
+	}
 }
 
 static void flush_out(Conn *c)
@@ -289,8 +305,8 @@ static void flush_out(Conn *c)
 			return;
 		}
 		if (w == 0) {
-			if (c->write_wants_read)
-				set_writing(c, false); /* retried from the read event */
+			/* retried from the read event, or when the socket takes more */
+			set_writing(c, !c->write_wants_read);
 			return;
 		}
 		c->bytes_out += (uint64_t)w;
@@ -306,6 +322,7 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	Conn *c = arg;
+	c->send_soon = false;
 	if (c->handshaking) {
 		handshake_step(c);
 		return;

@@ -35,6 +35,7 @@ typedef struct Conn {
 	struct event ev_read, ev_write;
 	bool events_ready, reading, writing;
 	bool failed;      /* a send failed; reported through the read event */
+	bool send_soon;   /* conn_send_soon queued bytes: the write event is active, not watched */
 	char fail_reason[256];
 
 	/* Inbound: bytes [pos, len) of in are not processed yet. */
@@ -73,6 +74,11 @@ void conn_kick_pending(Conn *c);
  * queues what the socket does not take. Never calls back into the owner.
  */
 void conn_send(Conn *c, const void *data, size_t n);
+/*
+ * conn_send, but the bytes leave later in this loop pass together with whatever else is sent to c
+ * until then: one system call for a run of injected and forwarded messages.
+ */
+void conn_send_soon(Conn *c, const void *data, size_t n);
 static inline void conn_send_buf(Conn *c, Buf *b)
 {
 	conn_send(c, buf_head(b), buf_used(b));

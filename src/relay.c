@@ -15,9 +15,17 @@ static void flush_to(RelayCtx *rc, size_t end)
 
 void relay_send(RelayCtx *rc, const void *data, size_t n)
 {
-	flush_to(rc, rc->src->in_pos);
-	if (rc->dst)
-		conn_send(rc->dst, data, n);
+	if (!rc->dst) {
+		rc->span = rc->src->in_pos;
+		return;
+	}
+	/* Queued with what follows in this pass (later spans append behind them): one system call
+	 * for the whole run rather than one per piece. */
+	size_t end = rc->src->in_pos;
+	if (end > rc->span)
+		conn_send_soon(rc->dst, rc->src->in + rc->span, end - rc->span);
+	rc->span = end;
+	conn_send_soon(rc->dst, data, n);
 }
 
 RelayResult relay_process(Conn *src, Conn *dst, const RelayOps *ops, void *owner, const char **why)
