@@ -2,7 +2,8 @@
  * conn — one non-blocking socket with a read buffer, an outbound queue and libevent events.
  *
  * Owns: reading into a bounded buffer, writing (directly when nothing is queued, otherwise through
- * the queue), read pausing for backpressure, and turning socket errors into one deferred "failed"
+ * the queue; conn_send_soon queues for later in the same loop pass, so a run of pieces is one write),
+ * read pausing for backpressure, and turning socket errors into one deferred "failed"
  * callback so no owner is re-entered from inside its own send. Knows nothing of the protocol.
  */
 #ifndef PGRELAY_CONN_H
