@@ -1,0 +1,145 @@
+/*
+ * test_conn — conn's sending contract on a socketpair: conn_send writes at once when nothing is
+ * queued; conn_send_soon queues, and what is sent after it (either way) joins the queue, all of it
+ * leaving in order in the same loop pass; bytes the socket does not take are written when it
+ * drains (the socket is watched), with drained() called once the queue is empty.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "unit.h"
+
+static int drained_calls, failed_calls;
+
+static void on_readable(void *owner) { (void)owner; }
+static void on_drained(void *owner)
+{
+	(void)owner;
+	drained_calls++;
+}
+static void on_failed(void *owner, const char *why)
+{
+	(void)owner;
+	(void)why;
+	failed_calls++;
+}
+
+static const ConnHandlers handlers = {.readable = on_readable, .drained = on_drained, .failed = on_failed};
+
+/* Everything the peer can read now, appended to out (NUL-terminated); returns the count. */
+static size_t peer_read(int fd, char *out, size_t cap)
+{
+	size_t n = strlen(out);
+	for (;;) {
+		ssize_t r = recv(fd, out + n, cap - 1 - n, MSG_DONTWAIT);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	out[n] = 0;
+	return n;
+}
+
+static void pair(int fds[2])
+{
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+	REQUIRE(fcntl(fds[0], F_SETFL, O_NONBLOCK) == 0);
+}
+
+TEST(send_soon_joins_what_follows)
+{
+	int fds[2];
+	pair(fds);
+	struct event_base *base = event_base_new();
+	Conn c;
+	conn_init(&c, base, fds[0], 4096, 65536, &handlers, NULL);
+	char got[64] = "";
+	conn_send(&c, "now", 3);
+	CHECK_STR((peer_read(fds[1], got, sizeof got), got), "now"); /* nothing queued: written at once */
+	got[0] = 0;
+	conn_send_soon(&c, "ab", 2);
+	conn_send(&c, "cd", 2);
+	conn_send_soon(&c, "ef", 2);
+	CHECK_INT(peer_read(fds[1], got, sizeof got), 0); /* not yet: later in the loop pass */
+	CHECK_INT(conn_queued(&c), 6);
+	drained_calls = 0;
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	peer_read(fds[1], got, sizeof got);
+	CHECK_STR(got, "abcdef");
+	CHECK_INT(conn_queued(&c), 0);
+	CHECK_INT(drained_calls, 1);
+	CHECK(!c.writing && !c.send_soon);
+	conn_close(&c);
+	close(fds[1]);
+	event_base_free(base);
+}
+
+TEST(send_soon_that_would_block_waits_for_the_socket)
+{
+	int fds[2];
+	pair(fds);
+	int small = 4096;
+	setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+	setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+	struct event_base *base = event_base_new();
+	Conn c;
+	conn_init(&c, base, fds[0], 4096, 65536, &handlers, NULL);
+	size_t total = 1 << 20;
+	char *big = malloc(total), *got = malloc(total + 1);
+	REQUIRE(big && got);
+	for (size_t i = 0; i < total; i++)
+		big[i] = (char)('a' + i % 26);
+	conn_send_soon(&c, big, total);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	CHECK(conn_queued(&c) > 0); /* the socket took only part of it */
+	CHECK(c.writing);            /* ... so it is watched for room */
+	size_t n = 0;
+	for (int round = 0; round < 100000 && n < total; round++) {
+		ssize_t r = recv(fds[1], got + n, total - n, MSG_DONTWAIT);
+		if (r > 0)
+			n += (size_t)r;
+		else if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			break;
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	}
+	CHECK_INT(n, total);
+	CHECK(memcmp(got, big, total) == 0);
+	CHECK_INT(conn_queued(&c), 0);
+	CHECK(!c.writing);
+	CHECK_INT(failed_calls, 0);
+	conn_close(&c);
+	close(fds[1]);
+	event_base_free(base);
+	free(big);
+	free(got);
+}
+
+TEST(closing_drops_what_was_queued_soon)
+{
+	int fds[2];
+	pair(fds);
+	struct event_base *base = event_base_new();
+	Conn c;
+	conn_init(&c, base, fds[0], 4096, 65536, &handlers, NULL);
+	conn_send_soon(&c, "lost", 4);
+	conn_close(&c); /* the active write event goes with it */
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	char got[16] = "";
+	CHECK_INT(peer_read(fds[1], got, sizeof got), 0);
+	close(fds[1]);
+	event_base_free(base);
+}
+
+int main(void)
+{
+	RUN(send_soon_joins_what_follows);
+	RUN(send_soon_that_would_block_waits_for_the_socket);
+	RUN(closing_drops_what_was_queued_soon);
+	return unit_summary();
+}
