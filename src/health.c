@@ -381,6 +381,15 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 	probe_failed_final(b, msg);
 }
 
+/* PQflush: 0 all sent, 1 more to send; -1 after failing the probe. */
+static int flush_query(Backend *b)
+{
+	int flush = PQflush(b->conn);
+	if (flush < 0)
+		probe_failed(b, PQerrorMessage(b->conn));
+	return flush;
+}
+
 /* Reads what has arrived; finishes the probe once the last result is in. */
 static void query_progress(Backend *b)
 {
@@ -388,11 +397,9 @@ static void query_progress(Backend *b)
 		probe_failed(b, PQerrorMessage(b->conn));
 		return;
 	}
-	int flush = PQflush(b->conn);
-	if (flush < 0) {
-		probe_failed(b, PQerrorMessage(b->conn));
+	int flush = flush_query(b);
+	if (flush < 0)
 		return;
-	}
 	while (!PQisBusy(b->conn)) {
 		PGresult *res = PQgetResult(b->conn);
 		if (!res) {
@@ -439,11 +446,9 @@ static void query_send(Backend *b)
 		probe_failed(b, PQerrorMessage(b->conn));
 		return;
 	}
-	int flush = PQflush(b->conn);
-	if (flush < 0) {
-		probe_failed(b, PQerrorMessage(b->conn));
+	int flush = flush_query(b);
+	if (flush < 0)
 		return;
-	}
 	sock_watch(b, (short)(EV_READ | (flush == 1 ? EV_WRITE : 0)));
 }
 
