@@ -46,94 +46,99 @@ static size_t peer_read(int fd, char *out, size_t cap)
 	return n;
 }
 
-static void pair(int fds[2])
+/* A Conn on one end of a socketpair (fds[0], non-blocking); the test reads fds[1]. */
+typedef struct Fixture {
+	int fds[2];
+	struct event_base *base;
+	Conn c;
+} Fixture;
+
+static bool setup(Fixture *f)
 {
-	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-	REQUIRE(fcntl(fds[0], F_SETFL, O_NONBLOCK) == 0);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, f->fds) != 0 || fcntl(f->fds[0], F_SETFL, O_NONBLOCK) != 0)
+		return false;
+	f->base = event_base_new();
+	if (!f->base)
+		return false;
+	conn_init(&f->c, f->base, f->fds[0], 4096, 65536, &handlers, NULL);
+	return true;
+}
+
+static void teardown(Fixture *f)
+{
+	conn_close(&f->c);
+	close(f->fds[1]);
+	event_base_free(f->base);
 }
 
 TEST(send_soon_joins_what_follows)
 {
-	int fds[2];
-	pair(fds);
-	struct event_base *base = event_base_new();
-	Conn c;
-	conn_init(&c, base, fds[0], 4096, 65536, &handlers, NULL);
+	Fixture f;
+	REQUIRE(setup(&f));
 	char got[64] = "";
-	conn_send(&c, "now", 3);
-	CHECK_STR((peer_read(fds[1], got, sizeof got), got), "now"); /* nothing queued: written at once */
+	conn_send(&f.c, "now", 3);
+	CHECK_STR((peer_read(f.fds[1], got, sizeof got), got), "now"); /* nothing queued: written at once */
 	got[0] = 0;
-	conn_send_soon(&c, "ab", 2);
-	conn_send(&c, "cd", 2);
-	conn_send_soon(&c, "ef", 2);
-	CHECK_INT(peer_read(fds[1], got, sizeof got), 0); /* not yet: later in the loop pass */
-	CHECK_INT(conn_queued(&c), 6);
+	conn_send_soon(&f.c, "ab", 2);
+	conn_send(&f.c, "cd", 2);
+	conn_send_soon(&f.c, "ef", 2);
+	CHECK_INT(peer_read(f.fds[1], got, sizeof got), 0); /* not yet: later in the loop pass */
+	CHECK_INT(conn_queued(&f.c), 6);
 	drained_calls = 0;
-	event_base_loop(base, EVLOOP_NONBLOCK);
-	peer_read(fds[1], got, sizeof got);
+	event_base_loop(f.base, EVLOOP_NONBLOCK);
+	peer_read(f.fds[1], got, sizeof got);
 	CHECK_STR(got, "abcdef");
-	CHECK_INT(conn_queued(&c), 0);
+	CHECK_INT(conn_queued(&f.c), 0);
 	CHECK_INT(drained_calls, 1);
-	CHECK(!c.writing && !c.send_soon);
-	conn_close(&c);
-	close(fds[1]);
-	event_base_free(base);
+	CHECK(!f.c.writing && !f.c.send_soon);
+	teardown(&f);
 }
 
 TEST(send_soon_that_would_block_waits_for_the_socket)
 {
-	int fds[2];
-	pair(fds);
+	Fixture f;
+	REQUIRE(setup(&f));
 	int small = 4096;
-	setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-	setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-	struct event_base *base = event_base_new();
-	Conn c;
-	conn_init(&c, base, fds[0], 4096, 65536, &handlers, NULL);
+	setsockopt(f.fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+	setsockopt(f.fds[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
 	size_t total = 1 << 20;
 	char *big = malloc(total), *got = malloc(total + 1);
 	REQUIRE(big && got);
 	for (size_t i = 0; i < total; i++)
 		big[i] = (char)('a' + i % 26);
-	conn_send_soon(&c, big, total);
-	event_base_loop(base, EVLOOP_NONBLOCK);
-	CHECK(conn_queued(&c) > 0); /* the socket took only part of it */
-	CHECK(c.writing);            /* ... so it is watched for room */
+	conn_send_soon(&f.c, big, total);
+	event_base_loop(f.base, EVLOOP_NONBLOCK);
+	CHECK(conn_queued(&f.c) > 0); /* the socket took only part of it */
+	CHECK(f.c.writing);            /* ... so it is watched for room */
 	size_t n = 0;
 	for (int round = 0; round < 100000 && n < total; round++) {
-		ssize_t r = recv(fds[1], got + n, total - n, MSG_DONTWAIT);
+		ssize_t r = recv(f.fds[1], got + n, total - n, MSG_DONTWAIT);
 		if (r > 0)
 			n += (size_t)r;
 		else if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
 			break;
-		event_base_loop(base, EVLOOP_NONBLOCK);
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
 	}
 	CHECK_INT(n, total);
 	CHECK(memcmp(got, big, total) == 0);
-	CHECK_INT(conn_queued(&c), 0);
-	CHECK(!c.writing);
+	CHECK_INT(conn_queued(&f.c), 0);
+	CHECK(!f.c.writing);
 	CHECK_INT(failed_calls, 0);
-	conn_close(&c);
-	close(fds[1]);
-	event_base_free(base);
+	teardown(&f);
 	free(big);
 	free(got);
 }
 
 TEST(closing_drops_what_was_queued_soon)
 {
-	int fds[2];
-	pair(fds);
-	struct event_base *base = event_base_new();
-	Conn c;
-	conn_init(&c, base, fds[0], 4096, 65536, &handlers, NULL);
-	conn_send_soon(&c, "lost", 4);
-	conn_close(&c); /* the active write event goes with it */
-	event_base_loop(base, EVLOOP_NONBLOCK);
+	Fixture f;
+	REQUIRE(setup(&f));
+	conn_send_soon(&f.c, "lost", 4);
+	conn_close(&f.c); /* the active write event goes with it */
+	event_base_loop(f.base, EVLOOP_NONBLOCK);
 	char got[16] = "";
-	CHECK_INT(peer_read(fds[1], got, sizeof got), 0);
-	close(fds[1]);
-	event_base_free(base);
+	CHECK_INT(peer_read(f.fds[1], got, sizeof got), 0);
+	teardown(&f); /* a second close is fine */
 }
 
 int main(void)
