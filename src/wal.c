@@ -66,7 +66,8 @@ typedef struct DnsTicket {
 
 /* A table of the transaction being collected: key is "schema\0name\0". */
 typedef struct TxTable {
-	const char *column;   /* the key column whose values are wanted, or NULL */
+	char *column;         /* the key column whose values are wanted (a copy: the configuration
+			       * it came from may be reloaded before COMMIT), or NULL */
 	bool rows_unknown;    /* a change line did not tell them (or there were too many) */
 	size_t n_values;
 	char (*values)[WAL_KEY_MAX]; /* WAL_TX_KEYS of them, when column */
@@ -191,6 +192,7 @@ static bool tx_eq(const void *value, const void *key)
 static void tx_reset(WalListener *w)
 {
 	for (size_t i = 0; i < w->n_tables; i++) {
+		free(w->tables[i]->column);
 		free(w->tables[i]->values);
 		free(w->tables[i]);
 	}
@@ -214,9 +216,11 @@ static TxTable *tx_add(WalListener *w, const char *schema, const char *name)
 	t = xcalloc(1, sizeof *t + k.len);
 	t->key_len = k.len;
 	memcpy(t->key, key, k.len);
-	t->column = w->key_column ? w->key_column(w->arg, schema, name) : NULL;
-	if (t->column)
+	const char *column = w->key_column ? w->key_column(w->arg, schema, name) : NULL;
+	if (column) {
+		t->column = xstrdup(column);
 		t->values = xmalloc(WAL_TX_KEYS * sizeof *t->values);
+	}
 	if (w->n_tables == w->cap_tables) {
 		w->cap_tables = w->cap_tables ? w->cap_tables * 2 : 8;
 		w->tables = xalloc_check(realloc(w->tables, w->cap_tables * sizeof *w->tables));

@@ -47,7 +47,7 @@ typedef struct WalTable {
 
 #define WAL_TX_KEYS 8 /* a transaction that writes more rows of a table: its rows are not known */
 
-/* The key column of schema.name whose values the callback wants, or NULL. */
+/* The key column of schema.name whose values the callback wants, or NULL (copied at once). */
 typedef const char *(*WalKeyColumnFn)(void *arg, const char *schema, const char *name);
 
 /* One committed transaction: its distinct tables (in first-seen order) and the end LSN of its
