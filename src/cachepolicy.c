@@ -405,8 +405,8 @@ static void writes_all(CacheWrites *w, const char *why)
 	}
 }
 
-/* A write of schema.name: its version, and its rows' (buckets, or all of them when n_buckets is
- * 0) when its rule has a key. */
+/* A write of schema.name: its version, and its rows' when its rule has a key: their buckets, or all
+ * rows when n_buckets is 0 or one of them is not known (-1). */
 static void add_write_rows(const Config *cfg, const char *schema, const char *name, const int *buckets,
 			   size_t n_buckets, CacheWrites *w)
 {
@@ -415,6 +415,9 @@ static void add_write_rows(const Config *cfg, const char *schema, const char *na
 	const ConfigCacheRule *rule = cachepolicy_rule_for(cfg, schema, name);
 	if (!rule || !rule->key)
 		return;
+	for (size_t i = 0; i < n_buckets; i++)
+		if (buckets[i] < 0)
+			n_buckets = 0;
 	if (w->n + n_buckets + 2 > CACHE_MAX_TABLES)
 		n_buckets = 0; /* a transaction of many rows: all rows, rather than everything of the service */
 	for (size_t i = 0; i < (n_buckets ? n_buckets : 1); i++)
@@ -448,22 +451,12 @@ static void add_dependents(const Config *cfg, const char *schema, const char *na
 void cachepolicy_add_write(const Config *cfg, const char *schema, const char *name, const char *const *key_values,
 			   size_t n_values, CacheWrites *w)
 {
-	int buckets[8];
-	size_t n = 0;
-	for (size_t i = 0; i < n_values && n_values <= sizeof buckets / sizeof buckets[0]; i++) {
+	int buckets[CACHE_ROW_WRITES_MAX];
+	size_t n = n_values <= CACHE_ROW_WRITES_MAX ? n_values : 0;
+	for (size_t i = 0; i < n; i++) {
 		char buf[512];
 		size_t len = strlen(key_values[i]);
-		if (len >= sizeof buf) {
-			n = 0;
-			break;
-		}
-		memcpy(buf, key_values[i], len + 1);
-		int b = bucket_of(buf, len);
-		if (b < 0) {
-			n = 0;
-			break;
-		}
-		buckets[n++] = b;
+		buckets[i] = len < sizeof buf ? bucket_of(memcpy(buf, key_values[i], len + 1), len) : -1;
 	}
 	add_write_rows(cfg, schema, name, buckets, n, w);
 	add_dependents(cfg, schema, name, w);
@@ -474,19 +467,12 @@ void cachepolicy_add_write(const Config *cfg, const char *schema, const char *na
 static void add_written(const Config *cfg, const SqlStatement *st, const SqlRelation *rel, const char *schema,
 			const ProtoBindValues *params, CacheWrites *w)
 {
-	int buckets[8]; /* more rows than this: all rows */
+	int buckets[CACHE_ROW_WRITES_MAX];
 	size_t n = 0;
 	const ConfigCacheRule *rule = rel == st->key_target ? cachepolicy_rule_for(cfg, schema, rel->name) : NULL;
-	if (rule && rule->key && st->key_rows > 0 && (size_t)st->key_rows <= sizeof buckets / sizeof buckets[0]) {
-		for (int row = 0; row < st->key_rows; row++) {
-			int b = key_bucket(st, rel, rule->key, row, params);
-			if (b < 0) {
-				n = 0;
-				break;
-			}
-			buckets[n++] = b;
-		}
-	}
+	if (rule && rule->key && st->key_rows > 0 && st->key_rows <= CACHE_ROW_WRITES_MAX)
+		for (; n < (size_t)st->key_rows; n++)
+			buckets[n] = key_bucket(st, rel, rule->key, (int)n, params);
 	add_write_rows(cfg, schema, rel->name, buckets, n, w);
 	add_dependents(cfg, schema, rel->name, w);
 }

@@ -56,6 +56,7 @@
 
 #define CACHE_MAX_TABLES 32
 #define CACHE_KEY_BUCKETS 4096
+#define CACHE_ROW_WRITES_MAX 8 /* rows of one table a statement (or WAL transaction) names by key; more: all rows */
 
 typedef struct CacheTable {
 	char schema[64]; /* PostgreSQL names are at most 63 bytes */
@@ -99,8 +100,8 @@ bool cachepolicy_writes_need_values(const SqlAnalysis *a);
 
 /* Adds one table (and what cache.invalidate names for it) to *w; for the WAL listener.
  * key_values: the values the written rows' key column had before and after (as PostgreSQL prints
- * them, at most 8), when the table's rule has a key and all of them are known; n_values 0: the
- * rows are not known (all of them). */
+ * them, at most CACHE_ROW_WRITES_MAX), when the table's rule has a key and all of them are known;
+ * n_values 0: the rows are not known (all of them). */
 void cachepolicy_add_write(const Config *cfg, const char *schema, const char *name, const char *const *key_values,
 			   size_t n_values, CacheWrites *w);
 

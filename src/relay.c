@@ -5,27 +5,27 @@
 
 #include "proto.h"
 
-/* Sends the pending span [rc->span, end) and starts a new one at end. */
-static void flush_to(RelayCtx *rc, size_t end)
+/* Sends the pending span [rc->span, end) (soon: with what follows in this loop pass) and starts a
+ * new one at end. */
+static void flush_span(RelayCtx *rc, size_t end, bool soon)
 {
 	if (end > rc->span && rc->dst)
-		conn_send(rc->dst, rc->src->in + rc->span, end - rc->span);
+		(soon ? conn_send_soon : conn_send)(rc->dst, rc->src->in + rc->span, end - rc->span);
 	rc->span = end;
+}
+
+static void flush_to(RelayCtx *rc, size_t end)
+{
+	flush_span(rc, end, false);
 }
 
 void relay_send(RelayCtx *rc, const void *data, size_t n)
 {
-	if (!rc->dst) {
-		rc->span = rc->src->in_pos;
-		return;
-	}
 	/* Queued with what follows in this pass (later spans append behind them): one system call
 	 * for the whole run rather than one per piece. */
-	size_t end = rc->src->in_pos;
-	if (end > rc->span)
-		conn_send_soon(rc->dst, rc->src->in + rc->span, end - rc->span);
-	rc->span = end;
-	conn_send_soon(rc->dst, data, n);
+	flush_span(rc, rc->src->in_pos, true);
+	if (rc->dst)
+		conn_send_soon(rc->dst, data, n);
 }
 
 RelayResult relay_process(Conn *src, Conn *dst, const RelayOps *ops, void *owner, const char **why)

@@ -1219,16 +1219,21 @@ SqlAnalysis *sqlclass_analyze(SqlCache *cache, const char *text, size_t len)
 bool sqlclass_might_matter(const char *text, size_t len)
 {
 	/* Each word has its own first letter: the table gives, for either case, 1 + the word's index. */
-	static const char *const words[] = {"prepare", "execute", "deallocate", "listen", "advisory", "temp", "hold"};
-	static const uint8_t lens[] = {7, 7, 10, 6, 8, 4, 4};
+#define WORD(s) {s, sizeof(s) - 1}
+	static const struct {
+		const char *text;
+		size_t len;
+	} words[] = {WORD("prepare"), WORD("execute"), WORD("deallocate"), WORD("listen"), WORD("advisory"),
+		     WORD("temp"), WORD("hold")};
+#undef WORD
 	static const uint8_t first[256] = {['p'] = 1, ['e'] = 2, ['d'] = 3, ['l'] = 4, ['a'] = 5, ['t'] = 6, ['h'] = 7,
 					   ['P'] = 1, ['E'] = 2, ['D'] = 3, ['L'] = 4, ['A'] = 5, ['T'] = 6, ['H'] = 7};
 	for (size_t i = 0; i + 4 <= len; i++) {
 		uint8_t w = first[(uint8_t)text[i]];
 		if (!w)
 			continue;
-		const char *word = words[w - 1];
-		size_t n = lens[w - 1];
+		const char *word = words[w - 1].text;
+		size_t n = words[w - 1].len;
 		/* Most letters of SQL are candidates: the second letter rules out nearly all of them. */
 		if ((text[i + 1] | 0x20) != word[1] || len - i < n)
 			continue;

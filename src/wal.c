@@ -230,16 +230,16 @@ static TxTable *tx_add(WalListener *w, const char *schema, const char *name)
 	return t;
 }
 
-/* What one change line of table t says of its key column's values. */
-static void tx_note_keys(TxTable *t, const char *line, size_t n, size_t pos, bool one_table)
+/* What one change line of table t says of its key column's values (pos: just after t's name; a
+ * line of several tables, a TRUNCATE, says none). */
+static void tx_note_keys(TxTable *t, const char *line, size_t n, size_t pos)
 {
 	if (!t->column || t->rows_unknown)
 		return;
 	WalKeyValues v;
-	if (one_table)
-		wal_parse_key_values(line, n, pos, t->column, &v);
-	if (!one_table || v.unknown) {
-		t->rows_unknown = true; /* several tables on one line: a TRUNCATE */
+	wal_parse_key_values(line, n, pos, t->column, &v);
+	if (v.unknown) {
+		t->rows_unknown = true;
 		return;
 	}
 	for (size_t i = 0; i < v.n; i++) {
@@ -460,18 +460,10 @@ static bool handle_xlogdata(WalListener *w, const unsigned char *msg, size_t len
 	case WAL_LINE_TABLE: {
 		w->in_txn = true; /* a change is always inside BEGIN/COMMIT; be lenient anyway */
 		char schema[WAL_NAME_MAX], name[WAL_NAME_MAX];
-		size_t pos = 0, n_names = 0;
-		TxTable *first = NULL;
+		size_t pos = 0;
 		int r;
-		while ((r = wal_parse_table_line(line, n, &pos, schema, sizeof schema, name, sizeof name)) == 1) {
-			TxTable *t = tx_add(w, schema, name);
-			if (n_names++ == 0)
-				first = t;
-			else
-				tx_note_keys(t, line, n, pos, false);
-		}
-		if (first)
-			tx_note_keys(first, line, n, pos, r == 0 && n_names == 1);
+		while ((r = wal_parse_table_line(line, n, &pos, schema, sizeof schema, name, sizeof name)) == 1)
+			tx_note_keys(tx_add(w, schema, name), line, n, pos);
 		if (r < 0 && !w->txn_unreadable) {
 			w->txn_unreadable = true;
 			log_warning(w->who, "unreadable change line \"%.*s\": this transaction invalidates everything",

@@ -95,14 +95,17 @@ static bool read_ident(const char *line, size_t len, size_t *p, char *out, size_
 	return true;
 }
 
-/* line[p] is the ':' after the last name: one of the four operations must follow. */
-static bool known_operation(const char *line, size_t len, size_t p)
+typedef enum ChangeOp { OP_NONE = -1, OP_INSERT, OP_UPDATE, OP_DELETE, OP_TRUNCATE } ChangeOp;
+
+static const char *const op_texts[] = {": INSERT:", ": UPDATE:", ": DELETE:", ": TRUNCATE:"};
+
+/* The operation at line[p] (the ':' after the last name), or OP_NONE. */
+static ChangeOp operation_at(const char *line, size_t len, size_t p)
 {
-	static const char *const ops[] = {": INSERT:", ": UPDATE:", ": DELETE:", ": TRUNCATE:"};
-	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-		if (has_prefix(line + p, len - p, ops[i]))
-			return true;
-	return false;
+	for (int i = OP_INSERT; p < len && i <= OP_TRUNCATE; i++)
+		if (has_prefix(line + p, len - p, op_texts[i]))
+			return (ChangeOp)i;
+	return OP_NONE;
 }
 
 int wal_parse_table_line(const char *line, size_t len, size_t *pos, char *schema, size_t schema_size, char *name,
@@ -132,7 +135,7 @@ int wal_parse_table_line(const char *line, size_t len, size_t *pos, char *schema
 	if (!read_ident(line, len, &p, name, name_size))
 		return -1;
 	if (p < len && line[p] == ':') {
-		if (!known_operation(line, len, p))
+		if (operation_at(line, len, p) == OP_NONE)
 			return -1;
 	} else if (!(p + 1 < len && line[p] == ',' && line[p + 1] == ' ')) {
 		return -1;
@@ -205,21 +208,14 @@ void wal_parse_key_values(const char *line, size_t len, size_t pos, const char *
 {
 	memset(out, 0, sizeof *out);
 	out->unknown = true;
-	static const struct {
-		const char *text;
-		bool insert, update, del;
-	} ops[] = {{": INSERT:", true, false, false}, {": UPDATE:", false, true, false}, {": DELETE:", false, false, true}};
-	size_t op = sizeof ops / sizeof ops[0];
-	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-		if (pos < len && has_prefix(line + pos, len - pos, ops[i].text))
-			op = i;
-	if (op == sizeof ops / sizeof ops[0] || !column)
-		return; /* TRUNCATE, or not a change line */
-	size_t p = pos + strlen(ops[op].text);
+	ChangeOp op = operation_at(line, len, pos);
+	if (op == OP_NONE || op == OP_TRUNCATE || !column)
+		return; /* TRUNCATE, or not the end of a change line's names */
+	size_t p = pos + strlen(op_texts[op]);
 	/* val[section]: the column's value in the old / new row, when known[section] */
 	bool had_old = false, known[2] = {false, false};
 	char val[2][WAL_KEY_MAX];
-	int section = ops[op].del ? SECTION_OLD : SECTION_NEW;
+	int section = op == OP_DELETE ? SECTION_OLD : SECTION_NEW;
 	while (p < len) {
 		if (line[p] == ' ') {
 			p++;
@@ -263,8 +259,8 @@ void wal_parse_key_values(const char *line, size_t len, size_t pos, const char *
 		val[section][k] = 0;
 		known[section] = true;
 	}
-	bool need_old = ops[op].update || ops[op].del, need_new = !ops[op].del;
-	if (ops[op].update && !had_old)
+	bool need_old = op != OP_INSERT, need_new = op != OP_DELETE;
+	if (op == OP_UPDATE && !had_old)
 		return; /* the old row is not printed: its value may have been another */
 	if ((need_old && !known[SECTION_OLD]) || (need_new && !known[SECTION_NEW]))
 		return;
