@@ -30,6 +30,9 @@ typedef enum {
 
 #define PIPE_INTERNAL 0x01  /* sent by pgrelay: replies are not forwarded */
 #define PIPE_SYNTHETIC 0x02 /* not sent: pgrelay produces the reply when it is due */
+#define PIPE_FAILS 0x04     /* sent by pgrelay so that the server fails the batch or transaction as it
+			     * would for an error of the client's: its ErrorResponse is replaced by
+			     * pgrelay's own, its other replies (ReadyForQuery) go to the client */
 
 typedef struct PipeEntry {
 	uint8_t kind;

@@ -84,6 +84,38 @@ static void server_cache_release_hold(Server *s)
 
 /* ---- requests and replies ---- */
 
+/* The oldest error kept for a PIPE_FAILS request: appended to out (unless NULL) and forgotten. */
+static void fail_error_pop(Server *s, Buf *out)
+{
+	if (buf_used(&s->fail_errors) < PROTO_HEADER_LEN)
+		return;
+	const uint8_t *m = buf_head(&s->fail_errors);
+	size_t total = 1 + ((size_t)m[1] << 24 | (size_t)m[2] << 16 | (size_t)m[3] << 8 | m[4]);
+	if (total > buf_used(&s->fail_errors))
+		total = buf_used(&s->fail_errors);
+	if (out)
+		buf_append(out, m, total);
+	buf_consume(&s->fail_errors, total);
+}
+
+void server_fail_request(Server *s, RelayCtx *rc, bool simple, const Buf *error)
+{
+	Buf b;
+	buf_init(&b);
+	if (simple) {
+		proto_build_query(&b, "pgrelay reports an error"); /* a syntax error, whatever the state */
+	} else {
+		size_t off = proto_begin(&b, 'E');
+		proto_put_str(&b, "pgrelay: no such portal"); /* 34000, or skipped if the batch failed */
+		proto_put_u32(&b, 0);
+		proto_end(&b, off);
+	}
+	relay_send(rc, buf_head(&b), buf_used(&b));
+	buf_free(&b);
+	buf_append(&s->fail_errors, buf_head(error), buf_used(error));
+	pipeline_push(&s->pipe, simple ? PIPE_QUERY : PIPE_EXECUTE, PIPE_FAILS, 0);
+}
+
 bool server_is_quiet(const Server *s) { return s->tx_status == 'I' && pipeline_idle(&s->pipe); }
 
 static void build_simple_reply(Buf *b, char type)
@@ -104,6 +136,7 @@ static void server_flush_held(Server *s, RelayCtx *rc)
 	}
 	buf_reset(&s->held);
 	s->retry_ok = false;
+	s->replies_flow = false;
 	buf_reset(&s->retry);
 }
 
@@ -181,6 +214,8 @@ void server_track_prepared(Server *s, RelayCtx *rc, uint32_t id)
 static void server_pipe_end(void *ctx, const PipeEntry *e, PipeEnd how)
 {
 	Server *s = ctx;
+	if ((e->flags & PIPE_FAILS) && how == PIPE_END_SKIPPED)
+		fail_error_pop(s, NULL); /* the batch had failed already: PostgreSQL reports one error */
 	if (!e->tag)
 		return;
 	if (how == PIPE_END_DONE) {
@@ -267,6 +302,7 @@ Server *server_launch(Pool *pool)
 	prepared_server_init(&s->stmts);
 	buf_init(&s->retry);
 	buf_init(&s->held);
+	buf_init(&s->fail_errors);
 	evtimer_assign(&s->ev_timer, rt->base, server_on_timer, s);
 	list_node_init(&s->pool_node);
 	pool_server_moved(pool, s);
@@ -512,6 +548,7 @@ void server_free_memory(Server *s)
 	prepared_server_free(&s->stmts);
 	buf_free(&s->retry);
 	buf_free(&s->held);
+	buf_free(&s->fail_errors);
 	free(s);
 }
 
@@ -560,6 +597,16 @@ void server_forget_retry(Server *s)
 	server_flush_held(s, NULL);
 }
 
+void server_client_flushed(Server *s)
+{
+	if (!s->retry_ok)
+		return;
+	if (buf_used(&s->held))
+		server_flush_held(s, NULL); /* replies arrived before the Flush: the client gets them now */
+	else
+		s->replies_flow = true;
+}
+
 void server_attach(Server *s, Client *c)
 {
 	s->client = c;
@@ -569,6 +616,7 @@ void server_attach(Server *s, Client *c)
 		balance_track(s->rt, s->pool->service, s->pool->replica, +1);
 		/* A read outside a transaction can move to another backend until its first reply. */
 		s->retry_ok = c->tx_local == 'I' && !c->held_begin;
+		s->replies_flow = false;
 		buf_reset(&s->retry);
 		buf_reset(&s->held);
 	}
@@ -591,6 +639,7 @@ void server_detach(Server *s)
 	s->wrote = false;
 	server_cache_release_hold(s);
 	buf_reset(&s->held); /* the client is gone or done: nothing to deliver */
+	buf_reset(&s->fail_errors);
 	server_forget_retry(s);
 }
 
@@ -885,7 +934,7 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 				s->close_on_release = true;
 				return RELAY_DROP;
 			}
-			if (type == 'Z' || buf_used(&s->held) + total > SERVER_HOLD_MAX)
+			if (type == 'Z' || s->replies_flow || buf_used(&s->held) + total > SERVER_HOLD_MAX)
 				server_flush_held(s, rc); /* the reply reaches the client from here on */
 			else
 				hold = true;
@@ -996,6 +1045,18 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 		uint8_t head_kind = h ? h->kind : 0;
 		uint32_t head_tag = h ? h->tag : 0;
 		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
+		if (flags & PIPE_FAILS) {
+			/* the request pgrelay made fail: the client gets pgrelay's error in its place */
+			Buf e;
+			buf_init(&e);
+			fail_error_pop(s, &e);
+			if (c && buf_used(&e))
+				relay_send(rc, buf_head(&e), buf_used(&e));
+			buf_free(&e);
+			if (c && c->undo_active)
+				statement_settings_reply(c, s, type, body, len);
+			return RELAY_DROP;
+		}
 		if (head_kind == PIPE_QUERY && head_tag) {
 			/* A PREPARE (the client's, or pgrelay re-creating it) failed: it does not exist. */
 			prepared_server_remove(&s->stmts, head_tag);

@@ -69,6 +69,8 @@ struct Server {
 	bool retry_ok;        /* a replica read whose request (retry) can still be sent elsewhere */
 	Buf retry;
 	Buf held;             /* ... and its replies so far, held back until ReadyForQuery */
+	bool replies_flow;    /* ... unless the client asked for them (Flush): then they go at once */
+	Buf fail_errors;      /* ErrorResponses pgrelay puts in place of its PIPE_FAILS requests' errors */
 	bool reset_reports;   /* after RESET/DISCARD ALL: ParameterStatus reports defaults, not wishes */
 	/* Fingerprint of the client parameters last applied, and the server list's generation then:
 	 * a client wanting the same settings needs no comparison at all. */
@@ -134,12 +136,25 @@ bool server_params_synced(const Server *s, Client *c);
  */
 void server_sync_params(Server *s, Client *c, RelayCtx *rc);
 
+/*
+ * An error pgrelay reports for the client while the server still owes it replies: sends the server
+ * a request that fails (through rc, after what the client sent before), so that the error reaches
+ * the client in order, after those replies, and the server fails the extended-protocol batch (it
+ * skips to Sync) or the transaction exactly as for an error of its own. error: a whole
+ * ErrorResponse message. simple: the client's message was a Query (the server answers the failing
+ * request with ErrorResponse + ReadyForQuery) rather than part of an extended batch.
+ */
+void server_fail_request(Server *s, RelayCtx *rc, bool simple, const Buf *error);
+
 /* Sends pgrelay's own simple query; its replies are swallowed. */
 void server_send_internal_query(Server *s, const char *sql);
 
 /* The request kept for a retry is not needed (it was too big, or the reply is complete): the
  * replies held back so far go to the client. */
 void server_forget_retry(Server *s);
+/* The client sent Flush: it waits for the replies so far, so none are held back from here on (a
+ * read that has not had a reply byte yet can still be retried elsewhere). */
+void server_client_flushed(Server *s);
 
 /* Re-examines buffered server bytes (after a client link change). */
 void server_kick(Server *s);

@@ -526,6 +526,18 @@ static void local_error(Client *c, RelayCtx *rc, uint8_t type, const char *sqlst
 			const char *hint)
 {
 	Server *s = c->server;
+	if (s && rc && !pipeline_idle(&s->pipe)) {
+		/* The server still owes the client replies (an open batch, pipelined requests): the error
+		 * goes after them, and the server fails the batch or transaction itself. */
+		Buf e;
+		buf_init(&e);
+		proto_build_error(&e, "ERROR", sqlstate, message, NULL, hint);
+		server_fail_request(s, rc, type == 'Q', &e);
+		buf_free(&e);
+		if (type != 'Q')
+			c->skip_to_sync = true;
+		return;
+	}
 	if (c->tx_local == 'T' || (s && s->tx_status != 'I'))
 		c->tx_local = 'E';
 	if (s && s->tx_status != 'I' && rc) {
@@ -795,11 +807,65 @@ typedef struct Target {
 	int rule;          /* index in config->routes of the rule that decided, or -1 */
 } Target;
 
+/* Whether a text may run on a replica of its service (read-only, and its rule allows replicas). */
+static bool sql_may_use_replica(Client *c, const ConfigDatabase *db, const char *sql, size_t len)
+{
+	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, sql, len);
+	RouteResult r;
+	router_route(c->rt->config, db, client_search_path(c), c->user, a, &r);
+	sqlclass_release(a);
+	return r.status == ROUTE_OK && r.use_replica;
+}
+
 /*
- * Routes a statement for the client. On a cross-service statement reports the error itself and
- * returns false.
+ * An extended-protocol batch is one implicit transaction on one server, so the read that opens it
+ * may go to a replica only if the whole batch may: looks at the client's messages buffered from msg
+ * up to the batch's Sync, whose statements must all be reads a replica may serve. Without the Sync
+ * buffered, a replica is allowed only while nothing of the batch executes (a prepare step: Parse,
+ * Describe, Flush, whose replies the client waits for before sending the rest), since executing
+ * messages may be followed by a write.
  */
-static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const SqlAnalysis *a, Target *t)
+static bool batch_may_use_replica(Client *c, const ConfigDatabase *db, const uint8_t *msg)
+{
+	const uint8_t *p = msg, *end = c->conn.in + c->conn.in_len;
+	bool executes = false;
+	while (end - p >= PROTO_HEADER_LEN) {
+		uint32_t n = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+		if (n < 4 || (size_t)(end - p) < (size_t)n + 1)
+			break; /* not all here yet */
+		const char *sql;
+		size_t len;
+		switch (p[0]) {
+		case 'S':
+			return true;
+		case 'E':
+			executes = true;
+			break;
+		case 'P':
+		case 'B':
+			if (message_sql(c, p[0], p, (size_t)n + 1, (size_t)n + 1, &sql, &len) != 0)
+				return false;
+			if (sql && !sql_may_use_replica(c, db, sql, len))
+				return false;
+			break;
+		case 'D':
+		case 'C':
+		case 'H':
+			break;
+		default:
+			return false; /* a Query or FunctionCall inside a batch: not a plain read */
+		}
+		p += (size_t)n + 1;
+	}
+	return !executes;
+}
+
+/*
+ * Routes a statement for the client (msg: its message, in the client's read buffer). On a
+ * cross-service statement reports the error itself and returns false.
+ */
+static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, const SqlAnalysis *a,
+			    Target *t)
 {
 	Runtime *rt = c->rt;
 	const ConfigDatabase *db = config_find_database(rt->config, c->database);
@@ -830,7 +896,7 @@ static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const SqlAnal
 	t->read_only = r.read_only;
 	t->names_tables = r.names_tables;
 	bool tx_allows = c->tx_local == 'I' || (c->tx_local == 'T' && c->held_read_only);
-	if (r.use_replica && tx_allows)
+	if (r.use_replica && tx_allows && (type == 'Q' || (c->server && c->server->pipe.batch_open) || batch_may_use_replica(c, db, msg)))
 		t->replica = balance_choose_replica(rt, t->svc, statement_ryw_lsn(c, t->svc->name));
 	return true;
 }
@@ -1256,7 +1322,7 @@ static RelayAction route_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 		result = route_answer_locally(c, rc, type, msg, total, sql, len, a);
 		if (result)
 			goto done;
-		if (!route_statement(c, rc, type, a, &t)) {
+		if (!route_statement(c, rc, type, msg, a, &t)) {
 			result = RELAY_DROP;
 			goto done;
 		}
@@ -1282,11 +1348,29 @@ static RelayAction route_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 		goto done;
 	}
 	if (sql) {
-		if (!route_statement(c, rc, type, a, &t)) {
+		if (!route_statement(c, rc, type, msg, a, &t)) {
 			result = RELAY_DROP;
 			goto done;
 		}
-		if (!target_is(&t, s)) {
+		bool runs_here = s->pool->service == t.svc && (s->pool->replica < 0 || t.read_only);
+		if (!target_is(&t, s) && s->pipe.batch_open && !runs_here) {
+			/* An extended-protocol batch is one implicit transaction on one server: a statement that
+			 * cannot run where the batch began fails the batch (waiting for it to end would wait
+			 * for a Sync that comes after this statement). */
+			char m[300];
+			if (s->pool->service != t.svc)
+				snprintf(m, sizeof m, "this batch runs on service \"%s\"; a statement for service \"%s\" cannot join it",
+					 s->pool->service->name, t.svc->name);
+			else
+				snprintf(m, sizeof m, "this batch began on a replica of service \"%s\" (its first statements only read, and "
+						      "the client asked for their replies before sending the rest); a statement that "
+						      "needs the primary cannot join it", t.svc->name);
+			local_error(c, rc, type, SQLSTATE_FEATURE_NOT_SUPPORTED, m,
+				    "send Sync before the statement, or send the whole batch up to its Sync at once");
+			result = RELAY_DROP;
+			goto done;
+		}
+		if (!target_is(&t, s) && !(s->pipe.batch_open && runs_here)) {
 			bool idle = s->tx_status == 'I' && pipeline_idle(&s->pipe) && !c->held_begin;
 			if (!pipeline_idle(&s->pipe)) {
 				/* Let the server finish; the statement is looked at again once it is quiet. */
@@ -1342,6 +1426,11 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 		if (type == 'S') {
 			c->skip_to_sync = false;
 			c->unnamed_local = c->portal_local = LOCAL_NONE;
+			if (c->server && c->server->pipe.batch_open) {
+				/* the server's part of the batch ends here too (it failed: see local_error) */
+				server_expect(c->server, PIPE_SYNC, 0, 0);
+				return RELAY_FORWARD;
+			}
 			client_send_simple(c, 'Z', c->server && c->tx_local == 'I' ? c->server->tx_status : c->tx_local);
 		}
 		return RELAY_DROP;
@@ -1424,6 +1513,7 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 	case 'c': case 'f': server_expect(s, PIPE_COPY_END, 0, 0); break;
 	case 'H':
 		s->pipe.batch_open = true;
+		server_client_flushed(s);
 		break;
 	default: /* 'd' */
 		break;
