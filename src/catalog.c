@@ -259,8 +259,11 @@ static const struct RowKind {
 
 bool catalog_builder_row(CatalogBuilder *b, const char *const *cols, size_t n_cols, char *err, size_t errlen)
 {
-	if (b->failed)
-		return fail(b, err, errlen, "%s", b->error);
+	if (b->failed) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s", b->error);
+		return false;
+	}
 	if (!cols || n_cols == 0 || !cols[0])
 		return fail(b, err, errlen, "a row without its kind");
 	const struct RowKind *rk = NULL;
