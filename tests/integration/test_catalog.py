@@ -489,7 +489,7 @@ def test_host_names_and_unreachable_servers(pg, schema, probes):
 
 def test_catalog_query_time_with_2000_tables(pg, probes):
     """The catalog query on a database with 2000 tables (a tenth with a foreign key, 200 views, 10
-    partitioned tables of 10 partitions): its time (query sent to last row) must stay under 2 s
+    partitioned tables of 10 partitions): its time (query sent to last row) must stay under 1 s
     (it is printed; under ASan the probe's build time is printed too)."""
     pg.sql("DROP DATABASE IF EXISTS catbig; CREATE DATABASE catbig OWNER app")
     try:
@@ -523,7 +523,7 @@ END $$;
         print(f"\ncatalog of {st['relations']} relations ({n_tables} tables, {st['rows']} rows): "
               f"query {st['query_ms']} ms, build {st['build_ms']} ms, load {st['total_ms']} ms")
         assert st["relations"] == n_tables + 200
-        assert st["query_ms"] < 2000, st
+        assert st["query_ms"] < 1000, st
         check(p.rel("public.t9"), "delete", ["t9", "t10"], "public")
         check(p.rel("public.v5"), "read", ["v5", "t5", "t6"], "public")
         check(p.rel("public.p3_4"), "insert", ["p3_4", "p3"], "public")
