@@ -30,7 +30,9 @@
  * cache's limit per entry): then rels holds only the first CATALOG_MAX_RELS.
  *
  * Reads and writes are meant to be used together: a read of a partitioned table depends on the
- * parent only, because every write to a partition names its ancestors among its effects.
+ * parent only, because every write to a partition names its ancestors among its effects. A
+ * statement that writes in two ways takes both sets (INSERT ... ON CONFLICT DO UPDATE: INSERT and
+ * UPDATE; MERGE: all three); REFRESH MATERIALIZED VIEW is an UPDATE of the view.
  *
  * Does not own: loading (catalog_loader.c runs catalog_sql()), statement analysis, the cache.
  */
@@ -117,6 +119,8 @@ void catalog_unref(Catalog *c); /* NULL is fine */
 
 /* ---- reading ---- */
 
+/* NULL: not in the model (a system schema, a sequence, another session's temporary table, or
+ * created after the load): reads of it are not cacheable, writes to it have unknown effects. */
 const CatalogRel *catalog_find(const Catalog *c, const char *schema, const char *name);
 const CatalogRel *catalog_find_oid(const Catalog *c, uint32_t oid);
 size_t catalog_count(const Catalog *c);

@@ -53,7 +53,8 @@ typedef struct PgAsyncHandler {
 	/* The connect or query failed, timed out, or the connection broke: it is CLOSED now. phase:
 	 * what was under way. message: one line, no secrets. */
 	void (*failed)(void *arg, PgAsyncPhase phase, const char *message);
-	/* A server notice (one line); NULL: logged at info as "<who> says: ...". */
+	/* A server notice (one line); NULL: logged at info as "<who> says: ...". Called from inside
+	 * libpq: it must not close or free the handle. */
 	void (*notice)(void *arg, const char *message);
 } PgAsyncHandler;
 
