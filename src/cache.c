@@ -19,6 +19,7 @@
 #include "runtime.h"
 #include "statement.h"
 #include "wal.h"
+#include "xalloc.h"
 
 #define ENTRY_MAGIC 0x70677263u /* "pgrc" */
 
@@ -300,10 +301,13 @@ void cache_key_build(const Client *c, const char *search_path, char protocol, co
 	digest_str(ctx, c->database);
 	digest_str(ctx, c->user);
 	digest_str(ctx, search_path ? search_path : "\001default");
-	/* every other session parameter, in name order */
-	const Param *sorted[64];
+	/* every other session parameter, in name order (all of them: any may change a result, e.g.
+	 * through a row-level security policy that reads current_setting()) */
+	const Param *on_stack[64], **sorted = on_stack;
+	if (c->params.n > 64)
+		sorted = xmalloc(c->params.n * sizeof *sorted);
 	size_t n = 0;
-	for (size_t i = 0; i < c->params.n && n < 64; i++)
+	for (size_t i = 0; i < c->params.n; i++)
 		if (!param_ignored(c->params.items[i].name))
 			sorted[n++] = &c->params.items[i];
 	qsort(sorted, n, sizeof sorted[0], param_cmp);
@@ -311,6 +315,8 @@ void cache_key_build(const Client *c, const char *search_path, char protocol, co
 		digest_str(ctx, sorted[i]->name);
 		digest_str(ctx, sorted[i]->value);
 	}
+	if (sorted != on_stack)
+		free(sorted);
 	uint64_t l1 = part_len, l2 = part2_len;
 	EVP_DigestUpdate(ctx, &l1, sizeof l1);
 	EVP_DigestUpdate(ctx, part, part_len);

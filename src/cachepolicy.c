@@ -331,8 +331,7 @@ static int parse_hint(const char *text, size_t len, int64_t *ttl_ms)
 	} while (0)
 
 void cachepolicy_decide(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
-			const ProtoBindValues *params, const RouteResult *route, const char *text, size_t len,
-			CacheDecision *out)
+			const ProtoBindValues *params, const RouteResult *route, CacheDecision *out)
 {
 	out->cacheable = false;
 	out->why_not[0] = 0;
@@ -343,7 +342,7 @@ void cachepolicy_decide(const Config *cfg, const char *search_path, const char *
 	if (!cfg->cache.enabled)
 		NOT_CACHEABLE("the cache is off (no cache section in the configuration)");
 	int64_t hint_ttl = 0;
-	int hint = memmem(text, len, "pgrelay:", 8) ? parse_hint(text, len, &hint_ttl) : 0;
+	int hint = a->hints ? parse_hint(a->hints, strlen(a->hints), &hint_ttl) : 0;
 	if (hint < 0)
 		NOT_CACHEABLE("the statement says pgrelay:nocache");
 	if (a->parse_error)
@@ -403,6 +402,15 @@ static void writes_all(CacheWrites *w, const char *why)
 		w->all = true;
 		w->all_why = why;
 	}
+}
+
+void cachepolicy_writes_merge(CacheWrites *dst, const CacheWrites *src)
+{
+	if (src->all)
+		writes_all(dst, src->all_why);
+	for (size_t i = 0; i < src->n; i++)
+		if (!add_table(dst->tables, &dst->n, src->tables[i].schema, src->tables[i].name))
+			writes_all(dst, "too many tables");
 }
 
 /* A write of schema.name: its version, and its rows' when its rule has a key: their buckets, or all

@@ -83,8 +83,7 @@ typedef struct CacheWrites {
 /* Decides for a text routed to route->service (route from router_route on the same analysis);
  * params: the Bind's values for the extended protocol, else NULL. */
 void cachepolicy_decide(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
-			const ProtoBindValues *params, const RouteResult *route, const char *text, size_t len,
-			CacheDecision *out);
+			const ProtoBindValues *params, const RouteResult *route, CacheDecision *out);
 
 /*
  * Adds what the text invalidates to *w (which the caller zeroes first; it accumulates over a
@@ -94,6 +93,9 @@ void cachepolicy_decide(const Config *cfg, const char *search_path, const char *
  */
 bool cachepolicy_writes(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
 			const ProtoBindValues *params, bool at_parse, CacheWrites *w);
+
+/* Adds src to dst: the union (more tables than a CacheWrites holds: everything). */
+void cachepolicy_writes_merge(CacheWrites *dst, const CacheWrites *src);
 
 /* True when the text writes rows named by parameters (so its writes depend on a Bind's values). */
 bool cachepolicy_writes_need_values(const SqlAnalysis *a);

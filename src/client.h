@@ -86,6 +86,9 @@ struct Client {
 	char *search_path;     /* value of the client's last SET search_path (routing), or NULL */
 	/* SET / RESET tracking: the state before the transaction's first one, restored if it fails. */
 	bool undo_active, undo_failed;
+	/* settings.c: why the session may hold settings pgrelay cannot read (no cached results, no
+	 * replica reads until RESET ALL / DISCARD ALL), or NULL */
+	const char *settings_opaque;
 	ParamList undo_params, undo_server_params;
 	char *undo_search_path;
 	/* Result cache (cache.c): a miss this client fills, the flight it waits for, the tables its

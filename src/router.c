@@ -114,6 +114,23 @@ static bool declared_match(const char *decl, const char *call, const char *base,
 	return for_writes && strcmp(dot + 1, base) == 0;
 }
 
+bool router_function_known(const ConfigService *svc, const char *name)
+{
+	const char *why;
+	if (router_function_safety(svc, name, &why) == ROUTER_FN_READ_SAFE)
+		return true;
+	const char *dot = strrchr(name, '.');
+	const char *base = dot ? dot + 1 : name;
+	if (svc)
+		for (size_t i = 0; i < svc->n_writing_functions; i++)
+			if (declared_match(svc->writing_functions[i], name, base, dot != NULL, true))
+				return true;
+	if (dot && !(dot - name == 10 && strncmp(name, "pg_catalog", 10) == 0))
+		return false;
+	return in_list(base, builtin_writes, N_OF(builtin_writes)) ||
+	       has_prefix_in(base, write_prefixes, N_OF(write_prefixes));
+}
+
 RouterFnSafety router_function_safety(const ConfigService *svc, const char *name, const char **why)
 {
 	const char *dot = strrchr(name, '.');

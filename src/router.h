@@ -149,6 +149,9 @@ const char *const *router_builtin_functions(bool writes, size_t *n);
 
 /* Whether a call of name ("f" or "schema.f") is read-safe on service svc; *why says why. */
 RouterFnSafety router_function_safety(const ConfigService *svc, const char *name, const char **why);
+/* Whether pgrelay knows what the function is: declared under the service's functions (either
+ * list; svc may be NULL), or a built-in of its lists (unqualified or pg_catalog). */
+bool router_function_known(const ConfigService *svc, const char *name);
 
 /* Rule matching (the same for routes and cache rules): whether (schema, name) matches the globs;
  * schema NULL: a bare name. MATCH_SCHEMA: the schema took part in the match. */

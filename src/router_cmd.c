@@ -157,10 +157,10 @@ static bool key_is_parameter(const SqlStatement *st, const char *column)
 }
 
 static void print_cache(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
-			const RouteResult *r, const char *sql)
+			const RouteResult *r)
 {
 	CacheDecision d;
-	cachepolicy_decide(cfg, search_path, user, a, NULL, r, sql, strlen(sql), &d);
+	cachepolicy_decide(cfg, search_path, user, a, NULL, r, &d);
 	if (!d.cacheable) {
 		printf("cacheable:   no: %s\n", d.why_not);
 		return;
@@ -298,7 +298,7 @@ static int report(const Config *cfg, const ConfigDatabase *db, const char *searc
 	printf("read-only:   %s\n", r.read_only ? "yes" : "no");
 	router_explain(cfg, &r, text, sizeof text);
 	printf("why:         %s\n", text);
-	print_cache(cfg, search_path, user, a, &r, sql);
+	print_cache(cfg, search_path, user, a, &r);
 	print_writes(cfg, search_path, user, a);
 	warn_upper_case(cfg, svc);
 	return 0;

@@ -33,6 +33,7 @@
 #include "cancel.h"
 #include "client.h"
 #include "health.h"
+#include "settings.h"
 #include "statement.h"
 #include "log.h"
 #include "pool.h"
@@ -647,6 +648,12 @@ void server_release(Server *s, bool reset)
 {
 	s->last_used_ms = runtime_now_ms();
 	const char *q = s->pool->config->server_reset_query;
+	if (s->settings_opaque) {
+		/* its session may hold what a client set where pgrelay could not read it */
+		q = "DISCARD ALL";
+		reset = true;
+		s->settings_opaque = false;
+	}
 	if (reset && q && *q) {
 		s->state = SV_RESETTING;
 		pool_server_moved(s->pool, s);
@@ -1003,7 +1010,7 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 		if (s->rt->cache)
 			statement_cache_ready(c, s);
 		if (c->undo_active)
-			statement_settings_reply(c, s, type, body, len);
+			settings_reply(c, s, type, body, len);
 		if (server_may_release(s, c)) {
 			if (s->wrote && s->pool->replica < 0 && s->pool->service->n_replicas > 0) {
 				/* Learn the commit's WAL position before letting go (once per write transaction). */
@@ -1054,7 +1061,7 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 				relay_send(rc, buf_head(&e), buf_used(&e));
 			buf_free(&e);
 			if (c && c->undo_active)
-				statement_settings_reply(c, s, type, body, len);
+				settings_reply(c, s, type, body, len);
 			return RELAY_DROP;
 		}
 		if (head_kind == PIPE_QUERY && head_tag) {
@@ -1067,7 +1074,7 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 			return s->state == SV_CLOSED ? RELAY_CLOSED : RELAY_DROP;
 		}
 		if (c && c->undo_active && !(flags & PIPE_INTERNAL))
-			statement_settings_reply(c, s, type, body, len);
+			settings_reply(c, s, type, body, len);
 		ProtoErrorFields f;
 		if (proto_parse_error(body, len, &f) &&
 		    (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0)) {
@@ -1092,7 +1099,7 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 				prepared_client_clear(&c->stmts, &s->rt->stmts);
 		}
 		if (c && c->undo_active && !(flags & PIPE_INTERNAL))
-			statement_settings_reply(c, s, type, body, len);
+			settings_reply(c, s, type, body, len);
 		if (c && c->cache_writes && tag_is(body, len, "ROLLBACK"))
 			statement_cache_rolled_back(c); /* ROLLBACK, or a COMMIT of a failed transaction */
 		else if (c && c->cache_writes && !(flags & PIPE_INTERNAL) && tag_is(body, len, "COMMIT"))

@@ -71,6 +71,8 @@ struct Server {
 	Buf held;             /* ... and its replies so far, held back until ReadyForQuery */
 	bool replies_flow;    /* ... unless the client asked for them (Flush): then they go at once */
 	Buf fail_errors;      /* ErrorResponses pgrelay puts in place of its PIPE_FAILS requests' errors */
+	bool settings_opaque; /* a client ran something that may change settings pgrelay cannot read:
+			       * DISCARD ALL before the connection serves anyone else */
 	bool reset_reports;   /* after RESET/DISCARD ALL: ParameterStatus reports defaults, not wishes */
 	/* Fingerprint of the client parameters last applied, and the server list's generation then:
 	 * a client wanting the same settings needs no comparison at all. */

@@ -119,6 +119,8 @@ typedef struct Walk {
 	size_t n_ctes, cap_ctes;
 	const char *default_schema; /* CREATE SCHEMA x CREATE TABLE t ...: t is x.t */
 	bool locking, has_dml, select_into, time_value;
+	SqlSetConfig *set_configs;
+	size_t n_set_configs, cap_set_configs;
 } Walk;
 
 static void add_pending(Walk *w, SqlRefKind kind, const char *name)
@@ -266,6 +268,46 @@ static bool is_session_advisory_lock(const char *f)
 	return false;
 }
 
+/* A constant argument as text (strings, integers, floats, booleans as PostgreSQL spells them),
+ * or NULL for anything computed (a NULL constant included). */
+static const char *const_text(SqlArena **ar, json_object *arg)
+{
+	json_object *c = jget(arg, "A_Const"), *v;
+	if (!c || jbool(c, "isnull"))
+		return NULL;
+	if ((v = jget(c, "sval")))
+		return json_str(v, "sval") ? json_str(v, "sval") : "";
+	if ((v = jget(c, "fval")))
+		return json_str(v, "fval");
+	if ((v = jget(c, "boolval")))
+		return jbool(v, "boolval") ? "true" : "false";
+	if ((v = jget(c, "ival"))) {
+		char buf[32];
+		json_object *iv = jget(v, "ival");
+		snprintf(buf, sizeof buf, "%d", iv ? json_object_get_int(iv) : 0);
+		return arena_strdup(ar, buf);
+	}
+	return NULL;
+}
+
+static void note_set_config(Walk *w, json_object *args)
+{
+	SqlArena **ar = &w->a->arena;
+	SqlSetConfig sc = {NULL, NULL, -1};
+	if (jlen(args) == 3) {
+		const char *name = const_text(ar, json_object_array_get_idx(args, 0));
+		const char *value = const_text(ar, json_object_array_get_idx(args, 1));
+		const char *local = const_text(ar, json_object_array_get_idx(args, 2));
+		if (name && value) {
+			sc.name = arena_lower(ar, name);
+			sc.value = arena_strdup(ar, value);
+		}
+		if (local && (strcmp(local, "true") == 0 || strcmp(local, "false") == 0))
+			sc.is_local = strcmp(local, "true") == 0;
+	}
+	VEC_PUSH(w->set_configs, w->n_set_configs, w->cap_set_configs, sc);
+}
+
 static void func_call(Walk *w, json_object *fc)
 {
 	json_object *names = jget(fc, "funcname");
@@ -277,6 +319,8 @@ static void func_call(Walk *w, json_object *fc)
 		return;
 	if (is_session_advisory_lock(last))
 		w->a->needs_session = "a session advisory lock";
+	if (strcmp(last, "set_config") == 0 && (!schema || strcmp(schema, "pg_catalog") == 0))
+		note_set_config(w, jget(fc, "args"));
 	char buf[256];
 	if (schema)
 		snprintf(buf, sizeof buf, "%s.%s", schema, last);
@@ -838,6 +882,44 @@ static void tx_detail(SqlArena **ar, SqlStatement *st, json_object *body)
 	}
 }
 
+/* SET's value list rendered so that PostgreSQL's list parsing reads it back the same: string
+ * constants as double-quoted identifiers (as flatten_set_variable_args quotes list elements),
+ * numbers as written. NULL if an element is not a constant. */
+static const char *set_value_text(SqlArena **ar, json_object *args)
+{
+	size_t n = jlen(args), cap = 1, k = 0;
+	if (n == 0)
+		return NULL;
+	const char *parts[64];
+	if (n > sizeof parts / sizeof parts[0])
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		json_object *arg = json_object_array_get_idx(args, i), *c = jget(arg, "A_Const");
+		parts[i] = c && !jget(c, "boolval") ? const_text(ar, arg) : NULL;
+		if (!parts[i])
+			return NULL;
+		cap += 2 * strlen(parts[i]) + 4;
+	}
+	char *out = arena_alloc(ar, cap);
+	for (size_t i = 0; i < n; i++) {
+		json_object *c = jget(json_object_array_get_idx(args, i), "A_Const");
+		bool str = jget(c, "sval") != NULL;
+		if (i)
+			out[k++] = ',', out[k++] = ' ';
+		if (str)
+			out[k++] = '"';
+		for (const char *q = parts[i]; *q; q++) {
+			if (str && *q == '"')
+				out[k++] = '"';
+			out[k++] = *q;
+		}
+		if (str)
+			out[k++] = '"';
+	}
+	out[k] = 0;
+	return out;
+}
+
 static void set_detail(SqlArena **ar, SqlStatement *st, const char *type, json_object *body)
 {
 	if (strcmp(type, "VariableSetStmt") == 0) {
@@ -848,14 +930,17 @@ static void set_detail(SqlArena **ar, SqlStatement *st, const char *type, json_o
 			st->set = SQL_RESET_ALL;
 			return;
 		}
-		if (strcmp(k, "VAR_RESET") == 0)
-			st->set = SQL_RESET;
+		bool local = jbool(body, "is_local");
+		if (strcmp(k, "VAR_RESET") == 0 || (strcmp(k, "VAR_SET_DEFAULT") == 0 && !local))
+			st->set = SQL_RESET; /* SET x TO DEFAULT is RESET x */
 		else if (strcmp(k, "VAR_SET_MULTI") == 0 && name && strcmp(name, "TRANSACTION") == 0)
 			st->set = SQL_SET_LOCAL; /* SET TRANSACTION ...: this transaction only */
 		else
-			st->set = jbool(body, "is_local") ? SQL_SET_LOCAL : SQL_SET;
+			st->set = local ? SQL_SET_LOCAL : SQL_SET;
 		if (name)
 			st->set_name = arena_lower(ar, name);
+		if (strcmp(k, "VAR_SET_VALUE") == 0)
+			st->set_value = set_value_text(ar, jget(body, "args"));
 	} else if (strcmp(type, "VariableShowStmt") == 0) {
 		const char *name = json_str(body, "name");
 		if (name)
@@ -979,6 +1064,34 @@ static void trim_range(const char *text, const PgQuery__ScanResult *scan, int *s
 	*e = last;
 }
 
+/* The comments that mention "pgrelay:", joined by newlines: hints count only there, never in a
+ * string literal or identifier. */
+static void collect_hints(SqlAnalysis *a, const char *text, const PgQuery__ScanResult *scan)
+{
+	size_t cap = 0, k = 0;
+	for (size_t i = 0; i < scan->n_tokens; i++) {
+		const PgQuery__ScanToken *t = scan->tokens[i];
+		if (t->token == PG_QUERY__TOKEN__SQL_COMMENT || t->token == PG_QUERY__TOKEN__C_COMMENT)
+			cap += (size_t)(t->end - t->start) + 1;
+	}
+	if (!cap)
+		return;
+	char *out = arena_alloc(&a->arena, cap + 1);
+	for (size_t i = 0; i < scan->n_tokens; i++) {
+		const PgQuery__ScanToken *t = scan->tokens[i];
+		if (t->token != PG_QUERY__TOKEN__SQL_COMMENT && t->token != PG_QUERY__TOKEN__C_COMMENT)
+			continue;
+		size_t n = (size_t)(t->end - t->start);
+		if (!memmem(text + t->start, n, "pgrelay:", 8))
+			continue;
+		memcpy(out + k, text + t->start, n);
+		k += n;
+		out[k++] = '\n';
+	}
+	out[k] = 0;
+	a->hints = k ? out : NULL;
+}
+
 /* ---- analysis ---- */
 
 static void finish_statement(Walk *w, SqlStatement *st)
@@ -998,6 +1111,12 @@ static void finish_statement(Walk *w, SqlStatement *st)
 		memcpy(f, w->funcs, w->n_funcs * sizeof(*f));
 		st->functions = f;
 	}
+	st->n_set_configs = w->n_set_configs;
+	if (w->n_set_configs) {
+		SqlSetConfig *sc = arena_alloc(ar, w->n_set_configs * sizeof(*sc));
+		memcpy(sc, w->set_configs, w->n_set_configs * sizeof(*sc));
+		st->set_configs = sc;
+	}
 	st->n_schemas = w->n_schemas;
 	if (w->n_schemas) {
 		const char **s = arena_alloc(ar, w->n_schemas * sizeof(*s));
@@ -1011,7 +1130,7 @@ static void *key_alloc(void *ctx, size_t n) { return arena_alloc(ctx, n); }
 static void analyze_statement(Walk *w, SqlStatement *st, json_object *stmt)
 {
 	SqlArena **ar = &w->a->arena;
-	w->n_rels = w->n_funcs = w->n_schemas = w->n_ctes = 0;
+	w->n_rels = w->n_funcs = w->n_schemas = w->n_ctes = w->n_set_configs = 0;
 	w->default_schema = NULL;
 	w->locking = w->has_dml = w->select_into = w->time_value = false;
 
@@ -1117,12 +1236,15 @@ static SqlAnalysis *analyze(SqlCache *cache, const char *text, size_t len)
 	}
 	a->n_statements = n;
 	a->statements = out;
+	if (scan && memmem(str, len, "pgrelay:", 8))
+		collect_hints(a, str, scan);
 	if (scan)
 		pg_query__scan_result__free_unpacked(scan, NULL);
 	free(ranges);
 	free(w.pending);
 	free(w.rels);
 	free(w.funcs);
+	free(w.set_configs);
 	free(w.schemas);
 	free(w.ctes);
 	if (tree)

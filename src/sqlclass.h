@@ -148,6 +148,14 @@ typedef struct SqlKeyEq {
 	const SqlValuePart *parts;
 } SqlKeyEq;
 
+/* A call of set_config (or pg_catalog.set_config). name / value: the constant arguments (name
+ * folded to lower case), NULL when computed (then pgrelay cannot know what it changes). */
+typedef struct SqlSetConfig {
+	const char *name;
+	const char *value;
+	int is_local; /* 1: true (the transaction only), 0: false (the session), -1: computed */
+} SqlSetConfig;
+
 typedef struct SqlStatement {
 	int start, end;   /* exact byte range in the text: no surrounding blanks, comments or ';' */
 	SqlKind kind;
@@ -179,6 +187,14 @@ typedef struct SqlStatement {
 	 * SET TRANSACTION, "session characteristics", "all" for SHOW ALL); NULL for RESET ALL and
 	 * DISCARD. */
 	const char *set_name;
+	/* SET name {TO|=} value[, ...]: the value as a list PostgreSQL would read the same way (string
+	 * constants double-quoted as identifiers, numbers as written), e.g. "\"s1\", \"public\"" for
+	 * SET search_path = s1, public; NULL for other forms (DEFAULT is SQL_RESET, FROM CURRENT
+	 * changes nothing, and values of other shapes are not rendered). */
+	const char *set_value;
+	/* set_config(name, value, is_local) calls anywhere in the statement, in order. */
+	size_t n_set_configs;
+	const struct SqlSetConfig *set_configs;
 
 	/* PREPARE / EXECUTE / DEALLOCATE name (folded); NULL otherwise and for DEALLOCATE ALL. */
 	const char *prepared_name;
@@ -204,6 +220,9 @@ typedef struct SqlAnalysis {
 	const char *needs_session; /* NULL, or why the statement needs a session ("LISTEN", ...) */
 	size_t n_refs;
 	SqlNameRef *refs;          /* in text order */
+	/* The text's comments that mention "pgrelay:" (cache hints), joined by newlines; NULL if none.
+	 * Hints count only in comments, never inside a string literal. */
+	const char *hints;
 	size_t n_statements;       /* 0 for an empty text (or only comments) and on parse_error */
 	const SqlStatement *statements;
 	SqlArena *arena;           /* private: every string and array above */

@@ -18,6 +18,7 @@
 #include "proto.h"
 #include "router.h"
 #include "server.h"
+#include "settings.h"
 #include "sqlclass.h"
 #include "stats.h"
 #include "xalloc.h"
@@ -310,175 +311,6 @@ static RelayAction client_query_msg(Client *c, RelayCtx *rc, const uint8_t *msg,
 plain:
 	server_expect(s, PIPE_QUERY, 0, 0);
 	return RELAY_FORWARD;
-}
-
-/* ---- session settings (SET / RESET) in transaction pooling ---- */
-
-/* Whether a statement of the text starts with SET, RESET or DISCARD (a cheap look before parsing). */
-static bool starts_setting(const char *t, size_t n)
-{
-	static const char *const words[] = {"set", "reset", "discard"};
-	bool at_start = true;
-	for (size_t i = 0; i < n; i++) {
-		char ch = t[i];
-		if (ch == ';') {
-			at_start = true;
-			continue;
-		}
-		if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '(')
-			continue;
-		if (ch == '-' && i + 1 < n && t[i + 1] == '-') { /* comment to end of line */
-			while (i < n && t[i] != '\n')
-				i++;
-			continue;
-		}
-		char low = (char)(ch | 0x20);
-		if (at_start && (low == 's' || low == 'r' || low == 'd')) {
-			for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
-				size_t k = strlen(words[w]);
-				if (words[w][0] == low && n - i > k && strncasecmp(t + i, words[w], k) == 0 &&
-				    !((t[i + k] | 0x20) >= 'a' && (t[i + k] | 0x20) <= 'z') && t[i + k] != '_')
-					return true;
-			}
-		}
-		at_start = false;
-	}
-	return false;
-}
-
-/* The value part of "SET [SESSION] name {TO|=} value" (for search_path). */
-static char *set_value(const char *stmt, size_t len, const char *name)
-{
-	size_t nl = strlen(name);
-	for (size_t i = 0; i + nl <= len; i++) {
-		if (strncasecmp(stmt + i, name, nl) != 0)
-			continue;
-		size_t j = i + nl;
-		while (j < len && (stmt[j] == ' ' || stmt[j] == '\t' || stmt[j] == '\n' || stmt[j] == '"'))
-			j++;
-		if (j < len && stmt[j] == '=')
-			j++;
-		else if (j + 1 < len && strncasecmp(stmt + j, "to", 2) == 0)
-			j += 2;
-		else
-			continue;
-		while (j < len && (stmt[j] == ' ' || stmt[j] == '\t' || stmt[j] == '\n'))
-			j++;
-		char *v = xmalloc(len - j + 1);
-		memcpy(v, stmt + j, len - j);
-		v[len - j] = 0;
-		return v;
-	}
-	return NULL;
-}
-
-static void settings_snapshot(Client *c, Server *s)
-{
-	if (c->undo_active)
-		return;
-	c->undo_active = true;
-	c->undo_failed = false;
-	params_copy(&c->undo_params, &c->params);
-	params_copy(&c->undo_server_params, &s->params);
-	free(c->undo_search_path);
-	c->undo_search_path = c->search_path ? xstrdup(c->search_path) : NULL;
-}
-
-/*
- * A SET / RESET / RESET ALL / DISCARD ALL the client sends in transaction pooling: remembered so
- * every server connection that serves the client later gets it too. Applied at once; undone if
- * the statement fails or its transaction rolls back (statement_settings_reply).
- */
-static void track_settings(Client *c, Server *s, const char *sql, size_t len)
-{
-	if (!starts_setting(sql, len))
-		return;
-	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, sql, len);
-	for (size_t i = 0; i < a->n_statements; i++) {
-		const SqlStatement *st = &a->statements[i];
-		const char *name = st->set_name;
-		switch (st->set) {
-		case SQL_SET:
-			if (!name || params_is_settable_report(name) || !params_name_valid(name))
-				break; /* reported ones come back as ParameterStatus */
-			settings_snapshot(c, s);
-			params_set_raw(&c->params, name, sql + st->start, (size_t)(st->end - st->start));
-			params_set_raw(&s->params, name, sql + st->start, (size_t)(st->end - st->start));
-			if (strcmp(name, "search_path") == 0) {
-				free(c->search_path);
-				c->search_path = set_value(sql + st->start, (size_t)(st->end - st->start), name);
-			}
-			break;
-		case SQL_RESET: {
-			if (!name)
-				break;
-			settings_snapshot(c, s);
-			const char *start = params_get(&c->startup_params, name);
-			if (start)
-				params_set(&c->params, name, start); /* a startup parameter is the session default */
-			else
-				params_remove(&c->params, name);
-			const char *base = params_get(&s->login_params, name);
-			if (base)
-				params_set(&s->params, name, base);
-			else
-				params_remove(&s->params, name);
-			if (strcmp(name, "search_path") == 0) {
-				free(c->search_path);
-				c->search_path = NULL;
-			}
-			break;
-		}
-		case SQL_RESET_ALL:
-		case SQL_DISCARD_ALL:
-			settings_snapshot(c, s);
-			params_copy(&c->params, &c->startup_params);
-			params_copy(&s->params, &s->login_params);
-			free(c->search_path);
-			c->search_path = NULL;
-			break;
-		default:
-			break;
-		}
-	}
-	sqlclass_release(a);
-}
-
-void statement_settings_reply(Client *c, Server *s, uint8_t type, const uint8_t *body, size_t len)
-{
-	switch (type) {
-	case 'E':
-		c->undo_failed = true;
-		break;
-	case 'C':
-		if (len == sizeof("ROLLBACK") && memcmp(body, "ROLLBACK", sizeof("ROLLBACK")) == 0)
-			c->undo_failed = true;
-		break;
-	case 'Z':
-		if (body[0] != 'I')
-			break; /* the transaction goes on: its SETs are not settled yet */
-		if (c->undo_failed) {
-			params_copy(&c->params, &c->undo_params);
-			if (s)
-				params_copy(&s->params, &c->undo_server_params);
-			free(c->search_path);
-			c->search_path = c->undo_search_path;
-			c->undo_search_path = NULL;
-		}
-		c->undo_active = false;
-		break;
-	default:
-		break;
-	}
-}
-
-/* The search_path the router resolves unqualified names with (NULL: PostgreSQL's default). */
-static const char *client_search_path(const Client *c)
-{
-	if (c->search_path)
-		return c->search_path;
-	const char *v = params_get(&c->params, "search_path");
-	return params_is_raw(v) ? NULL : v;
 }
 
 /* ---- routing (transaction pooling) ---- */
@@ -798,6 +630,35 @@ static RelayAction route_answer_locally(Client *c, RelayCtx *rc, uint8_t type, c
 	}
 }
 
+/*
+ * What a statement the client sends to s does to its session settings (settings.c), on every path
+ * a statement runs by: a Query, the unnamed statement's Parse (its Bind follows), the Bind of a
+ * named statement (each execution; its Parse executes nothing).
+ */
+static void track_session(Client *c, Server *s, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
+{
+	if (type != 'Q' && type != 'P' && type != 'B')
+		return;
+	if (type == 'P' && avail > PROTO_HEADER_LEN && msg[PROTO_HEADER_LEN] != 0)
+		return; /* a named statement: tracked at its Binds */
+	if (type != 'B' && avail < total && total > c->rt->config->buffer_size) {
+		settings_unseen(c, s, "a statement too large to read");
+		return;
+	}
+	const char *sql;
+	size_t len;
+	if (message_sql(c, type, msg, total, avail, &sql, &len) != 0 || !sql)
+		return; /* the unnamed statement's Bind (tracked at its Parse), or not all here yet */
+	if (!settings_might_change(sql, len) && !settings_opacity_matters(c))
+		return;
+	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, sql, len);
+	settings_track(c, s, sql, a);
+	sqlclass_release(a);
+	/* The server now has what the client wants (if the statement works). */
+	s->synced_fp = params_fingerprint(&c->params);
+	s->synced_server_gen = s->params.gen;
+}
+
 /* Where a statement goes: its service, and a replica or the primary. */
 typedef struct Target {
 	const ConfigService *svc;
@@ -812,7 +673,7 @@ static bool sql_may_use_replica(Client *c, const ConfigDatabase *db, const char 
 {
 	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, sql, len);
 	RouteResult r;
-	router_route(c->rt->config, db, client_search_path(c), c->user, a, &r);
+	router_route(c->rt->config, db, settings_search_path(c), c->user, a, &r);
 	sqlclass_release(a);
 	return r.status == ROUTE_OK && r.use_replica;
 }
@@ -881,7 +742,7 @@ static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const uint8_t
 	if (!a)
 		return true;
 	RouteResult r;
-	router_route(rt->config, db, client_search_path(c), c->user, a, &r);
+	router_route(rt->config, db, settings_search_path(c), c->user, a, &r);
 	if (r.status == ROUTE_CROSS_SERVICE) {
 		char m[600];
 		router_error_message(&r, m, sizeof m);
@@ -896,7 +757,7 @@ static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const uint8_t
 	t->read_only = r.read_only;
 	t->names_tables = r.names_tables;
 	bool tx_allows = c->tx_local == 'I' || (c->tx_local == 'T' && c->held_read_only);
-	if (r.use_replica && tx_allows && (type == 'Q' || (c->server && c->server->pipe.batch_open) || batch_may_use_replica(c, db, msg)))
+	if (r.use_replica && tx_allows && !c->settings_opaque && (type == 'Q' || (c->server && c->server->pipe.batch_open) || batch_may_use_replica(c, db, msg)))
 		t->replica = balance_choose_replica(rt, t->svc, statement_ryw_lsn(c, t->svc->name));
 	return true;
 }
@@ -967,7 +828,7 @@ static bool cache_note_writes(Client *c, const SqlAnalysis *a, const ProtoBindVa
 			return false; /* the common case: nothing to note, nothing to allocate */
 		c->cache_writes = xcalloc(1, sizeof *c->cache_writes);
 	}
-	return cachepolicy_writes(c->rt->config, client_search_path(c), c->user, a, params, at_parse, c->cache_writes);
+	return cachepolicy_writes(c->rt->config, settings_search_path(c), c->user, a, params, at_parse, c->cache_writes);
 }
 
 /* The Bind body after its portal and statement names when the whole message is buffered, else
@@ -1164,12 +1025,12 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 		return 0;
 	if (c->cache_req)
 		return RELAY_STOP; /* Redis has not answered yet */
-	bool eligible = !c->server && c->tx_local == 'I' && !c->held_begin && !c->pinned &&
+	bool eligible = !c->server && c->tx_local == 'I' && !c->held_begin && !c->pinned && !c->settings_opaque &&
 			c->pool_mode == CONFIG_POOL_TRANSACTION && !c->cache_fill.active && cfg->cache.enabled;
 	CacheBatch batch;
 	CacheKey key;
 	bool have_key = false;
-	const char *search_path = client_search_path(c);
+	const char *search_path = settings_search_path(c);
 	const uint8_t *reply;
 	size_t reply_len;
 	if (eligible && avail == total) {
@@ -1214,7 +1075,7 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 	bool have_params = type != 'Q' && a->n_statements == 1 && a->statements[0].n_key_eqs &&
 			   proto_parse_bind_values(batch.bind_rest, batch.bind_rest_len, batch.parse_key,
 						   batch.parse_key_len, &params);
-	cachepolicy_decide(cfg, search_path, c->user, a, have_params ? &params : NULL, &r, sql, len, &d);
+	cachepolicy_decide(cfg, search_path, c->user, a, have_params ? &params : NULL, &r, &d);
 	if (!d.cacheable)
 		goto done;
 	stats_request_begin(c, type, msg, total, avail);
@@ -1476,16 +1337,8 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 	/* Settings lost to RESET / DISCARD ALL come back before the next request. */
 	if (!server_params_synced(s, c) && s->tx_status == 'I' && pipeline_idle(&s->pipe))
 		server_sync_params(s, c, rc);
-	if (c->pool_mode == CONFIG_POOL_TRANSACTION && (type == 'Q' || type == 'P') && avail == total) {
-		const char *sql;
-		size_t len;
-		if (message_sql(c, type, msg, total, avail, &sql, &len) == 0 && sql) {
-			track_settings(c, s, sql, len);
-			/* The server now has what the client wants (if the statement works). */
-			s->synced_fp = params_fingerprint(&c->params);
-			s->synced_server_gen = s->params.gen;
-		}
-	}
+	if (c->pool_mode == CONFIG_POOL_TRANSACTION)
+		track_session(c, s, type, msg, total, avail);
 	switch (type) {
 	case 'P':
 	case 'B':

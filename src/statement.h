@@ -18,12 +18,6 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 void statement_retry(Client *c, Server *s);
 /* The replica a client waits for refused connections: choose again. */
 void statement_reroute_waiter(Client *c);
-/*
- * A reply of the server to the client's own request while SETs are pending (c->undo_active):
- * ErrorResponse / CommandComplete ROLLBACK undo them when the transaction ends, ReadyForQuery 'I'
- * settles them.
- */
-void statement_settings_reply(Client *c, Server *s, uint8_t type, const uint8_t *body, size_t len);
 /* Lets go of the client's server between transactions (it goes back to its pool). */
 void statement_release(Client *c);
 /* Read-your-writes: the WAL position of the client's last write commit on service (0: none). */

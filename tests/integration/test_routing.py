@@ -77,6 +77,9 @@ HEALTH_MS = 300
 
 @pytest.fixture(scope="module")
 def dbs(pg, pg2):
+    # shared with other modules (test_replica_batches imports it): made once per session
+    if pg.sql("SELECT to_regclass('public.rt_users') IS NOT NULL", dbname="appdb") == "t":
+        return True
     pg.sql(MAIN_SQL, dbname="appdb")
     pg2.sql(f"CREATE DATABASE {ORDERS_DB} OWNER app")
     pg2.sql(ORDERS_SQL, dbname=ORDERS_DB)

@@ -38,7 +38,7 @@ static CacheDecision decide_path(const char *search_path, const char *sql)
 	SqlAnalysis *a = sqlclass_analyze(&cache, sql, strlen(sql));
 	const ConfigDatabase *db = config_find_database(cfg, "app");
 	router_route(cfg, db, search_path, "alice", a, &r);
-	cachepolicy_decide(cfg, search_path, "alice", a, NULL, &r, sql, strlen(sql), &d);
+	cachepolicy_decide(cfg, search_path, "alice", a, NULL, &r, &d);
 	sqlclass_release(a);
 	return d;
 }
@@ -60,7 +60,7 @@ static CacheDecision decide_params(const char *sql, size_t n, const char *const 
 	}
 	SqlAnalysis *a = sqlclass_analyze(&cache, sql, strlen(sql));
 	router_route(cfg, config_find_database(cfg, "app"), NULL, "alice", a, &r);
-	cachepolicy_decide(cfg, NULL, "alice", a, &p, &r, sql, strlen(sql), &d);
+	cachepolicy_decide(cfg, NULL, "alice", a, &p, &r, &d);
 	sqlclass_release(a);
 	return d;
 }

@@ -485,7 +485,7 @@ TEST(set_reset_detail_and_ranges)
 		{SQL_SET, "session characteristics", "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"},
 		{SQL_SET_LOCAL, "transaction", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"},
 		{SQL_SET, "datestyle", "set session \"DateStyle\" = 'ISO'"},
-		{SQL_SET, "x.y", "SET x.y TO DEFAULT"},
+		{SQL_RESET, "x.y", "SET x.y TO DEFAULT"}, /* the same as RESET x.y */
 		{SQL_RESET, "timezone", "RESET TIME ZONE"},
 		{SQL_SET_NONE, "timezone", "SHOW TimeZone"},
 		{SQL_DISCARD_ALL, NULL, "DISCARD ALL"},
@@ -507,6 +507,36 @@ TEST(set_reset_detail_and_ranges)
 		CHECK_STR(range_text(sql, st), expect[i].text);
 		CHECK_INT(st->kind, SQL_KIND_SESSION);
 	}
+	sqlclass_release(a);
+}
+
+TEST(set_values_and_set_config_calls)
+{
+	SqlAnalysis *a = an("/* app=web */ SET search_path = MySchema, 'Two', \"Th\"\"ree\"; SET x.y TO 5; "
+			    "SET search_path FROM CURRENT; SET LOCAL search_path TO DEFAULT; SET datestyle = iso, mdy");
+	REQUIRE(!a->parse_error && a->n_statements == 5);
+	CHECK_STR(a->statements[0].set_value, "\"myschema\", \"Two\", \"Th\"\"ree\"");
+	CHECK_STR(a->statements[1].set_value, "5");
+	CHECK(a->statements[2].set == SQL_SET && a->statements[2].set_value == NULL);
+	CHECK(a->statements[3].set == SQL_SET_LOCAL && a->statements[3].set_value == NULL);
+	CHECK_STR(a->statements[4].set_value, "\"iso\", \"mdy\"");
+	sqlclass_release(a);
+
+	a = an("SELECT set_config('Search_Path', 's2', false), pg_catalog.set_config('a.b', '1', true), "
+	       "set_config('a.c', (SELECT 'x'), false), set_config('a.d', 'v', $1), myschema.set_config('n', 'v', false)");
+	REQUIRE(!a->parse_error && a->n_statements == 1);
+	const SqlStatement *st = &a->statements[0];
+	REQUIRE(st->n_set_configs == 4);
+	CHECK_STR(st->set_configs[0].name, "search_path");
+	CHECK_STR(st->set_configs[0].value, "s2");
+	CHECK_INT(st->set_configs[0].is_local, 0);
+	CHECK_STR(st->set_configs[1].name, "a.b");
+	CHECK_INT(st->set_configs[1].is_local, 1);
+	CHECK(st->set_configs[2].name == NULL && st->set_configs[2].value == NULL);
+	CHECK_INT(st->set_configs[3].is_local, -1);
+	sqlclass_release(a);
+	a = an("SELECT 1");
+	CHECK_INT(a->statements[0].n_set_configs, 0);
 	sqlclass_release(a);
 }
 
@@ -618,6 +648,7 @@ int main(void)
 	RUN(prepare_execute_detail);
 	RUN(transaction_detail);
 	RUN(set_reset_detail_and_ranges);
+	RUN(set_values_and_set_config_calls);
 	RUN(ranges_skip_comments);
 	RUN(parse_error_detail);
 	RUN(deep_nesting);

@@ -1,0 +1,232 @@
+/*
+ * settings — a client's session settings in transaction pooling (see settings.h).
+ */
+#include "settings.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "params.h"
+#include "pool.h"
+#include "router.h"
+#include "server.h"
+#include "xalloc.h"
+
+static bool word_char(char ch)
+{
+	char low = (char)(ch | 0x20);
+	return (low >= 'a' && low <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || (unsigned char)ch >= 0x80;
+}
+
+bool settings_might_change(const char *t, size_t n)
+{
+	/* "set" anywhere, also inside a longer word (reset, set_config, offset: analyzing too often
+	 * costs a cached lookup, missing one costs a wrong session), and the whole words discard, do
+	 * and call */
+	static const struct {
+		const char *w;
+		size_t len;
+		bool whole;
+	} words[] = {{"set", 3, false}, {"discard", 7, true}, {"do", 2, true}, {"call", 4, true}};
+	for (size_t i = 0; i < n; i++) {
+		char low = (char)(t[i] | 0x20);
+		if (low != 's' && low != 'd' && low != 'c')
+			continue;
+		for (size_t k = 0; k < sizeof words / sizeof words[0]; k++) {
+			size_t len = words[k].len;
+			if (words[k].w[0] != low || n - i < len || strncasecmp(t + i, words[k].w, len) != 0)
+				continue;
+			if (!words[k].whole || ((i == 0 || !word_char(t[i - 1])) && (i + len == n || !word_char(t[i + len]))))
+				return true;
+		}
+	}
+	return false;
+}
+
+bool settings_opacity_matters(const Client *c)
+{
+	const Config *cfg = c->rt->config;
+	if (cfg->cache.enabled)
+		return true;
+	for (size_t i = 0; i < cfg->n_services; i++)
+		if (cfg->services[i].n_replicas > 0)
+			return true;
+	return false;
+}
+
+static void settings_snapshot(Client *c, Server *s)
+{
+	if (c->undo_active)
+		return;
+	c->undo_active = true;
+	c->undo_failed = false;
+	params_copy(&c->undo_params, &c->params);
+	params_copy(&c->undo_server_params, &s->params);
+	free(c->undo_search_path);
+	c->undo_search_path = c->search_path ? xstrdup(c->search_path) : NULL;
+}
+
+static void set_search_path(Client *c, const char *value)
+{
+	free(c->search_path);
+	c->search_path = value ? xstrdup(value) : NULL;
+}
+
+/* The session may hold settings pgrelay does not know: see settings.h. */
+static void make_opaque(Client *c, Server *s, const char *why, const char *detail)
+{
+	s->settings_opaque = true;
+	if (c->settings_opaque)
+		return;
+	c->settings_opaque = why;
+	log_info(c->name, "no cached results or replica reads for this client until RESET ALL or DISCARD ALL: %s "
+			  "may change settings pgrelay cannot read", detail ? detail : why);
+}
+
+void settings_unseen(Client *c, Server *s, const char *why) { make_opaque(c, s, why, NULL); }
+
+/* Back to the session's defaults (RESET ALL, DISCARD ALL): what pgrelay could not see is gone too. */
+static void reset_all(Client *c, Server *s)
+{
+	settings_snapshot(c, s);
+	params_copy(&c->params, &c->startup_params);
+	params_copy(&s->params, &s->login_params);
+	set_search_path(c, NULL);
+	if (c->settings_opaque)
+		log_info(c->name, "settings reset: cached results and replica reads are on again for this client");
+	c->settings_opaque = NULL;
+}
+
+static void reset_one(Client *c, Server *s, const char *name)
+{
+	settings_snapshot(c, s);
+	const char *start = params_get(&c->startup_params, name);
+	if (start)
+		params_set(&c->params, name, start); /* a startup parameter is the session default */
+	else
+		params_remove(&c->params, name);
+	const char *base = params_get(&s->login_params, name);
+	if (base)
+		params_set(&s->params, name, base);
+	else
+		params_remove(&s->params, name);
+	if (strcmp(name, "search_path") == 0)
+		set_search_path(c, NULL);
+}
+
+/* set_config(name, value, false) with constant arguments: a SET by another spelling. */
+static void note_set_config(Client *c, Server *s, const SqlSetConfig *sc)
+{
+	if (sc->is_local == 1)
+		return; /* this transaction only */
+	if (sc->is_local < 0 || !sc->name || !sc->value) {
+		make_opaque(c, s, "set_config() with arguments computed at run time", NULL);
+		return;
+	}
+	if (params_is_settable_report(sc->name))
+		return; /* reported: comes back as ParameterStatus */
+	if (!params_name_valid(sc->name)) {
+		make_opaque(c, s, "set_config() of a parameter pgrelay cannot name", NULL);
+		return;
+	}
+	settings_snapshot(c, s);
+	params_set(&c->params, sc->name, sc->value);
+	params_set(&s->params, sc->name, sc->value);
+	if (strcmp(sc->name, "search_path") == 0)
+		set_search_path(c, sc->value);
+}
+
+void settings_track(Client *c, Server *s, const char *sql, const SqlAnalysis *a)
+{
+	if (a->parse_error) {
+		/* PostgreSQL may accept what libpg_query does not: whatever it sets is unknown */
+		if (settings_might_change(sql, strlen(sql)))
+			make_opaque(c, s, "a statement pgrelay cannot parse", NULL);
+		return;
+	}
+	const ConfigService *svc = s->pool ? s->pool->service : NULL;
+	for (size_t i = 0; i < a->n_statements; i++) {
+		const SqlStatement *st = &a->statements[i];
+		const char *name = st->set_name;
+		switch (st->set) {
+		case SQL_SET:
+			if (!name || params_is_settable_report(name))
+				break; /* reported ones come back as ParameterStatus */
+			if (!params_name_valid(name)) {
+				if (strcmp(name, "transaction") != 0 && strcmp(name, "session characteristics") != 0)
+					make_opaque(c, s, "a SET of a parameter pgrelay cannot name", NULL);
+				break;
+			}
+			settings_snapshot(c, s);
+			params_set_raw(&c->params, name, sql + st->start, (size_t)(st->end - st->start));
+			params_set_raw(&s->params, name, sql + st->start, (size_t)(st->end - st->start));
+			if (strcmp(name, "search_path") == 0 && st->set_value)
+				set_search_path(c, st->set_value);
+			break;
+		case SQL_RESET:
+			if (name)
+				reset_one(c, s, name);
+			break;
+		case SQL_RESET_ALL:
+		case SQL_DISCARD_ALL:
+			reset_all(c, s);
+			break;
+		default:
+			break;
+		}
+		for (size_t k = 0; k < st->n_set_configs; k++)
+			note_set_config(c, s, &st->set_configs[k]);
+		if (st->tag && strcmp(st->tag, "DO") == 0)
+			make_opaque(c, s, "a DO block", NULL);
+		else if (st->tag && strcmp(st->tag, "CALL") == 0)
+			make_opaque(c, s, "a procedure call", NULL);
+		for (size_t k = 0; k < st->n_functions && !c->settings_opaque; k++)
+			if (!router_function_known(svc, st->functions[k])) {
+				char why[160];
+				snprintf(why, sizeof why, "function %s (not built-in, not declared under services.%s.functions)",
+					 st->functions[k], svc ? svc->name : "?");
+				make_opaque(c, s, "a function pgrelay does not know", why);
+			}
+	}
+}
+
+void settings_reply(Client *c, Server *s, uint8_t type, const uint8_t *body, size_t len)
+{
+	switch (type) {
+	case 'E':
+		c->undo_failed = true;
+		break;
+	case 'C':
+		if (len == sizeof("ROLLBACK") && memcmp(body, "ROLLBACK", sizeof("ROLLBACK")) == 0)
+			c->undo_failed = true;
+		break;
+	case 'Z':
+		if (body[0] != 'I')
+			break; /* the transaction goes on: its SETs are not settled yet */
+		if (c->undo_failed) {
+			params_copy(&c->params, &c->undo_params);
+			if (s)
+				params_copy(&s->params, &c->undo_server_params);
+			free(c->search_path);
+			c->search_path = c->undo_search_path;
+			c->undo_search_path = NULL;
+		}
+		c->undo_active = false;
+		break;
+	default:
+		break;
+	}
+}
+
+const char *settings_search_path(const Client *c)
+{
+	if (c->search_path)
+		return c->search_path;
+	const char *v = params_get(&c->params, "search_path");
+	return params_is_raw(v) ? NULL : v;
+}
