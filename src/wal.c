@@ -121,6 +121,9 @@ struct WalListener {
 	bool status_pending; /* a status update could not be queued: send it when writable */
 	bool status_due;     /* conn_lsn moved (COMMIT, keepalive): report it at the end of the batch */
 	uint64_t conn_lsn;   /* highest LSN processed on this connection (0: none) */
+	bool hold;           /* wal_listener_hold_progress: report no further than the owner confirmed */
+	uint64_t delivered_lsn; /* highest commit LSN passed to the callback (any connection) */
+	uint64_t confirmed_lsn; /* wal_listener_confirm's highest */
 
 	/* The transaction being collected. */
 	bool in_txn;
@@ -262,6 +265,8 @@ static bool deliver(WalListener *w, const WalTable *tables, size_t n, uint64_t l
 	if (n == 0)
 		w->stats.resets++;
 	w->stats.tables += n;
+	if (lsn > w->delivered_lsn)
+		w->delivered_lsn = lsn;
 	w->in_callback = true;
 	w->fn(w->arg, n ? tables : NULL, n, lsn);
 	w->in_callback = false;
@@ -387,15 +392,26 @@ static int conn_flush(WalListener *w)
 	return r;
 }
 
-/* Queues a standby status update ('r') with the LSN processed on this connection; false when
- * libpq did not take it (full buffer: 0, or error: -1 in *r). */
+/* The LSN to report: the one processed on this connection, but with hold, while a delivered
+ * commit is not confirmed, no further than the owner confirmed (the slot then sends the rest again
+ * after a restart). 0 (InvalidXLogRecPtr) leaves the slot where it is. */
+static uint64_t report_lsn(const WalListener *w)
+{
+	if (!w->hold || w->confirmed_lsn >= w->delivered_lsn)
+		return w->conn_lsn;
+	return w->confirmed_lsn < w->conn_lsn ? w->confirmed_lsn : w->conn_lsn;
+}
+
+/* Queues a standby status update ('r') with report_lsn; false when libpq did not take it (full
+ * buffer: 0, or error: -1 in *r). */
 static bool status_queue(WalListener *w, bool reply_requested, int *r)
 {
 	unsigned char msg[1 + 8 * 4 + 1];
+	uint64_t lsn = report_lsn(w);
 	msg[0] = 'r';
-	put_be64(msg + 1, w->conn_lsn);  /* written */
-	put_be64(msg + 9, w->conn_lsn);  /* flushed: the slot's confirmed_flush_lsn follows this one */
-	put_be64(msg + 17, w->conn_lsn); /* applied */
+	put_be64(msg + 1, lsn);  /* written */
+	put_be64(msg + 9, lsn);  /* flushed: the slot's confirmed_flush_lsn follows this one */
+	put_be64(msg + 17, lsn); /* applied */
 	put_be64(msg + 25, (uint64_t)pg_now_us());
 	msg[33] = reply_requested ? 1 : 0;
 	*r = PQputCopyData(w->conn, (const char *)msg, (int)sizeof msg);
@@ -971,6 +987,18 @@ void wal_listener_want_keys(WalListener *w, WalKeyColumnFn fn)
 {
 	if (w)
 		w->key_column = fn;
+}
+
+void wal_listener_hold_progress(WalListener *w)
+{
+	if (w)
+		w->hold = true;
+}
+
+void wal_listener_confirm(WalListener *w, uint64_t lsn)
+{
+	if (w && lsn > w->confirmed_lsn)
+		w->confirmed_lsn = lsn;
 }
 
 void wal_listener_stats(const WalListener *w, WalStats *out)
