@@ -41,6 +41,7 @@
 #define WAL_BACKOFF_MAX_MS 5000
 #define WAL_STABLE_MS 5000          /* a stream that lasted this long resets the backoff */
 #define WAL_STATUS_INTERVAL_MS 10000
+#define WAL_CONFIRM_DELAY_MS 100    /* a confirmation (hold) is reported this soon */
 #define WAL_SILENCE_MS 30000        /* no message from the server for this long: the stream is dead */
 #define WAL_DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define WAL_BATCH 1000              /* messages handled per wake-up before yielding to the loop */
@@ -105,6 +106,7 @@ struct WalListener {
 	struct event ev_timeout; /* connect and START phases */
 	struct event ev_status;  /* every WAL_STATUS_INTERVAL_MS, persistent */
 	struct event ev_more;    /* zero timer: more buffered messages after a full batch */
+	struct event ev_confirm; /* wal_listener_confirm moved the position: report it shortly */
 	struct evdns_base *dns;
 	DnsTicket *ticket;
 	char hostaddr[WAL_MAX_ADDRS * (INET6_ADDRSTRLEN + 1)];
@@ -312,6 +314,7 @@ static void conn_close(WalListener *w)
 	sock_unwatch(w);
 	evtimer_del(&w->ev_timeout);
 	evtimer_del(&w->ev_more);
+	evtimer_del(&w->ev_confirm);
 	if (w->conn) {
 		PQfinish(w->conn);
 		w->conn = NULL;
@@ -568,6 +571,19 @@ static void on_more(evutil_socket_t fd, short what, void *arg)
 	WalListener *w = arg;
 	if (w->state == WAL_STREAMING)
 		stream_progress(w);
+}
+
+static void on_confirm(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	WalListener *w = arg;
+	if (w->state != WAL_STREAMING || !status_send(w, false))
+		return;
+	int f = conn_flush(w);
+	if (f < 0)
+		return;
+	sock_watch(w, (short)(EV_READ | (f == 1 || w->status_pending ? EV_WRITE : 0)));
 }
 
 static void stream_progress(WalListener *w)
@@ -963,6 +979,7 @@ WalListener *wal_listener_new(struct event_base *base, const char *service, cons
 	evtimer_assign(&w->ev_retry, base, on_retry, w);
 	evtimer_assign(&w->ev_timeout, base, on_timeout, w);
 	evtimer_assign(&w->ev_more, base, on_more, w);
+	evtimer_assign(&w->ev_confirm, base, on_confirm, w);
 	event_assign(&w->ev_status, base, -1, EV_PERSIST, on_status_tick, w);
 	if (!wal_slot_name_valid(w->slot) || !fn) {
 		if (!fn)
@@ -997,8 +1014,15 @@ void wal_listener_hold_progress(WalListener *w)
 
 void wal_listener_confirm(WalListener *w, uint64_t lsn)
 {
-	if (w && lsn > w->confirmed_lsn)
-		w->confirmed_lsn = lsn;
+	if (!w || lsn <= w->confirmed_lsn)
+		return;
+	w->confirmed_lsn = lsn;
+	/* an asynchronous confirmation: the slot moves within WAL_CONFIRM_DELAY_MS, not at the next
+	 * 10 s tick (several confirmations meanwhile make one report) */
+	if (w->hold && !w->in_callback && w->state == WAL_STREAMING && !evtimer_pending(&w->ev_confirm, NULL)) {
+		struct timeval tv = tv_ms(WAL_CONFIRM_DELAY_MS);
+		evtimer_add(&w->ev_confirm, &tv);
+	}
 }
 
 void wal_listener_stats(const WalListener *w, WalStats *out)
