@@ -138,19 +138,19 @@ static void cache_on_wal_commit(void *arg, const WalTable *tables, size_t n, uin
 				      tables[i].n_key_values, &w);
 	cache->stats.wal_invalidations++;
 	cache_invalidate(cache, cache->wal_service, &w);
-	if (!cache->redis || (!w.all && w.n == 0)) {
-		if (!cache->n_wal_pending) {
-			wal_listener_confirm(cache->wal, lsn);
-			return;
-		}
-		/* behind commits still on their way to Redis */
-	}
-	bool nothing = !cache->redis || (!w.all && w.n == 0);
 	CacheWalPending *tail = cache->n_wal_pending ? &cache->wal_pending[cache->n_wal_pending - 1] : NULL;
+	if (!cache->redis || (!w.all && w.n == 0)) {
+		/* nothing for Redis: confirmed now, or with the last commit still on its way there */
+		if (tail)
+			tail->lsn = lsn;
+		else
+			wal_listener_confirm(cache->wal, lsn);
+		return;
+	}
 	CacheBump *b = NULL;
-	if (!nothing && cache->n_wal_pending < WAL_PENDING_MAX && cache->redis_live)
+	if (cache->n_wal_pending < WAL_PENDING_MAX && cache->redis_live)
 		b = bump_send(cache, cache->wal_service, &w);
-	if (!b && !nothing) {
+	if (!b) {
 		/* not sent (Redis down, or too many under way): the service gets a new epoch when Redis
 		 * answers; until then the slot stays before this commit */
 		outage_note(cache, cache->wal_service);
@@ -166,8 +166,7 @@ static void cache_on_wal_commit(void *arg, const WalTable *tables, size_t n, uin
 			xalloc_check(realloc(cache->wal_pending, cache->cap_wal_pending * sizeof *cache->wal_pending));
 	}
 	uint64_t seq = cache->wal_first_seq + cache->n_wal_pending;
-	cache->wal_pending[cache->n_wal_pending++] =
-		(CacheWalPending){lsn, nothing ? WAL_BUMP_DONE : b ? WAL_BUMP_PENDING : WAL_BUMP_FAILED};
+	cache->wal_pending[cache->n_wal_pending++] = (CacheWalPending){lsn, b ? WAL_BUMP_PENDING : WAL_BUMP_FAILED};
 	if (b) {
 		b->finished = wal_bump_finished;
 		b->finished_arg = seq;
