@@ -90,7 +90,8 @@ void wal_listener_want_keys(WalListener *w, WalKeyColumnFn fn);
 /* From now on the position reported to the server (the slot's confirmed_flush_lsn) never passes
  * a commit delivered to the callback before wal_listener_confirm covers it: for an owner that
  * finishes handling commits later (asynchronously), so that a restart gets them again. Commits are
- * confirmed in order: confirming lsn says every commit delivered up to lsn is handled. */
+ * confirmed in order: confirming lsn says every commit delivered up to lsn is handled; a
+ * confirmation made outside the callback is reported to the server within 100 ms. */
 void wal_listener_hold_progress(WalListener *w);
 void wal_listener_confirm(WalListener *w, uint64_t lsn);
 /* Sends a last progress report (best effort, without waiting), closes the connection, frees
