@@ -396,7 +396,9 @@ pool_of() {
 	echo "health: { interval: 1s, timeout: 2s, fail_after: 3, recover_after: 2, max_lag: 16MB }"
 	echo "cache:                   # SELECTs on these schemas are answered from memory / Redis"
 	echo "  l1: { max_memory: 64MB, max_result: 1MB }"
-	echo "  redis: { nodes: [\"127.0.0.1:$REDIS_PORT\"], timeout: 50ms }"
+	# the key that signs the results kept in Redis (a demo's own: made once, kept with its data)
+	[ -s "$DEMO/l2.key" ] || (umask 077 && openssl rand -hex 32 >"$DEMO/l2.key")
+	echo "  redis: { nodes: [\"127.0.0.1:$REDIS_PORT\"], timeout: 50ms, signing_key_file: \"$DEMO/l2.key\" }"
 	echo "  rules:"
 	echo "    - { schema: products, ttl: 5m, key: id }      # key: a write of a row invalidates that row's reads"
 	echo "    - { schema: users, tables: [user_auth, user_profiles], ttl: 30s, key: user_id }"

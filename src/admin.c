@@ -793,7 +793,7 @@ static void show_backends(Runtime *rt, Buf *b)
 }
 
 static void cache_row(Buf *b, const char *tier, uint64_t entries, uint64_t bytes, uint64_t hits, uint64_t misses,
-		      uint64_t evictions, uint64_t invalidations, uint64_t redis_errors)
+		      uint64_t evictions, uint64_t invalidations, uint64_t redis_errors, uint64_t refused)
 {
 	Row r = row_begin(b);
 	row_text(&r, tier);
@@ -808,6 +808,7 @@ static void cache_row(Buf *b, const char *tier, uint64_t entries, uint64_t bytes
 	row_u64(&r, evictions);
 	row_u64(&r, invalidations);
 	row_u64(&r, redis_errors);
+	row_u64(&r, refused);
 	row_end(&r);
 }
 
@@ -817,6 +818,7 @@ static void show_cache(Runtime *rt, Buf *b)
 		{"tier", OID_TEXT},      {"entries", OID_INT8},   {"bytes", OID_INT8},
 		{"hits", OID_INT8},      {"misses", OID_INT8},    {"hit_rate", OID_NUMERIC},
 		{"evictions", OID_INT8}, {"invalidations", OID_INT8}, {"redis_errors", OID_INT8},
+		{"refused", OID_INT8},
 	};
 	row_description(b, cols, sizeof cols / sizeof cols[0]);
 	Cache *cache = rt->cache;
@@ -829,15 +831,16 @@ static void show_cache(Runtime *rt, Buf *b)
 		/* L1: lookups answered from memory; the rest went on to L2 or the server */
 		uint64_t l1_hits = st->hits - st->l2_hits;
 		cache_row(b, "l1", l1.entries, l1.bytes, l1_hits, st->lookups - l1_hits, l1.evictions + l1.expirations,
-			  st->invalidations, 0);
+			  st->invalidations, 0, 0);
 		if (cache->redis) {
 			RedisStats rs;
 			redis_client_stats(cache->redis, &rs);
 			cache_row(b, "l2", 0, 0, st->l2_hits, st->redis_lookups - st->l2_hits, 0, st->redis_bumps,
-				  st->redis_errors + rs.errors + rs.timeouts);
+				  st->redis_errors + rs.errors + rs.timeouts, st->l2_refused);
 		}
 		cache_row(b, "total", l1.entries, l1.bytes, st->hits, st->lookups - st->hits, l1.evictions,
-			  st->invalidations + st->remote_invalidations + st->wal_invalidations, st->redis_errors);
+			  st->invalidations + st->remote_invalidations + st->wal_invalidations, st->redis_errors,
+			  st->l2_refused);
 	}
 	complete(b, "SHOW");
 }

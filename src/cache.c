@@ -1,9 +1,11 @@
 /*
  * cache — keys, versions, entries, single-flight and invalidation of the result cache (see
- * cache.h). The L1 store itself is cache_l1.
+ * cache.h). The L1 store itself is cache_l1; the entry format, its checks and the L2 signatures
+ * are cache_entry.
  */
 #include "cache.h"
 
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -21,12 +23,17 @@
 #include "wal.h"
 #include "xalloc.h"
 
-#define ENTRY_MAGIC 0x70677263u /* "pgrc" */
+#define WAL_PENDING_MAX 65536 /* WAL commits whose Redis bump is under way; more are noted as failed */
+#define OUTAGE_RETRY_MS 250   /* a bump that failed while Redis is up: the new epoch is tried again */
+#define REFUSED_LOG_MS 1000   /* at most one log line per second about refused L2 entries */
+
+enum { WAL_BUMP_PENDING = 0, WAL_BUMP_DONE, WAL_BUMP_FAILED };
 
 typedef struct TableVersion {
 	uint64_t hash;
 	size_t key_len;
-	uint64_t version;
+	uint64_t version;    /* local: this instance's commits, other instances' messages, the WAL */
+	uint64_t redis_seen; /* the value Redis had at the last lookup (to notice others' commits) */
 	int64_t bumped_ms; /* the service's entry: when it last saw an invalidation of any table */
 	char key[]; /* service \0 schema \0 table */
 } TableVersion;
@@ -70,11 +77,56 @@ static void conninfo_add(Buf *b, const char *key, const char *value)
 	buf_append(b, "' ", 2);
 }
 
-/* The WAL listener saw a commit (made through pgrelay or not): bump its tables. */
+static CacheBump *bump_send(Cache *cache, const char *service, const CacheWrites *w);
+static void outage_note(Cache *cache, const char *service);
+static void wal_pending_advance(Cache *cache);
+
+/* A WAL commit's bump reached Redis (ok), or not: then it waits for the service's new epoch. */
+static void wal_bump_finished(Cache *cache, uint64_t seq, bool ok)
+{
+	if (seq < cache->wal_first_seq || seq - cache->wal_first_seq >= cache->n_wal_pending)
+		return;
+	CacheWalPending *p = &cache->wal_pending[seq - cache->wal_first_seq];
+	if (p->state == WAL_BUMP_PENDING) /* a failed one stays failed (it may stand for later commits) */
+		p->state = ok ? WAL_BUMP_DONE : WAL_BUMP_FAILED;
+	wal_pending_advance(cache);
+}
+
+/* Confirms to the WAL listener every commit up to the first whose bump is not done. */
+static void wal_pending_advance(Cache *cache)
+{
+	size_t n = 0;
+	while (n < cache->n_wal_pending && cache->wal_pending[n].state == WAL_BUMP_DONE)
+		n++;
+	if (!n)
+		return;
+	if (cache->wal)
+		wal_listener_confirm(cache->wal, cache->wal_pending[n - 1].lsn);
+	memmove(cache->wal_pending, cache->wal_pending + n, (cache->n_wal_pending - n) * sizeof *cache->wal_pending);
+	cache->n_wal_pending -= n;
+	cache->wal_first_seq += n;
+}
+
+/* A new epoch of service reached Redis, covering every failed bump noted before it was sent. */
+static void wal_outage_resolved(Cache *cache, const char *service)
+{
+	if (!cache->wal_service || strcmp(service, cache->wal_service) != 0)
+		return;
+	for (size_t i = 0; i < cache->n_wal_pending; i++)
+		if (cache->wal_pending[i].state == WAL_BUMP_FAILED)
+			cache->wal_pending[i].state = WAL_BUMP_DONE;
+	wal_pending_advance(cache);
+}
+
+/*
+ * The WAL listener saw a commit (made through pgrelay or not): bump its tables, locally and, with
+ * Redis, in Redis (INCR + PUBLISH, as a commit through pgrelay), where every instance's lookups read
+ * the versions. The slot is confirmed past the commit only once Redis has the bump (or a new epoch
+ * of the service that covers it), so a restart gets the commit again rather than losing it.
+ */
 static void cache_on_wal_commit(void *arg, const WalTable *tables, size_t n, uint64_t lsn)
 {
 	Cache *cache = arg;
-	(void)lsn;
 	CacheWrites w;
 	memset(&w, 0, sizeof w);
 	if (n == 0) {
@@ -86,6 +138,39 @@ static void cache_on_wal_commit(void *arg, const WalTable *tables, size_t n, uin
 				      tables[i].n_key_values, &w);
 	cache->stats.wal_invalidations++;
 	cache_invalidate(cache, cache->wal_service, &w);
+	CacheWalPending *tail = cache->n_wal_pending ? &cache->wal_pending[cache->n_wal_pending - 1] : NULL;
+	if (!cache->redis || (!w.all && w.n == 0)) {
+		/* nothing for Redis: confirmed now, or with the last commit still on its way there */
+		if (tail)
+			tail->lsn = lsn;
+		else
+			wal_listener_confirm(cache->wal, lsn);
+		return;
+	}
+	CacheBump *b = NULL;
+	if (cache->n_wal_pending < WAL_PENDING_MAX && cache->redis_live)
+		b = bump_send(cache, cache->wal_service, &w);
+	if (!b) {
+		/* not sent (Redis down, or too many under way): the service gets a new epoch when Redis
+		 * answers; until then the slot stays before this commit */
+		outage_note(cache, cache->wal_service);
+		if (tail && (tail->state == WAL_BUMP_FAILED || cache->n_wal_pending >= WAL_PENDING_MAX)) {
+			tail->state = WAL_BUMP_FAILED; /* stands for this commit too */
+			tail->lsn = lsn;
+			return;
+		}
+	}
+	if (cache->n_wal_pending == cache->cap_wal_pending) {
+		cache->cap_wal_pending = cache->cap_wal_pending ? 2 * cache->cap_wal_pending : 16;
+		cache->wal_pending =
+			xalloc_check(realloc(cache->wal_pending, cache->cap_wal_pending * sizeof *cache->wal_pending));
+	}
+	uint64_t seq = cache->wal_first_seq + cache->n_wal_pending;
+	cache->wal_pending[cache->n_wal_pending++] = (CacheWalPending){lsn, b ? WAL_BUMP_PENDING : WAL_BUMP_FAILED};
+	if (b) {
+		b->finished = wal_bump_finished;
+		b->finished_arg = seq;
+	}
 }
 
 /* The WAL listener asks which column's values name a table's rows: its cache rule's key. */
@@ -113,9 +198,13 @@ static void cache_start_wal(Cache *cache)
 	cache->wal_service = strdup(cc->wal_service->name);
 	cache->wal = wal_listener_new(cache->rt->base, cache->wal_service, (const char *)buf_head(&ci), cc->wal_slot,
 				      cache_on_wal_commit, cache);
-	if (!cache->wal)
+	if (!cache->wal) {
 		log_error("cache", "cannot start the WAL listener for service %s (slot %s)", cache->wal_service, cc->wal_slot);
-	wal_listener_want_keys(cache->wal, cache_wal_key_column);
+	} else {
+		wal_listener_want_keys(cache->wal, cache_wal_key_column);
+		if (cc->n_redis_nodes) /* commits are confirmed once Redis has their bumps */
+			wal_listener_hold_progress(cache->wal);
+	}
 	buf_free(&ci);
 }
 
@@ -153,7 +242,7 @@ Cache *cache_new(Runtime *rt)
 		return NULL;
 	}
 	if (cc->l1_max_memory) {
-		cache->l1 = cache_l1_new(cc->l1_max_memory, cc->max_result + 64 + 8 * (CACHE_MAX_TABLES + 1));
+		cache->l1 = cache_l1_new(cc->l1_max_memory, cc->max_result + CACHE_ENTRY_MAX_OVERHEAD);
 		if (!cache->l1) {
 			cache_free(cache);
 			return NULL;
@@ -166,17 +255,31 @@ Cache *cache_new(Runtime *rt)
 	return cache;
 }
 
+static void outage_free(Cache *cache)
+{
+	for (size_t i = 0; i < cache->n_outages; i++)
+		free(cache->outages[i].service);
+	free(cache->outages);
+	cache->outages = NULL;
+	cache->n_outages = 0;
+}
+
 void cache_free(Cache *cache)
 {
 	if (!cache)
 		return;
+	cache->closing = true; /* the callbacks redis_client_free runs start nothing new */
 	if (cache->wal)
 		wal_listener_free(cache->wal);
+	cache->wal = NULL;
 	if (cache->redis)
 		redis_client_free(cache->redis);
-	for (size_t i = 0; i < cache->n_outage_services; i++)
-		free(cache->outage_services[i]);
-	free(cache->outage_services);
+	cache->redis = NULL;
+	if (cache->outage_timer)
+		event_free(cache->outage_timer);
+	outage_free(cache);
+	cache_signer_free(cache->signer);
+	free(cache->wal_pending);
 	free(cache->wal_service);
 	for (size_t i = 0; i < cache->versions.cap; i++)
 		if (cache->versions.slots[i].value)
@@ -325,77 +428,51 @@ void cache_key_build(const Client *c, const char *search_path, char protocol, co
 		EVP_DigestUpdate(ctx, part2, part2_len);
 	unsigned int md_len = 0;
 	EVP_DigestFinal_ex(ctx, key->b, &md_len);
+	/* remembered for the lookup of this key that follows: what an L2 entry's reply must look like */
+	cache->shape_key = *key;
+	cache->shape = protocol == 'Q' ? CACHE_SHAPE_QUERY : describe ? CACHE_SHAPE_DESCRIBED : CACHE_SHAPE_EXECUTE;
 }
 
-/* ---- entries: magic, n, versions[n], expiry is the L1's; then the reply ---- */
-
-/* An entry: magic, n, versions[n], u16 length + the names (service\0, then schema\0table\0 per
- * dependency), then the reply. Returns the offset of the reply, 0 if the blob is malformed. */
-static size_t entry_reply_offset(const uint8_t *blob, size_t len)
-{
-	uint32_t magic, count;
-	if (len < 8)
-		return 0;
-	memcpy(&magic, blob, 4);
-	memcpy(&count, blob + 4, 4);
-	if (magic != ENTRY_MAGIC || count == 0 || count > CACHE_MAX_TABLES + 1 || len < 8 + 8 * (size_t)count + 2)
-		return 0;
-	size_t at = 8 + 8 * (size_t)count;
-	size_t names = (size_t)blob[at] << 8 | blob[at + 1];
-	return at + 2 + names <= len ? at + 2 + names : 0;
-}
-
-static bool entry_current(const uint8_t *blob, size_t len, const uint64_t *now, size_t n)
-{
-	uint32_t count;
-	if (!entry_reply_offset(blob, len))
-		return false;
-	memcpy(&count, blob + 4, 4);
-	return count == n && memcmp(blob + 8, now, 8 * n) == 0;
-}
+/* ---- entries (cache_entry: versions, names, reply; the expiry is the L1's) ---- */
 
 bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t **reply, size_t *len,
 		    const char **service_out)
 {
 	(void)c;
-	if (!cache->l1 || (cache->redis && redis_client_up(cache->redis)) || !cache_trusted(cache))
+	if (!cache->l1 || cache->redis_live || !cache_trusted(cache))
 		return false;
 	size_t blen;
 	const uint8_t *blob = cache_l1_get(cache->l1, key, (uint64_t)runtime_now_ms(), &blen);
-	size_t off = blob ? entry_reply_offset(blob, blen) : 0;
-	if (!off)
+	CacheEntryView e;
+	if (!blob || !cache_entry_parse(blob, blen, &e))
 		return false;
-	uint32_t count;
-	memcpy(&count, blob + 4, 4);
 	/* walk the names: the service, then (schema, table) per dependency */
-	const char *p = (const char *)blob + 8 + 8 * (size_t)count + 2, *end = (const char *)blob + off;
+	const char *p = e.names, *end = e.names + e.names_len;
 	const char *service = p;
-	p += strnlen(p, (size_t)(end - p)) + 1;
-	for (uint32_t i = 0; i < count; i++) {
-		uint64_t v, stored;
-		memcpy(&stored, blob + 8 + 8 * (size_t)i, 8);
+	if (!memchr(p, 0, e.names_len))
+		return false;
+	p += strlen(p) + 1;
+	for (uint32_t i = 0; i < e.count; i++) {
+		uint64_t v;
 		if (i == 0) {
 			v = version_of(cache, service, "", "");
 		} else {
-			if (p >= end)
+			const char *schema = p, *table;
+			if (p >= end || !(table = memchr(p, 0, (size_t)(end - p))) || ++table >= end ||
+			    !memchr(table, 0, (size_t)(end - table)))
 				return false;
-			const char *schema = p;
-			p += strnlen(p, (size_t)(end - p)) + 1;
-			if (p >= end)
-				return false;
-			const char *table = p;
-			p += strnlen(p, (size_t)(end - p)) + 1;
+			p = table + strlen(table) + 1;
 			v = version_of(cache, service, schema, table);
 		}
-		if (v != stored)
+		if (v != cache_entry_version(&e, i))
 			return false; /* the full lookup refuses and removes it */
 	}
 	cache->stats.lookups++;
 	cache->stats.hits++;
 	cache->stats.fast_hits++;
 	*service_out = service;
-	*reply = blob + off;
-	*len = blen - off;
+	*reply = e.reply;
+	*len = e.reply_len;
 	return true;
 }
 
@@ -410,6 +487,16 @@ static bool wait_for_flight(Cache *cache, Client *c, CacheFlight *f)
 	return true;
 }
 
+/* An entry's names for decision d: service\0, then schema\0table\0 per dependency. */
+static void names_build(Buf *b, const char *service, const CacheDecision *d)
+{
+	buf_append(b, service, strlen(service) + 1);
+	for (size_t i = 0; i < d->n_deps; i++) {
+		buf_append(b, d->deps[i].schema, strlen(d->deps[i].schema) + 1);
+		buf_append(b, d->deps[i].name, strlen(d->deps[i].name) + 1);
+	}
+}
+
 /* With versions known (local, or as Redis has them), decides: L1 hit, L2 hit, wait, or fill. */
 static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *service, const CacheDecision *d,
 					const CacheKey *key, const uint64_t *now_versions, size_t n, const uint8_t *l2, size_t l2_len, bool shared,
@@ -419,11 +506,11 @@ static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *ser
 	if (cache->l1) {
 		size_t blen;
 		const uint8_t *blob = cache_l1_get(cache->l1, key, now, &blen);
-		if (blob && entry_current(blob, blen, now_versions, n)) {
+		CacheEntryView e;
+		if (blob && cache_entry_parse(blob, blen, &e) && cache_entry_versions_equal(&e, now_versions, n)) {
 			cache->stats.hits++;
-			size_t off = entry_reply_offset(blob, blen);
-			*reply = blob + off;
-			*len = blen - off;
+			*reply = e.reply;
+			*len = e.reply_len;
 			return CACHE_HIT;
 		}
 		if (blob) {
@@ -431,14 +518,14 @@ static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *ser
 			cache_l1_remove(cache->l1, key);
 		}
 	}
-	if (l2 && entry_current(l2, l2_len, now_versions, n)) {
+	CacheEntryView e;
+	if (l2 && cache_entry_parse(l2, l2_len, &e) && cache_entry_versions_equal(&e, now_versions, n)) {
 		cache->stats.l2_hits++;
 		cache->stats.hits++;
 		if (cache->l1)
 			cache_l1_put(cache->l1, key, l2, l2_len, now + (uint64_t)d->ttl_ms, now);
-		size_t off = entry_reply_offset(l2, l2_len);
-		*reply = l2 + off;
-		*len = l2_len - off;
+		*reply = e.reply; /* in the caller's l2 */
+		*len = e.reply_len;
 		return CACHE_HIT;
 	}
 	if (l2)
@@ -454,17 +541,14 @@ static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *ser
 	fill->active = true;
 	fill->failed = false;
 	fill->shared = shared;
+	fill->gen = cache->redis_gen;
 	fill->key = *key;
 	fill->ttl_ms = d->ttl_ms;
 	fill->n_versions = n;
 	memcpy(fill->versions, now_versions, 8 * n);
 	buf_reset(&fill->reply);
 	buf_reset(&fill->names);
-	buf_append(&fill->names, service, strlen(service) + 1);
-	for (size_t i = 0; i < d->n_deps; i++) {
-		buf_append(&fill->names, d->deps[i].schema, strlen(d->deps[i].schema) + 1);
-		buf_append(&fill->names, d->deps[i].name, strlen(d->deps[i].name) + 1);
-	}
+	names_build(&fill->names, service, d);
 	if (!f) {
 		f = calloc(1, sizeof *f);
 		if (f) {
@@ -512,14 +596,17 @@ typedef struct CacheRequest {
 	int pending;     /* replies still to come */
 	bool failed;
 	bool no_epoch;   /* the service has no epoch in Redis yet */
+	uint64_t gen;    /* Cache.redis_gen when it was sent */
 	CacheKey key;
+	CacheShape shape;
 	CacheDecision d;
 	char service[64];
 	size_t n;
 	uint64_t versions[CACHE_MAX_TABLES + 1];
-	bool versions_ok;
 	Buf l2;
 	bool l2_found;
+	char ekey[128];
+	size_t eklen;
 } CacheRequest;
 
 static void request_done(CacheRequest *rq);
@@ -530,7 +617,6 @@ static void request_on_versions(void *arg, redisReply *reply, const char *error)
 	if (!reply || error || reply->type != REDIS_REPLY_ARRAY || reply->elements != rq->n) {
 		rq->failed = true;
 	} else {
-		rq->versions_ok = true;
 		for (size_t i = 0; i < rq->n; i++) {
 			redisReply *e = reply->element[i];
 			if (e->type == REDIS_REPLY_STRING)
@@ -545,14 +631,34 @@ static void request_on_versions(void *arg, redisReply *reply, const char *error)
 	request_done(rq);
 }
 
+/* An entry read from Redis that is not served: counted, logged at most once a second. */
+static void l2_refused(Cache *cache, const char *why)
+{
+	cache->stats.l2_refused++;
+	int64_t now = runtime_now_ms();
+	if (cache->refused_log_ms && now - cache->refused_log_ms < REFUSED_LOG_MS) {
+		cache->refused_unlogged++;
+		return;
+	}
+	if (cache->refused_unlogged)
+		log_warning("cache", "refused an entry read from Redis (%s), and %llu more since the last such line: "
+			    "treated as a miss", why, (unsigned long long)cache->refused_unlogged);
+	else
+		log_warning("cache", "refused an entry read from Redis (%s): treated as a miss", why);
+	cache->refused_log_ms = now;
+	cache->refused_unlogged = 0;
+}
+
 static void request_on_entry(void *arg, redisReply *reply, const char *error)
 {
 	CacheRequest *rq = arg;
-	if (!reply || error || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL)) {
+	if (!reply || error) {
 		rq->failed = true;
-	} else if (reply->type == REDIS_REPLY_STRING) {
+	} else if (reply->type == REDIS_REPLY_STRING && reply->len > 0) { /* GETRANGE of no key: "" */
 		rq->l2_found = true;
 		buf_append(&rq->l2, reply->str, reply->len);
+	} else if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL) {
+		l2_refused(rq->cache, "not a string"); /* e.g. WRONGTYPE: the fill's SET replaces it */
 	}
 	request_done(rq);
 }
@@ -579,6 +685,32 @@ static void redis_init_epoch(Cache *cache, const char *service)
 	redis_client_command(cache->redis, key, klen, ignore_reply, cache, 4, argv, lens);
 }
 
+/* The entry read from Redis for rq, authenticated and checked, or NULL (refused, or none). */
+static const uint8_t *request_entry(CacheRequest *rq, size_t *len)
+{
+	Cache *cache = rq->cache;
+	if (!rq->l2_found || !cache->signer)
+		return NULL;
+	const uint8_t *entry;
+	size_t entry_len;
+	if (!cache_signer_unwrap(cache->signer, rq->ekey, rq->eklen, buf_head(&rq->l2), buf_used(&rq->l2), &entry,
+				 &entry_len)) {
+		l2_refused(cache, "bad signature");
+		return NULL;
+	}
+	Buf names;
+	buf_init(&names);
+	names_build(&names, rq->service, &rq->d);
+	const char *why = cache_entry_check(entry, entry_len, rq->n, buf_head(&names), buf_used(&names), rq->shape);
+	buf_free(&names);
+	if (why) {
+		l2_refused(cache, why);
+		return NULL;
+	}
+	*len = entry_len;
+	return entry;
+}
+
 static void request_done(CacheRequest *rq)
 {
 	if (--rq->pending > 0)
@@ -591,33 +723,32 @@ static void request_done(CacheRequest *rq)
 		ans->ready = true;
 		ans->key = rq->key;
 		buf_reset(&ans->reply);
-		if (rq->failed || rq->no_epoch) {
+		if (rq->failed || rq->no_epoch || rq->gen != cache->redis_gen) {
 			if (rq->failed)
 				cache->stats.redis_errors++;
-			else
+			else if (rq->no_epoch)
 				redis_init_epoch(cache, rq->service);
 			cache->stats.bypassed++;
 			ans->kind = CACHE_MISS_BYPASS;
 		} else {
-			/* Redis's versions are the truth; the local ones follow them (used while it is down). */
+			/* Redis's versions decide (the local ones are this instance's own count, for outages) */
 			bool unseen = false;
-			TableVersion *t = version_find(cache, rq->service, "", "", true);
-			if (t) {
-				unseen |= t->version != rq->versions[0];
-				t->version = rq->versions[0];
-			}
-			for (size_t i = 0; i < rq->d.n_deps; i++)
-				if ((t = version_find(cache, rq->service, rq->d.deps[i].schema, rq->d.deps[i].name, true))) {
-					unseen |= t->version < rq->versions[i + 1];
-					t->version = rq->versions[i + 1];
+			TableVersion *t;
+			for (size_t i = 0; i < rq->n; i++)
+				if ((t = i ? version_find(cache, rq->service, rq->d.deps[i - 1].schema, rq->d.deps[i - 1].name,
+							  true)
+					   : version_find(cache, rq->service, "", "", true))) {
+					unseen |= t->redis_seen != rq->versions[i];
+					t->redis_seen = rq->versions[i];
 				}
-			if (unseen) /* another instance's commit whose message has not arrived */
+			if (unseen) /* another instance's commit, or the WAL's */
 				note_bumped(cache, rq->service);
+			size_t l2_len = 0;
+			const uint8_t *l2 = request_entry(rq, &l2_len);
 			const uint8_t *reply;
 			size_t len;
-			CacheLookup r = lookup_with_versions(cache, c, rq->service, &rq->d, &rq->key, rq->versions, rq->n,
-							     rq->l2_found ? buf_head(&rq->l2) : NULL, buf_used(&rq->l2), true,
-							     &reply, &len);
+			CacheLookup r = lookup_with_versions(cache, c, rq->service, &rq->d, &rq->key, rq->versions, rq->n, l2,
+							     l2_len, true, &reply, &len);
 			if (r == CACHE_HIT)
 				buf_append(&ans->reply, reply, len);
 			ans->kind = r == CACHE_HIT ? CACHE_HIT : r == CACHE_WAIT ? CACHE_WAIT : CACHE_MISS;
@@ -631,7 +762,7 @@ static void request_done(CacheRequest *rq)
 	free(rq);
 }
 
-/* Asks Redis for the versions (and, unless L1 has the entry, the entry). */
+/* Asks Redis for the versions (and, with a signing key and unless L1 has the entry, the entry). */
 static bool redis_lookup(Cache *cache, Client *c, const char *service, const CacheDecision *d, const CacheKey *key)
 {
 	CacheRequest *rq = calloc(1, sizeof *rq);
@@ -642,6 +773,8 @@ static bool redis_lookup(Cache *cache, Client *c, const char *service, const Cac
 	rq->cache = cache;
 	rq->c = c;
 	rq->key = *key;
+	rq->shape = memcmp(cache->shape_key.b, key->b, sizeof key->b) == 0 ? cache->shape : CACHE_SHAPE_UNKNOWN;
+	rq->gen = cache->redis_gen;
 	rq->d = *d;
 	rq->n = d->n_deps + 1;
 	snprintf(rq->service, sizeof rq->service, "%s", service);
@@ -667,31 +800,41 @@ static bool redis_lookup(Cache *cache, Client *c, const char *service, const Cac
 		size_t blen;
 		in_l1 = cache_l1_get(cache->l1, key, (uint64_t)runtime_now_ms(), &blen) != NULL;
 	}
-	char ekey[128];
-	size_t eklen = in_l1 ? 0 : redis_entry_key(cache, ekey, sizeof ekey, key);
-	rq->pending = eklen ? 2 : 1;
+	if (!in_l1 && cache->signer)
+		rq->eklen = redis_entry_key(cache, rq->ekey, sizeof rq->ekey, key);
+	rq->pending = rq->eklen ? 2 : 1;
 	c->cache_req = rq;
 	cache->stats.redis_lookups++;
 	redis_client_command(cache->redis, keys[0], lens[1], request_on_versions, rq, (int)rq->n + 1, argv, lens);
-	if (eklen) {
-		const char *gargv[] = {"GET", ekey};
-		size_t glens[] = {3, eklen};
-		redis_client_command(cache->redis, ekey, eklen, request_on_entry, rq, 2, gargv, glens);
+	if (rq->eklen) {
+		/* GETRANGE, not GET: what Redis can make pgrelay read is bounded (a longer value is refused) */
+		char last[32];
+		snprintf(last, sizeof last, "%zu",
+			 CACHE_ENTRY_MAC_LEN + CACHE_ENTRY_MAX_OVERHEAD + cache->rt->config->cache.max_result - 1);
+		const char *gargv[] = {"GETRANGE", rq->ekey, "0", last};
+		size_t glens[] = {8, rq->eklen, 1, strlen(last)};
+		redis_client_command(cache->redis, rq->ekey, rq->eklen, request_on_entry, rq, 4, gargv, glens);
 	}
 	return true;
 }
 
-static void redis_store(Cache *cache, const CacheKey *key, const Buf *blob, int64_t ttl_ms)
+/* The entry goes to Redis too, signed under its key (with a signing key only). */
+static void redis_store(Cache *cache, const CacheKey *key, const Buf *entry, int64_t ttl_ms)
 {
 	char ekey[128], ttl[32];
-	size_t eklen = redis_entry_key(cache, ekey, sizeof ekey, key);
+	size_t eklen = cache->signer ? redis_entry_key(cache, ekey, sizeof ekey, key) : 0;
 	if (!eklen)
 		return;
-	snprintf(ttl, sizeof ttl, "%lld", (long long)ttl_ms);
-	const char *argv[] = {"SET", ekey, (const char *)buf_head(blob), "PX", ttl};
-	size_t lens[] = {3, eklen, buf_used(blob), 2, strlen(ttl)};
-	cache->stats.l2_stores++;
-	redis_client_command(cache->redis, ekey, eklen, ignore_reply, cache, 5, argv, lens);
+	Buf value;
+	buf_init(&value);
+	if (cache_signer_wrap(cache->signer, ekey, eklen, buf_head(entry), buf_used(entry), &value)) {
+		snprintf(ttl, sizeof ttl, "%lld", (long long)ttl_ms);
+		const char *argv[] = {"SET", ekey, (const char *)buf_head(&value), "PX", ttl};
+		size_t lens[] = {3, eklen, buf_used(&value), 2, strlen(ttl)};
+		cache->stats.l2_stores++;
+		redis_client_command(cache->redis, ekey, eklen, ignore_reply, cache, 5, argv, lens);
+	}
+	buf_free(&value);
 }
 
 void cache_client_gone(Cache *cache, Client *c)
@@ -704,59 +847,79 @@ void cache_client_gone(Cache *cache, Client *c)
 	c->cache_answer.ready = false;
 }
 
-static void outage_note(Cache *cache, const char *service)
+/* ---- bumps in Redis, and what could not reach it ---- */
+
+static void outage_retry(Cache *cache);
+
+static void on_outage_timer(evutil_socket_t fd, short what, void *arg)
 {
-	for (size_t i = 0; i < cache->n_outage_services; i++)
-		if (strcmp(cache->outage_services[i], service) == 0)
-			return;
-	char **list = realloc(cache->outage_services, (cache->n_outage_services + 1) * sizeof *list);
-	if (!list)
-		return;
-	cache->outage_services = list;
-	list[cache->n_outage_services++] = strdup(service);
+	(void)fd;
+	(void)what;
+	outage_retry(arg);
 }
 
-typedef struct BumpReply {
-	CacheBump *bump;
-	char service[64];
-} BumpReply;
+static void outage_arm(Cache *cache)
+{
+	if (cache->closing || !cache->n_outages)
+		return;
+	if (!cache->outage_timer)
+		cache->outage_timer = xalloc_check(evtimer_new(cache->rt->base, on_outage_timer, cache));
+	if (!evtimer_pending(cache->outage_timer, NULL)) {
+		struct timeval tv = {0, OUTAGE_RETRY_MS * 1000};
+		evtimer_add(cache->outage_timer, &tv);
+	}
+}
+
+/* A bump of service could not reach Redis (or may not have). */
+static void outage_note(Cache *cache, const char *service)
+{
+	CacheOutage *o = NULL;
+	for (size_t i = 0; i < cache->n_outages && !o; i++)
+		if (strcmp(cache->outages[i].service, service) == 0)
+			o = &cache->outages[i];
+	if (!o) {
+		cache->outages = xalloc_check(realloc(cache->outages, (cache->n_outages + 1) * sizeof *cache->outages));
+		o = &cache->outages[cache->n_outages++];
+		*o = (CacheOutage){.service = xstrdup(service), .id = ++cache->outage_ids};
+	}
+	o->failures++;
+	outage_arm(cache);
+}
 
 static void bump_on_reply(void *arg, redisReply *reply, const char *error)
 {
-	BumpReply *br = arg;
-	CacheBump *b = br->bump;
+	CacheBump *b = arg;
 	if (!reply || error || reply->type != REDIS_REPLY_INTEGER) {
 		b->cache->stats.redis_errors++;
-		outage_note(b->cache, br->service);
+		b->failed = true;
+		outage_note(b->cache, b->service);
 	}
-	free(br);
 	if (--b->pending > 0)
 		return;
 	if (b->owner)
 		b->done(b->owner);
+	if (b->finished)
+		b->finished(b->cache, b->finished_arg, !b->failed);
 	free(b);
 }
 
-CacheBump *cache_invalidate_shared(Cache *cache, const char *service, const CacheWrites *w, void (*done)(void *owner),
-				   void *owner)
+/* Sends INCR of each version w bumps (the epoch for w->all) and PUBLISH. NULL (and the service
+ * noted) when no INCR could be sent. */
+static CacheBump *bump_send(Cache *cache, const char *service, const CacheWrites *w)
 {
-	cache_invalidate(cache, service, w);
-	if (!cache->redis)
-		return NULL;
-	if (!redis_client_up(cache->redis)) {
+	CacheBump *b = calloc(1, sizeof *b);
+	if (!b || strlen(service) >= sizeof b->service) {
+		free(b);
 		outage_note(cache, service);
 		return NULL;
 	}
-	CacheBump *b = calloc(1, sizeof *b);
-	if (!b)
-		return NULL;
 	b->cache = cache;
-	b->done = done;
-	b->owner = owner;
+	snprintf(b->service, sizeof b->service, "%s", service);
 	b->pending = 1; /* held until every command is sent */
 	Buf msg;
 	buf_init(&msg);
 	buf_append(&msg, service, strlen(service));
+	bool missed = false;
 	for (size_t i = 0; i <= w->n; i++) {
 		char key[256];
 		size_t klen;
@@ -772,18 +935,14 @@ CacheBump *cache_invalidate_shared(Cache *cache, const char *service, const Cach
 			buf_append(&msg, "\t", 1);
 			buf_append(&msg, w->tables[i].name, strlen(w->tables[i].name));
 		}
-		BumpReply *br = calloc(1, sizeof *br);
-		if (!klen || !br) {
-			free(br);
-			outage_note(cache, service);
+		if (!klen) {
+			missed = true;
 			continue;
 		}
-		br->bump = b;
-		snprintf(br->service, sizeof br->service, "%s", service);
 		b->pending++;
 		const char *argv[] = {"INCR", key};
 		size_t lens[] = {4, klen};
-		redis_client_command(cache->redis, key, klen, bump_on_reply, br, 2, argv, lens);
+		redis_client_command(cache->redis, key, klen, bump_on_reply, b, 2, argv, lens);
 	}
 	cache->stats.redis_bumps++;
 	char channel[160];
@@ -792,11 +951,86 @@ CacheBump *cache_invalidate_shared(Cache *cache, const char *service, const Cach
 	size_t plens[] = {7, strlen(channel), buf_used(&msg)};
 	redis_client_command(cache->redis, channel, strlen(channel), ignore_reply, cache, 3, pargv, plens);
 	buf_free(&msg);
+	if (missed) { /* a name too long for a key: the service gets a new epoch */
+		b->failed = true;
+		outage_note(cache, service);
+	}
 	if (--b->pending == 0) { /* nothing was sent */
 		free(b);
 		return NULL;
 	}
 	return b;
+}
+
+CacheBump *cache_invalidate_shared(Cache *cache, const char *service, const CacheWrites *w, void (*done)(void *owner),
+				   void *owner)
+{
+	cache_invalidate(cache, service, w);
+	if (!cache->redis)
+		return NULL;
+	if (!cache->redis_live) {
+		outage_note(cache, service);
+		return NULL;
+	}
+	CacheBump *b = bump_send(cache, service, w);
+	if (b) {
+		b->done = done;
+		b->owner = owner;
+	}
+	return b;
+}
+
+/* The new epoch of an outage's service reached Redis, or not. */
+static void outage_bump_finished(Cache *cache, uint64_t id, bool ok)
+{
+	for (size_t i = 0; i < cache->n_outages; i++) {
+		CacheOutage *o = &cache->outages[i];
+		if (o->id != id)
+			continue;
+		o->in_flight = false;
+		if (ok && o->failures == o->failures_sent) {
+			char *service = o->service;
+			cache->outages[i] = cache->outages[--cache->n_outages];
+			log_info("cache", "service %s has a new epoch in Redis: what its writes changed while Redis "
+				 "could not be told is no longer served", service);
+			wal_outage_resolved(cache, service);
+			free(service);
+		}
+		break;
+	}
+	outage_arm(cache);
+}
+
+/* Services whose bumps did not reach Redis get a new epoch there (INCR), so that nobody serves what
+ * those writes changed, as soon as Redis answers. */
+static void outage_retry(Cache *cache)
+{
+	if (cache->closing || !cache->redis_live) {
+		outage_arm(cache);
+		return;
+	}
+	for (size_t i = 0; i < cache->n_outages; i++) {
+		CacheOutage *o = &cache->outages[i];
+		if (o->in_flight)
+			continue;
+		CacheWrites w;
+		memset(&w, 0, sizeof w);
+		w.all = true;
+		w.all_why = "writes Redis was not told of";
+		o->failures_sent = o->failures;
+		char service[64];
+		snprintf(service, sizeof service, "%s", o->service);
+		CacheBump *b = bump_send(cache, service, &w); /* may note (and move) outages */
+		if (b) {
+			b->finished = outage_bump_finished;
+			for (size_t j = 0; j < cache->n_outages; j++)
+				if (strcmp(cache->outages[j].service, service) == 0) {
+					cache->outages[j].in_flight = true;
+					b->finished_arg = cache->outages[j].id;
+				}
+		}
+	}
+	outage_arm(cache);
 }
 
 /* Another instance's invalidation ("service\nschema\ttable\n..." or "\n*"): bump locally, so L1
@@ -835,32 +1069,24 @@ static void cache_on_message(void *arg, const char *msg, size_t len)
 	cache_invalidate(cache, service, &w);
 }
 
+/*
+ * Redis became usable, or stopped being. While it is, lookups compare entries with its versions;
+ * while it is not, with the local ones. The two counts differ, so L1 starts empty at each change
+ * (and fills started before it store nothing): an entry is only ever compared with the kind of
+ * versions it was read under. Up again: other instances' invalidations may have been missed (L1
+ * is empty), and services whose bumps did not reach Redis get a new epoch.
+ */
 static void cache_on_redis_state(void *arg, bool up)
 {
 	Cache *cache = arg;
-	if (!up || !cache->redis_was_up) {
-		cache->redis_was_up = up || cache->redis_was_up;
-		if (!up)
-			return;
-	}
-	/* Back after an outage: L1 entries were checked against local versions only, and other
-	 * instances' invalidations may have been missed; services whose bumps did not reach Redis
-	 * get a new epoch, so that nobody serves what those writes changed. */
+	if (up == cache->redis_live)
+		return;
+	cache->redis_live = up;
+	cache->redis_gen++;
 	if (cache->l1)
 		cache_l1_clear(cache->l1);
-	for (size_t i = 0; i < cache->n_outage_services; i++) {
-		CacheWrites w;
-		memset(&w, 0, sizeof w);
-		w.all = true;
-		w.all_why = "writes during a Redis outage";
-		log_info("cache", "Redis is back: invalidating the cache of service %s (written while Redis was down)",
-			 cache->outage_services[i]);
-		cache_invalidate_shared(cache, cache->outage_services[i], &w, NULL, NULL);
-		free(cache->outage_services[i]);
-	}
-	free(cache->outage_services);
-	cache->outage_services = NULL;
-	cache->n_outage_services = 0;
+	if (up)
+		outage_retry(cache);
 }
 
 static bool cache_start_redis(Cache *cache)
@@ -871,9 +1097,18 @@ static bool cache_start_redis(Cache *cache)
 		.n_nodes = cc->n_redis_nodes,
 		.cluster = cc->redis_cluster,
 		.timeout_ms = (int)cc->redis_timeout_ms,
+		.username = cc->redis_user,
 		.password = cc->redis_password,
 		.dns = cache->rt->dns,
 	};
+	if (cc->redis_signing_key) {
+		cache->signer = cache_signer_new(cc->redis_signing_key, cc->redis_signing_key_len);
+		if (!cache->signer)
+			log_error("cache", "cannot set up HMAC-SHA256 with cache.redis.signing_key: no entries in Redis");
+	} else {
+		log_warning("cache", "cache.redis has no signing_key: results are neither stored in Redis nor read from "
+			    "it (Redis still carries the versions shared by pgrelay instances)");
+	}
 	cache->redis = redis_client_new(cache->rt->base, &opt, cache_on_redis_state, cache);
 	if (!cache->redis)
 		return false;
@@ -904,12 +1139,14 @@ CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const Cac
 		cache->stats.bypassed++;
 		return CACHE_MISS; /* no fill either */
 	}
-	if (cache->redis && redis_client_up(cache->redis)) {
+	if (cache->redis_live) {
 		/* before asking Redis: an identical query may be running already */
 		if (wait_for_flight(cache, c, hashmap_get(&cache->flights, key_hash(key), flight_eq, key)))
 			return CACHE_WAIT;
 		if (redis_lookup(cache, c, service, d, key))
 			return CACHE_PENDING;
+		cache->stats.bypassed++;
+		return CACHE_MISS; /* the local versions are not the ones L1's entries hold now */
 	}
 	uint64_t now_versions[CACHE_MAX_TABLES + 1];
 	size_t n = current_versions(cache, service, d, now_versions);
@@ -984,17 +1221,16 @@ void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica
 		cache->stats.replica_not_stored++;
 		ok = false;
 	}
+	if (ok && (fill->gen != cache->redis_gen || buf_used(&fill->names) > UINT16_MAX)) {
+		/* Redis came or went meanwhile: the versions it holds are not the kind lookups use now */
+		cache->stats.store_refused++;
+		ok = false;
+	}
 	if (ok) {
 		Buf blob;
 		buf_init(&blob);
-		uint32_t magic = ENTRY_MAGIC, count = (uint32_t)fill->n_versions;
-		buf_append(&blob, &magic, 4);
-		buf_append(&blob, &count, 4);
-		buf_append(&blob, fill->versions, 8 * fill->n_versions);
-		uint8_t nl[2] = {(uint8_t)(buf_used(&fill->names) >> 8), (uint8_t)buf_used(&fill->names)};
-		buf_append(&blob, nl, 2);
-		buf_append(&blob, buf_head(&fill->names), buf_used(&fill->names));
-		buf_append(&blob, buf_head(&fill->reply), buf_used(&fill->reply));
+		cache_entry_build(&blob, fill->versions, fill->n_versions, buf_head(&fill->names), buf_used(&fill->names),
+				  buf_head(&fill->reply), buf_used(&fill->reply));
 		uint64_t now = (uint64_t)runtime_now_ms();
 		if (!cache->l1)
 			; /* L2 only */
@@ -1002,7 +1238,7 @@ void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica
 			cache->stats.stores++;
 		else
 			cache->stats.store_refused++;
-		if (fill->shared && cache->redis && redis_client_up(cache->redis))
+		if (fill->shared && cache->redis_live)
 			redis_store(cache, &fill->key, &blob, fill->ttl_ms);
 		buf_free(&blob);
 	} else {

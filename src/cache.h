@@ -4,9 +4,13 @@
  *
  * Owns: the cache key (SHA-256 of service, database, role, search_path, the session parameters
  * that change results, the statement text and, for the extended protocol, parameters and format
- * codes), the entry format (versions read before the query was sent, then the reply bytes), the
- * version counters per (service, schema, table) plus one per service for "everything", and the
- * counters the console and metrics publish.
+ * codes), what goes into an entry (versions read before the query was sent, the names, the reply
+ * bytes: laid out and checked by cache_entry), the version counters per (service, schema, table)
+ * plus one per service for "everything" — local ones, and with Redis the shared ones there (INCR,
+ * PUBLISH, MGET), L2 entries in Redis (signed; refused unless authentic and well-formed), the
+ * bookkeeping of bumps that did not reach Redis (a new epoch for the service once it answers),
+ * the WAL listener's commits (bumped in Redis too; its slot confirmed once Redis has them), and
+ * the counters the console and metrics publish.
  *
  * An entry is served only while every version it recorded is still current, so a result that raced
  * a commit (its query ran before the commit, it was stored after) is refused, and a write
@@ -21,6 +25,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "cache_entry.h"
 #include "cache_l1.h"
 #include "cachepolicy.h"
 #include "hashmap.h"
@@ -34,11 +39,30 @@ typedef struct CacheStats {
 		bumps_all, replica_not_stored, bypassed, wal_invalidations;
 	/* L2 (Redis) */
 	uint64_t fast_hits, l2_hits, l2_stores, redis_lookups, redis_errors, redis_bumps, remote_invalidations;
+	uint64_t l2_refused; /* entries read from Redis that failed authentication or validation */
 } CacheStats;
 
 struct RedisClient;
-
 struct WalListener;
+struct CacheSigner;
+struct event;
+
+/* A service whose versions could not be bumped in Redis: it gets a new epoch there as soon as
+ * Redis answers (failures counts them; a new epoch covers those before it was sent). */
+typedef struct CacheOutage {
+	char *service;
+	uint64_t id;
+	uint64_t failures;
+	uint64_t failures_sent; /* failures when the epoch bump under way was sent */
+	bool in_flight;
+} CacheOutage;
+
+/* A WAL commit whose bump is on its way to Redis (the slot is confirmed up to the first one not
+ * done). */
+typedef struct CacheWalPending {
+	uint64_t lsn;
+	uint8_t state; /* cache.c: pending, done, failed (until a new epoch covers it) */
+} CacheWalPending;
 
 typedef struct Cache {
 	Runtime *rt;
@@ -47,12 +71,24 @@ typedef struct Cache {
 	HashMap flights;   /* CacheFlight by key: misses being filled */
 	struct evp_md_ctx_st *md; /* SHA-256 of the keys */
 	struct evp_md_st *sha256;
-	struct RedisClient *redis; /* L2 and shared versions; NULL: no cache.redis */
-	bool redis_was_up;
-	char **outage_services;    /* services whose versions could not be bumped in Redis */
-	size_t n_outage_services;
+	CacheKey shape_key;       /* the last key cache_key_build made, and the form of its statement */
+	CacheShape shape;
+	struct RedisClient *redis; /* shared versions (and L2 with a signing key); NULL: no cache.redis */
+	bool redis_live;           /* Redis's versions count (the last state callback said up) */
+	uint64_t redis_gen;        /* changes with redis_live: L1 holds entries of one kind of versions */
+	struct CacheSigner *signer; /* cache.redis.signing_key; NULL: no entries in Redis */
+	int64_t refused_log_ms;     /* last log line about a refused L2 entry */
+	uint64_t refused_unlogged;
+	CacheOutage *outages;       /* services whose versions could not be bumped in Redis */
+	size_t n_outages;
+	uint64_t outage_ids;
+	struct event *outage_timer;
+	bool closing;
 	struct WalListener *wal; /* cache.wal_listener: writes that bypass pgrelay */
 	char *wal_service;
+	CacheWalPending *wal_pending; /* in commit order; wal_pending[0] has sequence wal_first_seq */
+	size_t n_wal_pending, cap_wal_pending;
+	uint64_t wal_first_seq;
 	CacheStats stats;
 } Cache;
 
@@ -68,6 +104,7 @@ typedef struct CacheFill {
 	bool active;
 	bool failed;         /* a reply that cannot be stored (error, notice, too big) */
 	bool shared;         /* the versions are Redis's: the entry may go to L2 too */
+	uint64_t gen;        /* Cache.redis_gen when the versions were read */
 	CacheKey key;
 	int64_t ttl_ms;
 	size_t n_versions;
@@ -99,12 +136,18 @@ typedef struct CacheBump {
 	int pending;
 	void (*done)(void *owner);
 	void *owner; /* NULL: nobody waits any more */
+	/* cache.c's own: whether every INCR succeeded, and what to tell then */
+	bool failed;
+	char service[64];
+	void (*finished)(struct Cache *cache, uint64_t arg, bool ok);
+	uint64_t finished_arg;
 } CacheBump;
 
 Cache *cache_new(Runtime *rt);
 void cache_free(Cache *cache);
 
-/* The key of a statement for client c: protocol 'Q' (part = the query text) or 'E' (part = the
+/* The key of a statement for client c (remembered with its form, CacheShape, for the lookup of
+ * this key that follows: an L2 entry's reply must have that form): protocol 'Q' (part = the query text) or 'E' (part = the
  * Parse body after the name, part2 = the Bind body after the portal and statement names:
  * parameter formats and values, result formats; describe: a Describe of the portal). The service
  * is not in it: the configuration's generation is (the same text goes to the same service). */

@@ -38,7 +38,8 @@ static const char *const top_keys[] = {"listen",    "log",      "proxy", "users"
 static const char *const cache_keys[] = {"l1", "redis", "ttl", "rules", "invalidate", "wal_listener", NULL};
 static const char *const cache_l1_keys[] = {"max_memory", "policy", "max_result", NULL};
 static const char *const cache_policy_names[] = {"s3fifo", NULL};
-static const char *const cache_redis_keys[] = {"nodes", "cluster", "timeout", "password", "prefix", NULL};
+static const char *const cache_redis_keys[] = {"nodes",  "cluster",     "timeout",          "user", "password",
+						"prefix", "signing_key", "signing_key_file", NULL};
 static const char *const cache_rule_keys[] = {"schema", "tables", "ttl", "key", NULL};
 static const char *const cache_dependency_keys[] = {"table", "also", NULL};
 static const char *const cache_wal_keys[] = {"service", "slot", "user", "password", NULL};
@@ -1198,6 +1199,64 @@ static void load_cache_dependencies(Loader *ld, ConfigCache *cache, yaml_node_t 
 	}
 }
 
+/* cache.redis.signing_key, or the contents of signing_key_file (one trailing newline dropped). */
+static void load_signing_key(Loader *ld, ConfigCache *cache, yaml_node_t *redis)
+{
+	yaml_node_t *key_node, *file_node;
+	char *key = NULL, *path = NULL;
+	get_string(ld, redis, "cache.redis", "signing_key", STR_NONEMPTY, &key, &key_node);
+	get_string(ld, redis, "cache.redis", "signing_key_file", STR_NONEMPTY, &path, &file_node);
+	if (key && path) {
+		error_at(ld, file_node, "cache.redis.signing_key and cache.redis.signing_key_file exclude each other");
+	} else if (key) {
+		if (strlen(key) < CONFIG_SIGNING_KEY_MIN)
+			error_at(ld, key_node, "cache.redis.signing_key must be at least %d bytes long (got %zu)",
+				 CONFIG_SIGNING_KEY_MIN, strlen(key));
+		else {
+			cache->redis_signing_key_len = strlen(key);
+			cache->redis_signing_key = key;
+			key = NULL;
+		}
+	} else if (path) {
+		FILE *f = fopen(path, "rb");
+		char buf[CONFIG_SIGNING_KEY_MAX + 2];
+		size_t n = 0;
+		if (!f) {
+			error_at(ld, file_node, "cache.redis.signing_key_file: cannot open \"%s\": %s", path, strerror(errno));
+		} else {
+			n = fread(buf, 1, sizeof buf, f);
+			bool failed = ferror(f);
+			fclose(f);
+			if (n && buf[n - 1] == '\n')
+				n--;
+			if (n && buf[n - 1] == '\r')
+				n--;
+			if (failed)
+				error_at(ld, file_node, "cache.redis.signing_key_file: cannot read \"%s\"", path);
+			else if (n > CONFIG_SIGNING_KEY_MAX)
+				error_at(ld, file_node, "cache.redis.signing_key_file: \"%s\" holds more than %d bytes", path,
+					 CONFIG_SIGNING_KEY_MAX);
+			else if (n < CONFIG_SIGNING_KEY_MIN)
+				error_at(ld, file_node,
+					 "cache.redis.signing_key_file: \"%s\" holds %zu bytes, a key needs at least %d", path,
+					 n, CONFIG_SIGNING_KEY_MIN);
+			else if (!(cache->redis_signing_key = malloc(n + 1)))
+				ld->oom = true;
+			else {
+				memcpy(cache->redis_signing_key, buf, n);
+				cache->redis_signing_key[n] = 0;
+				cache->redis_signing_key_len = n;
+			}
+			explicit_bzero(buf, sizeof buf);
+		}
+	}
+	if (key) {
+		explicit_bzero(key, strlen(key));
+		free(key);
+	}
+	free(path);
+}
+
 static void load_cache(Loader *ld, Config *cfg, yaml_node_t *node)
 {
 	ConfigCache *cache = &cfg->cache;
@@ -1225,8 +1284,13 @@ static void load_cache(Loader *ld, Config *cfg, yaml_node_t *node)
 		}
 		get_bool(ld, redis, "cache.redis", "cluster", &cache->redis_cluster);
 		get_duration(ld, redis, "cache.redis", "timeout", 1, 60000, &cache->redis_timeout_ms);
+		yaml_node_t *user_node;
+		get_string(ld, redis, "cache.redis", "user", STR_NULLABLE | STR_NONEMPTY, &cache->redis_user, &user_node);
 		get_string(ld, redis, "cache.redis", "password", STR_NULLABLE, &cache->redis_password, NULL);
+		if (cache->redis_user && !cache->redis_password)
+			error_at(ld, user_node, "cache.redis.user needs cache.redis.password (AUTH user password)");
 		get_string(ld, redis, "cache.redis", "prefix", STR_NONEMPTY, &cache->redis_prefix, NULL);
+		load_signing_key(ld, cache, redis);
 	}
 	load_cache_rules(ld, cache, map_get(ld, node, "rules"));
 	load_cache_dependencies(ld, cache, map_get(ld, node, "invalidate"));
@@ -1331,7 +1395,11 @@ static void config_free(Config *cfg)
 	free(cfg->routes);
 	ConfigCache *cache = &cfg->cache;
 	free_string_list(cache->redis_nodes, cache->n_redis_nodes);
+	free(cache->redis_user);
 	free(cache->redis_password);
+	if (cache->redis_signing_key)
+		explicit_bzero(cache->redis_signing_key, cache->redis_signing_key_len);
+	free(cache->redis_signing_key);
 	free(cache->redis_prefix);
 	for (size_t i = 0; i < cache->n_rules; i++) {
 		free_string_list(cache->rules[i].schemas, cache->rules[i].n_schemas);

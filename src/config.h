@@ -147,6 +147,9 @@ typedef struct ConfigCacheDependency {
 	int line;
 } ConfigCacheDependency;
 
+#define CONFIG_SIGNING_KEY_MIN 32   /* bytes of cache.redis.signing_key, at least (HMAC-SHA256's size) */
+#define CONFIG_SIGNING_KEY_MAX 1024
+
 typedef struct ConfigCache {
 	bool enabled;            /* a cache section with rules is present */
 	size_t l1_max_memory;    /* default 256MB; 0 = no L1 */
@@ -156,7 +159,12 @@ typedef struct ConfigCache {
 	size_t n_redis_nodes;
 	bool redis_cluster;      /* default false */
 	int64_t redis_timeout_ms;/* default 20ms */
-	char *redis_password;    /* NULL: none */
+	char *redis_user;        /* ACL user for AUTH; NULL: AUTH with the password only */
+	char *redis_password;    /* NULL: no AUTH */
+	/* cache.redis.signing_key (or signing_key_file's contents): the HMAC-SHA256 key of the entries
+	 * kept in Redis; NULL: no entries in Redis (it still carries the shared versions) */
+	char *redis_signing_key;
+	size_t redis_signing_key_len;
 	char *redis_prefix;      /* key prefix, default "pgrelay" */
 	ConfigCacheRule *rules;
 	size_t n_rules;

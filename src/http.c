@@ -394,6 +394,8 @@ static void render_cache(Runtime *rt, struct evbuffer *b)
 			     s->redis_errors);
 		plain_sample(b, "pgrelay_cache_redis_commands_total", "counter", "Redis commands sent.", r.commands);
 		plain_sample(b, "pgrelay_cache_redis_timeouts_total", "counter", "Redis commands that timed out.", r.timeouts);
+		plain_sample(b, "pgrelay_cache_l2_refused_total", "counter",
+			     "Entries read from Redis and refused (bad signature or malformed): never served.", s->l2_refused);
 	}
 }
 

@@ -665,6 +665,20 @@ static void node_ready(Node *n)
 	state_changed(r);
 }
 
+/* Why a handshake failed, in words an operator acts on (never the password). */
+static void auth_error(const RedisClient *r, bool auth, const char *err, char *why, size_t cap)
+{
+	err = err ? err : "error";
+	if (auth && r->username)
+		snprintf(why, cap, "AUTH as user %s failed: %s", r->username, err);
+	else if (auth)
+		snprintf(why, cap, "AUTH failed: %s", err);
+	else if (strncmp(err, "NOAUTH", 6) == 0)
+		snprintf(why, cap, "the node requires AUTH and no password is configured (%s)", err);
+	else
+		snprintf(why, cap, "PING failed: %s", err);
+}
+
 /* AUTH and PING: the node is ready when PING answers. */
 static void on_handshake(redisAsyncContext *ac, void *reply_, void *privdata)
 {
@@ -673,9 +687,8 @@ static void on_handshake(redisAsyncContext *ac, void *reply_, void *privdata)
 	if (!n || !reply)
 		return; /* detached, or the connection is going away (its own callbacks report that) */
 	if (reply->type == REDIS_REPLY_ERROR) {
-		char why[200];
-		snprintf(why, sizeof why, "%s: %s", (intptr_t)privdata == HS_AUTH ? "AUTH failed" : "PING failed",
-			 reply->str ? reply->str : "error");
+		char why[256];
+		auth_error(n->r, (intptr_t)privdata == HS_AUTH, reply->str, why, sizeof why);
 		node_fail(n, why, true); /* inside a reply callback: hiredis frees ac when it returns */
 		return;
 	}
@@ -1155,8 +1168,8 @@ static void on_sub_auth(redisAsyncContext *ac, void *reply_, void *privdata)
 	RedisClient *r = ac->data;
 	if (!r || !reply || reply->type != REDIS_REPLY_ERROR)
 		return;
-	char why[200];
-	snprintf(why, sizeof why, "AUTH failed: %s", reply->str ? reply->str : "error");
+	char why[256];
+	auth_error(r, true, reply->str, why, sizeof why);
 	sub_fail(r, why, true);
 }
 

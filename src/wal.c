@@ -41,6 +41,7 @@
 #define WAL_BACKOFF_MAX_MS 5000
 #define WAL_STABLE_MS 5000          /* a stream that lasted this long resets the backoff */
 #define WAL_STATUS_INTERVAL_MS 10000
+#define WAL_CONFIRM_DELAY_MS 100    /* a confirmation (hold) is reported this soon */
 #define WAL_SILENCE_MS 30000        /* no message from the server for this long: the stream is dead */
 #define WAL_DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define WAL_BATCH 1000              /* messages handled per wake-up before yielding to the loop */
@@ -105,6 +106,7 @@ struct WalListener {
 	struct event ev_timeout; /* connect and START phases */
 	struct event ev_status;  /* every WAL_STATUS_INTERVAL_MS, persistent */
 	struct event ev_more;    /* zero timer: more buffered messages after a full batch */
+	struct event ev_confirm; /* wal_listener_confirm moved the position: report it shortly */
 	struct evdns_base *dns;
 	DnsTicket *ticket;
 	char hostaddr[WAL_MAX_ADDRS * (INET6_ADDRSTRLEN + 1)];
@@ -121,6 +123,9 @@ struct WalListener {
 	bool status_pending; /* a status update could not be queued: send it when writable */
 	bool status_due;     /* conn_lsn moved (COMMIT, keepalive): report it at the end of the batch */
 	uint64_t conn_lsn;   /* highest LSN processed on this connection (0: none) */
+	bool hold;           /* wal_listener_hold_progress: report no further than the owner confirmed */
+	uint64_t delivered_lsn; /* highest commit LSN passed to the callback (any connection) */
+	uint64_t confirmed_lsn; /* wal_listener_confirm's highest */
 
 	/* The transaction being collected. */
 	bool in_txn;
@@ -262,6 +267,8 @@ static bool deliver(WalListener *w, const WalTable *tables, size_t n, uint64_t l
 	if (n == 0)
 		w->stats.resets++;
 	w->stats.tables += n;
+	if (lsn > w->delivered_lsn)
+		w->delivered_lsn = lsn;
 	w->in_callback = true;
 	w->fn(w->arg, n ? tables : NULL, n, lsn);
 	w->in_callback = false;
@@ -307,6 +314,7 @@ static void conn_close(WalListener *w)
 	sock_unwatch(w);
 	evtimer_del(&w->ev_timeout);
 	evtimer_del(&w->ev_more);
+	evtimer_del(&w->ev_confirm);
 	if (w->conn) {
 		PQfinish(w->conn);
 		w->conn = NULL;
@@ -387,15 +395,26 @@ static int conn_flush(WalListener *w)
 	return r;
 }
 
-/* Queues a standby status update ('r') with the LSN processed on this connection; false when
- * libpq did not take it (full buffer: 0, or error: -1 in *r). */
+/* The LSN to report: the one processed on this connection, but with hold, while a delivered
+ * commit is not confirmed, no further than the owner confirmed (the slot then sends the rest again
+ * after a restart). 0 (InvalidXLogRecPtr) leaves the slot where it is. */
+static uint64_t report_lsn(const WalListener *w)
+{
+	if (!w->hold || w->confirmed_lsn >= w->delivered_lsn)
+		return w->conn_lsn;
+	return w->confirmed_lsn < w->conn_lsn ? w->confirmed_lsn : w->conn_lsn;
+}
+
+/* Queues a standby status update ('r') with report_lsn; false when libpq did not take it (full
+ * buffer: 0, or error: -1 in *r). */
 static bool status_queue(WalListener *w, bool reply_requested, int *r)
 {
 	unsigned char msg[1 + 8 * 4 + 1];
+	uint64_t lsn = report_lsn(w);
 	msg[0] = 'r';
-	put_be64(msg + 1, w->conn_lsn);  /* written */
-	put_be64(msg + 9, w->conn_lsn);  /* flushed: the slot's confirmed_flush_lsn follows this one */
-	put_be64(msg + 17, w->conn_lsn); /* applied */
+	put_be64(msg + 1, lsn);  /* written */
+	put_be64(msg + 9, lsn);  /* flushed: the slot's confirmed_flush_lsn follows this one */
+	put_be64(msg + 17, lsn); /* applied */
 	put_be64(msg + 25, (uint64_t)pg_now_us());
 	msg[33] = reply_requested ? 1 : 0;
 	*r = PQputCopyData(w->conn, (const char *)msg, (int)sizeof msg);
@@ -552,6 +571,19 @@ static void on_more(evutil_socket_t fd, short what, void *arg)
 	WalListener *w = arg;
 	if (w->state == WAL_STREAMING)
 		stream_progress(w);
+}
+
+static void on_confirm(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	WalListener *w = arg;
+	if (w->state != WAL_STREAMING || !status_send(w, false))
+		return;
+	int f = conn_flush(w);
+	if (f < 0)
+		return;
+	sock_watch(w, (short)(EV_READ | (f == 1 || w->status_pending ? EV_WRITE : 0)));
 }
 
 static void stream_progress(WalListener *w)
@@ -947,6 +979,7 @@ WalListener *wal_listener_new(struct event_base *base, const char *service, cons
 	evtimer_assign(&w->ev_retry, base, on_retry, w);
 	evtimer_assign(&w->ev_timeout, base, on_timeout, w);
 	evtimer_assign(&w->ev_more, base, on_more, w);
+	evtimer_assign(&w->ev_confirm, base, on_confirm, w);
 	event_assign(&w->ev_status, base, -1, EV_PERSIST, on_status_tick, w);
 	if (!wal_slot_name_valid(w->slot) || !fn) {
 		if (!fn)
@@ -971,6 +1004,25 @@ void wal_listener_want_keys(WalListener *w, WalKeyColumnFn fn)
 {
 	if (w)
 		w->key_column = fn;
+}
+
+void wal_listener_hold_progress(WalListener *w)
+{
+	if (w)
+		w->hold = true;
+}
+
+void wal_listener_confirm(WalListener *w, uint64_t lsn)
+{
+	if (!w || lsn <= w->confirmed_lsn)
+		return;
+	w->confirmed_lsn = lsn;
+	/* an asynchronous confirmation: the slot moves within WAL_CONFIRM_DELAY_MS, not at the next
+	 * 10 s tick (several confirmations meanwhile make one report) */
+	if (w->hold && !w->in_callback && w->state == WAL_STREAMING && !evtimer_pending(&w->ev_confirm, NULL)) {
+		struct timeval tv = tv_ms(WAL_CONFIRM_DELAY_MS);
+		evtimer_add(&w->ev_confirm, &tv);
+	}
 }
 
 void wal_listener_stats(const WalListener *w, WalStats *out)

@@ -8,8 +8,9 @@
  * missing; an existing one is reused and keeps the position across disconnects and restarts);
  * START_REPLICATION with include-xids off and skip-empty-xacts on; collecting the distinct tables
  * of each transaction and calling WalCommitFn at its COMMIT; progress reports (standby status
- * updates: write = flush = apply = the last LSN this connection processed) after each callback,
- * every 10 s and at once when a keepalive asks; reconnecting with backoff (200 ms doubling to 5 s)
+ * updates: write = flush = apply = the last LSN this connection processed, or with
+ * wal_listener_hold_progress the last one its owner confirmed) after each callback, every 10 s and
+ * at once when a keepalive asks; reconnecting with backoff (200 ms doubling to 5 s)
  * and logging the loss once per outage; the counters of WalStats.
  * With wal_listener_want_keys, also the values of one key column per table (for row versions).
  * Owns (wal_parse.c, pure): the test_decoding line parser (names and column values) and the slot
@@ -86,6 +87,13 @@ void wal_listener_stats(const WalListener *w, WalStats *out);
 /* From now on, asks fn (with the listener's arg) once per table and transaction for a key column,
  * and reports that column's values in WalTable.key_values. */
 void wal_listener_want_keys(WalListener *w, WalKeyColumnFn fn);
+/* From now on the position reported to the server (the slot's confirmed_flush_lsn) never passes
+ * a commit delivered to the callback before wal_listener_confirm covers it: for an owner that
+ * finishes handling commits later (asynchronously), so that a restart gets them again. Commits are
+ * confirmed in order: confirming lsn says every commit delivered up to lsn is handled; a
+ * confirmation made outside the callback is reported to the server within 100 ms. */
+void wal_listener_hold_progress(WalListener *w);
+void wal_listener_confirm(WalListener *w, uint64_t lsn);
 /* Sends a last progress report (best effort, without waiting), closes the connection, frees
  * everything. The slot stays. NULL is fine. */
 void wal_listener_free(WalListener *w);

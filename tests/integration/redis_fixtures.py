@@ -52,8 +52,12 @@ def _wait(pred, timeout, what, interval=0.05):
 class RedisServer:
     """One redis-server. cluster=True: cluster-enabled, with its own bus port and nodes.conf."""
 
-    def __init__(self, base, name, cluster=False, node_timeout_ms=2000, extra=()):
+    def __init__(self, base, name, cluster=False, node_timeout_ms=2000, extra=(), user=None, password=None):
+        """extra: more redis-server arguments (e.g. --requirepass, --user ...); user/password: what
+        cli() authenticates with by default."""
         self.dir = os.path.join(base, name)
+        self.user = user
+        self.password = password
         os.makedirs(self.dir, exist_ok=True)
         self.name = name
         self.host = "127.0.0.1"
@@ -97,11 +101,13 @@ class RedisServer:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def cli(self, *args, check=True, timeout=10, password=None):
+    def auth_args(self, user=None, password=None):
+        user, password = user or self.user, password or self.password
+        return (["--no-auth-warning", "-a", password] if password else []) + (["--user", user] if user else [])
+
+    def cli(self, *args, check=True, timeout=10, password=None, user=None):
         """redis-cli against this server; returns stdout (text). check: fail on a non-zero exit."""
-        cmd = [REDIS_CLI, "-h", self.host, "-p", str(self.port)]
-        if password:
-            cmd += ["--no-auth-warning", "-a", password]
+        cmd = [REDIS_CLI, "-h", self.host, "-p", str(self.port)] + self.auth_args(user, password)
         r = subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError(f"redis-cli {' '.join(map(str, args))} on {self.addr} failed: {r.stderr}")
@@ -148,10 +154,15 @@ class RedisServer:
 
 
 class RedisCluster:
-    """6 cluster-enabled servers joined by redis-cli --cluster create (3 masters, 1 replica each)."""
+    """6 cluster-enabled servers joined by redis-cli --cluster create (3 masters, 1 replica each);
+    or size/replicas as given (e.g. 3 masters, no replica), each node started with extra arguments
+    and cli() authenticating as user/password."""
 
-    def __init__(self, base, size=6, node_timeout_ms=2000):
-        self.nodes = [RedisServer(base, f"cluster-{i}", cluster=True, node_timeout_ms=node_timeout_ms)
+    def __init__(self, base, size=6, node_timeout_ms=2000, replicas=1, name="cluster", extra=(), user=None,
+                 password=None):
+        self.replicas = replicas
+        self.nodes = [RedisServer(base, f"{name}-{i}", cluster=True, node_timeout_ms=node_timeout_ms, extra=extra,
+                                  user=user, password=password)
                       for i in range(size)]
 
     @property
@@ -161,8 +172,8 @@ class RedisCluster:
     def start(self):
         for n in self.nodes:
             n.start()
-        r = subprocess.run([REDIS_CLI, "--cluster", "create", *self.addrs, "--cluster-replicas", "1",
-                            "--cluster-yes"], capture_output=True, text=True, timeout=60)
+        r = subprocess.run([REDIS_CLI, "--cluster", "create", *self.addrs, "--cluster-replicas", str(self.replicas),
+                            "--cluster-yes", *self.nodes[0].auth_args()], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, f"redis-cli --cluster create failed:\n{r.stdout}\n{r.stderr}"
         self.wait_ok()
         return self
@@ -221,7 +232,7 @@ class RedisCluster:
         not failing, all nodes agreeing on who masters what; with every node running, each master
         also has its replica online (so that a failover can happen)."""
         def replicas_online():
-            if not all(n.running() and not n.paused for n in self.nodes):
+            if not self.replicas or not all(n.running() and not n.paused for n in self.nodes):
                 return True
             for e in self.masters():
                 info = self.node(e["addr"]).cli("INFO", "replication", check=False, timeout=5)

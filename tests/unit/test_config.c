@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 static const char *source_root;
 static char err[8192];
@@ -350,6 +352,59 @@ TEST(cache_section)
 		    "t.yaml:7:28: cache.wal_listener.service names an unknown service \"nope\"");
 	CHECK_ERROR(MINIMAL_TAIL "cache:\n  l1: { policy: lru }\n",
 		    "t.yaml:7:17: cache.l1.policy must be one of: s3fifo; got \"lru\"");
+}
+
+/* cache.redis: AUTH (user + password) and the signing key of L2 entries, inline or from a file. */
+TEST(cache_redis_auth_and_signing_key)
+{
+	Config *c = load(MINIMAL_TAIL "cache:\n"
+				      "  redis: { nodes: [\"127.0.0.1:7000\"], user: pgrelay, password: pw,\n"
+				      "           signing_key: \"0123456789abcdef0123456789abcdef\" }\n");
+	REQUIRE(c != NULL);
+	CHECK_STR(c->cache.redis_user, "pgrelay");
+	CHECK_STR(c->cache.redis_password, "pw");
+	CHECK_INT(c->cache.redis_signing_key_len, 32);
+	CHECK(memcmp(c->cache.redis_signing_key, "0123456789abcdef0123456789abcdef", 32) == 0);
+	config_unref(c);
+	c = load(MINIMAL_TAIL "cache:\n  redis: { nodes: [\"127.0.0.1:7000\"] }\n");
+	REQUIRE(c != NULL);
+	CHECK(c->cache.redis_signing_key == NULL && c->cache.redis_user == NULL && c->cache.redis_password == NULL);
+	config_unref(c);
+
+	char path[] = "/tmp/pgrelay-test-key.XXXXXX";
+	int fd = mkstemp(path);
+	REQUIRE(fd >= 0);
+	static const char file_key[] = "a key of forty bytes, read from its file\n";
+	REQUIRE(write(fd, file_key, sizeof file_key - 1) == (ssize_t)(sizeof file_key - 1));
+	close(fd);
+	char yaml[512];
+	snprintf(yaml, sizeof yaml, MINIMAL_TAIL "cache:\n  redis: { nodes: [\"127.0.0.1:7000\"], signing_key_file: \"%s\" }\n",
+		 path);
+	c = load(yaml);
+	REQUIRE(c != NULL);
+	CHECK_INT(c->cache.redis_signing_key_len, 40); /* the newline dropped */
+	CHECK(memcmp(c->cache.redis_signing_key, file_key, 40) == 0);
+	config_unref(c);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	REQUIRE(fd >= 0);
+	REQUIRE(write(fd, "short\n", 6) == 6);
+	close(fd);
+	CHECK_ERROR_CONTAINS(yaml, "holds 5 bytes, a key needs at least 32");
+	CHECK_ERROR_CONTAINS(yaml, "t.yaml:7:57: cache.redis.signing_key_file: \"/tmp/pgrelay-test-key.");
+	unlink(path);
+	CHECK_ERROR_CONTAINS(yaml, "cache.redis.signing_key_file: cannot open \"/tmp/pgrelay-test-key.");
+	CHECK_ERROR_CONTAINS(yaml, "No such file or directory");
+
+	CHECK_ERROR(MINIMAL_TAIL "cache:\n  redis: { nodes: [\"127.0.0.1:7000\"], signing_key: short }\n",
+		    "t.yaml:7:52: cache.redis.signing_key must be at least 32 bytes long (got 5)");
+	CHECK_ERROR(MINIMAL_TAIL "cache:\n  redis: { nodes: [\"127.0.0.1:7000\"], user: pgrelay }\n",
+		    "t.yaml:7:45: cache.redis.user needs cache.redis.password (AUTH user password)");
+	CHECK_ERROR(MINIMAL_TAIL "cache:\n  redis: { nodes: [\"127.0.0.1:7000\"], signing_key: "
+				 "\"0123456789abcdef0123456789abcdef\", signing_key_file: /k }\n",
+		    "t.yaml:7:106: cache.redis.signing_key and cache.redis.signing_key_file exclude each other");
+	/* the key is never quoted in an error */
+	CHECK_ERROR(MINIMAL_TAIL "cache:\n  redis: { nodes: [\"127.0.0.1:7000\"], signing_key: s3cr3t }\n",
+		    "t.yaml:7:52: cache.redis.signing_key must be at least 32 bytes long (got 6)");
 }
 
 TEST(error_wrong_type)
@@ -798,6 +853,7 @@ int main(int argc, char **argv)
 	RUN(sizes);
 	RUN(error_unknown_key);
 	RUN(cache_section);
+	RUN(cache_redis_auth_and_signing_key);
 	RUN(error_wrong_type);
 	RUN(error_port_out_of_range);
 	RUN(integers_are_strict);
