@@ -398,8 +398,8 @@ def setup(request, pg, workdir, drv_tables):
         yield Setup(kind, relay, replica)
     finally:
         problems = relay.finish()
-        if problems:
-            pytest.fail("\n".join(problems), pytrace=False)
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 @pytest.fixture(autouse=True)
