@@ -2,6 +2,15 @@
 # deps.sh — install, with apt-get, the Debian 12 packages pgrelay needs to build, test, demo and
 # benchmark; only what is missing. Idempotent: a second run installs nothing and prints one line.
 #
+# Node.js: Debian's nodejs and npm unless the machine already has a node / npm (e.g. NodeSource's
+# nodejs, which bundles npm and conflicts with Debian's npm). The node-postgres driver is Debian's
+# node-pg: installed with apt-get where it can be; where it cannot (Debian's node-pg depends on
+# node-libpq and libnode108, which conflict with a non-Debian nodejs), its .deb and those of its two
+# pure-JavaScript dependencies the tests load (node-split2, node-xtend) are fetched with
+# apt-get download and unpacked into $NODE_PG_DIR (tests/integration/test_drivers.py adds it to
+# NODE_PATH). postgres.js is not in Debian: the tests install it with npm ci from
+# tests/drivers/node/package-lock.json.
+#
 #   scripts/deps.sh            # as root (or through sudo)
 #
 # Debian's postgresql, pgbouncer, redis and prometheus packages start system services when they are
@@ -25,7 +34,16 @@ PACKAGES=(
 	procps iproute2 openssl
 	# tests/integration/test_metrics.py: promtool check metrics, and a Prometheus server scraping /metrics
 	prometheus
+	# tests/integration/test_drivers.py: JDBC (a Java program compiled with javac at test time)
+	default-jdk-headless libpostgresql-jdbc-java
 )
+# tests/integration/test_drivers.py: node-postgres and postgres.js run on the machine's node
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
+
+# Where node-pg is unpacked when apt-get cannot install it (see above).
+NODE_PG_DIR=/usr/local/lib/pgrelay/node-pg
+NODE_PG_DEBS=(node-pg node-split2 node-xtend)
 
 log() { echo "deps.sh: $*" >&2; }
 
@@ -47,12 +65,16 @@ for p in "${PACKAGES[@]}"; do
 	installed "$p" || missing+=("$p")
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
+node_pg_present() {
+	installed node-pg || [ -f "$NODE_PG_DIR/pg/package.json" ]
+}
+
+if [ ${#missing[@]} -eq 0 ] && node_pg_present; then
 	log "all ${#PACKAGES[@]} packages already installed"
 	exit 0
 fi
 
-log "installing: ${missing[*]}"
+[ ${#missing[@]} -eq 0 ] || log "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 
 # Forbid service starts during the install, unless the machine already has its own policy.
@@ -84,13 +106,41 @@ apt_install() {
 	apt-get install -y -q --no-install-recommends \
 		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
 }
-if [ $need_update = 1 ]; then
+if [ ${#missing[@]} -eq 0 ]; then
+	:
+elif [ $need_update = 1 ]; then
 	apt-get update -q
 	apt_install "${missing[@]}"
 elif ! apt_install "${missing[@]}"; then
 	log "install failed with the present package lists: updating them and retrying"
 	apt-get update -q
 	apt_install "${missing[@]}"
+fi
+
+# node-pg: apt-get install where the machine's nodejs allows it, else the unpacked .debs.
+if ! node_pg_present; then
+	if ! apt-cache show node-pg >/dev/null 2>&1; then
+		apt-get update -q
+	fi
+	if apt-get install -s -q --no-install-recommends node-pg >/dev/null 2>&1; then
+		log "installing: node-pg"
+		apt_install node-pg
+		missing+=(node-pg)
+	else
+		log "node-pg cannot be installed next to this machine's nodejs ($(dpkg-query -W -f='${Version}' nodejs 2>/dev/null || echo 'not from a package')):" \
+			"unpacking ${NODE_PG_DEBS[*]} into $NODE_PG_DIR"
+		tmp=$(mktemp -d)
+		# as root: the _apt sandbox user cannot write into this folder
+		(cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "${NODE_PG_DEBS[@]}") || { rm -rf "$tmp"; log "apt-get download ${NODE_PG_DEBS[*]} failed"; exit 1; }
+		mkdir -p "$tmp/root"
+		for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/root"; done
+		rm -rf "$NODE_PG_DIR"
+		mkdir -p "$(dirname "$NODE_PG_DIR")"
+		mv "$tmp/root/usr/share/nodejs" "$NODE_PG_DIR"
+		(cd "$tmp" && ls ./*.deb) >"$NODE_PG_DIR/FROM-DEBIAN-PACKAGES"
+		rm -rf "$tmp"
+		missing+=(node-pg)
+	fi
 fi
 
 # Stop and disable the system services of the packages this run installed.
@@ -134,6 +184,7 @@ still=()
 for p in "${PACKAGES[@]}"; do
 	installed "$p" || still+=("$p")
 done
+node_pg_present || still+=(node-pg)
 if [ ${#still[@]} -ne 0 ]; then
 	log "still missing after apt-get: ${still[*]}"
 	exit 1
