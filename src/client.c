@@ -25,6 +25,7 @@
 #include "proto.h"
 #include "relay.h"
 #include "server.h"
+#include "settings.h"
 #include "xalloc.h"
 
 #define CLIENT_LOGIN_TIMEOUT_MS 60000
@@ -75,6 +76,7 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 	list_push_back(&rt->clients, &c->node);
 	list_node_init(&c->wait_node);
 	list_node_init(&c->cache_wait_node);
+	txtrack_init(&c->tx);
 	buf_init(&c->cache_fill.reply);
 	buf_init(&c->cache_fill.names);
 	buf_init(&c->cache_answer.reply);
@@ -124,6 +126,7 @@ void client_close(Client *c, const char *reason)
 	}
 	stats_client_closed(c);
 	client_release_server(c);
+	statement_client_gone(c);
 	c->state = CL_CLOSED;
 	event_del(&c->ev_timer);
 	conn_close(&c->conn);
@@ -169,6 +172,7 @@ void client_free_memory(Client *c)
 	free(c->local_sql);
 	free(c->search_path);
 	free(c->undo_search_path);
+	settings_free(c);
 	params_free(&c->undo_params);
 	params_free(&c->undo_server_params);
 	for (size_t i = 0; i < sizeof(c->ryw) / sizeof(c->ryw[0]); i++)
@@ -177,8 +181,7 @@ void client_free_memory(Client *c)
 	buf_free(&c->cache_fill.reply);
 	buf_free(&c->cache_fill.names);
 	buf_free(&c->cache_answer.reply);
-	free(c->cache_writes);
-	free(c->cache_unnamed_parse);
+	txtrack_free(&c->tx);
 	free(c->user);
 	free(c->database);
 	if (c->auth_secret) {

@@ -22,6 +22,7 @@
 #include "runtime.h"
 #include "scram.h"
 #include "stats.h"
+#include "txtrack.h"
 
 typedef enum {
 	CL_STARTUP,    /* reading the startup packet */
@@ -91,6 +92,10 @@ struct Client {
 	const char *settings_opaque;
 	ParamList undo_params, undo_server_params;
 	char *undo_search_path;
+	/* The transaction's savepoints, each with the settings as they were when it was made (see
+	 * settings.c); freed at the transaction's end. */
+	struct SettingsSavepoint *savepoints;
+	size_t n_savepoints, cap_savepoints;
 	/* Result cache (cache.c): a miss this client fills, the flight it waits for, the tables its
 	 * transaction wrote (bumped when it commits). */
 	CacheFill cache_fill;
@@ -98,12 +103,21 @@ struct Client {
 	CacheAnswer cache_answer;       /* ... and its answer */
 	CacheFlight *cache_wait;
 	ListNode cache_wait_node;
-	CacheWrites *cache_writes;
-	/* The unnamed statement's Parse body (after the name) when it writes rows named by
-	 * parameters: its writes are noted at each Bind, with the values. NULL otherwise. */
-	uint8_t *cache_unnamed_parse;
-	size_t cache_unnamed_parse_len;
-	bool cache_commit_seen;         /* a COMMIT tag went by in the current request */
+	/* The client's transaction as its server runs it (txtrack): requests in flight with what they
+	 * write and do, savepoint levels. tx_service: the service of the server they went to. */
+	TxTrack tx;
+	char tx_service[64];
+	/* The unnamed statement's Parse body (after the name) when it writes or ends / marks the
+	 * transaction: its Binds need it. unnamed_unread: it was too large to read. */
+	uint8_t *unnamed_parse;
+	size_t unnamed_parse_len;
+	bool unnamed_unread;
+	/* What the unnamed portal's Execute will write and do (from its Bind). */
+	struct {
+		uint8_t tx; /* SqlTxKind */
+		char *savepoint;
+		CacheWrites *writes;
+	} portal;
 	/* Admin console (admin.c): the client's AdminRole (0: a normal client), the extended-protocol
 	 * batch being refused, the database of a PAUSE it waits for. */
 	int admin;

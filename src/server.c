@@ -33,7 +33,6 @@
 #include "cancel.h"
 #include "client.h"
 #include "health.h"
-#include "settings.h"
 #include "statement.h"
 #include "log.h"
 #include "pool.h"
@@ -81,6 +80,7 @@ static void server_cache_release_hold(Server *s)
 		cache_bump_forget(s->cache_bump);
 	s->cache_bump = NULL;
 	s->cache_hold = false;
+	s->ready_noted = false;
 }
 
 /* ---- requests and replies ---- */
@@ -908,15 +908,17 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 {
 	Server *s = owner;
 	bool hold = false;
-	if (type == 'Z' && s->client && s->rt->cache) {
-		/* A commit's invalidation reaches every cache before the client hears of the commit. */
+	if (type == 'Z' && s->client) {
+		/* The client's request is over: a commit's invalidation reaches every cache before the
+		 * client hears of the commit. */
 		if (s->cache_hold)
 			return RELAY_STOP;
 		if (avail < total)
 			return RELAY_NEED_BODY;
 		const PipeEntry *h = pipeline_head(&s->pipe);
-		if ((!h || !(h->flags & PIPE_INTERNAL)) && total == 6 && (msg[5] == 'I' || s->client->cache_commit_seen)) {
-			CacheBump *b = statement_cache_commit(s->client, s, (char)msg[5], server_cache_bump_done, s);
+		if ((!h || !(h->flags & PIPE_INTERNAL)) && total == 6 && !s->ready_noted) {
+			s->ready_noted = true; /* once, also when it is looked at again after the hold */
+			CacheBump *b = statement_ready(s->client, s, (char)msg[5], server_cache_bump_done, s);
 			if (b) {
 				s->cache_bump = b;
 				s->cache_hold = true;
@@ -1007,10 +1009,9 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 		if (!c)
 			return RELAY_ERROR;
 		stats_ready_for_query(c, s, s->tx_status);
+		s->ready_noted = false;
 		if (s->rt->cache)
 			statement_cache_ready(c, s);
-		if (c->undo_active)
-			settings_reply(c, s, type, body, len);
 		if (server_may_release(s, c)) {
 			if (s->wrote && s->pool->replica < 0 && s->pool->service->n_replicas > 0) {
 				/* Learn the commit's WAL position before letting go (once per write transaction). */
@@ -1060,8 +1061,8 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 			if (c && buf_used(&e))
 				relay_send(rc, buf_head(&e), buf_used(&e));
 			buf_free(&e);
-			if (c && c->undo_active)
-				settings_reply(c, s, type, body, len);
+			if (c)
+				statement_server_reply(c, s, type, body, len);
 			return RELAY_DROP;
 		}
 		if (head_kind == PIPE_QUERY && head_tag) {
@@ -1073,8 +1074,8 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 			server_internal_error(s, body, len);
 			return s->state == SV_CLOSED ? RELAY_CLOSED : RELAY_DROP;
 		}
-		if (c && c->undo_active && !(flags & PIPE_INTERNAL))
-			settings_reply(c, s, type, body, len);
+		if (c && !(flags & PIPE_INTERNAL))
+			statement_server_reply(c, s, type, body, len);
 		ProtoErrorFields f;
 		if (proto_parse_error(body, len, &f) &&
 		    (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0)) {
@@ -1098,12 +1099,8 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 			if (c && !(flags & PIPE_INTERNAL))
 				prepared_client_clear(&c->stmts, &s->rt->stmts);
 		}
-		if (c && c->undo_active && !(flags & PIPE_INTERNAL))
-			settings_reply(c, s, type, body, len);
-		if (c && c->cache_writes && tag_is(body, len, "ROLLBACK"))
-			statement_cache_rolled_back(c); /* ROLLBACK, or a COMMIT of a failed transaction */
-		else if (c && c->cache_writes && !(flags & PIPE_INTERNAL) && tag_is(body, len, "COMMIT"))
-			c->cache_commit_seen = true; /* bump at this request's ReadyForQuery, whatever its status */
+		if (c && !(flags & PIPE_INTERNAL))
+			statement_server_reply(c, s, type, body, len);
 		if (discard || tag_is(body, len, "RESET")) {
 			/*
 			 * Settings went back to the server's defaults (pgrelay's login values), while on
@@ -1137,6 +1134,8 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 			}
 			return RELAY_DROP | after;
 		}
+		if (c && (type == 'I' || type == 's')) /* EmptyQueryResponse, PortalSuspended */
+			statement_server_reply(c, s, type, body, len);
 		return fwd | after;
 	}
 	}

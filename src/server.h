@@ -62,6 +62,7 @@ struct Server {
 	bool release_pending; /* ReadyForQuery ended the client's transaction: release after forwarding */
 	/* The client's commit is being invalidated in Redis: its ReadyForQuery waits (cache.h). */
 	bool cache_hold;
+	bool ready_noted;     /* the ReadyForQuery waiting to go to the client was told to statement */
 	struct CacheBump *cache_bump;
 	bool wrote;           /* a write went to this primary in the client's transaction (read-your-writes) */
 	bool lsn_pending;     /* pgrelay asked for pg_current_wal_lsn() after that write committed */

@@ -26,16 +26,17 @@ static bool word_char(char ch)
 bool settings_might_change(const char *t, size_t n)
 {
 	/* "set" anywhere, also inside a longer word (reset, set_config, offset: analyzing too often
-	 * costs a cached lookup, missing one costs a wrong session), and the whole words discard, do
-	 * and call */
+	 * costs a cached lookup, missing one costs a wrong session), and the whole words discard, do,
+	 * call, and savepoint, rollback, release (savepoints carry settings) */
 	static const struct {
 		const char *w;
 		size_t len;
 		bool whole;
-	} words[] = {{"set", 3, false}, {"discard", 7, true}, {"do", 2, true}, {"call", 4, true}};
+	} words[] = {{"set", 3, false},       {"discard", 7, true},  {"do", 2, true},     {"call", 4, true},
+		     {"savepoint", 9, true}, {"rollback", 8, true}, {"release", 7, true}};
 	for (size_t i = 0; i < n; i++) {
 		char low = (char)(t[i] | 0x20);
-		if (low != 's' && low != 'd' && low != 'c')
+		if (low != 's' && low != 'd' && low != 'c' && low != 'r')
 			continue;
 		for (size_t k = 0; k < sizeof words / sizeof words[0]; k++) {
 			size_t len = words[k].len;
@@ -69,6 +70,81 @@ static void settings_snapshot(Client *c, Server *s)
 	params_copy(&c->undo_server_params, &s->params);
 	free(c->undo_search_path);
 	c->undo_search_path = c->search_path ? xstrdup(c->search_path) : NULL;
+}
+
+/* A savepoint of the client's transaction and the settings when it was made (has_state false: made
+ * before any SET of the transaction, so they were the transaction's first: the undo snapshot). */
+struct SettingsSavepoint {
+	char *name;
+	bool has_state;
+	ParamList params, server_params;
+	char *search_path;
+};
+
+static void savepoints_pop_to(Client *c, size_t n)
+{
+	while (c->n_savepoints > n) {
+		struct SettingsSavepoint *sp = &c->savepoints[--c->n_savepoints];
+		free(sp->name);
+		free(sp->search_path);
+		params_free(&sp->params);
+		params_free(&sp->server_params);
+	}
+}
+
+void settings_free(Client *c)
+{
+	savepoints_pop_to(c, 0);
+	free(c->savepoints);
+	c->savepoints = NULL;
+	c->cap_savepoints = 0;
+}
+
+/* The innermost savepoint named name, as an index + 1 (0: none). */
+static size_t savepoint_find(const Client *c, const char *name)
+{
+	for (size_t i = c->n_savepoints; name && i-- > 0;)
+		if (strcmp(c->savepoints[i].name, name) == 0)
+			return i + 1;
+	return 0;
+}
+
+static void savepoint_make(Client *c, Server *s, const char *name)
+{
+	if (!name)
+		return;
+	if (c->n_savepoints == c->cap_savepoints) {
+		c->cap_savepoints = c->cap_savepoints ? 2 * c->cap_savepoints : 4;
+		c->savepoints = xrealloc(c->savepoints, c->cap_savepoints * sizeof *c->savepoints);
+	}
+	struct SettingsSavepoint *sp = &c->savepoints[c->n_savepoints++];
+	memset(sp, 0, sizeof *sp);
+	sp->name = xstrdup(name);
+	sp->has_state = c->undo_active;
+	params_init(&sp->params);
+	params_init(&sp->server_params);
+	if (sp->has_state) {
+		params_copy(&sp->params, &c->params);
+		params_copy(&sp->server_params, &s->params);
+		sp->search_path = c->search_path ? xstrdup(c->search_path) : NULL;
+	}
+}
+
+static void set_search_path(Client *c, const char *value);
+
+/* ROLLBACK TO name: the settings go back to what they were when the savepoint was made. */
+static void savepoint_rollback_to(Client *c, Server *s, const char *name)
+{
+	size_t at = savepoint_find(c, name);
+	if (!at)
+		return; /* PostgreSQL refuses it */
+	savepoints_pop_to(c, at);
+	if (!c->undo_active)
+		return; /* no SET since the transaction began */
+	struct SettingsSavepoint *sp = &c->savepoints[at - 1];
+	params_copy(&c->params, sp->has_state ? &sp->params : &c->undo_params);
+	params_copy(&s->params, sp->has_state ? &sp->server_params : &c->undo_server_params);
+	set_search_path(c, sp->has_state ? sp->search_path : c->undo_search_path);
 }
 
 static void set_search_path(Client *c, const char *value)
@@ -179,6 +255,23 @@ void settings_track(Client *c, Server *s, const char *sql, const SqlAnalysis *a)
 		default:
 			break;
 		}
+		if (st->kind == SQL_KIND_TX) {
+			size_t at;
+			switch (st->tx) {
+			case SQL_TX_SAVEPOINT:
+				savepoint_make(c, s, st->tx_name);
+				break;
+			case SQL_TX_ROLLBACK_TO:
+				savepoint_rollback_to(c, s, st->tx_name);
+				break;
+			case SQL_TX_RELEASE:
+				if ((at = savepoint_find(c, st->tx_name)))
+					savepoints_pop_to(c, at - 1);
+				break;
+			default:
+				break;
+			}
+		}
 		for (size_t k = 0; k < st->n_set_configs; k++)
 			note_set_config(c, s, &st->set_configs[k]);
 		if (st->tag && strcmp(st->tag, "DO") == 0)
@@ -195,32 +288,49 @@ void settings_track(Client *c, Server *s, const char *sql, const SqlAnalysis *a)
 	}
 }
 
-void settings_reply(Client *c, Server *s, uint8_t type, const uint8_t *body, size_t len)
+void settings_failed(Client *c)
 {
-	switch (type) {
-	case 'E':
+	if (c->undo_active)
+		c->undo_failed = true; /* undone at the transaction's end, unless a savepoint saves it */
+}
+
+void settings_tx_event(Client *c, TxEvent e)
+{
+	if (!c->undo_active)
+		return;
+	switch (e) {
+	case TXTRACK_ROLLED_BACK:
 		c->undo_failed = true;
 		break;
-	case 'C':
-		if (len == sizeof("ROLLBACK") && memcmp(body, "ROLLBACK", sizeof("ROLLBACK")) == 0)
-			c->undo_failed = true;
+	case TXTRACK_ROLLED_BACK_TO:
+		/* the transaction goes on (its settings went back to the savepoint's when the ROLLBACK
+		 * TO was sent) */
+		c->undo_failed = false;
 		break;
-	case 'Z':
-		if (body[0] != 'I')
-			break; /* the transaction goes on: its SETs are not settled yet */
-		if (c->undo_failed) {
-			params_copy(&c->params, &c->undo_params);
-			if (s)
-				params_copy(&s->params, &c->undo_server_params);
-			free(c->search_path);
-			c->search_path = c->undo_search_path;
-			c->undo_search_path = NULL;
-		}
-		c->undo_active = false;
+	case TXTRACK_COMMITTED:
+		c->undo_failed = false;
 		break;
 	default:
 		break;
 	}
+}
+
+void settings_ready(Client *c, Server *s, char status)
+{
+	if (status != 'I')
+		return; /* the transaction goes on: its SETs are not settled yet */
+	savepoints_pop_to(c, 0);
+	if (!c->undo_active)
+		return;
+	if (c->undo_failed) {
+		params_copy(&c->params, &c->undo_params);
+		if (s)
+			params_copy(&s->params, &c->undo_server_params);
+		free(c->search_path);
+		c->search_path = c->undo_search_path;
+		c->undo_search_path = NULL;
+	}
+	c->undo_active = false;
 }
 
 const char *settings_search_path(const Client *c)

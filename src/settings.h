@@ -23,12 +23,13 @@
 #include <stdint.h>
 
 #include "sqlclass.h"
+#include "txtrack.h"
 
 typedef struct Client Client;
 typedef struct Server Server;
 
 /* Cheap look at raw text: false when it cannot set, reset or discard anything by name (no word
- * "set" in any form, "discard", "do" or "call"), so a caller that only tracks settings need not
+ * "set" in any form, "discard", "do", "call", "savepoint", "rollback", "release"), so a caller that only tracks settings need not
  * analyze it. Comments do not hide anything from it. */
 bool settings_might_change(const char *text, size_t len);
 
@@ -46,12 +47,17 @@ void settings_track(Client *c, Server *s, const char *sql, const SqlAnalysis *a)
 /* The client sent s a statement pgrelay could not read (too large): what it sets is unknown. */
 void settings_unseen(Client *c, Server *s, const char *why);
 
-/*
- * A reply of the server to the client's own request while settings are pending (c->undo_active):
- * ErrorResponse / CommandComplete ROLLBACK undo them when the transaction ends, ReadyForQuery 'I'
- * settles them.
- */
-void settings_reply(Client *c, Server *s, uint8_t type, const uint8_t *body, size_t len);
+/* Replies to the client's own requests while its transaction's SETs are pending (c->undo_active):
+ * an error fails them (undone when the transaction ends, unless ROLLBACK TO saves it), a ROLLBACK
+ * undoes them, COMMIT keeps them; ReadyForQuery 'I' settles them. SAVEPOINT / ROLLBACK TO / RELEASE
+ * are followed as they are sent (settings_track): ROLLBACK TO puts back the settings the savepoint
+ * was made with. */
+void settings_failed(Client *c);
+void settings_tx_event(Client *c, TxEvent e);
+void settings_ready(Client *c, Server *s, char status);
+
+/* Frees what the client's settings hold beyond its parameter lists (the client goes away). */
+void settings_free(Client *c);
 
 /* The search_path the router and the cache resolve unqualified names with (NULL: PostgreSQL's
  * default). */

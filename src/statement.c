@@ -21,6 +21,7 @@
 #include "settings.h"
 #include "sqlclass.h"
 #include "stats.h"
+#include "txtrack.h"
 #include "xalloc.h"
 
 static bool statement_tracking(const Client *c)
@@ -366,6 +367,8 @@ static void local_error(Client *c, RelayCtx *rc, uint8_t type, const char *sqlst
 		proto_build_error(&e, "ERROR", sqlstate, message, NULL, hint);
 		server_fail_request(s, rc, type == 'Q', &e);
 		buf_free(&e);
+		if (type == 'Q')
+			txtrack_end(&c->tx); /* its ReadyForQuery */
 		if (type != 'Q')
 			c->skip_to_sync = true;
 		return;
@@ -666,6 +669,7 @@ typedef struct Target {
 	bool read_only;  /* the statement may run on a replica */
 	bool names_tables; /* some relation decided the service (else it is the database default) */
 	int rule;          /* index in config->routes of the rule that decided, or -1 */
+	bool wait;         /* the rest of the batch must be seen first: look again when more arrives */
 } Target;
 
 /* Whether a text may run on a replica of its service (read-only, and its rule allows replicas). */
@@ -682,43 +686,53 @@ static bool sql_may_use_replica(Client *c, const ConfigDatabase *db, const char 
  * An extended-protocol batch is one implicit transaction on one server, so the read that opens it
  * may go to a replica only if the whole batch may: looks at the client's messages buffered from msg
  * up to the batch's Sync, whose statements must all be reads a replica may serve. Without the Sync
- * buffered, a replica is allowed only while nothing of the batch executes (a prepare step: Parse,
- * Describe, Flush, whose replies the client waits for before sending the rest), since executing
- * messages may be followed by a write.
+ * buffered: when the client asked for replies (the buffered messages end with Flush), a replica
+ * only while nothing executes yet (a prepare step: Parse, Describe, Flush, whose replies the client
+ * waits for); otherwise the rest of the batch is on its way (a client sends Sync or Flush before it
+ * waits), so the decision waits for it, unless the read buffer is full (then the primary).
  */
-static bool batch_may_use_replica(Client *c, const ConfigDatabase *db, const uint8_t *msg)
+typedef enum { BATCH_PRIMARY, BATCH_REPLICA_OK, BATCH_WAIT } BatchVerdict;
+
+static BatchVerdict batch_may_use_replica(Client *c, const ConfigDatabase *db, const uint8_t *msg)
 {
 	const uint8_t *p = msg, *end = c->conn.in + c->conn.in_len;
-	bool executes = false;
+	bool executes = false, flushed = false;
 	while (end - p >= PROTO_HEADER_LEN) {
 		uint32_t n = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
 		if (n < 4 || (size_t)(end - p) < (size_t)n + 1)
 			break; /* not all here yet */
 		const char *sql;
 		size_t len;
+		flushed = false;
 		switch (p[0]) {
 		case 'S':
-			return true;
+			return BATCH_REPLICA_OK;
 		case 'E':
 			executes = true;
 			break;
 		case 'P':
 		case 'B':
 			if (message_sql(c, p[0], p, (size_t)n + 1, (size_t)n + 1, &sql, &len) != 0)
-				return false;
+				return BATCH_PRIMARY;
 			if (sql && !sql_may_use_replica(c, db, sql, len))
-				return false;
+				return BATCH_PRIMARY;
+			break;
+		case 'H':
+			flushed = true;
 			break;
 		case 'D':
 		case 'C':
-		case 'H':
 			break;
 		default:
-			return false; /* a Query or FunctionCall inside a batch: not a plain read */
+			return BATCH_PRIMARY; /* a Query or FunctionCall inside a batch: not a plain read */
 		}
 		p += (size_t)n + 1;
 	}
-	return !executes;
+	if (flushed)
+		return executes ? BATCH_PRIMARY : BATCH_REPLICA_OK;
+	if (c->conn.in_len - c->conn.in_pos >= c->conn.in_base)
+		return BATCH_PRIMARY; /* the buffer is full: the rest cannot be looked at */
+	return BATCH_WAIT;
 }
 
 /*
@@ -739,6 +753,7 @@ static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const uint8_t
 	t->read_only = false;
 	t->names_tables = false;
 	t->rule = -1;
+	t->wait = false;
 	if (!a)
 		return true;
 	RouteResult r;
@@ -757,8 +772,18 @@ static bool route_statement(Client *c, RelayCtx *rc, uint8_t type, const uint8_t
 	t->read_only = r.read_only;
 	t->names_tables = r.names_tables;
 	bool tx_allows = c->tx_local == 'I' || (c->tx_local == 'T' && c->held_read_only);
-	if (r.use_replica && tx_allows && !c->settings_opaque && (type == 'Q' || (c->server && c->server->pipe.batch_open) || batch_may_use_replica(c, db, msg)))
-		t->replica = balance_choose_replica(rt, t->svc, statement_ryw_lsn(c, t->svc->name));
+	if (!r.use_replica || !tx_allows || c->settings_opaque)
+		return true;
+	if (type != 'Q' && !(c->server && c->server->pipe.batch_open)) {
+		BatchVerdict v = batch_may_use_replica(c, db, msg);
+		if (v == BATCH_WAIT) {
+			t->wait = true;
+			return true;
+		}
+		if (v == BATCH_PRIMARY)
+			return true;
+	}
+	t->replica = balance_choose_replica(rt, t->svc, statement_ryw_lsn(c, t->svc->name));
 	return true;
 }
 
@@ -771,14 +796,6 @@ void statement_cache_wake(Client *c)
 	conn_kick(&c->conn);
 }
 
-void statement_cache_rolled_back(Client *c)
-{
-	/* A string that committed before this ROLLBACK ("...; COMMIT; ...; ROLLBACK") keeps its list:
-	 * which writes the ROLLBACK undid is not known. */
-	if (c->cache_writes && !c->cache_commit_seen)
-		memset(c->cache_writes, 0, sizeof *c->cache_writes);
-}
-
 void statement_cache_ready(Client *c, Server *s)
 {
 	Cache *cache = c->rt->cache;
@@ -788,122 +805,267 @@ void statement_cache_ready(Client *c, Server *s)
 		cache_fill_finish(cache, c, s->pool->service->name, s->pool->replica);
 }
 
-CacheBump *statement_cache_commit(Client *c, Server *s, char tx_status, void (*done)(void *owner), void *owner)
-{
-	Cache *cache = c->rt->cache;
-	CacheWrites *w = c->cache_writes;
-	bool commit_seen = c->cache_commit_seen;
-	c->cache_commit_seen = false;
-	if (!cache || !w || (!w->all && !w->n))
-		return NULL;
-	/* The transaction committed (a ROLLBACK cleared the list): before the client sees its
-	 * ReadyForQuery, nobody may get a result that this commit changed. */
-	/* A COMMIT inside a multi-statement string that leaves a transaction open: bump now, and keep
-	 * the list, since the open transaction's writes (noted with the string) commit later. */
-	CacheWrites copy = *w;
-	bool keep = commit_seen && tx_status != 'I';
-	if (!keep)
-		memset(w, 0, sizeof *w);
-	return cache_invalidate_shared(cache, s->pool->service->name, &copy, done, owner);
-}
+/* ---- the client's transaction as the server runs it (txtrack): writes and savepoints ---- */
 
-static void cache_writes_all(Client *c, const char *why)
+/* Everything of the service: for what pgrelay cannot read. */
+static const CacheWrites *writes_all(CacheWrites *w, const char *why)
 {
-	if (!c->cache_writes)
-		c->cache_writes = xcalloc(1, sizeof *c->cache_writes);
-	if (!c->cache_writes->all) {
-		c->cache_writes->all = true;
-		c->cache_writes->all_why = why;
-	}
-}
-
-/* Adds the tables (and rows) the text writes to the client's transaction list; params: a Bind's
- * values. at_parse: see cachepolicy_writes. Returns true when writes were left for the Binds. */
-static bool cache_note_writes(Client *c, const SqlAnalysis *a, const ProtoBindValues *params, bool at_parse)
-{
-	if (!c->cache_writes) {
-		if (a->n_statements == 1 && !a->parse_error &&
-		    (a->statements[0].kind == SQL_KIND_READ || a->statements[0].kind == SQL_KIND_TX ||
-		     a->statements[0].kind == SQL_KIND_SESSION) && a->statements[0].n_functions == 0)
-			return false; /* the common case: nothing to note, nothing to allocate */
-		c->cache_writes = xcalloc(1, sizeof *c->cache_writes);
-	}
-	return cachepolicy_writes(c->rt->config, settings_search_path(c), c->user, a, params, at_parse, c->cache_writes);
-}
-
-/* The Bind body after its portal and statement names when the whole message is buffered, else
- * NULL; *stmt_name: the statement's name when buffered, else NULL. */
-static const uint8_t *bind_rest(const uint8_t *msg, size_t total, size_t avail, size_t *len, const char **stmt_name)
-{
-	const uint8_t *body = msg + PROTO_HEADER_LEN, *end = msg + avail;
-	const uint8_t *z1 = memchr(body, 0, (size_t)(end - body));
-	const uint8_t *z2 = z1 ? memchr(z1 + 1, 0, (size_t)(end - z1 - 1)) : NULL;
-	*stmt_name = z2 ? (const char *)z1 + 1 : NULL;
-	if (!z2 || avail != total)
-		return NULL;
-	*len = (size_t)(end - z2 - 1);
-	return z2 + 1;
+	memset(w, 0, sizeof *w);
+	w->all = true;
+	w->all_why = why;
+	return w;
 }
 
 /*
- * Notes what a Query, Parse or Bind writes. A Parse of a statement whose written rows are named
- * by parameters leaves them for its Binds: a named statement's Bind finds its text among the
- * client's statements; the unnamed one's Parse is kept until the next Parse.
+ * What statement i of a writes, for the result cache (w is the storage); NULL when the cache is off
+ * or it writes nothing. params: a Bind's values, or NULL.
  */
-static void cache_note_message(Client *c, uint8_t type, const uint8_t *msg, size_t total, size_t avail,
-			       const SqlAnalysis *a)
+static const CacheWrites *statement_writes(Client *c, const SqlAnalysis *a, size_t i, const ProtoBindValues *params,
+					   CacheWrites *w)
 {
-	if (type == 'Q') {
-		cache_note_writes(c, a, NULL, false);
-		return;
-	}
-	if (type == 'P') {
-		bool deferred = cache_note_writes(c, a, NULL, true);
-		if (msg[PROTO_HEADER_LEN] != 0)
-			return; /* a named statement */
-		free(c->cache_unnamed_parse);
-		c->cache_unnamed_parse = NULL;
-		if (deferred) {
-			c->cache_unnamed_parse_len = total - PROTO_HEADER_LEN - 1;
-			c->cache_unnamed_parse = xmalloc(c->cache_unnamed_parse_len);
-			memcpy(c->cache_unnamed_parse, msg + PROTO_HEADER_LEN + 1, c->cache_unnamed_parse_len);
-		}
-		return;
-	}
-	/* Bind of a named statement (a: its text): its values matter only for rows named by parameters */
-	if (!cachepolicy_writes_need_values(a)) {
-		cache_note_writes(c, a, NULL, false);
-		return;
-	}
-	size_t rest_len = 0;
-	const char *name = NULL;
-	const uint8_t *rest = bind_rest(msg, total, avail, &rest_len, &name);
-	PreparedStmt *st = rest && name && *name ? prepared_client_get(&c->stmts, name) : NULL;
-	ProtoBindValues params;
-	bool have = st && proto_parse_bind_values(rest, rest_len, st->key, st->key_len, &params);
-	cache_note_writes(c, a, have ? &params : NULL, false);
+	if (!c->rt->cache)
+		return NULL;
+	const SqlStatement *st = &a->statements[i];
+	if ((st->kind == SQL_KIND_READ || st->kind == SQL_KIND_TX || st->kind == SQL_KIND_SESSION) &&
+	    st->n_functions == 0 && st->tx != SQL_TX_COMMIT_PREPARED)
+		return NULL; /* the common case: nothing to note, nothing to clear */
+	memset(w, 0, sizeof *w);
+	SqlAnalysis one = *a; /* the statement alone */
+	one.n_statements = 1;
+	one.statements = st;
+	cachepolicy_writes(c->rt->config, settings_search_path(c), c->user, &one, params, false, w);
+	return w->all || w->n ? w : NULL;
 }
 
-/* Bind of the unnamed statement whose Parse left its writes for the Binds. */
-static void cache_note_unnamed_bind(Client *c, const uint8_t *msg, size_t total, size_t avail)
+/* Whether a text's statements must be told to txtrack one by one (their writes or transaction
+ * effects matter): with the cache, or while settings of the transaction may be undone. */
+static bool tx_detail_needed(const Client *c, const char *sql, size_t len)
 {
-	size_t rest_len = 0;
-	const char *name = NULL;
-	const uint8_t *rest = bind_rest(msg, total, avail, &rest_len, &name);
-	if (!name || *name)
-		return; /* a named statement's Bind (noted with its text) */
-	const uint8_t *parse = c->cache_unnamed_parse;
-	size_t parse_len = c->cache_unnamed_parse_len;
-	const uint8_t *z = memchr(parse, 0, parse_len);
-	if (!z) {
-		cache_writes_all(c, "a statement pgrelay cannot read");
+	return c->rt->cache || c->undo_active || settings_might_change(sql, len);
+}
+
+/* A Query going to the server: its statements, then its ReadyForQuery. */
+static void tx_note_query(Client *c, const uint8_t *msg, size_t total, size_t avail)
+{
+	CacheWrites w;
+	if (avail < total) { /* streamed unread (larger than the read buffer) */
+		txtrack_uncounted(&c->tx, c->rt->cache ? writes_all(&w, "a statement too large to analyze") : NULL);
+		txtrack_end(&c->tx);
 		return;
 	}
-	ProtoBindValues params;
-	bool have = rest && proto_parse_bind_values(rest, rest_len, parse, parse_len, &params);
-	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, (const char *)parse, (size_t)(z - parse));
-	cache_note_writes(c, a, have ? &params : NULL, false);
+	const char *sql = (const char *)msg + PROTO_HEADER_LEN;
+	size_t len = strnlen(sql, total - PROTO_HEADER_LEN);
+	if (!tx_detail_needed(c, sql, len)) {
+		txtrack_uncounted(&c->tx, NULL);
+		txtrack_end(&c->tx);
+		return;
+	}
+	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, sql, len);
+	if (a->parse_error) {
+		txtrack_uncounted(&c->tx, c->rt->cache ? writes_all(&w, "a statement pgrelay cannot parse") : NULL);
+	} else {
+		for (size_t i = 0; i < a->n_statements; i++) {
+			const SqlStatement *st = &a->statements[i];
+			txtrack_statement(&c->tx, st->kind == SQL_KIND_TX ? st->tx : SQL_TX_NONE, st->tx_name,
+					  statement_writes(c, a, i, NULL, &w));
+		}
+	}
 	sqlclass_release(a);
+	txtrack_end(&c->tx);
+}
+
+static void unnamed_forget(Client *c)
+{
+	free(c->unnamed_parse);
+	c->unnamed_parse = NULL;
+	c->unnamed_parse_len = 0;
+	c->unnamed_unread = false;
+}
+
+/* A Parse going to the server: the unnamed statement's text is kept (when it matters) for its
+ * Binds; a named statement's is in the client's statements. */
+static void tx_note_parse(Client *c, const uint8_t *msg, size_t total, size_t avail)
+{
+	if (msg[PROTO_HEADER_LEN] != 0)
+		return;
+	unnamed_forget(c);
+	if (avail < total) {
+		c->unnamed_unread = true;
+		return;
+	}
+	const uint8_t *key = msg + PROTO_HEADER_LEN + 1;
+	size_t key_len = total - PROTO_HEADER_LEN - 1;
+	const char *sql = (const char *)key;
+	size_t len = strnlen(sql, key_len);
+	if (!tx_detail_needed(c, sql, len))
+		return;
+	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, sql, len);
+	bool plain_read = !a->parse_error && a->n_statements == 1 &&
+			  (a->statements[0].kind == SQL_KIND_READ || a->statements[0].kind == SQL_KIND_SESSION) &&
+			  a->statements[0].n_functions == 0 && a->statements[0].set == SQL_SET_NONE;
+	sqlclass_release(a);
+	if (plain_read)
+		return; /* nothing to write, nothing to the transaction */
+	c->unnamed_parse = xmalloc(key_len);
+	memcpy(c->unnamed_parse, key, key_len);
+	c->unnamed_parse_len = key_len;
+}
+
+static void portal_clear(Client *c)
+{
+	free(c->portal.savepoint);
+	free(c->portal.writes);
+	memset(&c->portal, 0, sizeof c->portal);
+}
+
+/* A Bind going to the server: what executing the portal will write and do, from its statement's
+ * text and the values. The unnamed portal's is kept for its Execute; a named portal's writes are
+ * noted now (they count at the next ReadyForQuery and are never dropped). */
+static void tx_note_bind(Client *c, const uint8_t *msg, size_t total, size_t avail)
+{
+	const char *portal, *name;
+	size_t names_len;
+	if (!bind_names(msg + PROTO_HEADER_LEN, avail - PROTO_HEADER_LEN, &portal, &name, &names_len))
+		return;
+	CacheWrites w;
+	const CacheWrites *writes = NULL;
+	SqlTxKind tx = SQL_TX_NONE;
+	const char *savepoint = NULL;
+	const uint8_t *key = NULL;
+	size_t key_len = 0;
+	bool unread = false;
+	if (*name) {
+		PreparedStmt *st = prepared_client_get(&c->stmts, name);
+		if (st) {
+			key = st->key;
+			key_len = st->key_len;
+		}
+	} else {
+		key = c->unnamed_parse;
+		key_len = c->unnamed_parse_len;
+		unread = c->unnamed_unread;
+	}
+	SqlAnalysis *a = NULL;
+	if (unread && c->rt->cache) {
+		writes = writes_all(&w, "a statement too large to analyze");
+	} else if (key) {
+		const char *sql = (const char *)key;
+		a = sqlclass_analyze(&c->rt->sql, sql, strnlen(sql, key_len));
+		if (a->parse_error) {
+			writes = c->rt->cache ? writes_all(&w, "a statement pgrelay cannot parse") : NULL;
+		} else if (a->n_statements == 1) {
+			const SqlStatement *st = &a->statements[0];
+			ProtoBindValues params;
+			bool have = avail == total && cachepolicy_writes_need_values(a) &&
+				    proto_parse_bind_values(msg + PROTO_HEADER_LEN + names_len, total - PROTO_HEADER_LEN - names_len,
+							    key, key_len, &params);
+			writes = statement_writes(c, a, 0, have ? &params : NULL, &w);
+			if (st->kind == SQL_KIND_TX) {
+				tx = st->tx;
+				savepoint = st->tx_name;
+			}
+		}
+	}
+	if (*portal) {
+		txtrack_note(&c->tx, writes);
+	} else {
+		portal_clear(c);
+		c->portal.tx = (uint8_t)tx;
+		c->portal.savepoint = savepoint ? xstrdup(savepoint) : NULL;
+		if (writes) {
+			c->portal.writes = xmalloc(sizeof *c->portal.writes);
+			*c->portal.writes = *writes;
+		}
+	}
+	sqlclass_release(a);
+}
+
+/* An Execute going to the server: one statement, the portal's. */
+static void tx_note_execute(Client *c, const uint8_t *msg, size_t avail)
+{
+	bool unnamed = avail > PROTO_HEADER_LEN && msg[PROTO_HEADER_LEN] == 0;
+	if (unnamed)
+		txtrack_statement(&c->tx, (SqlTxKind)c->portal.tx, c->portal.savepoint, c->portal.writes);
+	else
+		txtrack_statement(&c->tx, SQL_TX_NONE, NULL, NULL); /* its writes were noted at its Bind */
+}
+
+/* What a request the client sends to its server (in order) writes and does to the transaction. */
+static void tx_note_request(Client *c, Server *s, bool forwarded_sync, uint8_t type, const uint8_t *msg,
+			    size_t total, size_t avail)
+{
+	CacheWrites w;
+	snprintf(c->tx_service, sizeof c->tx_service, "%s", s->pool->service->name);
+	switch (type) {
+	case 'Q':
+		tx_note_query(c, msg, total, avail);
+		break;
+	case 'P':
+		tx_note_parse(c, msg, total, avail);
+		break;
+	case 'B':
+		tx_note_bind(c, msg, total, avail);
+		break;
+	case 'E':
+		tx_note_execute(c, msg, avail);
+		break;
+	case 'S':
+		if (forwarded_sync)
+			txtrack_end(&c->tx);
+		break;
+	case 'F': /* a function by OID: it may write anything */
+		txtrack_note(&c->tx, c->rt->cache ? writes_all(&w, "a FunctionCall message") : NULL);
+		txtrack_end(&c->tx);
+		break;
+	default:
+		break;
+	}
+}
+
+void statement_server_reply(Client *c, Server *s, uint8_t type, const uint8_t *body, size_t len)
+{
+	(void)s;
+	switch (type) {
+	case 'C': {
+		bool rollback = len == sizeof("ROLLBACK") && memcmp(body, "ROLLBACK", sizeof("ROLLBACK")) == 0;
+		settings_tx_event(c, txtrack_complete(&c->tx, rollback));
+		break;
+	}
+	case 'I':
+	case 's':
+		txtrack_complete(&c->tx, false);
+		break;
+	case 'E':
+		txtrack_error(&c->tx);
+		settings_failed(c);
+		break;
+	default:
+		break;
+	}
+}
+
+CacheBump *statement_ready(Client *c, Server *s, char tx_status, void (*done)(void *owner), void *owner)
+{
+	CacheWrites bump;
+	memset(&bump, 0, sizeof bump);
+	bool any = txtrack_ready(&c->tx, tx_status, &bump);
+	settings_ready(c, s, tx_status);
+	Cache *cache = c->rt->cache;
+	if (!any || !cache)
+		return NULL;
+	/* Before the client sees its ReadyForQuery, nobody may get a result this commit changed. */
+	return cache_invalidate_shared(cache, s->pool->service->name, &bump, done, owner);
+}
+
+void statement_client_gone(Client *c)
+{
+	CacheWrites bump;
+	memset(&bump, 0, sizeof bump);
+	/* A COMMIT in flight may have reached the server: what the client may have written counts. */
+	if (txtrack_abandon(&c->tx, &bump) && c->rt->cache && c->tx_service[0])
+		cache_invalidate_shared(c->rt->cache, c->tx_service, &bump, NULL, NULL);
+	unnamed_forget(c);
+	portal_clear(c);
 }
 
 /*
@@ -1017,10 +1179,6 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 {
 	Cache *cache = c->rt->cache;
 	const Config *cfg = c->rt->config;
-	if (type == 'F') {
-		cache_writes_all(c, "a FunctionCall message"); /* a function by OID: it may write anything */
-		return 0;
-	}
 	if (type != 'Q' && type != 'P' && type != 'B')
 		return 0;
 	if (c->cache_req)
@@ -1051,21 +1209,17 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 			return cache_serve(c, type, &batch, total, reply, reply_len);
 		}
 	}
+	if (!have_key)
+		return 0;
 	const char *sql;
 	size_t len;
 	RelayAction need = message_sql(c, type, msg, total, avail, &sql, &len);
-	if (!need && !sql && type != 'B' && avail < total)
-		/* too large to hold whole (it streams to the server unread): what it writes is unknown */
-		cache_writes_all(c, "a statement too large to analyze");
-	if (!need && !sql && type == 'B' && c->cache_unnamed_parse)
-		cache_note_unnamed_bind(c, msg, total, avail);
 	if (need || !sql)
 		return need;
 	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, sql, len);
-	cache_note_message(c, type, msg, total, avail, a);
 	RelayAction result = 0;
 	const ConfigDatabase *db = config_find_database(cfg, c->database);
-	if (!have_key || !db)
+	if (!db)
 		goto done;
 	RouteResult r;
 	router_route(cfg, db, search_path, c->user, a, &r);
@@ -1115,6 +1269,7 @@ void statement_retry(Client *c, Server *s)
 		return;
 	}
 	log_info(c->name, "replica of service %s failed before answering: sending the read elsewhere", svc->name);
+	txtrack_forget_requests(&c->tx); /* they are sent again */
 	if (c->rt->cache)
 		cache_fill_abort(c->rt->cache, c);
 	c->server = NULL;
@@ -1187,6 +1342,10 @@ static RelayAction route_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 			result = RELAY_DROP;
 			goto done;
 		}
+		if (t.wait) {
+			result = RELAY_STOP; /* looked at again when more of the batch arrives */
+			goto done;
+		}
 		c->pool = pool_get(c->rt, t.svc, t.replica, c->user, c->auth_secret);
 		if (!c->pool) {
 			local_error(c, rc, type, SQLSTATE_INVALID_AUTHORIZATION, "pgrelay has no credentials for this service", NULL);
@@ -1211,6 +1370,10 @@ static RelayAction route_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 	if (sql) {
 		if (!route_statement(c, rc, type, msg, a, &t)) {
 			result = RELAY_DROP;
+			goto done;
+		}
+		if (t.wait) {
+			result = RELAY_STOP;
 			goto done;
 		}
 		bool runs_here = s->pool->service == t.svc && (s->pool->replica < 0 || t.read_only);
@@ -1282,6 +1445,18 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid frontend message type %d", type);
 		return RELAY_CLOSED;
 	}
+	if (c->pool_mode == CONFIG_POOL_TRANSACTION && avail < total) {
+		/* Statements are looked at whole (one pass each), unless larger than the read buffer:
+		 * those stream to the server unread. A Bind's names at least. */
+		const char *portal, *name;
+		size_t names_len;
+		if ((type == 'Q' || type == 'P') && total <= c->rt->config->buffer_size)
+			return RELAY_NEED_BODY;
+		if (type == 'B' && !bind_names(msg + PROTO_HEADER_LEN, avail - PROTO_HEADER_LEN, &portal, &name, &names_len))
+			return RELAY_NEED_BODY;
+		if (type == 'E')
+			return RELAY_NEED_BODY; /* its portal name */
+	}
 	if (c->skip_to_sync) {
 		/* pgrelay answered this batch with an error: PostgreSQL skips to Sync, so does it. */
 		if (type == 'S') {
@@ -1289,7 +1464,8 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 			c->unnamed_local = c->portal_local = LOCAL_NONE;
 			if (c->server && c->server->pipe.batch_open) {
 				/* the server's part of the batch ends here too (it failed: see local_error) */
-				server_expect(c->server, PIPE_SYNC, 0, 0);
+				if (server_expect(c->server, PIPE_SYNC, 0, 0))
+					tx_note_request(c, c->server, true, type, msg, total, avail);
 				return RELAY_FORWARD;
 			}
 			client_send_simple(c, 'Z', c->server && c->tx_local == 'I' ? c->server->tx_status : c->tx_local);
@@ -1337,8 +1513,11 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 	/* Settings lost to RESET / DISCARD ALL come back before the next request. */
 	if (!server_params_synced(s, c) && s->tx_status == 'I' && pipeline_idle(&s->pipe))
 		server_sync_params(s, c, rc);
-	if (c->pool_mode == CONFIG_POOL_TRANSACTION)
+	if (c->pool_mode == CONFIG_POOL_TRANSACTION) {
 		track_session(c, s, type, msg, total, avail);
+		if (type != 'S')
+			tx_note_request(c, s, false, type, msg, total, avail);
+	}
 	switch (type) {
 	case 'P':
 	case 'B':
@@ -1356,7 +1535,10 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 		}
 		return RELAY_FORWARD;
 	case 'E': server_expect(s, PIPE_EXECUTE, 0, 0); break;
-	case 'S': server_expect(s, PIPE_SYNC, 0, 0); break;
+	case 'S':
+		if (server_expect(s, PIPE_SYNC, 0, 0) && c->pool_mode == CONFIG_POOL_TRANSACTION)
+			tx_note_request(c, s, true, type, msg, total, avail);
+		break;
 	case 'Q':
 		if (c->pool_mode == CONFIG_POOL_TRANSACTION)
 			return client_query_msg(c, rc, msg, total, avail);

@@ -190,15 +190,6 @@ void txtrack_note(TxTrack *t, const CacheWrites *writes)
 
 void txtrack_end(TxTrack *t) { push_item(t, ITEM_END); }
 
-void txtrack_text(TxTrack *t, const SqlAnalysis *a, const CacheWrites *const *writes)
-{
-	for (size_t i = 0; i < a->n_statements; i++) {
-		const SqlStatement *st = &a->statements[i];
-		txtrack_statement(t, st->kind == SQL_KIND_TX ? st->tx : SQL_TX_NONE, st->tx_name,
-				  writes ? writes[i] : NULL);
-	}
-}
-
 /* An item's writes, without its transaction effect. */
 static void apply_writes(TxTrack *t, const TxItem *it)
 {

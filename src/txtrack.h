@@ -65,8 +65,6 @@ void txtrack_uncounted(TxTrack *t, const CacheWrites *writes);
 void txtrack_note(TxTrack *t, const CacheWrites *writes);
 /* The end of a request: a Query's or a Sync's ReadyForQuery. */
 void txtrack_end(TxTrack *t);
-/* The statements of an analyzed text, one txtrack_statement each (writes: per statement, or NULL). */
-void txtrack_text(TxTrack *t, const SqlAnalysis *a, const CacheWrites *const *writes);
 
 /* ---- reply side ---- */
 

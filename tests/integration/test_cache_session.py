@@ -221,3 +221,39 @@ def test_set_run_as_a_named_prepared_statement(pgrelay, session_tables):
             assert body() == ["for app"]
     finally:
         conn.close()
+
+
+def current_search_path(relay, conn, proto):
+    """The client's search_path as a server connection other than its last one sees it (another
+    client holds that one in a transaction): what pgrelay re-applies, not what one server kept."""
+    with client(relay, proto) as hog:
+        hog.execute("BEGIN")
+        hog.execute("SELECT 1")
+        got = read(conn, proto, "SELECT current_setting('search_path')")[0][0]
+        hog.execute("ROLLBACK")
+    return got
+
+
+@pytest.mark.parametrize("case", ["rollback-to-after-set", "rollback-to-before-set", "release", "error-rollback",
+                                  "error-rollback-to"])
+def test_settings_follow_savepoints(pgrelay, session_tables, proto, case):
+    r = pgrelay(cache=cache_section())
+    steps, expect = {
+        "rollback-to-after-set": (["BEGIN", "SET search_path = cs1", "SAVEPOINT s", "SET search_path = cs2",
+                                   "ROLLBACK TO SAVEPOINT s", "COMMIT"], "cs1"),
+        "rollback-to-before-set": (["BEGIN", "SAVEPOINT s", "SET search_path = cs2", "ROLLBACK TO s", "COMMIT"],
+                                   '"$user", public'),
+        "release": (["BEGIN", "SAVEPOINT s", "SET search_path = cs2", "RELEASE s", "COMMIT"], "cs2"),
+        "error-rollback": (["BEGIN", "SET search_path = cs2", "SELECT 1/0", "ROLLBACK"], '"$user", public'),
+        "error-rollback-to": (["BEGIN", "SET search_path = cs1", "SAVEPOINT s", "SET search_path = cs2",
+                               "SELECT 1/0", "ROLLBACK TO s", "COMMIT"], "cs1"),
+    }[case]
+    with client(r, proto) as c:
+        for sql in steps:
+            try:
+                c.execute(sql, prepare=True) if proto == "prepared" else c.execute(sql)
+            except psycopg.errors.DivisionByZero:
+                pass
+        assert current_search_path(r, c, proto) == expect
+        if expect.startswith("cs"):
+            assert read(c, proto, "SELECT v FROM t") == [({"cs1": "one", "cs2": "two"}[expect],)]

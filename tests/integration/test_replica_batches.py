@@ -287,3 +287,28 @@ def test_pipelined_queries_get_an_error_in_order(pgrelay, pg, pg2, dbs):
         assert got[-1][1] == b"I"
     finally:
         conn.close()
+
+
+def test_batch_sent_in_pieces_without_flush_waits_for_its_sync(pgrelay, pg, pg2, dbs, replica):
+    """A pipeline written a statement at a time (libpq pipeline mode: no Flush, separate writes)
+    is decided once pgrelay has seen it up to its Sync: the read-then-write runs on the primary."""
+    import time
+    r = routed_with_replica(pgrelay, pg2, replica)
+    with r.connect() as c:
+        wait_reads_on_replica(c, replica)
+    conn = raw_login(r.port)
+    try:
+        conn.send(parse(BATCH_READ, "pieces_rd"))
+        time.sleep(0.2)
+        conn.send(bind(stmt="pieces_rd") + execute())
+        time.sleep(0.2)
+        conn.send(parse(BATCH_WRITE) + bind() + execute())
+        time.sleep(0.2)
+        conn.send(message("S"))
+        got = read_all_until_z(conn)
+        rows = data_rows(got)
+        assert [t for t, _ in got if t == "E"] == [], got
+        assert [x[0] for x in rows] == ["false", "false"] and rows[0][1] == rows[1][1], rows
+    finally:
+        conn.close()
+    pg.sql("DELETE FROM rt_marks WHERE tag = 'batch'", dbname="appdb")
