@@ -99,7 +99,7 @@ static void fail_error_pop(Server *s, Buf *out)
 	buf_consume(&s->fail_errors, total);
 }
 
-void server_fail_request(Server *s, RelayCtx *rc, bool simple, const Buf *error)
+bool server_fail_request(Server *s, RelayCtx *rc, bool simple, const Buf *error)
 {
 	Buf b;
 	buf_init(&b);
@@ -113,8 +113,10 @@ void server_fail_request(Server *s, RelayCtx *rc, bool simple, const Buf *error)
 	}
 	relay_send(rc, buf_head(&b), buf_used(&b));
 	buf_free(&b);
+	if (!pipeline_push(&s->pipe, simple ? PIPE_QUERY : PIPE_EXECUTE, PIPE_FAILS, 0))
+		return false; /* the batch failed already: the server ignores it, as it ignores the client's */
 	buf_append(&s->fail_errors, buf_head(error), buf_used(error));
-	pipeline_push(&s->pipe, simple ? PIPE_QUERY : PIPE_EXECUTE, PIPE_FAILS, 0);
+	return true;
 }
 
 bool server_is_quiet(const Server *s) { return s->tx_status == 'I' && pipeline_idle(&s->pipe); }

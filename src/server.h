@@ -145,9 +145,10 @@ void server_sync_params(Server *s, Client *c, RelayCtx *rc);
  * the client in order, after those replies, and the server fails the extended-protocol batch (it
  * skips to Sync) or the transaction exactly as for an error of its own. error: a whole
  * ErrorResponse message. simple: the client's message was a Query (the server answers the failing
- * request with ErrorResponse + ReadyForQuery) rather than part of an extended batch.
+ * request with ErrorResponse + ReadyForQuery) rather than part of an extended batch. False when
+ * the server ignores it (the batch failed already, as PostgreSQL reports one error per batch).
  */
-void server_fail_request(Server *s, RelayCtx *rc, bool simple, const Buf *error);
+bool server_fail_request(Server *s, RelayCtx *rc, bool simple, const Buf *error);
 
 /* Sends pgrelay's own simple query; its replies are swallowed. */
 void server_send_internal_query(Server *s, const char *sql);

@@ -365,9 +365,9 @@ static void local_error(Client *c, RelayCtx *rc, uint8_t type, const char *sqlst
 		Buf e;
 		buf_init(&e);
 		proto_build_error(&e, "ERROR", sqlstate, message, NULL, hint);
-		server_fail_request(s, rc, type == 'Q', &e);
+		bool sent = server_fail_request(s, rc, type == 'Q', &e);
 		buf_free(&e);
-		if (type == 'Q')
+		if (sent && type == 'Q')
 			txtrack_end(&c->tx); /* its ReadyForQuery */
 		if (type != 'Q')
 			c->skip_to_sync = true;
