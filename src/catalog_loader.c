@@ -401,8 +401,8 @@ static void apply(CatalogLoader *l, const Config *cfg)
 					l->fn(l->arg, s->service, NULL);
 				source_free(s);
 			} else {
-				log_info("catalog", "service %s has no primary user: no catalog (its reads are not "
-						    "cached by catalog)", svc->name);
+				log_warning("catalog", "service %s has no primary user: pgrelay cannot read its catalog, "
+						       "so none of its reads is cached", svc->name);
 			}
 			continue;
 		}
@@ -473,6 +473,30 @@ void catalog_loader_refresh(CatalogLoader *l, const char *service)
 			s->st.refresh_pending = true; /* the running load may have read the old catalog */
 		else
 			next_schedule(s, 0);
+	}
+}
+
+bool catalog_loader_stale(const CatalogLoader *l, const char *service)
+{
+	const Source *s = l ? source_find(l, service) : NULL;
+	return s && s->st.stale;
+}
+
+void catalog_loader_set_refresh(CatalogLoader *l, int64_t refresh_ms)
+{
+	if (!l || l->opt.refresh_ms == refresh_ms)
+		return;
+	l->opt.refresh_ms = refresh_ms;
+	for (size_t i = 0; i < l->n_src; i++) {
+		Source *s = l->src[i];
+		/* a load under way (the next is scheduled when it ends), a backoff, a first load or a refresh
+		 * still to come keep their schedule */
+		if (s->st.loading || s->streak || !s->cat || s->st.stale)
+			continue;
+		if (refresh_ms > 0)
+			next_schedule(s, refresh_ms);
+		else
+			evtimer_del(&s->ev_next);
 	}
 }
 
