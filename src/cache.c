@@ -136,9 +136,18 @@ static void cache_on_wal_commit(void *arg, const WalTable *tables, size_t n, uin
 		w.all_why = "the WAL listener may have missed changes";
 	}
 	const Catalog *cat = cache_catalog(cache, cache->wal_service);
+	bool outdated = false;
 	for (size_t i = 0; i < n; i++)
-		cachepolicy_add_write(cache->rt->config, cat, tables[i].schema, tables[i].name, tables[i].key_values,
-				      tables[i].n_key_values, &w);
+		outdated |= cachepolicy_add_write(cache->rt->config, cat, tables[i].schema, tables[i].name,
+						  tables[i].key_values, tables[i].n_key_values, &w);
+	if (outdated && cache->catalogs) {
+		/* a table created around pgrelay since the catalog was loaded (the change invalidates
+		 * everything): learn it now rather than at the next periodic load */
+		log_debug("cache", "the WAL names a relation service %s's catalog does not hold (%s): reloading it",
+			  cache->wal_service, w.detail);
+		catalog_loader_refresh(cache->catalogs, cache->wal_service);
+		cache->catalog_refreshes++;
+	}
 	cache->stats.wal_invalidations++;
 	bump_local(cache, cache->wal_service, &w);
 	CacheWalPending *tail = cache->n_wal_pending ? &cache->wal_pending[cache->n_wal_pending - 1] : NULL;
@@ -827,8 +836,11 @@ static void request_done(CacheRequest *rq)
 		}
 		if (ans->kind != CACHE_WAIT)
 			statement_cache_wake(c);
-		else
-			ans->ready = false; /* woken by the flight's end, then looked up again */
+		/* A wait is woken by the flight's end, then looked up again; a miss started the fill, and the
+		 * message goes to the server as it is (a filling client is not looked up): neither answer is
+		 * for later (it would make the next identical read a pass-through). */
+		if (ans->kind == CACHE_WAIT || (ans->kind == CACHE_MISS && c->cache_fill.active))
+			ans->ready = false;
 	}
 	buf_free(&rq->l2);
 	free(rq);

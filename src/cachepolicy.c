@@ -594,7 +594,7 @@ static bool add_effects(const Config *cfg, const CatalogSet *s, const char *sche
 	return true;
 }
 
-void cachepolicy_add_write(const Config *cfg, const Catalog *cat, const char *schema, const char *name,
+bool cachepolicy_add_write(const Config *cfg, const Catalog *cat, const char *schema, const char *name,
 			   const char *const *key_values, size_t n_values, CacheWrites *w)
 {
 	int buckets[CACHE_ROW_WRITES_MAX];
@@ -606,16 +606,15 @@ void cachepolicy_add_write(const Config *cfg, const Catalog *cat, const char *sc
 	}
 	add_write_rows(cfg, schema, name, buckets, n, w);
 	add_dependents(cfg, schema, name, w);
-	if (w->all)
-		return;
 	const CatalogRel *r = catalog_find(cat, schema, name);
 	if (!cat)
 		writes_all(w, "a change seen before the service's catalog was loaded (or while it is reloaded after DDL)");
 	else if (!r)
 		writes_all_detail(w, "a change of a relation the catalog does not hold", "%s.%s is not in the catalog",
 				  schema, name);
-	else
+	else if (!w->all)
 		add_effects(cfg, catalog_ancestors(r), schema, name, "a change", w);
+	return cat && !r;
 }
 
 static const CatalogWrite write_kinds[CATALOG_WRITE_KINDS] = {CATALOG_INSERT, CATALOG_UPDATE, CATALOG_DELETE,

@@ -144,8 +144,9 @@ bool cachepolicy_writes_need_values(const SqlAnalysis *a);
  * writes come as changes of their own), as writes of rows not known. Not in cat, an ancestor
  * outside it, or cat NULL: everything of the service. key_values: the values the written rows' key
  * column had before and after (as PostgreSQL prints them, at most CACHE_ROW_WRITES_MAX), when the
- * table's rule has a key and all of them are known; n_values 0: the rows are not known (all). */
-void cachepolicy_add_write(const Config *cfg, const Catalog *cat, const char *schema, const char *name,
+ * table's rule has a key and all of them are known; n_values 0: the rows are not known (all).
+ * Returns true when cat does not hold the table (DDL happened since it was loaded). */
+bool cachepolicy_add_write(const Config *cfg, const Catalog *cat, const char *schema, const char *name,
 			   const char *const *key_values, size_t n_values, CacheWrites *w);
 
 /* A version's name for people: "s.t", "s.t (rows whose key is in bucket B)", "s.t (writes of

@@ -314,7 +314,7 @@ static void print_writes(const Config *cfg, const char *search_path, const char 
 		printf(" at commit%s\n", rc->wanted ? "" : " (and what the catalog says these writes also change)");
 	}
 	if (w.ddl)
-		printf("catalog:     a commit of this asks for the service's catalog again\n");
+		printf("relearns:    the service's catalog, once this commits (DDL)\n");
 }
 
 static int report(const Config *cfg, const ConfigDatabase *db, const char *search_path, const char *user,
