@@ -244,9 +244,10 @@ typedef struct RouteCatalog {
 static void print_catalog(const ConfigService *svc, const RouteCatalog *rc)
 {
 	if (!rc->wanted)
-		printf("catalog:     not read (offline): the dependencies below are the relations as named; the running "
-		       "pgrelay resolves them in service %s's catalog (views, partitions, row security policies, "
-		       "foreign keys, triggers; a relation it does not hold is not cacheable). --catalog reads it\n",
+		printf("catalog:     not read (offline): the dependencies and invalidations below are the relations as "
+		       "named; the running pgrelay resolves them in service %s's catalog (views, partitions, row "
+		       "security policies, foreign keys, triggers; a relation it does not hold is not cacheable, a write "
+		       "to one invalidates everything). --catalog reads it\n",
 		       svc->name);
 	else if (rc->cat)
 		printf("catalog:     read from service %s's primary (%zu relations)\n", svc->name, catalog_count(rc->cat));
@@ -311,7 +312,7 @@ static void print_writes(const Config *cfg, const char *search_path, const char 
 		printf("invalidates: ");
 		for (size_t i = 0; i < w.n; i++)
 			printf("%s%s", i ? ", " : "", cachepolicy_version_label(&w.tables[i], label, sizeof label));
-		printf(" at commit%s\n", rc->wanted ? "" : " (and what the catalog says these writes also change)");
+		printf(" at commit\n");
 	}
 	if (w.ddl)
 		printf("relearns:    the service's catalog, once this commits (DDL)\n");
