@@ -283,10 +283,13 @@ void cache_reconfigure(Cache *cache, const Config *cfg)
 {
 	if (cache->l1)
 		cache_l1_set_max_bytes(cache->l1, cfg->cache.l1_max_memory);
-	if (cache->catalogs) {
+	if (!cfg->cache.enabled) { /* the cache is off (nothing is cacheable): no catalogs to keep */
+		catalog_loader_free(cache->catalogs);
+		cache->catalogs = NULL;
+	} else if (cache->catalogs) {
 		catalog_loader_set_refresh(cache->catalogs, cfg->cache.catalog_refresh_ms);
 		catalog_loader_reconfigure(cache->catalogs, cfg);
-	} else if (cfg->cache.enabled) {
+	} else {
 		cache_start_catalogs(cache);
 	}
 	cache->catalog_gen_dirty = true;

@@ -285,6 +285,26 @@ def test_relation_missing_from_the_catalog_is_not_cached(pgrelay, shapes):
     adm.close()
 
 
+def test_reload_changes_the_refresh_interval(pgrelay, shapes):
+    """cache.catalog_refresh is reconfigured on reload (SIGHUP): from 0 (no periodic load) to 300ms,
+    after which a table created around pgrelay is learned and cached."""
+    r = start(pgrelay, catalog_refresh=0)
+    adm = Console(r)
+    shapes.sql("CREATE TABLE cat.reloaded (id int); INSERT INTO cat.reloaded VALUES (1); "
+               "GRANT ALL ON cat.reloaded TO app", dbname="appdb")
+    time.sleep(0.5)
+    assert adm.catalog()["loads"] == 1
+    cfg = dict(r.cfg)
+    cfg["cache"] = dict(cfg["cache"], catalog_refresh="300ms")
+    r.reload(cfg)
+    wait_for(lambda: adm.catalog()["loads"] >= 2, 10, what="a periodic load after the reload")
+    with client(r, "simple") as c:
+        assert cached(adm, c, "SELECT count(*) FROM cat.reloaded") == (1,)
+        c.execute("INSERT INTO cat.reloaded VALUES (2)")
+        assert one(c, "SELECT count(*) FROM cat.reloaded") == (2,)
+    adm.close()
+
+
 def test_service_without_a_primary_user_caches_nothing(pgrelay, shapes):
     r = pgrelay(cache={"rules": RULES}, admin={"users": ["app"]},
                 services={"main": {"primary": {"user": None, "password": None}}})
