@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "catalog_loader.h"
 #include "client.h"
@@ -302,6 +303,8 @@ Cache *cache_new(Runtime *rt)
 	if (!cache)
 		return NULL;
 	cache->rt = rt;
+	if (RAND_bytes((unsigned char *)&cache->instance_id, sizeof cache->instance_id) != 1)
+		cache->instance_id = (uint64_t)runtime_now_ms() ^ (uint64_t)getpid() << 32;
 	hashmap_init(&cache->versions);
 	hashmap_init(&cache->flights);
 	/* one digest context and a fetched SHA-256, reused for every key (no allocation per lookup) */
@@ -1006,6 +1009,11 @@ static CacheBump *bump_send(Cache *cache, const char *service, const CacheWrites
 	Buf msg;
 	buf_init(&msg);
 	buf_append(&msg, service, strlen(service));
+	if (w->ddl) { /* the other instances read the service's catalog again too (older ones read "all") */
+		char line[40];
+		int n = snprintf(line, sizeof line, "\n@catalog %016llx", (unsigned long long)cache->instance_id);
+		buf_append(&msg, line, (size_t)n);
+	}
 	bool missed = false;
 	for (size_t i = 0; i <= w->n; i++) {
 		char key[256];
@@ -1127,8 +1135,8 @@ static void outage_retry(Cache *cache)
 	outage_arm(cache);
 }
 
-/* Another instance's invalidation ("service\nschema\ttable\n..." or "\n*"): bump locally, so L1
- * entries stop being served at once, also if Redis goes away next. */
+/* Another instance's invalidation ("service\nschema\ttable\n..." or "\n*"; "\n@catalog <instance>" after DDL):
+ * bump locally, so L1 entries stop being served at once, also if Redis goes away next. */
 static void cache_on_message(void *arg, const char *msg, size_t len)
 {
 	Cache *cache = arg;
@@ -1145,6 +1153,15 @@ static void cache_on_message(void *arg, const char *msg, size_t len)
 	memset(&w, 0, sizeof w);
 	while ((line = strtok_r(NULL, "\n", &save))) {
 		char *tab = strchr(line, '\t');
+		if (strncmp(line, "@catalog ", 9) == 0) {
+			/* DDL committed through another instance: relearn the catalog, caching nothing of the
+			 * service until it is loaded (this instance's own message: done at its commit) */
+			if (cache->catalogs && strtoull(line + 9, NULL, 16) != cache->instance_id) {
+				catalog_loader_refresh(cache->catalogs, service);
+				cache->catalog_refreshes++;
+			}
+			continue;
+		}
 		if (strcmp(line, "*") == 0 || !tab) {
 			w.all = true;
 			w.all_why = "another pgrelay instance";

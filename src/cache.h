@@ -95,8 +95,9 @@ typedef struct Cache {
 	struct CatalogLoader *catalogs; /* every service's catalog (NULL only while the cache is off) */
 	uint64_t catalog_gen;      /* the services' catalogs (fingerprints) now: in every key */
 	bool catalog_gen_dirty;    /* a catalog came or went: catalog_gen is to be computed again */
-	uint64_t catalog_refreshes; /* reloads asked: DDL committed through this instance, or the WAL naming a
-				     * relation the catalog does not hold */
+	uint64_t instance_id;      /* random: tells this instance's own invalidation messages apart */
+	uint64_t catalog_refreshes; /* reloads asked: DDL committed through this instance (or another one
+				     * sharing Redis), or the WAL naming a relation the catalog does not hold */
 	CacheStats stats;
 } Cache;
 

@@ -319,6 +319,36 @@ def test_service_without_a_primary_user_caches_nothing(pgrelay, shapes):
     adm.close()
 
 
+def test_ddl_through_another_instance_sharing_redis(pgrelay, shapes, redis_single):
+    """Two instances sharing Redis, no periodic catalog loads: a view redefined through A makes B
+    read its catalog again too (the invalidation message says so), so B's next entries depend on
+    the view's new base table."""
+    prefix = f"cc{time.monotonic_ns() % 10**8}"
+    cache = {"l1": {"max_memory": "16MB"}, "rules": RULES, "catalog_refresh": 0,
+             "redis": {"nodes": [redis_single.addr], "timeout": "500ms", "prefix": prefix,
+                       "signing_key": "the catalog tests' L2 signing key, 32+ bytes"}}
+    a = pgrelay(cache=cache, admin={"users": ["app"]})
+    b = pgrelay(cache=cache, admin={"users": ["app"]})
+    adm_b = Console(b)
+    q = "SELECT count(*) FROM cat.v_two WHERE id = %s"
+
+    def b_reloaded(loads):
+        wait_for(lambda: adm_b.catalog()["loads"] >= loads and adm_b.catalog()["state"] == "loaded", 10,
+                 what=f"B's catalog read again after A's DDL ({loads} loads)")
+
+    with client(a, "simple") as ca, client(b, "extended") as cb:
+        ca.execute("CREATE VIEW cat.v_two AS SELECT id, v FROM cat.base")
+        b_reloaded(2)
+        assert cached(adm_b, cb, q, (3,)) == (0,)
+        ca.execute("CREATE OR REPLACE VIEW cat.v_two AS SELECT id, body AS v FROM cat.docs")
+        b_reloaded(3)
+        assert one(cb, q, (3,)) == (0,)  # document 3: not visible to app
+        assert cached(adm_b, cb, q, (3,)) == (0,)
+        ca.execute("INSERT INTO cat.doc_acl VALUES (3)")  # through A: B's entry depends on doc_acl now
+        assert one(cb, q, (3,)) == (1,)
+    adm_b.close()
+
+
 # ---------------------------------------------------------------- around pgrelay (WAL listener)
 
 
