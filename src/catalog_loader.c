@@ -62,6 +62,7 @@ struct Source {
 	uint64_t load_gen;      /* refresh_gen when the running load started */
 	uint64_t good_gen;      /* refresh_gen when the last successful load started */
 	int64_t started_ms, query_started_ms;
+	size_t rows;            /* rows of the running load so far */
 	CatalogLoadStats st;
 };
 
@@ -199,7 +200,7 @@ static bool on_result(void *arg, PGresult *res)
 			return true;
 		}
 	}
-	s->st.rows += (size_t)nt;
+	s->rows += (size_t)nt;
 	return true;
 }
 
@@ -226,6 +227,7 @@ static void on_done(void *arg)
 		return;
 	}
 	int64_t end = now_ms();
+	s->st.rows = s->rows; /* the stats tell the last successful load's */
 	s->st.loads++;
 	s->st.last_load_ms = end;
 	s->st.last_query_ms = query_ms;
@@ -284,7 +286,7 @@ static void load_start(Source *s)
 		return;
 	}
 	s->st.loading = true;
-	s->st.rows = 0;
+	s->rows = 0;
 	s->error[0] = '\0';
 	s->load_gen = s->refresh_gen;
 	s->started_ms = now_ms();
