@@ -18,6 +18,7 @@
 
 #include "cache.h"
 #include "cache_l1.h"
+#include "catalog_loader.h"
 #include "cancel.h"
 #include "health.h"
 #include "log.h"
@@ -694,7 +695,7 @@ static void show_help(Buf *b)
 	notice(b, "Console usage");
 	notice(b, "SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION");
 	notice(b, "SHOW STATS|STATS_TOTALS|STATS_AVERAGES|LISTS|MEM");
-	notice(b, "SHOW ROUTES|BACKENDS|CACHE|PREPARED");
+	notice(b, "SHOW ROUTES|BACKENDS|CACHE|CATALOG|PREPARED");
 	notice(b, "SET key = arg");
 	notice(b, "RELOAD");
 	notice(b, "PAUSE [<db>]");
@@ -841,6 +842,57 @@ static void show_cache(Runtime *rt, Buf *b)
 		cache_row(b, "total", l1.entries, l1.bytes, st->hits, st->lookups - st->hits, l1.evictions,
 			  st->invalidations + st->remote_invalidations + st->wal_invalidations, st->redis_errors,
 			  st->l2_refused);
+	}
+	complete(b, "SHOW");
+}
+
+/* What the cache knows of each service's catalog (none while the cache is off). */
+static void show_catalog(Runtime *rt, Buf *b)
+{
+	static const AdminCol cols[] = {
+		{"service", OID_TEXT},     {"state", OID_TEXT},      {"relations", OID_INT8},
+		{"rows", OID_INT8},        {"loads", OID_INT8},      {"unchanged", OID_INT8},
+		{"failures", OID_INT8},    {"last_load_ago", OID_NUMERIC}, {"query_ms", OID_INT8},
+		{"build_ms", OID_INT8},    {"fingerprint", OID_TEXT}, {"last_error", OID_TEXT},
+	};
+	row_description(b, cols, sizeof cols / sizeof cols[0]);
+	Cache *cache = rt->cache;
+	const Config *cfg = rt->config;
+	for (size_t i = 0; cache && cache->catalogs && i < cfg->n_services; i++) {
+		const char *name = cfg->services[i].name;
+		CatalogLoadStats st;
+		bool known = catalog_loader_stats(cache->catalogs, name, &st);
+		const Catalog *cat = catalog_loader_get(cache->catalogs, name);
+		const char *state = !known      ? "no primary user"
+				    : st.stale  ? "reloading after DDL"
+				    : cat       ? "loaded"
+				    : st.failures ? "failing"
+						  : "loading";
+		Row r = row_begin(b);
+		row_text(&r, name);
+		row_text(&r, state);
+		if (cat)
+			row_u64(&r, catalog_count(cat));
+		else
+			row_text(&r, NULL);
+		row_u64(&r, st.rows);
+		row_u64(&r, st.loads);
+		row_u64(&r, st.unchanged);
+		row_u64(&r, st.failures);
+		if (st.last_load_ms) {
+			int64_t ago = runtime_now_ms() - st.last_load_ms;
+			row_fmt(&r, "%lld.%03lld", (long long)(ago / 1000), (long long)(ago % 1000));
+		} else {
+			row_text(&r, NULL);
+		}
+		row_int(&r, st.last_query_ms);
+		row_int(&r, st.last_build_ms);
+		if (cat)
+			row_fmt(&r, "%016llx", (unsigned long long)catalog_fingerprint(cat));
+		else
+			row_text(&r, NULL);
+		row_text(&r, st.last_error[0] ? st.last_error : NULL);
+		row_end(&r);
 	}
 	complete(b, "SHOW");
 }
@@ -1054,6 +1106,7 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 			{"databases", show_databases}, {"users", show_users},     {"config", show_config},
 			{"lists", show_lists},       {"mem", show_mem},           {"routes", show_routes},
 			{"backends", show_backends}, {"cache", show_cache},       {"prepared", show_prepared},
+			{"catalog", show_catalog},
 		};
 		for (size_t i = 0; i < sizeof shows / sizeof shows[0]; i++)
 			if (strcmp(what, shows[i].name) == 0) {

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
+#include "catalog_loader.h"
 #include "client.h"
 #include "health.h"
 #include "log.h"
@@ -78,6 +80,7 @@ static void conninfo_add(Buf *b, const char *key, const char *value)
 }
 
 static CacheBump *bump_send(Cache *cache, const char *service, const CacheWrites *w);
+static void bump_local(Cache *cache, const char *service, const CacheWrites *w);
 static void outage_note(Cache *cache, const char *service);
 static void wal_pending_advance(Cache *cache);
 
@@ -133,11 +136,21 @@ static void cache_on_wal_commit(void *arg, const WalTable *tables, size_t n, uin
 		w.all = true;
 		w.all_why = "the WAL listener may have missed changes";
 	}
+	const Catalog *cat = cache_catalog(cache, cache->wal_service);
+	bool outdated = false;
 	for (size_t i = 0; i < n; i++)
-		cachepolicy_add_write(cache->rt->config, tables[i].schema, tables[i].name, tables[i].key_values,
-				      tables[i].n_key_values, &w);
+		outdated |= cachepolicy_add_write(cache->rt->config, cat, tables[i].schema, tables[i].name,
+						  tables[i].key_values, tables[i].n_key_values, &w);
+	if (outdated && cache->catalogs) {
+		/* a table created around pgrelay since the catalog was loaded (the change invalidates
+		 * everything): learn it now rather than at the next periodic load */
+		log_debug("cache", "the WAL names a relation service %s's catalog does not hold (%s): reloading it",
+			  cache->wal_service, w.detail);
+		catalog_loader_refresh(cache->catalogs, cache->wal_service);
+		cache->catalog_refreshes++;
+	}
 	cache->stats.wal_invalidations++;
-	cache_invalidate(cache, cache->wal_service, &w);
+	bump_local(cache, cache->wal_service, &w);
 	CacheWalPending *tail = cache->n_wal_pending ? &cache->wal_pending[cache->n_wal_pending - 1] : NULL;
 	if (!cache->redis || (!w.all && w.n == 0)) {
 		/* nothing for Redis: confirmed now, or with the last commit still on its way there */
@@ -223,6 +236,66 @@ static bool cache_trusted(const Cache *cache)
 
 static bool cache_start_redis(Cache *cache);
 
+/* ---- catalogs ---- */
+
+/* A service's catalog came, changed or went (the loader's callback; it may be inside
+ * catalog_loader_reconfigure, so the loader is not asked anything here). Keys hold every
+ * catalog's fingerprint: an entry made under other dependencies is never looked up again. */
+static void cache_on_catalog(void *arg, const char *service, Catalog *catalog)
+{
+	(void)service;
+	(void)catalog;
+	Cache *cache = arg;
+	cache->catalog_gen_dirty = true;
+}
+
+static uint64_t catalog_gen_now(Cache *cache)
+{
+	if (cache->catalog_gen_dirty) {
+		cache->catalog_gen_dirty = false;
+		const Config *cfg = cache->rt->config;
+		uint64_t gen = 0x9e3779b97f4a7c15ull;
+		for (size_t i = 0; i < cfg->n_services; i++) {
+			const char *name = cfg->services[i].name;
+			const Catalog *c = catalog_loader_get(cache->catalogs, name);
+			if (c) /* a sum: the services' order does not matter */
+				gen += (hashmap_hash_bytes(name, strlen(name)) ^ catalog_fingerprint(c)) * 0xff51afd7ed558ccdull;
+		}
+		cache->catalog_gen = gen;
+	}
+	return cache->catalog_gen;
+}
+
+const Catalog *cache_catalog(Cache *cache, const char *service)
+{
+	if (!cache || !cache->catalogs || catalog_loader_stale(cache->catalogs, service))
+		return NULL;
+	return catalog_loader_get(cache->catalogs, service);
+}
+
+static void cache_start_catalogs(Cache *cache)
+{
+	CatalogLoaderOptions opt = {.refresh_ms = cache->rt->config->cache.catalog_refresh_ms};
+	cache->catalogs = catalog_loader_new(cache->rt->base, cache->rt->config, &opt, cache_on_catalog, cache);
+	cache->catalog_gen_dirty = true;
+}
+
+void cache_reconfigure(Cache *cache, const Config *cfg)
+{
+	if (cache->l1)
+		cache_l1_set_max_bytes(cache->l1, cfg->cache.l1_max_memory);
+	if (!cfg->cache.enabled) { /* the cache is off (nothing is cacheable): no catalogs to keep */
+		catalog_loader_free(cache->catalogs);
+		cache->catalogs = NULL;
+	} else if (cache->catalogs) {
+		catalog_loader_set_refresh(cache->catalogs, cfg->cache.catalog_refresh_ms);
+		catalog_loader_reconfigure(cache->catalogs, cfg);
+	} else {
+		cache_start_catalogs(cache);
+	}
+	cache->catalog_gen_dirty = true;
+}
+
 Cache *cache_new(Runtime *rt)
 {
 	const ConfigCache *cc = &rt->config->cache;
@@ -230,6 +303,8 @@ Cache *cache_new(Runtime *rt)
 	if (!cache)
 		return NULL;
 	cache->rt = rt;
+	if (RAND_bytes((unsigned char *)&cache->instance_id, sizeof cache->instance_id) != 1)
+		cache->instance_id = (uint64_t)runtime_now_ms() ^ (uint64_t)getpid() << 32;
 	hashmap_init(&cache->versions);
 	hashmap_init(&cache->flights);
 	/* one digest context and a fetched SHA-256, reused for every key (no allocation per lookup) */
@@ -248,6 +323,7 @@ Cache *cache_new(Runtime *rt)
 			return NULL;
 		}
 	}
+	cache_start_catalogs(cache);
 	if (cc->wal_service)
 		cache_start_wal(cache);
 	if (cc->n_redis_nodes && !cache_start_redis(cache))
@@ -269,6 +345,8 @@ void cache_free(Cache *cache)
 	if (!cache)
 		return;
 	cache->closing = true; /* the callbacks redis_client_free runs start nothing new */
+	catalog_loader_free(cache->catalogs);
+	cache->catalogs = NULL;
 	if (cache->wal)
 		wal_listener_free(cache->wal);
 	cache->wal = NULL;
@@ -353,7 +431,8 @@ static void note_bumped(Cache *cache, const char *service)
 		t->bumped_ms = runtime_now_ms();
 }
 
-void cache_invalidate(Cache *cache, const char *service, const CacheWrites *w)
+/* Bumps the versions w names (already expanded: as they are), locally. */
+static void bump_local(Cache *cache, const char *service, const CacheWrites *w)
 {
 	note_bumped(cache, service);
 	if (w->all) {
@@ -361,16 +440,24 @@ void cache_invalidate(Cache *cache, const char *service, const CacheWrites *w)
 		if (t)
 			t->version++;
 		cache->stats.bumps_all++;
-		log_debug("cache", "invalidating everything of service %s: %s", service, w->all_why);
+		log_debug("cache", "invalidating everything of service %s: %s%s%s", service, w->all_why,
+			  w->detail[0] ? ": " : "", w->detail);
 	}
 	for (size_t i = 0; i < w->n; i++) {
 		TableVersion *t = version_find(cache, service, w->tables[i].schema, w->tables[i].name, true);
 		if (t)
 			t->version++;
 		else /* a name too long to key: everything */
-			cache_invalidate(cache, service, &(CacheWrites){.all = true, .all_why = "a very long name"});
+			bump_local(cache, service, &(CacheWrites){.all = true, .all_why = "a very long name"});
 	}
 	cache->stats.invalidations += (w->all ? 1 : 0) + w->n;
+}
+
+void cache_invalidate(Cache *cache, const char *service, const CacheWrites *w)
+{
+	CacheWrites x;
+	cachepolicy_writes_expand(cache->rt->config, cache_catalog(cache, service), w, &x);
+	bump_local(cache, service, &x);
 }
 
 /* ---- keys ---- */
@@ -399,8 +486,8 @@ void cache_key_build(const Client *c, const char *search_path, char protocol, co
 	EVP_DigestInit_ex(ctx, cache->sha256, NULL);
 	char head[4] = {'p', 'g', protocol, describe ? 'D' : '-'};
 	EVP_DigestUpdate(ctx, head, sizeof head);
-	uint64_t gen = c->rt->config_gen;
-	EVP_DigestUpdate(ctx, &gen, sizeof gen);
+	uint64_t gen[2] = {c->rt->config_gen, catalog_gen_now(cache)};
+	EVP_DigestUpdate(ctx, gen, sizeof gen);
 	digest_str(ctx, c->database);
 	digest_str(ctx, c->user);
 	digest_str(ctx, search_path ? search_path : "\001default");
@@ -755,8 +842,11 @@ static void request_done(CacheRequest *rq)
 		}
 		if (ans->kind != CACHE_WAIT)
 			statement_cache_wake(c);
-		else
-			ans->ready = false; /* woken by the flight's end, then looked up again */
+		/* A wait is woken by the flight's end, then looked up again; a miss started the fill, and the
+		 * message goes to the server as it is (a filling client is not looked up): neither answer is
+		 * for later (it would make the next identical read a pass-through). */
+		if (ans->kind == CACHE_WAIT || (ans->kind == CACHE_MISS && c->cache_fill.active))
+			ans->ready = false;
 	}
 	buf_free(&rq->l2);
 	free(rq);
@@ -919,6 +1009,11 @@ static CacheBump *bump_send(Cache *cache, const char *service, const CacheWrites
 	Buf msg;
 	buf_init(&msg);
 	buf_append(&msg, service, strlen(service));
+	if (w->ddl) { /* the other instances read the service's catalog again too (older ones read "all") */
+		char line[40];
+		int n = snprintf(line, sizeof line, "\n@catalog %016llx", (unsigned long long)cache->instance_id);
+		buf_append(&msg, line, (size_t)n);
+	}
 	bool missed = false;
 	for (size_t i = 0; i <= w->n; i++) {
 		char key[256];
@@ -965,14 +1060,21 @@ static CacheBump *bump_send(Cache *cache, const char *service, const CacheWrites
 CacheBump *cache_invalidate_shared(Cache *cache, const char *service, const CacheWrites *w, void (*done)(void *owner),
 				   void *owner)
 {
-	cache_invalidate(cache, service, w);
+	CacheWrites x;
+	cachepolicy_writes_expand(cache->rt->config, cache_catalog(cache, service), w, &x);
+	if (w->ddl && cache->catalogs) {
+		/* what the DDL changed is learned anew; until then the service's catalog is not used */
+		catalog_loader_refresh(cache->catalogs, service);
+		cache->catalog_refreshes++;
+	}
+	bump_local(cache, service, &x);
 	if (!cache->redis)
 		return NULL;
 	if (!cache->redis_live) {
 		outage_note(cache, service);
 		return NULL;
 	}
-	CacheBump *b = bump_send(cache, service, w);
+	CacheBump *b = bump_send(cache, service, &x);
 	if (b) {
 		b->done = done;
 		b->owner = owner;
@@ -1033,8 +1135,8 @@ static void outage_retry(Cache *cache)
 	outage_arm(cache);
 }
 
-/* Another instance's invalidation ("service\nschema\ttable\n..." or "\n*"): bump locally, so L1
- * entries stop being served at once, also if Redis goes away next. */
+/* Another instance's invalidation ("service\nschema\ttable\n..." or "\n*"; "\n@catalog <instance>" after DDL):
+ * bump locally, so L1 entries stop being served at once, also if Redis goes away next. */
 static void cache_on_message(void *arg, const char *msg, size_t len)
 {
 	Cache *cache = arg;
@@ -1051,6 +1153,15 @@ static void cache_on_message(void *arg, const char *msg, size_t len)
 	memset(&w, 0, sizeof w);
 	while ((line = strtok_r(NULL, "\n", &save))) {
 		char *tab = strchr(line, '\t');
+		if (strncmp(line, "@catalog ", 9) == 0) {
+			/* DDL committed through another instance: relearn the catalog, caching nothing of the
+			 * service until it is loaded (this instance's own message: done at its commit) */
+			if (cache->catalogs && strtoull(line + 9, NULL, 16) != cache->instance_id) {
+				catalog_loader_refresh(cache->catalogs, service);
+				cache->catalog_refreshes++;
+			}
+			continue;
+		}
 		if (strcmp(line, "*") == 0 || !tab) {
 			w.all = true;
 			w.all_why = "another pgrelay instance";
@@ -1066,7 +1177,7 @@ static void cache_on_message(void *arg, const char *msg, size_t len)
 		}
 	}
 	cache->stats.remote_invalidations++;
-	cache_invalidate(cache, service, &w);
+	bump_local(cache, service, &w);
 }
 
 /*

@@ -9,8 +9,10 @@
  * plus one per service for "everything" — local ones, and with Redis the shared ones there (INCR,
  * PUBLISH, MGET), L2 entries in Redis (signed; refused unless authentic and well-formed), the
  * bookkeeping of bumps that did not reach Redis (a new epoch for the service once it answers),
- * the WAL listener's commits (bumped in Redis too; its slot confirmed once Redis has them), and
- * the counters the console and metrics publish.
+ * the WAL listener's commits (bumped in Redis too; its slot confirmed once Redis has them), the
+ * catalog loader of the services (catalog_loader: a Catalog per service primary, relearned after
+ * DDL through pgrelay and every cache.catalog_refresh), what a write changes according to it
+ * (expanded at commit), and the counters the console and metrics publish.
  *
  * An entry is served only while every version it recorded is still current, so a result that raced
  * a commit (its query ran before the commit, it was stored after) is refused, and a write
@@ -44,6 +46,7 @@ typedef struct CacheStats {
 
 struct RedisClient;
 struct WalListener;
+struct CatalogLoader;
 struct CacheSigner;
 struct event;
 
@@ -89,6 +92,12 @@ typedef struct Cache {
 	CacheWalPending *wal_pending; /* in commit order; wal_pending[0] has sequence wal_first_seq */
 	size_t n_wal_pending, cap_wal_pending;
 	uint64_t wal_first_seq;
+	struct CatalogLoader *catalogs; /* every service's catalog (NULL only while the cache is off) */
+	uint64_t catalog_gen;      /* the services' catalogs (fingerprints) now: in every key */
+	bool catalog_gen_dirty;    /* a catalog came or went: catalog_gen is to be computed again */
+	uint64_t instance_id;      /* random: tells this instance's own invalidation messages apart */
+	uint64_t catalog_refreshes; /* reloads asked: DDL committed through this instance (or another one
+				     * sharing Redis), or the WAL naming a relation the catalog does not hold */
 	CacheStats stats;
 } Cache;
 
@@ -145,6 +154,16 @@ typedef struct CacheBump {
 
 Cache *cache_new(Runtime *rt);
 void cache_free(Cache *cache);
+/* A reloaded configuration (rt->config already is cfg): L1's bound, the catalogs' services and
+ * refresh interval. */
+void cache_reconfigure(Cache *cache, const Config *cfg);
+
+/*
+ * The catalog the cache policy uses for service (cachepolicy_decide): the loader's current one,
+ * or NULL when none is loaded yet (or ever: no primary user), or when DDL committed through this
+ * instance since the last load began (until the refresh it asked for has loaded).
+ */
+const Catalog *cache_catalog(Cache *cache, const char *service);
 
 /* The key of a statement for client c (remembered with its form, CacheShape, for the lookup of
  * this key that follows: an L2 entry's reply must have that form): protocol 'Q' (part = the query text) or 'E' (part = the
@@ -180,12 +199,15 @@ void cache_fill_abort(Cache *cache, Client *c);
 /* A waiting client goes away. */
 void cache_wait_cancel(Cache *cache, Client *c);
 
-/* Writes committed on service: bump the versions (local). */
+/* Writes committed on service (as cachepolicy_writes noted them): with what service's catalog says
+ * they also change (cachepolicy_writes_expand), bump the versions (local). */
 void cache_invalidate(Cache *cache, const char *service, const CacheWrites *w);
 /*
- * Writes committed on service: bump the versions locally and, with Redis up, in Redis (INCR, then
- * PUBLISH for the other instances). Returns a handle when Redis must answer first: done(owner) is
- * called once it has (or failed); NULL when nothing is to wait for.
+ * Writes committed on service (as cachepolicy_writes noted them): with what service's catalog says
+ * they also change, bump the versions locally and, with Redis up, in Redis (INCR, then PUBLISH for
+ * the other instances); DDL among them asks for service's catalog again. Returns a handle when
+ * Redis must answer first: done(owner) is called once it has (or failed); NULL when nothing is to
+ * wait for.
  */
 CacheBump *cache_invalidate_shared(Cache *cache, const char *service, const CacheWrites *w, void (*done)(void *owner),
 				   void *owner);

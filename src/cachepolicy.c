@@ -5,6 +5,7 @@
 #include "cachepolicy.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -57,18 +58,35 @@ static bool is_catalog(const SqlRelation *r)
 	return strncmp(r->name, "pg_", 3) == 0;
 }
 
-static bool add_table(CacheTable *tables, size_t *n, const char *schema, const char *name)
+/* The entry of schema.name among tables, added if missing; NULL when there is no room. */
+static CacheTable *table_entry(CacheTable *tables, size_t *n, const char *schema, const char *name)
 {
 	for (size_t i = 0; i < *n; i++)
 		if (strcmp(tables[i].schema, schema) == 0 && strcmp(tables[i].name, name) == 0)
-			return true;
+			return &tables[i];
 	if (*n >= CACHE_MAX_TABLES || strlen(schema) >= sizeof tables[0].schema ||
 	    strlen(name) >= sizeof tables[0].name)
-		return false;
-	snprintf(tables[*n].schema, sizeof tables[0].schema, "%s", schema);
-	snprintf(tables[*n].name, sizeof tables[0].name, "%s", name);
+		return NULL;
+	CacheTable *t = &tables[*n];
+	memset(t, 0, sizeof *t);
+	snprintf(t->schema, sizeof t->schema, "%s", schema);
+	snprintf(t->name, sizeof t->name, "%s", name);
 	(*n)++;
-	return true;
+	return t;
+}
+
+static bool add_table(CacheTable *tables, size_t *n, const char *schema, const char *name)
+{
+	return table_entry(tables, n, schema, name) != NULL;
+}
+
+/* Notes on an entry that a statement wrote the relation in the ways `writes` says. */
+static void mark_written(CacheTable *t, unsigned writes, bool unqualified)
+{
+	if (!writes)
+		return;
+	t->unqualified = t->writes ? t->unqualified && unqualified : unqualified;
+	t->writes |= (uint8_t)writes;
 }
 
 /* ---- row keys ---- */
@@ -247,22 +265,27 @@ static bool add_version(CacheTable *tables, size_t *n, const char *schema, const
 	return len > 0 && (size_t)len < sizeof part && add_table(tables, n, schema, part);
 }
 
-/* What a read of relation r depends on: per table it may be, its key bucket's and unkeyed writes'
+/* What a read of relation r in schema depends on (r itself): its key bucket's and unkeyed writes'
  * versions when the statement says its key, else the table's version. */
+static bool add_read_one(const Config *cfg, const SqlStatement *st, const SqlRelation *r, const char *schema,
+			 const ProtoBindValues *params, CacheTable *deps, size_t *n)
+{
+	const ConfigCacheRule *rule = cachepolicy_rule_for(cfg, schema, r->name);
+	int b = rule && rule->key ? key_bucket(st, r, rule->key, 0, params) : -1;
+	return b >= 0 ? add_version(deps, n, schema, r->name, b) && add_version(deps, n, schema, r->name, UNKEYED)
+		      : add_table(deps, n, schema, r->name);
+}
+
+/* Without a catalog: per table it may be (every schema of the path for an unqualified name). */
 static bool add_read(const Config *cfg, const SqlStatement *st, const SqlRelation *r, const ProtoBindValues *params,
 		     CacheTable *deps, size_t *n, char (*path)[128], size_t n_path)
 {
 	size_t candidates = r->schema ? 1 : n_path;
 	if (candidates == 0)
 		return false;
-	for (size_t i = 0; i < candidates; i++) {
-		const char *schema = r->schema ? r->schema : path[i];
-		const ConfigCacheRule *rule = cachepolicy_rule_for(cfg, schema, r->name);
-		int b = rule && rule->key ? key_bucket(st, r, rule->key, 0, params) : -1;
-		if (b >= 0 ? !add_version(deps, n, schema, r->name, b) || !add_version(deps, n, schema, r->name, UNKEYED)
-			   : !add_table(deps, n, schema, r->name))
+	for (size_t i = 0; i < candidates; i++)
+		if (!add_read_one(cfg, st, r, r->schema ? r->schema : path[i], params, deps, n))
 			return false;
-	}
 	return true;
 }
 
@@ -330,8 +353,58 @@ static int parse_hint(const char *text, size_t len, int64_t *ttl_ms)
 		return;                                                       \
 	} while (0)
 
-void cachepolicy_decide(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
-			const ProtoBindValues *params, const RouteResult *route, CacheDecision *out)
+/* With the catalog: what a read of r depends on, or why it cannot be cached (why set, false). */
+static bool add_read_catalog(const Config *cfg, const Catalog *cat, const char *service, const SqlStatement *st,
+			     const SqlRelation *r, const ProtoBindValues *params, CacheTable *deps, size_t *n,
+			     char (*path)[128], size_t n_path, char *why, size_t why_cap)
+{
+	size_t candidates = r->schema ? 1 : n_path, found = 0;
+	for (size_t i = 0; i < candidates; i++) {
+		const char *schema = r->schema ? r->schema : path[i];
+		const CatalogRel *cr = catalog_find(cat, schema, r->name);
+		if (!cr)
+			continue; /* PostgreSQL cannot be reading it (or it is newer than the catalog) */
+		found++;
+		const CatalogSet *rd = catalog_read_deps(cr);
+		if (rd->unknown) {
+			snprintf(why, why_cap, "reading %s.%s is not cacheable: %s", schema, r->name, rd->why);
+			return false;
+		}
+		if (rd->too_many) {
+			snprintf(why, why_cap, "reading %s.%s depends on %zu relations (more than %d)", schema, r->name,
+				 rd->total, CATALOG_MAX_RELS);
+			return false;
+		}
+		for (size_t j = 0; j < rd->n; j++)
+			if (rd->rels[j]->relkind == 'f') {
+				snprintf(why, why_cap, "reading %s.%s reads %s.%s, a foreign table (its rows change on "
+					 "another server)", schema, r->name, rd->rels[j]->schema, rd->rels[j]->name);
+				return false;
+			}
+		/* itself (by row when the statement names its key), then what it reads through views
+		 * and row security policies, by table */
+		bool ok = add_read_one(cfg, st, r, schema, params, deps, n);
+		for (size_t j = 1; ok && j < rd->n; j++)
+			ok = add_table(deps, n, rd->rels[j]->schema, rd->rels[j]->name);
+		if (!ok) {
+			snprintf(why, why_cap, "it depends on more than %d tables", CACHE_MAX_TABLES);
+			return false;
+		}
+	}
+	if (!found) {
+		if (r->schema)
+			snprintf(why, why_cap, "pgrelay cannot resolve relation %s.%s in service %s's catalog", r->schema,
+				 r->name, service);
+		else
+			snprintf(why, why_cap, "pgrelay cannot resolve relation %s in service %s's catalog (search_path: "
+				 "%zu schema%s)", r->name, service, n_path, n_path == 1 ? "" : "s");
+		return false;
+	}
+	return true;
+}
+
+static void decide(const Config *cfg, const Catalog *cat, bool offline, const char *search_path, const char *user,
+		   const SqlAnalysis *a, const ProtoBindValues *params, const RouteResult *route, CacheDecision *out)
 {
 	out->cacheable = false;
 	out->why_not[0] = 0;
@@ -384,9 +457,21 @@ void cachepolicy_decide(const Config *cfg, const char *search_path, const char *
 			out->rule = rule;
 		if (rule && rule->ttl_ms < ttl)
 			ttl = rule->ttl_ms;
-		if (!add_read(cfg, st, r, params, out->deps, &out->n_deps, path, n_path))
-			NOT_CACHEABLE("it depends on more than %d tables (or on an unqualified name with an empty "
-				      "search_path)", CACHE_MAX_TABLES);
+	}
+	if (!offline && !cat)
+		NOT_CACHEABLE("pgrelay has no current catalog of service %s (not loaded yet, failing, being reloaded "
+			      "after DDL, or no primary user)", route->service->name);
+	for (size_t i = 0; i < st->n_relations; i++) {
+		const SqlRelation *r = &st->relations[i];
+		if (offline) {
+			if (!add_read(cfg, st, r, params, out->deps, &out->n_deps, path, n_path))
+				NOT_CACHEABLE("it depends on more than %d tables (or on an unqualified name with an empty "
+					      "search_path)", CACHE_MAX_TABLES);
+		} else if (!add_read_catalog(cfg, cat, route->service->name, st, r, params, out->deps, &out->n_deps, path,
+					     n_path, out->why_not, sizeof out->why_not)) {
+			out->n_deps = 0;
+			return;
+		}
 	}
 	if (hint > 0) {
 		ttl = hint_ttl;
@@ -394,6 +479,19 @@ void cachepolicy_decide(const Config *cfg, const char *search_path, const char *
 	}
 	out->ttl_ms = ttl;
 	out->cacheable = true;
+}
+
+void cachepolicy_decide(const Config *cfg, const Catalog *cat, const char *search_path, const char *user,
+			const SqlAnalysis *a, const ProtoBindValues *params, const RouteResult *route,
+			CacheDecision *out)
+{
+	decide(cfg, cat, false, search_path, user, a, params, route, out);
+}
+
+void cachepolicy_decide_offline(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
+				const ProtoBindValues *params, const RouteResult *route, CacheDecision *out)
+{
+	decide(cfg, NULL, true, search_path, user, a, params, route, out);
 }
 
 static void writes_all(CacheWrites *w, const char *why)
@@ -404,25 +502,48 @@ static void writes_all(CacheWrites *w, const char *why)
 	}
 }
 
+/* "all" because of what the catalog says (detail: its reason, copied). */
+static void writes_all_detail(CacheWrites *w, const char *why, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void writes_all_detail(CacheWrites *w, const char *why, const char *fmt, ...)
+{
+	if (w->all)
+		return;
+	writes_all(w, why);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(w->detail, sizeof w->detail, fmt, ap);
+	va_end(ap);
+}
+
 void cachepolicy_writes_merge(CacheWrites *dst, const CacheWrites *src)
 {
-	if (src->all)
+	if (src->all && !dst->all) {
 		writes_all(dst, src->all_why);
-	for (size_t i = 0; i < src->n; i++)
-		if (!add_table(dst->tables, &dst->n, src->tables[i].schema, src->tables[i].name))
+		memcpy(dst->detail, src->detail, sizeof dst->detail);
+	}
+	dst->ddl |= src->ddl;
+	for (size_t i = 0; i < src->n; i++) {
+		const CacheTable *t = &src->tables[i];
+		CacheTable *e = table_entry(dst->tables, &dst->n, t->schema, t->name);
+		if (e)
+			mark_written(e, t->writes, t->unqualified);
+		else
 			writes_all(dst, "too many tables");
+	}
 }
 
 /* A write of schema.name: its version, and its rows' when its rule has a key: their buckets, or all
- * rows when n_buckets is 0 or one of them is not known (-1). */
-static void add_write_rows(const Config *cfg, const char *schema, const char *name, const int *buckets,
-			   size_t n_buckets, CacheWrites *w)
+ * rows when n_buckets is 0 or one of them is not known (-1). The relation's entry, or NULL. */
+static CacheTable *add_write_rows(const Config *cfg, const char *schema, const char *name, const int *buckets,
+				  size_t n_buckets, CacheWrites *w)
 {
-	if (!add_table(w->tables, &w->n, schema, name))
+	CacheTable *e = table_entry(w->tables, &w->n, schema, name);
+	if (!e)
 		writes_all(w, "too many tables");
 	const ConfigCacheRule *rule = cachepolicy_rule_for(cfg, schema, name);
 	if (!rule || !rule->key)
-		return;
+		return e;
+	size_t at = e ? (size_t)(e - w->tables) : 0;
 	for (size_t i = 0; i < n_buckets; i++)
 		if (buckets[i] < 0)
 			n_buckets = 0;
@@ -431,9 +552,10 @@ static void add_write_rows(const Config *cfg, const char *schema, const char *na
 	for (size_t i = 0; i < (n_buckets ? n_buckets : 1); i++)
 		if (!add_version(w->tables, &w->n, schema, name, n_buckets ? buckets[i] : UNKEYED))
 			writes_all(w, "too many tables");
+	return e ? &w->tables[at] : NULL;
 }
 
-/* The tables `cache.invalidate` names for schema.name (triggers, cascades): all their rows. */
+/* The tables `cache.invalidate` names for schema.name (the override): all their rows, as named. */
 static void add_dependents(const Config *cfg, const char *schema, const char *name, CacheWrites *w)
 {
 	const ConfigCache *c = &cfg->cache;
@@ -456,8 +578,24 @@ static void add_dependents(const Config *cfg, const char *schema, const char *na
 	}
 }
 
-void cachepolicy_add_write(const Config *cfg, const char *schema, const char *name, const char *const *key_values,
-			   size_t n_values, CacheWrites *w)
+/* Adds the relations of effect set s (but the first: the relation written itself, whose rows are
+ * already noted) as writes of rows not known; false (w all) when s cannot be used. */
+static bool add_effects(const Config *cfg, const CatalogSet *s, const char *schema, const char *name,
+			const char *what, CacheWrites *w)
+{
+	if (s->unknown || s->too_many) {
+		writes_all_detail(w, s->unknown ? "a write whose effects pgrelay cannot know (trigger, rule)"
+						: "a write that changes too many relations",
+				  "%s of %s.%s: %s", what, schema, name, s->why);
+		return false;
+	}
+	for (size_t i = 1; i < s->n; i++)
+		add_write_rows(cfg, s->rels[i]->schema, s->rels[i]->name, NULL, 0, w);
+	return true;
+}
+
+bool cachepolicy_add_write(const Config *cfg, const Catalog *cat, const char *schema, const char *name,
+			   const char *const *key_values, size_t n_values, CacheWrites *w)
 {
 	int buckets[CACHE_ROW_WRITES_MAX];
 	size_t n = n_values <= CACHE_ROW_WRITES_MAX ? n_values : 0;
@@ -468,12 +606,64 @@ void cachepolicy_add_write(const Config *cfg, const char *schema, const char *na
 	}
 	add_write_rows(cfg, schema, name, buckets, n, w);
 	add_dependents(cfg, schema, name, w);
+	const CatalogRel *r = catalog_find(cat, schema, name);
+	if (!cat)
+		writes_all(w, "a change seen before the service's catalog was loaded (or while it is reloaded after DDL)");
+	else if (!r)
+		writes_all_detail(w, "a change of a relation the catalog does not hold", "%s.%s is not in the catalog",
+				  schema, name);
+	else if (!w->all)
+		add_effects(cfg, catalog_ancestors(r), schema, name, "a change", w);
+	return cat && !r;
 }
 
-/* A relation a write statement names: the rows it changes when it is the target and says its key
- * in every row, else all rows. */
+static const CatalogWrite write_kinds[CATALOG_WRITE_KINDS] = {CATALOG_INSERT, CATALOG_UPDATE, CATALOG_DELETE,
+							      CATALOG_TRUNCATE};
+static const unsigned write_bits[CATALOG_WRITE_KINDS] = {SQL_WRITES_INSERT, SQL_WRITES_UPDATE, SQL_WRITES_DELETE,
+							 SQL_WRITES_TRUNCATE};
+
+/* An unqualified name's schema cat does not hold: fine when another schema of the path does. */
+static bool other_candidate_known(const Catalog *cat, const CacheWrites *w, size_t n, const CacheTable *t)
+{
+	for (size_t i = 0; i < n; i++)
+		if (w->tables[i].writes && &w->tables[i] != t && strcmp(w->tables[i].name, t->name) == 0 &&
+		    catalog_find(cat, w->tables[i].schema, w->tables[i].name))
+			return true;
+	return false;
+}
+
+void cachepolicy_writes_expand(const Config *cfg, const Catalog *cat, const CacheWrites *w, CacheWrites *out)
+{
+	if (out != w)
+		*out = *w;
+	size_t n = out->n; /* effects are appended after the relations written */
+	for (size_t i = 0; i < n && !out->all; i++) {
+		CacheTable t = out->tables[i];
+		if (!t.writes)
+			continue;
+		if (!cat) {
+			writes_all(out, "a write before the service's catalog was loaded (or while it is reloaded after DDL)");
+			break;
+		}
+		const CatalogRel *r = catalog_find(cat, t.schema, t.name);
+		if (!r) {
+			if (t.unqualified && other_candidate_known(cat, out, n, &out->tables[i]))
+				continue; /* not where PostgreSQL found it (or newer than the catalog) */
+			writes_all_detail(out, "a write to a relation the catalog does not hold",
+					  "%s.%s is not in the catalog", t.schema, t.name);
+			break;
+		}
+		for (int k = 0; k < CATALOG_WRITE_KINDS && !out->all; k++)
+			if (t.writes & write_bits[k])
+				add_effects(cfg, catalog_write_effects(r, write_kinds[k]), t.schema, t.name,
+					    catalog_write_name(write_kinds[k]), out);
+	}
+}
+
+/* A relation a write statement writes (kinds: SQL_WRITES_*): the rows it changes when it is the
+ * target and says its key in every row, else all rows; the tables cache.invalidate names for it. */
 static void add_written(const Config *cfg, const SqlStatement *st, const SqlRelation *rel, const char *schema,
-			const ProtoBindValues *params, CacheWrites *w)
+			unsigned kinds, bool unqualified, const ProtoBindValues *params, CacheWrites *w)
 {
 	int buckets[CACHE_ROW_WRITES_MAX];
 	size_t n = 0;
@@ -481,7 +671,9 @@ static void add_written(const Config *cfg, const SqlStatement *st, const SqlRela
 	if (rule && rule->key && st->key_rows > 0 && st->key_rows <= CACHE_ROW_WRITES_MAX)
 		for (; n < (size_t)st->key_rows; n++)
 			buckets[n] = key_bucket(st, rel, rule->key, (int)n, params);
-	add_write_rows(cfg, schema, rel->name, buckets, n, w);
+	CacheTable *e = add_write_rows(cfg, schema, rel->name, buckets, n, w);
+	if (e)
+		mark_written(e, kinds, unqualified);
 	add_dependents(cfg, schema, rel->name, w);
 }
 
@@ -517,23 +709,29 @@ bool cachepolicy_writes(const Config *cfg, const char *search_path, const char *
 		switch (st->kind) {
 		case SQL_KIND_TX:
 			/* The prepared transaction's writes become visible now; which tables they touched
-			 * is not known here. */
-			if (st->tx == SQL_TX_COMMIT_PREPARED)
+			 * is not known here (nor whether it ran DDL). */
+			if (st->tx == SQL_TX_COMMIT_PREPARED) {
 				writes_all(w, "COMMIT PREPARED");
+				w->ddl = true;
+			}
 			break;
 		case SQL_KIND_READ:
 		case SQL_KIND_SESSION:
 			break;
 		case SQL_KIND_WRITE:
-			if (strcmp(st->tag, "TRUNCATE") == 0)
-				writes_all(w, "TRUNCATE (it may cascade)");
-			else if (st->prepared_name || strcmp(st->tag, "CALL") == 0 || strcmp(st->tag, "DO") == 0)
+			if (st->prepared_name || strcmp(st->tag, "CALL") == 0 || strcmp(st->tag, "DO") == 0) {
 				writes_all(w, "a procedure, DO block or EXECUTE");
-			else
+				w->ddl |= strcmp(st->tag, "DO") == 0; /* DO blocks run migrations */
+			} else if (st->select_into) {
+				writes_all(w, "SELECT INTO (it creates a table)");
+				w->ddl = true;
+			} else if (strcmp(st->tag, "LOCK") != 0 && strcmp(st->tag, "NOTIFY") != 0) {
 				tables = true;
+			}
 			break;
 		case SQL_KIND_DDL:
 			writes_all(w, "DDL");
+			w->ddl = true;
 			break;
 		default:
 			writes_all(w, "a statement of unknown effect");
@@ -544,20 +742,29 @@ bool cachepolicy_writes(const Config *cfg, const char *search_path, const char *
 				writes_all(w, "a call of a function that may write");
 		if (!tables || w->all)
 			continue;
+		bool any = false;
+		for (size_t r = 0; r < st->n_relations; r++)
+			any |= st->relations[r].writes != 0;
+		if (!any) {
+			writes_all(w, "a write pgrelay cannot attribute to a table");
+			continue;
+		}
 		if (!path_done) {
 			n_path = router_search_path(search_path, user, path, MAX_PATH);
 			path_done = true;
 		}
 		for (size_t r = 0; r < st->n_relations; r++) {
 			const SqlRelation *rel = &st->relations[r];
+			if (!rel->writes)
+				continue; /* only read (a source, USING, FROM) */
 			if (rel->schema) {
-				add_written(cfg, st, rel, rel->schema, params, w);
+				add_written(cfg, st, rel, rel->schema, rel->writes, false, params, w);
 				continue;
 			}
 			if (n_path == 0)
 				writes_all(w, "an unqualified table with an empty search_path");
 			for (size_t p = 0; p < n_path; p++)
-				add_written(cfg, st, rel, path[p], params, w);
+				add_written(cfg, st, rel, path[p], rel->writes, true, params, w);
 		}
 	}
 	return deferred;

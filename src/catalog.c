@@ -584,6 +584,30 @@ static void compute_write(Catalog *c, Work *w, uint32_t start, CatalogWrite kind
 	set_store(c, w, &c->rels[start].pub.write[kind0]);
 }
 
+/* The relation and its ancestors (through pg_inherits, nearest first). */
+static void compute_ancestors(Catalog *c, Work *w, uint32_t start)
+{
+	w->gen++;
+	w->n = 0;
+	w->unknown = false;
+	w->why = NULL;
+	set_add(w, start);
+	for (size_t i = 0; i < w->n && !w->unknown; i++) {
+		const Rel *x = &c->rels[w->list[i]];
+		for (uint32_t j = 0; j < x->adj[E_INH].n; j++) {
+			const Ref *p = &x->adj[E_INH].v[j];
+			if (p->idx < 0)
+				work_unknown(w, c, "%s.%s inherits from relation oid %u, not in the model", x->pub.schema,
+					     x->pub.name, p->oid);
+			else if (w->n < CATALOG_MAX_VISIT)
+				set_add(w, (uint32_t)p->idx);
+			else
+				work_unknown(w, c, "more than %d ancestors", CATALOG_MAX_VISIT);
+		}
+	}
+	set_store(c, w, &c->rels[start].pub.ancestors);
+}
+
 /* ---- finish ---- */
 
 static int32_t idx_of(const Catalog *c, uint32_t oid)
@@ -702,6 +726,7 @@ Catalog *catalog_builder_finish(CatalogBuilder *b, char *err, size_t errlen)
 		compute_read(c, &w, (uint32_t)i);
 		for (int k = 0; k < CATALOG_WRITE_KINDS; k++)
 			compute_write(c, &w, (uint32_t)i, (CatalogWrite)k);
+		compute_ancestors(c, &w, (uint32_t)i);
 	}
 	free(w.mark);
 	for (int k = 0; k < CATALOG_WRITE_KINDS; k++)

@@ -26,7 +26,9 @@
  *     has an enabled user trigger for that event (INSTEAD OF ones included) or a non-SELECT rule for
  *     it, or the closure reaches a relation outside the model or more than CATALOG_MAX_VISIT
  *     (relation, write) pairs.
- * Either set is also flagged too_many when it holds more than CATALOG_MAX_RELS relations (the
+ *   - its ancestors: itself, then its partition / inheritance ancestors (for changes reported relation
+ *     by relation, as the WAL does: a leaf's rows are its ancestors' rows too).
+ * Each set is also flagged too_many when it holds more than CATALOG_MAX_RELS relations (the
  * cache's limit per entry): then rels holds only the first CATALOG_MAX_RELS.
  *
  * Reads and writes are meant to be used together: a read of a partitioned table depends on the
@@ -77,6 +79,11 @@ struct CatalogRel {
 	const char *name;   /* as stored (pg_class.relname) */
 	CatalogSet read;
 	CatalogSet write[CATALOG_WRITE_KINDS];
+	/* itself, then its partition / inheritance ancestors (nearest first): whose rows a change of
+	 * this relation's own rows also changes (what the WAL reports is the leaf written; triggers',
+	 * rules' and foreign keys' writes come as changes of their own). unknown when an ancestor is
+	 * outside the model. */
+	CatalogSet ancestors;
 };
 
 typedef struct Catalog Catalog;
@@ -133,6 +140,7 @@ static inline const CatalogSet *catalog_write_effects(const CatalogRel *r, Catal
 {
 	return &r->write[kind];
 }
+static inline const CatalogSet *catalog_ancestors(const CatalogRel *r) { return &r->ancestors; }
 
 /* "INSERT", "UPDATE", "DELETE", "TRUNCATE". */
 const char *catalog_write_name(CatalogWrite kind);

@@ -62,6 +62,7 @@ struct Source {
 	uint64_t load_gen;      /* refresh_gen when the running load started */
 	uint64_t good_gen;      /* refresh_gen when the last successful load started */
 	int64_t started_ms, query_started_ms;
+	size_t rows;            /* rows of the running load so far */
 	CatalogLoadStats st;
 };
 
@@ -199,7 +200,7 @@ static bool on_result(void *arg, PGresult *res)
 			return true;
 		}
 	}
-	s->st.rows += (size_t)nt;
+	s->rows += (size_t)nt;
 	return true;
 }
 
@@ -226,6 +227,7 @@ static void on_done(void *arg)
 		return;
 	}
 	int64_t end = now_ms();
+	s->st.rows = s->rows; /* the stats tell the last successful load's */
 	s->st.loads++;
 	s->st.last_load_ms = end;
 	s->st.last_query_ms = query_ms;
@@ -284,7 +286,7 @@ static void load_start(Source *s)
 		return;
 	}
 	s->st.loading = true;
-	s->st.rows = 0;
+	s->rows = 0;
 	s->error[0] = '\0';
 	s->load_gen = s->refresh_gen;
 	s->started_ms = now_ms();
@@ -401,8 +403,8 @@ static void apply(CatalogLoader *l, const Config *cfg)
 					l->fn(l->arg, s->service, NULL);
 				source_free(s);
 			} else {
-				log_info("catalog", "service %s has no primary user: no catalog (its reads are not "
-						    "cached by catalog)", svc->name);
+				log_warning("catalog", "service %s has no primary user: pgrelay cannot read its catalog, "
+						       "so none of its reads is cached", svc->name);
 			}
 			continue;
 		}
@@ -473,6 +475,30 @@ void catalog_loader_refresh(CatalogLoader *l, const char *service)
 			s->st.refresh_pending = true; /* the running load may have read the old catalog */
 		else
 			next_schedule(s, 0);
+	}
+}
+
+bool catalog_loader_stale(const CatalogLoader *l, const char *service)
+{
+	const Source *s = l ? source_find(l, service) : NULL;
+	return s && s->st.stale;
+}
+
+void catalog_loader_set_refresh(CatalogLoader *l, int64_t refresh_ms)
+{
+	if (!l || l->opt.refresh_ms == refresh_ms)
+		return;
+	l->opt.refresh_ms = refresh_ms;
+	for (size_t i = 0; i < l->n_src; i++) {
+		Source *s = l->src[i];
+		/* a load under way (the next is scheduled when it ends), a backoff, a first load or a refresh
+		 * still to come keep their schedule */
+		if (s->st.loading || s->streak || !s->cat || s->st.stale)
+			continue;
+		if (refresh_ms > 0)
+			next_schedule(s, refresh_ms);
+		else
+			evtimer_del(&s->ev_next);
 	}
 }
 

@@ -71,6 +71,12 @@ void catalog_loader_refresh(CatalogLoader *l, const char *service);
 /* The current catalog of service (borrowed: valid until control returns to the loop; catalog_ref
  * to keep it), or NULL when none is loaded (then do not cache reads of that service). */
 Catalog *catalog_loader_get(const CatalogLoader *l, const char *service);
+/* True when a refresh was asked for service and no load started after it has succeeded yet (the
+ * current catalog may predate DDL that committed): the cache uses no catalog meanwhile. */
+bool catalog_loader_stale(const CatalogLoader *l, const char *service);
+/* A new refresh_ms (a reload): the next periodic load of each service comes refresh_ms from now
+ * (none when 0); a load under way or a failure's backoff keep their schedule. */
+void catalog_loader_set_refresh(CatalogLoader *l, int64_t refresh_ms);
 /* False when the loader has no such service (no primary user, or not configured). */
 bool catalog_loader_stats(const CatalogLoader *l, const char *service, CatalogLoadStats *out);
 /* Closes every connection, drops every catalog (no callbacks), frees. NULL is fine. */

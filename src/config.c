@@ -35,7 +35,8 @@
 
 static const char *const top_keys[] = {"listen",    "log",      "proxy", "users", "routes", "health",
 				       "databases", "services", "cache", "admin", NULL};
-static const char *const cache_keys[] = {"l1", "redis", "ttl", "rules", "invalidate", "wal_listener", NULL};
+static const char *const cache_keys[] = {"l1",         "redis",       "ttl",           "rules",
+					 "invalidate", "wal_listener", "catalog_refresh", NULL};
 static const char *const cache_l1_keys[] = {"max_memory", "policy", "max_result", NULL};
 static const char *const cache_policy_names[] = {"s3fifo", NULL};
 static const char *const cache_redis_keys[] = {"nodes",  "cluster",     "timeout",          "user", "password",
@@ -1264,6 +1265,11 @@ static void load_cache(Loader *ld, Config *cfg, yaml_node_t *node)
 		return;
 	cache->enabled = true;
 	get_duration(ld, node, "cache", "ttl", 1, MAX_DURATION_MS, &cache->default_ttl_ms);
+	if (get_duration(ld, node, "cache", "catalog_refresh", 0, 24 * 3600 * 1000, &cache->catalog_refresh_ms) &&
+	    cache->catalog_refresh_ms > 0 && cache->catalog_refresh_ms < 100)
+		error_at(ld, map_get(ld, node, "catalog_refresh"),
+			 "cache.catalog_refresh must be 0 (no periodic refresh) or at least 100ms, got %lldms",
+			 (long long)cache->catalog_refresh_ms);
 	yaml_node_t *l1 = map_get(ld, node, "l1");
 	if (l1 && check_mapping(ld, l1, "cache.l1", cache_l1_keys)) {
 		get_size(ld, l1, "cache.l1", "max_memory", 0, 1024 * GB, "0 and 1TB", &cache->l1_max_memory, NULL);
@@ -1449,6 +1455,7 @@ static Config *config_new(Loader *ld, const char *name)
 	cfg->cache.l1_max_memory = 256 * MB;
 	cfg->cache.max_result = 1 * MB;
 	cfg->cache.default_ttl_ms = 60 * 1000;
+	cfg->cache.catalog_refresh_ms = 60 * 1000;
 	cfg->cache.redis_timeout_ms = 20;
 	cfg->cache.redis_prefix = dup_string(ld, "pgrelay");
 	cfg->cache.wal_slot = dup_string(ld, "pgrelay_cache");

@@ -155,6 +155,10 @@ typedef struct ConfigCache {
 	size_t l1_max_memory;    /* default 256MB; 0 = no L1 */
 	size_t max_result;       /* default 1MB: larger results are not stored */
 	int64_t default_ttl_ms;  /* default 60s */
+	/* each service's catalog is loaded again this long after the last load (DDL made around
+	 * pgrelay is seen then); default 60s; 0: only at start, after DDL through pgrelay and after
+	 * failures */
+	int64_t catalog_refresh_ms;
 	char **redis_nodes;      /* "host:port"; none = no L2 */
 	size_t n_redis_nodes;
 	bool redis_cluster;      /* default false */

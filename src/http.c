@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "catalog_loader.h"
 #include "client.h"
 #include "health.h"
 #include "log.h"
@@ -344,6 +345,52 @@ static void plain_sample(struct evbuffer *b, const char *name, const char *type,
 	evbuffer_add_printf(b, "%s %llu\n", name, (unsigned long long)v);
 }
 
+/* Each service's catalog, as the cache uses it. */
+static void render_catalogs(Runtime *rt, struct evbuffer *b)
+{
+	Cache *cache = rt->cache;
+	if (!cache->catalogs)
+		return;
+	const Config *cfg = rt->config;
+	static const struct {
+		const char *name, *type, *help;
+	} fams[] = {
+		{"pgrelay_catalog_loaded", "gauge",
+		 "1 while the cache uses a catalog of the service (0: none loaded yet, no primary user, or reloading after DDL: "
+		 "nothing of it is cached)."},
+		{"pgrelay_catalog_relations", "gauge", "Relations in the service's current catalog."},
+		{"pgrelay_catalog_last_load_age_seconds", "gauge",
+		 "Seconds since the service's catalog was last loaded successfully (absent before the first load)."},
+		{"pgrelay_catalog_loads_total", "counter", "Successful loads of the service's catalog (unchanged ones included)."},
+		{"pgrelay_catalog_failures_total", "counter", "Failed loads of the service's catalog."},
+	};
+	int64_t now = runtime_now_ms();
+	for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
+		family(b, fams[f].name, fams[f].type, fams[f].help);
+		for (size_t i = 0; i < cfg->n_services; i++) {
+			const char *name = cfg->services[i].name;
+			CatalogLoadStats st;
+			catalog_loader_stats(cache->catalogs, name, &st); /* zeros for a service without a user */
+			const Catalog *cat = catalog_loader_get(cache->catalogs, name);
+			if (f == 2 && !st.last_load_ms)
+				continue;
+			bool first = true;
+			evbuffer_add_printf(b, "%s{", fams[f].name);
+			label(b, &first, "service", name);
+			switch (f) {
+			case 0: sample_u64(b, cache_catalog(cache, name) != NULL); break;
+			case 1: sample_u64(b, cat ? catalog_count(cat) : 0); break;
+			case 2: sample_f(b, (double)(now - st.last_load_ms) / 1000.0); break;
+			case 3: sample_u64(b, st.loads); break;
+			default: sample_u64(b, st.failures); break;
+			}
+		}
+	}
+	plain_sample(b, "pgrelay_catalog_refreshes_total", "counter",
+		     "Catalog reloads asked because DDL committed through this pgrelay, or the WAL listener saw a change of a "
+		     "relation the catalog does not hold.", cache->catalog_refreshes);
+}
+
 static void render_cache(Runtime *rt, struct evbuffer *b)
 {
 	Cache *cache = rt->cache;
@@ -397,6 +444,7 @@ static void render_cache(Runtime *rt, struct evbuffer *b)
 		plain_sample(b, "pgrelay_cache_l2_refused_total", "counter",
 			     "Entries read from Redis and refused (bad signature or malformed): never served.", s->l2_refused);
 	}
+	render_catalogs(rt, b);
 }
 
 /* ---- histograms ---- */

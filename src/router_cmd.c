@@ -1,6 +1,12 @@
 /*
- * router_cmd — `pgrelay route -c FILE [--database DB] [--user U] [--search-path P] 'SQL'`:
+ * router_cmd — `pgrelay route -c FILE [--database DB] [--user U] [--search-path P] [--catalog] 'SQL'`:
  * where a statement would go and why, without running it (for a DBA checking routes).
+ *
+ * Offline by default: cacheability and dependencies are computed from the names in the text, as
+ * if each relation were a plain table (the running pgrelay follows views, partitions, policies,
+ * foreign keys and triggers in the service's catalog); the output says so. With --catalog it reads
+ * the service's catalog from its primary (blocking libpq, as the primary's user) and answers as
+ * the running pgrelay would.
  *
  * Prints the service and primary/replica, the rule that decided (or the database default),
  * every relation with how its schema was resolved, every statement with its kind, every
@@ -10,10 +16,12 @@
  */
 #include <ctype.h>
 #include <getopt.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "catalog.h"
 #include "commands.h"
 #include "config.h"
 #include "cachepolicy.h"
@@ -22,11 +30,13 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out, "Usage: pgrelay route -c FILE [--database DB] [--user U] [--search-path P] 'SQL'\n"
+	fprintf(out, "Usage: pgrelay route -c FILE [--database DB] [--user U] [--search-path P] [--catalog] 'SQL'\n"
 		     "  -c, --config FILE     proxy.yaml\n"
 		     "  -d, --database DB     the database the client connects to (default: the first in FILE)\n"
 		     "  -U, --user U          the client's user, for \"$user\" in the search_path\n"
-		     "  -s, --search-path P   the client's search_path (default: \"$user\", public)\n");
+		     "  -s, --search-path P   the client's search_path (default: \"$user\", public)\n"
+		     "      --catalog         read the service's catalog from its primary (as its user) for the\n"
+		     "                        cache's dependencies; without it they are the names as written\n");
 }
 
 static void print_rule(const Config *cfg, const ConfigRoute *r)
@@ -156,11 +166,103 @@ static bool key_is_parameter(const SqlStatement *st, const char *column)
 	return false;
 }
 
+/* The catalog of svc, read from its primary with blocking libpq (--catalog). NULL: err says why. */
+static Catalog *load_catalog(const ConfigService *svc, char *err, size_t errlen)
+{
+	const ConfigBackend *b = &svc->primary;
+	if (!b->user) {
+		snprintf(err, errlen, "service %s has no primary user to read its catalog as", svc->name);
+		return NULL;
+	}
+	char port[16];
+	snprintf(port, sizeof port, "%d", b->port);
+	const char *keys[12], *vals[12];
+	int k = 0;
+	keys[k] = "host", vals[k++] = b->host;
+	keys[k] = "port", vals[k++] = port;
+	keys[k] = "dbname", vals[k++] = b->dbname ? b->dbname : svc->name;
+	keys[k] = "user", vals[k++] = b->user;
+	if (b->password)
+		keys[k] = "password", vals[k++] = b->password;
+	keys[k] = "sslmode", vals[k++] = config_tls_mode_name(svc->tls.mode);
+	if (svc->tls.mode == CONFIG_TLS_VERIFY_FULL && svc->tls.ca)
+		keys[k] = "sslrootcert", vals[k++] = svc->tls.ca;
+	keys[k] = "connect_timeout", vals[k++] = "10";
+	keys[k] = "application_name", vals[k++] = "pgrelay-route";
+	keys[k] = NULL, vals[k] = NULL;
+	PGconn *conn = PQconnectdbParams(keys, vals, 0);
+	if (!conn || PQstatus(conn) != CONNECTION_OK) {
+		snprintf(err, errlen, "cannot connect to %s:%d as %s: %s", b->host, b->port, b->user,
+			 conn ? PQerrorMessage(conn) : "out of memory");
+		PQfinish(conn);
+		return NULL;
+	}
+	char sql[CATALOG_SQL_CAP];
+	CatalogBuilder *cb = catalog_builder_new();
+	bool ok = catalog_sql(sql, sizeof sql, 30000) && PQsendQuery(conn, sql);
+	if (!ok)
+		snprintf(err, errlen, "cannot send the catalog query: %s", PQerrorMessage(conn));
+	PGresult *res;
+	while ((res = PQgetResult(conn))) {
+		ExecStatusType st = PQresultStatus(res);
+		if (ok && st == PGRES_TUPLES_OK) {
+			const char *cols[16];
+			int nf = PQnfields(res) < 16 ? PQnfields(res) : 16;
+			for (int r = 0; ok && r < PQntuples(res); r++) {
+				for (int f = 0; f < nf; f++)
+					cols[f] = PQgetisnull(res, r, f) ? NULL : PQgetvalue(res, r, f);
+				ok = catalog_builder_row(cb, cols, (size_t)nf, err, errlen);
+			}
+		} else if (ok && st != PGRES_COMMAND_OK) {
+			snprintf(err, errlen, "the catalog query failed: %s", PQresultErrorMessage(res));
+			ok = false;
+		}
+		PQclear(res);
+	}
+	PQfinish(conn);
+	if (!ok) {
+		catalog_builder_free(cb);
+		return NULL;
+	}
+	return catalog_builder_finish(cb, err, errlen);
+}
+
+static void chomp(char *s)
+{
+	size_t n = strlen(s);
+	while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
+		s[--n] = 0;
+}
+
+/* The catalog the cache would use for service svc: loaded with --catalog, else NULL (offline). */
+typedef struct RouteCatalog {
+	bool wanted;     /* --catalog */
+	Catalog *cat;    /* NULL: offline, or the load failed (error) */
+	char error[512];
+} RouteCatalog;
+
+static void print_catalog(const ConfigService *svc, const RouteCatalog *rc)
+{
+	if (!rc->wanted)
+		printf("catalog:     not read (offline): the dependencies and invalidations below are the relations as "
+		       "named; the running pgrelay resolves them in service %s's catalog (views, partitions, row "
+		       "security policies, foreign keys, triggers; a relation it does not hold is not cacheable, a write "
+		       "to one invalidates everything). --catalog reads it\n",
+		       svc->name);
+	else if (rc->cat)
+		printf("catalog:     read from service %s's primary (%zu relations)\n", svc->name, catalog_count(rc->cat));
+	else
+		printf("catalog:     cannot read service %s's: %s\n", svc->name, rc->error);
+}
+
 static void print_cache(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
-			const RouteResult *r)
+			const RouteResult *r, const RouteCatalog *rc)
 {
 	CacheDecision d;
-	cachepolicy_decide(cfg, search_path, user, a, NULL, r, &d);
+	if (rc->wanted)
+		cachepolicy_decide(cfg, rc->cat, search_path, user, a, NULL, r, &d);
+	else
+		cachepolicy_decide_offline(cfg, search_path, user, a, NULL, r, &d);
 	if (!d.cacheable) {
 		printf("cacheable:   no: %s\n", d.why_not);
 		return;
@@ -185,13 +287,16 @@ static void print_cache(const Config *cfg, const char *search_path, const char *
 	printf(" (and the service's DDL epoch)\n");
 }
 
-static void print_writes(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a)
+static void print_writes(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
+			 const RouteCatalog *rc)
 {
 	if (!cfg->cache.enabled)
 		return;
 	CacheWrites w;
 	memset(&w, 0, sizeof w);
 	cachepolicy_writes(cfg, search_path, user, a, NULL, false, &w);
+	if (rc->wanted)
+		cachepolicy_writes_expand(cfg, rc->cat, &w, &w);
 	const SqlStatement *st = a->n_statements == 1 ? &a->statements[0] : NULL;
 	const ConfigCacheRule *rule = st && st->key_target && st->key_target->schema
 					      ? cachepolicy_rule_for(cfg, st->key_target->schema, st->key_target->name)
@@ -200,7 +305,8 @@ static void print_writes(const Config *cfg, const char *search_path, const char 
 		printf("row keys:    the written rows' key is a parameter: at each execution only those rows are "
 		       "invalidated (below: without values)\n");
 	if (w.all) {
-		printf("invalidates: everything cached for the service at commit (%s)\n", w.all_why);
+		printf("invalidates: everything cached for the service at commit (%s%s%s)\n", w.all_why,
+		       w.detail[0] ? ": " : "", w.detail);
 	} else if (w.n) {
 		char label[200];
 		printf("invalidates: ");
@@ -208,10 +314,12 @@ static void print_writes(const Config *cfg, const char *search_path, const char 
 			printf("%s%s", i ? ", " : "", cachepolicy_version_label(&w.tables[i], label, sizeof label));
 		printf(" at commit\n");
 	}
+	if (w.ddl)
+		printf("relearns:    the service's catalog, once this commits (DDL)\n");
 }
 
 static int report(const Config *cfg, const ConfigDatabase *db, const char *search_path, const char *user,
-		  const char *sql, const SqlAnalysis *a)
+		  const char *sql, const SqlAnalysis *a, bool want_catalog)
 {
 	RouteResult r;
 	router_route(cfg, db, search_path, user, a, &r);
@@ -298,8 +406,16 @@ static int report(const Config *cfg, const ConfigDatabase *db, const char *searc
 	printf("read-only:   %s\n", r.read_only ? "yes" : "no");
 	router_explain(cfg, &r, text, sizeof text);
 	printf("why:         %s\n", text);
-	print_cache(cfg, search_path, user, a, &r);
-	print_writes(cfg, search_path, user, a);
+	RouteCatalog rc = {.wanted = want_catalog};
+	if (cfg->cache.enabled) {
+		if (want_catalog)
+			rc.cat = load_catalog(svc, rc.error, sizeof rc.error);
+		chomp(rc.error);
+		print_catalog(svc, &rc);
+	}
+	print_cache(cfg, search_path, user, a, &r, &rc);
+	print_writes(cfg, search_path, user, a, &rc);
+	catalog_unref(rc.cat);
 	warn_upper_case(cfg, svc);
 	return 0;
 }
@@ -311,10 +427,12 @@ int route_command(int argc, char **argv)
 		{"database", required_argument, NULL, 'd'},
 		{"user", required_argument, NULL, 'U'},
 		{"search-path", required_argument, NULL, 's'},
+		{"catalog", no_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *path = NULL, *dbname = NULL, *user = NULL, *search_path = NULL;
+	bool want_catalog = false;
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "c:d:U:s:h", options, NULL)) != -1) {
@@ -323,6 +441,7 @@ int route_command(int argc, char **argv)
 		case 'd': dbname = optarg; break;
 		case 'U': user = optarg; break;
 		case 's': search_path = optarg; break;
+		case 'C': want_catalog = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -356,7 +475,7 @@ int route_command(int argc, char **argv)
 	SqlCache cache;
 	sqlclass_cache_init(&cache, 0);
 	SqlAnalysis *a = sqlclass_analyze(&cache, sql, strlen(sql));
-	int rc = report(cfg, db, search_path, user, sql, a);
+	int rc = report(cfg, db, search_path, user, sql, a, want_catalog);
 	sqlclass_release(a);
 	sqlclass_cache_free(&cache);
 	config_unref(cfg);

@@ -181,8 +181,8 @@ void runtime_reload(Runtime *rt)
 	http_reconfigure(rt);
 	if (cfg->cache.enabled && !rt->cache)
 		rt->cache = cache_new(rt);
-	else if (rt->cache && rt->cache->l1)
-		cache_l1_set_max_bytes(rt->cache->l1, cfg->cache.l1_max_memory);
+	else if (rt->cache)
+		cache_reconfigure(rt->cache, cfg);
 	rt->config_gen++;
 	free(rt->route_matches); /* the rules may have changed: counting starts over */
 	rt->n_route_matches = cfg->n_routes;

@@ -181,20 +181,25 @@ static bool is_catalog_schema(const char *s)
 
 /* ---- collecting facts ---- */
 
-static void add_relation(Walk *w, const char *schema, const char *name)
+/* writes: SQL_WRITES_* bits the statement applies to it (added to those of an earlier mention). */
+static void add_relation_writes(Walk *w, const char *schema, const char *name, unsigned writes)
 {
 	if (!name || !*name)
 		return;
 	for (size_t i = 0; i < w->n_rels; i++) {
-		const SqlRelation *r = &w->rels[i];
+		SqlRelation *r = &w->rels[i];
 		if (strcmp(r->name, name) == 0 &&
-		    (r->schema == schema || (r->schema && schema && strcmp(r->schema, schema) == 0)))
+		    (r->schema == schema || (r->schema && schema && strcmp(r->schema, schema) == 0))) {
+			r->writes |= writes;
 			return;
+		}
 	}
 	SqlArena **ar = &w->a->arena;
-	SqlRelation r = {schema ? arena_strdup(ar, schema) : NULL, arena_strdup(ar, name)};
+	SqlRelation r = {schema ? arena_strdup(ar, schema) : NULL, arena_strdup(ar, name), writes};
 	VEC_PUSH(w->rels, w->n_rels, w->cap_rels, r);
 }
+
+static void add_relation(Walk *w, const char *schema, const char *name) { add_relation_writes(w, schema, name, 0); }
 
 static void add_schema(Walk *w, const char *schema)
 {
@@ -244,9 +249,11 @@ static bool cte_in_scope(const Walk *w, const char *name)
 	return false;
 }
 
-/* target: the relation of INSERT / UPDATE / DELETE / MERGE, which is never a CTE. */
-static void range_var(Walk *w, json_object *rv, bool target)
+/* writes: non-zero for the target of INSERT / UPDATE / DELETE / MERGE (what it does to the
+ * target's rows), which is never a CTE. */
+static void range_var(Walk *w, json_object *rv, unsigned writes)
 {
+	bool target = writes != 0;
 	const char *p = json_str(rv, "relpersistence");
 	if (p && strcmp(p, "t") == 0)
 		w->a->needs_session = "a temporary table";
@@ -255,7 +262,7 @@ static void range_var(Walk *w, json_object *rv, bool target)
 		return;
 	if (!schema && !target && cte_in_scope(w, name))
 		return;
-	add_relation(w, schema ? schema : w->default_schema, name);
+	add_relation_writes(w, schema ? schema : w->default_schema, name, writes);
 }
 
 static bool is_session_advisory_lock(const char *f)
@@ -426,6 +433,43 @@ static int node_type(const char *name)
 
 static bool is_dml(int id) { return id == N_INSERT || id == N_UPDATE || id == N_DELETE || id == N_MERGE; }
 
+/* What a DML statement (body of type id) does to its target's rows. */
+static unsigned dml_writes(int id, json_object *body)
+{
+	switch (id) {
+	case N_INSERT: {
+		json_object *oc = jget(body, "onConflictClause");
+		const char *action = oc ? json_str(oc, "action") : NULL;
+		return SQL_WRITES_INSERT | (action && strcmp(action, "ONCONFLICT_UPDATE") == 0 ? SQL_WRITES_UPDATE : 0);
+	}
+	case N_UPDATE:
+		return SQL_WRITES_UPDATE;
+	case N_DELETE:
+		return SQL_WRITES_DELETE;
+	case N_MERGE: {
+		unsigned bits = 0;
+		json_object *whens = jget(body, "mergeWhenClauses");
+		for (size_t i = 0; i < jlen(whens); i++) {
+			json_object *wc = jget(json_object_array_get_idx(whens, i), "MergeWhenClause");
+			const char *cmd = wc ? json_str(wc, "commandType") : NULL;
+			if (!cmd)
+				bits |= SQL_WRITES_INSERT | SQL_WRITES_UPDATE | SQL_WRITES_DELETE;
+			else if (strcmp(cmd, "CMD_INSERT") == 0)
+				bits |= SQL_WRITES_INSERT;
+			else if (strcmp(cmd, "CMD_UPDATE") == 0)
+				bits |= SQL_WRITES_UPDATE;
+			else if (strcmp(cmd, "CMD_DELETE") == 0)
+				bits |= SQL_WRITES_DELETE;
+			else if (strcmp(cmd, "CMD_NOTHING") != 0)
+				bits |= SQL_WRITES_INSERT | SQL_WRITES_UPDATE | SQL_WRITES_DELETE;
+		}
+		return bits ? bits : SQL_WRITES_INSERT | SQL_WRITES_UPDATE | SQL_WRITES_DELETE;
+	}
+	default:
+		return 0;
+	}
+}
+
 /* ---- the walk ---- */
 
 static void walk_any(Walk *w, json_object *v);
@@ -441,7 +485,7 @@ static void walk_node(Walk *w, const char *type_name, json_object *body)
 	case N_LEAF:
 		return;
 	case N_RANGE_VAR:
-		range_var(w, body, false);
+		range_var(w, body, 0);
 		return;
 	case N_FUNC_CALL:
 		func_call(w, body);
@@ -627,7 +671,7 @@ static void walk_fields(Walk *w, int type, json_object *body)
 			continue;
 		}
 		if (json_object_is_type(val, json_type_object) && jget(val, "relname") && jget(val, "relpersistence")) {
-			range_var(w, val, is_dml(type) && strcmp(key, "relation") == 0);
+			range_var(w, val, is_dml(type) && strcmp(key, "relation") == 0 ? dml_writes(type, body) : 0);
 			continue;
 		}
 		walk_any(w, val);
@@ -1169,6 +1213,20 @@ static void analyze_statement(Walk *w, SqlStatement *st, json_object *stmt)
 	 * EXPLAIN without ANALYZE executes nothing. */
 	if (st->kind == SQL_KIND_READ && !c.explain_only && (w->has_dml || w->select_into))
 		st->kind = SQL_KIND_WRITE;
+	st->select_into = st->kind == SQL_KIND_WRITE && w->select_into;
+	/* Statements that write every relation they name. */
+	unsigned all_writes = 0;
+	if (strcmp(type, "TruncateStmt") == 0)
+		all_writes = SQL_WRITES_TRUNCATE;
+	else if (strcmp(type, "CopyStmt") == 0 && st->kind == SQL_KIND_WRITE && !w->has_dml)
+		all_writes = SQL_WRITES_INSERT; /* COPY ... FROM: its table */
+	else if (strcmp(type, "RefreshMatViewStmt") == 0)
+		all_writes = SQL_WRITES_UPDATE;
+	for (size_t i = 0; all_writes && i < w->n_rels; i++)
+		w->rels[i].writes |= all_writes;
+	if (c.explain_only) /* nothing inside runs */
+		for (size_t i = 0; i < w->n_rels; i++)
+			w->rels[i].writes = 0;
 	finish_statement(w, st);
 	sqlkey_collect(stmt, st, key_alloc, &w->a->arena);
 }

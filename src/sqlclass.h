@@ -42,7 +42,9 @@
  * TABLE), foreign-key targets, LIKE and INHERITS sources, and the statements inside EXPLAIN,
  * PREPARE, DECLARE, CREATE TABLE AS / VIEW. An unqualified name that is a CTE in scope is not a
  * relation (a non-recursive CTE is in scope in later CTEs and the main query, a recursive one in
- * its own body too); FOR UPDATE OF x names no relation. Deduplicated within a statement.
+ * its own body too); FOR UPDATE OF x names no relation. Deduplicated within a statement. Each
+ * carries what the statement does to its rows (`writes`: INSERT / UPDATE / DELETE / TRUNCATE of
+ * DML targets, COPY FROM, TRUNCATE, REFRESH), so that a source is told from a target.
  *
  * Schemas (`schemas`) are schema names the statement uses without naming a relation in them:
  * CREATE / DROP / ALTER ... RENAME SCHEMA, GRANT ... ON ALL ... IN SCHEMA, ALTER DEFAULT
@@ -124,9 +126,21 @@ typedef enum {
 			  * temporary tables, ...); other DISCARD forms are SQL_SET_NONE */
 } SqlSetKind;
 
+/* What a statement does to a relation's rows (SqlRelation.writes). */
+#define SQL_WRITES_INSERT 1u
+#define SQL_WRITES_UPDATE 2u
+#define SQL_WRITES_DELETE 4u
+#define SQL_WRITES_TRUNCATE 8u
+
 typedef struct SqlRelation {
 	const char *schema; /* NULL when unqualified */
 	const char *name;
+	/* SQL_WRITES_* bits: the target of INSERT (with ON CONFLICT DO UPDATE: INSERT | UPDATE),
+	 * UPDATE, DELETE, MERGE (the actions of its WHEN clauses), at any depth (writable CTEs,
+	 * EXPLAIN ANALYZE); COPY ... FROM: INSERT; TRUNCATE: TRUNCATE; REFRESH MATERIALIZED VIEW:
+	 * UPDATE. 0: only read, locked or otherwise named (sources, USING, FROM, SELECT INTO's new
+	 * table, DDL targets). */
+	unsigned writes;
 } SqlRelation;
 
 /*
@@ -162,6 +176,7 @@ typedef struct SqlStatement {
 	const char *tag;  /* the statement type for people: "SELECT", "CREATE TABLE", "SET", ... */
 	bool locking;     /* FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE anywhere inside */
 	bool time_dependent; /* CURRENT_DATE, CURRENT_TIME[STAMP], LOCALTIME[STAMP] anywhere inside */
+	bool select_into; /* SELECT ... INTO (or inside EXPLAIN ANALYZE): it creates a table */
 	bool harmless;    /* SESSION kind only: changes no data and runs on a hot standby */
 	SqlKind inner_kind; /* PREPARE: the kind of the prepared statement; else SQL_KIND_OTHER */
 

@@ -1229,7 +1229,8 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 	bool have_params = type != 'Q' && a->n_statements == 1 && a->statements[0].n_key_eqs &&
 			   proto_parse_bind_values(batch.bind_rest, batch.bind_rest_len, batch.parse_key,
 						   batch.parse_key_len, &params);
-	cachepolicy_decide(cfg, search_path, c->user, a, have_params ? &params : NULL, &r, &d);
+	cachepolicy_decide(cfg, cache_catalog(cache, r.service->name), search_path, c->user, a, have_params ? &params : NULL,
+			   &r, &d);
 	if (!d.cacheable)
 		goto done;
 	stats_request_begin(c, type, msg, total, avail);

@@ -10,7 +10,10 @@ A scenario is a plain function scenario(d, proto) registered with @scenario; it 
     d.instances         every instance (reads go through all of them)
     d.conn(relay, proto)    a client (.one(sql, params), .execute(sql, params), .close())
     d.table()           a fresh table (id int primary key, v int), rows 1..3 with v = 0, covered by
-                        the cache rules, readable and writable by the test roles
+                        the cache rules, readable and writable by the test roles (made around
+                        pgrelay: its reads are cached once each instance's catalog has it, within
+                        CATALOG_REFRESH)
+    d.view(t)           a view over table t (SELECT id, v), covered and granted the same way
     d.direct(sql)       runs sql directly on PostgreSQL (autocommit, as the superuser): around pgrelay
     d.cached(relay, conn, sql, params)   reads until the read is served from that instance's cache
                         (SHOW CACHE counts a hit), returns the row
@@ -44,8 +47,12 @@ PROTOCOLS = ("simple", "extended", "raw")
 NOW, BOUNDED, NEVER = "now", "bounded", "never"
 WAL_BOUND = 5.0  # seconds: a write seen in the WAL reaches every instance within this (typically ms)
 SIGNING_KEY = "the matrix's L2 signing key, 32 bytes or more"
+CATALOG_REFRESH = "500ms"  # each scenario's tables are made around pgrelay: the catalogs learn them this often
 
 SCENARIOS = []
+# Table names are never reused in a run: a name whose table was dropped and made again would still be
+# in the catalogs an instance loaded before (a reload then changes the catalog, and every key).
+TABLE_NUMBERS = itertools.count(1)
 
 
 def scenario(fn=None, *, protocols=PROTOCOLS):
@@ -129,7 +136,6 @@ class Deployment:
         self.started = []  # every pgrelay started (fresh ones too), for the logs and the final check
         self.slots = []
         self.memory = []
-        self._tables = itertools.count(1)
         self._clients = []
         self._admin = {}
         self.db = pg.connect()  # superuser, autocommit, over the Unix socket
@@ -157,7 +163,8 @@ class Deployment:
 
     # -- instances --
     def cache_section(self, slot):
-        c = {"l1": {"max_memory": "16MB"}, "rules": [{"tables": ["mx_*"], "ttl": "5m"}]}
+        c = {"l1": {"max_memory": "16MB"}, "rules": [{"tables": ["mx_*"], "ttl": "5m"}],
+             "catalog_refresh": CATALOG_REFRESH}
         if self.redis:
             nodes = self.redis.addrs if self.cfg.l2 == "cluster" else [self.redis.addr]
             c["redis"] = {"nodes": nodes, "cluster": self.cfg.l2 == "cluster", "timeout": "500ms",
@@ -227,15 +234,36 @@ class Deployment:
         self.db.execute(sql, params)
 
     def table(self):
-        name = f"mx_{next(self._tables)}"
+        name = f"mx_{next(TABLE_NUMBERS)}"
         self.db.execute(f"DROP TABLE IF EXISTS {name}")
         self.db.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, v int)")
         self.db.execute(f"GRANT ALL ON {name} TO app, pwuser")
+        self.catalogs_settled()
         with self.db.transaction():
             self.db.execute(f"INSERT INTO {name} VALUES (1, 0), (2, 0), (3, 0)")
             lsn = self.sql_value("SELECT pg_current_wal_insert_lsn()")
         self.wal_settled(lsn)
         return name
+
+    def view(self, table):
+        name = f"{table}_v"
+        self.db.execute(f"CREATE VIEW {name} AS SELECT id, v FROM {table}")
+        self.db.execute(f"GRANT ALL ON {name} TO app, pwuser")
+        self.catalogs_settled()
+        return name
+
+    def catalogs_settled(self):
+        """Until every running instance's catalog holds every relation there is (tables are only ever
+        added here): DDL made around pgrelay is learned at the next periodic load, and until then a
+        WAL listener's instance invalidates everything for each change of a relation it does not
+        know, which would hide what a scenario checks."""
+        want = self.sql_value("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                              "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN "
+                              "('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_t%'")
+        for r in self.instances:
+            self.hits(r)  # opens the console connection
+            wait_for(lambda: int(self._admin[r].execute("SHOW CATALOG").fetchone()[2] or 0) == want, 10, 0.05,
+                     what=f"the catalog of {r.port} with {want} relations")
 
     def wal_settled(self, lsn):
         """With WAL listeners: until every instance's slot is confirmed past lsn (a position inside a

@@ -438,7 +438,21 @@ class Relay:
                 return False
 
         wait_for(accepting, timeout, what=f"pgrelay to accept on port {self.port}")
+        if self.cfg.get("cache"):
+            self.wait_catalogs()
         return self
+
+    def wait_catalogs(self, timeout=15):
+        """With a cache: until each service with a primary user has its first catalog load behind it
+        (loaded, or failed once). Until then pgrelay caches nothing of the service."""
+        services = [name for name, svc in (self.cfg.get("services") or {}).items()
+                    if (svc.get("primary") or {}).get("user")]
+
+        def done():
+            lines = self.log().splitlines()
+            return all(any(f"catalog {name}" in ln and ("catalog loaded" in ln or "cannot load the catalog" in ln)
+                           for ln in lines) for name in services)
+        wait_for(done, timeout, what=f"the first catalog loads of {services} (pgrelay on port {self.port})")
 
     @property
     def pid(self):

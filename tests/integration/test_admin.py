@@ -102,6 +102,8 @@ def test_every_console_command_and_pgbouncer_columns(pgrelay, pgbouncer):
             assert [n for n, _ in show(c, "CACHE")[0]][:6] == ["tier", "entries", "bytes", "hits", "misses",
                                                               "hit_rate"]
             assert [n for n, _ in show(c, "PREPARED")[0]][:2] == ["statements", "server_copies"]
+            cols, rows = show(c, "CATALOG")  # the cache is off here: no rows
+            assert [n for n, _ in cols][:3] == ["service", "state", "relations"] and rows == []
             # HELP answers with notices
             notices = []
             c.add_notice_handler(lambda d: notices.append(d.message_primary))
@@ -219,7 +221,7 @@ def test_psql_runs_every_console_command(pgrelay):
     r = pgrelay(admin=ADMIN, routes=[{"schema": "x", "service": "main"}])
     with r.connect() as app:
         app.execute("SELECT 1")
-    shows = PGBOUNCER_COMMANDS + ["HELP", "ROUTES", "BACKENDS", "CACHE", "PREPARED"]
+    shows = PGBOUNCER_COMMANDS + ["HELP", "ROUTES", "BACKENDS", "CACHE", "CATALOG", "PREPARED"]
     args = []
     for cmd in shows:
         args += ["-c", f"SHOW {cmd};"]

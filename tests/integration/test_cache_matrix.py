@@ -12,6 +12,9 @@ Describe), and checks what the configuration promises after each commit (cache_m
                                             it (documented: name the writers' tables in
                                             cache.invalidate, or run the listener)
 
+A read of a view depends on its base table (the service's catalog says so): a write of the table
+through either instance or directly on PostgreSQL is seen as for a read of the table itself.
+
 "never" is asserted too: the old row must still come from the cache, which also proves that the
 reads are cached in that configuration. With Redis, a freshly started instance must not serve an
 entry that a commit made stale (test_fresh_instance_reads_no_stale_entry).
@@ -121,6 +124,29 @@ def write_directly_on_postgresql(d, proto):
         d.expect(r, c, q, (3,), (5,), (0,), d.after_direct_write)
     if d.after_direct_write == BOUNDED:
         d.remember(proto, q, (3,), (5,))
+
+
+@scenario
+def write_to_a_views_base_table(d, proto):
+    """A read of a view, then UPDATEs of its base table through A and directly on PostgreSQL: the
+    view's entry depends on the table (today's names-only dependencies would serve it until its
+    TTL)."""
+    t = d.table()
+    v = d.view(t)
+    q = f"SELECT v FROM {v} WHERE id = %s"
+    conns = reads(d, proto)
+    for r, c in conns.items():
+        assert d.cached(r, c, q, (1,)) == (0,)
+    conns[d.a].execute(f"UPDATE {t} SET v = %s WHERE id = %s", (7, 1))
+    for r, c in conns.items():
+        d.expect(r, c, q, (1,), (7,), (0,), NOW if r is d.a else d.after_commit_elsewhere)
+    if d.after_commit_elsewhere == NEVER and len(d.instances) > 1:
+        return  # the other instance keeps its entry
+    d.direct(f"UPDATE {t} SET v = 8 WHERE id = 1")
+    for r, c in conns.items():
+        d.expect(r, c, q, (1,), (8,), (7,), d.after_direct_write)
+    if d.after_direct_write == BOUNDED:
+        d.remember(proto, q, (1,), (8,))
 
 
 @pytest.mark.parametrize("fn,proto", SCENARIOS, ids=[f"{f.__name__}-{p}" for f, p in SCENARIOS])

@@ -181,6 +181,13 @@ def test_cache_hits_count_as_queries(relay_http, pg):
     assert value(after, "pgrelay_cache_bytes", tier="l1") > 0
     assert has(after, "pgrelay_cache_misses_total")
     assert has(after, "pgrelay_cache_invalidations_total")
+    # the catalog the cache uses
+    assert value(after, "pgrelay_catalog_loaded", service="main") == 1
+    assert value(after, "pgrelay_catalog_relations", service="main") >= 1
+    assert value(after, "pgrelay_catalog_loads_total", service="main") >= 1
+    assert value(after, "pgrelay_catalog_failures_total", service="main") == 0
+    assert 0 <= value(after, "pgrelay_catalog_last_load_age_seconds", service="main") < 120
+    assert has(after, "pgrelay_catalog_refreshes_total")
 
 
 def test_histograms_off(relay_http):

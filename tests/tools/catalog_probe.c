@@ -8,7 +8,7 @@
  * and runs the real loader on a libevent loop, driven by lines on stdin:
  *   show REL...        one JSON line per relation (REL: schema.name, split at the first dot):
  *                      {"rel", "found", "oid", "relkind", "read", "insert", "update", "delete",
- *                       "truncate"}, each set {"rels": ["s.t", ...], "total", "too_many",
+ *                       "truncate", "ancestors"}, each set {"rels": ["s.t", ...], "total", "too_many",
  *                       "unknown", "why"}; {"rel", "found": false, "loaded": bool} otherwise
  *   refresh [SERVICE]  catalog_loader_refresh
  *   stats              {"stats": {"loads", "unchanged", "failures", "loading", "pending", "stale",
@@ -164,6 +164,8 @@ static void show(Probe *p, const char *arg)
 		printf(", \"%s\": ", kinds[k]);
 		put_set(catalog_write_effects(r, (CatalogWrite)k));
 	}
+	printf(", \"ancestors\": ");
+	put_set(catalog_ancestors(r));
 	puts("}");
 }
 

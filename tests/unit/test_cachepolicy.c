@@ -1,15 +1,77 @@
 /*
  * test_cachepolicy — what the result cache may cache (rules, globs, search_path, hints, functions,
  * clock values, catalogs, locking, multi-statement texts), the table versions a result depends on,
- * and what a write invalidates (DML, dependents from cache.invalidate, DDL, TRUNCATE, functions).
+ * and what a write invalidates (DML, dependents from cache.invalidate, DDL, TRUNCATE, functions);
+ * with hand-built service catalogs: views (nested, over the clock or user functions), partitions
+ * both ways, row security policy tables, foreign-key actions, triggers, relations the catalog does
+ * not hold, no catalog at all, the WAL listener's changes.
  */
 #include "cachepolicy.h"
 #include "unit.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 
 static Config *cfg;
 static SqlCache cache;
+static Catalog *base_cat; /* every table the older tests name, in every schema they use */
+
+/* ---- hand-built catalogs ---- */
+
+static bool row(CatalogBuilder *b, const char *kind, ...)
+{
+	const char *cols[8];
+	size_t n = 0;
+	cols[n++] = kind;
+	va_list ap;
+	va_start(ap, kind);
+	const char *c;
+	while (n < 8 && (c = va_arg(ap, const char *)) != NULL)
+		cols[n++] = strcmp(c, "<null>") == 0 ? NULL : c;
+	va_end(ap);
+	char err[256];
+	bool ok = catalog_builder_row(b, cols, n, err, sizeof err);
+	if (!ok)
+		fprintf(stderr, "    (row refused: %s)\n", err);
+	return ok;
+}
+
+static const char *num(unsigned v)
+{
+	static char buf[64][16];
+	static int i;
+	char *p = buf[i++ % 64];
+	snprintf(p, 16, "%u", v);
+	return p;
+}
+
+static void rel(CatalogBuilder *b, unsigned oid, const char *schema, const char *name, const char *kind)
+{
+	CHECK(row(b, "rel", num(oid), schema, name, kind, "f", NULL));
+}
+
+static Catalog *finish(CatalogBuilder *b)
+{
+	char err[256] = "";
+	Catalog *c = catalog_builder_finish(b, err, sizeof err);
+	if (!c)
+		fprintf(stderr, "    (finish failed: %s)\n", err);
+	return c;
+}
+
+static Catalog *make_base_catalog(void)
+{
+	static const char *const schemas[] = {"public", "alice", "users", "shop"};
+	static const char *const tables[] = {"products", "categories", "orders", "secrets", "items", "carts",
+					     "cart_items", "profiles", "order_totals", "log", "t"};
+	CatalogBuilder *b = catalog_builder_new();
+	unsigned oid = 20000;
+	for (size_t s = 0; s < sizeof schemas / sizeof schemas[0]; s++)
+		for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
+			rel(b, oid++, schemas[s], tables[t], "r");
+	rel(b, oid++, "audit", "log", "r");
+	return finish(b);
+}
 
 static const char *yaml =
 	"databases:\n"
@@ -31,16 +93,22 @@ static const char *yaml =
 	"  invalidate:\n"
 	"    - { table: orders, also: [order_totals, \"audit.log\"] }\n";
 
-static CacheDecision decide_path(const char *search_path, const char *sql)
+/* The decision with catalog cat (NULL: none loaded). */
+static CacheDecision decide_cat(const Catalog *cat, const char *search_path, const char *sql)
 {
 	CacheDecision d;
 	RouteResult r;
 	SqlAnalysis *a = sqlclass_analyze(&cache, sql, strlen(sql));
 	const ConfigDatabase *db = config_find_database(cfg, "app");
 	router_route(cfg, db, search_path, "alice", a, &r);
-	cachepolicy_decide(cfg, search_path, "alice", a, NULL, &r, &d);
+	cachepolicy_decide(cfg, cat, search_path, "alice", a, NULL, &r, &d);
 	sqlclass_release(a);
 	return d;
+}
+
+static CacheDecision decide_path(const char *search_path, const char *sql)
+{
+	return decide_cat(base_cat, search_path, sql);
 }
 
 static CacheDecision decide(const char *sql) { return decide_path(NULL, sql); }
@@ -60,7 +128,7 @@ static CacheDecision decide_params(const char *sql, size_t n, const char *const 
 	}
 	SqlAnalysis *a = sqlclass_analyze(&cache, sql, strlen(sql));
 	router_route(cfg, config_find_database(cfg, "app"), NULL, "alice", a, &r);
-	cachepolicy_decide(cfg, NULL, "alice", a, &p, &r, &d);
+	cachepolicy_decide(cfg, base_cat, NULL, "alice", a, &p, &r, &d);
 	sqlclass_release(a);
 	return d;
 }
@@ -197,6 +265,8 @@ TEST(write_invalidation)
 	CHECK(has_dep(w.tables, w.n, "public", "products"));
 	w = writes("INSERT INTO shop.items SELECT * FROM staging.items");
 	CHECK(has_dep(w.tables, w.n, "shop", "items"));
+	CHECK(!has_dep(w.tables, w.n, "staging", "items")); /* only read */
+	CHECK_INT(w.n, 1);
 	w = writes("WITH d AS (DELETE FROM users.profiles RETURNING *) SELECT * FROM d");
 	CHECK(!w.all);
 	CHECK(has_dep(w.tables, w.n, "users", "profiles"));
@@ -209,11 +279,22 @@ TEST(write_invalidation)
 	CHECK_INT(w.n, 0);
 	CHECK(writes("SELECT bump(1)").all);
 	CHECK(writes("ALTER TABLE products ADD COLUMN x int").all);
-	CHECK(writes("TRUNCATE products").all);
+	CHECK(writes("ALTER TABLE products ADD COLUMN x int").ddl);
+	CHECK(!writes("SELECT bump(1)").ddl);
+	w = writes("TRUNCATE products"); /* what it cascades to: the catalog's effects, at commit */
+	CHECK(!w.all);
+	CHECK(has_dep(w.tables, w.n, "public", "products"));
 	CHECK(writes("CALL p()").all);
 	CHECK(writes("EXECUTE s(1)").all);
 	CHECK(writes("SELEKT").all);
 	CHECK(writes("COMMIT PREPARED 'tx1'").all);
+	CHECK(writes("DO $$BEGIN NULL; END$$").ddl); /* DO blocks run migrations */
+	CHECK(!writes("CALL p()").ddl);
+	w = writes("SELECT * INTO shop.copy FROM shop.items");
+	CHECK(w.all && w.ddl);
+	w = writes("LOCK TABLE shop.items");
+	CHECK(!w.all);
+	CHECK_INT(w.n, 0);
 	CHECK(!writes("PREPARE TRANSACTION 'tx1'").all);
 	w = writes("SELECT * FROM products; BEGIN; COMMIT; SET x = 1");
 	CHECK(!w.all);
@@ -333,17 +414,271 @@ TEST(row_keys)
 	sqlclass_release(a);
 }
 
+
+/* ---- with a service catalog ---- */
+
+static Catalog *shapes; /* see make_shapes */
+
+static Catalog *make_shapes(void)
+{
+	CatalogBuilder *b = catalog_builder_new();
+	/* views: v2 reads v1 (which reads base) and other */
+	rel(b, 100, "users", "base", "r");
+	rel(b, 101, "users", "v1", "v");
+	rel(b, 102, "users", "v2", "v");
+	rel(b, 103, "users", "other", "r");
+	CHECK(row(b, "vrel", "101", "100", "<null>", NULL));
+	CHECK(row(b, "vrel", "102", "101", "<null>", NULL));
+	CHECK(row(b, "vrel", "102", "103", "<null>", NULL));
+	/* views a result of which is never cached */
+	rel(b, 104, "users", "vnow", "v");
+	CHECK(row(b, "vrel", "104", "100", "<null>", NULL));
+	CHECK(row(b, "vfn", "104", "1299", "s", "pg_catalog.now", NULL));
+	rel(b, 105, "users", "vuser", "v");
+	CHECK(row(b, "vfn", "105", "16400", "i", "users.f", NULL));
+	rel(b, 106, "users", "vclock", "v");
+	CHECK(row(b, "vfn", "106", "0", "s", "CURRENT_DATE", NULL));
+	/* a partitioned table */
+	rel(b, 110, "users", "p", "p");
+	rel(b, 111, "users", "p1", "r");
+	rel(b, 112, "users", "p2", "r");
+	CHECK(row(b, "inh", "111", "110", NULL));
+	CHECK(row(b, "inh", "112", "110", NULL));
+	/* foreign keys: child ON DELETE CASCADE, child_null ON DELETE SET NULL, child_upd ON UPDATE CASCADE */
+	rel(b, 120, "users", "parent", "r");
+	rel(b, 121, "users", "child", "r");
+	rel(b, 122, "users", "child_null", "r");
+	rel(b, 123, "users", "child_upd", "r");
+	CHECK(row(b, "fk", "121", "120", "c", "a", "child_fk", NULL));
+	CHECK(row(b, "fk", "122", "120", "n", "a", "child_null_fk", NULL));
+	CHECK(row(b, "fk", "123", "120", "a", "c", "child_upd_fk", NULL));
+	/* a trigger on INSERT (AFTER ROW) */
+	rel(b, 130, "users", "trg_t", "r");
+	CHECK(row(b, "trg", "130", "5", "O", "count_rows", NULL));
+	/* row security: secure's SELECT policy reads acl */
+	CHECK(row(b, "rel", "140", "users", "secure", "r", "t", NULL));
+	rel(b, 141, "users", "acl", "r");
+	CHECK(row(b, "prel", "140", "141", "<null>", NULL));
+	/* a foreign table, and a view over it */
+	rel(b, 150, "users", "ft", "f");
+	rel(b, 151, "users", "vft", "v");
+	CHECK(row(b, "vrel", "151", "150", "<null>", NULL));
+	/* rows by key: shop.carts (key id), a view over it, a partition of it */
+	rel(b, 160, "shop", "carts", "p");
+	rel(b, 161, "users", "vcarts", "v");
+	CHECK(row(b, "vrel", "161", "160", "<null>", NULL));
+	rel(b, 163, "shop", "cart_items", "r");
+	CHECK(row(b, "inh", "163", "160", NULL));
+	/* a materialized view */
+	rel(b, 170, "users", "mv", "m");
+	return finish(b);
+}
+
+static const char *deps_of(const CacheDecision *d)
+{
+	static char buf[2048];
+	size_t n = 0;
+	buf[0] = 0;
+	if (!d->cacheable)
+		return d->why_not;
+	for (size_t i = 0; i < d->n_deps; i++)
+		n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s.%s", i ? " " : "", d->deps[i].schema, d->deps[i].name);
+	return buf;
+}
+
+/* The versions a text's writes bump at commit on a service whose catalog is cat, as
+ * "s.t s.u ..." in order, or "all: <why>". */
+static const char *bumps(const Catalog *cat, const char *search_path, const char *sql)
+{
+	static char buf[2048];
+	CacheWrites w = writes_path(search_path, sql), x;
+	cachepolicy_writes_expand(cfg, cat, &w, &x);
+	if (x.all) {
+		snprintf(buf, sizeof buf, "all: %s%s%s", x.all_why, x.detail[0] ? ": " : "", x.detail);
+		return buf;
+	}
+	size_t n = 0;
+	buf[0] = 0;
+	for (size_t i = 0; i < x.n; i++)
+		n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s.%s", i ? " " : "", x.tables[i].schema, x.tables[i].name);
+	return buf;
+}
+
+TEST(catalog_views_and_policies)
+{
+	CacheDecision d = decide_cat(shapes, NULL, "SELECT * FROM users.v2");
+	CHECK_STR(deps_of(&d), "users.v2 users.v1 users.other users.base");
+	d = decide_cat(shapes, "users", "SELECT * FROM v1 JOIN other ON true");
+	CHECK_STR(deps_of(&d), "users.v1 users.base users.other");
+	/* the policy's table */
+	d = decide_cat(shapes, NULL, "SELECT * FROM users.secure");
+	CHECK_STR(deps_of(&d), "users.secure users.acl");
+	/* a materialized view is itself only */
+	d = decide_cat(shapes, NULL, "SELECT * FROM users.mv");
+	CHECK_STR(deps_of(&d), "users.mv");
+	/* a keyed read through a view: the base table by table, not by bucket */
+	d = decide_cat(shapes, NULL, "SELECT * FROM users.vcarts WHERE id = 5");
+	CHECK_STR(deps_of(&d), "users.vcarts shop.carts");
+	d = decide_cat(shapes, NULL, "SELECT * FROM shop.carts c JOIN users.vcarts v ON v.id = c.id WHERE c.id = 5");
+	CHECK(d.cacheable);
+	CHECK(*bucket_of(d.deps, d.n_deps, "shop", "carts"));
+	CHECK(has_dep(d.deps, d.n_deps, "shop", "carts/#"));
+	CHECK(has_dep(d.deps, d.n_deps, "shop", "carts")); /* through the view */
+	/* a partitioned table: the parent only (every write to a partition bumps it) */
+	d = decide_cat(shapes, NULL, "SELECT * FROM users.p");
+	CHECK_STR(deps_of(&d), "users.p");
+	d = decide_cat(shapes, NULL, "SELECT * FROM users.p1");
+	CHECK_STR(deps_of(&d), "users.p1");
+}
+
+TEST(catalog_not_cacheable)
+{
+	struct {
+		const char *path, *sql, *why;
+	} cases[] = {
+		{NULL, "SELECT * FROM users.vnow", "reading users.vnow is not cacheable: the view of users.vnow calls pg_catalog.now (stable)"},
+		{NULL, "SELECT * FROM users.vuser", "not built-in"},
+		{NULL, "SELECT * FROM users.vclock", "reads CURRENT_DATE"},
+		{NULL, "SELECT * FROM users.nosuch", "pgrelay cannot resolve relation users.nosuch in service main's catalog"},
+		{"nope, users", "SELECT * FROM nosuch", "pgrelay cannot resolve relation nosuch in service main's catalog"},
+		{NULL, "SELECT * FROM users.ft", "users.ft, a foreign table"},
+		{NULL, "SELECT * FROM users.vft", "reads users.ft, a foreign table"},
+		{NULL, "SELECT * FROM users.base JOIN users.nosuch ON true", "cannot resolve relation users.nosuch"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		CacheDecision d = decide_cat(shapes, cases[i].path, cases[i].sql);
+		if (d.cacheable)
+			UNIT_FAIL("cacheable: %s", cases[i].sql);
+		CHECK_CONTAINS(d.why_not, cases[i].why);
+		CHECK_INT(d.n_deps, 0);
+	}
+	/* a candidate of the search_path the catalog does not hold is skipped */
+	CacheDecision d = decide_cat(shapes, "nope, users", "SELECT * FROM base");
+	CHECK_STR(deps_of(&d), "users.base");
+	/* no catalog loaded for the service */
+	d = decide_cat(NULL, NULL, "SELECT * FROM users.base");
+	CHECK(!d.cacheable);
+	CHECK_CONTAINS(d.why_not, "no current catalog of service main");
+	/* offline (pgrelay route): the names as written, every candidate */
+	SqlAnalysis *a = sqlclass_analyze(&cache, "SELECT * FROM v1", 16);
+	RouteResult r;
+	router_route(cfg, config_find_database(cfg, "app"), "nope, users", "alice", a, &r);
+	cachepolicy_decide_offline(cfg, "nope, users", "alice", a, NULL, &r, &d);
+	sqlclass_release(a);
+	CHECK_STR(deps_of(&d), "nope.v1 users.v1");
+}
+
+TEST(catalog_writes)
+{
+	/* partitions both ways */
+	CHECK_STR(bumps(shapes, NULL, "UPDATE users.p1 SET x = 1"), "users.p1 users.p");
+	CHECK_STR(bumps(shapes, NULL, "DELETE FROM users.p"), "users.p users.p1 users.p2");
+	CHECK_STR(bumps(shapes, NULL, "INSERT INTO users.p VALUES (1)"), "users.p users.p1 users.p2");
+	/* foreign keys by kind */
+	CHECK_STR(bumps(shapes, NULL, "INSERT INTO users.parent VALUES (1)"), "users.parent");
+	CHECK_STR(bumps(shapes, NULL, "DELETE FROM users.parent WHERE id = 1"), "users.parent users.child users.child_null");
+	CHECK_STR(bumps(shapes, NULL, "UPDATE users.parent SET id = 2 WHERE id = 1"), "users.parent users.child_upd");
+	CHECK_STR(bumps(shapes, NULL, "INSERT INTO users.parent VALUES (1) ON CONFLICT (id) DO UPDATE SET id = 3"),
+		  "users.parent users.child_upd");
+	CHECK_STR(bumps(shapes, NULL, "MERGE INTO users.parent p USING users.base b ON p.id = b.id WHEN MATCHED THEN DELETE"),
+		  "users.parent users.child users.child_null");
+	CHECK_STR(bumps(shapes, NULL, "TRUNCATE users.parent CASCADE"),
+		  "users.parent users.child users.child_null users.child_upd");
+	CHECK_STR(bumps(shapes, NULL, "WITH d AS (DELETE FROM users.parent RETURNING id) INSERT INTO users.other SELECT id FROM d"),
+		  "users.parent users.other users.child users.child_null");
+	/* through a view: its base relations */
+	CHECK_STR(bumps(shapes, NULL, "UPDATE users.v1 SET x = 1"), "users.v1 users.base");
+	CHECK_STR(bumps(shapes, NULL, "REFRESH MATERIALIZED VIEW users.mv"), "users.mv");
+	/* a trigger on INSERT: everything (the why is the catalog's); UPDATE fires none */
+	CHECK_STR(bumps(shapes, NULL, "INSERT INTO users.trg_t VALUES (1)"),
+		  "all: a write whose effects pgrelay cannot know (trigger, rule): INSERT of users.trg_t: trigger "
+		  "count_rows on users.trg_t (AFTER ROW) fires on INSERT");
+	CHECK_STR(bumps(shapes, NULL, "UPDATE users.trg_t SET x = 1"), "users.trg_t");
+	/* relations the catalog does not hold */
+	CHECK_STR(bumps(shapes, NULL, "INSERT INTO users.nosuch VALUES (1)"),
+		  "all: a write to a relation the catalog does not hold: users.nosuch is not in the catalog");
+	CHECK_STR(bumps(shapes, "nope, users", "UPDATE base SET x = 1"), "nope.base users.base");
+	CHECK_STR(bumps(shapes, "nope, users", "UPDATE nosuch SET x = 1"),
+		  "all: a write to a relation the catalog does not hold: nope.nosuch is not in the catalog");
+	/* no catalog: a write invalidates everything; a read-only text nothing */
+	CHECK_CONTAINS(bumps(NULL, NULL, "UPDATE users.base SET x = 1"), "all: a write before the service's catalog was loaded");
+	CHECK_STR(bumps(NULL, NULL, "SELECT * FROM users.base"), "");
+	/* keyed: the table written keeps its rows; what it also changes is bumped for rows not known */
+	CacheWrites w = writes("UPDATE shop.cart_items SET total = 1 WHERE id = 5"), x;
+	cachepolicy_writes_expand(cfg, shapes, &w, &x);
+	CHECK(!x.all);
+	CHECK(*bucket_of(x.tables, x.n, "shop", "cart_items"));
+	CHECK(!has_dep(x.tables, x.n, "shop", "cart_items/#"));
+	CHECK(has_dep(x.tables, x.n, "shop", "carts"));
+	CHECK(has_dep(x.tables, x.n, "shop", "carts/#"));
+	/* the kinds survive a merge (a transaction's statements) and expanding in place */
+	CacheWrites t;
+	memset(&t, 0, sizeof t);
+	w = writes("DELETE FROM users.parent WHERE id = 1");
+	cachepolicy_writes_merge(&t, &w);
+	w = writes("UPDATE users.p1 SET x = 1");
+	cachepolicy_writes_merge(&t, &w);
+	cachepolicy_writes_expand(cfg, shapes, &t, &t);
+	CHECK(!t.all);
+	CHECK(has_dep(t.tables, t.n, "users", "child"));
+	CHECK(has_dep(t.tables, t.n, "users", "p"));
+	/* the override still adds what it names */
+	w = writes("DELETE FROM shop.orders WHERE id = 1");
+	cachepolicy_writes_expand(cfg, base_cat, &w, &x);
+	CHECK(!x.all);
+	CHECK(has_dep(x.tables, x.n, "shop", "order_totals"));
+	CHECK(has_dep(x.tables, x.n, "audit", "log"));
+}
+
+TEST(catalog_wal_changes)
+{
+	CacheWrites w;
+	memset(&w, 0, sizeof w);
+	CHECK(!cachepolicy_add_write(cfg, shapes, "users", "p1", NULL, 0, &w));
+	CHECK(!w.all);
+	CHECK(has_dep(w.tables, w.n, "users", "p1"));
+	CHECK(has_dep(w.tables, w.n, "users", "p"));
+	/* a trigger's and a cascade's writes come as changes of their own: no "all" for them */
+	memset(&w, 0, sizeof w);
+	cachepolicy_add_write(cfg, shapes, "users", "trg_t", NULL, 0, &w);
+	cachepolicy_add_write(cfg, shapes, "users", "parent", NULL, 0, &w);
+	CHECK(!w.all);
+	CHECK_INT(w.n, 2);
+	/* keyed: the leaf by its rows, the parent for rows not known */
+	const char *five = "5";
+	memset(&w, 0, sizeof w);
+	cachepolicy_add_write(cfg, shapes, "shop", "cart_items", &five, 1, &w);
+	CHECK(*bucket_of(w.tables, w.n, "shop", "cart_items"));
+	CHECK(has_dep(w.tables, w.n, "shop", "carts/#"));
+	/* a table the catalog does not hold, or no catalog: everything */
+	memset(&w, 0, sizeof w);
+	CHECK(cachepolicy_add_write(cfg, shapes, "users", "new_table", NULL, 0, &w)); /* the catalog is out of date */
+	CHECK(w.all);
+	CHECK_CONTAINS(w.detail, "users.new_table is not in the catalog");
+	memset(&w, 0, sizeof w);
+	CHECK(!cachepolicy_add_write(cfg, NULL, "users", "base", NULL, 0, &w));
+	CHECK(w.all);
+}
+
 int main(void)
 {
 	cfg = unit_config(yaml);
 	sqlclass_cache_init(&cache, 1000);
+	base_cat = make_base_catalog();
+	shapes = make_shapes();
 	RUN(rules_and_ttl);
 	RUN(search_path_dependencies);
 	RUN(not_cacheable_statements);
 	RUN(hints);
 	RUN(write_invalidation);
 	RUN(row_keys);
+	RUN(catalog_views_and_policies);
+	RUN(catalog_not_cacheable);
+	RUN(catalog_writes);
+	RUN(catalog_wal_changes);
 	sqlclass_cache_free(&cache);
+	catalog_unref(base_cat);
+	catalog_unref(shapes);
 	config_unref(cfg);
 	return unit_summary();
 }

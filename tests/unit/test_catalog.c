@@ -232,6 +232,12 @@ TEST(multi_level_partitions)
 	CHECK_STR(writes(c, "side", CATALOG_TRUNCATE), "side top");
 	CHECK_STR(reads(c, "leaf1"), "leaf1");
 	CHECK_STR(reads(c, "top"), "top");
+	/* ancestors: what a change the WAL reports for a leaf also changes */
+	const CatalogSet *up = catalog_ancestors(find(c, "leaf1"));
+	CHECK_STR(names(up), "leaf1 mid top");
+	CHECK(up->rels[0] == find(c, "leaf1") && up->rels[1] == find(c, "mid")); /* nearest first */
+	CHECK_STR(names(catalog_ancestors(find(c, "side"))), "side top");
+	CHECK_STR(names(catalog_ancestors(find(c, "top"))), "top");
 	catalog_unref(c);
 }
 
@@ -252,6 +258,8 @@ TEST(classic_and_multiple_inheritance)
 	/* through tagged, dog's rows change, and they are rows of pet and animal too */
 	CHECK_STR(writes(c, "tagged", CATALOG_UPDATE), "animal dog pet tagged");
 	CHECK_STR(writes(c, "pet", CATALOG_INSERT), "animal dog pet tagged");
+	CHECK_STR(names(catalog_ancestors(find(c, "dog"))), "animal dog pet tagged");
+	CHECK_STR(names(catalog_ancestors(find(c, "pet"))), "animal pet");
 	catalog_unref(c);
 }
 
@@ -355,6 +363,15 @@ TEST(relations_outside_the_model)
 	CHECK_CONTAINS(why_read(c, "vsys"), "pg_catalog.pg_class, outside the model");
 	CHECK_STR(reads(c, "vgone"), "t vgone !");
 	CHECK_CONTAINS(why_read(c, "vgone"), "oid 777");
+	catalog_unref(c);
+	/* a parent outside the model */
+	b = catalog_builder_new();
+	rel(b, 64, "orphan", "r");
+	inh(b, 64, 778);
+	c = finish(b);
+	REQUIRE(c);
+	CHECK_STR(names(catalog_ancestors(find(c, "orphan"))), "orphan !");
+	CHECK_CONTAINS(catalog_ancestors(find(c, "orphan"))->why, "oid 778");
 	catalog_unref(c);
 }
 

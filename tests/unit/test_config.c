@@ -323,9 +323,11 @@ TEST(cache_section)
 			 "    - { schema: users }\n"
 			 "  invalidate:\n"
 			 "    - { table: orders, also: [daily_order_summary] }\n"
-			 "  wal_listener: { service: users, slot: my_slot }\n");
+			 "  wal_listener: { service: users, slot: my_slot }\n"
+			 "  catalog_refresh: 5m\n");
 	REQUIRE(c != NULL);
 	CHECK(c->cache.enabled);
+	CHECK_INT(c->cache.catalog_refresh_ms, 300000);
 	CHECK_INT(c->cache.l1_max_memory, 64 * 1024 * 1024);
 	CHECK_INT(c->cache.max_result, 256 * 1024);
 	CHECK_INT(c->cache.n_redis_nodes, 2);
@@ -343,7 +345,16 @@ TEST(cache_section)
 	c = load(MINIMAL_TAIL);
 	REQUIRE(c != NULL);
 	CHECK(!c->cache.enabled);
+	CHECK_INT(c->cache.catalog_refresh_ms, 60000); /* the default */
 	config_unref(c);
+	c = load(MINIMAL_TAIL "cache:\n  catalog_refresh: 0\n");
+	REQUIRE(c != NULL);
+	CHECK_INT(c->cache.catalog_refresh_ms, 0);
+	config_unref(c);
+	CHECK_ERROR(MINIMAL_TAIL "cache:\n  catalog_refresh: 50ms\n",
+		    "t.yaml:7:20: cache.catalog_refresh must be 0 (no periodic refresh) or at least 100ms, got 50ms");
+	CHECK_ERROR_CONTAINS(MINIMAL_TAIL "cache:\n  catalog_refresh: 2d\n",
+			     "t.yaml:7:20: cache.catalog_refresh must be a duration between");
 	CHECK_ERROR(MINIMAL_TAIL "cache:\n  redis: { nodes: [\"localhost\"] }\n",
 		    "t.yaml:7:19: cache.redis.nodes[0] must be \"host:port\", got \"localhost\"");
 	CHECK_ERROR(MINIMAL_TAIL "cache:\n  rules: [ { ttl: 5s } ]\n",

@@ -130,13 +130,13 @@ TEST(search_path_resolution)
 	CHECK_ROUTE(route_full(NULL, "", NULL, "SELECT * FROM x"), "users", -1);
 	/* what router_resolve_relation reports */
 	RouterRelation rr;
-	SqlRelation rel = {NULL, "invoices"};
+	SqlRelation rel = {NULL, "invoices", 0};
 	router_resolve_relation(cfg, app(), "public, billing", NULL, &rel, &rr);
 	CHECK_INT(rr.how, ROUTER_REL_SEARCH_PATH);
 	CHECK_STR(rr.schema, "billing");
 	CHECK(!rr.by_name);
 	CHECK(rr.service == svc("orders"));
-	rel = (SqlRelation){NULL, "orders"};
+	rel = (SqlRelation){NULL, "orders", 0};
 	router_resolve_relation(cfg, app(), NULL, "bob", &rel, &rr);
 	CHECK_INT(rr.how, ROUTER_REL_SEARCH_PATH);
 	CHECK(rr.by_name);
@@ -144,12 +144,12 @@ TEST(search_path_resolution)
 	router_resolve_relation(cfg, app(), "", NULL, &rel, &rr);
 	CHECK_INT(rr.how, ROUTER_REL_BARE_NAME);
 	CHECK_INT(router_rule_index(cfg, rr.rule), 1);
-	rel = (SqlRelation){NULL, "nothing"};
+	rel = (SqlRelation){NULL, "nothing", 0};
 	router_resolve_relation(cfg, app(), NULL, NULL, &rel, &rr);
 	CHECK_INT(rr.how, ROUTER_REL_DEFAULT);
 	CHECK(rr.service == svc("users"));
 	CHECK(rr.rule == NULL);
-	rel = (SqlRelation){"billing", "nothing"};
+	rel = (SqlRelation){"billing", "nothing", 0};
 	router_resolve_relation(cfg, app(), NULL, NULL, &rel, &rr);
 	CHECK_INT(rr.how, ROUTER_REL_QUALIFIED);
 	CHECK_INT(router_rule_index(cfg, rr.rule), 0);

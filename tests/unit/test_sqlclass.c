@@ -165,6 +165,68 @@ TEST(relations_through_queries)
 	CHECK_RELS("VACUUM ANALYZE vac", "vac");
 }
 
+/* "t:IU, u:-" for a statement's relations with what it writes (I, U, D, T; - for nothing). */
+static const char *writes_of(const char *sql)
+{
+	static char buf[1024];
+	SqlAnalysis *a = an(sql);
+	size_t used = 0;
+	buf[0] = 0;
+	if (a->parse_error || a->n_statements != 1) {
+		snprintf(buf, sizeof buf, "(parse error or %zu statements)", a->n_statements);
+	} else {
+		const SqlStatement *st = &a->statements[0];
+		for (size_t i = 0; i < st->n_relations; i++) {
+			unsigned w = st->relations[i].writes;
+			used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s:%s%s%s%s%s", i ? ", " : "",
+						 st->relations[i].name, w & SQL_WRITES_INSERT ? "I" : "",
+						 w & SQL_WRITES_UPDATE ? "U" : "", w & SQL_WRITES_DELETE ? "D" : "",
+						 w & SQL_WRITES_TRUNCATE ? "T" : "", w ? "" : "-");
+		}
+	}
+	sqlclass_release(a);
+	return buf;
+}
+
+TEST(written_relations)
+{
+	CHECK_STR(writes_of("INSERT INTO a.x (id) SELECT id FROM y JOIN z ON true"), "x:I, y:-, z:-");
+	CHECK_STR(writes_of("INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING"), "t:I");
+	CHECK_STR(writes_of("INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET v = (SELECT v FROM src)"),
+		  "t:IU, src:-");
+	CHECK_STR(writes_of("UPDATE t SET a = u.a FROM u WHERE t.id = u.id"), "t:U, u:-");
+	CHECK_STR(writes_of("DELETE FROM t USING u WHERE t.id = u.id"), "t:D, u:-");
+	CHECK_STR(writes_of("MERGE INTO t USING src ON t.id = src.id WHEN MATCHED THEN UPDATE SET x = 1 "
+			    "WHEN NOT MATCHED THEN INSERT VALUES (1)"), "t:IU, src:-");
+	CHECK_STR(writes_of("MERGE INTO t USING src ON t.id = src.id WHEN MATCHED AND x > 1 THEN DELETE "
+			    "WHEN MATCHED THEN DO NOTHING"), "t:D, src:-");
+	/* a relation read and written: one entry with the writes */
+	CHECK_STR(writes_of("INSERT INTO t SELECT * FROM t"), "t:I");
+	CHECK_STR(writes_of("UPDATE t SET x = (SELECT max(x) FROM public.t)"), "t:U, t:-");
+	/* writable CTEs, at any depth; a CTE's name is not a relation */
+	CHECK_STR(writes_of("WITH d AS (DELETE FROM a RETURNING *), i AS (INSERT INTO b SELECT * FROM d RETURNING *) "
+			    "UPDATE c SET n = 1 FROM i"), "a:D, b:I, c:U");
+	CHECK_STR(writes_of("EXPLAIN ANALYZE UPDATE t SET x = 1"), "t:U");
+	CHECK_STR(writes_of("EXPLAIN UPDATE t SET x = 1"), "t:-"); /* nothing runs */
+	CHECK_STR(writes_of("COPY (INSERT INTO t VALUES (1) RETURNING *) TO STDOUT"), "t:I");
+	/* statements that write every relation they name */
+	CHECK_STR(writes_of("TRUNCATE a, s.b CASCADE"), "a:T, b:T");
+	CHECK_STR(writes_of("COPY t FROM STDIN"), "t:I");
+	CHECK_STR(writes_of("COPY t TO STDOUT"), "t:-");
+	CHECK_STR(writes_of("REFRESH MATERIALIZED VIEW CONCURRENTLY mv"), "mv:U");
+	/* named without writing */
+	CHECK_STR(writes_of("LOCK TABLE l1 IN SHARE MODE"), "l1:-");
+	CHECK_STR(writes_of("SELECT * INTO newt FROM src"), "newt:-, src:-");
+	CHECK_STR(writes_of("CREATE TABLE c AS SELECT * FROM src"), "src:-, c:-");
+	CHECK_STR(writes_of("SELECT * FROM t FOR UPDATE"), "t:-");
+	SqlAnalysis *a = an("SELECT * INTO newt FROM src");
+	CHECK(a->statements[0].select_into && a->statements[0].kind == SQL_KIND_WRITE);
+	sqlclass_release(a);
+	a = an("SELECT * FROM src");
+	CHECK(!a->statements[0].select_into);
+	sqlclass_release(a);
+}
+
 TEST(cte_names_are_not_relations)
 {
 	/* t in its own non-recursive body is the table; u sees the CTE t; main sees both */
@@ -638,6 +700,7 @@ int main(void)
 	RUN(cache_and_errors);
 	RUN(prefilter);
 	RUN(relations_through_queries);
+	RUN(written_relations);
 	RUN(cte_names_are_not_relations);
 	RUN(ddl_targets);
 	RUN(schemas_named);
