@@ -345,7 +345,7 @@ def agg(sql, params, tables, feature):
 
 # ---------------------------------------------------------------- the workload per feature
 
-FEATURES = ("keyed", "savepoints", "direct", "cascade", "trigger", "view", "partition", "replicas")
+FEATURES = ("keyed", "savepoints", "savepoints-release", "direct", "cascade", "trigger", "view", "partition", "replicas")
 
 
 def rand_key(rnd):
@@ -372,7 +372,7 @@ class Workload:
     def one_write(self, rnd, direct=False):
         f = self.feature
         x = rnd.random()
-        if f in ("keyed", "savepoints", "direct", "replicas"):
+        if f in ("keyed", "savepoints", "savepoints-release", "direct", "replicas"):
             t = rnd.choice(("k1", "u1") if direct else ("k1", "k2", "u1"))
             if x < 0.6:
                 return upd(t, self.key(rnd, t, True))
@@ -436,14 +436,16 @@ class Workload:
         pipeline (autocommit batch: one implicit transaction up to Sync), pipeline-tx (BEGIN ... COMMIT
         in one batch), multi (several statements in one simple Query: one implicit transaction)."""
         x = rnd.random()
-        if self.feature == "savepoints" and not direct and x < 0.7:
+        if self.feature in ("savepoints", "savepoints-release") and not direct and x < 0.7:
+            release_only = self.feature == "savepoints-release"
             steps = [("w", w) for w in self.writes(rnd, rnd.randint(1, 2))]
             for name in ("a", "b")[:rnd.randint(1, 2)]:
                 steps.append(("sp", name))
                 steps += [("w", w) for w in self.writes(rnd, rnd.randint(1, 2))]
-                if rnd.random() < 0.3:
+                if rnd.random() < 0.3 and not release_only:
                     steps.append(("try", self.one_write(rnd)))
-                steps.append((rnd.choice(("rollback_to", "rollback_to", "release")), name))
+                steps.append(("release" if release_only else rnd.choice(("rollback_to", "rollback_to", "release")),
+                              name))
                 if rnd.random() < 0.5:
                     steps += [("w", w) for w in self.writes(rnd, 1)]
             return "tx", steps, "rollback" if rnd.random() < 0.1 else "commit"
@@ -463,7 +465,7 @@ class Workload:
         f = self.feature
         k = rand_key(rnd)
         x = rnd.random()
-        if f in ("keyed", "savepoints", "direct", "replicas"):
+        if f in ("keyed", "savepoints", "savepoints-release", "direct", "replicas"):
             t = rnd.choice(("k1", "k2", "u1"))
             if x < 0.6:
                 return point(t, k, f)
@@ -729,7 +731,7 @@ class Run:
                                 raise
                             led.note_error(client.where, e)
                             client.run(proto, "ROLLBACK TO SAVEPOINT t")
-                            txn.stmts.append(f"-- {getattr(e, 'sqlstate', '')}; ROLLBACK TO SAVEPOINT t")
+                            txn.stmts.append(f"ROLLBACK TO SAVEPOINT t (after {getattr(e, 'sqlstate', '')})")
                             _, eff = levels.pop()
                             txn.undone.extend(eff)
                     elif kind == "sp":
@@ -1300,6 +1302,13 @@ def direct_connect(pg):
 
 # ---------------------------------------------------------------- one test
 
+def cause_tag(t):
+    """How a transaction was made, for grouping the violations by the commit they missed."""
+    return t.mode + ("+direct" if t.direct else "") + \
+        (" with ROLLBACK TO" if any(x.startswith("ROLLBACK TO") for x in t.stmts) else "") + \
+        (" with SAVEPOINT" if any(x.startswith("SAVEPOINT") for x in t.stmts) else "")
+
+
 def target_reads():
     return int(os.environ.get("PGRELAY_STALE_READS", "6000"))
 
@@ -1494,9 +1503,7 @@ def run_random(d, feature, *, direct_writes=False, replica=None, seed=None, read
         for v in violations:
             if v.kind in ("stale", "cascade-stale") and v.refs:
                 t = v.refs[0]
-                tag = t.mode + ("+direct" if t.direct else "") + \
-                    (" with ROLLBACK TO" if any(x.startswith("ROLLBACK TO") for x in t.stmts) else "")
-                causes[f"{v.kind} after {tag}"] += 1
+                causes[f"{v.kind} after {cause_tag(t)}"] += 1
                 lags[v.kind].append(v.read.s - t.t_ack)
         if causes:
             out.append("  the commit missed: " + ", ".join(f"{k} {n}" for k, n in sorted(causes.items())))
@@ -1506,8 +1513,9 @@ def run_random(d, feature, *, direct_writes=False, replica=None, seed=None, read
                            f"{ls[len(ls) // 2] * 1000:.1f} ms) after that commit's acknowledgement")
         shown = collections.Counter()
         for v in violations:
-            key = (v.kind, v.read.spec[0], v.read.proto)
-            if shown[key] >= 3 or sum(shown.values()) >= 12:
+            # a few of each kind of read and of each kind of commit missed
+            key = (v.kind, v.read.spec[0], cause_tag(v.refs[0]) if v.refs else None)
+            if shown[key] >= 2 or sum(shown.values()) >= 16:
                 continue
             shown[key] += 1
             out.append(checker.describe(v))

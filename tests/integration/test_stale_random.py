@@ -10,6 +10,7 @@ aggregates must equal PostgreSQL's answer when no write was in flight.
 One test function per feature, so that what passes is visible:
     test_random_keyed                  keyed (key: id) and unkeyed tables
     test_random_savepoints             transactions with SAVEPOINT / RELEASE / ROLLBACK TO
+    test_random_savepoints_release_only  the same without ROLLBACK TO
     test_random_direct_writes          writes made directly on PostgreSQL (WAL listener, its bound)
     test_random_cascade_trigger_view   [cascade | trigger | view | partition]: what the catalog
                                        knows (without cache.invalidate lines, and with them for
@@ -76,6 +77,13 @@ def test_random_keyed(request, pg_logical, workdir, cfg):
 def test_random_savepoints(request, pg_logical, workdir, cfg):
     with deployed(request, cfg, pg_logical, workdir) as d:
         check(run_random(d, "savepoints"))
+
+
+@pytest.mark.parametrize("cfg", ["redis-nowal", "cluster-wal"])
+def test_random_savepoints_release_only(request, pg_logical, workdir, cfg):
+    """The same with SAVEPOINT and RELEASE only (no ROLLBACK TO): separates what ROLLBACK TO breaks."""
+    with deployed(request, cfg, pg_logical, workdir) as d:
+        check(run_random(d, "savepoints-release"))
 
 
 @pytest.mark.parametrize("cfg", ["redis-wal", "cluster-wal"])
