@@ -57,7 +57,7 @@ import uuid
 import psycopg
 from psycopg import pq
 
-from cache_matrix import SIGNING_KEY, Deployment
+from cache_matrix import Deployment
 from conftest import APP_PASSWORD, Relay, base_config, deep_merge, free_port, wait_for
 
 S = "sr"  # the schema
@@ -345,7 +345,8 @@ def agg(sql, params, tables, feature):
 
 # ---------------------------------------------------------------- the workload per feature
 
-FEATURES = ("keyed", "savepoints", "savepoints-release", "direct", "cascade", "trigger", "view", "partition", "replicas")
+FEATURES = ("keyed", "savepoints", "savepoints-release", "direct", "cascade", "trigger", "view", "partition",
+            "replicas")
 
 
 def rand_key(rnd):
@@ -453,7 +454,8 @@ class Workload:
             return "auto", [("w", self.one_write(rnd, direct))], "commit"
         if x < 0.75 or direct:
             n = rnd.randint(2, 4)
-            return "tx", [("w", w) for w in self.writes(rnd, n, direct)], "rollback" if rnd.random() < 0.15 else "commit"
+            end = "rollback" if rnd.random() < 0.15 else "commit"
+            return "tx", [("w", w) for w in self.writes(rnd, n, direct)], end
         if x < 0.85:
             return "pipeline", [("w", w) for w in self.writes(rnd, rnd.randint(2, 3))], "commit"
         if x < 0.92:
@@ -472,8 +474,8 @@ class Workload:
             if x < 0.78:
                 return rng(t, k, k + rnd.randint(0, 4), f)
             if x < 0.9:
-                return ("join", f"SELECT a.id, a.v, b.v FROM {S}.k1 a LEFT JOIN {S}.k2 b ON b.id = a.id WHERE a.id = %s",
-                        [k], ("join-kk", k), f)
+                return ("join", f"SELECT a.id, a.v, b.v FROM {S}.k1 a LEFT JOIN {S}.k2 b ON b.id = a.id "
+                        "WHERE a.id = %s", [k], ("join-kk", k), f)
             t = rnd.choice(("k2", "u1", "k1"))
             return agg(f"SELECT count(*), coalesce(sum(v), 0) FROM {S}.{t}", [], [t], f)
         if f == "cascade":
@@ -1463,8 +1465,8 @@ def run_random(d, feature, *, direct_writes=False, replica=None, seed=None, read
              f"{' +replica' if replica is not None else ''} (seed {seed}): "
              f"{len(ledger.reads)} reads in {duration:.1f} s = {len(ledger.reads) / duration:.0f} reads/s; "
              f"violations: {len(violations)}"]
-    lines.append(f"  reads by scope/kind: " + ", ".join(f"{k} {v}" for k, v in sorted(st.items())))
-    lines.append(f"  reads by protocol: " + ", ".join(f"{k} {v}" for k, v in sorted(protos.items())))
+    lines.append("  reads by scope/kind: " + ", ".join(f"{k} {v}" for k, v in sorted(st.items())))
+    lines.append("  reads by protocol: " + ", ".join(f"{k} {v}" for k, v in sorted(protos.items())))
     lines.append(f"  transactions: {len(txns)} ({', '.join(f'{k} {v}' for k, v in sorted(status.items(), key=str))}; "
                  f"{n_undone} committed with writes rolled back to a savepoint; "
                  f"{sum(1 for t in txns if t.direct)} direct on PostgreSQL); modes: "

@@ -18,9 +18,19 @@ One test function per feature, so that what passes is visible:
     test_random_replicas               reads: replicas (read-your-writes for the writer, cache hits
                                        of a third instance's only client checked strictly)
 
+Configurations: CONFIGS below (two instances, L1 + Redis single node or Cluster, WAL listener on
+pg_logical or not); direct writes only with the listener (checked with cache_matrix.WAL_BOUND);
+replicas on pg + pg_replica with a third instance for the probe.
+
+The default (6000 reads per test) takes 5-15 s per test, about 3.5 min for the file with ASan.
+The full run (100,000 reads per test, release build):
+    PGRELAY_STALE_READS=100000 PGRELAY_IT_TEST_TIMEOUT=900 PGRELAY_BIN=build/pgrelay \
+        /usr/bin/python3 -m pytest -p no:cacheprovider tests/integration/test_stale_random.py -q -s
+
 Environment:
-    PGRELAY_STALE_READS   reads per test (default 6000; the full run: 100000, with
-                          PGRELAY_IT_TEST_TIMEOUT raised and the release build)
+    PGRELAY_STALE_READS   reads per test (default 6000)
+    PGRELAY_STALE_WRITE_PAUSE  mean seconds between a writer's transactions (default 0.05)
+    PGRELAY_STALE_REPLAY_PAUSES  0: the replica test does not pause the replica's replay
     PGRELAY_STALE_SEED    a fixed seed (default: random, printed)
     PGRELAY_STALE_REPORT  a file the summaries (and violations) are appended to
 Run with -s to see each test's summary (reads/s, hit rates, checks) when it passes.
