@@ -1,4 +1,4 @@
-"""The admin console (issue 6): the virtual database "pgrelay" (alias "pgbouncer") with PgBouncer's
+"""The admin console: the virtual database "pgrelay" (alias "pgbouncer") with PgBouncer's
 commands and columns — compared with Debian's pgbouncer in the same run — and pgrelay's own SHOW
 ROUTES / BACKENDS / CACHE / PREPARED; PAUSE/RESUME under pgbench, RELOAD, KILL, DISABLE/ENABLE,
 RECONNECT, SET log_level; who may do what."""

@@ -1,4 +1,4 @@
-"""Result cache (issue 5): what is served from the cache, and the stale-read cases — each test fails
+"""Result cache: what is served from the cache, and the stale-read cases — each test fails
 if a client is handed a row that an acknowledged commit has already changed.
 
 How a test knows a result came from the cache: it changes the row directly on PostgreSQL (around

@@ -1,4 +1,4 @@
-"""Result cache with its L2 in Redis (issue 5): two pgrelay instances sharing one Redis or a 6-node
+"""Result cache with its L2 in Redis: two pgrelay instances sharing one Redis or a 6-node
 Redis Cluster never hand out a row that a commit acknowledged through the other one changed; L2
 hits; Redis killed and restarted under load without a client error; a slot moved in the cluster.
 

@@ -1,4 +1,4 @@
-"""Metrics (issue 6): per-pool statistics, histograms, the HTTP endpoint (/metrics, /health), the
+"""Metrics: per-pool statistics, histograms, the HTTP endpoint (/metrics, /health), the
 slow-query log, the JSON log format and the stats line.
 
 /metrics is checked three ways: the series are there and move with the traffic (exact deltas where

@@ -1,4 +1,4 @@
-"""Statement routing (issue 4) end to end, against real servers: the session PostgreSQL `pg` (service
+"""Statement routing end to end, against real servers: the session PostgreSQL `pg` (service
 `main`, database appdb, the default service of the client database appdb), a second independent
 PostgreSQL `pg2` (service `orders`, database `orders`, the default service of the client database
 ordersdb) and, for the replica tests, the streaming replica of `pg` made with pg_basebackup.

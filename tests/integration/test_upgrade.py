@@ -1,4 +1,4 @@
-"""Restart / upgrade without refusing clients (issue 6): a new pgrelay started with the same
+"""Restart / upgrade without refusing clients: a new pgrelay started with the same
 configuration takes the listening socket over from the running one (SCM_RIGHTS on
 listen.upgrade_socket); the old one stops accepting, lets its clients finish their transactions and
 exits. pgbench --connect running through the switch sees zero failed transactions."""
