@@ -29,7 +29,7 @@ PACKAGES=(
 	# servers and clients used by the tests, the demo and the benchmark
 	postgresql-15 postgresql-client-15 pgbouncer redis-server
 	# test harness (Debian's python3, /usr/bin/python3; no pip)
-	python3 python3-pytest python3-psycopg python3-asyncpg
+	python3 python3-pytest python3-pytest-xdist python3-psycopg python3-asyncpg
 	# tools the scripts call
 	procps iproute2 openssl
 	# tests/integration/test_metrics.py: promtool check metrics, and a Prometheus server scraping /metrics

@@ -12,7 +12,9 @@
 #   5. ends with one line: "N passed, N failed" (", N skipped" when some were skipped), counting
 #      every meson test and every pytest test; exits non-zero if anything failed.
 #
-# Environment: PYTEST_ARGS adds arguments to pytest (e.g. PYTEST_ARGS="-k pgbench -x").
+# Environment: PYTEST_ARGS adds arguments to pytest (e.g. PYTEST_ARGS="-k pgbench -x");
+# PYTEST_WORKERS sets the number of pytest-xdist workers (default: the number of cores);
+# PGRELAY_IT_SUITE_BUDGET the seconds the integration run may take (default 2400).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -82,14 +84,19 @@ JUNIT="$ROOT/build-asan/pytest-junit.xml"
 rm -f "$JUNIT"
 if [ $built_asan = 1 ]; then
 	note "integration tests (tests/integration, pgrelay = build-asan/pgrelay)"
+	# One pytest-xdist worker per core, each with its own PostgreSQL and Redis servers (ports split
+	# between workers: tests/integration/ports.py); a file's tests stay on one worker.
+	# Each test has its own time limit (conftest.py). PGRELAY_IT_SUITE_BUDGET stops the run between
+	# tests once spent, keeping the summary and the JUnit file; `timeout` is the backstop.
 	# shellcheck disable=SC2086
-	# Each test has its own time limit (conftest.py); this one bounds the whole suite.
-	PGRELAY_BIN="$ROOT/build-asan/pgrelay" timeout -k 30 900 "$PY" -m pytest -p no:cacheprovider \
-		tests/integration -q -ra --junitxml="$JUNIT" ${PYTEST_ARGS:-}
+	PGRELAY_BIN="$ROOT/build-asan/pgrelay" PGRELAY_IT_SUITE_BUDGET=${PGRELAY_IT_SUITE_BUDGET:-2400} \
+		timeout -k 30 2700 "$PY" -m pytest -p no:cacheprovider -n "${PYTEST_WORKERS:-$(nproc)}" \
+		--dist loadfile tests/integration -q -ra --durations=15 --junitxml="$JUNIT" ${PYTEST_ARGS:-}
 	rc=$?
 	if [ $rc -ne 0 ] && [ $rc -ne 1 ]; then
 		# 1 = some tests failed (counted below); anything else: pytest itself failed, collected no
-		# test (5), which must not pass as green, or ran out of time (124).
+		# test (5), which must not pass as green, was stopped by its time budget (2) or ran out
+		# of time (124).
 		steps_failed+=("pytest (exit status $rc)")
 	fi
 else

@@ -42,6 +42,7 @@ import psycopg
 
 import pgwire
 from conftest import APP_PASSWORD, PW_PASSWORD, Relay, base_config, deep_merge, free_port, wait_for
+from wal_fixtures import drop_slots
 
 PROTOCOLS = ("simple", "extended", "raw")
 NOW, BOUNDED, NEVER = "now", "bounded", "never"
@@ -215,9 +216,10 @@ class Deployment:
         problems = []
         for r in self.started:
             problems += r.finish()
-        for slot in self.slots:
-            self.db.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                            "WHERE slot_name = %s AND NOT active", (slot,))
+        try:
+            drop_slots(self.pg, self.slots)
+        except AssertionError as e:
+            problems.append(str(e))
         self.db.close()
         return problems
 

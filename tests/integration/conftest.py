@@ -10,6 +10,8 @@ Environment:
     PGRELAY_IT_KEEP  1 = keep the run's temporary folder (PostgreSQL data, every pgrelay log);
                      it is kept anyway when a test failed
     PGRELAY_IT_TEST_TIMEOUT  seconds one test may take (default 120)
+    PGRELAY_IT_SUITE_BUDGET  seconds the whole run may take (default: no limit): once spent, the run
+                     stops after the current test with the usual summary (exit status 2)
 
 Fixtures: pg (the session's PostgreSQL), pg2 (a second, independent one, started on first use),
 pg_replica (a streaming replica of it made with
@@ -32,6 +34,7 @@ import time
 
 import psycopg
 import pytest
+from ports import free_port  # noqa: F401 (tests import it from here)
 from redis_fixtures import redis_cluster, redis_single  # noqa: F401 (Redis servers: redis_fixtures.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -65,19 +68,7 @@ def sanitizer_env():
     return env
 
 
-_given_ports = set()
 
-
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on now (and that this run has not handed out)."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _given_ports:
-            _given_ports.add(port)
-            return port
-    raise RuntimeError("no free port")
 
 
 def wait_for(predicate, timeout, interval=0.05, what="condition"):
@@ -620,5 +611,40 @@ def pytest_runtest_call(item):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+# ---------------------------------------------------------------- the whole run's time budget
+# Stopping between tests (rather than being killed from outside) keeps the summary, the failures'
+# reports and the JUnit file.
+SUITE_BUDGET = float(os.environ.get("PGRELAY_IT_SUITE_BUDGET", "0"))
+SUITE_T0 = time.monotonic()
+
+
+def _budget_spent(nodeid):
+    if SUITE_BUDGET and time.monotonic() - SUITE_T0 > SUITE_BUDGET:
+        return f"the run's time budget ({SUITE_BUDGET:.0f} s, PGRELAY_IT_SUITE_BUDGET) was spent after {nodeid}"
+    return None
+
+
+def pytest_runtest_logreport(report):
+    # Runs in the process that reports: pytest itself, or xdist's controller (whose scheduler is
+    # the "dsession" plugin and stops handing out tests once its shouldstop is set).
+    if report.when != "teardown" or not _SESSION:
+        return
+    why = _budget_spent(report.nodeid)
+    if why:
+        dsession = _SESSION[0].config.pluginmanager.getplugin("dsession")
+        if dsession is not None:
+            dsession.shouldstop = why
+        elif not hasattr(_SESSION[0].config, "workerinput"):
+            _SESSION[0].shouldstop = why
+
+
+_SESSION = []
+
+
+def pytest_sessionstart(session):
+    _SESSION.append(session)
+
 
 from wal_fixtures import pg_logical  # noqa: E402,F401  (WAL listener tests: wal_level = logical)

@@ -15,27 +15,15 @@ every node says cluster_state:ok.
 """
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
+from ports import free_port as _free_port
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
 
-_ports = set()
-
-
-def _free_port():
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _ports:
-            _ports.add(port)
-            return port
-    raise RuntimeError("no free port")
 
 
 def _wait(pred, timeout, what, interval=0.05):

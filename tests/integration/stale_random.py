@@ -1254,26 +1254,6 @@ class StaleDeployment(Deployment):
                                             "AND active") == 1, 15, 0.05, what=f"the WAL listener of {r.port}")
         return r
 
-    def stop(self):
-        problems = []
-        for c in self._clients:
-            try:
-                c.close()
-            except Exception:  # noqa: BLE001
-                pass
-        for r in self.started:
-            problems += r.finish()
-        for slot in self.slots:
-            try:
-                wait_for(lambda: self.sql_value("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s "
-                                                "AND active", (slot,)) == 0, 10, 0.1, what=f"slot {slot} released")
-            except AssertionError:
-                pass
-            self.db.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                            "WHERE slot_name = %s AND NOT active", (slot,))
-        self.db.close()
-        return problems
-
     def cache_stats(self, relay):
         a = self._admin.get(relay)
         if a is None:
@@ -1312,7 +1292,7 @@ def cause_tag(t):
 
 
 def target_reads():
-    return int(os.environ.get("PGRELAY_STALE_READS", "6000"))
+    return int(os.environ.get("PGRELAY_STALE_READS", "2500"))
 
 
 def run_random(d, feature, *, direct_writes=False, replica=None, seed=None, reads=None, max_seconds=None,

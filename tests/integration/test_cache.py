@@ -340,9 +340,8 @@ def wait_wal_streaming(relay, pg_logical, slot):
 
 
 def wal_cache(pg_logical, slot, rules):
-    from wal_fixtures import WAL_PASSWORD, WAL_USER
-    pg_logical.sql(f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'",
-                   dbname="appdb")
+    from wal_fixtures import WAL_PASSWORD, WAL_USER, drop_slots
+    drop_slots(pg_logical, [slot])
     return cache_section(rules=rules, invalidate=[], wal_listener={"service": "main", "slot": slot, "user": WAL_USER,
                                                                   "password": WAL_PASSWORD})
 

@@ -362,10 +362,9 @@ def test_wal_listener_invalidates_views_and_parents(pgrelay, wal_shapes, proto):
     """Writes made directly on PostgreSQL: the WAL names the base table (not the view) and the
     partition (not its parent); reads of the view and of the parent stop being served within the
     listener's delay. A trigger's write comes through the WAL as a change of its own."""
-    from wal_fixtures import WAL_PASSWORD, WAL_USER
+    from wal_fixtures import WAL_PASSWORD, WAL_USER, drop_slots
     slot = f"pgrelay_catalog_{proto}"
-    wal_shapes.sql(f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'",
-                   dbname="appdb")
+    drop_slots(wal_shapes, [slot])
     r = pgrelay(services={"main": {"primary": {"port": wal_shapes.port}}}, admin={"users": ["app"]},
                 cache={"l1": {"max_memory": "16MB"}, "rules": RULES,
                        "wal_listener": {"service": "main", "slot": slot, "user": WAL_USER, "password": WAL_PASSWORD}})

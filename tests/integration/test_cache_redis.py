@@ -20,7 +20,7 @@ from conftest import APP_PASSWORD, wait_for
 from redis_fixtures import RedisCluster, RedisServer
 from test_cache import RULES
 from test_redis import _migrate
-from wal_fixtures import WAL_PASSWORD, WAL_USER
+from wal_fixtures import WAL_PASSWORD, WAL_USER, drop_slots
 
 pytestmark = pytest.mark.usefixtures("cache_tables")
 
@@ -220,8 +220,7 @@ def cache_counts(relay):
 def wal_instance(pgrelay, pg_logical, nodes, prefix, slot, cluster=False, **over):
     """A pgrelay on pg_logical with Redis and its own WAL listener slot; returns once it streams."""
     from test_cache import wait_wal_streaming
-    pg_logical.sql(f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'",
-                   dbname="appdb")
+    drop_slots(pg_logical, [slot])
     r = pgrelay(services={"main": {"primary": {"port": pg_logical.port}}}, admin={"users": ["app"]},
                 cache=redis_cache(nodes, cluster, prefix, rules=[{"tables": ["wr", "wr_other"], "ttl": "5m"}],
                                   wal_listener={"service": "main", "slot": slot, "user": WAL_USER,

@@ -12,6 +12,11 @@ import pytest
 
 import conftest as harness  # the module pytest loaded; read at fixture time (no import cycle)
 
+# Logical slots the session's tests may hold at once (each WAL test creates its own, and every
+# instance of a configuration with the listener has one): PostgreSQL's default of 10 is too few if
+# one teardown is slow.
+MAX_SLOTS = 40
+
 WAL_USER = "walrep"
 WAL_PASSWORD = "walpw"
 
@@ -27,6 +32,8 @@ def pg_logical(workdir):
     server.start()
     try:
         server.sql("ALTER SYSTEM SET wal_level = 'logical'")
+        server.sql(f"ALTER SYSTEM SET max_replication_slots = {MAX_SLOTS}")
+        server.sql(f"ALTER SYSTEM SET max_wal_senders = {MAX_SLOTS + 10}")
         server.as_postgres(os.path.join(harness.PGBIN, "pg_ctl"), "-D", server.data, "-l", server.log, "-w", "-t",
                            "60", "-m", "fast", "restart")
         assert server.sql("SHOW wal_level") == "logical"
@@ -35,3 +42,15 @@ def pg_logical(workdir):
         yield server
     finally:
         server.stop()
+
+
+def drop_slots(server, slots, dbname="appdb", timeout=10):
+    """Drops the named logical slots of server, each once its walsender has gone (a pgrelay that was
+    just stopped may still hold it for a moment: dropping an active slot fails, and a slot left
+    behind takes one of the server's max_replication_slots for the rest of the session)."""
+    for slot in slots:
+        harness.wait_for(lambda: server.sql(f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}' "
+                                            "AND active", dbname=dbname) == "0", timeout, 0.05,
+                         what=f"slot {slot} released")
+        server.sql(f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'",
+                   dbname=dbname)
