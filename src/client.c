@@ -275,9 +275,19 @@ static void client_handle_startup(Client *c, const uint8_t *packet, size_t len)
 	}
 	switch (st.code) {
 	case PROTO_CODE_SSL:
+		if (c->ssl_asked) {
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "SSLRequest sent twice on one connection");
+			return;
+		}
+		c->ssl_asked = true;
 		client_ssl_request(c);
 		return;
 	case PROTO_CODE_GSSENC:
+		if (c->gss_asked) {
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "GSSENCRequest sent twice on one connection");
+			return;
+		}
+		c->gss_asked = true;
 		conn_send(&c->conn, "N", 1); /* GSSAPI encryption is not supported */
 		return;
 	case PROTO_CODE_CANCEL:
@@ -578,6 +588,12 @@ static RelayAction client_auth_msg(void *owner, RelayCtx *rc, uint8_t type, cons
 			     isprint(type) ? type : '?');
 		return RELAY_CLOSED;
 	}
+	/* As PostgreSQL (PG_MAX_AUTH_TOKEN_LENGTH): refused before the read buffer grows for it. */
+	if (total - PROTO_HEADER_LEN > PROTO_AUTH_MAX_LEN) {
+		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "password message of %zu bytes is above the limit of %u",
+			     total - PROTO_HEADER_LEN, (unsigned)PROTO_AUTH_MAX_LEN);
+		return RELAY_CLOSED;
+	}
 	if (avail < total)
 		return RELAY_NEED_BODY;
 	client_handle_auth_message(c, msg + PROTO_HEADER_LEN, total - PROTO_HEADER_LEN);
@@ -588,19 +604,36 @@ static RelayAction client_auth_msg(void *owner, RelayCtx *rc, uint8_t type, cons
 }
 
 static const RelayOps client_auth_ops = {.message = client_auth_msg};
+/* Limit of bytes queued towards a peer before we stop reading from this side. */
+static size_t backpressure_limit(const Runtime *rt) { return rt->config->buffer_size; }
+
 static RelayAction client_relay_msg(void *owner, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
 				    size_t avail)
 {
 	Client *c = owner;
+	/* Messages streamed through (never held whole) are bounded too. */
+	if (total > c->conn.in_max) {
+		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION,
+			     "message of type \"%c\" with %zu bytes is above proxy.max_message_size (%zu)",
+			     isprint(type) ? type : '?', total, c->conn.in_max);
+		return RELAY_CLOSED;
+	}
+	/*
+	 * A client that does not read its replies is not read either, as PostgreSQL does: replies
+	 * pgrelay writes itself (cache hits, local answers, the admin console) and forwarded ones
+	 * wait in its queue, which may pass the limit by one message's reply at most. The next
+	 * message is left in the buffer until client_on_drained.
+	 */
+	if (conn_queued(&c->conn) > backpressure_limit(c->rt)) {
+		c->out_full = true;
+		return RELAY_STOP;
+	}
 	if (c->admin)
 		return admin_client_message(c, rc, type, msg, total, avail);
 	return statement_client_message(owner, rc, type, msg, total, avail);
 }
 
 static const RelayOps client_relay_ops = {.message = client_relay_msg};
-
-/* Limit of bytes queued towards a peer before we stop reading from this side. */
-static size_t backpressure_limit(const Runtime *rt) { return rt->config->buffer_size; }
 
 static void client_process_messages(Client *c);
 
@@ -643,8 +676,8 @@ static void client_process_messages(Client *c)
 		break;
 	}
 	conn_compact(&c->conn);
-	if (c->state == CL_ACTIVE && c->server &&
-	    conn_queued(&c->server->conn) > backpressure_limit(c->rt))
+	if (c->out_full || (c->state == CL_ACTIVE && c->server &&
+			    conn_queued(&c->server->conn) > backpressure_limit(c->rt)))
 		conn_stop_reading(&c->conn);
 }
 
@@ -696,6 +729,10 @@ static void client_on_drained(void *owner)
 	/* The client took what the server sent: let the server go on. */
 	if (c->server)
 		server_kick(c->server);
+	if (c->out_full) {
+		c->out_full = false;
+		client_resume(c);
+	}
 }
 
 static void client_on_failed(void *owner, const char *why)

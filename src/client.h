@@ -43,6 +43,7 @@ struct Client {
 	Conn conn;
 	bool tls;          /* the connection is encrypted */
 	bool tls_pending;  /* handshake in progress after answering 'S' */
+	bool ssl_asked, gss_asked; /* SSLRequest / GSSENCRequest answered (once each, as PostgreSQL) */
 
 	char *user;
 	char *database;
@@ -72,6 +73,7 @@ struct Client {
 	bool close_after_first_tx; /* shutting down while it logged in: close after its first transaction */
 	bool ever_linked;      /* has had a server (a transaction) at least once */
 	bool processing;       /* inside client_process (no kick needed to look at the buffer) */
+	bool out_full;         /* its outbound queue passed proxy.buffer_size: not read until it drains */
 	const char *pinned;    /* transaction pooling: why the client keeps its server (LISTEN, ...) */
 
 	/* Transaction routing (transaction pooling; statement.c). */

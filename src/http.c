@@ -501,6 +501,9 @@ void http_render_metrics(Runtime *rt, struct evbuffer *b)
 	plain_sample(b, "pgrelay_clients_accepted_total", "counter", "Client connections accepted.", rt->stats.clients_accepted);
 	plain_sample(b, "pgrelay_clients_refused_total", "counter", "Client connections refused (max_client_conn).",
 		     rt->stats.clients_refused);
+	plain_sample(b, "pgrelay_accept_pauses_total", "counter",
+		     "Times accepting clients paused for a moment: out of file descriptors or memory.",
+		     rt->stats.accept_pauses);
 	plain_sample(b, "pgrelay_auth_failures_total", "counter", "Client logins that failed authentication.",
 		     rt->stats.auth_failures);
 	plain_sample(b, "pgrelay_servers_opened_total", "counter", "Server connections opened.", rt->stats.servers_opened);

@@ -1,6 +1,9 @@
 /*
  * listener — accepting client connections (see listener.h).
  */
+/* How long accepting pauses when accept() finds no descriptor or memory (the socket stays
+ * readable: without a pause the loop would spin on it). */
+#define ACCEPT_PAUSE_MS 100
 #include "listener.h"
 
 #include <arpa/inet.h>
@@ -10,6 +13,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -44,6 +48,32 @@ static void refuse(int fd, const char *sqlstate, const char *message)
 	close(fd);
 }
 
+static void listener_on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	Runtime *rt = arg;
+	for (int i = 0; i < rt->n_listeners; i++)
+		event_add(rt->ev_accept[i], NULL);
+}
+
+/* Out of descriptors or memory: stop watching the listening sockets for a moment. The pending
+ * connections wait in the kernel's backlog; one line is logged per pause. */
+static void pause_accepting(Runtime *rt, int err)
+{
+	if (!rt->ev_accept_resume)
+		rt->ev_accept_resume = evtimer_new(rt->base, listener_on_resume, rt);
+	if (!rt->ev_accept_resume)
+		return;
+	for (int i = 0; i < rt->n_listeners; i++)
+		event_del(rt->ev_accept[i]);
+	rt->stats.accept_pauses++;
+	log_warning(NULL, "cannot accept clients: %s; pausing for %d ms (%d clients connected; pause %llu)",
+		    strerror(err), ACCEPT_PAUSE_MS, (int)rt->n_clients, (unsigned long long)rt->stats.accept_pauses);
+	struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+	evtimer_add(rt->ev_accept_resume, &tv);
+}
+
 static void listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	(void)what;
@@ -55,7 +85,9 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				pause_accepting(rt, errno);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK)
 				log_error(NULL, "accept failed: %s", strerror(errno));
 			return;
 		}
@@ -73,6 +105,42 @@ static void listener_on_accept(evutil_socket_t lfd, short what, void *arg)
 		rt->stats.clients_accepted++;
 		client_accept(rt, fd, peer);
 	}
+}
+
+/* Descriptors pgrelay may need at once: every client, every server connection its pools may
+ * open (per service and server: pool.max, per user when the service logs in as the client's
+ * user), and a margin for listeners, Redis, health checks, the WAL listener and logs. */
+static uint64_t descriptors_needed(const Config *cfg)
+{
+	uint64_t n = (uint64_t)cfg->listen.max_client_conn + 64;
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		const ConfigService *svc = &cfg->services[i];
+		uint64_t per_server = (uint64_t)svc->pool.max * (svc->primary.user ? 1 : (cfg->n_users ? cfg->n_users : 1));
+		n += per_server * (1 + svc->n_replicas);
+	}
+	return n;
+}
+
+void listener_raise_fd_limit(const Config *cfg)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t before = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			log_info(NULL, "open files limit raised from %llu to %llu (the hard limit)",
+				 (unsigned long long)before, (unsigned long long)rl.rlim_cur);
+		else
+			rl.rlim_cur = before;
+	}
+	uint64_t need = descriptors_needed(cfg);
+	if (rl.rlim_cur != RLIM_INFINITY && (uint64_t)rl.rlim_cur < need)
+		log_warning(NULL,
+			    "open files limit %llu is below the %llu descriptors that listen.max_client_conn (%d) "
+			    "and the pools may need: raise it (ulimit -n, or LimitNOFILE= in the systemd unit)",
+			    (unsigned long long)rl.rlim_cur, (unsigned long long)need, cfg->listen.max_client_conn);
 }
 
 bool listener_start(Runtime *rt)
@@ -129,4 +197,8 @@ void listener_stop(Runtime *rt)
 		close(rt->listen_fds[i]);
 	}
 	rt->n_listeners = 0;
+	if (rt->ev_accept_resume) {
+		event_free(rt->ev_accept_resume);
+		rt->ev_accept_resume = NULL;
+	}
 }

@@ -10,6 +10,9 @@
 #include "runtime.h"
 
 bool listener_start(Runtime *rt);
+/* Raises the soft RLIMIT_NOFILE to the hard limit; warns when max_client_conn and the pools
+ * cannot fit in it. */
+void listener_raise_fd_limit(const Config *cfg);
 /* Stops accepting and closes the listening sockets (safe to call twice). */
 void listener_stop(Runtime *rt);
 

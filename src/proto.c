@@ -11,7 +11,7 @@ int proto_frame(const uint8_t *p, size_t avail, uint8_t *type, size_t *total)
 	if (avail < PROTO_HEADER_LEN)
 		return 0;
 	uint32_t len = proto_get_u32(p + 1);
-	if (len < 4)
+	if (len < 4 || len > PROTO_MAX_MESSAGE_LEN)
 		return -1;
 	*type = p[0];
 	*total = (size_t)len + 1;

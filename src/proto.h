@@ -17,6 +17,10 @@
 /* Frame header: 1 type byte + int32 length (which counts itself, not the type byte). */
 #define PROTO_HEADER_LEN 5
 #define PROTO_STARTUP_MAX_LEN 10000
+/* Largest length word of any message: PostgreSQL allocates at most 1 GB - 1 for one (MaxAllocSize). */
+#define PROTO_MAX_MESSAGE_LEN 0x3fffffffu
+/* Largest password / SASL message accepted during login (PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH). */
+#define PROTO_AUTH_MAX_LEN 65535
 
 #define PROTO_VERSION(major, minor) (((uint32_t)(major) << 16) | (uint32_t)(minor))
 #define PROTO_CODE_CANCEL 80877102u

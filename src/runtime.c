@@ -265,6 +265,7 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	/* Before the listener: once clients can connect, /metrics and /health answer too. */
 	if (cfg->admin.http_host && !(rt->http = http_start(rt)))
 		return false;
+	listener_raise_fd_limit(cfg);
 	if (upgrade_take_over(rt))
 		listener_watch(rt);
 	else if (!listener_start(rt))

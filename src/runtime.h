@@ -39,6 +39,7 @@ typedef struct Stats {
 	uint64_t servers_failed;
 	uint64_t wait_timeouts;
 	uint64_t cancels_forwarded;
+	uint64_t accept_pauses; /* accept paused: out of descriptors or memory */
 } Stats;
 
 typedef struct Runtime {
@@ -53,6 +54,7 @@ typedef struct Runtime {
 	int listen_fds[RUNTIME_MAX_LISTENERS];
 	struct event *ev_accept[RUNTIME_MAX_LISTENERS];
 	int n_listeners;
+	struct event *ev_accept_resume; /* accepting paused (no descriptor or memory): resumes then */
 	SSL_CTX *tls_listen; /* for clients; NULL when listen.tls.mode is disable */
 
 	List clients;   /* every live client */

@@ -826,6 +826,8 @@ static RelayAction server_login_msg(void *owner, RelayCtx *rc, uint8_t type, con
 	case 'v':
 		return RELAY_DROP;
 	case 'Z':
+		if (len != 1)
+			return RELAY_ERROR; /* ReadyForQuery carries exactly the transaction status */
 		s->tx_status = body[0];
 		s->state = SV_IDLE;
 		params_copy(&s->login_params, &s->params);
@@ -990,6 +992,8 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 	case 'Z': {
 		if (avail < total)
 			return RELAY_NEED_BODY;
+		if (len != 1)
+			return RELAY_ERROR; /* ReadyForQuery carries exactly the transaction status */
 		s->tx_status = (char)body[0];
 		s->reset_reports = false;
 		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);

@@ -99,6 +99,9 @@ static bool bind_names(const uint8_t *body, size_t have, const char **portal, co
 	return true;
 }
 
+static void local_error(Client *c, RelayCtx *rc, uint8_t type, const char *sqlstate, const char *message,
+			const char *hint);
+
 /*
  * Extended-protocol messages naming a prepared statement, in transaction pooling: the client's
  * names become pgrelay-wide ones that exist on whichever server connection the client holds.
@@ -168,11 +171,17 @@ static RelayAction client_statement_msg(Client *c, RelayCtx *rc, uint8_t type, c
 			server_expect(s, PIPE_BIND, 0, 0);
 			return RELAY_FORWARD; /* unnamed, unknown (the server reports it) or ignored */
 		}
+		size_t portal_len = strlen(portal) + 1, new_name_len = strlen(st->server_name) + 1;
+		size_t new_len = 4 + len - names_len + portal_len + new_name_len;
+		if (new_len > PROTO_MAX_MESSAGE_LEN) {
+			local_error(c, rc, type, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+				    "Bind message too long once its prepared statement's name is the server's", NULL);
+			return RELAY_DROP;
+		}
 		server_ensure_prepared(s, rc, st);
 		buf_init(&b);
 		proto_put_u8(&b, 'B');
-		size_t portal_len = strlen(portal) + 1, new_name_len = strlen(st->server_name) + 1;
-		proto_put_u32(&b, (uint32_t)(4 + len - names_len + portal_len + new_name_len));
+		proto_put_u32(&b, (uint32_t)new_len);
 		proto_put_bytes(&b, portal, portal_len);
 		proto_put_bytes(&b, st->server_name, new_name_len);
 		relay_send(rc, buf_head(&b), buf_used(&b));

@@ -25,6 +25,7 @@ import json
 import os
 import pwd
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -405,6 +406,7 @@ class Relay:
         self.log_path = os.path.join(folder, "pgrelay.log")
         self.proc = None
         self.returncode = None
+        self.nofile = None  # (soft, hard) RLIMIT_NOFILE to start with; None: inherited
 
     def write_config(self, cfg=None, text=None):
         if cfg is not None:
@@ -416,8 +418,11 @@ class Relay:
     def start(self, timeout=20):
         self.write_config()
         self.logf = open(self.log_path, "ab")
+        nofile = self.nofile
         self.proc = subprocess.Popen([pgrelay_bin(), "-c", self.cfg_path], stdout=self.logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=sanitizer_env())
+                                     stdin=subprocess.DEVNULL, env=sanitizer_env(),
+                                     preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile))
+                                     if nofile else None)
 
         def accepting():
             if self.proc.poll() is not None:

@@ -13,6 +13,13 @@ TEST(frame_header)
 	CHECK_INT(total, 6);
 	const uint8_t bad[] = {'Q', 0, 0, 0, 3};
 	CHECK_INT(proto_frame(bad, sizeof(bad), &type, &total), -1);
+	/* Length words PostgreSQL can never send or accept: 1 GB and up, negative as int32. */
+	const uint8_t huge[] = {'S', 0x80, 0, 0, 0};
+	CHECK_INT(proto_frame(huge, sizeof(huge), &type, &total), -1);
+	const uint8_t gb[] = {'d', 0x40, 0, 0, 0};
+	CHECK_INT(proto_frame(gb, sizeof(gb), &type, &total), -1);
+	const uint8_t largest[] = {'d', 0x3f, 0xff, 0xff, 0xff};
+	CHECK_INT(proto_frame(largest, sizeof(largest), &type, &total), 1);
 }
 
 TEST(startup_roundtrip)
