@@ -602,6 +602,8 @@ static void show_config(Runtime *rt, Buf *b)
 	config_row(b, "application_name", cfg->application_name, "pgrelay", false);
 	snprintf(v, sizeof v, "%d", cfg->max_prepared_statements);
 	config_row(b, "max_prepared_statements", v, "200", false);
+	snprintf(v, sizeof v, "%zu", cfg->max_client_prepared_memory);
+	config_row(b, "max_client_prepared_memory", v, "67108864", false);
 	format_ms(v, sizeof v, cfg->health.interval_ms);
 	config_row(b, "health_interval", v, "1s", false);
 	snprintf(v, sizeof v, "%s", cfg->cache.enabled ? "on" : "off");
@@ -901,7 +903,8 @@ static void show_prepared(Runtime *rt, Buf *b)
 {
 	static const AdminCol cols[] = {{"statements", OID_INT8},   {"server_copies", OID_INT8},
 					{"parses_sent", OID_INT8},  {"parses_avoided", OID_INT8},
-					{"evictions", OID_INT8},    {"unused", OID_INT8}};
+					{"evictions", OID_INT8},    {"unused", OID_INT8},
+					{"unused_bytes", OID_INT8}, {"analysis_cache_bytes", OID_INT8}};
 	row_description(b, cols, sizeof cols / sizeof cols[0]);
 	uint64_t copies = 0;
 	ListNode *n;
@@ -921,6 +924,8 @@ static void show_prepared(Runtime *rt, Buf *b)
 	row_u64(&r, rt->stmts.parses_avoided);
 	row_u64(&r, rt->stmts.evictions);
 	row_u64(&r, rt->stmts.unused);
+	row_u64(&r, rt->stmts.unused_bytes);
+	row_u64(&r, rt->sql.bytes);
 	row_end(&r);
 	complete(b, "SHOW");
 }

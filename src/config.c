@@ -54,7 +54,8 @@ static const char *const admin_keys[] = {"users", "stats_users", "http", "histog
 static const char *const admin_http_keys[] = {"host", "port", NULL};
 static const char *const proxy_keys[] = {"shutdown_timeout", "buffer_size", "max_message_size",
 					 "server_reset_query", "application_name",
-					 "max_prepared_statements", "allow_cleartext_without_tls", NULL};
+					 "max_prepared_statements", "max_client_prepared_memory",
+					 "allow_cleartext_without_tls", NULL};
 static const char *const user_keys[] = {"name", "password", "auth", NULL};
 static const char *const database_keys[] = {"service", "pool_mode", NULL};
 static const char *const service_keys[] = {"primary", "replicas", "reads", "balance", "functions", "pool", "tls", NULL};
@@ -794,6 +795,8 @@ static void load_proxy(Loader *ld, Config *cfg, yaml_node_t *node)
 		   NULL);
 	get_string(ld, node, "proxy", "application_name", STR_NULL_EMPTY, &cfg->application_name, NULL);
 	get_int(ld, node, "proxy", "max_prepared_statements", 0, 100000, &cfg->max_prepared_statements, NULL);
+	get_size(ld, node, "proxy", "max_client_prepared_memory", 64 * KB, 64 * GB, "64kB and 64GB",
+		 &cfg->max_client_prepared_memory, NULL);
 	get_bool(ld, node, "proxy", "allow_cleartext_without_tls", &cfg->allow_cleartext_without_tls);
 }
 
@@ -1448,6 +1451,7 @@ static Config *config_new(Loader *ld, const char *name)
 	cfg->server_reset_query = dup_string(ld, "DISCARD ALL");
 	cfg->application_name = dup_string(ld, "pgrelay");
 	cfg->max_prepared_statements = 200;
+	cfg->max_client_prepared_memory = 64 * MB;
 	cfg->health = (ConfigHealth){.interval_ms = 1000, .timeout_ms = 2000, .fail_after = 3, .recover_after = 2,
 				     .max_lag_bytes = 16 * MB, .max_lag_ms = 0};
 	cfg->log.stats_period_ms = 60 * 1000;

@@ -230,6 +230,9 @@ typedef struct Config {
 	/* Named prepared statements kept per server connection in transaction pooling (LRU);
 	 * default 200; 0 turns statement tracking off (drivers then need unnamed statements). */
 	int max_prepared_statements;
+	/* Bytes of named prepared statements (text and parameter types) one client may hold; a Parse
+	 * or PREPARE beyond gets 54000. Default 64MB, 64kB..64GB. */
+	size_t max_client_prepared_memory;
 	/* Cleartext passwords (auth: password, or a server asking for one) over a connection that is
 	 * neither TLS nor a Unix socket are refused unless this is true. Default false. */
 	bool allow_cleartext_without_tls;

@@ -521,6 +521,11 @@ void http_render_metrics(Runtime *rt, struct evbuffer *b)
 		     rt->stmts.parses_sent);
 	plain_sample(b, "pgrelay_prepared_parses_avoided_total", "counter",
 		     "Client Parse messages answered without a server (statement already known).", rt->stmts.parses_avoided);
+	plain_sample(b, "pgrelay_prepared_unused_bytes", "gauge",
+		     "Bytes of registered statements no client names (kept up to 16 MB for reuse).",
+		     rt->stmts.unused_bytes);
+	plain_sample(b, "pgrelay_statement_analysis_cache_bytes", "gauge",
+		     "Bytes of statement texts and analyses cached (at most 64 MB).", rt->sql.bytes);
 	plain_sample(b, "pgrelay_prepared_evictions_total", "counter",
 		     "Statements closed on a server to keep max_prepared_statements.", rt->stmts.evictions);
 	render_histogram(rt, b, "pgrelay_query_duration_seconds",

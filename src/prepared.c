@@ -80,8 +80,10 @@ PreparedStmt *prepared_intern(StmtRegistry *r, const uint8_t *key, size_t key_le
 	long i = hashmap_find(&r->by_key, h, stmt_eq_key, &k);
 	if (i >= 0) {
 		PreparedStmt *s = r->by_key.slots[i].value;
-		if (s->refcount++ == 0)
+		if (s->refcount++ == 0) {
 			r->unused--;
+			r->unused_bytes -= prepared_stmt_bytes(s);
+		}
 		return s;
 	}
 	PreparedStmt *s = xcalloc(1, sizeof(*s));
@@ -140,12 +142,15 @@ static void registry_drop(StmtRegistry *r, PreparedStmt *s)
 	stmt_free(s);
 }
 
+size_t prepared_stmt_bytes(const PreparedStmt *s) { return sizeof(*s) + s->key_len + s->create_len; }
+
 /*
  * Statements no client names any more stay registered (keeping their id, so servers that prepared
- * them need not again, and their validated mark), until there are more than REGISTRY_KEEP_UNUSED:
- * then all unused ones go.
+ * them need not again, and their validated mark), until there are more than REGISTRY_KEEP_UNUSED
+ * or they hold more than REGISTRY_KEEP_UNUSED_BYTES: then all unused ones go.
  */
 #define REGISTRY_KEEP_UNUSED 10000
+#define REGISTRY_KEEP_UNUSED_BYTES ((size_t)16 << 20)
 
 void prepared_release(StmtRegistry *r, PreparedStmt *s)
 {
@@ -155,7 +160,8 @@ void prepared_release(StmtRegistry *r, PreparedStmt *s)
 		registry_drop(r, s);
 		return;
 	}
-	if (++r->unused <= REGISTRY_KEEP_UNUSED)
+	r->unused_bytes += prepared_stmt_bytes(s);
+	if (++r->unused <= REGISTRY_KEEP_UNUSED && r->unused_bytes <= REGISTRY_KEEP_UNUSED_BYTES)
 		return;
 	for (size_t j = 0; j < r->by_key.cap; j++) {
 		PreparedStmt *u = r->by_key.slots[j].value;
@@ -163,6 +169,7 @@ void prepared_release(StmtRegistry *r, PreparedStmt *s)
 			registry_drop(r, u);
 	}
 	r->unused = 0;
+	r->unused_bytes = 0;
 }
 
 /* ---- client names ---- */
@@ -177,7 +184,11 @@ static bool cs_eq_name(const void *value, const void *key)
 	return strcmp(((const struct ClientStmt *)value)->name, key) == 0;
 }
 
-void prepared_client_init(ClientStmts *m) { hashmap_init(&m->by_name); }
+void prepared_client_init(ClientStmts *m)
+{
+	hashmap_init(&m->by_name);
+	m->bytes = 0;
+}
 
 void prepared_client_clear(ClientStmts *m, StmtRegistry *r)
 {
@@ -190,6 +201,7 @@ void prepared_client_clear(ClientStmts *m, StmtRegistry *r)
 		free(cs);
 	}
 	hashmap_free(&m->by_name);
+	m->bytes = 0;
 }
 
 void prepared_client_free(ClientStmts *m, StmtRegistry *r) { prepared_client_clear(m, r); }
@@ -198,8 +210,10 @@ void prepared_client_set(ClientStmts *m, StmtRegistry *r, const char *name, Prep
 {
 	uint64_t h = hashmap_hash_bytes(name, strlen(name));
 	long i = hashmap_find(&m->by_name, h, cs_eq_name, name);
+	m->bytes += prepared_stmt_bytes(stmt);
 	if (i >= 0) {
 		struct ClientStmt *cs = m->by_name.slots[i].value;
+		m->bytes -= prepared_stmt_bytes(cs->stmt);
 		prepared_release(r, cs->stmt);
 		cs->stmt = stmt;
 		return;
@@ -209,6 +223,7 @@ void prepared_client_set(ClientStmts *m, StmtRegistry *r, const char *name, Prep
 	if (!cs->name)
 		abort();
 	cs->stmt = stmt;
+	m->bytes += strlen(name) + 1 + sizeof(*cs);
 	hashmap_insert(&m->by_name, h, cs);
 }
 
@@ -222,6 +237,7 @@ static void client_remove_at(ClientStmts *m, StmtRegistry *r, long i)
 {
 	struct ClientStmt *cs = m->by_name.slots[i].value;
 	hashmap_delete_at(&m->by_name, i);
+	m->bytes -= prepared_stmt_bytes(cs->stmt) + strlen(cs->name) + 1 + sizeof(*cs);
 	prepared_release(r, cs->stmt);
 	free(cs->name);
 	free(cs);

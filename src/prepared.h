@@ -35,7 +35,8 @@ typedef struct StmtRegistry {
 	HashMap by_key;
 	HashMap by_id;
 	uint32_t next_id;
-	size_t unused; /* registered statements no client names */
+	size_t unused;       /* registered statements no client names */
+	size_t unused_bytes; /* their keys and messages */
 	uint64_t parses_sent, parses_avoided, evictions; /* statistics */
 } StmtRegistry;
 
@@ -57,6 +58,7 @@ void prepared_server_name(uint32_t id, char out[24]);
 /* ---- a client's names ---- */
 typedef struct ClientStmts {
 	HashMap by_name; /* value: struct ClientStmt */
+	size_t bytes;    /* prepared_stmt_bytes of every statement named */
 } ClientStmts;
 
 void prepared_client_init(ClientStmts *m);
@@ -70,6 +72,9 @@ bool prepared_client_remove(ClientStmts *m, StmtRegistry *r, const char *name);
 /* Drops every name bound to the statement with this id (its Parse failed). */
 void prepared_client_forget_id(ClientStmts *m, StmtRegistry *r, uint32_t id);
 size_t prepared_client_count(const ClientStmts *m);
+static inline size_t prepared_client_bytes(const ClientStmts *m) { return m->bytes; }
+/* Memory a statement holds (key, creating message, names), for the byte budgets. */
+size_t prepared_stmt_bytes(const PreparedStmt *s);
 
 /* ---- what one server connection has prepared ---- */
 typedef struct ServerStmts {

@@ -1358,6 +1358,16 @@ static void cache_clear(SqlCache *cache)
 		free(e);
 	}
 	hashmap_free(&cache->by_text);
+	cache->bytes = 0;
+}
+
+/* What an analysis holds in memory (its arena blocks), for the byte budget. */
+static size_t analysis_bytes(const SqlAnalysis *a)
+{
+	size_t n = sizeof(*a);
+	for (const SqlArena *b = a->arena; b; b = b->next)
+		n += sizeof(*b) + b->cap;
+	return n;
 }
 
 void sqlclass_cache_free(SqlCache *cache)
@@ -1370,7 +1380,7 @@ void sqlclass_cache_free(SqlCache *cache)
 
 SqlAnalysis *sqlclass_analyze(SqlCache *cache, const char *text, size_t len)
 {
-	if (cache->limit == 0) {
+	if (cache->limit == 0 || len > SQL_CACHE_MAX_TEXT) {
 		cache->misses++;
 		return analyze(cache, text, len);
 	}
@@ -1384,8 +1394,10 @@ SqlAnalysis *sqlclass_analyze(SqlCache *cache, const char *text, size_t len)
 	}
 	cache->misses++;
 	SqlAnalysis *a = analyze(cache, text, len);
-	if (hashmap_count(&cache->by_text) >= cache->limit)
+	size_t bytes = sizeof(*e) + len + analysis_bytes(a);
+	if (hashmap_count(&cache->by_text) >= cache->limit || cache->bytes + bytes > SQL_CACHE_MAX_BYTES)
 		cache_clear(cache); /* bounded: start over rather than grow */
+	cache->bytes += bytes;
 	e = xmalloc(sizeof(*e));
 	e->text = xmalloc(len);
 	memcpy(e->text, text, len);

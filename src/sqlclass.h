@@ -246,6 +246,7 @@ typedef struct SqlAnalysis {
 typedef struct SqlCache {
 	HashMap by_text;
 	size_t limit; /* at most this many texts (then the cache starts over); 0 = no caching */
+	size_t bytes; /* texts and analyses held; at most SQL_CACHE_MAX_BYTES (then it starts over) */
 	uint64_t hits, misses;
 	void *tokener; /* private: the JSON decoder, reused (it holds a stack of SQL_MAX_DEPTH) */
 } SqlCache;
@@ -253,6 +254,11 @@ typedef struct SqlCache {
 /* Parse trees nested deeper than this (in JSON levels, about two per expression or subquery
  * level) are not analyzed: parse_error is set, with a message saying so. */
 #define SQL_MAX_DEPTH 4096
+
+/* The analysis cache's byte budget, and the longest text it keeps (longer ones are analyzed for
+ * each use: a client's 8 MB statements must not stay resident after it has gone). */
+#define SQL_CACHE_MAX_BYTES ((size_t)64 << 20)
+#define SQL_CACHE_MAX_TEXT ((size_t)256 << 10)
 
 void sqlclass_cache_init(SqlCache *cache, size_t limit);
 void sqlclass_cache_free(SqlCache *cache);

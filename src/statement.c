@@ -1441,6 +1441,32 @@ done:
 	return result;
 }
 
+/*
+ * The named prepared statements a client holds are bounded in bytes
+ * (proxy.max_client_prepared_memory): a Parse of a named statement, or a Query that may PREPARE,
+ * that would pass the limit gets 54000 (PostgreSQL's backend would hold them in its own memory;
+ * pgrelay holds every client's in one process).
+ */
+static bool prepared_over_budget(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
+				 size_t avail)
+{
+	size_t limit = c->rt->config->max_client_prepared_memory;
+	size_t held = prepared_client_bytes(&c->stmts);
+	if (held + total <= limit)
+		return false;
+	const uint8_t *body = msg + PROTO_HEADER_LEN;
+	if (type == 'P' && (avail == PROTO_HEADER_LEN || body[0] == 0))
+		return false; /* the unnamed statement is not kept */
+	if (type == 'Q' && (avail < total || !sqlclass_might_matter((const char *)body, total - PROTO_HEADER_LEN - 1)))
+		return false;
+	char m[240];
+	snprintf(m, sizeof m,
+		 "prepared statements of this connection would hold %zu bytes, above the limit of %zu bytes "
+		 "(proxy.max_client_prepared_memory)", held + total, limit);
+	local_error(c, rc, type, SQLSTATE_PROGRAM_LIMIT_EXCEEDED, m, "DEALLOCATE the statements no longer needed.");
+	return true;
+}
+
 RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
 				     size_t avail)
 {
@@ -1482,6 +1508,8 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 		}
 		return RELAY_DROP;
 	}
+	if ((type == 'P' || type == 'Q') && statement_tracking(c) && prepared_over_budget(c, rc, type, msg, total, avail))
+		return RELAY_DROP;
 	if (c->rt->cache) {
 		RelayAction cached = cache_message(c, type, msg, total, avail);
 		if (cached)

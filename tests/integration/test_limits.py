@@ -390,3 +390,77 @@ def test_open_files_soft_limit_raised_to_the_hard_limit(pgrelay):
     assert line.split()[3:5] == ["4096", "4096"], line
     assert "open files limit raised from 256 to 4096" in log_text(relay)
     assert "is below" not in log_text(relay)
+
+
+# ---------------------------------------------------------------- byte budgets
+
+def parse_named(name, sql):
+    return pgwire.message("P", name.encode() + b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
+
+
+def show_prepared(relay):
+    with relay.connect(dbname="pgrelay", cursor_factory=psycopg.ClientCursor) as a:
+        cur = a.execute("SHOW PREPARED")
+        names = [d.name for d in cur.description]
+        return dict(zip(names, cur.fetchone()))
+
+
+@pytest.mark.parametrize("proto", ["parse", "prepare"])
+def test_prepared_statements_of_one_client_are_bounded_in_bytes(pgrelay, proto):
+    """proxy.max_client_prepared_memory: the named statements one client holds (Parse or SQL
+    PREPARE) are bounded; beyond, 54000 with a message naming the setting, and the connection
+    goes on (DEALLOCATE frees room)."""
+    relay = pgrelay(proxy={"max_client_prepared_memory": "256kB"})
+    c = pgwire.RawConn("127.0.0.1", relay.port, timeout=10)
+    c.startup("pwuser", "appdb", PW_PASSWORD)
+    pad = "x" * 30000
+    refused = None
+    for i in range(20):
+        sql = f"SELECT '{pad}' AS v, {i} AS i"
+        if proto == "parse":
+            c.send(parse_named(f"s{i}", sql) + SYNC)
+            results, errors, _ = c.read_results()
+        else:
+            results, errors, _ = c.simple_query(f"PREPARE s{i} AS {sql}")
+        if errors:
+            refused = (i, errors[0])
+            break
+    assert refused, "20 statements of 30 kB each were all kept with a 256 kB limit"
+    i, err = refused
+    assert 3 <= i <= 9, i  # a Parse holds its text twice (the key and the renamed Parse)
+    assert err.sqlstate == "54000" and "max_client_prepared_memory" in err.message, err.fields
+    # the ones kept still work, and DEALLOCATE makes room again
+    results, errors, _ = c.simple_query("EXECUTE s0")
+    assert not errors and results[0][1][0][1] == "0"
+    results, errors, _ = c.simple_query("DEALLOCATE s1")
+    assert not errors
+    results, errors, _ = c.simple_query(f"PREPARE again AS SELECT '{pad}' AS v, 99 AS i")
+    assert not errors, errors
+    results, errors, _ = c.simple_query("EXECUTE again")
+    assert not errors and results[0][1][0][1] == "99"
+
+
+def test_large_statements_do_not_stay_in_process_wide_caches(pgrelay):
+    """Ten 4 MB named statements from a client that then leaves: the registry keeps at most
+    16 MB of statements nobody names, and the statement-analysis cache keeps no text above
+    256 kB (before, 259 MB stayed resident after ten 8 MB Parse messages)."""
+    relay = pgrelay(admin=ADMIN, users=[{"name": "app", "password": APP_PASSWORD},
+                                        {"name": "pwuser", "password": PW_PASSWORD, "auth": "password"}],
+                    proxy={"max_message_size": "16MB", "max_client_prepared_memory": "128MB"})
+    c = pgwire.RawConn("127.0.0.1", relay.port, timeout=60)
+    c.startup("pwuser", "appdb", PW_PASSWORD)
+    pad = "y" * (4 * 1024 * 1024)
+    for i in range(10):
+        c.send(parse_named(f"big{i}", f"SELECT length('{pad}') + {i}") + SYNC)
+        results, errors, _ = c.read_results()
+        assert not errors, errors
+    c.send(pgwire.message("B", b"\0big3\0" + struct.pack("!HHH", 0, 0, 0)) + pgwire.message("E", b"\0\0\0\0\0") + SYNC)
+    results, errors, _ = c.read_results()
+    assert not errors and results[0][1] == [[str(4 * 1024 * 1024 + 3)]]
+    held = show_prepared(relay)
+    assert held["analysis_cache_bytes"] < 64 * 1024 * 1024
+    c.close()
+    time.sleep(0.5)
+    after = show_prepared(relay)
+    assert after["unused_bytes"] <= 16 * 1024 * 1024, after
+    assert after["analysis_cache_bytes"] < 1024 * 1024, after
