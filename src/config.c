@@ -46,7 +46,8 @@ static const char *const cache_dependency_keys[] = {"table", "also", NULL};
 static const char *const cache_wal_keys[] = {"service", "slot", "user", "password", NULL};
 static const char *const listen_keys[] = {"host", "port", "max_client_conn", "backlog", "tls", "upgrade_socket", NULL};
 static const char *const listen_tls_keys[] = {"mode", "cert", "key", "ca", NULL};
-static const char *const service_tls_keys[] = {"mode", "ca", NULL};
+static const char *const service_tls_keys[] = {"mode", "ca", "require_auth", NULL};
+static const char *const require_auth_names[] = {"any", "scram-sha-256", NULL};
 static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-full", NULL};
 static const char *const log_keys[] = {"level", "format", "slow_query", "stats_period", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
@@ -573,6 +574,11 @@ static void load_tls(Loader *ld, ConfigTls *tls, yaml_node_t *node, const char *
 		return;
 	}
 	get_string(ld, node, sub, "ca", STR_NULLABLE | STR_NONEMPTY, &tls->ca, NULL);
+	if (!listen) {
+		int require = tls->require_scram ? 1 : 0;
+		if (get_enum(ld, node, sub, "require_auth", require_auth_names, &require))
+			tls->require_scram = require == 1;
+	}
 	if (!listen && tls->mode == CONFIG_TLS_VERIFY_FULL && !tls->ca)
 		error_at(ld, node, "%s.mode verify-full needs ca (the CA file that signed the server certificates)", sub);
 }

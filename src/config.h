@@ -43,6 +43,10 @@ typedef struct ConfigTls {
 	char *cert; /* listen: certificate chain (PEM), required unless disabled */
 	char *key;  /* listen: private key (PEM) */
 	char *ca;   /* listen: CA for client certificates (then required); services: CA for verify-full */
+	/* services only (require_auth): true = the server must prove it knows the password with
+	 * SCRAM-SHA-256 (its signature checked) before pgrelay accepts its AuthenticationOk; a server
+	 * that asks for md5 or cleartext, or for nothing, is refused. Default false (any). */
+	bool require_scram;
 } ConfigTls;
 
 typedef struct ConfigUser {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <openssl/rand.h>
 
 #include "admin.h"
 #include "balance.h"
@@ -87,7 +88,9 @@ const ScramVerifier *runtime_scram_verifier_for(Runtime *rt, const char *user, c
 			return e->verifier;
 	}
 	ScramVerifier *v = malloc(sizeof(*v));
-	if (!v || !scram_verifier_from_password(password, SCRAM_DEFAULT_ITERATIONS, v)) {
+	uint8_t salt[SCRAM_DERIVED_SALT_LEN];
+	if (!v || !scram_user_salt(rt->scram_salt_secret, user, salt) ||
+	    !scram_verifier_from_password_salt(password, SCRAM_DEFAULT_ITERATIONS, salt, sizeof salt, v)) {
 		free(v);
 		return NULL;
 	}
@@ -102,6 +105,11 @@ const ScramVerifier *runtime_scram_verifier_for(Runtime *rt, const char *user, c
 	if (!e->user || !e->password)
 		abort();
 	return v;
+}
+
+bool runtime_scram_mock_verifier(Runtime *rt, const char *user, ScramVerifier *out)
+{
+	return scram_mock_verifier(rt->scram_salt_secret, user, out);
 }
 
 /* ---- shutdown ---- */
@@ -240,6 +248,10 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	prepared_registry_init(&rt->stmts);
 	sqlclass_cache_init(&rt->sql, 50000);
 	signal(SIGPIPE, SIG_IGN);
+	if (RAND_bytes(rt->scram_salt_secret, sizeof rt->scram_salt_secret) != 1) {
+		log_error(NULL, "cannot draw random bytes (OpenSSL RAND_bytes)");
+		return false;
+	}
 
 	rt->base = event_base_new();
 	if (!rt->base) {

@@ -794,6 +794,24 @@ TEST(tls_settings)
 	CHECK_CONTAINS(err, "services.users.tls.mode verify-full needs ca");
 	CHECK(load("proxy: { allow_cleartext_without_tls: maybe }\n" MINIMAL_TAIL) == NULL);
 	CHECK_CONTAINS(err, "proxy.allow_cleartext_without_tls must be one of: false, true");
+
+	/* require_auth: the server must prove it knows the password with SCRAM */
+	c = load("databases: { app: { service: users } }\n"
+		 "services:\n"
+		 "  users: { primary: { host: h }, tls: { require_auth: scram-sha-256 } }\n"
+		 "  other: { primary: { host: h }, tls: { mode: require, require_auth: any } }\n"
+		 "  third: { primary: { host: h } }\n");
+	REQUIRE(c != NULL);
+	CHECK(config_find_service(c, "users")->tls.require_scram);
+	CHECK_INT(config_find_service(c, "users")->tls.mode, CONFIG_TLS_PREFER);
+	CHECK(!config_find_service(c, "other")->tls.require_scram);
+	CHECK(!config_find_service(c, "third")->tls.require_scram);
+	config_unref(c);
+	CHECK_ERROR("databases: { app: { service: users } }\n"
+		    "services: { users: { primary: { host: h }, tls: { require_auth: md5 } } }\n",
+		    "t.yaml:2:65: services.users.tls.require_auth must be one of: any, scram-sha-256; got \"md5\"");
+	CHECK_ERROR_CONTAINS("listen: { tls: { mode: disable, require_auth: any } }\n" MINIMAL_TAIL,
+			     "unknown key \"require_auth\" in listen.tls");
 }
 
 TEST(routing_settings)
