@@ -195,6 +195,11 @@ typedef struct ConfigDatabase {
 typedef struct Config {
 	int refcount;
 	char *path;
+	/* Problems that do not stop the load, as "file:line:column: what" lines, for the log at start
+	 * and at each reload: the file readable by group or others while it holds secrets inline, a
+	 * password_file readable by group or others. */
+	char **warnings;
+	size_t n_warnings;
 
 	struct {
 		char *host;          /* default 127.0.0.1 */

@@ -156,6 +156,13 @@ static bool runtime_tls_for(Runtime *rt, const Config *cfg, SSL_CTX **out)
 	return *out != NULL;
 }
 
+/* The configuration's warnings (secrets readable by others, ...), at start and at each reload. */
+static void runtime_log_config_warnings(const Config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_warnings; i++)
+		log_warning(NULL, "%s", cfg->warnings[i]);
+}
+
 void runtime_reload(Runtime *rt)
 {
 	char err[4096];
@@ -196,6 +203,7 @@ void runtime_reload(Runtime *rt)
 	rt->n_route_matches = cfg->n_routes;
 	rt->route_matches = xcalloc(cfg->n_routes ? cfg->n_routes : 1, sizeof *rt->route_matches);
 	config_unref(old);
+	runtime_log_config_warnings(cfg);
 	log_info(NULL, "configuration reloaded from %s", rt->config_path);
 }
 
@@ -248,6 +256,7 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	prepared_registry_init(&rt->stmts);
 	sqlclass_cache_init(&rt->sql, 50000);
 	signal(SIGPIPE, SIG_IGN);
+	runtime_log_config_warnings(cfg);
 	if (RAND_bytes(rt->scram_salt_secret, sizeof rt->scram_salt_secret) != 1) {
 		log_error(NULL, "cannot draw random bytes (OpenSSL RAND_bytes)");
 		return false;

@@ -7,15 +7,18 @@ Server side (pgrelay logs in to PostgreSQL): SCRAM (role app), md5 (role md5user
 cleartext (role pwuser, pg_hba password), and pass-through of the client's own credentials.
 """
 import base64
+import os
 import re
+import signal
 import struct
+import subprocess
 import time
 
 import psycopg
 import pytest
 
 import pgwire
-from conftest import APP_PASSWORD, MD5_PASSWORD, PW_PASSWORD, psql
+from conftest import APP_PASSWORD, MD5_PASSWORD, PW_PASSWORD, pgrelay_bin, psql
 
 CLIENT_METHODS = [
     ("app", APP_PASSWORD, "scram-sha-256"),
@@ -459,3 +462,71 @@ def test_server_require_scram(pgrelay, script):
 def test_server_require_scram_with_real_postgresql(pgrelay, pg):
     relay = pgrelay(services={"main": {"tls": {"require_auth": "scram-sha-256"}}})
     assert relay.psql("SELECT current_user").stdout.strip() == "app"
+
+
+# ------------------------------------------------------------------ secrets in the configuration
+
+
+def test_passwords_from_file_and_environment(pgrelay, monkeypatch, tmp_path):
+    """password_file / password_env wherever a password goes (here: a client user, the service's
+    server login); a proxy.yaml that then holds no secret may be readable."""
+    monkeypatch.setenv("PGRELAY_IT_SERVER_PW", APP_PASSWORD)
+    pwfile = tmp_path / "app.pw"
+    pwfile.write_text("file-pw-8812\n")
+    pwfile.chmod(0o600)
+    relay = pgrelay(start=False)
+    relay.cfg["users"] = [{"name": "app", "password_file": str(pwfile)},
+                          {"name": "pwuser", "password_env": "PGRELAY_IT_SERVER_PW", "auth": "md5"}]
+    primary = relay.cfg["services"]["main"]["primary"]
+    del primary["password"]
+    primary["password_env"] = "PGRELAY_IT_SERVER_PW"
+    relay.start()
+    assert raw_login(relay.port, "app", "file-pw-8812") == "app"
+    assert raw_login(relay.port, "pwuser", APP_PASSWORD) == "app"
+    assert raw_login_error(relay.port, "app", APP_PASSWORD).sqlstate == "28P01"
+    assert "readable by group or others" not in relay.log()
+    assert "file-pw-8812" not in relay.log()
+
+
+def test_config_readable_by_others_with_secrets_warns(pgrelay):
+    relay = pgrelay(start=False)
+    old = os.umask(0o022)
+    try:
+        relay.start()  # the harness's file holds passwords inline, here created 0644
+    finally:
+        os.umask(old)
+    # a warning at start...
+    relay.wait_log("is readable by group or others (mode 0644) and holds secrets (users[0].password, ...)")
+    assert re.search(r"proxy\.yaml:\d+:\d+: .*proxy\.yaml is readable by group or others", relay.log())
+    # ... and at each reload
+    old = os.umask(0o022)
+    try:
+        relay.reload(relay.cfg)
+    finally:
+        os.umask(old)
+    relay.wait_log("is readable by group or others", count=2)
+    # once only pgrelay's user can read it, no warning
+    before = relay.log().count("is readable by group or others")
+    relay.write_config()
+    os.chmod(relay.cfg_path, 0o600)
+    n = relay.log().count("configuration reloaded")
+    relay.proc.send_signal(signal.SIGHUP)
+    relay.wait_log("configuration reloaded", count=n + 1)
+    assert relay.log().count("is readable by group or others") == before
+
+
+def test_bad_password_source_is_a_config_error(pgrelay, tmp_path):
+    """A missing file or variable, or two sources at once: file:line:column errors, pgrelay does
+    not start (pgrelay --check says the same)."""
+    relay = pgrelay(start=False)
+    relay.cfg["users"] = [{"name": "app", "password_file": str(tmp_path / "missing.pw")}]
+    relay.write_config()
+    r = subprocess.run([pgrelay_bin(), "--check", "-c", relay.cfg_path], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert re.search(r"proxy\.yaml:\d+:\d+: users\[0\]\.password_file: cannot open \".*missing\.pw\": No such file",
+                     r.stderr), r.stderr
+    relay.cfg["users"] = [{"name": "app", "password": "x", "password_env": "HOME"}]
+    relay.write_config()
+    r = subprocess.run([pgrelay_bin(), "--check", "-c", relay.cfg_path], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "users[0].password, password_file and password_env exclude each other" in r.stderr, r.stderr
