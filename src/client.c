@@ -10,6 +10,7 @@
 #include "client.h"
 
 #include <ctype.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -341,13 +342,33 @@ static const ScramVerifier *client_scram_verifier(Client *c, ScramVerifier *tmp)
 	return runtime_scram_verifier_for(c->rt, c->user, c->auth_secret);
 }
 
+/* An unknown user, or a known one whose secret is unusable: the same SCRAM exchange as a real
+ * user's (salt and iteration count included), ending in the same 28P01 as a wrong password, so a
+ * client cannot probe which user names exist. */
+static void client_begin_mock_auth(Client *c, const char *why)
+{
+	ScramVerifier v;
+	c->auth_method = CONFIG_AUTH_SCRAM_SHA_256;
+	c->auth_mock_why = why;
+	c->state = CL_AUTH;
+	if (!runtime_scram_mock_verifier(c->rt, c->user, &v))
+		scram_server_init(&c->scram, NULL); /* random salt: still a mock exchange */
+	else
+		scram_server_init_mock(&c->scram, &v);
+	OPENSSL_cleanse(&v, sizeof v);
+	c->scram_active = true;
+	Buf b;
+	buf_init(&b);
+	proto_build_auth_sasl(&b, "SCRAM-SHA-256");
+	conn_send_buf(&c->conn, &b);
+	buf_free(&b);
+}
+
 static void client_begin_auth(Client *c)
 {
 	const ConfigUser *u = config_find_user(c->rt->config, c->user);
 	if (!u) {
-		c->rt->stats.auth_failures++;
-		log_warning(c->name, "login failed for unknown user \"%s\" from %s", c->user, c->addr);
-		client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION, "role \"%s\" is not known to pgrelay", c->user);
+		client_begin_mock_auth(c, "no such user in pgrelay's users");
 		return;
 	}
 	c->auth_method = u->auth;
@@ -362,7 +383,7 @@ static void client_begin_auth(Client *c)
 		if (!v) {
 			buf_free(&b);
 			log_error(c->name, "user \"%s\" has an unusable SCRAM secret in the configuration", c->user);
-			client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION, "password authentication failed for user \"%s\"", c->user);
+			client_begin_mock_auth(c, "unusable SCRAM secret in the configuration");
 			return;
 		}
 		scram_server_init(&c->scram, v);
@@ -436,7 +457,7 @@ static void client_handle_auth_message(Client *c, const uint8_t *body, size_t le
 		if (!scram_server_handle_final(&c->scram, (const char *)body, len, &reply, &err)) {
 			buf_free(&b);
 			if (err == SCRAM_ERR_WRONG_PASSWORD)
-				client_auth_failed(c, "wrong password (SCRAM proof mismatch)");
+				client_auth_failed(c, c->auth_mock_why ? c->auth_mock_why : "wrong password (SCRAM proof mismatch)");
 			else
 				client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed SCRAM message: %s", err);
 			return;

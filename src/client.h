@@ -61,6 +61,7 @@ struct Client {
 	char *auth_secret; /* the user's stored secret, copied at startup */
 	ScramServer scram;
 	bool scram_active;
+	const char *auth_mock_why; /* a mock exchange (unknown user): why, for the log; static */
 	uint8_t md5_salt[4];
 
 	int64_t connect_ms, wait_start_ms;

@@ -9,11 +9,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <yaml.h>
 
@@ -40,13 +43,16 @@ static const char *const cache_keys[] = {"l1",         "redis",       "ttl",    
 static const char *const cache_l1_keys[] = {"max_memory", "policy", "max_result", NULL};
 static const char *const cache_policy_names[] = {"s3fifo", NULL};
 static const char *const cache_redis_keys[] = {"nodes",  "cluster",     "timeout",          "user", "password",
+						"password_file", "password_env",
 						"prefix", "signing_key", "signing_key_file", NULL};
 static const char *const cache_rule_keys[] = {"schema", "tables", "ttl", "key", NULL};
 static const char *const cache_dependency_keys[] = {"table", "also", NULL};
-static const char *const cache_wal_keys[] = {"service", "slot", "user", "password", NULL};
+static const char *const cache_wal_keys[] = {"service", "slot", "user", "password", "password_file", "password_env",
+					     NULL};
 static const char *const listen_keys[] = {"host", "port", "max_client_conn", "backlog", "tls", "upgrade_socket", NULL};
 static const char *const listen_tls_keys[] = {"mode", "cert", "key", "ca", NULL};
-static const char *const service_tls_keys[] = {"mode", "ca", NULL};
+static const char *const service_tls_keys[] = {"mode", "ca", "require_auth", NULL};
+static const char *const require_auth_names[] = {"any", "scram-sha-256", NULL};
 static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-full", NULL};
 static const char *const log_keys[] = {"level", "format", "slow_query", "stats_period", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
@@ -56,7 +62,7 @@ static const char *const proxy_keys[] = {"shutdown_timeout", "buffer_size", "max
 					 "server_reset_query", "application_name",
 					 "max_prepared_statements", "max_client_prepared_memory",
 					 "allow_cleartext_without_tls", NULL};
-static const char *const user_keys[] = {"name", "password", "auth", NULL};
+static const char *const user_keys[] = {"name", "password", "password_file", "password_env", "auth", NULL};
 static const char *const database_keys[] = {"service", "pool_mode", NULL};
 static const char *const service_keys[] = {"primary", "replicas", "reads", "balance", "functions", "pool", "tls", NULL};
 static const char *const functions_keys[] = {"read_only", "writes", NULL};
@@ -64,7 +70,8 @@ static const char *const route_keys[] = {"schema", "tables", "service", "reads",
 static const char *const health_keys[] = {"interval", "timeout", "fail_after", "recover_after", "max_lag", NULL};
 static const char *const reads_names[] = {"inherit", "primary", "replicas", NULL};
 static const char *const balance_names[] = {"round-robin", "least-outstanding", NULL};
-static const char *const backend_keys[] = {"host", "port", "dbname", "user", "password", NULL};
+static const char *const backend_keys[] = {"host", "port", "dbname", "user", "password", "password_file",
+					   "password_env", NULL};
 static const char *const pool_keys[] = {"max", "min", "idle_timeout", "connect_timeout",
 					"statement_timeout", "query_wait_timeout", "server_lifetime",
 					NULL};
@@ -86,7 +93,11 @@ typedef struct {
 
 typedef struct {
 	const char *name; /* file name used in messages */
+	Config *cfg;      /* being loaded (for warnings) */
 	yaml_document_t *doc;
+	yaml_mark_t first_inline_secret; /* of a secret written in the file itself */
+	char first_inline_secret_path[PATH_LEN];
+	bool has_inline_secret;
 	LoadError *errors;
 	size_t n_errors, cap_errors;
 	size_t seq;
@@ -574,6 +585,11 @@ static void load_tls(Loader *ld, ConfigTls *tls, yaml_node_t *node, const char *
 		return;
 	}
 	get_string(ld, node, sub, "ca", STR_NULLABLE | STR_NONEMPTY, &tls->ca, NULL);
+	if (!listen) {
+		int require = tls->require_scram ? 1 : 0;
+		if (get_enum(ld, node, sub, "require_auth", require_auth_names, &require))
+			tls->require_scram = require == 1;
+	}
 	if (!listen && tls->mode == CONFIG_TLS_VERIFY_FULL && !tls->ca)
 		error_at(ld, node, "%s.mode verify-full needs ca (the CA file that signed the server certificates)", sub);
 }
@@ -635,6 +651,162 @@ static bool get_size(Loader *ld, yaml_node_t *map, const char *path, const char 
 		return false;
 	}
 	*out = n;
+	return true;
+}
+
+/* ---- secrets: inline, from a file, from the environment ---- */
+
+#define SECRET_FILE_MAX 65536
+
+__attribute__((format(printf, 3, 4))) static void add_warning(Loader *ld, yaml_mark_t mark, const char *fmt, ...)
+{
+	char msg[MSG_LEN], line[MSG_LEN + PATH_LEN + 32];
+	va_list ap;
+	if (!ld->cfg)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	snprintf(line, sizeof line, "%s:%d:%d: %s", ld->name, (int)mark.line + 1, (int)mark.column + 1, msg);
+	char **grown = realloc(ld->cfg->warnings, (ld->cfg->n_warnings + 1) * sizeof *grown);
+	char *copy = strdup(line);
+	if (!grown || !copy) {
+		free(copy);
+		if (grown)
+			ld->cfg->warnings = grown;
+		ld->oom = true;
+		return;
+	}
+	ld->cfg->warnings = grown;
+	ld->cfg->warnings[ld->cfg->n_warnings++] = copy;
+}
+
+/* The first line of file path (one final "\n" or "\r\n" dropped), malloc'd; NULL with an error. */
+static char *read_secret_file(Loader *ld, yaml_node_t *node, const char *full, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		error_at(ld, node, "%s: cannot open \"%s\": %s", full, path, strerror(errno));
+		return NULL;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		error_at(ld, node, "%s: \"%s\" is not a regular file", full, path);
+		close(fd);
+		return NULL;
+	}
+	if (st.st_mode & (S_IRGRP | S_IROTH))
+		add_warning(ld, node->start_mark, "%s: \"%s\" is readable by group or others (mode %04o): chmod 600 it",
+			    full, path, (unsigned)(st.st_mode & 07777));
+	char *buf = malloc(SECRET_FILE_MAX + 1);
+	size_t n = 0;
+	bool failed = !buf;
+	while (buf && n <= SECRET_FILE_MAX) {
+		ssize_t r = read(fd, buf + n, SECRET_FILE_MAX + 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			failed = true;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	char *out = NULL;
+	if (!buf)
+		ld->oom = true;
+	else if (failed)
+		error_at(ld, node, "%s: cannot read \"%s\": %s", full, path, strerror(errno));
+	else if (n > SECRET_FILE_MAX)
+		error_at(ld, node, "%s: \"%s\" is larger than %d bytes", full, path, SECRET_FILE_MAX);
+	else {
+		if (n && buf[n - 1] == '\n')
+			n--;
+		if (n && buf[n - 1] == '\r')
+			n--;
+		if (n == 0)
+			error_at(ld, node, "%s: \"%s\" is empty", full, path);
+		else if (memchr(buf, '\0', n))
+			error_at(ld, node, "%s: \"%s\" holds a NUL byte", full, path);
+		else if (memchr(buf, '\n', n))
+			error_at(ld, node, "%s: \"%s\" holds more than one line", full, path);
+		else if (!(out = malloc(n + 1)))
+			ld->oom = true;
+		else {
+			memcpy(out, buf, n);
+			out[n] = 0;
+		}
+	}
+	if (buf) {
+		explicit_bzero(buf, SECRET_FILE_MAX + 1);
+		free(buf);
+	}
+	return out;
+}
+
+/*
+ * A secret given as `key` (in the file), `key_file` (the first line of that file) or `key_env`
+ * (that environment variable), at most one of them. flags apply to `key` as in get_string;
+ * STR_REQUIRED means one of the three. *value_node receives the node that gave the secret (NULL:
+ * none). Returns false if an error was reported. Error messages never quote the secret.
+ */
+static bool get_secret(Loader *ld, yaml_node_t *map, const char *path, const char *key, int flags, char **out,
+		       yaml_node_t **value_node)
+{
+	char file_key[64], env_key[64], full[PATH_LEN], file_full[PATH_LEN], env_full[PATH_LEN];
+	snprintf(file_key, sizeof file_key, "%s_file", key);
+	snprintf(env_key, sizeof env_key, "%s_env", key);
+	join_path(full, sizeof full, path, key);
+	join_path(file_full, sizeof file_full, path, file_key);
+	join_path(env_full, sizeof env_full, path, env_key);
+	yaml_node_t *inl = map_get(ld, map, key), *file = map_get(ld, map, file_key), *env = map_get(ld, map, env_key);
+	if (value_node)
+		*value_node = NULL;
+	if ((inl != NULL) + (file != NULL) + (env != NULL) > 1) {
+		yaml_node_t *second = inl && file ? file : env;
+		error_at(ld, second, "%s, %s and %s exclude each other: give one", full, file_key, env_key);
+		return false;
+	}
+	if (!file && !env) {
+		int f = flags;
+		if (!inl && (flags & STR_REQUIRED)) {
+			error_at(ld, map, "%s is required (or %s, or %s)", full, file_key, env_key);
+			return false;
+		}
+		if (!get_string(ld, map, path, key, f, out, value_node))
+			return false;
+		if (inl && *out && !ld->has_inline_secret) {
+			ld->has_inline_secret = true;
+			ld->first_inline_secret = inl->start_mark;
+			snprintf(ld->first_inline_secret_path, sizeof ld->first_inline_secret_path, "%s", full);
+		}
+		return true;
+	}
+	char *where = NULL;
+	if (!get_string(ld, map, path, file ? file_key : env_key, STR_NONEMPTY, &where, NULL))
+		return false;
+	char *secret = NULL;
+	if (file) {
+		secret = read_secret_file(ld, file, file_full, where);
+	} else {
+		const char *v = getenv(where);
+		if (!v)
+			error_at(ld, env, "%s: environment variable \"%s\" is not set", env_full, where);
+		else if (!*v)
+			error_at(ld, env, "%s: environment variable \"%s\" is empty", env_full, where);
+		else
+			secret = dup_string(ld, v);
+	}
+	free(where);
+	if (!secret)
+		return false;
+	if (*out) {
+		explicit_bzero(*out, strlen(*out));
+		free(*out);
+	}
+	*out = secret;
+	if (value_node)
+		*value_node = file ? file : env;
 	return true;
 }
 
@@ -831,7 +1003,7 @@ static void load_users(Loader *ld, Config *cfg, yaml_node_t *node)
 		u->auth = CONFIG_AUTH_SCRAM_SHA_256;
 		bool name_ok = get_string(ld, item, path, "name", STR_REQUIRED | STR_NONEMPTY, &u->name,
 					  &name_node);
-		bool password_ok = get_string(ld, item, path, "password", STR_REQUIRED | STR_NONEMPTY,
+		bool password_ok = get_secret(ld, item, path, "password", STR_REQUIRED | STR_NONEMPTY,
 					      &u->password, &password_node);
 		int auth = (int)u->auth;
 		bool auth_ok = get_enum(ld, item, path, "auth", auth_names, &auth);
@@ -865,7 +1037,7 @@ static void load_backend(Loader *ld, ConfigBackend *b, yaml_node_t *node, const 
 	get_int(ld, node, path, "port", 1, 65535, &b->port, NULL);
 	get_string(ld, node, path, "dbname", STR_NONEMPTY, &b->dbname, NULL);
 	get_string(ld, node, path, "user", STR_NULLABLE | STR_NONEMPTY, &b->user, NULL);
-	get_string(ld, node, path, "password", STR_NULLABLE | STR_NONEMPTY, &b->password, NULL);
+	get_secret(ld, node, path, "password", STR_NULLABLE | STR_NONEMPTY, &b->password, NULL);
 	if (!b->dbname)
 		b->dbname = dup_string(ld, service_name);
 }
@@ -1213,6 +1385,11 @@ static void load_signing_key(Loader *ld, ConfigCache *cache, yaml_node_t *redis)
 	if (key && path) {
 		error_at(ld, file_node, "cache.redis.signing_key and cache.redis.signing_key_file exclude each other");
 	} else if (key) {
+		if (!ld->has_inline_secret) {
+			ld->has_inline_secret = true;
+			ld->first_inline_secret = key_node->start_mark;
+			snprintf(ld->first_inline_secret_path, sizeof ld->first_inline_secret_path, "cache.redis.signing_key");
+		}
 		if (strlen(key) < CONFIG_SIGNING_KEY_MIN)
 			error_at(ld, key_node, "cache.redis.signing_key must be at least %d bytes long (got %zu)",
 				 CONFIG_SIGNING_KEY_MIN, strlen(key));
@@ -1295,7 +1472,7 @@ static void load_cache(Loader *ld, Config *cfg, yaml_node_t *node)
 		get_duration(ld, redis, "cache.redis", "timeout", 1, 60000, &cache->redis_timeout_ms);
 		yaml_node_t *user_node;
 		get_string(ld, redis, "cache.redis", "user", STR_NULLABLE | STR_NONEMPTY, &cache->redis_user, &user_node);
-		get_string(ld, redis, "cache.redis", "password", STR_NULLABLE, &cache->redis_password, NULL);
+		get_secret(ld, redis, "cache.redis", "password", STR_NULLABLE, &cache->redis_password, NULL);
 		if (cache->redis_user && !cache->redis_password)
 			error_at(ld, user_node, "cache.redis.user needs cache.redis.password (AUTH user password)");
 		get_string(ld, redis, "cache.redis", "prefix", STR_NONEMPTY, &cache->redis_prefix, NULL);
@@ -1315,7 +1492,7 @@ static void load_cache(Loader *ld, Config *cfg, yaml_node_t *node)
 		}
 		get_string(ld, wal, "cache.wal_listener", "slot", STR_NONEMPTY, &cache->wal_slot, NULL);
 		get_string(ld, wal, "cache.wal_listener", "user", STR_NONEMPTY, &cache->wal_user, NULL);
-		get_string(ld, wal, "cache.wal_listener", "password", STR_NULLABLE, &cache->wal_password, NULL);
+		get_secret(ld, wal, "cache.wal_listener", "password", STR_NULLABLE, &cache->wal_password, NULL);
 	}
 }
 
@@ -1359,6 +1536,9 @@ static void free_string_list(char **list, size_t n)
 
 static void config_free(Config *cfg)
 {
+	for (size_t i = 0; i < cfg->n_warnings; i++)
+		free(cfg->warnings[i]);
+	free(cfg->warnings);
 	free(cfg->path);
 	free(cfg->listen.host);
 	free(cfg->listen.tls.cert);
@@ -1510,7 +1690,8 @@ static void report_parser_error(Loader *ld, const yaml_parser_t *parser, const c
 	}
 }
 
-static Config *load_buffer(const char *name, const char *text, size_t len, char *err, size_t errlen)
+/* mode: the file's permission bits (0 for a string) */
+static Config *load_buffer(const char *name, const char *text, size_t len, unsigned mode, char *err, size_t errlen)
 {
 	Loader ld = {.name = name};
 	yaml_parser_t parser;
@@ -1529,8 +1710,14 @@ static Config *load_buffer(const char *name, const char *text, size_t len, char 
 	}
 	ld.doc = &doc;
 	cfg = config_new(&ld, name);
+	ld.cfg = cfg;
 	if (cfg)
 		load_root(&ld, cfg, yaml_document_get_root_node(&doc));
+	if (cfg && ld.has_inline_secret && (mode & (S_IRGRP | S_IROTH)))
+		add_warning(&ld, ld.first_inline_secret,
+			    "%s is readable by group or others (mode %04o) and holds secrets (%s, ...): chmod 600 it, or "
+			    "give them as password_file / password_env",
+			    name, mode & 07777, ld.first_inline_secret_path);
 
 	/* A second document would be silently ignored: refuse it. */
 	if (yaml_document_get_root_node(&doc)) {
@@ -1568,7 +1755,7 @@ Config *config_load_string(const char *name, const char *yaml, char *err, size_t
 			snprintf(err, errlen, "%s: no configuration text given", name);
 		return NULL;
 	}
-	return load_buffer(name, yaml, strlen(yaml), err, errlen);
+	return load_buffer(name, yaml, strlen(yaml), 0, err, errlen);
 }
 
 Config *config_load(const char *path, char *err, size_t errlen)
@@ -1617,8 +1804,10 @@ Config *config_load(const char *path, char *err, size_t errlen)
 				 strerror(e ? e : EIO));
 		return NULL;
 	}
+	struct stat st;
+	unsigned mode = fstat(fileno(f), &st) == 0 ? (unsigned)st.st_mode & 07777 : 0;
 	fclose(f);
-	Config *cfg = load_buffer(path, buf, len, err, errlen);
+	Config *cfg = load_buffer(path, buf, len, mode, err, errlen);
 	free(buf);
 	return cfg;
 }

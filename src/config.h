@@ -43,6 +43,10 @@ typedef struct ConfigTls {
 	char *cert; /* listen: certificate chain (PEM), required unless disabled */
 	char *key;  /* listen: private key (PEM) */
 	char *ca;   /* listen: CA for client certificates (then required); services: CA for verify-full */
+	/* services only (require_auth): true = the server must prove it knows the password with
+	 * SCRAM-SHA-256 (its signature checked) before pgrelay accepts its AuthenticationOk; a server
+	 * that asks for md5 or cleartext, or for nothing, is refused. Default false (any). */
+	bool require_scram;
 } ConfigTls;
 
 typedef struct ConfigUser {
@@ -191,6 +195,11 @@ typedef struct ConfigDatabase {
 typedef struct Config {
 	int refcount;
 	char *path;
+	/* Problems that do not stop the load, as "file:line:column: what" lines, for the log at start
+	 * and at each reload: the file readable by group or others while it holds secrets inline, a
+	 * password_file readable by group or others. */
+	char **warnings;
+	size_t n_warnings;
 
 	struct {
 		char *host;          /* default 127.0.0.1 */

@@ -121,6 +121,50 @@ size_t log_json_escape(char *out, size_t len, size_t cap, const char *str)
 	return len;
 }
 
+size_t log_text_escape(char *out, size_t len, size_t cap, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	while (*s) {
+		char tmp[8];
+		const char *piece = tmp;
+		size_t n, adv = 1;
+		unsigned char c = *s;
+		if (c == '\n') {
+			piece = "\\n";
+			n = 2;
+		} else if (c == '\r') {
+			piece = "\\r";
+			n = 2;
+		} else if (c == '\t') {
+			piece = "\\t";
+			n = 2;
+		} else if (c < 0x20 || c == 0x7f) {
+			n = (size_t)snprintf(tmp, sizeof tmp, "\\x%02x", c);
+		} else if (c < 0x80) {
+			tmp[0] = (char)c;
+			n = 1;
+		} else if ((adv = utf8_len(s)) == 0) {
+			n = (size_t)snprintf(tmp, sizeof tmp, "\\x%02x", c);
+			adv = 1;
+		} else if ((adv == 2 && c == 0xC2 && s[1] < 0xA0) ||
+			   (adv == 3 && c == 0xE2 && s[1] == 0x80 && (s[2] == 0xA8 || s[2] == 0xA9))) {
+			/* C1 controls, LINE SEPARATOR, PARAGRAPH SEPARATOR */
+			unsigned cp = adv == 2 ? (unsigned)(s[1] & 0x3F) | 0x80u : 0x2000u | (unsigned)(s[2] & 0x3F);
+			n = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", cp);
+		} else {
+			piece = (const char *)s;
+			n = adv;
+		}
+		if (len + n + 1 > cap)
+			break;
+		memcpy(out + len, piece, n);
+		len += n;
+		s += adv;
+	}
+	out[len] = 0;
+	return len;
+}
+
 void log_vmsg(ConfigLogLevel level, const char *who, const char *fmt, va_list ap)
 {
 	if (level < log_level())
@@ -153,17 +197,20 @@ void log_vmsg(ConfigLogLevel level, const char *who, const char *fmt, va_list ap
 		fwrite(line, 1, n, stderr);
 		return;
 	}
-	char line[2048];
+	/* Text: the message is escaped (log_text_escape), so that names a client chose (user,
+	 * database, application_name) cannot start a forged line or carry terminal controls. */
+	char msg[2048];
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	char line[4096];
 	size_t n = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
-	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03d UTC [%d] %s %s%s", (int)(tv.tv_usec / 1000),
-			      (int)getpid(), level_name(level), who ? who : "", who && *who ? ": " : "");
-	if (n < sizeof(line)) {
-		int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-		if (m > 0)
-			n += (size_t)m;
+	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03d UTC [%d] %s ", (int)(tv.tv_usec / 1000),
+			      (int)getpid(), level_name(level));
+	if (who && *who) {
+		n = log_text_escape(line, n, n + 256, who);
+		line[n++] = ':';
+		line[n++] = ' ';
 	}
-	if (n >= sizeof(line) - 1)
-		n = sizeof(line) - 2;
+	n = log_text_escape(line, n, sizeof line - 1, msg);
 	line[n++] = '\n';
 	fwrite(line, 1, n, stderr);
 }

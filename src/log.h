@@ -3,7 +3,8 @@
  * S-n for a server connection), and the message.
  *
  * Owns: formatting (text, or one JSON object per line with log.format: json: ts, level, pid, who,
- * msg) and level filtering (changeable at run time: log_set_level). Callers never pass secrets:
+ * msg; in text, control characters and invalid UTF-8 escaped so that no client-chosen name forges a
+ * line) and level filtering (changeable at run time: log_set_level). Callers never pass secrets:
  * passwords, SCRAM messages and query parameters are not logged anywhere.
  */
 #ifndef PGRELAY_LOG_H
@@ -31,6 +32,11 @@ void log_set_level(ConfigLogLevel level);
  * invalid UTF-8 bytes become U+FFFD) to out, which has room for cap bytes in all (NUL included);
  * returns the new length. Stops before a character that does not fit. */
 size_t log_json_escape(char *out, size_t len, size_t cap, const char *s);
+
+/* Appends s to out for a text log line: line breaks and tabs as \n \r \t, other control
+ * characters and invalid UTF-8 bytes as \xNN, C1 controls and U+2028/2029 as \uNNNN; returns the
+ * new length (same contract as log_json_escape). */
+size_t log_text_escape(char *out, size_t len, size_t cap, const char *s);
 
 #define log_debug(who, ...) do { if (log_level() <= CONFIG_LOG_DEBUG) log_msg(CONFIG_LOG_DEBUG, who, __VA_ARGS__); } while (0)
 #define log_info(who, ...) log_msg(CONFIG_LOG_INFO, who, __VA_ARGS__)

@@ -77,6 +77,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
+		for (size_t i = 0; i < cfg->n_warnings; i++)
+			fprintf(stderr, "warning: %s\n", cfg->warnings[i]);
 		printf("%s: configuration is valid (%zu users, %zu databases, %zu services)\n", path, cfg->n_users,
 		       cfg->n_databases, cfg->n_services);
 		config_unref(cfg);

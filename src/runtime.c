@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <openssl/rand.h>
 
 #include "admin.h"
 #include "balance.h"
@@ -87,7 +88,9 @@ const ScramVerifier *runtime_scram_verifier_for(Runtime *rt, const char *user, c
 			return e->verifier;
 	}
 	ScramVerifier *v = malloc(sizeof(*v));
-	if (!v || !scram_verifier_from_password(password, SCRAM_DEFAULT_ITERATIONS, v)) {
+	uint8_t salt[SCRAM_DERIVED_SALT_LEN];
+	if (!v || !scram_user_salt(rt->scram_salt_secret, user, salt) ||
+	    !scram_verifier_from_password_salt(password, SCRAM_DEFAULT_ITERATIONS, salt, sizeof salt, v)) {
 		free(v);
 		return NULL;
 	}
@@ -102,6 +105,11 @@ const ScramVerifier *runtime_scram_verifier_for(Runtime *rt, const char *user, c
 	if (!e->user || !e->password)
 		abort();
 	return v;
+}
+
+bool runtime_scram_mock_verifier(Runtime *rt, const char *user, ScramVerifier *out)
+{
+	return scram_mock_verifier(rt->scram_salt_secret, user, out);
 }
 
 /* ---- shutdown ---- */
@@ -148,6 +156,13 @@ static bool runtime_tls_for(Runtime *rt, const Config *cfg, SSL_CTX **out)
 	return *out != NULL;
 }
 
+/* The configuration's warnings (secrets readable by others, ...), at start and at each reload. */
+static void runtime_log_config_warnings(const Config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_warnings; i++)
+		log_warning(NULL, "%s", cfg->warnings[i]);
+}
+
 void runtime_reload(Runtime *rt)
 {
 	char err[4096];
@@ -188,6 +203,7 @@ void runtime_reload(Runtime *rt)
 	rt->n_route_matches = cfg->n_routes;
 	rt->route_matches = xcalloc(cfg->n_routes ? cfg->n_routes : 1, sizeof *rt->route_matches);
 	config_unref(old);
+	runtime_log_config_warnings(cfg);
 	log_info(NULL, "configuration reloaded from %s", rt->config_path);
 }
 
@@ -240,6 +256,11 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	prepared_registry_init(&rt->stmts);
 	sqlclass_cache_init(&rt->sql, 50000);
 	signal(SIGPIPE, SIG_IGN);
+	runtime_log_config_warnings(cfg);
+	if (RAND_bytes(rt->scram_salt_secret, sizeof rt->scram_salt_secret) != 1) {
+		log_error(NULL, "cannot draw random bytes (OpenSSL RAND_bytes)");
+		return false;
+	}
 
 	rt->base = event_base_new();
 	if (!rt->base) {

@@ -17,6 +17,7 @@
 #include "list.h"
 #include "log.h"
 #include "prepared.h"
+#include "scram.h"
 #include "sqlclass.h"
 
 typedef struct Client Client;
@@ -80,6 +81,9 @@ typedef struct Runtime {
 		struct ScramVerifier *verifier;
 	} *scram_cache;
 	size_t n_scram_cache;
+	/* Random at start, kept across reloads: derives the salt of every user whose password is plain
+	 * text and of every unknown user's mock exchange (scram_user_salt), so both look alike. */
+	uint8_t scram_salt_secret[SCRAM_SALT_SECRET_LEN];
 
 	HealthChecker *health;        /* backend health checks (health.h); started after the listener */
 	struct BalanceState *balance; /* replica choice state (balance.c) */
@@ -112,8 +116,11 @@ void runtime_schedule_reap(Runtime *rt);
 /* Called when a client goes away; finishes a SIGTERM shutdown once the last one has left. */
 void runtime_client_gone(Runtime *rt);
 
-/* The SCRAM verifier for a user whose configured password is plain text (cached). */
+/* The SCRAM verifier for a user whose configured password is plain text (cached; its salt is
+ * scram_user_salt's). */
 const struct ScramVerifier *runtime_scram_verifier_for(Runtime *rt, const char *user, const char *password);
+/* The verifier of a mock exchange for a user pgrelay does not know (scram_mock_verifier). */
+bool runtime_scram_mock_verifier(Runtime *rt, const char *user, struct ScramVerifier *out);
 /* SIGTERM (or SHUTDOWN in the console): stop accepting, close clients at their next transaction
  * boundary, exit when the last one left or shutdown_timeout passed. */
 void runtime_begin_shutdown(Runtime *rt);

@@ -26,7 +26,6 @@
 #define SCRAM_PREFIX "SCRAM-SHA-256$"
 #define SCRAM_RAW_NONCE_LEN 18      /* as PostgreSQL: 18 random bytes -> 24 base64 chars */
 #define SCRAM_DEFAULT_SALT_LEN 16   /* as PostgreSQL's scram_sha_256 default */
-#define SCRAM_CLIENT_MAX_ITERATIONS 10000000
 #define SCRAM_MAX_MESSAGE_LEN 65536 /* far above anything a real peer sends */
 
 const char SCRAM_ERR_WRONG_PASSWORD[] = "password authentication failed";
@@ -368,23 +367,71 @@ done:
 	return ok;
 }
 
-bool scram_verifier_from_password(const char *password, int iterations, ScramVerifier *out)
+bool scram_verifier_from_password_salt(const char *password, int iterations, const uint8_t *salt, size_t salt_len,
+				       ScramVerifier *out)
 {
-	if (!password || !out || iterations < 1)
+	if (!password || !out || iterations < 1 || !salt || salt_len == 0 || salt_len > SCRAM_MAX_SALT_LEN)
 		return false;
 	ScramVerifier v;
 	uint8_t salted[SCRAM_KEY_LEN], client_key[SCRAM_KEY_LEN];
 	memset(&v, 0, sizeof v);
 	v.iterations = iterations;
-	v.salt_len = SCRAM_DEFAULT_SALT_LEN;
-	bool ok = RAND_bytes(v.salt, (int)v.salt_len) == 1 &&
-		  salted_password(password, v.salt, v.salt_len, iterations, salted) &&
+	v.salt_len = salt_len;
+	memcpy(v.salt, salt, salt_len);
+	bool ok = salted_password(password, v.salt, v.salt_len, iterations, salted) &&
 		  derive_keys(salted, client_key, v.stored_key, v.server_key);
 	if (ok)
 		*out = v;
 	OPENSSL_cleanse(&v, sizeof v);
 	OPENSSL_cleanse(salted, sizeof salted);
 	OPENSSL_cleanse(client_key, sizeof client_key);
+	return ok;
+}
+
+bool scram_verifier_from_password(const char *password, int iterations, ScramVerifier *out)
+{
+	uint8_t salt[SCRAM_DEFAULT_SALT_LEN];
+	if (RAND_bytes(salt, (int)sizeof salt) != 1)
+		return false;
+	return scram_verifier_from_password_salt(password, iterations, salt, sizeof salt, out);
+}
+
+bool scram_user_salt(const uint8_t secret[SCRAM_SALT_SECRET_LEN], const char *user,
+		     uint8_t salt[SCRAM_DERIVED_SALT_LEN])
+{
+	static const char label[] = "pgrelay-scram-salt"; /* sizeof includes the NUL separator */
+	if (!secret || !user)
+		return false;
+	size_t ul = strlen(user);
+	uint8_t *msg = malloc(sizeof label + ul);
+	uint8_t mac[SCRAM_KEY_LEN];
+	unsigned int maclen = 0;
+	if (!msg)
+		return false;
+	memcpy(msg, label, sizeof label);
+	memcpy(msg + sizeof label, user, ul);
+	bool ok = HMAC(EVP_sha256(), secret, SCRAM_SALT_SECRET_LEN, msg, sizeof label + ul, mac, &maclen) &&
+		  maclen == SCRAM_KEY_LEN;
+	if (ok)
+		memcpy(salt, mac, SCRAM_DERIVED_SALT_LEN);
+	OPENSSL_cleanse(mac, sizeof mac);
+	free(msg);
+	return ok;
+}
+
+bool scram_mock_verifier(const uint8_t secret[SCRAM_SALT_SECRET_LEN], const char *user, ScramVerifier *out)
+{
+	if (!out)
+		return false;
+	ScramVerifier v;
+	memset(&v, 0, sizeof v);
+	v.iterations = SCRAM_DEFAULT_ITERATIONS;
+	v.salt_len = SCRAM_DERIVED_SALT_LEN;
+	bool ok = scram_user_salt(secret, user, v.salt) && RAND_bytes(v.stored_key, SCRAM_KEY_LEN) == 1 &&
+		  RAND_bytes(v.server_key, SCRAM_KEY_LEN) == 1;
+	if (ok)
+		*out = v;
+	OPENSSL_cleanse(&v, sizeof v);
 	return ok;
 }
 
@@ -424,17 +471,22 @@ void scram_server_init(ScramServer *s, const ScramVerifier *verifier)
 		return;
 	}
 	/*
-	 * No verifier (unknown user): run a mock exchange that can only end in "password
-	 * authentication failed", so the client learns nothing before the final step. The keys
-	 * are random, so no proof can match. (The salt is random per attempt; a caller that wants
-	 * repeated attempts to look identical should pass a deterministic fake verifier.)
+	 * No verifier: a mock exchange with a random salt (scram_server_init_mock with
+	 * scram_mock_verifier's verifier makes repeated attempts look like a real user's).
 	 */
+	s->mock = true;
 	s->verifier.iterations = SCRAM_DEFAULT_ITERATIONS;
 	s->verifier.salt_len = SCRAM_DEFAULT_SALT_LEN;
 	if (RAND_bytes(s->verifier.salt, (int)s->verifier.salt_len) != 1 ||
 	    RAND_bytes(s->verifier.stored_key, SCRAM_KEY_LEN) != 1 ||
 	    RAND_bytes(s->verifier.server_key, SCRAM_KEY_LEN) != 1)
 		s->state = SCRAM_SERVER_FAILED;
+}
+
+void scram_server_init_mock(ScramServer *s, const ScramVerifier *verifier)
+{
+	scram_server_init(s, verifier);
+	s->mock = true;
 }
 
 void scram_server_free(ScramServer *s)
@@ -679,7 +731,7 @@ bool scram_server_handle_final(ScramServer *s, const char *msg, size_t len, char
 		e = SERR_CRYPTO;
 		goto fail;
 	}
-	if (CRYPTO_memcmp(stored, s->verifier.stored_key, SCRAM_KEY_LEN) != 0) {
+	if (CRYPTO_memcmp(stored, s->verifier.stored_key, SCRAM_KEY_LEN) != 0 || s->mock) {
 		e = SCRAM_ERR_WRONG_PASSWORD;
 		goto fail;
 	}
@@ -829,8 +881,12 @@ char *scram_client_handle_server_first(ScramClient *c, const char *msg, size_t l
 	}
 	char *iter_s = read_attr(&p, 'i', NULL);
 	int iterations = 0;
-	if (!iter_s || !parse_positive_int(iter_s, SCRAM_CLIENT_MAX_ITERATIONS, &iterations)) {
+	if (!iter_s || !parse_positive_int(iter_s, INT_MAX, &iterations)) {
 		e = "malformed SCRAM message (invalid iteration count)";
+		goto done;
+	}
+	if (iterations > SCRAM_CLIENT_MAX_ITERATIONS) {
+		e = "server asks for more SCRAM iterations than pgrelay allows (at most 100000)";
 		goto done;
 	}
 	if (*p) {
@@ -899,6 +955,11 @@ done:
 	if (!out)
 		set_err(err, e ? e : SERR_MALFORMED);
 	return out;
+}
+
+bool scram_client_done(const ScramClient *c)
+{
+	return c && c->state == SCRAM_CLIENT_DONE;
 }
 
 /* RFC 5802 server-error values, mapped to static messages. */

@@ -17,6 +17,15 @@
 #define SCRAM_KEY_LEN 32
 #define SCRAM_MAX_SALT_LEN 64
 #define SCRAM_DEFAULT_ITERATIONS 4096
+/* Bytes of the secret that derives per-user salts and the mock exchange of unknown users. */
+#define SCRAM_SALT_SECRET_LEN 32
+#define SCRAM_DERIVED_SALT_LEN 16
+/*
+ * The largest iteration count pgrelay accepts from a server (as a SCRAM client). PostgreSQL's
+ * default (scram_iterations) is 4096; each iteration costs about a microsecond on the event loop,
+ * so 100000 bounds one server login to about 0.1 s of CPU. Larger counts are refused.
+ */
+#define SCRAM_CLIENT_MAX_ITERATIONS 100000
 
 /* A parsed "SCRAM-SHA-256$<iterations>:<salt b64>$<StoredKey b64>:<ServerKey b64>". */
 typedef struct ScramVerifier {
@@ -33,6 +42,18 @@ bool scram_is_verifier(const char *text);
 bool scram_parse_verifier(const char *text, ScramVerifier *out);
 /* Derives a verifier from a plain password with a fresh random salt (16 bytes). */
 bool scram_verifier_from_password(const char *password, int iterations, ScramVerifier *out);
+/* Derives a verifier from a plain password with the given salt. */
+bool scram_verifier_from_password_salt(const char *password, int iterations, const uint8_t *salt, size_t salt_len,
+				       ScramVerifier *out);
+/* The salt of user: HMAC-SHA-256(secret, "pgrelay-scram-salt" NUL user), first 16 bytes. The same
+ * derivation serves users whose configured password is plain text and unknown users, so that the
+ * salt an unauthenticated client sees does not tell one from the other. */
+bool scram_user_salt(const uint8_t secret[SCRAM_SALT_SECRET_LEN], const char *user,
+		     uint8_t salt[SCRAM_DERIVED_SALT_LEN]);
+/* The verifier of a mock exchange for a user pgrelay does not know (as PostgreSQL's mock
+ * authentication): scram_user_salt's salt, the default iteration count, random keys. Use it with
+ * scram_server_init_mock: no proof is ever accepted. */
+bool scram_mock_verifier(const uint8_t secret[SCRAM_SALT_SECRET_LEN], const char *user, ScramVerifier *out);
 /* Formats a verifier as PostgreSQL stores it; returns a malloc'd string. */
 char *scram_verifier_format(const ScramVerifier *v);
 
@@ -51,9 +72,13 @@ typedef struct ScramServer {
 	char *server_first;      /* malloc'd */
 	char *nonce;             /* combined client+server nonce, malloc'd */
 	char cbind_flag;         /* 'n' or 'y' */
+	bool mock;               /* an unknown user: the exchange runs, the proof always fails */
 } ScramServer;
 
 void scram_server_init(ScramServer *s, const ScramVerifier *verifier);
+/* As scram_server_init, for a mock exchange: every message is checked as in a real one, and the
+ * client-final-message always ends with SCRAM_ERR_WRONG_PASSWORD. */
+void scram_server_init_mock(ScramServer *s, const ScramVerifier *verifier);
 void scram_server_free(ScramServer *s);
 /*
  * Takes the client-first-message (the SASLInitialResponse data). On success sets *reply to the
@@ -89,10 +114,15 @@ void scram_client_init(ScramClient *c, const char *password);
 void scram_client_free(ScramClient *c);
 /* Builds the client-first-message ("n,,n=,r=<nonce>"), malloc'd. */
 char *scram_client_first(ScramClient *c);
-/* Takes the server-first-message, returns the malloc'd client-final-message, or NULL with *err. */
+/* Takes the server-first-message, returns the malloc'd client-final-message, or NULL with *err
+ * (an iteration count above SCRAM_CLIENT_MAX_ITERATIONS is refused before any hashing). */
 char *scram_client_handle_server_first(ScramClient *c, const char *msg, size_t len, const char **err);
 /* Checks the server-final-message's signature. */
 bool scram_client_verify_server_final(ScramClient *c, const char *msg, size_t len, const char **err);
+/* True once the server-final-message's signature was verified: only then may a server's
+ * AuthenticationOk end a SCRAM exchange (a server that skips it has not proved it knows the
+ * password). */
+bool scram_client_done(const ScramClient *c);
 
 /* ---- md5 ---- */
 /* True if text is "md5" followed by 32 lowercase hex digits. */

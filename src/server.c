@@ -692,8 +692,30 @@ static RelayAction server_auth_request(Server *s, const uint8_t *body, size_t le
 	buf_init(&b);
 	RelayAction result = RELAY_DROP;
 	char msg[200];
+	bool require_scram = s->pool->service->tls.require_scram;
+	if (require_scram && code != PROTO_AUTH_OK && code != PROTO_AUTH_SASL && code != PROTO_AUTH_SASL_CONTINUE &&
+	    code != PROTO_AUTH_SASL_FINAL) {
+		/* before any password or hash is sent */
+		snprintf(msg, sizeof(msg), "server asks for authentication method %u, but services.%s.tls.require_auth is "
+			 "scram-sha-256", code, s->pool->service->name);
+		buf_free(&b);
+		return server_login_fail_msg(s, msg);
+	}
 	switch (code) {
 	case PROTO_AUTH_OK:
+		/* A server that ends a SCRAM exchange before its signature was checked has not proved it
+		 * knows the password (a man in the middle would): refused. */
+		if (s->scram_active) {
+			result = server_login_fail_msg(s, "server sent AuthenticationOk before completing the SCRAM exchange "
+							  "(its signature was not verified)");
+			break;
+		}
+		if (require_scram && !s->scram_verified) {
+			snprintf(msg, sizeof(msg), "server accepted the login without SCRAM authentication, but "
+				 "services.%s.tls.require_auth is scram-sha-256", s->pool->service->name);
+			result = server_login_fail_msg(s, msg);
+			break;
+		}
 		break;
 	case PROTO_AUTH_CLEARTEXT:
 		if (!password)
@@ -742,6 +764,8 @@ static RelayAction server_auth_request(Server *s, const uint8_t *body, size_t le
 							  "pgrelay needs the plain password to log in with SCRAM");
 			break;
 		}
+		if (s->scram_active)
+			scram_client_free(&s->scram); /* a second AuthenticationSASL: start over */
 		scram_client_init(&s->scram, password);
 		s->scram_active = true;
 		char *first = scram_client_first(&s->scram);
@@ -771,6 +795,7 @@ static RelayAction server_auth_request(Server *s, const uint8_t *body, size_t le
 		}
 		scram_client_free(&s->scram);
 		s->scram_active = false;
+		s->scram_verified = true;
 		break;
 	}
 	default:

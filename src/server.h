@@ -55,6 +55,7 @@ struct Server {
 
 	ScramClient scram;
 	bool scram_active;
+	bool scram_verified; /* the server's SCRAM signature was checked during this login */
 
 	enum { SV_TLS_NONE, SV_TLS_ASKED, SV_TLS_HANDSHAKE } tls_phase; /* during LOGIN */
 	bool tls; /* the connection is encrypted */

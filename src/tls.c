@@ -18,15 +18,18 @@ const char *tls_error_string(char *buf, size_t len)
 	return buf;
 }
 
-static void common_options(SSL_CTX *ctx)
+static bool common_options(SSL_CTX *ctx)
 {
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_TLS12) != 1)
+		return false;
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				      SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	/* One read(2) per burst instead of two per record (header, then body); conn decrypts what
 	 * OpenSSL holds (SSL_has_pending) before it waits on the socket again. */
 	SSL_CTX_set_read_ahead(ctx, 1);
+	return true;
 }
 
 SSL_CTX *tls_server_context(const ConfigTls *cfg, char *err, size_t errlen)
@@ -37,7 +40,10 @@ SSL_CTX *tls_server_context(const ConfigTls *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create a TLS context: %s", tls_error_string(e, sizeof e));
 		return NULL;
 	}
-	common_options(ctx);
+	if (!common_options(ctx)) {
+		snprintf(err, errlen, "cannot set the TLS cipher list: %s", tls_error_string(e, sizeof e));
+		goto fail;
+	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert) != 1) {
 		snprintf(err, errlen, "cannot load listen.tls.cert \"%s\": %s", cfg->cert, tls_error_string(e, sizeof e));
 		goto fail;
@@ -73,7 +79,11 @@ SSL_CTX *tls_client_context(const ConfigTls *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create a TLS context: %s", tls_error_string(e, sizeof e));
 		return NULL;
 	}
-	common_options(ctx);
+	if (!common_options(ctx)) {
+		snprintf(err, errlen, "cannot set the TLS cipher list: %s", tls_error_string(e, sizeof e));
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	if (cfg->ca) {
 		if (SSL_CTX_load_verify_locations(ctx, cfg->ca, NULL) != 1) {
 			snprintf(err, errlen, "cannot load tls.ca \"%s\": %s", cfg->ca, tls_error_string(e, sizeof e));

@@ -13,6 +13,14 @@
 
 #include "config.h"
 
+/*
+ * Both roles: TLS 1.2 at least; for TLS 1.2 only forward-secret AEAD cipher suites (ECDHE or DHE
+ * key exchange with AES-GCM or ChaCha20-Poly1305; no CBC, no static RSA key exchange, no SHA-1
+ * MACs); TLS 1.3 suites are OpenSSL's defaults (all AEAD, all forward-secret). PostgreSQL's
+ * servers and libpq clients since 9.x negotiate these.
+ */
+#define TLS_CIPHERS_TLS12 "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL"
+
 /* A context for accepting TLS from clients, or NULL with err set. */
 SSL_CTX *tls_server_context(const ConfigTls *cfg, char *err, size_t errlen);
 /* A context for TLS towards servers (NULL with err set), or NULL without error for disable. */

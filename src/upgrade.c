@@ -6,10 +6,12 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -31,15 +33,75 @@ typedef struct UpgradeState {
 	size_t in_len;
 	bool sent_fds;
 	bool took_over;           /* new side: the sockets came from an old pgrelay */
+	bool dir_refused;         /* the control socket's directory failed control_dir_ok (logged once) */
 } UpgradeState;
 
+/*
+ * The control socket: listen.upgrade_socket, or /tmp/pgrelay-<uid>/.s.pgrelay.<host>.<port>.upgrade
+ * (two pgrelays on the same port but different addresses do not meet). The host keeps letters,
+ * digits and . : - _ (others become _); a host too long for a socket path is replaced by a hash.
+ */
 static void control_path(const Runtime *rt, char *buf, size_t len)
 {
 	const char *p = rt->config->listen.upgrade_socket;
-	if (p)
+	if (p) {
 		snprintf(buf, len, "%s", p);
-	else
-		snprintf(buf, len, "/tmp/.s.pgrelay.%d.upgrade", rt->config->listen.port);
+		return;
+	}
+	const char *host = rt->config->listen.host;
+	char safe[64];
+	size_t n = strlen(host);
+	if (n <= 48) { /* the whole path stays below 108 bytes */
+		for (size_t i = 0; i <= n; i++) {
+			char c = host[i];
+			bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+				  c == ':' || c == '-' || c == '_' || c == 0;
+			safe[i] = ok ? c : '_';
+		}
+	} else {
+		uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+		for (size_t i = 0; i < n; i++)
+			h = (h ^ (unsigned char)host[i]) * 1099511628211ULL;
+		snprintf(safe, sizeof safe, "h%016llx", (unsigned long long)h);
+	}
+	snprintf(buf, len, "/tmp/pgrelay-%u/.s.pgrelay.%s.%d.upgrade", (unsigned)getuid(), safe, rt->config->listen.port);
+}
+
+/*
+ * The control socket's directory must be one only pgrelay's user can enter: created 0700 if
+ * missing (the last component only), else a real directory (not a symbolic link) owned by our
+ * uid with no permission for group or others. Anything else: no hand-over (logged).
+ */
+static bool control_dir_ok(const char *path)
+{
+	char dir[108];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash) {
+		snprintf(dir, sizeof dir, ".");
+	} else if (slash == dir) {
+		dir[1] = 0;
+	} else {
+		*slash = 0;
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		log_warning(NULL, "upgrade: cannot create %s (%s): no hand-over of the listening sockets", dir, strerror(errno));
+		return false;
+	}
+	struct stat st;
+	if (lstat(dir, &st) < 0) {
+		log_warning(NULL, "upgrade: cannot inspect %s (%s): no hand-over of the listening sockets", dir, strerror(errno));
+		return false;
+	}
+	if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077) != 0) {
+		log_warning(NULL,
+			    "upgrade: %s must be a directory only pgrelay's user can enter (owner uid %u, mode 0700), but "
+			    "it is %s owned by uid %u with mode %04o: no hand-over of the listening sockets",
+			    dir, (unsigned)getuid(), S_ISDIR(st.st_mode) ? "a directory" : S_ISLNK(st.st_mode) ? "a symbolic link" : "not a directory",
+			    (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+		return false;
+	}
+	return true;
 }
 
 static UpgradeState *upgrade_state(Runtime *rt)
@@ -110,6 +172,10 @@ bool upgrade_take_over(Runtime *rt)
 	UpgradeState *u = upgrade_state(rt);
 	if (!u)
 		return false;
+	if (!control_dir_ok(u->path)) {
+		u->dir_refused = true;
+		return false;
+	}
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", u->path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -289,6 +355,8 @@ void upgrade_start(Runtime *rt)
 		u->peer_fd = -1;
 		u->took_over = false;
 	}
+	if (u->dir_refused || !control_dir_ok(u->path))
+		return; /* logged */
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", u->path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

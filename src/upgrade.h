@@ -4,6 +4,10 @@
  * never closed; the old one then stops accepting and shuts down gracefully (transactions finish,
  * idle clients are closed at a transaction boundary). Also systemd readiness (sd_notify).
  *
+ * The control socket (listen.upgrade_socket, default /tmp/pgrelay-<uid>/.s.pgrelay.<host>.<port>.upgrade)
+ * lives in a directory only pgrelay's user can enter (created 0700; owner and mode checked, a link
+ * refused): otherwise there is no hand-over. The peer's uid is checked too.
+ *
  * Protocol on listen.upgrade_socket (a stream socket, one exchange):
  *   new -> old  "TAKEOVER <pid>\n"
  *   old -> new  "FDS <n>\n" with n listening sockets attached (SCM_RIGHTS)

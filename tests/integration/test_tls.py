@@ -246,3 +246,40 @@ def test_client_records_that_arrive_with_the_handshake_or_in_a_burst(pgrelay, ce
         seen.append(int(results[0][1][0][0]))
     assert seen == list(range(n))
     w.close()
+
+
+def tls_handshake(port, **ctx_settings):
+    """SSLRequest, then a TLS handshake with a client context restricted as given; returns the
+    negotiated (version, cipher) or raises ssl.SSLError."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    for k, v in ctx_settings.items():
+        if k == "ciphers":
+            ctx.set_ciphers(v)
+        else:
+            setattr(ctx, k, v)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(struct.pack("!II", 8, 80877103))
+        assert s.recv(1) == b"S"
+        t = ctx.wrap_socket(s)
+        out = (t.version(), t.cipher()[0])
+        t.close()
+        return out
+    finally:
+        s.close()
+
+
+def test_client_tls_minimum_version_and_ciphers(pgrelay, certs):
+    """TLS 1.2 at least; with TLS 1.2 only forward-secret AEAD suites (the documented list)."""
+    relay = pgrelay(listen=tls_listen(certs))
+    version, cipher = tls_handshake(relay.port, maximum_version=ssl.TLSVersion.TLSv1_2)
+    assert version == "TLSv1.2" and ("GCM" in cipher or "CHACHA20" in cipher), cipher
+    assert tls_handshake(relay.port)[0] == "TLSv1.3"
+    # CBC with static RSA key exchange, and CBC with ECDHE: refused
+    for weak in ("AES256-SHA", "AES128-SHA256", "ECDHE-RSA-AES256-SHA"):
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            tls_handshake(relay.port, maximum_version=ssl.TLSVersion.TLSv1_2, ciphers=weak)
+    # still fine for libpq
+    assert psql(relay.port, "SELECT 'ok'", conninfo="sslmode=require").stdout.strip() == "ok"

@@ -3,6 +3,9 @@ configuration takes the listening socket over from the running one (SCM_RIGHTS o
 listen.upgrade_socket); the old one stops accepting, lets its clients finish their transactions and
 exits. pgbench --connect running through the switch sees zero failed transactions."""
 import os
+import pwd
+import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -70,28 +73,57 @@ def test_new_pgrelay_takes_over_without_refusing_a_connection(pgrelay, pg, pgben
                 r.proc.wait(20)
 
 
-def test_control_socket_of_another_user_is_ignored(pgrelay, pg, workdir):
-    """The control socket's path is predictable: a process of another user listening there gets
-    no hand-over and hands over nothing; pgrelay opens its own listener."""
+def test_control_socket_in_a_private_directory_named_by_host_and_port(pgrelay):
+    """By default the control socket is /tmp/pgrelay-<uid>/.s.pgrelay.<host>.<port>.upgrade, in a
+    directory created 0700 that only pgrelay's user can enter."""
+    r = pgrelay()
+    d = f"/tmp/pgrelay-{os.getuid()}"
+    path = os.path.join(d, f".s.pgrelay.127.0.0.1.{r.port}.upgrade")
+    wait_for(lambda: os.path.exists(path), 10, what=path)
+    st = os.lstat(d)
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) == 0o700, oct(st.st_mode)
+    assert not os.path.exists(f"/tmp/.s.pgrelay.{r.port}.upgrade")
+    assert "no hand-over" not in r.log()
+
+
+def test_control_socket_directory_others_can_enter_is_refused(pgrelay, workdir):
+    """A control socket directory owned by another user, or open to group or others, is refused:
+    no hand-over (a process of another user could otherwise take the listening sockets, or hand
+    pgrelay sockets of its own); pgrelay starts on its own socket and says why."""
     from conftest import free_port
-    port = free_port()
-    path = f"/tmp/.s.pgrelay.{port}.upgrade"
-    server = subprocess.Popen(["runuser", "-u", "postgres", "--", "/usr/bin/python3", "-c",
-                               "import socket, sys, time\n"
-                               f"s = socket.socket(socket.AF_UNIX); s.bind({path!r}); s.listen(1)\n"
-                               "print('ready', flush=True)\n"
-                               "c, _ = s.accept(); c.recv(100); c.sendall(b'FDS 1\\n'); time.sleep(5)\n"],
-                              stdout=subprocess.PIPE, text=True)
+    pw = pwd.getpwnam("postgres")
+    other = tempfile.mkdtemp(prefix="upgrade-other.", dir="/tmp")
+    os.chown(other, pw.pw_uid, pw.pw_gid)
+    os.chmod(other, 0o700)
+    opened = tempfile.mkdtemp(prefix="upgrade-open.", dir="/tmp")
+    os.chmod(opened, 0o755)
     try:
-        assert server.stdout.readline().strip() == "ready"
-        r = pgrelay(listen={"port": port}, start=False)
-        r.cfg["listen"]["port"] = port
-        r.port = port
-        r.start()
-        with r.connect() as c:
-            assert c.execute("SELECT 1").fetchone() == (1,)
-        assert "ignoring a process of uid" in r.log()
-        assert "took over" not in r.log()
+        for d, why in ((other, f"owned by uid {pw.pw_uid} with mode 0700"), (opened, "with mode 0755")):
+            path = os.path.join(d, "ctl.upgrade")
+            if d == other:
+                # another user listens there, as if it were an old pgrelay
+                server = subprocess.Popen(["runuser", "-u", "postgres", "--", "/usr/bin/python3", "-c",
+                                           "import socket, time\n"
+                                           f"s = socket.socket(socket.AF_UNIX); s.bind({path!r}); s.listen(1)\n"
+                                           "print('ready', flush=True)\n"
+                                           "c, _ = s.accept(); c.recv(100); c.sendall(b'FDS 1\\n'); time.sleep(5)\n"],
+                                          stdout=subprocess.PIPE, text=True)
+                assert server.stdout.readline().strip() == "ready"
+            else:
+                server = None
+            try:
+                r = pgrelay(listen={"upgrade_socket": path})
+                with r.connect() as c:
+                    assert c.execute("SELECT 1").fetchone() == (1,)
+                r.wait_log("must be a directory only pgrelay's user can enter")
+                assert why in r.log(), r.log_tail()
+                assert "took over" not in r.log()
+                if d == opened:
+                    assert not os.path.exists(path), "pgrelay listened in a directory others can enter"
+            finally:
+                if server is not None:
+                    server.kill()
+                    server.wait()
     finally:
-        server.kill()
-        server.wait()
+        shutil.rmtree(other, ignore_errors=True)
+        shutil.rmtree(opened, ignore_errors=True)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *source_root;
@@ -588,7 +589,7 @@ TEST(error_password_forms)
 			     "valid verifier");
 	CHECK_ERROR("users:\n"
 		    "  - { name: app, auth: md4 }\n" MINIMAL_TAIL,
-		    "t.yaml:2:5: users[0].password is required\n"
+		    "t.yaml:2:5: users[0].password is required (or password_file, or password_env)\n"
 		    "t.yaml:2:24: users[0].auth must be one of: scram-sha-256, md5, password; got \"md4\"");
 	CHECK_ERROR("users:\n"
 		    "  - { password: x }\n"
@@ -794,6 +795,150 @@ TEST(tls_settings)
 	CHECK_CONTAINS(err, "services.users.tls.mode verify-full needs ca");
 	CHECK(load("proxy: { allow_cleartext_without_tls: maybe }\n" MINIMAL_TAIL) == NULL);
 	CHECK_CONTAINS(err, "proxy.allow_cleartext_without_tls must be one of: false, true");
+
+	/* require_auth: the server must prove it knows the password with SCRAM */
+	c = load("databases: { app: { service: users } }\n"
+		 "services:\n"
+		 "  users: { primary: { host: h }, tls: { require_auth: scram-sha-256 } }\n"
+		 "  other: { primary: { host: h }, tls: { mode: require, require_auth: any } }\n"
+		 "  third: { primary: { host: h } }\n");
+	REQUIRE(c != NULL);
+	CHECK(config_find_service(c, "users")->tls.require_scram);
+	CHECK_INT(config_find_service(c, "users")->tls.mode, CONFIG_TLS_PREFER);
+	CHECK(!config_find_service(c, "other")->tls.require_scram);
+	CHECK(!config_find_service(c, "third")->tls.require_scram);
+	config_unref(c);
+	CHECK_ERROR("databases: { app: { service: users } }\n"
+		    "services: { users: { primary: { host: h }, tls: { require_auth: md5 } } }\n",
+		    "t.yaml:2:65: services.users.tls.require_auth must be one of: any, scram-sha-256; got \"md5\"");
+	CHECK_ERROR_CONTAINS("listen: { tls: { mode: disable, require_auth: any } }\n" MINIMAL_TAIL,
+			     "unknown key \"require_auth\" in listen.tls");
+}
+
+/* Writes text to a fresh temporary file with the given mode; returns its path (static buffer). */
+static const char *temp_file(char *path, size_t len, const char *text, mode_t mode)
+{
+	snprintf(path, len, "/tmp/pgrelay-test-secret.XXXXXX");
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return NULL;
+	ssize_t n = write(fd, text, strlen(text));
+	close(fd);
+	chmod(path, mode);
+	return n == (ssize_t)strlen(text) ? path : NULL;
+}
+
+TEST(secrets_from_files_and_environment)
+{
+	char pw[64], yaml[2048];
+	REQUIRE(temp_file(pw, sizeof pw, "from-a-file\n", 0600));
+	setenv("PGRELAY_TEST_PW", "from-the-env", 1);
+	setenv("PGRELAY_TEST_EMPTY", "", 1);
+	unsetenv("PGRELAY_TEST_UNSET");
+	snprintf(yaml, sizeof yaml,
+		 "users:\n"
+		 "  - { name: a, password_file: \"%s\" }\n"
+		 "  - { name: b, password_env: PGRELAY_TEST_PW, auth: md5 }\n"
+		 "databases: { app: { service: users } }\n"
+		 "services:\n"
+		 "  users:\n"
+		 "    primary: { host: db1, user: u, password_env: PGRELAY_TEST_PW }\n"
+		 "    replicas: [ { host: db2, password_file: \"%s\" }, { host: db3 } ]\n"
+		 "cache:\n"
+		 "  redis: { nodes: [\"127.0.0.1:7000\"], password_file: \"%s\" }\n"
+		 "  wal_listener: { service: users, password_env: PGRELAY_TEST_PW }\n",
+		 pw, pw, pw);
+	Config *c = load(yaml);
+	REQUIRE(c != NULL);
+	CHECK_STR(config_find_user(c, "a")->password, "from-a-file");
+	CHECK_STR(config_find_user(c, "b")->password, "from-the-env");
+	const ConfigService *svc = config_find_service(c, "users");
+	CHECK_STR(svc->primary.password, "from-the-env");
+	CHECK_STR(svc->replicas[0].password, "from-a-file");
+	CHECK_STR(svc->replicas[1].password, "from-the-env"); /* inherited from the primary */
+	CHECK_STR(c->cache.redis_password, "from-a-file");
+	CHECK_STR(c->cache.wal_password, "from-the-env");
+	CHECK_INT(c->n_warnings, 0);
+	config_unref(c);
+
+	/* errors: file:line:column, never the secret */
+	CHECK_ERROR("users:\n  - { name: a, password: x, password_env: PGRELAY_TEST_PW }\n" MINIMAL_TAIL,
+		    "t.yaml:2:43: users[0].password, password_file and password_env exclude each other: give one");
+	CHECK_ERROR("users:\n  - { name: a, password_file: /nonexistent/pw }\n" MINIMAL_TAIL,
+		    "t.yaml:2:31: users[0].password_file: cannot open \"/nonexistent/pw\": No such file or directory");
+	CHECK_ERROR("users:\n  - { name: a, password_env: PGRELAY_TEST_UNSET }\n" MINIMAL_TAIL,
+		    "t.yaml:2:30: users[0].password_env: environment variable \"PGRELAY_TEST_UNSET\" is not set");
+	CHECK_ERROR("users:\n  - { name: a, password_env: PGRELAY_TEST_EMPTY }\n" MINIMAL_TAIL,
+		    "t.yaml:2:30: users[0].password_env: environment variable \"PGRELAY_TEST_EMPTY\" is empty");
+	CHECK_ERROR("users:\n  - { name: a, password_file: /tmp }\n" MINIMAL_TAIL,
+		    "t.yaml:2:31: users[0].password_file: \"/tmp\" is not a regular file");
+	CHECK_ERROR("databases: { app: { service: users } }\n"
+		    "services: { users: { primary: { host: h, password: x, password_file: /p } } }\n",
+		    "t.yaml:2:70: services.users.primary.password, password_file and password_env exclude each other: "
+		    "give one");
+	char other[64];
+	REQUIRE(temp_file(other, sizeof other, "\n", 0600));
+	snprintf(yaml, sizeof yaml, "users:\n  - { name: a, password_file: \"%s\" }\n" MINIMAL_TAIL, other);
+	CHECK_ERROR_CONTAINS(yaml, "t.yaml:2:31: users[0].password_file: \"/tmp/pgrelay-test-secret.");
+	CHECK_ERROR_CONTAINS(yaml, "\" is empty");
+	unlink(other);
+	REQUIRE(temp_file(other, sizeof other, "one\ntwo\n", 0600));
+	snprintf(yaml, sizeof yaml, "users:\n  - { name: a, password_file: \"%s\" }\n" MINIMAL_TAIL, other);
+	CHECK_ERROR_CONTAINS(yaml, "\" holds more than one line");
+	unlink(other);
+	/* the form checks apply to what the file holds */
+	REQUIRE(temp_file(other, sizeof other, "md555913cace0c7f6db6a991ca2e344d5e8\n", 0600));
+	snprintf(yaml, sizeof yaml, "users:\n  - { name: a, password_file: \"%s\" }\n" MINIMAL_TAIL, other);
+	CHECK_ERROR_CONTAINS(yaml, "users[0].password is an md5 hash, which cannot be used for scram-sha-256");
+	unlink(other);
+
+	/* a password file readable by others: a warning, not an error */
+	REQUIRE(temp_file(other, sizeof other, "pw\n", 0644));
+	snprintf(yaml, sizeof yaml, "users:\n  - { name: a, password_file: \"%s\" }\n" MINIMAL_TAIL, other);
+	c = load(yaml);
+	REQUIRE(c != NULL);
+	REQUIRE(c->n_warnings == 1);
+	CHECK_CONTAINS(c->warnings[0], "t.yaml:2:31: users[0].password_file: \"/tmp/pgrelay-test-secret.");
+	CHECK_CONTAINS(c->warnings[0], "is readable by group or others (mode 0644)");
+	config_unref(c);
+	unlink(other);
+	unlink(pw);
+}
+
+/* proxy.yaml itself readable by group or others while it holds secrets: a warning at load. */
+TEST(config_file_mode_warning)
+{
+	char path[64];
+	static const char with_secret[] = "users:\n  - { name: a, password: s3cr3t }\n" MINIMAL_TAIL;
+	static const char without[] = "users:\n  - { name: a, password_env: PGRELAY_TEST_PW }\n" MINIMAL_TAIL;
+	setenv("PGRELAY_TEST_PW", "from-the-env", 1);
+	REQUIRE(temp_file(path, sizeof path, with_secret, 0644));
+	Config *c = config_load(path, err, sizeof err);
+	REQUIRE(c != NULL);
+	REQUIRE(c->n_warnings == 1);
+	CHECK_CONTAINS(c->warnings[0], ":2:26: ");
+	CHECK_CONTAINS(c->warnings[0], "is readable by group or others (mode 0644) and holds secrets "
+				       "(users[0].password, ...)");
+	CHECK(strstr(c->warnings[0], "s3cr3t") == NULL);
+	config_unref(c);
+	chmod(path, 0640);
+	c = config_load(path, err, sizeof err);
+	REQUIRE(c != NULL);
+	CHECK_INT(c->n_warnings, 1);
+	config_unref(c);
+	chmod(path, 0600);
+	c = config_load(path, err, sizeof err);
+	REQUIRE(c != NULL);
+	CHECK_INT(c->n_warnings, 0);
+	config_unref(c);
+	unlink(path);
+	/* secrets only from files or the environment: the file may be readable */
+	REQUIRE(temp_file(path, sizeof path, without, 0644));
+	c = config_load(path, err, sizeof err);
+	REQUIRE(c != NULL);
+	CHECK_INT(c->n_warnings, 0);
+	config_unref(c);
+	unlink(path);
 }
 
 TEST(routing_settings)
@@ -857,6 +1002,8 @@ int main(int argc, char **argv)
 	if (argc > 1)
 		source_root = argv[1];
 	RUN(tls_settings);
+	RUN(secrets_from_files_and_environment);
+	RUN(config_file_mode_warning);
 	RUN(routing_settings);
 	RUN(full_config_every_key);
 	RUN(defaults_for_minimal_config);

@@ -555,6 +555,127 @@ TEST(exchange_right_and_wrong_password)
 	scram_client_free(&b);
 }
 
+
+/* ---- unknown users: a mock exchange that looks like a real one ---------------------------- */
+
+/* The salt and iteration count a server-first-message carries, base64 salt copied to salt_out. */
+static bool salt_of(ScramServer *s, const char *client_first, char *salt_out, size_t cap, int *iter)
+{
+	char *reply = NULL;
+	const char *err = NULL;
+	if (!server_first(s, client_first, strlen(client_first), &reply, &err))
+		return false;
+	const char *sp = strstr(reply, ",s="), *ip = strstr(reply, ",i=");
+	bool ok = sp && ip && ip > sp && (size_t)(ip - sp - 3) < cap;
+	if (ok) {
+		memcpy(salt_out, sp + 3, (size_t)(ip - sp - 3));
+		salt_out[ip - sp - 3] = 0;
+		*iter = atoi(ip + 3);
+	}
+	free(reply);
+	return ok;
+}
+
+TEST(mock_exchange_for_unknown_users)
+{
+	uint8_t secret[SCRAM_SALT_SECRET_LEN], other[SCRAM_SALT_SECRET_LEN];
+	memset(secret, 0x5a, sizeof secret);
+	memset(other, 0x5b, sizeof other);
+	uint8_t a[SCRAM_DERIVED_SALT_LEN], b[SCRAM_DERIVED_SALT_LEN], c[SCRAM_DERIVED_SALT_LEN];
+	REQUIRE(scram_user_salt(secret, "alice", a));
+	REQUIRE(scram_user_salt(secret, "alice", b));
+	CHECK(memcmp(a, b, sizeof a) == 0); /* deterministic: every attempt sees the same salt */
+	REQUIRE(scram_user_salt(secret, "alicf", c));
+	CHECK(memcmp(a, c, sizeof a) != 0); /* per user */
+	REQUIRE(scram_user_salt(other, "alice", c));
+	CHECK(memcmp(a, c, sizeof a) != 0); /* per secret */
+
+	/* An unknown user's server-first-message carries the same salt on every attempt and the
+	 * iteration count of a real user, like a known user whose password is plain text. */
+	ScramVerifier mock1, mock2, real;
+	REQUIRE(scram_mock_verifier(secret, "ghost", &mock1));
+	REQUIRE(scram_mock_verifier(secret, "ghost", &mock2));
+	REQUIRE(scram_user_salt(secret, "alice", a));
+	REQUIRE(scram_verifier_from_password_salt("pw", SCRAM_DEFAULT_ITERATIONS, a, sizeof a, &real));
+	CHECK_INT(mock1.salt_len, real.salt_len);
+	CHECK_INT(mock1.iterations, real.iterations);
+	CHECK(memcmp(mock1.salt, mock2.salt, mock1.salt_len) == 0);
+	CHECK(memcmp(mock1.stored_key, mock2.stored_key, SCRAM_KEY_LEN) != 0); /* random keys */
+
+	char s1[64], s2[64], s3[64];
+	int i1 = 0, i2 = 0, i3 = 0;
+	ScramServer x, y, z;
+	scram_server_init_mock(&x, &mock1);
+	scram_server_init_mock(&y, &mock2);
+	scram_server_init(&z, &real);
+	CHECK(salt_of(&x, "n,,n=,r=abcdefgh", s1, sizeof s1, &i1));
+	CHECK(salt_of(&y, "n,,n=,r=ijklmnop", s2, sizeof s2, &i2));
+	CHECK(salt_of(&z, "n,,n=,r=qrstuvwx", s3, sizeof s3, &i3));
+	CHECK_STR(s1, s2);
+	CHECK_INT(strlen(s1), strlen(s3));
+	CHECK_INT(i1, i3);
+	scram_server_free(&x);
+	scram_server_free(&y);
+	scram_server_free(&z);
+
+	/* The exchange runs to the end and fails like a wrong password, whatever the proof: even a
+	 * proof computed for the mock verifier's own keys is refused. */
+	const char *serr, *cerr;
+	CHECK(!exchange(&real, "wrong", &serr, &cerr));
+	CHECK(serr == SCRAM_ERR_WRONG_PASSWORD);
+	CHECK(exchange(&real, "pw", &serr, &cerr));
+	ScramServer m;
+	scram_server_init_mock(&m, &real);
+	ScramClient cl;
+	scram_client_init(&cl, "pw");
+	char *cf = scram_client_first(&cl), *sf = NULL, *cfin = NULL, *sfin = NULL;
+	const char *err = NULL;
+	REQUIRE(cf);
+	CHECK(server_first(&m, cf, strlen(cf), &sf, &err));
+	REQUIRE(sf);
+	cfin = client_server_first(&cl, sf, strlen(sf), &err);
+	REQUIRE(cfin);
+	CHECK(!server_final(&m, cfin, strlen(cfin), &sfin, &err));
+	CHECK(err == SCRAM_ERR_WRONG_PASSWORD);
+	CHECK(sfin == NULL);
+	free(cf);
+	free(sf);
+	free(cfin);
+	scram_server_free(&m);
+	scram_client_free(&cl);
+}
+
+/* The client role reports a verified server signature only after the server-final-message. */
+TEST(client_done_only_after_server_signature)
+{
+	ScramVerifier v;
+	REQUIRE(scram_verifier_from_password("pw", 4096, &v));
+	ScramServer s;
+	ScramClient c;
+	scram_server_init(&s, &v);
+	scram_client_init(&c, "pw");
+	CHECK(!scram_client_done(&c));
+	char *cf = scram_client_first(&c), *sf = NULL, *cfin = NULL, *sfin = NULL;
+	const char *err = NULL;
+	REQUIRE(cf);
+	CHECK(server_first(&s, cf, strlen(cf), &sf, &err));
+	REQUIRE(sf);
+	cfin = client_server_first(&c, sf, strlen(sf), &err);
+	REQUIRE(cfin);
+	CHECK(!scram_client_done(&c)); /* a server's AuthenticationOk here must be refused */
+	CHECK(server_final(&s, cfin, strlen(cfin), &sfin, &err));
+	REQUIRE(sfin);
+	CHECK(client_server_final(&c, sfin, strlen(sfin), &err));
+	CHECK(scram_client_done(&c));
+	CHECK(!scram_client_done(NULL));
+	free(cf);
+	free(sf);
+	free(cfin);
+	free(sfin);
+	scram_server_free(&s);
+	scram_client_free(&c);
+}
+
 /* ---- malformed input, server role ---------------------------------------------------------- */
 
 static void expect_first_rejected(const char *msg, size_t len, const char *want_in_err, int line)
@@ -866,6 +987,9 @@ TEST(client_server_first_malformed)
 	expect_client_first_rejected("r=%sXYZ,s=c2FsdA==,i=0", "iteration", __LINE__);
 	expect_client_first_rejected("r=%sXYZ,s=c2FsdA==,i=-1", "iteration", __LINE__);
 	expect_client_first_rejected("r=%sXYZ,s=c2FsdA==,i=10000001", "iteration", __LINE__);
+	/* Above the bound: refused before any hashing (one login must not block the loop). */
+	expect_client_first_rejected("r=%sXYZ,s=c2FsdA==,i=100001", "iterations", __LINE__);
+	expect_client_first_rejected("r=%sXYZ,s=c2FsdA==,i=2147483647", "iterations", __LINE__);
 	expect_client_first_rejected("r=%sXYZ,s=c2FsdA==,i=99999999999999999999", "iteration", __LINE__);
 	expect_client_first_rejected("r=%sXYZ,s=c2FsdA==,i=4096x", "iteration", __LINE__);
 	expect_client_first_rejected("r=%sXYZ,s=c2FsdA==,i=", "iteration", __LINE__);
@@ -1185,6 +1309,8 @@ int main(void)
 	RUN(verifier_parse_rejects_malformed);
 	RUN(server_cbind_flags_and_extensions);
 	RUN(exchange_right_and_wrong_password);
+	RUN(mock_exchange_for_unknown_users);
+	RUN(client_done_only_after_server_signature);
 	RUN(server_first_malformed);
 	RUN(server_final_malformed);
 	RUN(client_server_first_malformed);
