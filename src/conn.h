@@ -37,12 +37,13 @@ typedef struct Conn {
 	bool events_ready, reading, writing;
 	bool failed;      /* a send failed; reported through the read event */
 	bool send_soon;   /* conn_send_soon queued bytes: the write event is active, not watched */
+	bool closed;      /* conn_close ran */
 	char fail_reason[256];
 
 	/* Inbound: bytes [pos, len) of in are not processed yet. */
 	uint8_t *in;
 	size_t in_len, in_pos, in_cap;
-	size_t in_base; /* configured size; a grown buffer shrinks back to it when empty */
+	size_t in_base; /* configured size, allocated when bytes arrive; freed whenever all are processed */
 	size_t in_max;  /* growth limit for a single message */
 
 	/* Streaming state of the message being processed (set by the relay loop). */
