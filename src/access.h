@@ -39,13 +39,13 @@ typedef struct AccessAddress {
 
 typedef struct AccessRule {
 	AccessType type;
-	/* databases: literal names; all_databases: the keyword all; same_user: the keyword sameuser
+	/* databases: names; all_databases: the keyword all; same_user: the keyword sameuser
 	 * (the database named like the user); console: a name is pgrelay or pgbouncer, which then also
 	 * matches the admin console under either name. */
 	char **databases;
 	size_t n_databases;
 	bool all_databases, same_user, console;
-	char **users; /* literal names */
+	char **users; /* names; all_users: the keyword all */
 	size_t n_users;
 	bool all_users;
 	AccessAddress address;

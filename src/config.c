@@ -1503,9 +1503,9 @@ static void load_cache(Loader *ld, Config *cfg, yaml_node_t *node)
 /* ---- access rules ---- */
 
 /*
- * access[i].database or .user: a name or a list of names into *names; the plain (unquoted)
- * keywords set *all (and, for databases, *same_user); a quoted "all" is a name. Returns false
- * after an error.
+ * access[i].database or .user: a name or a list of names into *names; the keywords set *all (and,
+ * for databases, *same_user), quoted or not (YAML writers quote freely; unlike pg_hba.conf, a
+ * database or user named "all" cannot be named). Returns false after an error.
  */
 static bool load_access_names(Loader *ld, yaml_node_t *item, const char *path, const char *key, char ***names,
 			      size_t *n_names, bool *all, bool *same_user)
@@ -1545,12 +1545,11 @@ static bool load_access_names(Loader *ld, yaml_node_t *item, const char *path, c
 			continue;
 		}
 		const char *name = scalar_text(it);
-		bool plain = it->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-		if (plain && strcmp(name, "all") == 0) {
+		if (strcmp(name, "all") == 0) {
 			*all = true;
 			continue;
 		}
-		if (same_user && plain && strcmp(name, "sameuser") == 0) {
+		if (same_user && strcmp(name, "sameuser") == 0) {
 			*same_user = true;
 			continue;
 		}
@@ -1560,9 +1559,8 @@ static bool load_access_names(Loader *ld, yaml_node_t *item, const char *path, c
 			ok = false;
 			continue;
 		}
-		if (plain && (!strcmp(name, "samerole") || !strcmp(name, "samegroup") || !strcmp(name, "replication"))) {
-			error_at(ld, it, "%s: the keyword %s is not supported by pgrelay (quote it to mean a %s of that name)",
-				 full, name, key);
+		if (!strcmp(name, "samerole") || !strcmp(name, "samegroup") || !strcmp(name, "replication")) {
+			error_at(ld, it, "%s: the keyword %s is not supported by pgrelay", full, name);
 			ok = false;
 			continue;
 		}

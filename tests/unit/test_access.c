@@ -210,6 +210,7 @@ TEST(database_and_user_keywords)
 			   "  - { database: pgrelay, user: admin, method: md5 }\n"
 			   "  - { database: sameuser, user: all, method: password }\n"
 			   "  - { database: [\"all\", other], user: [app, \"all\"], method: scram-sha-256 }\n"
+			   "  - { database: [\"sameuser\"], user: \"app\", method: md5 }\n"
 			   "  - { database: all, user: all, method: reject }\n" TAIL);
 	if (!cfg)
 		UNIT_FAIL("load: %s", err);
@@ -217,15 +218,15 @@ TEST(database_and_user_keywords)
 	/* The admin console under either name. */
 	CHECK_INT(match(cfg, "pgrelay", "admin", "127.0.0.1", false), 0);
 	CHECK_INT(match(cfg, "pgbouncer", "admin", "127.0.0.1", false), 0);
-	CHECK_INT(match(cfg, "pgrelay", "app", "127.0.0.1", false), 3);
+	CHECK_INT(match(cfg, "pgrelay", "app", "127.0.0.1", false), 2);
+	CHECK(cfg->access[3].same_user);
 	/* sameuser: the database named like the user. */
 	CHECK_INT(match(cfg, "appdb", "appdb", "127.0.0.1", false), 1);
-	/* Quoted "all" is a name, not the keyword. */
-	CHECK(!cfg->access[2].all_databases);
-	CHECK(!cfg->access[2].all_users);
+	/* Names and keywords, quoted or not (YAML writers quote freely). */
+	CHECK(cfg->access[2].all_databases);
+	CHECK(cfg->access[2].all_users);
 	CHECK_INT(match(cfg, "other", "app", "127.0.0.1", false), 2);
-	CHECK_INT(match(cfg, "appdb", "app", "127.0.0.1", false), 3);
-	CHECK_INT(match(cfg, "all", "app", "127.0.0.1", false), 2);
+	CHECK_INT(match(cfg, "appdb", "app", "127.0.0.1", false), 2);
 	config_unref(cfg);
 }
 
