@@ -1658,6 +1658,13 @@ static void load_access(Loader *ld, Config *cfg, yaml_node_t *node)
 			int method = ACCESS_REJECT;
 			if (get_enum(ld, item, path, "method", access_method_names, &method))
 				r->method = (AccessMethod)method;
+			for (size_t j = 0; r->method == ACCESS_SCRAM_SHA_256 && j < r->n_users; j++) {
+				const ConfigUser *u = config_find_user(cfg, r->users[j]);
+				if (u && u->password && is_md5_hash(u->password))
+					add_warning(ld, map_get(ld, item, "method")->start_mark,
+						    "%s.method is scram-sha-256, but the password of user \"%s\" is an md5 "
+						    "hash: that user cannot log in through this rule", path, u->name);
+			}
 		}
 	}
 }

@@ -273,6 +273,19 @@ TEST(unknown_names_warn)
 	config_unref(cfg);
 }
 
+TEST(scram_rule_for_md5_hash_warns)
+{
+	Config *cfg = load("access:\n  - { user: md5u, method: scram-sha-256 }\n"
+			   "users:\n  - { name: md5u, password: md555913cace0c7f6db6a991ca2e344d5e8, auth: md5 }\n"
+			   "databases:\n  appdb: { service: main }\nservices:\n  main:\n    primary: { host: db1 }\n");
+	if (!cfg)
+		UNIT_FAIL("load: %s", err);
+	REQUIRE(cfg);
+	REQUIRE(cfg->n_warnings == 1);
+	CHECK_CONTAINS(cfg->warnings[0], "t.yaml:2:27: access[0].method is scram-sha-256, but the password of user \"md5u\"");
+	config_unref(cfg);
+}
+
 int main(void)
 {
 	RUN(cidr_ipv4);
@@ -286,5 +299,6 @@ int main(void)
 	RUN(database_and_user_keywords);
 	RUN(loader_errors);
 	RUN(unknown_names_warn);
+	RUN(scram_rule_for_md5_hash_warns);
 	return unit_summary();
 }
