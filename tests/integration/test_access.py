@@ -7,12 +7,13 @@ import os
 import socket
 import struct
 import subprocess
+import urllib.request
 
 import psycopg
 import pytest
 
 import pgwire
-from conftest import APP_PASSWORD, MD5_PASSWORD, PW_PASSWORD, base_config, pgrelay_bin, psql, to_yaml
+from conftest import APP_PASSWORD, MD5_PASSWORD, PW_PASSWORD, base_config, free_port, pgrelay_bin, psql, to_yaml
 from test_tls import certs, tls_listen  # noqa: F401 (the certs fixture: a throw-away CA)
 
 ALLOW_ALL = [{"database": "all", "user": "all", "address": "all", "method": "scram-sha-256"}]
@@ -55,7 +56,9 @@ def first_auth_request(port, user, database="appdb"):
 
 
 def test_reject_rule(pgrelay):
-    relay = pgrelay(access=[{"database": "all", "user": "md5user", "method": "reject"}] + ALLOW_ALL)
+    http_port = free_port()
+    relay = pgrelay(admin={"http": {"host": "127.0.0.1", "port": http_port}},
+                    access=[{"database": "all", "user": "md5user", "method": "reject"}] + ALLOW_ALL)
     err = login_error(relay.port, "md5user", MD5_PASSWORD)
     assert err.sqlstate == "28000", err.fields
     assert err.severity == "FATAL"
@@ -68,6 +71,9 @@ def test_reject_rule(pgrelay):
     # Refused before any password is asked for: a wrong one gets the same 28000.
     err = login_error(relay.port, "md5user", "whatever")
     assert err.sqlstate == "28000"
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as r:
+        metrics = r.read().decode()
+    assert "\npgrelay_access_refused_total 2\n" in metrics, metrics
 
 
 def test_no_rule_matches_refused(pgrelay):
