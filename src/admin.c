@@ -16,6 +16,7 @@
 
 #include <event2/event.h>
 
+#include "access.h"
 #include "cache.h"
 #include "cache_l1.h"
 #include "catalog_loader.h"
@@ -697,7 +698,7 @@ static void show_help(Buf *b)
 	notice(b, "Console usage");
 	notice(b, "SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION");
 	notice(b, "SHOW STATS|STATS_TOTALS|STATS_AVERAGES|LISTS|MEM");
-	notice(b, "SHOW ROUTES|BACKENDS|CACHE|CATALOG|PREPARED");
+	notice(b, "SHOW ROUTES|ACCESS|BACKENDS|CACHE|CATALOG|PREPARED");
 	notice(b, "SET key = arg");
 	notice(b, "RELOAD");
 	notice(b, "PAUSE [<db>]");
@@ -716,6 +717,39 @@ static void join(char *buf, size_t len, char *const *items, size_t n)
 	buf[0] = 0;
 	for (size_t i = 0; i < n && k < len; i++)
 		k += (size_t)snprintf(buf + k, len - k, "%s%s", i ? "," : "", items[i]);
+}
+
+static void show_access(Runtime *rt, Buf *b)
+{
+	static const AdminCol cols[] = {{"rule", OID_INT4},    {"line", OID_INT4},   {"type", OID_TEXT},
+					{"database", OID_TEXT}, {"user", OID_TEXT},   {"address", OID_TEXT},
+					{"method", OID_TEXT},  {"matches", OID_INT8}};
+	row_description(b, cols, sizeof cols / sizeof cols[0]);
+	const Config *cfg = rt->config;
+	for (size_t i = 0; i < cfg->n_access; i++) {
+		const AccessRule *a = &cfg->access[i];
+		char dbs[512], users[512], addr[64];
+		join(dbs, sizeof dbs, a->databases, a->n_databases);
+		join(users, sizeof users, a->users, a->n_users);
+		if (a->all_databases)
+			snprintf(dbs, sizeof dbs, "all");
+		else if (a->same_user)
+			snprintf(dbs + strlen(dbs), sizeof dbs - strlen(dbs), "%ssameuser", a->n_databases ? "," : "");
+		if (a->all_users)
+			snprintf(users, sizeof users, "all");
+		access_format_address(&a->address, addr, sizeof addr);
+		Row r = row_begin(b);
+		row_int(&r, (long long)i);
+		row_int(&r, a->line);
+		row_text(&r, access_type_name(a->type));
+		row_text(&r, dbs);
+		row_text(&r, users);
+		row_text(&r, addr);
+		row_text(&r, access_method_name(a->method));
+		row_u64(&r, i < rt->n_access_hits ? rt->access_hits[i] : 0);
+		row_end(&r);
+	}
+	complete(b, "SHOW");
 }
 
 static void show_routes(Runtime *rt, Buf *b)
@@ -1111,7 +1145,7 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 			{"databases", show_databases}, {"users", show_users},     {"config", show_config},
 			{"lists", show_lists},       {"mem", show_mem},           {"routes", show_routes},
 			{"backends", show_backends}, {"cache", show_cache},       {"prepared", show_prepared},
-			{"catalog", show_catalog},
+			{"catalog", show_catalog},   {"access", show_access},
 		};
 		for (size_t i = 0; i < sizeof shows / sizeof shows[0]; i++)
 			if (strcmp(what, shows[i].name) == 0) {

@@ -9,7 +9,9 @@
  */
 #include "client.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
@@ -17,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
+#include "access.h"
 #include "admin.h"
 #include "cancel.h"
 #include "statement.h"
@@ -364,14 +368,112 @@ static void client_begin_mock_auth(Client *c, const char *why)
 	buf_free(&b);
 }
 
+/*
+ * The access rules (proxy.yaml's access section) for this connection: false after refusing it
+ * (28000, as PostgreSQL's pg_hba.conf). Otherwise *rule is the index of the rule that matched, or
+ * -1 when the configuration has no access section.
+ */
+static bool client_check_access(Client *c, int *rule)
+{
+	Runtime *rt = c->rt;
+	const Config *cfg = rt->config;
+	*rule = -1;
+	if (!cfg->access_enabled)
+		return true;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	bool have_peer = getpeername(c->conn.fd, (struct sockaddr *)&ss, &sl) == 0;
+	char host[INET6_ADDRSTRLEN] = "?";
+	if (have_peer && ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
+	else if (have_peer && ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof host);
+	AccessRequest req = {
+		.database = c->database,
+		.user = c->user,
+		.console = admin_is_console(cfg, c->database),
+		.peer = have_peer ? (const struct sockaddr *)&ss : NULL,
+		.tls = c->tls,
+	};
+	const char *enc = c->tls ? "TLS encryption" : "no encryption";
+	int i = access_match(cfg->access, cfg->n_access, &req);
+	if (i < 0) {
+		rt->stats.access_refused++;
+		log_warning(c->name, "refused: no access rule matches %s@%s from %s (%s)", c->user, c->database, c->addr,
+			    enc);
+		client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION,
+			     "no pgrelay access rule for host \"%s\", user \"%s\", database \"%s\", %s", host, c->user,
+			     c->database, enc);
+		return false;
+	}
+	const AccessRule *r = &cfg->access[i];
+	if ((size_t)i < rt->n_access_hits)
+		rt->access_hits[i]++;
+	if (r->method == ACCESS_REJECT) {
+		rt->stats.access_refused++;
+		log_info(c->name, "refused: access rule %d (line %d) rejects %s@%s from %s (%s)", i, r->line, c->user,
+			 c->database, c->addr, enc);
+		client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION,
+			     "pgrelay access rules reject connection for host \"%s\", user \"%s\", database \"%s\", %s",
+			     host, c->user, c->database, enc);
+		return false;
+	}
+	log_info(c->name, "access rule %d (line %d) matches %s@%s from %s (%s): %s", i, r->line, c->user, c->database,
+		 c->addr, enc, access_method_name(r->method));
+	*rule = i;
+	return true;
+}
+
+/* Cleartext passwords over plain TCP are refused unless proxy.allow_cleartext_without_tls. */
+static bool client_cleartext_allowed(Client *c)
+{
+	if (c->tls || c->rt->config->allow_cleartext_without_tls)
+		return true;
+	log_warning(c->name, "refusing cleartext password authentication of \"%s\" from %s without TLS", c->user,
+		    c->addr);
+	client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION,
+		     "user \"%s\" authenticates with a cleartext password, which pgrelay accepts only over TLS "
+		     "(or with proxy.allow_cleartext_without_tls)", c->user);
+	return false;
+}
+
 static void client_begin_auth(Client *c)
 {
+	int rule;
+	if (!client_check_access(c, &rule))
+		return;
 	const ConfigUser *u = config_find_user(c->rt->config, c->user);
+	/* An access rule's method replaces the user's auth for this connection. */
+	ConfigAuthMethod method = rule >= 0 ? (ConfigAuthMethod)c->rt->config->access[rule].method
+					    : u ? u->auth : CONFIG_AUTH_SCRAM_SHA_256;
 	if (!u) {
+		if (method == CONFIG_AUTH_PASSWORD) {
+			/* As PostgreSQL: the password is asked for whether or not the user exists. */
+			if (!client_cleartext_allowed(c))
+				return;
+			c->auth_method = CONFIG_AUTH_PASSWORD;
+			c->auth_mock_why = "no such user in pgrelay's users";
+			c->state = CL_AUTH;
+			Buf b;
+			buf_init(&b);
+			proto_build_auth(&b, PROTO_AUTH_CLEARTEXT, NULL, 0);
+			conn_send_buf(&c->conn, &b);
+			buf_free(&b);
+			return;
+		}
 		client_begin_mock_auth(c, "no such user in pgrelay's users");
 		return;
 	}
-	c->auth_method = u->auth;
+	/* As PostgreSQL: md5 with a SCRAM secret runs SCRAM; SCRAM with an md5 hash cannot succeed. */
+	if (method == CONFIG_AUTH_MD5 && scram_is_verifier(u->password))
+		method = CONFIG_AUTH_SCRAM_SHA_256;
+	if (method == CONFIG_AUTH_SCRAM_SHA_256 && scram_is_md5_hash(u->password)) {
+		log_warning(c->name, "user \"%s\" has an md5 hash as password, which cannot be used for SCRAM (access rule %d)",
+			    c->user, rule);
+		client_begin_mock_auth(c, "md5 hash as password, but SCRAM asked for");
+		return;
+	}
+	c->auth_method = method;
 	c->auth_secret = xstrdup(u->password);
 	c->state = CL_AUTH;
 	Buf b;
@@ -396,13 +498,8 @@ static void client_begin_auth(Client *c)
 		proto_build_auth(&b, PROTO_AUTH_MD5, c->md5_salt, sizeof(c->md5_salt));
 		break;
 	case CONFIG_AUTH_PASSWORD:
-		if (!c->tls && !c->rt->config->allow_cleartext_without_tls) {
+		if (!client_cleartext_allowed(c)) {
 			buf_free(&b);
-			log_warning(c->name, "refusing cleartext password authentication of \"%s\" from %s without TLS",
-				    c->user, c->addr);
-			client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION,
-				     "user \"%s\" authenticates with a cleartext password, which pgrelay accepts only over TLS "
-				     "(or with proxy.allow_cleartext_without_tls)", c->user);
 			return;
 		}
 		proto_build_auth(&b, PROTO_AUTH_CLEARTEXT, NULL, 0);
@@ -410,6 +507,36 @@ static void client_begin_auth(Client *c)
 	}
 	conn_send_buf(&c->conn, &b);
 	buf_free(&b);
+}
+
+/* A cleartext password against the user's secret: plain, an md5 hash or a SCRAM verifier (an
+ * access rule may ask for a cleartext password from a user whose secret is hashed). */
+static bool client_cleartext_matches(Client *c, const char *pw)
+{
+	const char *secret = c->auth_secret;
+	if (!secret)
+		return false;
+	if (scram_is_md5_hash(secret)) {
+		char hash[36], stored[36];
+		scram_md5_password_hash(c->user, pw, hash);
+		for (size_t i = 0; i < 35; i++)
+			stored[i] = (char)tolower((unsigned char)secret[i]);
+		stored[35] = '\0';
+		bool ok = scram_secure_equal(hash, stored, 35);
+		OPENSSL_cleanse(hash, sizeof hash);
+		return ok;
+	}
+	if (scram_is_verifier(secret)) {
+		ScramVerifier stored, derived;
+		bool ok = scram_parse_verifier(secret, &stored) &&
+			  scram_verifier_from_password_salt(pw, stored.iterations, stored.salt, stored.salt_len, &derived) &&
+			  scram_secure_equal(stored.stored_key, derived.stored_key, SCRAM_KEY_LEN) &&
+			  scram_secure_equal(stored.server_key, derived.server_key, SCRAM_KEY_LEN);
+		OPENSSL_cleanse(&derived, sizeof derived);
+		return ok;
+	}
+	size_t n = strlen(secret);
+	return strlen(pw) == n && scram_secure_equal(pw, secret, n);
 }
 
 static void client_auth_failed(Client *c, const char *why)
@@ -484,9 +611,8 @@ static void client_handle_auth_message(Client *c, const uint8_t *body, size_t le
 	case CONFIG_AUTH_PASSWORD: {
 		const char *pw = proto_read_str(&r);
 		buf_free(&b);
-		size_t n = strlen(c->auth_secret);
-		if (r.error || strlen(pw) != n || !scram_secure_equal(pw, c->auth_secret, n)) {
-			client_auth_failed(c, "wrong password (cleartext)");
+		if (r.error || c->auth_mock_why || !client_cleartext_matches(c, pw)) {
+			client_auth_failed(c, c->auth_mock_why ? c->auth_mock_why : "wrong password (cleartext)");
 			return;
 		}
 		client_auth_ok(c);

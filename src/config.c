@@ -37,7 +37,7 @@
 /* ---- schema ---- */
 
 static const char *const top_keys[] = {"listen",    "log",      "proxy", "users", "routes", "health",
-				       "databases", "services", "cache", "admin", NULL};
+				       "databases", "services", "cache", "admin", "access", NULL};
 static const char *const cache_keys[] = {"l1",         "redis",       "ttl",           "rules",
 					 "invalidate", "wal_listener", "catalog_refresh", NULL};
 static const char *const cache_l1_keys[] = {"max_memory", "policy", "max_result", NULL};
@@ -72,6 +72,10 @@ static const char *const reads_names[] = {"inherit", "primary", "replicas", NULL
 static const char *const balance_names[] = {"round-robin", "least-outstanding", NULL};
 static const char *const backend_keys[] = {"host", "port", "dbname", "user", "password", "password_file",
 					   "password_env", NULL};
+static const char *const access_keys[] = {"type", "database", "user", "address", "method", NULL};
+/* Indexed by AccessType and AccessMethod (access.h). */
+static const char *const access_type_names[] = {"host", "hostssl", "hostnossl", NULL};
+static const char *const access_method_names[] = {"scram-sha-256", "md5", "password", "reject", NULL};
 static const char *const pool_keys[] = {"max", "min", "idle_timeout", "connect_timeout",
 					"statement_timeout", "query_wait_timeout", "server_lifetime",
 					NULL};
@@ -1496,6 +1500,175 @@ static void load_cache(Loader *ld, Config *cfg, yaml_node_t *node)
 	}
 }
 
+/* ---- access rules ---- */
+
+/*
+ * access[i].database or .user: a name or a list of names into *names; the keywords set *all (and,
+ * for databases, *same_user), quoted or not (YAML writers quote freely; unlike pg_hba.conf, a
+ * database or user named "all" cannot be named). Returns false after an error.
+ */
+static bool load_access_names(Loader *ld, yaml_node_t *item, const char *path, const char *key, char ***names,
+			      size_t *n_names, bool *all, bool *same_user)
+{
+	char full[PATH_LEN], got[96];
+	yaml_node_t *v = map_get(ld, item, key);
+	join_path(full, sizeof full, path, key);
+	if (!v) {
+		*all = true; /* absent: every database / user */
+		return true;
+	}
+	yaml_node_item_t *start = NULL, *top = NULL;
+	if (v->type == YAML_SEQUENCE_NODE) {
+		start = v->data.sequence.items.start;
+		top = v->data.sequence.items.top;
+	} else if (v->type != YAML_SCALAR_NODE || is_null(v)) {
+		error_at(ld, v, "%s must be a name or a list of names, got %s", full, describe(v, got, sizeof got));
+		return false;
+	}
+	size_t n = start ? (size_t)(top - start) : 1;
+	if (n == 0) {
+		error_at(ld, v, "%s must not be an empty list (write all for every %s)", full, key);
+		return false;
+	}
+	*names = calloc(n, sizeof **names);
+	if (!*names) {
+		ld->oom = true;
+		return false;
+	}
+	bool ok = true;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *it = start ? node_get(ld, start[i]) : v;
+		if (it->type != YAML_SCALAR_NODE || is_null(it) || !scalar_text(it)[0] ||
+		    it->data.scalar.length != strlen(scalar_text(it))) {
+			error_at(ld, it, "%s must contain non-empty names, got %s", full, describe(it, got, sizeof got));
+			ok = false;
+			continue;
+		}
+		const char *name = scalar_text(it);
+		if (strcmp(name, "all") == 0) {
+			*all = true;
+			continue;
+		}
+		if (same_user && strcmp(name, "sameuser") == 0) {
+			*same_user = true;
+			continue;
+		}
+		if (name[0] == '+' || name[0] == '@') {
+			error_at(ld, it, "%s: \"%s\": %s are not supported (list the names, or write all)", full, name,
+				 name[0] == '+' ? "groups (+name)" : "included files (@file)");
+			ok = false;
+			continue;
+		}
+		if (!strcmp(name, "samerole") || !strcmp(name, "samegroup") || !strcmp(name, "replication")) {
+			error_at(ld, it, "%s: the keyword %s is not supported by pgrelay", full, name);
+			ok = false;
+			continue;
+		}
+		if (!((*names)[(*n_names)++] = dup_string(ld, name)))
+			return false;
+	}
+	return ok;
+}
+
+static void load_access(Loader *ld, Config *cfg, yaml_node_t *node)
+{
+	char got[96];
+	if (!node || is_null(node))
+		return;
+	if (node->type != YAML_SEQUENCE_NODE) {
+		error_at(ld, node, "access must be a list of {type, database, user, address, method}, got %s",
+			 describe(node, got, sizeof got));
+		return;
+	}
+	size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+	if (n == 0) {
+		error_at(ld, node, "access has no rules, so every connection would be refused (remove the section to "
+				   "let every user in, or end with a reject rule)");
+		return;
+	}
+	cfg->access_enabled = true;
+	cfg->access = calloc(n, sizeof *cfg->access);
+	if (!cfg->access) {
+		ld->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = node_get(ld, node->data.sequence.items.start[i]);
+		char path[PATH_LEN], full[PATH_LEN];
+		snprintf(path, sizeof path, "access[%zu]", i);
+		if (!item || item->type != YAML_MAPPING_NODE) {
+			error_at(ld, item, "%s must be a mapping {type, database, user, address, method}, got %s", path,
+				 describe(item, got, sizeof got));
+			continue;
+		}
+		if (!check_mapping(ld, item, path, access_keys))
+			continue;
+		AccessRule *r = &cfg->access[cfg->n_access++];
+		r->line = (int)item->start_mark.line + 1;
+
+		yaml_node_t *type_node = map_get(ld, item, "type");
+		if (type_node && type_node->type == YAML_SCALAR_NODE && !strcmp(scalar_text(type_node), "local")) {
+			error_at(ld, type_node, "%s.type: local (Unix-socket clients) cannot match: pgrelay listens only on "
+					      "TCP; use host, hostssl or hostnossl", path);
+		} else {
+			int type = ACCESS_HOST;
+			if (get_enum(ld, item, path, "type", access_type_names, &type))
+				r->type = (AccessType)type;
+		}
+
+		if (load_access_names(ld, item, path, "database", &r->databases, &r->n_databases, &r->all_databases,
+				      &r->same_user)) {
+			yaml_node_t *db_node = map_get(ld, item, "database");
+			for (size_t j = 0; j < r->n_databases; j++) {
+				const char *name = r->databases[j];
+				if (!strcmp(name, "pgrelay") || !strcmp(name, "pgbouncer"))
+					r->console = true;
+				else if (!config_find_database(cfg, name))
+					add_warning(ld, db_node->start_mark,
+						    "%s.database names \"%s\", which is not in databases: the rule never "
+						    "matches it", path, name);
+			}
+		}
+		if (load_access_names(ld, item, path, "user", &r->users, &r->n_users, &r->all_users, NULL)) {
+			yaml_node_t *user_node = map_get(ld, item, "user");
+			for (size_t j = 0; j < r->n_users; j++)
+				if (!config_find_user(cfg, r->users[j]))
+					add_warning(ld, user_node->start_mark,
+						    "%s.user names \"%s\", who is not in users and cannot log in", path,
+						    r->users[j]);
+		}
+
+		yaml_node_t *addr_node = map_get(ld, item, "address");
+		join_path(full, sizeof full, path, "address");
+		if (addr_node) {
+			const char *why;
+			if (addr_node->type != YAML_SCALAR_NODE || is_null(addr_node))
+				error_at(ld, addr_node, "%s must be all, an IP address or a CIDR block, got %s", full,
+					 describe(addr_node, got, sizeof got));
+			else if (!strcmp(scalar_text(addr_node), "samehost") || !strcmp(scalar_text(addr_node), "samenet"))
+				error_at(ld, addr_node, "%s: %s is not supported by pgrelay (write the CIDR block)", full,
+					 scalar_text(addr_node));
+			else if ((why = access_parse_address(scalar_text(addr_node), &r->address)) != NULL)
+				error_at(ld, addr_node, "%s: \"%s\": %s", full, scalar_text(addr_node), why);
+		}
+
+		if (!map_get(ld, item, "method")) {
+			error_at(ld, item, "%s.method is required (one of: scram-sha-256, md5, password, reject)", path);
+		} else {
+			int method = ACCESS_REJECT;
+			if (get_enum(ld, item, path, "method", access_method_names, &method))
+				r->method = (AccessMethod)method;
+			for (size_t j = 0; r->method == ACCESS_SCRAM_SHA_256 && j < r->n_users; j++) {
+				const ConfigUser *u = config_find_user(cfg, r->users[j]);
+				if (u && u->password && is_md5_hash(u->password))
+					add_warning(ld, map_get(ld, item, "method")->start_mark,
+						    "%s.method is scram-sha-256, but the password of user \"%s\" is an md5 "
+						    "hash: that user cannot log in through this rule", path, u->name);
+			}
+		}
+	}
+}
+
 static void load_root(Loader *ld, Config *cfg, yaml_node_t *root)
 {
 	if (root && is_null(root))
@@ -1523,6 +1696,7 @@ static void load_root(Loader *ld, Config *cfg, yaml_node_t *root)
 	load_health(ld, cfg, map_get(ld, root, "health"));
 	load_cache(ld, cfg, map_get(ld, root, "cache"));
 	load_admin(ld, cfg, map_get(ld, root, "admin"));
+	load_access(ld, cfg, map_get(ld, root, "access")); /* after users and databases: it names them */
 }
 
 /* ---- lifecycle ---- */
@@ -1608,6 +1782,9 @@ static void config_free(Config *cfg)
 	free_string_list(cfg->admin.users, cfg->admin.n_users);
 	free_string_list(cfg->admin.stats_users, cfg->admin.n_stats_users);
 	free(cfg->admin.http_host);
+	for (size_t i = 0; i < cfg->n_access; i++)
+		access_rule_free(&cfg->access[i]);
+	free(cfg->access);
 	free(cfg);
 }
 

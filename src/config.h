@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "access.h"
+
 typedef enum {
 	CONFIG_AUTH_SCRAM_SHA_256 = 0, /* default */
 	CONFIG_AUTH_MD5,
@@ -256,6 +258,13 @@ typedef struct Config {
 	size_t n_routes;
 	ConfigHealth health;
 	ConfigCache cache;
+
+	/* Client access rules (the `access` section, access.h), first match wins. access_enabled:
+	 * the section is present, so a connection no rule matches is refused; absent: every
+	 * connection may log in with its user's auth. */
+	AccessRule *access;
+	size_t n_access;
+	bool access_enabled;
 } Config;
 
 /*

@@ -506,6 +506,9 @@ void http_render_metrics(Runtime *rt, struct evbuffer *b)
 		     rt->stats.accept_pauses);
 	plain_sample(b, "pgrelay_auth_failures_total", "counter", "Client logins that failed authentication.",
 		     rt->stats.auth_failures);
+	plain_sample(b, "pgrelay_access_refused_total", "counter",
+		     "Client logins refused by the access rules (a reject rule, or no rule matched).",
+		     rt->stats.access_refused);
 	plain_sample(b, "pgrelay_servers_opened_total", "counter", "Server connections opened.", rt->stats.servers_opened);
 	plain_sample(b, "pgrelay_server_connect_failures_total", "counter", "Server connections that failed before login.",
 		     rt->stats.servers_failed);

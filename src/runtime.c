@@ -202,6 +202,9 @@ void runtime_reload(Runtime *rt)
 	free(rt->route_matches); /* the rules may have changed: counting starts over */
 	rt->n_route_matches = cfg->n_routes;
 	rt->route_matches = xcalloc(cfg->n_routes ? cfg->n_routes : 1, sizeof *rt->route_matches);
+	free(rt->access_hits); /* new rules: counting starts over (connections already in keep going) */
+	rt->n_access_hits = cfg->n_access;
+	rt->access_hits = xcalloc(cfg->n_access ? cfg->n_access : 1, sizeof *rt->access_hits);
 	config_unref(old);
 	runtime_log_config_warnings(cfg);
 	log_info(NULL, "configuration reloaded from %s", rt->config_path);
@@ -294,6 +297,8 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	rt->health = health_start(rt->base, cfg);
 	rt->n_route_matches = cfg->n_routes;
 	rt->route_matches = xcalloc(cfg->n_routes ? cfg->n_routes : 1, sizeof *rt->route_matches);
+	rt->n_access_hits = cfg->n_access;
+	rt->access_hits = xcalloc(cfg->n_access ? cfg->n_access : 1, sizeof *rt->access_hits);
 	if (cfg->cache.enabled && !(rt->cache = cache_new(rt))) {
 		log_error(NULL, "cannot set up the result cache");
 		return false;
@@ -330,6 +335,8 @@ void runtime_free(Runtime *rt)
 	upgrade_stop(rt);
 	free(rt->route_matches);
 	rt->route_matches = NULL;
+	free(rt->access_hits);
+	rt->access_hits = NULL;
 	stats_stop(rt);
 	cancel_map_free(&rt->cancel_map);
 	prepared_registry_free(&rt->stmts);

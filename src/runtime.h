@@ -41,6 +41,7 @@ typedef struct Stats {
 	uint64_t wait_timeouts;
 	uint64_t cancels_forwarded;
 	uint64_t accept_pauses; /* accept paused: out of descriptors or memory */
+	uint64_t access_refused; /* refused by the access rules (a reject rule, or none matched) */
 } Stats;
 
 typedef struct Runtime {
@@ -94,6 +95,8 @@ typedef struct Runtime {
 	struct UpgradeState *upgrade; /* listening-socket hand-over (upgrade.c) */
 	uint64_t *route_matches;   /* per rule of config->routes: statements it routed */
 	size_t n_route_matches;
+	uint64_t *access_hits;     /* per rule of config->access: connections it matched */
+	size_t n_access_hits;
 	SqlCache sql;       /* statement analyses by text */
 	struct Metrics *metrics;  /* histograms and the stats period (stats.h) */
 	struct HttpServer *http;  /* admin.http: /metrics and /health (http.h); NULL when not configured */

@@ -309,7 +309,7 @@ TEST(error_unknown_key)
 	/* Sections for later features are not accepted yet. */
 	CHECK_ERROR(MINIMAL_TAIL "tls: { cert: x }\n",
 		    "t.yaml:6:1: unknown key \"tls\" at the top level "
-		    "(expected one of: listen, log, proxy, users, routes, health, databases, services, cache, admin)");
+		    "(expected one of: listen, log, proxy, users, routes, health, databases, services, cache, admin, access)");
 }
 
 TEST(cache_section)
