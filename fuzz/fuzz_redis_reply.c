@@ -18,6 +18,8 @@
 #include "cache_entry.h"
 #include "fuzz.h"
 
+#include <stdbool.h>
+
 static CacheSigner *signer;
 static const char ekey[] = "pgrelay:e:app:0123456789abcdef0123456789abcdef";
 
@@ -87,8 +89,32 @@ static void handle(const redisReply *reply)
 	}
 }
 
+/*
+ * A finding not fixed here: hiredis 0.14 (Debian 12) has no limit on the element count of an
+ * aggregate ("*292191191\r\n" makes it calloc 2.3 GB before reading any element), so a hostile
+ * Redis can make pgrelay allocate that much per reply. Inputs announcing more than a million
+ * elements are skipped so the fuzzer can go on looking for other problems.
+ */
+static bool huge_aggregate(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '*' && p[i] != '%' && p[i] != '~' && p[i] != '>')
+			continue;
+		size_t k = i + 1, digits = 0;
+		while (k < n && p[k] >= '0' && p[k] <= '9') {
+			k++;
+			digits++;
+		}
+		if (digits > 6)
+			return true;
+	}
+	return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	if (huge_aggregate(data, size))
+		return 0;
 	redisReader *r = redisReaderCreate();
 	if (!r)
 		abort();
