@@ -36,6 +36,9 @@ PACKAGES=(
 	prometheus
 	# tests/integration/test_drivers.py: JDBC (a Java program compiled with javac at test time)
 	default-jdk-headless libpostgresql-jdbc-java
+	# fuzz/ (the build-fuzz step of scripts/test.sh, bench/fuzz.sh): Debian's clang and its
+	# compiler-rt, which holds libFuzzer (-fsanitize=fuzzer) and clang's ASan/UBSan runtimes
+	clang libclang-rt-14-dev
 )
 # tests/integration/test_drivers.py: node-postgres and postgres.js run on the machine's node
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)

@@ -7,6 +7,9 @@
 #   2. builds two configurations: build/ (default options) and build-asan/ (debug, AddressSanitizer +
 #      UndefinedBehaviorSanitizer);
 #   3. runs the meson unit tests of both;
+#   3b. builds build-fuzz/ (clang, libFuzzer, ASan+UBSan: the targets in fuzz/) and runs each fuzz
+#      target for FUZZ_SECONDS (default 5) over its committed corpus, one target at a time; each
+#      target counts as one test (a crash, leak or UB found fails it);
 #   4. runs the pytest integration suite (tests/integration/) against build-asan/pgrelay and a real
 #      PostgreSQL 15 that the suite starts itself (as the postgres user, under /tmp);
 #   5. ends with one line: "N passed, N failed" (", N skipped" when some were skipped), counting
@@ -80,6 +83,21 @@ build build-asan -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=fal
 [ $built_release = 1 ] && unit build
 [ $built_asan = 1 ] && unit build-asan
 
+# Fuzz targets: a short fixed-time run of each (clang is required: without it this step fails).
+rm -f build-fuzz/meson-logs/testlog.json
+if ! command -v clang >/dev/null 2>&1; then
+	note "fuzz targets"
+	echo "test.sh: clang is missing: the fuzz targets cannot be built" >&2
+	steps_failed+=("fuzz targets (no clang)")
+elif CC=clang build build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false; then
+	note "fuzz targets (build-fuzz, ${FUZZ_SECONDS:-5} s each)"
+	FUZZ_SECONDS=${FUZZ_SECONDS:-5} meson test -C build-fuzz --suite fuzz --num-processes 1 --print-errorlogs \
+		--no-rebuild || true
+	if [ ! -s build-fuzz/meson-logs/testlog.json ]; then
+		steps_failed+=("fuzz targets (no test log)")
+	fi
+fi
+
 JUNIT="$ROOT/build-asan/pytest-junit.xml"
 rm -f "$JUNIT"
 if [ $built_asan = 1 ]; then
@@ -106,7 +124,8 @@ fi
 note "summary"
 for s in "${steps_failed[@]}"; do echo "FAILED STEP: $s"; done
 echo "test.sh: took $(($(date +%s) - T0)) s"
-"$PY" - "$JUNIT" "${#steps_failed[@]}" build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'EOF'
+"$PY" - "$JUNIT" "${#steps_failed[@]}" build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
+	build-fuzz/meson-logs/testlog.json <<'EOF'
 import json, os, sys
 import xml.etree.ElementTree as ET
 

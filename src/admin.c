@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "access.h"
+#include "admin_parse.h"
 #include "cache.h"
 #include "cache_l1.h"
 #include "catalog_loader.h"
@@ -1089,31 +1090,6 @@ static void set_disabled(Runtime *rt, const char *db, bool disabled)
 
 /* ---- parsing ---- */
 
-/* Splits "WORD word2 arg" into lower-case words (quotes and the trailing ';' removed). */
-static size_t words(const char *sql, size_t len, char out[][128], size_t max)
-{
-	size_t n = 0, i = 0;
-	while (i < len && n < max) {
-		while (i < len && (isspace((unsigned char)sql[i]) || sql[i] == ';' || sql[i] == '='))
-			i++;
-		if (i >= len)
-			break;
-		size_t k = 0;
-		if (sql[i] == '\'' || sql[i] == '"') {
-			char q = sql[i++];
-			while (i < len && sql[i] != q && k + 1 < 128)
-				out[n][k++] = sql[i++];
-			i++;
-		} else {
-			while (i < len && !isspace((unsigned char)sql[i]) && sql[i] != ';' && sql[i] != '=' && k + 1 < 128)
-				out[n][k++] = (char)tolower((unsigned char)sql[i++]);
-		}
-		out[n][k] = 0;
-		n++;
-	}
-	return n;
-}
-
 static bool known_db(Runtime *rt, Buf *b, const char *db)
 {
 	if (config_find_database(rt->config, db))
@@ -1128,8 +1104,8 @@ static bool known_db(Runtime *rt, Buf *b, const char *db)
 static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 {
 	Runtime *rt = c->rt;
-	char w[4][128];
-	size_t n = words(sql, len, w, 4);
+	char w[4][ADMIN_WORD_MAX];
+	size_t n = admin_split_words(sql, len, w, 4);
 	if (n == 0) {
 		size_t off = proto_begin(b, 'I'); /* EmptyQueryResponse */
 		proto_end(b, off);

@@ -27,6 +27,11 @@ void buf_consume(Buf *b, size_t n);
 void buf_reset(Buf *b);
 
 static inline size_t buf_used(const Buf *b) { return b->len - b->start; }
-static inline const uint8_t *buf_head(const Buf *b) { return b->data + b->start; }
+/* Never NULL: an empty buffer that never held bytes has no data, and NULL + 0 is undefined
+ * behaviour (UBSan reports it); its head is then an empty string. */
+static inline const uint8_t *buf_head(const Buf *b)
+{
+	return b->data ? b->data + b->start : (const uint8_t *)"";
+}
 
 #endif

@@ -135,6 +135,13 @@ const char *proto_parse_startup(const uint8_t *packet, size_t len, ProtoStartup 
 	return NULL;
 }
 
+char proto_parse_ready_for_query(const uint8_t *body, size_t len)
+{
+	if (len != 1 || (body[0] != 'I' && body[0] != 'T' && body[0] != 'E'))
+		return 0;
+	return (char)body[0];
+}
+
 bool proto_parse_error(const uint8_t *body, size_t len, ProtoErrorFields *out)
 {
 	out->severity = out->sqlstate = out->message = out->detail = "";

@@ -134,6 +134,10 @@ typedef struct ProtoErrorFields {
 	const char *detail;   /* 'D' */
 } ProtoErrorFields;
 
+/* The transaction status of a ReadyForQuery body: 'I', 'T' or 'E'; 0 when the body is not exactly
+ * one of those bytes (an empty body, a longer one, another byte). */
+char proto_parse_ready_for_query(const uint8_t *body, size_t len);
+
 /* Parses the body (after the length) of an 'E' or 'N' message; missing fields are "". */
 bool proto_parse_error(const uint8_t *body, size_t len, ProtoErrorFields *out);
 

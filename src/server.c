@@ -850,16 +850,18 @@ static RelayAction server_login_msg(void *owner, RelayCtx *rc, uint8_t type, con
 	case 'N':
 	case 'v':
 		return RELAY_DROP;
-	case 'Z':
-		if (len != 1)
-			return RELAY_ERROR; /* ReadyForQuery carries exactly the transaction status */
-		s->tx_status = body[0];
+	case 'Z': {
+		char status = proto_parse_ready_for_query(body, len);
+		if (!status)
+			return server_login_fail_msg(s, "malformed ReadyForQuery from server");
+		s->tx_status = status;
 		s->state = SV_IDLE;
 		params_copy(&s->login_params, &s->params);
 		server_set_timer(s, 0);
 		log_info(s->name, "new server connection to %s:%d for pool %s (backend pid %u)",
 			 s->pool->backend->host, s->pool->backend->port, s->pool->name, s->be_pid);
 		return RELAY_DROP | RELAY_AFTER_STOP;
+	}
 	default:
 		return server_login_fail_msg(s, "unexpected message from server during login");
 	}
@@ -1017,9 +1019,10 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 	case 'Z': {
 		if (avail < total)
 			return RELAY_NEED_BODY;
-		if (len != 1)
-			return RELAY_ERROR; /* ReadyForQuery carries exactly the transaction status */
-		s->tx_status = (char)body[0];
+		char status = proto_parse_ready_for_query(body, len);
+		if (!status)
+			return RELAY_ERROR; /* an empty body (or a status PostgreSQL never sends) */
+		s->tx_status = status;
 		s->reset_reports = false;
 		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
 		int after = synthetic_due(s) ? RELAY_AFTER_CALL : 0;

@@ -360,8 +360,20 @@ TEST(truncations_and_corruptions)
 	buf_free(&e);
 }
 
+TEST(empty_buf_head)
+{
+	/* fuzz_server_msgs: a ReadyForQuery with no reply collected checked the empty Buf's head,
+	 * NULL + 0 (undefined behaviour). The input is fuzz/corpus/server_msgs/regress-empty-reply. */
+	Buf b;
+	buf_init(&b);
+	CHECK(buf_head(&b) != NULL);
+	CHECK(cache_entry_check_reply(buf_head(&b), buf_used(&b), CACHE_SHAPE_UNKNOWN) != NULL);
+	buf_free(&b);
+}
+
 int main(void)
 {
+	RUN(empty_buf_head);
 	RUN(build_and_parse);
 	RUN(header_and_names);
 	RUN(row_description_by_shape);

@@ -125,9 +125,30 @@ TEST(builders_bytes)
 	buf_free(&b);
 }
 
+TEST(ready_for_query_body)
+{
+	/* A ReadyForQuery from a server with an empty body (length word 4): the server reader used to
+	 * look at one byte past the message. The same stream, as fuzz_server_msgs takes it, is
+	 * fuzz/corpus/server_msgs/regress-ready-empty. */
+	static const uint8_t stream[] = {0x40, 0x00, 'Z', 0, 0, 0, 4};
+	uint8_t type;
+	size_t total;
+	CHECK_INT(proto_frame(stream + 2, sizeof stream - 2, &type, &total), 1);
+	CHECK_INT(total, 5);
+	uint8_t *body = malloc(1); /* nothing of the message after the header */
+	CHECK_INT(proto_parse_ready_for_query(body, 0), 0);
+	free(body);
+	CHECK_INT(proto_parse_ready_for_query((const uint8_t *)"I", 1), 'I');
+	CHECK_INT(proto_parse_ready_for_query((const uint8_t *)"T", 1), 'T');
+	CHECK_INT(proto_parse_ready_for_query((const uint8_t *)"E", 1), 'E');
+	CHECK_INT(proto_parse_ready_for_query((const uint8_t *)"X", 1), 0);
+	CHECK_INT(proto_parse_ready_for_query((const uint8_t *)"II", 2), 0);
+}
+
 int main(void)
 {
 	RUN(frame_header);
+	RUN(ready_for_query_body);
 	RUN(startup_roundtrip);
 	RUN(startup_special_codes);
 	RUN(error_roundtrip);
