@@ -172,6 +172,10 @@ struct RedisClient {
 	bool reported_up;
 	struct event state_ev;
 
+	/* hiredis's reply builders with a bound on array sizes (reader_bound) */
+	redisReplyObjectFunctions reply_fns;
+	const redisReplyObjectFunctions *default_fns;
+
 	Sub **subs;
 	size_t n_subs;
 	redisAsyncContext *sub_ac;
@@ -729,6 +733,28 @@ static int send_auth(RedisClient *r, redisAsyncContext *ac, redisCallbackFn *fn,
 	return redisAsyncCommandArgv(ac, fn, privdata, r->username ? 3 : 2, argv, NULL);
 }
 
+/*
+ * hiredis 0.14 allocates an array's slots as soon as it reads the count: "*292191191" from a
+ * hostile or broken Redis would make it calloc 2.3 GB. Every reply pgrelay asks for is far
+ * smaller (MGET of an entry's versions, CLUSTER SLOTS): a larger count fails the connection
+ * ("Out of memory" from the reader) before anything is allocated.
+ */
+#define REDIS_MAX_ARRAY 1000000
+
+static void *bounded_create_array(const redisReadTask *task, int elements)
+{
+	const redisReplyObjectFunctions *defaults = task->privdata;
+	if (elements < 0 || elements > REDIS_MAX_ARRAY)
+		return NULL;
+	return defaults->createArray(task, elements);
+}
+
+static void reader_bound(RedisClient *r, redisAsyncContext *ac)
+{
+	ac->c.reader->privdata = (void *)r->default_fns;
+	ac->c.reader->fn = &r->reply_fns;
+}
+
 /* Opens the hiredis connection to n->addr (numeric: no blocking resolution in hiredis). */
 static void node_open(Node *n)
 {
@@ -745,6 +771,7 @@ static void node_open(Node *n)
 	}
 	ac->data = n;
 	n->ac = ac;
+	reader_bound(r, ac);
 	n->state = NODE_CONNECTING;
 	n->outstanding = 0;
 	n->progress_ms = now_ms();
@@ -1230,6 +1257,7 @@ static void sub_start(RedisClient *r)
 	}
 	ac->data = r;
 	r->sub_ac = ac;
+	reader_bound(r, ac);
 	r->sub_state = SUB_CONNECTING;
 	r->sub_acks = 0;
 	redisLibeventAttach(ac, r->base);
@@ -1297,6 +1325,13 @@ RedisClient *redis_client_new(struct event_base *base, const RedisOptions *opt, 
 	RedisClient *r = xcalloc(1, sizeof *r);
 	r->base = base;
 	r->cluster = opt->cluster;
+	redisReader *probe = redisReaderCreate(); /* the only way to reach hiredis's default builders */
+	if (!probe)
+		xalloc_check(NULL);
+	r->default_fns = probe->fn;
+	redisReaderFree(probe);
+	r->reply_fns = *r->default_fns;
+	r->reply_fns.createArray = bounded_create_array;
 	r->timeout_ms = opt->timeout_ms > 0 ? opt->timeout_ms : 20;
 	if (opt->connect_timeout_ms > 0) {
 		r->connect_timeout_ms = opt->connect_timeout_ms;

@@ -407,12 +407,14 @@ class Relay:
         self.proc = None
         self.returncode = None
         self.nofile = None  # (soft, hard) RLIMIT_NOFILE to start with; None: inherited
+        self.config_mode = 0o600  # proxy.yaml holds passwords: pgrelay warns when others may read it
 
     def write_config(self, cfg=None, text=None):
         if cfg is not None:
             self.cfg = cfg
         with open(self.cfg_path + ".tmp", "w") as f:
             f.write(text if text is not None else to_yaml(self.cfg) + "\n")
+        os.chmod(self.cfg_path + ".tmp", self.config_mode)
         os.replace(self.cfg_path + ".tmp", self.cfg_path)
 
     def start(self, timeout=20):

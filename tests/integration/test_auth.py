@@ -490,6 +490,7 @@ def test_passwords_from_file_and_environment(pgrelay, monkeypatch, tmp_path):
 
 def test_config_readable_by_others_with_secrets_warns(pgrelay):
     relay = pgrelay(start=False)
+    relay.config_mode = 0o644
     old = os.umask(0o022)
     try:
         relay.start()  # the harness's file holds passwords inline, here created 0644
@@ -507,8 +508,8 @@ def test_config_readable_by_others_with_secrets_warns(pgrelay):
     relay.wait_log("is readable by group or others", count=2)
     # once only pgrelay's user can read it, no warning
     before = relay.log().count("is readable by group or others")
+    relay.config_mode = 0o600
     relay.write_config()
-    os.chmod(relay.cfg_path, 0o600)
     n = relay.log().count("configuration reloaded")
     relay.proc.send_signal(signal.SIGHUP)
     relay.wait_log("configuration reloaded", count=n + 1)

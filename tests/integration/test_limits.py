@@ -498,3 +498,39 @@ def test_idle_clients_hold_no_read_buffer(pgrelay, monkeypatch):
     finally:
         for c in conns:
             c.sock.close()
+
+
+# ---------------------------------------------------------------- a hostile Redis
+
+def test_redis_reply_with_a_huge_array_count_is_refused(pgrelay):
+    """A Redis (hostile, or not Redis at all) answering "*292191191": hiredis would allocate the
+    2.3 GB of slots at once; pgrelay refuses the reply (the connection fails, Redis counts as
+    down) and keeps answering through PostgreSQL."""
+    got = []
+
+    def handler(s):
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    return
+                got.append(data)
+                s.sendall(b"*292191191\r\n")
+        except OSError:
+            return
+        finally:
+            s.close()
+    srv = fake_server(handler)
+    try:
+        port = srv.getsockname()[1]
+        relay = pgrelay(cache={"redis": {"nodes": [f"127.0.0.1:{port}"], "timeout": "500ms"},
+                               "rules": [{"tables": ["flood_big"], "ttl": "5m"}]})
+        relay.wait_log("Out of memory", timeout=10)
+        assert got, "pgrelay never talked to the fake Redis"
+        assert relay.rss_kb() < 512 * 1024
+        c = pgwire.RawConn("127.0.0.1", relay.port, timeout=10)
+        c.startup("pwuser", "appdb", PW_PASSWORD)
+        results, errors, _ = c.simple_query("SELECT 6 * 7")
+        assert not errors and results[0][1] == [["42"]]
+    finally:
+        srv.close()
