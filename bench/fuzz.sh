@@ -4,6 +4,8 @@
 # (fuzz/corpus/<target>/, read only; new inputs go to build-fuzz/fuzz-work/<target>/).
 #
 #   bench/fuzz.sh [minutes] [target ...]    # default: 1 minute, every target
+#   FUZZ_RUNS=10000000 bench/fuzz.sh 0       # each target until it has run that many inputs
+#                                            # (minutes 0 = no time limit)
 #
 # Prints a table: target, executions, exec/s, corpus entries, coverage (cov) and features (ft),
 # and whether it crashed. Crashes, leaks and timeouts are saved under build-fuzz/crashes/<target>/;
@@ -38,9 +40,13 @@ for t in "${TARGETS[@]}"; do
 	[ -x "$exe" ] || { echo "fuzz.sh: no target $t" >&2; failed=1; continue; }
 	mkdir -p "$B/fuzz-work/$t" "$B/crashes/$t"
 	log="$B/fuzz-logs/$t.log"
-	"$exe" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+	runs=()
+	[ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
+	started=$(date +%s)
+	"$exe" -max_total_time="$seconds" "${runs[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
 		-artifact_prefix="$B/crashes/$t/" "$B/fuzz-work/$t" "fuzz/corpus/$t" >"$log" 2>&1
 	rc=$?
+	elapsed=$(($(date +%s) - started))
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 	last=$(grep -E '^#[0-9]+' "$log" | tail -1)
 	cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
@@ -49,7 +55,7 @@ for t in "${TARGETS[@]}"; do
 	result=ok
 	if [ $rc -ne 0 ]; then result="FAILED (exit $rc; see $log)"; failed=1; fi
 	execs=${execs:-0}
-	printf '%-14s %14s %10s %8s %8s %8s  %s\n' "$t" "$execs" "$((execs / (seconds > 0 ? seconds : 1)))" \
+	printf '%-14s %14s %10s %8s %8s %8s  %s\n' "$t" "$execs" "$((execs / (elapsed > 0 ? elapsed : 1)))" \
 		"${corp:--}" "${cov:--}" "${ft:--}" "$result"
 done
 exit $failed
