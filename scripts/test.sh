@@ -8,7 +8,7 @@
 #      UndefinedBehaviorSanitizer);
 #   3. runs the meson unit tests of both;
 #   3b. builds build-fuzz/ (clang, libFuzzer, ASan+UBSan: the targets in fuzz/) and runs each fuzz
-#      target for FUZZ_SECONDS (default 3) over its committed corpus, one target at a time; each
+#      target for FUZZ_SECONDS (default 2) over its committed corpus, one target at a time; each
 #      target counts as one test (a crash, leak or UB found fails it);
 #   4. runs the pytest integration suite (tests/integration/) against build-asan/pgrelay and a real
 #      PostgreSQL 15 that the suite starts itself (as the postgres user, under /tmp);
@@ -90,8 +90,8 @@ if ! command -v clang >/dev/null 2>&1; then
 	echo "test.sh: clang is missing: the fuzz targets cannot be built" >&2
 	steps_failed+=("fuzz targets (no clang)")
 elif CC=clang build build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false; then
-	note "fuzz targets (build-fuzz, ${FUZZ_SECONDS:-3} s each)"
-	FUZZ_SECONDS=${FUZZ_SECONDS:-3} meson test -C build-fuzz --suite fuzz --num-processes 1 --print-errorlogs \
+	note "fuzz targets (build-fuzz, ${FUZZ_SECONDS:-2} s each)"
+	FUZZ_SECONDS=${FUZZ_SECONDS:-2} meson test -C build-fuzz --suite fuzz --num-processes 1 --print-errorlogs \
 		--no-rebuild || true
 	if [ ! -s build-fuzz/meson-logs/testlog.json ]; then
 		steps_failed+=("fuzz targets (no test log)")

@@ -1292,7 +1292,7 @@ def cause_tag(t):
 
 
 def target_reads():
-    return int(os.environ.get("PGRELAY_STALE_READS", "2500"))
+    return int(os.environ.get("PGRELAY_STALE_READS", "1500"))
 
 
 def run_random(d, feature, *, direct_writes=False, replica=None, seed=None, reads=None, max_seconds=None,

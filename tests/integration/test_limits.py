@@ -534,3 +534,37 @@ def test_redis_reply_with_a_huge_array_count_is_refused(pgrelay):
         assert not errors and results[0][1] == [["42"]]
     finally:
         srv.close()
+
+
+def test_bind_longer_than_a_gigabyte_once_renamed_is_refused(pgrelay):
+    """A named statement's Bind is rewritten with the server's name for the statement
+    (pgrelay_<n>, longer than the client's "s"): a Bind just under PostgreSQL's 1 GB limit would
+    pass it once rewritten. pgrelay refuses it with 54000 while it streams by (nothing is held
+    whole: RSS stays flat), and the connection goes on."""
+    relay = pgrelay(proxy={"max_message_size": "1GB"})
+    c = pgwire.RawConn("127.0.0.1", relay.port, timeout=60)
+    c.startup("pwuser", "appdb", PW_PASSWORD)
+    c.send(parse_named("s", "SELECT length($1::text)") + SYNC)
+    results, errors, _ = c.read_results()
+    assert not errors, errors
+    length_word = 0x3FFFFFFF - 4
+    value_len = length_word - 17  # 4 (length) + "\0" + "s\0" + 2 + 2 + 4 + value + 2
+    head = b"B" + struct.pack("!I", length_word) + b"\0s\0" + struct.pack("!hhi", 0, 1, value_len)
+    base = relay.rss_kb()
+    c.send(head)
+    chunk = b"x" * (16 * 1024 * 1024)
+    left = value_len
+    while left:
+        n = min(left, len(chunk))
+        c.send(chunk[:n])
+        left -= n
+    c.send(struct.pack("!h", 0) + pgwire.message("E", b"\0" + struct.pack("!i", 0)) + SYNC)
+    grown = relay.rss_kb() - base
+    results, errors, _ = c.read_results()
+    assert errors and errors[0].sqlstate == "54000", errors
+    assert "Bind message too long" in errors[0].message, errors[0].fields
+    assert grown < RSS_GROWTH_KB, f"RSS grew by {grown} kB while a 1 GB Bind streamed by"
+    c.send(pgwire.message("B", b"\0s\0" + struct.pack("!hhi", 0, 1, 3) + b"abc" + struct.pack("!h", 0))
+           + pgwire.message("E", b"\0" + struct.pack("!i", 0)) + SYNC)
+    results, errors, _ = c.read_results()
+    assert not errors and results and results[0][1][0][0] == "3", (results, errors)

@@ -22,14 +22,14 @@ Configurations: CONFIGS below (two instances, L1 + Redis single node or Cluster,
 pg_logical or not); direct writes only with the listener (checked with cache_matrix.WAL_BOUND);
 replicas on pg + pg_replica with a third instance for the probe.
 
-The default (2500 reads per test, 65,000 over the file) takes 3-7 s per test, about 2 min for the
+The default (1500 reads per test, 39,000 over the file) takes 2-5 s per test, about 1 min for the
 file with ASan.
 The full run (100,000 reads per test, release build):
     PGRELAY_STALE_READS=100000 PGRELAY_IT_TEST_TIMEOUT=900 PGRELAY_BIN=build/pgrelay \
         /usr/bin/python3 -m pytest -p no:cacheprovider tests/integration/test_stale_random.py -q -s
 
 Environment:
-    PGRELAY_STALE_READS   reads per test (default 2500)
+    PGRELAY_STALE_READS   reads per test (default 1500)
     PGRELAY_STALE_WRITE_PAUSE  mean seconds between a writer's transactions (default 0.05)
     PGRELAY_STALE_REPLAY_PAUSES  0: the replica test does not pause the replica's replay
     PGRELAY_STALE_SEED    a fixed seed (default: random, printed)
