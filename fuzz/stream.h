@@ -2,7 +2,8 @@
  * stream.h — drives relay_process (the message reader of client and server connections) over a
  * byte stream the way conn does over a socket: a Conn without a socket whose read buffer is
  * filled in pieces (sizes taken from the input) up to its capacity, relay_process after each
- * piece, conn_compact between reads, a growth limit for single messages (max_message_size).
+ * piece, conn_compact between reads (which frees an emptied buffer: conn_ensure_read_buffer
+ * before the next read, as conn does), a growth limit for single messages (max_message_size).
  * No peer: forwarded bytes go nowhere (dst NULL).
  */
 #ifndef PGRELAY_FUZZ_STREAM_H
@@ -41,7 +42,8 @@ static inline void fuzz_stream_init(FuzzStream *s, const uint8_t *data, size_t s
 static inline bool fuzz_stream_read(FuzzStream *s)
 {
 	Conn *c = &s->conn;
-	conn_compact(c);
+	conn_compact(c); /* frees the buffer once all was processed, as after a socket read */
+	conn_ensure_read_buffer(c);
 	size_t room = c->in_cap - c->in_len;
 	size_t n = s->size - s->pos;
 	if (n > s->piece)

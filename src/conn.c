@@ -356,12 +356,8 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	}
 	bool got = false, blocked = false;
 	char why[160] = "";
-	if (!c->in && c->reading) {
-		c->in = malloc(c->in_base);
-		if (!c->in)
-			abort();
-		c->in_cap = c->in_base;
-	}
+	if (c->reading)
+		conn_ensure_read_buffer(c);
 	/*
 	 * One read per event: the event is level-triggered, so it comes back while the socket has
 	 * more. TLS reads ahead (one read(2) takes all the socket has), so OpenSSL may hold whole
@@ -401,6 +397,16 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		conn_stop_reading(c);
 	if (c->in_len == 0)
 		conn_compact(c); /* a wake-up without bytes: keep no buffer */
+}
+
+void conn_ensure_read_buffer(Conn *c)
+{
+	if (c->in)
+		return;
+	c->in = malloc(c->in_base);
+	if (!c->in)
+		abort();
+	c->in_cap = c->in_base;
 }
 
 void conn_compact(Conn *c)

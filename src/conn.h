@@ -90,6 +90,9 @@ static inline size_t conn_queued(const Conn *c) { return buf_used(&c->out); }
 
 /* After processing: drop processed bytes from the front of the read buffer. */
 void conn_compact(Conn *c);
+/* The read buffer exists (proxy.buffer_size bytes): allocated when bytes are about to be read,
+ * freed by conn_compact once everything read was processed. */
+void conn_ensure_read_buffer(Conn *c);
 /*
  * Puts bytes back in front of the unprocessed input, as if they had just been read (a request
  * to send again elsewhere). False if they would exceed in_max.
