@@ -37,6 +37,7 @@ Figures per scenario:
   - pgrelay still running at the end, and answering (`SELECT 1` through it).
 """
 import argparse
+import ctypes
 import glob
 import json
 import math
@@ -55,6 +56,7 @@ import time
 import psycopg
 
 PGBIN = "/usr/lib/postgresql/15/bin"
+LIBPQ = ctypes.CDLL("libpq.so.5")
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,9 +64,10 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 PASSWORD = "fault-secret"
 SIGNING_KEY = "fault-scenarios-signing-key-0123456789abcdef"
 SCALE = 1            # pgbench -i -s: 1 branch, 100,000 accounts
-BIG_ROWS = 40000     # fault_big: ~4.6 MB as a result
-RESET_AFTER = 1500000  # the reset scenario cuts a server connection after this many reply bytes
+BIG_ROWS = 20000     # fault_big: ~2.3 MB as a result
+RESET_AFTER = 800000  # the reset scenario cuts a server connection after this many reply bytes
 
+HEALTH_DEFAULT = "{ interval: 1s, timeout: 2s, fail_after: 3, recover_after: 2 }"  # pgrelay's defaults
 STOP = threading.Event()
 
 
@@ -403,7 +406,9 @@ CHECKPOINT;
 
     # -- pgrelay -------------------------------------------------------------------------------
 
-    def pgrelay_yaml(self, port, primary=None, replicas=False, cache=False, big=False, http_port=None):
+    def pgrelay_yaml(self, port, primary=None, replicas=False, cache=False, big=False,
+                     health=None):
+        health = health or HEALTH_DEFAULT
         host, pport = primary or (self.addr_a, self.pg_port)
         lines = [f"""# written by tests/faults/faults.py
 listen: {{ host: 127.0.0.1, port: {port}, max_client_conn: 500 }}
@@ -430,8 +435,8 @@ databases:
     primary: {{ host: {self.addr_b}, port: {self.pg_port}, dbname: appdb, user: app, password: "{PASSWORD}" }}
     {pool}
     tls: {{ mode: disable }}""")
-        # pgrelay's defaults, written out because the figures depend on them
-        lines.append("health: { interval: 1s, timeout: 2s, fail_after: 3, recover_after: 2 }")
+        # default: pgrelay's defaults, written out because the figures depend on them
+        lines.append(f"health: {health}")
         if cache:
             nodes = ", ".join(f'"127.0.0.1:{p}"' for p, _, _ in self.redis)
             lines.append(f"""cache:
@@ -607,8 +612,11 @@ class Checker(threading.Thread):
         self.stop = threading.Event()
 
     def error(self, e, what):
-        sqlstate = getattr(e, "sqlstate", None) or "-"
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        m = re.search(r"(?<![\w])((?=[0-9A-Z]*[0-9])[0-9A-Z]{5}): ", text)
+        sqlstate = getattr(e, "sqlstate", None) or (m.group(1) if m else "-")
+        msg = re.sub(r"(?<![\w])(?=[0-9A-Z]*[0-9])[0-9A-Z]{5}: ", "", text, count=1)
+        msg = msg.splitlines()[0] if msg else type(e).__name__
         key = (sqlstate, f"{what}: {norm(msg)}")
         self.errors[key] = self.errors.get(key, 0) + 1
         return sqlstate, msg
@@ -626,8 +634,12 @@ class Checker(threading.Thread):
 
     @staticmethod
     def connect(port, dbname="appdb"):
-        return psycopg.connect(host="127.0.0.1", port=port, user="app", password=PASSWORD, dbname=dbname,
+        conn = psycopg.connect(host="127.0.0.1", port=port, user="app", password=PASSWORD, dbname=dbname,
                                autocommit=True, connect_timeout=5, sslmode="disable", prepare_threshold=None)
+        # libpq's verbose messages carry the SQLSTATE ("FATAL:  08006: ..."): psycopg 3.1 has no
+        # SQLSTATE for an error that ends the connection ("consuming input failed: ...")
+        LIBPQ.PQsetErrorVerbosity(ctypes.c_void_p(conn.pgconn.pgconn_ptr), 2)  # PQERRORS_VERBOSE
+        return conn
 
     def run(self):
         try:
@@ -773,7 +785,7 @@ class CacheChecker(Checker):
 
 
 class BigChecker(Checker):
-    """Reads all of fault_big (~4.6 MB) through pgrelay: each result must be complete (row count and
+    """Reads all of fault_big (~2.3 MB) through pgrelay: each result must be complete (row count and
     checksum) or an error."""
 
     def __init__(self, port, world):
@@ -958,10 +970,13 @@ class Scenario:
                 recovered = t - fe
                 break
             t += 0.1
+        series = [count(t0 + i, t0 + i + 1) for i in range(int(end - t0))]
+        gaps = [b - a for a, b in zip(times, times[1:]) if b > fs]
+        stall = max(gaps) if gaps else None
         after_span = end - (fe + (recovered or 0) + 1.0)
         after = count(end - after_span, end) / after_span if after_span > 1 else None
         return dict(tps_before=before, tps_during=during, tps_lowest=lowest, tps_after=after,
-                    routed_around=around, recovery=recovered, recovered=recovered is not None and before > 0,
+                    routed_around=around, recovery=recovered, series=series, stall=stall, recovered=recovered is not None and before > 0,
                     fault_len=fe - fs, fault_at=fs - t0, run_len=self.t_end - t0, transactions=len(times))
 
 
@@ -978,7 +993,7 @@ class PrimaryKill(Scenario):
 
     def execute(self):
         w = self.world
-        before, down, after = (10, 5, 15) if self.full else (3, 2, 5)
+        before, down, after = (10, 5, 15) if self.full else (3, 2, 4)
         r = self.relay("a", replicas=True)
         self.notes.append(f"pgbench TPC-B-like script (writes on the primary), 4 clients; one checker writing "
                           f"and reading back (reads through the replica, read-your-writes); primary down {down} s "
@@ -1007,8 +1022,11 @@ class ReplicaStop(Scenario):
 
     def execute(self):
         w = self.world
-        before, stop, after = (10, 30, 10) if self.full else (3, 8, 4)
-        r = self.relay("a", replicas=True)
+        before, stop, after = (10, 30, 15) if self.full else (3, 5, 5)
+        # --short: faster health checks, so that the replica is found down within the shorter stop
+        health = HEALTH_DEFAULT if self.full else "{ interval: 500ms, timeout: 1s, fail_after: 2, recover_after: 2 }"
+        r = self.relay("a", replicas=True, health=health)
+        self.notes.append(f"health: {health}")
         self.notes.append(f"pgbench -S (reads, routed to the replica), 4 clients; one checker writing on the "
                           f"primary and reading back through pgrelay (read-your-writes); every process of the "
                           f"replica SIGSTOPped for {stop} s")
@@ -1039,6 +1057,7 @@ class ReplicaStop(Scenario):
 
 class LatencyLoss(Scenario):
     name = "latency-loss"
+    short = False
     title = "200 ms round trip + 5 % packet loss between pgrelay and the primary"
     tpcb = True
 
@@ -1100,9 +1119,9 @@ class ResetLarge(Scenario):
 
     def execute(self):
         w = self.world
-        before, fault, after = (10, 10, 10) if self.full else (3, 3, 4)
+        before, fault, after = (10, 10, 10) if self.full else (3, 3, 3)
         r = self.relay("a", big=True)
-        self.notes.append(f"2 pgbench clients reading all of fault_big (~4.6 MB, {BIG_ROWS} rows) through database "
+        self.notes.append(f"2 pgbench clients reading all of fault_big (~2.3 MB, {BIG_ROWS} rows) through database "
                           f"bigdb (service big: the primary through its second address); 4 pgbench TPC-B clients "
                           f"on appdb (the first address) alongside; one checker reading the large result and "
                           f"checking it; during {fault} s nftables answers with a TCP reset every packet of a "
@@ -1150,6 +1169,7 @@ def fmt_tps(pair):
 
 class RedisFailover(Scenario):
     name = "redis-failover"
+    short = False  # shows the documented outage limit (stale reads through the other instance)
     title = "Redis Cluster master SIGKILLed, its replica promoted"
 
     def execute(self):
@@ -1215,12 +1235,12 @@ def fmt(v, spec, none="-"):
 
 
 def table(results):
-    out = ["| scenario | fault | TPS before | TPS during (lowest 1 s) | routed around after | recovered after "
-           "fault end | TPS after | errors clients saw | wrong results | pgrelay | result |",
-           "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|"]
+    out = ["| scenario | fault | TPS before | TPS during (lowest 1 s) | routed around after | longest stall | "
+           "recovered after fault end | TPS after | errors clients saw | wrong results | pgrelay | result |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|"]
     for r in results:
         if "error" in r:
-            out.append(f"| {r['name']} | - | - | - | - | - | - | {r['error']} | ? | ? | FAILED |")
+            out.append(f"| {r['name']} | - | - | - | - | - | - | - | {r['error']} | ? | ? | FAILED |")
             continue
         errs = "; ".join(f"{n} x {st} {m}" for st, m, n in r["errors"][:6]) or "none"
         if len(r["errors"]) > 6:
@@ -1228,7 +1248,7 @@ def table(results):
         out.append(
             f"| {r['name']} | {r['fault_len']:.1f} s | {r['tps_before']:.0f} | "
             f"{fmt(r['tps_during'], '.0f')} ({fmt(r['tps_lowest'], 'd')}) | "
-            f"{fmt(r['routed_around'], '.1f')} | {fmt(r['recovery'], '.1f', 'NOT')} s | {fmt(r['tps_after'], '.0f')} | "
+            f"{fmt(r['routed_around'], '.1f')} | {fmt(r['stall'], '.1f')} s | {fmt(r['recovery'], '.1f', 'NOT')} s | {fmt(r['tps_after'], '.0f')} | "
             f"{errs.replace('|', '/')} | {len(r['wrong'])} | {'ok' if r['pgrelay_ok'] else 'CRASHED/NOT ANSWERING'} | "
             f"{'pass' if r['passed'] else 'FAIL'} |")
     return "\n".join(out)
@@ -1248,6 +1268,10 @@ def details(results):
         out.append(f"- fault at {r['fault_at']:.1f} s into a {r['run_len']:.1f} s run, lasting {r['fault_len']:.1f} s; "
                    f"{r['transactions']} transactions measured; pgbench clients restarted after an abort: "
                    f"{r['restarts']}")
+        out.append(f"- longest time without a completed transaction after the fault started: "
+                   f"{fmt(r['stall'], '.2f')} s; transactions per second from the start (fault from second "
+                   f"{r['fault_at']:.0f} to {r['fault_at'] + r['fault_len']:.0f}): "
+                   f"{' '.join(str(x) for x in r['series'])}")
         out.append(f"- checker operations: {r['checker_ops']}, over 1 s: {r['hung']}, longest {r['longest']:.2f} s; "
                    f"checks: {json.dumps(r['verify'])}")
         if r.get("tpcb_sums"):
@@ -1288,7 +1312,12 @@ def main():
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
 
-    chosen = [s for s in SCENARIOS if (not args.only or s.name in args.only) and (s.short or not args.short)]
+    unknown = set(args.only) - {s.name for s in SCENARIOS}
+    if unknown:
+        ap.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: {', '.join(s.name for s in SCENARIOS)}")
+    # --only picks scenarios by name (with --short: their short durations); else --short runs the short ones
+    chosen = [s for s in SCENARIOS if s.name in args.only] if args.only else \
+        [s for s in SCENARIOS if s.short or not args.short]
     t_start = time.monotonic()
     world = World(args)
     results = []
