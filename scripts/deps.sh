@@ -32,6 +32,8 @@ PACKAGES=(
 	python3 python3-pytest python3-pytest-xdist python3-psycopg python3-asyncpg
 	# tools the scripts call
 	procps iproute2 openssl
+	# tests/faults/run.sh: packet loss and resets inside its network namespace (nft); setpriv
+	nftables util-linux
 	# tests/integration/test_metrics.py: promtool check metrics, and a Prometheus server scraping /metrics
 	prometheus
 	# tests/integration/test_drivers.py: JDBC (a Java program compiled with javac at test time)

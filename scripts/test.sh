@@ -12,8 +12,11 @@
 #      target counts as one test (a crash, leak or UB found fails it);
 #   4. runs the pytest integration suite (tests/integration/) against build-asan/pgrelay and a real
 #      PostgreSQL 15 that the suite starts itself (as the postgres user, under /tmp);
+#   4b. runs the short fault scenarios (tests/faults/run.sh --short, against build/pgrelay: the
+#      primary killed, a replica hung, a TCP reset in the middle of a large result; ~60 s), each
+#      counted as one test;
 #   5. ends with one line: "N passed, N failed" (", N skipped" when some were skipped), counting
-#      every meson test and every pytest test; exits non-zero if anything failed.
+#      every meson test, every pytest test and every fault scenario; exits non-zero if anything failed.
 #
 # Environment: PYTEST_ARGS adds arguments to pytest (e.g. PYTEST_ARGS="-k pgbench -x");
 # PYTEST_WORKERS sets the number of pytest-xdist workers (default: the number of cores);
@@ -121,11 +124,25 @@ else
 	steps_failed+=("integration tests (no build-asan/pgrelay)")
 fi
 
+# Fault scenarios under load (tests/faults/run.sh: network namespace, nftables, real processes),
+# short durations; one line per scenario in faults-testlog.json, counted below.
+FAULTS_LOG="$ROOT/build/faults-testlog.json"
+rm -f "$FAULTS_LOG"
+if [ $built_release = 1 ]; then
+	note "fault scenarios (tests/faults/run.sh --short, pgrelay = build/pgrelay)"
+	timeout -k 10 300 tests/faults/run.sh --short --pgrelay "$ROOT/build/pgrelay" --testlog "$FAULTS_LOG" || true
+	if [ ! -s "$FAULTS_LOG" ]; then
+		steps_failed+=("fault scenarios (no test log)")
+	fi
+else
+	steps_failed+=("fault scenarios (no build/pgrelay)")
+fi
+
 note "summary"
 for s in "${steps_failed[@]}"; do echo "FAILED STEP: $s"; done
 echo "test.sh: took $(($(date +%s) - T0)) s"
 "$PY" - "$JUNIT" "${#steps_failed[@]}" build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
-	build-fuzz/meson-logs/testlog.json <<'EOF'
+	build-fuzz/meson-logs/testlog.json "$FAULTS_LOG" <<'EOF'
 import json, os, sys
 import xml.etree.ElementTree as ET
 

@@ -165,7 +165,10 @@ void client_fatal(Client *c, const char *sqlstate, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	client_send_error(c, "FATAL", sqlstate, msg, NULL);
+	/* Not in the middle of a server's message being forwarded: the client would read the error as
+	 * the rest of it. */
+	if (!(c->server && c->server->conn.fwd_left))
+		client_send_error(c, "FATAL", sqlstate, msg, NULL);
 	client_close(c, msg);
 }
 

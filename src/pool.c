@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "health.h"
 #include "log.h"
 #include "proto.h"
 #include "server.h"
@@ -317,12 +318,33 @@ static void pool_maintain(Pool *p, int64_t now)
 	}
 }
 
+/* A replica the health checks call down gets no new reads (balance), but reads already sent to it
+ * would wait as long as it does: a hung server (SIGSTOP, a stalled disk, a frozen VM) keeps its
+ * connections open and answers nothing. Each read on it that can still go elsewhere (outside a
+ * transaction, no byte of its answer sent to the client) is sent elsewhere, as when a replica
+ * dies before answering: its server connection is closed. */
+static void pool_leave_down_replica(Pool *p)
+{
+	if (p->replica < 0 || !p->rt->health || list_empty(&p->active))
+		return;
+	const BackendHealth *h = health_backend(p->rt->health, p->service->name, p->replica);
+	if (!h || h->up)
+		return;
+	ListNode *n, *t;
+	list_for_each_safe(n, t, &p->active) {
+		Server *s = list_entry(n, Server, pool_node);
+		if (s->client && s->retry_ok && !s->replies_flow)
+			server_close(s, false, "the replica is down per its health checks: the read waiting on it goes elsewhere");
+	}
+}
+
 void pool_janitor(Runtime *rt)
 {
 	int64_t now = runtime_now_ms();
 	ListNode *n, *t;
 	list_for_each_safe(n, t, &rt->pools) {
 		Pool *p = list_entry(n, Pool, node);
+		pool_leave_down_replica(p);
 		pool_maintain(p, now);
 		if (p->removed && pool_server_count(p) == 0 && list_empty(&p->waiting) && list_empty(&p->login_waiting))
 			pool_free(p);

@@ -501,6 +501,9 @@ void server_close(Server *s, bool cancel, const char *reason)
 		return;
 	Runtime *rt = s->rt;
 	bool quiet = server_is_quiet(s);
+	/* Part of a reply message already went to the client: any message pgrelay sent it now would be
+	 * read as the rest of that one (a broken stream, or worse a wrong row). */
+	bool mid_message = s->conn.fwd_left > 0;
 	log_info(s->name, "closing server connection (%s, %s): %s", s->pool->name, server_state_name(s->state), reason);
 	if (cancel && !quiet && s->be_pid && (s->state == SV_ACTIVE || s->state == SV_RESETTING))
 		cancel_send_to_server(rt, (struct sockaddr *)&s->addr, s->addr_len, s->be_pid, s->be_key, s->name);
@@ -538,6 +541,9 @@ void server_close(Server *s, bool cancel, const char *reason)
 			balance_track(rt, s->pool->service, s->pool->replica, -1);
 		if (s->fatal_forwarded)
 			client_close(c, "server closed the connection after a FATAL error");
+		else if (mid_message)
+			client_close(c, "server connection lost in the middle of a message to the client: closed "
+					"without an error message, which the client would read as the rest of that message");
 		else
 			client_server_lost(c, "server connection lost; the current transaction, if any, was not committed");
 	}

@@ -1,7 +1,9 @@
 """Connections whose state pgrelay must track exactly: pipelined queries across transaction
 boundaries, extended protocol with Flush and no Sync yet, clients that vanish while waiting, in a
-transaction or in COPY, server connections killed under pgrelay, LISTEN/NOTIFY, large messages
-from the client, and services reached by Unix socket or host name."""
+transaction or in COPY, server connections killed under pgrelay (also reset in the middle of a
+reply message), LISTEN/NOTIFY, large messages from the client, and services reached by Unix socket
+or host name."""
+import select
 import socket
 import struct
 import threading
@@ -154,6 +156,122 @@ def test_server_killed_mid_query_reports_error_and_pool_recovers(pgrelay, pg):
     conn.close()
     with relay.connect() as c2:
         assert c2.execute("SELECT 'recovered'").fetchone() == ("recovered",)
+
+
+class CuttingForwarder:
+    """A TCP forwarder between pgrelay and PostgreSQL. On a connection whose client sent a text
+    containing MARKER, it forwards half of the next DataRow the server sends, then resets the
+    connection towards pgrelay (RST), as a network fault in the middle of a large result would."""
+
+    MARKER = b"cut_here_marker"
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.cuts = 0
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(down, up), daemon=True).start()
+
+    def _pump(self, down, up):
+        """One thread per connection (a socket closed while another thread reads it sends no RST)."""
+        armed = False
+        pending = b""  # server bytes held while armed, forwarded up to message boundaries
+        try:
+            while True:
+                readable, _, _ = select.select([down, up], [], [], 30)
+                if not readable:
+                    break
+                if down in readable:
+                    data = down.recv(65536)
+                    if not data:
+                        break
+                    armed = armed or self.MARKER in data
+                    up.sendall(data)
+                if up in readable:
+                    data = up.recv(65536)
+                    if not data:
+                        break
+                    if not armed:
+                        down.sendall(data)
+                        continue
+                    pending += data
+                    pos = 0
+                    while len(pending) - pos >= 5:
+                        kind, length = pending[pos:pos + 1], struct.unpack("!I", pending[pos + 1:pos + 5])[0]
+                        if len(pending) - pos < 1 + length:
+                            break
+                        if kind == b"D":  # half of it, then a reset
+                            down.sendall(pending[:pos + 1 + length // 2])
+                            self.cuts += 1
+                            down.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                            return
+                        pos += 1 + length
+                    down.sendall(pending[:pos])
+                    pending = pending[pos:]
+        except OSError:
+            pass
+        finally:
+            down.close()
+            up.close()
+
+    def close(self):
+        self.stopping = True
+        self.listener.close()
+
+
+def test_server_reset_in_the_middle_of_a_reply_message_closes_the_client_cleanly(pgrelay, pg):
+    """Half of a DataRow has reached the client when the server connection is reset: pgrelay must
+    not send an ErrorResponse then (the client would read its bytes as the rest of the row: "lost
+    synchronization with server", or a wrong row), but close the client's connection."""
+    fwd = CuttingForwarder(pg.port)
+    try:
+        relay = pgrelay(services={"main": {"primary": {"port": fwd.port}}}, pool={"max": 2})
+        sql = "SELECT g, repeat('x', 3000) AS cut_here_marker FROM generate_series(1, 40) g"
+        # psycopg: the error is the connection's end, not a protocol desynchronization
+        conn = relay.connect()
+        with pytest.raises(psycopg.OperationalError) as err:
+            conn.execute(sql).fetchall()
+        assert "lost synchronization" not in str(err.value), str(err.value)
+        assert "got message type" not in str(err.value), str(err.value)
+        conn.close()
+        # the raw stream: whole messages, then half a DataRow, then the end (no ErrorResponse bytes
+        # after the half row)
+        c = raw(relay)
+        c.sock.sendall(pgwire.query_message(sql))
+        data = b""
+        c.sock.settimeout(10)
+        while True:
+            chunk = c.sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        pos, last = 0, None
+        while len(data) - pos >= 5:
+            length = struct.unpack("!I", data[pos + 1:pos + 5])[0]
+            last = (data[pos:pos + 1], length, len(data) - pos - 1)
+            pos += 1 + length
+        assert last is not None and last[0] == b"D", last
+        assert last[2] < last[1], "the last DataRow should be cut short, with nothing after it"
+        assert b"server connection lost" not in data
+        assert fwd.cuts == 2
+        # pgrelay goes on
+        with relay.connect() as c2:
+            assert c2.execute("SELECT 'still here'").fetchone() == ("still here",)
+        relay.wait_log("in the middle of a message to the client")
+    finally:
+        fwd.close()
 
 
 def test_listen_notify_in_session_pooling(pgrelay):

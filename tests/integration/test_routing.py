@@ -12,6 +12,7 @@ on the server", and the servers' own statement logs for "nothing was sent".
 import datetime
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -627,6 +628,49 @@ def test_stopped_replica_reads_move_without_failures(pgrelay, pg, pg2, dbs, pgbe
         replica.start()
         wait_reads_on_replica(reader, replica, timeout=20)
     assert not problems, "\n".join(problems)
+
+
+def server_pids(data_dir):
+    """The postmaster of a data folder and its children (every process of that server)."""
+    with open(os.path.join(data_dir, "postmaster.pid")) as f:
+        pm = int(f.readline())
+    pids = [pm]
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except (OSError, ValueError):
+            continue
+        if d.isdigit() and int(st[st.rindex(")") + 2:].split()[1]) == pm:
+            pids.append(int(d))
+    return pids
+
+
+def test_hung_replica_reads_waiting_on_it_move_once_it_is_down(pgrelay, pg, pg2, dbs, replica):
+    """A replica that hangs (every process SIGSTOPped: its kernel still takes the bytes, nothing
+    answers) is marked down by its health checks; a read already waiting on it then goes to the
+    primary, instead of waiting as long as the replica hangs."""
+    r = routed(pgrelay, pg2, main=replica_main(replica),
+               health=health(interval="300ms", timeout="1s", fail_after=2))
+    with r.connect() as reader:
+        wait_reads_on_replica(reader, replica)
+        pids = server_pids(replica.data)
+        for p in pids:
+            os.kill(p, signal.SIGSTOP)
+        t0 = time.monotonic()
+        try:
+            got = row(reader, f"SELECT {WHERE} FROM rt_users LIMIT 1", deadline=15)
+            took = time.monotonic() - t0
+        finally:
+            for p in pids:
+                os.kill(p, signal.SIGCONT)
+        print(f"\nread waiting on the hung replica answered by the primary after {took:.2f} s")
+        assert got == main_at(pg)
+        # down after 2 failed probes (each at most 300 ms + 1 s), then at most 1 s for the pool's
+        # janitor; before the stop the read went to the replica (wait_reads_on_replica)
+        assert 1 < took < 6, f"the read waited {took:.2f} s"
+        r.wait_log("the read waiting on it goes elsewhere")
+        wait_reads_on_replica(reader, replica, timeout=20)
 
 
 def line_time(line):
