@@ -526,7 +526,9 @@ bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t 
 		    const char **service_out)
 {
 	(void)c;
-	if (!cache->l1 || cache->redis_live || !cache_trusted(cache))
+	/* L1 alone decides only without Redis: with Redis, its versions decide (and while it cannot
+	 * be asked, nothing is served: see cache_lookup) */
+	if (!cache->l1 || cache->redis || !cache_trusted(cache))
 		return false;
 	size_t blen;
 	const uint8_t *blob = cache_l1_get(cache->l1, key, (uint64_t)runtime_now_ms(), &blen);
@@ -960,6 +962,16 @@ static void outage_arm(Cache *cache)
 	}
 }
 
+/* Whether a bump of service did not reach Redis (its new epoch there is not sent or not
+ * acknowledged yet). */
+static bool outage_pending(const Cache *cache, const char *service)
+{
+	for (size_t i = 0; i < cache->n_outages; i++)
+		if (strcmp(cache->outages[i].service, service) == 0)
+			return true;
+	return false;
+}
+
 /* A bump of service could not reach Redis (or may not have). */
 static void outage_note(Cache *cache, const char *service)
 {
@@ -1196,6 +1208,16 @@ static void cache_on_redis_state(void *arg, bool up)
 	cache->redis_gen++;
 	if (cache->l1)
 		cache_l1_clear(cache->l1);
+	if (!up) {
+		/*
+		 * Redis (or a node of the Cluster) may come back without the last bumps it acknowledged
+		 * (a failover to a replica that had not received them, a restart): every service gets a
+		 * new epoch before anything is served from the cache again.
+		 */
+		const Config *cfg = cache->rt->config;
+		for (size_t i = 0; i < cfg->n_services; i++)
+			outage_note(cache, cfg->services[i].name);
+	}
 	if (up)
 		outage_retry(cache);
 }
@@ -1249,6 +1271,17 @@ CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const Cac
 	if (!cache_trusted(cache)) {
 		cache->stats.bypassed++;
 		return CACHE_MISS; /* no fill either */
+	}
+	if (cache->redis && (!cache->redis_live || outage_pending(cache, service))) {
+		/*
+		 * Another instance may have committed a write Redis could not record or this instance
+		 * cannot read now: a result kept here may be stale for its clients. Nothing is served
+		 * from the cache (nor stored) until Redis answers again and the service's versions
+		 * there are known to be current.
+		 */
+		cache->stats.bypassed++;
+		cache->stats.outage_bypassed++;
+		return CACHE_MISS;
 	}
 	if (cache->redis_live) {
 		/* before asking Redis: an identical query may be running already */

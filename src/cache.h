@@ -42,6 +42,7 @@ typedef struct CacheStats {
 	/* L2 (Redis) */
 	uint64_t fast_hits, l2_hits, l2_stores, redis_lookups, redis_errors, redis_bumps, remote_invalidations;
 	uint64_t l2_refused; /* entries read from Redis that failed authentication or validation */
+	uint64_t outage_bypassed; /* lookups passed through because Redis was unusable or a bump was unconfirmed */
 } CacheStats;
 
 struct RedisClient;

@@ -433,6 +433,9 @@ static void render_cache(Runtime *rt, struct evbuffer *b)
 		     s->stale_refused);
 	plain_sample(b, "pgrelay_cache_bypassed_total", "counter", "Cacheable statements passed through without the cache.",
 		     s->bypassed);
+	plain_sample(b, "pgrelay_cache_outage_bypassed_total", "counter",
+		     "Cacheable statements passed through because Redis could not be asked or a write's bump there was unconfirmed.",
+		     s->outage_bypassed);
 	if (cache->redis) {
 		RedisStats r;
 		redis_client_stats(cache->redis, &r);
