@@ -1,6 +1,6 @@
 /*
  * pgasync — one libpq connection driven without blocking on the event loop, for pgrelay's own
- * connections to PostgreSQL (the catalog loader; meant for the health checks and the WAL listener
+ * connections to PostgreSQL (the health checks and the catalog loader; meant for the WAL listener
  * too).
  *
  * Owns: the PGconn and everything between a connect and a close: a single host name resolved
@@ -77,6 +77,8 @@ void pgasync_free(PgAsync *pa);
  * False only for a call on a freed handle or NULL arrays.
  */
 bool pgasync_connect(PgAsync *pa, const char *const *keys, const char *const *values, int64_t timeout_ms);
+/* Connects again with the last pgasync_connect's parameters (a retry). False when there were none. */
+bool pgasync_reconnect(PgAsync *pa, int64_t timeout_ms);
 /* The same from a connection string (keywords or URI). False (err set) when it does not parse. */
 bool pgasync_connect_conninfo(PgAsync *pa, const char *conninfo, int64_t timeout_ms, char *err, size_t errlen);
 

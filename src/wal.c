@@ -868,7 +868,7 @@ static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
 		attempt_failed(w, "cannot connect", msg);
 		return;
 	}
-	size_t n = dns_libpq_lists(res, host, 0, WAL_MAX_ADDRS, w->hostaddr, sizeof w->hostaddr, &w->hosts, NULL, 0);
+	size_t n = dns_libpq_lists(res, host, WAL_MAX_ADDRS, w->hostaddr, sizeof w->hostaddr, &w->hosts);
 	evutil_freeaddrinfo(res);
 	if (n == 0) {
 		attempt_failed(w, "cannot connect", "the host name resolved to no IPv4 or IPv6 address");
