@@ -32,17 +32,15 @@ bool dns_is_numeric(const char *host)
 	return numeric;
 }
 
-size_t dns_libpq_lists(const struct evutil_addrinfo *res, const char *name, int port, size_t max, char *hostaddr,
-		       size_t hostaddr_cap, char **hosts, char *ports, size_t ports_cap)
+size_t dns_libpq_lists(const struct evutil_addrinfo *res, const char *name, size_t max, char *hostaddr,
+		       size_t hostaddr_cap, char **hosts)
 {
-	size_t n = 0, len = 0, hl = 0, pl = 0, nlen = strlen(name);
+	size_t n = 0, len = 0, hl = 0, nlen = strlen(name);
 	char(*seen)[INET6_ADDRSTRLEN] = xcalloc(max ? max : 1, INET6_ADDRSTRLEN);
 	free(*hosts);
 	*hosts = xmalloc(max * (nlen + 1) + 1);
 	(*hosts)[0] = '\0';
 	hostaddr[0] = '\0';
-	if (ports)
-		ports[0] = '\0';
 	for (const struct evutil_addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
 		const void *addr;
 		if (ai->ai_family == AF_INET6)
@@ -61,8 +59,6 @@ size_t dns_libpq_lists(const struct evutil_addrinfo *res, const char *name, int 
 		len += (size_t)snprintf(hostaddr + len, len < hostaddr_cap ? hostaddr_cap - len : 0, "%s%s", n ? "," : "",
 					seen[n]);
 		hl += (size_t)sprintf(*hosts + hl, "%s%s", n ? "," : "", name);
-		if (ports)
-			pl += (size_t)snprintf(ports + pl, pl < ports_cap ? ports_cap - pl : 0, "%s%d", n ? "," : "", port);
 		n++;
 	}
 	free(seen);

@@ -20,10 +20,10 @@ bool dns_is_numeric(const char *host);
 
 /*
  * The distinct IPv4 and IPv6 addresses of res, at most max, as libpq's lists: hostaddr "a,b",
- * *hosts the name repeated "name,name" (malloc'd; the name is what TLS checks and messages use)
- * and, when ports is not NULL, "port,port". Returns how many addresses.
+ * *hosts the name repeated "name,name" (malloc'd; the name is what TLS checks and messages use;
+ * one port applies to every host). Returns how many addresses.
  */
-size_t dns_libpq_lists(const struct evutil_addrinfo *res, const char *name, int port, size_t max, char *hostaddr,
-		       size_t hostaddr_cap, char **hosts, char *ports, size_t ports_cap);
+size_t dns_libpq_lists(const struct evutil_addrinfo *res, const char *name, size_t max, char *hostaddr,
+		       size_t hostaddr_cap, char **hosts);
 
 #endif

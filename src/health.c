@@ -2,32 +2,25 @@
  * health — backend health checks on the event loop (see health.h for what it owns).
  *
  * Each backend runs one probe at a time: every health.interval a tick starts a probe on every
- * backend that has none in flight. A probe reuses the kept-open connection, or (re)connects first
- * (resolve → PQconnectStartParams → PQconnectPoll driven by events on PQsocket, whose descriptor
- * may change between polls), then sends one query (PQsendQuery/PQflush/PQconsumeInput/PQisBusy/
- * PQgetResult). A probe that has not finished within health.timeout fails; any failure closes the
- * connection and the next probe reconnects. Closing is PQfinish on a non-blocking connection (a
- * Terminate message at most): a query still running on the server is not cancelled (PQcancel
- * blocks), which is harmless for a probe that reads four functions.
+ * backend that has none in flight. A probe reuses the kept-open connection, or (re)connects first,
+ * then sends one query; the connection is a pgasync handle (pgasync.c drives libpq on the loop).
+ * A probe that has not finished within health.timeout (one deadline for connect and query, kept
+ * here) fails; any failure closes the connection and the next probe reconnects.
  */
 #include "health.h"
-#include "dns.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
-#include <event2/util.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
+#include "dns.h"
 #include "log.h"
+#include "pgasync.h"
 #include "xalloc.h"
 
 #define WHO "health"
@@ -38,19 +31,7 @@ static const char PROBE_SQL[] =
 	"CASE WHEN pg_is_in_recovery() AND pg_last_wal_receive_lsn() IS DISTINCT FROM pg_last_wal_replay_lsn() "
 	"THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) ELSE 0 END";
 
-typedef enum {
-	PROBE_IDLE = 0,   /* nothing in flight (connection open or not) */
-	PROBE_RESOLVING,  /* waiting for evdns */
-	PROBE_CONNECTING, /* PQconnectPoll in progress */
-	PROBE_QUERYING,   /* query sent, waiting for its results */
-} ProbeState;
-
 typedef struct Backend Backend;
-
-/* Handed to evdns: the backend may go away before the answer, the ticket stays until it comes. */
-typedef struct DnsTicket {
-	Backend *b; /* NULL once the backend no longer wants the answer */
-} DnsTicket;
 
 struct Backend {
 	BackendHealth pub; /* first: health_backend returns &b->pub */
@@ -67,18 +48,9 @@ struct Backend {
 	ConfigTlsMode tls_mode;
 	char *ca;
 
-	PGconn *conn;
-	ProbeState state;
-	struct event ev_sock;
-	bool ev_sock_set;
+	PgAsync *pa;
+	bool probing; /* a probe is in flight (its deadline armed) */
 	struct event ev_timeout;
-	DnsTicket *dns;
-#define HEALTH_MAX_ADDRS 8
-	/* Resolved addresses, comma-separated for libpq (which tries them in order); host and port
-	 * repeated as many times. Empty: let libpq use host (numeric address or socket directory). */
-	char hostaddr[HEALTH_MAX_ADDRS * (INET6_ADDRSTRLEN + 1)];
-	char *hosts;
-	char ports[HEALTH_MAX_ADDRS * 7];
 	bool reused;  /* this probe runs on the kept-open connection (not one it opened itself) */
 	bool retried; /* this probe already replaced a broken kept-open connection */
 
@@ -92,7 +64,7 @@ struct Backend {
 
 struct HealthChecker {
 	struct event_base *base;
-	struct evdns_base *dns; /* created on the first host name */
+	struct evdns_base *dns; /* shared by the backends' connections; made for the first host name */
 	ConfigHealth cfg;
 	bool allow_cleartext; /* proxy.allow_cleartext_without_tls */
 	Backend **cur;
@@ -103,7 +75,6 @@ struct HealthChecker {
 };
 
 static void probe_start(Backend *b);
-static void probe_failed(Backend *b, const char *message);
 
 static int64_t health_now_ms(void)
 {
@@ -166,54 +137,12 @@ static void free_secret(char *s)
 	}
 }
 
-/* ---- connection and events ---- */
-
-static void sock_unwatch(Backend *b)
-{
-	if (b->ev_sock_set) {
-		event_del(&b->ev_sock);
-		b->ev_sock_set = false;
-	}
-}
-
-static void on_sock(evutil_socket_t fd, short what, void *arg);
-
-/* Waits for what on the connection's current socket (PQsocket may change while connecting). */
-static void sock_watch(Backend *b, short what)
-{
-	sock_unwatch(b);
-	int fd = PQsocket(b->conn);
-	if (fd < 0) {
-		probe_failed(b, "connection has no socket");
-		return;
-	}
-	event_assign(&b->ev_sock, b->h->base, fd, what, on_sock, b);
-	if (event_add(&b->ev_sock, NULL) != 0) {
-		probe_failed(b, "cannot watch the connection's socket");
-		return;
-	}
-	b->ev_sock_set = true;
-}
-
-static void conn_close(Backend *b)
-{
-	sock_unwatch(b);
-	if (b->conn) {
-		PQfinish(b->conn);
-		b->conn = NULL;
-	}
-	if (b->dns) {
-		b->dns->b = NULL; /* the ticket is freed when evdns answers */
-		b->dns = NULL;
-	}
-}
-
 /* Stops whatever is in flight without counting it as a result. */
 static void probe_abandon(Backend *b)
 {
 	evtimer_del(&b->ev_timeout);
-	conn_close(b);
-	b->state = PROBE_IDLE;
+	pgasync_close(b->pa);
+	b->probing = false;
 }
 
 /* ---- results and transitions ---- */
@@ -348,17 +277,16 @@ static void probe_failed_final(Backend *b, const char *message)
 
 /* A kept-open connection that broke since the last probe (server closed idle connections,
  * pg_terminate_backend, a restart) is not the backend failing: the probe reconnects once at once,
- * within the same deadline, and only a failure of that fresh connection counts. */
-static void probe_failed(Backend *b, const char *message)
+ * within the same deadline, and only a failure of that fresh connection counts. querying: the
+ * failure came while the probe query ran. */
+static void probe_failed(Backend *b, const char *message, bool querying)
 {
-	if (b->reused && !b->retried && b->state == PROBE_QUERYING) {
+	if (b->reused && !b->retried && querying) {
 		char copy[sizeof b->pub.last_error];
 		log_one_line(copy, sizeof copy, message);
 		log_debug(WHO, "%s: kept-open connection broke (%s): reconnecting", b->pub.label, copy);
 		b->retried = true;
 		b->reused = false;
-		conn_close(b);
-		b->state = PROBE_IDLE;
 		connect_begin(b);
 		return;
 	}
@@ -372,120 +300,67 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	Backend *b = arg;
-	if (b->state == PROBE_IDLE)
+	if (!b->probing)
 		return;
+	PgAsyncPhase ph = pgasync_phase(b->pa);
 	char msg[128];
 	snprintf(msg, sizeof msg, "no answer within %lld ms (%s)", (long long)b->h->cfg.timeout_ms,
-		 b->state == PROBE_RESOLVING ? "resolving the host name" :
-		 b->state == PROBE_CONNECTING ? "connecting" : "waiting for the probe query");
+		 ph == PGASYNC_RESOLVING ? "resolving the host name" :
+		 ph == PGASYNC_QUERYING ? "waiting for the probe query" : "connecting");
 	probe_failed_final(b, msg);
-}
-
-/* PQflush: 0 all sent, 1 more to send; -1 after failing the probe. */
-static int flush_query(Backend *b)
-{
-	int flush = PQflush(b->conn);
-	if (flush < 0)
-		probe_failed(b, PQerrorMessage(b->conn));
-	return flush;
-}
-
-/* Reads what has arrived; finishes the probe once the last result is in. */
-static void query_progress(Backend *b)
-{
-	if (!PQconsumeInput(b->conn)) {
-		probe_failed(b, PQerrorMessage(b->conn));
-		return;
-	}
-	int flush = flush_query(b);
-	if (flush < 0)
-		return;
-	while (!PQisBusy(b->conn)) {
-		PGresult *res = PQgetResult(b->conn);
-		if (!res) {
-			/* Done: every result of the query has been read. */
-			if (b->row_error[0] || !b->got_row) {
-				char msg[300];
-				snprintf(msg, sizeof msg, "%s", b->row_error[0] ? b->row_error : "the probe query returned no row");
-				probe_failed(b, msg);
-				return;
-			}
-			evtimer_del(&b->ev_timeout);
-			sock_unwatch(b);
-			b->state = PROBE_IDLE;
-			record_success(b, b->row_in_recovery, b->row_lsn, b->row_lag_seconds);
-			return;
-		}
-		ExecStatusType st = PQresultStatus(res);
-		if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 3 && !b->row_error[0]) {
-			const char *rec = PQgetvalue(res, 0, 0);
-			const char *lsn = PQgetvalue(res, 0, 1);
-			const char *lag = PQgetvalue(res, 0, 2);
-			b->row_in_recovery = rec[0] == 't';
-			b->row_lsn = 0;
-			if (!PQgetisnull(res, 0, 1) && !health_parse_lsn(lsn, &b->row_lsn))
-				snprintf(b->row_error, sizeof b->row_error, "unexpected LSN \"%.40s\" in the probe's answer", lsn);
-			b->row_lag_seconds = PQgetisnull(res, 0, 2) ? 0 : strtod(lag, NULL);
-			b->got_row = true;
-		} else if (!b->row_error[0]) {
-			const char *m = PQresultErrorMessage(res);
-			snprintf(b->row_error, sizeof b->row_error, "probe query failed: %s",
-				 m && *m ? m : PQresStatus(st));
-		}
-		PQclear(res);
-	}
-	sock_watch(b, (short)(EV_READ | (flush == 1 ? EV_WRITE : 0)));
 }
 
 static void query_send(Backend *b)
 {
 	b->got_row = false;
 	b->row_error[0] = '\0';
-	b->state = PROBE_QUERYING;
-	if (!PQsendQuery(b->conn, PROBE_SQL)) {
-		probe_failed(b, PQerrorMessage(b->conn));
-		return;
-	}
-	int flush = flush_query(b);
-	if (flush < 0)
-		return;
-	sock_watch(b, (short)(EV_READ | (flush == 1 ? EV_WRITE : 0)));
+	if (!pgasync_query(b->pa, PROBE_SQL, 0)) /* the probe's own deadline counts */
+		probe_failed(b, "cannot send the probe query", true);
 }
 
-static void connect_poll(Backend *b)
-{
-	switch (PQconnectPoll(b->conn)) {
-	case PGRES_POLLING_READING:
-		sock_watch(b, EV_READ);
-		break;
-	case PGRES_POLLING_WRITING:
-		sock_watch(b, EV_WRITE);
-		break;
-	case PGRES_POLLING_OK:
-		if (PQsetnonblocking(b->conn, 1) != 0) {
-			probe_failed(b, PQerrorMessage(b->conn));
-			return;
-		}
-		log_debug(WHO, "%s: connected (%s)", b->pub.label, PQsslInUse(b->conn) ? "TLS" : "no TLS");
-		query_send(b);
-		break;
-	case PGRES_POLLING_FAILED:
-	default:
-		probe_failed(b, PQerrorMessage(b->conn));
-		break;
-	}
-}
+/* ---- pgasync callbacks ---- */
 
-static void on_sock(evutil_socket_t fd, short what, void *arg)
+static void on_connected(void *arg) { query_send(arg); }
+
+static bool on_result(void *arg, PGresult *res)
 {
-	(void)fd;
-	(void)what;
 	Backend *b = arg;
-	b->ev_sock_set = false; /* not persistent: no longer pending */
-	if (b->state == PROBE_CONNECTING)
-		connect_poll(b);
-	else if (b->state == PROBE_QUERYING)
-		query_progress(b);
+	ExecStatusType st = PQresultStatus(res);
+	if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 3 && !b->row_error[0]) {
+		const char *rec = PQgetvalue(res, 0, 0);
+		const char *lsn = PQgetvalue(res, 0, 1);
+		const char *lag = PQgetvalue(res, 0, 2);
+		b->row_in_recovery = rec[0] == 't';
+		b->row_lsn = 0;
+		if (!PQgetisnull(res, 0, 1) && !health_parse_lsn(lsn, &b->row_lsn))
+			snprintf(b->row_error, sizeof b->row_error, "unexpected LSN \"%.40s\" in the probe's answer", lsn);
+		b->row_lag_seconds = PQgetisnull(res, 0, 2) ? 0 : strtod(lag, NULL);
+		b->got_row = true;
+	} else if (!b->row_error[0]) {
+		const char *m = PQresultErrorMessage(res);
+		snprintf(b->row_error, sizeof b->row_error, "probe query failed: %s", m && *m ? m : PQresStatus(st));
+	}
+	return true;
+}
+
+/* Every result of the probe query has been read. */
+static void on_done(void *arg)
+{
+	Backend *b = arg;
+	if (b->row_error[0] || !b->got_row) {
+		char msg[300];
+		snprintf(msg, sizeof msg, "%s", b->row_error[0] ? b->row_error : "the probe query returned no row");
+		probe_failed(b, msg, true);
+		return;
+	}
+	evtimer_del(&b->ev_timeout);
+	b->probing = false;
+	record_success(b, b->row_in_recovery, b->row_lsn, b->row_lag_seconds);
+}
+
+static void on_failed(void *arg, PgAsyncPhase phase, const char *message)
+{
+	probe_failed(arg, message, phase == PGASYNC_QUERYING);
 }
 
 /* Server notices (e.g. "terminating connection due to immediate shutdown command") go to the log
@@ -493,25 +368,21 @@ static void on_sock(evutil_socket_t fd, short what, void *arg)
 static void on_notice(void *arg, const char *message)
 {
 	Backend *b = arg;
-	char line[300];
-	log_one_line(line, sizeof line, message);
-	log_info(WHO, "%s says: %s", b->pub.label, line);
+	log_info(WHO, "%s says: %s", b->pub.label, message);
 }
 
-static void connect_start(Backend *b)
+/* Opens the connection (closing what was open); the probe query follows once connected. */
+static void connect_begin(Backend *b)
 {
 	const char *keys[16], *vals[16];
 	size_t n = 0;
 	char port[16], timeout[24];
 	snprintf(port, sizeof port, "%d", b->port);
-	bool listed = b->hostaddr[0] && b->hosts;
 	/* libpq's connect_timeout is whole seconds (and only enforced by blocking calls): the probe's
 	 * own timer is what counts. */
 	snprintf(timeout, sizeof timeout, "%lld", (long long)((b->h->cfg.timeout_ms + 999) / 1000));
-	keys[n] = "host", vals[n++] = listed ? b->hosts : b->host;
-	if (b->hostaddr[0])
-		keys[n] = "hostaddr", vals[n++] = b->hostaddr; /* no name lookup inside libpq */
-	keys[n] = "port", vals[n++] = listed ? b->ports : port;
+	keys[n] = "host", vals[n++] = b->host; /* a name is resolved with evdns by pgasync */
+	keys[n] = "port", vals[n++] = port;
 	keys[n] = "dbname", vals[n++] = b->dbname;
 	keys[n] = "user", vals[n++] = b->user;
 	if (b->password)
@@ -519,7 +390,6 @@ static void connect_start(Backend *b)
 	keys[n] = "sslmode", vals[n++] = config_tls_mode_name(b->tls_mode);
 	if (b->tls_mode == CONFIG_TLS_VERIFY_FULL && b->ca)
 		keys[n] = "sslrootcert", vals[n++] = b->ca;
-	keys[n] = "gssencmode", vals[n++] = "disable"; /* a Kerberos credential lookup could block */
 	keys[n] = "connect_timeout", vals[n++] = timeout;
 	keys[n] = "application_name", vals[n++] = "pgrelay-health";
 	/* Like the pool (proxy.allow_cleartext_without_tls), never send a cleartext password over a
@@ -529,96 +399,24 @@ static void connect_start(Backend *b)
 	    b->tls_mode != CONFIG_TLS_VERIFY_FULL && PQlibVersion() >= 160000)
 		keys[n] = "require_auth", vals[n++] = "!password";
 	keys[n] = NULL, vals[n] = NULL;
-
-	b->conn = PQconnectStartParams(keys, vals, 0);
-	if (!b->conn) {
-		probe_failed(b, "out of memory starting a connection");
-		return;
-	}
-	if (PQstatus(b->conn) == CONNECTION_BAD) {
-		probe_failed(b, PQerrorMessage(b->conn));
-		return;
-	}
-	PQsetNoticeProcessor(b->conn, on_notice, b);
-	b->state = PROBE_CONNECTING;
-	sock_watch(b, EV_WRITE); /* as if PQconnectPoll had said WRITING */
-}
-
-static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
-{
-	DnsTicket *t = arg;
-	Backend *b = t->b;
-	free(t);
-	if (!b || err == EVUTIL_EAI_CANCEL) {
-		if (res)
-			evutil_freeaddrinfo(res);
-		return;
-	}
-	b->dns = NULL;
-	if (err || !res) {
-		char msg[256];
-		snprintf(msg, sizeof msg, "could not resolve host \"%s\": %s", b->host, evutil_gai_strerror(err));
-		if (res)
-			evutil_freeaddrinfo(res);
-		probe_failed(b, msg);
-		return;
-	}
-	/* Every address: libpq tries them in order within the one probe. */
-	size_t n = dns_libpq_lists(res, b->host, b->port, HEALTH_MAX_ADDRS, b->hostaddr, sizeof b->hostaddr, &b->hosts,
-				   b->ports, sizeof b->ports);
-	evutil_freeaddrinfo(res);
-	if (n == 0) {
-		probe_failed(b, "the host name resolved to no IPv4 or IPv6 address");
-		return;
-	}
-	connect_start(b);
-}
-
-/* Numeric addresses and Unix-socket directories go straight to libpq; names through evdns. */
-static void connect_begin(Backend *b)
-{
-	b->hostaddr[0] = '\0';
-	free(b->hosts);
-	b->hosts = NULL;
-	if (b->host[0] == '/') {
-		connect_start(b);
-		return;
-	}
-	if (dns_is_numeric(b->host)) {
-		snprintf(b->hostaddr, sizeof b->hostaddr, "%s", b->host);
-		connect_start(b);
-		return;
-	}
-	HealthChecker *h = b->h;
-	if (!h->dns && !(h->dns = dns_base_new(h->base))) {
-		probe_failed(b, "cannot create a DNS resolver");
-		return;
-	}
-	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-					.ai_flags = EVUTIL_AI_ADDRCONFIG};
-	DnsTicket *t = xcalloc(1, sizeof *t);
-	t->b = b;
-	b->dns = t;
-	b->state = PROBE_RESOLVING;
-	/* The callback may run before this returns (hosts file): it then starts connecting itself. */
-	evdns_getaddrinfo(h->dns, b->host, NULL, &hints, on_resolved, t);
+	pgasync_connect(b->pa, keys, vals, 0); /* the probe's own deadline counts */
 }
 
 static void probe_start(Backend *b)
 {
-	if (b->pub.unchecked || b->pub.removed || b->state != PROBE_IDLE)
+	if (b->pub.unchecked || b->pub.removed || b->probing)
 		return;
 	int64_t ms = b->h->cfg.timeout_ms;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
 	evtimer_add(&b->ev_timeout, &tv);
+	b->probing = true;
 	b->retried = false;
-	b->reused = b->conn && PQstatus(b->conn) == CONNECTION_OK;
-	if (b->reused) {
+	PGconn *conn = pgasync_conn(b->pa);
+	b->reused = pgasync_phase(b->pa) == PGASYNC_IDLE && PQstatus(conn) == CONNECTION_OK;
+	if (b->reused)
 		query_send(b);
-		return;
-	}
-	conn_close(b);
-	connect_begin(b);
+	else
+		connect_begin(b);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -654,6 +452,9 @@ static Backend *backend_new(HealthChecker *h, const ConfigService *svc, int inde
 	b->dbname = xstrdup(be->dbname);
 	backend_set_credentials(b, svc, be);
 	evtimer_assign(&b->ev_timeout, h->base, on_timeout, b);
+	/* One resolver for every backend's lookups, made for the first host name. */
+	if (!h->dns && b->host[0] != '/' && !dns_is_numeric(b->host))
+		h->dns = dns_base_new(h->base);
 
 	BackendHealth *p = &b->pub;
 	if (index < 0)
@@ -665,6 +466,11 @@ static Backend *backend_new(HealthChecker *h, const ConfigService *svc, int inde
 	p->up = true;
 	p->in_recovery = index >= 0; /* what the role says, until the first answer */
 	p->unchecked = !b->user;
+	PgAsyncHandler ph = {.connected = on_connected, .result = on_result, .done = on_done, .failed = on_failed,
+			     .notice = on_notice};
+	char who[sizeof p->label + 8];
+	snprintf(who, sizeof who, "health %s", p->label);
+	b->pa = pgasync_new(h->base, h->dns, who, &ph, b);
 	if (p->unchecked)
 		log_info(WHO, "%s has no user configured: not checked, treated as up", p->label);
 	else
@@ -675,9 +481,9 @@ static Backend *backend_new(HealthChecker *h, const ConfigService *svc, int inde
 static void backend_free(Backend *b)
 {
 	probe_abandon(b);
+	pgasync_free(b->pa);
 	free(b->service);
 	free(b->host);
-	free(b->hosts);
 	free(b->dbname);
 	free(b->user);
 	free_secret(b->password);

@@ -7,8 +7,8 @@
  * the probe timer (health.interval) and per-probe timeout (health.timeout), the state of each
  * backend (BackendHealth below: up/down with fail_after/recover_after hysteresis, in_recovery, LSN,
  * replica lag against its primary's LSN, lagging against health.max_lag) and the log lines of its
- * transitions. It never blocks the loop: connecting, TLS, authentication and queries are driven by
- * libevent events on PQsocket (host names are resolved with its own evdns base).
+ * transitions. It never blocks the loop: each connection is a pgasync handle (pgasync.h: libpq's
+ * non-blocking API on libevent, host names resolved with evdns: one resolver for all backends).
  *
  * Does not own: routing. The proxy reads BackendHealth (health_backend / health_replica_usable)
  * and maintains the two counters reads_served and outstanding itself; this module never touches

@@ -109,7 +109,7 @@ static void free_opts(PgAsync *pa)
 }
 
 /* Drops the connection and everything in flight; reports nothing. */
-static void conn_close(PgAsync *pa)
+static void close_now(PgAsync *pa)
 {
 	sock_unwatch(pa);
 	evtimer_del(&pa->ev_timeout);
@@ -142,7 +142,7 @@ static void fail(PgAsync *pa, const char *message, bool deferred)
 	PgAsyncPhase phase = pa->phase;
 	char msg[sizeof pa->fail_msg];
 	log_one_line(msg, sizeof msg, message && *message ? message : "unknown error");
-	conn_close(pa);
+	close_now(pa);
 	if (deferred) {
 		pa->fail_phase = phase;
 		memcpy(pa->fail_msg, msg, sizeof msg);
@@ -410,8 +410,7 @@ static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
 		fail(pa, msg, sync);
 		return;
 	}
-	size_t n = dns_libpq_lists(res, host, 0, PGASYNC_MAX_ADDRS, pa->hostaddr, sizeof pa->hostaddr, &pa->hosts, NULL,
-				   0);
+	size_t n = dns_libpq_lists(res, host, PGASYNC_MAX_ADDRS, pa->hostaddr, sizeof pa->hostaddr, &pa->hosts);
 	evutil_freeaddrinfo(res);
 	if (n == 0) {
 		fail(pa, "the host name resolved to no IPv4 or IPv6 address", sync);
@@ -431,7 +430,7 @@ bool pgasync_connect(PgAsync *pa, const char *const *keys, const char *const *va
 {
 	if (!pa || pa->freed || !keys || !values)
 		return false;
-	conn_close(pa);
+	close_now(pa);
 	free_opts(pa);
 	size_t n = 0;
 	while (keys[n])
@@ -460,6 +459,14 @@ bool pgasync_connect(PgAsync *pa, const char *const *keys, const char *const *va
 		opt_add(pa, "gssencmode", "disable"); /* a Kerberos credential lookup could block */
 	pa->resolve = host && !have_hostaddr && host[0] != '/' && host[0] != '@' && !strchr(host, ',') &&
 		      !(port && strchr(port, ',')) && !dns_is_numeric(host);
+	return pgasync_reconnect(pa, timeout_ms);
+}
+
+bool pgasync_reconnect(PgAsync *pa, int64_t timeout_ms)
+{
+	if (!pa || pa->freed || !pa->keys)
+		return false;
+	close_now(pa);
 	pa->hostaddr[0] = '\0';
 	pa->epoch++;
 	timer_arm(pa, timeout_ms);
@@ -540,7 +547,7 @@ PgAsync *pgasync_new(struct event_base *base, struct evdns_base *dns, const char
 
 static void destroy(PgAsync *pa)
 {
-	conn_close(pa);
+	close_now(pa);
 	if (pa->own_dns)
 		evdns_base_free(pa->dns, 1); /* pending lookups get EVUTIL_EAI_CANCEL: tickets freed */
 	free_opts(pa);
@@ -553,7 +560,7 @@ void pgasync_free(PgAsync *pa)
 	if (!pa || pa->freed)
 		return;
 	if (pa->depth > 0) {
-		conn_close(pa);
+		close_now(pa);
 		pa->freed = true; /* destroyed when the outermost callback returns */
 		return;
 	}
@@ -563,7 +570,7 @@ void pgasync_free(PgAsync *pa)
 void pgasync_close(PgAsync *pa)
 {
 	if (pa && !pa->freed)
-		conn_close(pa);
+		close_now(pa);
 }
 
 PgAsyncPhase pgasync_phase(const PgAsync *pa) { return pa ? pa->phase : PGASYNC_CLOSED; }

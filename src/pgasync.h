@@ -1,16 +1,17 @@
 /*
- * pgasync — one libpq connection driven without blocking on the event loop, for pgrelay's own
- * connections to PostgreSQL (the catalog loader; meant for the health checks and the WAL listener
- * too).
+ * pgasync — one libpq connection driven without blocking on the event loop: every connection
+ * pgrelay opens to PostgreSQL on the loop goes through it (the health checks, the WAL listener's
+ * replication connection, the catalog loader).
  *
  * Owns: the PGconn and everything between a connect and a close: a single host name resolved
  * with evdns (dns.c) and handed to libpq as hostaddr (libpq would block resolving it),
  * PQconnectStartParams + PQconnectPoll and PQsendQuery + PQconsumeInput + PQgetResult driven by
  * events on PQsocket (re-assigned after every wake-up: the descriptor can change while
  * connecting), PQflush until the query is out, the timeout of each connect and query, server
- * notices (to the log unless the owner takes them), and the release of the connection (PQfinish
- * on a non-blocking connection: at most a Terminate message; a query still running on the server
- * is not cancelled, PQcancel blocks).
+ * notices (to the log unless the owner takes them), the connection's parameters (kept for
+ * pgasync_reconnect), the socket events of an owner that reads and writes a COPY (BOTH) itself,
+ * and the release of the connection (PQfinish on a non-blocking connection: at most a Terminate
+ * message; a query still running on the server is not cancelled, PQcancel blocks).
  *
  * Does not own: what the queries are, retries, backoff, or what a failure means: the owner's
  * callbacks decide. A failure always closes the connection.
@@ -77,6 +78,8 @@ void pgasync_free(PgAsync *pa);
  * False only for a call on a freed handle or NULL arrays.
  */
 bool pgasync_connect(PgAsync *pa, const char *const *keys, const char *const *values, int64_t timeout_ms);
+/* Connects again with the last pgasync_connect's parameters (a retry). False when there were none. */
+bool pgasync_reconnect(PgAsync *pa, int64_t timeout_ms);
 /* The same from a connection string (keywords or URI). False (err set) when it does not parse. */
 bool pgasync_connect_conninfo(PgAsync *pa, const char *conninfo, int64_t timeout_ms, char *err, size_t errlen);
 
@@ -86,8 +89,9 @@ bool pgasync_connect_conninfo(PgAsync *pa, const char *conninfo, int64_t timeout
 bool pgasync_query(PgAsync *pa, const char *sql, int64_t timeout_ms);
 
 /* In PGASYNC_OWNER or IDLE: calls ready(arg) once the socket is readable (or writable, with
- * write); call it again to keep watching. The owner reads with PQconsumeInput / PQgetCopyData on
- * pgasync_conn, and ends with pgasync_close. False in any other phase. */
+ * write); call it again to keep watching. The owner reads with PQconsumeInput / PQgetCopyData (and
+ * writes with PQputCopyData / PQflush) on pgasync_conn, and ends with pgasync_close. False in any
+ * other phase. */
 bool pgasync_watch(PgAsync *pa, bool write, void (*ready)(void *arg));
 
 /* Closes the connection (if any) and drops what is in flight, reporting nothing; the handle can

@@ -2,13 +2,14 @@
  * wal — the WAL listener on the event loop (see wal.h for what it owns; the line parser is in
  * wal_parse.c).
  *
- * One attempt: resolve the host (evdns, single host names only) → PQconnectStartParams with
- * replication=database → PQconnectPoll driven by events on PQsocket (whose descriptor may change
- * between polls) → CREATE_REPLICATION_SLOT (42710 "already exists" is fine) → START_REPLICATION →
- * COPY BOTH: PQconsumeInput + PQgetCopyData(async) on read events, PQputCopyData + PQflush for the
- * status updates (EV_WRITE while libpq still holds unsent bytes). Any failure closes the
- * connection, forgets the transaction being collected (the slot sends it again) and schedules the
- * next attempt (200 ms doubling to 5 s; back to 200 ms once a stream has lasted 5 s).
+ * One attempt, on a pgasync handle (pgasync.c resolves the host with evdns and drives libpq on the
+ * loop): connect with replication=database → CREATE_REPLICATION_SLOT (42710 "already exists" is
+ * fine) → START_REPLICATION → COPY BOTH, which this module reads and writes itself on the handle's
+ * connection (pgasync_watch): PQconsumeInput + PQgetCopyData(async) on read events, PQputCopyData +
+ * PQflush for the status updates (watching for writable while libpq still holds unsent bytes). Any
+ * failure closes the connection, forgets the transaction being collected (the slot sends it again)
+ * and schedules the next attempt (200 ms doubling to 5 s; back to 200 ms once a stream has lasted
+ * 5 s).
  *
  * Progress: the LSN reported is the end of the last COMMIT passed to the callback, or a keepalive's
  * WAL end when no transaction is open (everything before it has been sent by then: it lets the
@@ -18,23 +19,18 @@
  * of silence ends the stream.
  */
 #include "wal.h"
-#include "dns.h"
 
-#include <arpa/inet.h>
-#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
-#include <event2/util.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "hashmap.h"
 #include "log.h"
+#include "pgasync.h"
 #include "xalloc.h"
 
 #define WAL_BACKOFF_MIN_MS 200
@@ -46,24 +42,17 @@
 #define WAL_DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define WAL_BATCH 1000              /* messages handled per wake-up before yielding to the loop */
 #define WAL_NAME_MAX 256            /* identifiers are at most 63 bytes; room for anything sane */
-#define WAL_MAX_ADDRS 8
 
 /* Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch). */
 #define PG_EPOCH_OFFSET_US 946684800000000LL
 
 typedef enum {
 	WAL_WAITING = 0, /* no connection: the retry timer is pending */
-	WAL_RESOLVING,   /* waiting for evdns */
-	WAL_CONNECTING,  /* PQconnectPoll in progress */
+	WAL_CONNECTING,  /* pgasync resolving the host and connecting */
 	WAL_CREATING,    /* CREATE_REPLICATION_SLOT sent */
 	WAL_STARTING,    /* START_REPLICATION sent, waiting for COPY BOTH */
 	WAL_STREAMING,   /* COPY BOTH */
 } WalState;
-
-/* Handed to evdns: the listener may close the attempt (or go away) before the answer. */
-typedef struct DnsTicket {
-	WalListener *w; /* NULL once nobody wants the answer */
-} DnsTicket;
 
 /* A table of the transaction being collected: key is "schema\0name\0". */
 typedef struct TxTable {
@@ -83,34 +72,19 @@ typedef struct TxKey {
 } TxKey;
 
 struct WalListener {
-	struct event_base *base;
-	char *service;
 	char *who; /* "wal <service>" */
 	char *slot;
 	WalCommitFn fn;
 	WalKeyColumnFn key_column;
 	void *arg;
 
-	/* Parsed conninfo, replication=database and defaults added; NULL-terminated. */
-	char **keys, **vals;
-	size_t n_opts;
-	size_t host_index;  /* index of "host" in keys, or SIZE_MAX */
-	bool resolve;       /* host is a single name: resolve it with evdns */
-	int64_t connect_timeout_ms;
-
+	int64_t connect_timeout_ms; /* connect and START phases */
 	WalState state;
-	PGconn *conn;
-	struct event ev_sock;
-	bool ev_sock_set;
+	PgAsync *pa;
 	struct event ev_retry;   /* next attempt */
-	struct event ev_timeout; /* connect and START phases */
 	struct event ev_status;  /* every WAL_STATUS_INTERVAL_MS, persistent */
-	struct event ev_more;    /* zero timer: more buffered messages after a full batch */
+	struct event ev_more;    /* zero timer: more buffered messages after a full batch, or the first */
 	struct event ev_confirm; /* wal_listener_confirm moved the position: report it shortly */
-	struct evdns_base *dns;
-	DnsTicket *ticket;
-	char hostaddr[WAL_MAX_ADDRS * (INET6_ADDRSTRLEN + 1)];
-	char *hosts; /* the host name repeated once per resolved address */
 
 	int64_t backoff_ms;
 	int64_t stream_start_ms;
@@ -141,7 +115,6 @@ struct WalListener {
 	WalStats stats;
 };
 
-static void attempt_start(WalListener *w);
 static void attempt_failed(WalListener *w, const char *what, const char *detail);
 static void stream_progress(WalListener *w);
 static void listener_destroy(WalListener *w);
@@ -279,50 +252,22 @@ static bool deliver(WalListener *w, const WalTable *tables, size_t n, uint64_t l
 	return true;
 }
 
-/* ---- connection and events ---- */
+/* ---- connection ---- */
 
-static void sock_unwatch(WalListener *w)
+static PGconn *conn(WalListener *w) { return pgasync_conn(w->pa); }
+
+/* COPY BOTH is under way on a live connection (the handle's phase tells: a failure pgasync found
+ * may still be on its way to on_failed). */
+static bool streaming(const WalListener *w)
 {
-	if (w->ev_sock_set) {
-		event_del(&w->ev_sock);
-		w->ev_sock_set = false;
-	}
+	return w->state == WAL_STREAMING && pgasync_phase(w->pa) == PGASYNC_OWNER;
 }
 
-static void on_sock(evutil_socket_t fd, short what, void *arg);
-
-/* Waits for what on the connection's current socket. False when it failed (attempt_failed done). */
-static bool sock_watch(WalListener *w, short what)
+static void attempt_close(WalListener *w)
 {
-	sock_unwatch(w);
-	int fd = PQsocket(w->conn);
-	if (fd < 0) {
-		attempt_failed(w, "connection lost", "the connection has no socket");
-		return false;
-	}
-	event_assign(&w->ev_sock, w->base, fd, what, on_sock, w);
-	if (event_add(&w->ev_sock, NULL) != 0) {
-		attempt_failed(w, "connection lost", "cannot watch the connection's socket");
-		return false;
-	}
-	w->ev_sock_set = true;
-	return true;
-}
-
-static void conn_close(WalListener *w)
-{
-	sock_unwatch(w);
-	evtimer_del(&w->ev_timeout);
+	pgasync_close(w->pa);
 	evtimer_del(&w->ev_more);
 	evtimer_del(&w->ev_confirm);
-	if (w->conn) {
-		PQfinish(w->conn);
-		w->conn = NULL;
-	}
-	if (w->ticket) {
-		w->ticket->w = NULL; /* freed when evdns answers */
-		w->ticket = NULL;
-	}
 	w->status_pending = w->status_due = false;
 	w->conn_lsn = 0;
 	tx_reset(w);
@@ -355,7 +300,7 @@ static void attempt_failed(WalListener *w, const char *what, const char *detail)
 	} else {
 		log_debug(w->who, "%s (slot %s): %s; next attempt in %lld ms", what, w->slot, cause, (long long)delay);
 	}
-	conn_close(w);
+	attempt_close(w);
 	w->state = WAL_WAITING;
 	retry_schedule(w, delay);
 }
@@ -364,34 +309,19 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	attempt_start(arg);
-}
-
-static void on_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
 	WalListener *w = arg;
-	char msg[96];
-	snprintf(msg, sizeof msg, "no answer within %lld ms", (long long)w->connect_timeout_ms);
-	attempt_failed(w, w->state == WAL_STARTING ? "cannot start replication" : "cannot connect", msg);
-}
-
-static void timeout_arm(WalListener *w)
-{
-	struct timeval tv = tv_ms(w->connect_timeout_ms);
-	evtimer_del(&w->ev_timeout);
-	evtimer_add(&w->ev_timeout, &tv);
+	w->state = WAL_CONNECTING;
+	pgasync_reconnect(w->pa, w->connect_timeout_ms); /* the parameters wal_listener_new gave */
 }
 
 /* ---- status updates ---- */
 
 /* Flushes what libpq holds. -1: failed (attempt_failed done); 0: all sent; 1: more to send. */
-static int conn_flush(WalListener *w)
+static int stream_flush(WalListener *w)
 {
-	int r = PQflush(w->conn);
+	int r = PQflush(conn(w));
 	if (r < 0)
-		attempt_failed(w, "replication stream lost", PQerrorMessage(w->conn));
+		attempt_failed(w, "replication stream lost", PQerrorMessage(conn(w)));
 	return r;
 }
 
@@ -417,7 +347,7 @@ static bool status_queue(WalListener *w, bool reply_requested, int *r)
 	put_be64(msg + 17, lsn); /* applied */
 	put_be64(msg + 25, (uint64_t)pg_now_us());
 	msg[33] = reply_requested ? 1 : 0;
-	*r = PQputCopyData(w->conn, (const char *)msg, (int)sizeof msg);
+	*r = PQputCopyData(conn(w), (const char *)msg, (int)sizeof msg);
 	return *r == 1;
 }
 
@@ -433,11 +363,27 @@ static bool status_send(WalListener *w, bool reply_requested)
 	int r;
 	status_queue(w, reply_requested, &r);
 	if (r < 0) {
-		attempt_failed(w, "replication stream lost", PQerrorMessage(w->conn));
+		attempt_failed(w, "replication stream lost", PQerrorMessage(conn(w)));
 		return false;
 	}
 	w->status_pending = r == 0; /* libpq's buffer is full: again once it drained */
 	return true;
+}
+
+static void on_stream_ready(void *arg) { stream_progress(arg); }
+
+/* Flushes, then waits for the server (and for writable while libpq holds unsent bytes or a status
+ * update waits). more: messages may already wait in libpq's buffer. */
+static void stream_wait(WalListener *w, bool more)
+{
+	int f = stream_flush(w);
+	if (f < 0)
+		return;
+	if (more) {
+		struct timeval zero = {0, 0};
+		evtimer_add(&w->ev_more, &zero);
+	}
+	pgasync_watch(w->pa, f == 1 || w->status_pending, on_stream_ready);
 }
 
 static void on_status_tick(evutil_socket_t fd, short what, void *arg)
@@ -445,7 +391,7 @@ static void on_status_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	WalListener *w = arg;
-	if (w->state != WAL_STREAMING)
+	if (!streaming(w))
 		return;
 	int64_t silent = now_ms() - w->last_rx_ms;
 	if (silent >= WAL_SILENCE_MS) {
@@ -454,12 +400,8 @@ static void on_status_tick(evutil_socket_t fd, short what, void *arg)
 		attempt_failed(w, "replication stream lost", msg);
 		return;
 	}
-	if (!status_send(w, silent >= WAL_STATUS_INTERVAL_MS))
-		return;
-	int f = conn_flush(w);
-	if (f < 0)
-		return;
-	sock_watch(w, (short)(EV_READ | (f == 1 || w->status_pending ? EV_WRITE : 0)));
+	if (status_send(w, silent >= WAL_STATUS_INTERVAL_MS))
+		stream_wait(w, false);
 }
 
 /* ---- streaming ---- */
@@ -550,8 +492,8 @@ static void stream_ended(WalListener *w)
 {
 	/* The server ended COPY (shutdown, error): collect its message without blocking. */
 	char msg[256] = "";
-	while (w->conn && !PQisBusy(w->conn)) {
-		PGresult *res = PQgetResult(w->conn);
+	while (!PQisBusy(conn(w))) {
+		PGresult *res = PQgetResult(conn(w));
 		if (!res)
 			break;
 		const char *m = PQresultErrorMessage(res);
@@ -560,7 +502,7 @@ static void stream_ended(WalListener *w)
 		PQclear(res);
 	}
 	if (!msg[0])
-		snprintf(msg, sizeof msg, "%s", PQerrorMessage(w->conn));
+		snprintf(msg, sizeof msg, "%s", PQerrorMessage(conn(w)));
 	attempt_failed(w, "replication stream lost", msg[0] ? msg : "the server ended the stream");
 }
 
@@ -569,7 +511,7 @@ static void on_more(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	WalListener *w = arg;
-	if (w->state == WAL_STREAMING)
+	if (streaming(w))
 		stream_progress(w);
 }
 
@@ -578,20 +520,16 @@ static void on_confirm(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	WalListener *w = arg;
-	if (w->state != WAL_STREAMING || !status_send(w, false))
-		return;
-	int f = conn_flush(w);
-	if (f < 0)
-		return;
-	sock_watch(w, (short)(EV_READ | (f == 1 || w->status_pending ? EV_WRITE : 0)));
+	if (streaming(w) && status_send(w, false))
+		stream_wait(w, false);
 }
 
 static void stream_progress(WalListener *w)
 {
 	if (w->status_pending && !status_send(w, false))
 		return;
-	if (!PQconsumeInput(w->conn)) {
-		attempt_failed(w, "replication stream lost", PQerrorMessage(w->conn));
+	if (!PQconsumeInput(conn(w))) {
+		attempt_failed(w, "replication stream lost", PQerrorMessage(conn(w)));
 		return;
 	}
 	bool more = false;
@@ -601,7 +539,7 @@ static void stream_progress(WalListener *w)
 			break;
 		}
 		char *buf = NULL;
-		int n = PQgetCopyData(w->conn, &buf, 1);
+		int n = PQgetCopyData(conn(w), &buf, 1);
 		if (n == 0)
 			break;
 		if (n == -1) {
@@ -609,7 +547,7 @@ static void stream_progress(WalListener *w)
 			return;
 		}
 		if (n < 0) {
-			attempt_failed(w, "replication stream lost", PQerrorMessage(w->conn));
+			attempt_failed(w, "replication stream lost", PQerrorMessage(conn(w)));
 			return;
 		}
 		w->last_rx_ms = now_ms();
@@ -635,19 +573,13 @@ static void stream_progress(WalListener *w)
 		if (!status_send(w, false))
 			return;
 	}
-	int f = conn_flush(w);
-	if (f < 0)
-		return;
-	if (more) {
-		struct timeval zero = {0, 0};
-		evtimer_add(&w->ev_more, &zero);
-	}
-	sock_watch(w, (short)(EV_READ | (f == 1 || w->status_pending ? EV_WRITE : 0)));
+	stream_wait(w, more);
 }
 
+/* START_REPLICATION answered with COPY BOTH (inside pgasync's result callback: the handle becomes
+ * the owner's once it returns, so the first read runs from the loop). */
 static void stream_begin(WalListener *w)
 {
-	evtimer_del(&w->ev_timeout);
 	w->state = WAL_STREAMING;
 	w->stats.connected = true;
 	w->stream_start_ms = w->last_rx_ms = now_ms();
@@ -661,23 +593,18 @@ static void stream_begin(WalListener *w)
 		log_info(w->who, "streaming changes from slot %s", w->slot);
 	w->ever_streamed = true;
 	w->down_logged = false;
-	stream_progress(w); /* data may already sit in libpq's buffer */
+	struct timeval zero = {0, 0};
+	evtimer_add(&w->ev_more, &zero); /* data may already sit in libpq's buffer */
 }
 
 /* ---- slot and START_REPLICATION ---- */
 
-static void command_send(WalListener *w, WalState state, const char *sql)
+static void command_send(WalListener *w, WalState state, const char *sql, int64_t timeout_ms)
 {
 	w->state = state;
 	w->query_error[0] = '\0';
-	if (!PQsendQuery(w->conn, sql)) {
-		attempt_failed(w, "cannot start replication", PQerrorMessage(w->conn));
-		return;
-	}
-	int f = conn_flush(w);
-	if (f < 0)
-		return;
-	sock_watch(w, (short)(EV_READ | (f == 1 ? EV_WRITE : 0)));
+	if (!pgasync_query(w->pa, sql, timeout_ms))
+		attempt_failed(w, "cannot start replication", "the connection is not ready for a command");
 }
 
 static void replication_start(WalListener *w)
@@ -685,232 +612,92 @@ static void replication_start(WalListener *w)
 	char sql[256];
 	snprintf(sql, sizeof sql,
 		 "START_REPLICATION SLOT %s LOGICAL 0/0 (\"include-xids\" '0', \"skip-empty-xacts\" '1')", w->slot);
-	timeout_arm(w);
-	command_send(w, WAL_STARTING, sql);
+	command_send(w, WAL_STARTING, sql, w->connect_timeout_ms);
 }
 
-static void slot_create(WalListener *w)
+/* ---- pgasync callbacks ---- */
+
+static void on_connected(void *arg)
 {
+	WalListener *w = arg;
 	char sql[160];
 	/* No timeout: creating a slot waits for the transactions running at that moment to end. */
 	snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s LOGICAL test_decoding NOEXPORT_SNAPSHOT", w->slot);
-	evtimer_del(&w->ev_timeout);
 	w->slot_created = false;
 	w->consistent_point = 0;
-	command_send(w, WAL_CREATING, sql);
+	command_send(w, WAL_CREATING, sql, 0);
 }
 
-static void command_progress(WalListener *w)
+static bool on_result(void *arg, PGresult *res)
 {
-	if (!PQconsumeInput(w->conn)) {
-		attempt_failed(w, "cannot start replication", PQerrorMessage(w->conn));
-		return;
-	}
-	int f = conn_flush(w);
-	if (f < 0)
-		return;
-	while (!PQisBusy(w->conn)) {
-		PGresult *res = PQgetResult(w->conn);
-		if (!res) {
-			/* Every result of the command has been read. */
-			if (w->query_error[0]) {
-				attempt_failed(w, w->state == WAL_CREATING ? "cannot create the replication slot"
-									     : "cannot start replication",
-					       w->query_error);
-				return;
-			}
-			if (w->state == WAL_STARTING) {
-				attempt_failed(w, "cannot start replication", "START_REPLICATION ended without streaming");
-				return;
-			}
-			if (w->slot_created) {
-				char lsn[32];
-				wal_format_lsn(lsn, sizeof lsn, w->consistent_point);
-				log_info(w->who, "created the logical replication slot %s (test_decoding) at %s: "
-						 "changes before it are unknown, invalidating everything",
-					 w->slot, lsn);
-				if (!deliver(w, NULL, 0, w->consistent_point))
-					return;
-			}
-			replication_start(w);
-			return;
-		}
-		ExecStatusType st = PQresultStatus(res);
-		if (w->state == WAL_STARTING && st == PGRES_COPY_BOTH) {
-			PQclear(res);
-			stream_begin(w);
-			return;
-		}
-		if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE) {
-			const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-			if (w->state == WAL_CREATING && code && strcmp(code, "42710") == 0) {
-				log_debug(w->who, "replication slot %s exists", w->slot);
-			} else if (!w->query_error[0]) {
-				const char *m = PQresultErrorMessage(res);
-				log_one_line(w->query_error, sizeof w->query_error, m && *m ? m : PQresStatus(st));
-			}
-		} else if (w->state == WAL_CREATING && st == PGRES_TUPLES_OK) {
-			w->slot_created = true;
-			if (PQntuples(res) == 1 && PQnfields(res) >= 2 && !PQgetisnull(res, 0, 1)) {
-				unsigned hi, lo;
-				if (sscanf(PQgetvalue(res, 0, 1), "%X/%X", &hi, &lo) == 2)
-					w->consistent_point = ((uint64_t)hi << 32) | lo;
-			}
-		}
-		PQclear(res);
-	}
-	sock_watch(w, (short)(EV_READ | (f == 1 ? EV_WRITE : 0)));
-}
-
-/* ---- connecting ---- */
-
-static void connect_poll(WalListener *w)
-{
-	switch (PQconnectPoll(w->conn)) {
-	case PGRES_POLLING_READING:
-		sock_watch(w, EV_READ);
-		break;
-	case PGRES_POLLING_WRITING:
-		sock_watch(w, EV_WRITE);
-		break;
-	case PGRES_POLLING_OK:
-		if (PQsetnonblocking(w->conn, 1) != 0) {
-			attempt_failed(w, "cannot connect", PQerrorMessage(w->conn));
-			return;
-		}
-		log_debug(w->who, "connected (%s)", PQsslInUse(w->conn) ? "TLS" : "no TLS");
-		slot_create(w);
-		break;
-	case PGRES_POLLING_FAILED:
-	default:
-		attempt_failed(w, "cannot connect", PQerrorMessage(w->conn));
-		break;
-	}
-}
-
-static void on_sock(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
 	WalListener *w = arg;
-	w->ev_sock_set = false; /* not persistent: no longer pending */
-	switch (w->state) {
-	case WAL_CONNECTING:
-		connect_poll(w);
-		break;
-	case WAL_CREATING:
-	case WAL_STARTING:
-		command_progress(w);
-		break;
-	case WAL_STREAMING:
-		stream_progress(w);
-		break;
-	case WAL_WAITING:
-	case WAL_RESOLVING:
-		break;
+	ExecStatusType st = PQresultStatus(res);
+	if (w->state == WAL_STARTING && st == PGRES_COPY_BOTH) {
+		stream_begin(w);
+		return false; /* the stream is read here */
 	}
+	if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE) {
+		const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		if (w->state == WAL_CREATING && code && strcmp(code, "42710") == 0) {
+			log_debug(w->who, "replication slot %s exists", w->slot);
+		} else if (!w->query_error[0]) {
+			const char *m = PQresultErrorMessage(res);
+			log_one_line(w->query_error, sizeof w->query_error, m && *m ? m : PQresStatus(st));
+		}
+	} else if (w->state == WAL_CREATING && st == PGRES_TUPLES_OK) {
+		w->slot_created = true;
+		if (PQntuples(res) == 1 && PQnfields(res) >= 2 && !PQgetisnull(res, 0, 1)) {
+			unsigned hi, lo;
+			if (sscanf(PQgetvalue(res, 0, 1), "%X/%X", &hi, &lo) == 2)
+				w->consistent_point = ((uint64_t)hi << 32) | lo;
+		}
+	}
+	return true;
+}
+
+/* Every result of the command has been read. */
+static void on_done(void *arg)
+{
+	WalListener *w = arg;
+	if (w->query_error[0]) {
+		attempt_failed(w, w->state == WAL_CREATING ? "cannot create the replication slot" : "cannot start replication",
+			       w->query_error);
+		return;
+	}
+	if (w->state == WAL_STARTING) {
+		attempt_failed(w, "cannot start replication", "START_REPLICATION ended without streaming");
+		return;
+	}
+	if (w->slot_created) {
+		char lsn[32];
+		wal_format_lsn(lsn, sizeof lsn, w->consistent_point);
+		log_info(w->who, "created the logical replication slot %s (test_decoding) at %s: "
+				 "changes before it are unknown, invalidating everything",
+			 w->slot, lsn);
+		if (!deliver(w, NULL, 0, w->consistent_point))
+			return;
+	}
+	replication_start(w);
+}
+
+static void on_failed(void *arg, PgAsyncPhase phase, const char *message)
+{
+	attempt_failed(arg, phase == PGASYNC_OWNER ? "replication stream lost" :
+			    phase == PGASYNC_QUERYING ? "cannot start replication" : "cannot connect",
+		       message);
 }
 
 static void on_notice(void *arg, const char *message)
 {
 	WalListener *w = arg;
-	char line[300];
-	log_one_line(line, sizeof line, message);
-	log_info(w->who, "server says: %s", line);
-}
-
-static void connect_start(WalListener *w)
-{
-	const char *save_host = NULL;
-	if (w->hostaddr[0] && w->host_index != SIZE_MAX) {
-		/* Temporarily: the resolved addresses, with the name repeated for TLS and messages. */
-		save_host = w->vals[w->host_index];
-		w->vals[w->host_index] = w->hosts;
-		w->keys[w->n_opts] = (char *)"hostaddr";
-		w->vals[w->n_opts] = w->hostaddr;
-	}
-	w->conn = PQconnectStartParams((const char *const *)w->keys, (const char *const *)w->vals, 0);
-	if (save_host) {
-		w->vals[w->host_index] = (char *)save_host;
-		w->keys[w->n_opts] = NULL;
-		w->vals[w->n_opts] = NULL;
-	}
-	if (!w->conn) {
-		attempt_failed(w, "cannot connect", "out of memory starting a connection");
-		return;
-	}
-	if (PQstatus(w->conn) == CONNECTION_BAD) {
-		attempt_failed(w, "cannot connect", PQerrorMessage(w->conn));
-		return;
-	}
-	PQsetNoticeProcessor(w->conn, on_notice, w);
-	w->state = WAL_CONNECTING;
-	sock_watch(w, EV_WRITE); /* as if PQconnectPoll had said WRITING */
-}
-
-static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
-{
-	DnsTicket *t = arg;
-	WalListener *w = t->w;
-	free(t);
-	if (!w || err == EVUTIL_EAI_CANCEL) {
-		if (res)
-			evutil_freeaddrinfo(res);
-		return;
-	}
-	w->ticket = NULL;
-	const char *host = w->vals[w->host_index];
-	if (err || !res) {
-		char msg[256];
-		snprintf(msg, sizeof msg, "could not resolve host \"%s\": %s", host, evutil_gai_strerror(err));
-		if (res)
-			evutil_freeaddrinfo(res);
-		attempt_failed(w, "cannot connect", msg);
-		return;
-	}
-	size_t n = dns_libpq_lists(res, host, 0, WAL_MAX_ADDRS, w->hostaddr, sizeof w->hostaddr, &w->hosts, NULL, 0);
-	evutil_freeaddrinfo(res);
-	if (n == 0) {
-		attempt_failed(w, "cannot connect", "the host name resolved to no IPv4 or IPv6 address");
-		return;
-	}
-	connect_start(w);
-}
-
-static void attempt_start(WalListener *w)
-{
-	w->hostaddr[0] = '\0';
-	timeout_arm(w);
-	if (!w->resolve) {
-		connect_start(w);
-		return;
-	}
-	if (!w->dns && !(w->dns = dns_base_new(w->base))) {
-		attempt_failed(w, "cannot connect", "cannot create a DNS resolver");
-		return;
-	}
-	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-					.ai_flags = EVUTIL_AI_ADDRCONFIG};
-	DnsTicket *t = xcalloc(1, sizeof *t);
-	t->w = w;
-	w->ticket = t;
-	w->state = WAL_RESOLVING;
-	/* The callback may run before this returns (hosts file): it then connects itself. */
-	evdns_getaddrinfo(w->dns, w->vals[w->host_index], NULL, &hints, on_resolved, t);
+	log_info(w->who, "server says: %s", message);
 }
 
 /* ---- life cycle ---- */
 
-static void opt_add(WalListener *w, size_t cap, const char *key, const char *val)
-{
-	if (w->n_opts + 2 > cap)
-		abort(); /* sized by the caller */
-	w->keys[w->n_opts] = xstrdup(key);
-	w->vals[w->n_opts] = xstrdup(val);
-	w->n_opts++;
-}
-
-static bool conninfo_load(WalListener *w, const char *conninfo)
+/* conninfo's parameters with replication=database and the defaults, handed to pgasync (which keeps
+ * them for the reconnections): the first attempt starts. False (logged) when it does not parse. */
+static bool connect_first(WalListener *w, const char *conninfo)
 {
 	char *err = NULL;
 	PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &err);
@@ -921,44 +708,32 @@ static bool conninfo_load(WalListener *w, const char *conninfo)
 		PQfreemem(err);
 		return false;
 	}
-	size_t cap = 8; /* added below, + hostaddr slot + terminator */
+	size_t cap = 3; /* + replication + application_name + terminator */
 	for (PQconninfoOption *o = opts; o->keyword; o++)
 		cap++;
-	w->keys = xcalloc(cap, sizeof *w->keys);
-	w->vals = xcalloc(cap, sizeof *w->vals);
-	w->host_index = SIZE_MAX;
-	bool have_app = false, have_gss = false, have_hostaddr = false;
-	const char *host = NULL, *port = NULL;
+	const char **keys = xcalloc(cap, sizeof *keys), **vals = xcalloc(cap, sizeof *vals);
+	size_t n = 0;
+	bool have_app = false;
 	w->connect_timeout_ms = WAL_DEFAULT_CONNECT_TIMEOUT_MS;
 	for (PQconninfoOption *o = opts; o->keyword; o++) {
 		if (!o->val || !o->val[0] || strcmp(o->keyword, "replication") == 0)
 			continue;
-		if (strcmp(o->keyword, "host") == 0) {
-			w->host_index = w->n_opts;
-			host = o->val;
-		} else if (strcmp(o->keyword, "port") == 0) {
-			port = o->val;
-		} else if (strcmp(o->keyword, "hostaddr") == 0) {
-			have_hostaddr = true;
-		} else if (strcmp(o->keyword, "application_name") == 0) {
+		if (strcmp(o->keyword, "application_name") == 0) {
 			have_app = true;
-		} else if (strcmp(o->keyword, "gssencmode") == 0) {
-			have_gss = true;
 		} else if (strcmp(o->keyword, "connect_timeout") == 0) {
 			long s = strtol(o->val, NULL, 10);
 			if (s > 0)
 				w->connect_timeout_ms = (int64_t)s * 1000;
 		}
-		opt_add(w, cap, o->keyword, o->val);
+		keys[n] = o->keyword, vals[n++] = o->val;
 	}
-	opt_add(w, cap, "replication", "database");
+	keys[n] = "replication", vals[n++] = "database";
 	if (!have_app)
-		opt_add(w, cap, "application_name", "pgrelay-wal");
-	if (!have_gss)
-		opt_add(w, cap, "gssencmode", "disable"); /* a Kerberos credential lookup could block */
-	/* Only one host name, not a socket directory or a list, no hostaddr: evdns resolves it. */
-	w->resolve = host && !have_hostaddr && host[0] != '/' && host[0] != '@' && !strchr(host, ',') &&
-		     !(port && strchr(port, ',')) && !dns_is_numeric(host);
+		keys[n] = "application_name", vals[n++] = "pgrelay-wal";
+	w->state = WAL_CONNECTING;
+	pgasync_connect(w->pa, keys, vals, w->connect_timeout_ms); /* reports from the loop only */
+	free(keys);
+	free(vals);
 	PQconninfoFree(opts);
 	return true;
 }
@@ -967,20 +742,21 @@ WalListener *wal_listener_new(struct event_base *base, const char *service, cons
 			      const char *slot, WalCommitFn fn, void *arg)
 {
 	WalListener *w = xcalloc(1, sizeof *w);
-	w->base = base;
-	w->service = xstrdup(service ? service : "");
-	size_t wl = strlen(w->service) + 5;
+	service = service ? service : "";
+	size_t wl = strlen(service) + 5;
 	w->who = xmalloc(wl);
-	snprintf(w->who, wl, "wal %s", w->service);
+	snprintf(w->who, wl, "wal %s", service);
 	w->slot = xstrdup(slot ? slot : "");
 	w->fn = fn;
 	w->arg = arg;
 	hashmap_init(&w->seen);
 	evtimer_assign(&w->ev_retry, base, on_retry, w);
-	evtimer_assign(&w->ev_timeout, base, on_timeout, w);
 	evtimer_assign(&w->ev_more, base, on_more, w);
 	evtimer_assign(&w->ev_confirm, base, on_confirm, w);
 	event_assign(&w->ev_status, base, -1, EV_PERSIST, on_status_tick, w);
+	PgAsyncHandler h = {.connected = on_connected, .result = on_result, .done = on_done, .failed = on_failed,
+			    .notice = on_notice};
+	w->pa = pgasync_new(base, NULL, w->who, &h, w); /* a resolver of its own, made for a host name */
 	if (!wal_slot_name_valid(w->slot) || !fn) {
 		if (!fn)
 			log_error(w->who, "no callback");
@@ -989,14 +765,13 @@ WalListener *wal_listener_new(struct event_base *base, const char *service, cons
 		listener_destroy(w);
 		return NULL;
 	}
-	if (!conninfo_load(w, conninfo)) {
+	if (!connect_first(w, conninfo)) {
 		listener_destroy(w);
 		return NULL;
 	}
 	w->backoff_ms = WAL_BACKOFF_MIN_MS;
 	struct timeval every = tv_ms(WAL_STATUS_INTERVAL_MS);
 	event_add(&w->ev_status, &every);
-	retry_schedule(w, 0); /* first attempt from the loop */
 	return w;
 }
 
@@ -1019,7 +794,7 @@ void wal_listener_confirm(WalListener *w, uint64_t lsn)
 	w->confirmed_lsn = lsn;
 	/* an asynchronous confirmation: the slot moves within WAL_CONFIRM_DELAY_MS, not at the next
 	 * 10 s tick (several confirmations meanwhile make one report) */
-	if (w->hold && !w->in_callback && w->state == WAL_STREAMING && !evtimer_pending(&w->ev_confirm, NULL)) {
+	if (w->hold && !w->in_callback && streaming(w) && !evtimer_pending(&w->ev_confirm, NULL)) {
 		struct timeval tv = tv_ms(WAL_CONFIRM_DELAY_MS);
 		evtimer_add(&w->ev_confirm, &tv);
 	}
@@ -1038,24 +813,13 @@ void wal_listener_stats(const WalListener *w, WalStats *out)
 
 static void listener_destroy(WalListener *w)
 {
-	conn_close(w);
+	attempt_close(w);
 	evtimer_del(&w->ev_retry);
 	event_del(&w->ev_status);
-	if (w->dns)
-		evdns_base_free(w->dns, 1); /* pending lookups get EVUTIL_EAI_CANCEL: tickets freed */
+	pgasync_free(w->pa); /* inside one of its callbacks: freed when that returns */
 	tx_reset(w);
 	free(w->tables);
 	free(w->out);
-	for (size_t i = 0; i < w->n_opts; i++) {
-		if (w->vals && w->vals[i] && strcmp(w->keys[i], "password") == 0)
-			memset(w->vals[i], 0, strlen(w->vals[i]));
-		free(w->keys[i]);
-		free(w->vals[i]);
-	}
-	free(w->keys);
-	free(w->vals);
-	free(w->hosts);
-	free(w->service);
 	free(w->who);
 	free(w->slot);
 	free(w);
@@ -1064,8 +828,8 @@ static void listener_destroy(WalListener *w)
 /* Last progress report (best effort, without waiting), then close and free. */
 static void listener_close(WalListener *w)
 {
-	if (w->state == WAL_STREAMING && w->conn && w->conn_lsn && status_send_quiet(w))
-		(void)PQflush(w->conn);
+	if (streaming(w) && w->conn_lsn && status_send_quiet(w))
+		(void)PQflush(conn(w));
 	if (w->stats.connected || w->down_logged)
 		log_info(w->who, "closing the replication connection (slot %s stays)", w->slot);
 	listener_destroy(w);

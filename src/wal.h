@@ -3,8 +3,9 @@
  * of a service's primary wrote, including writes that did not go through pgrelay (other clients,
  * triggers, cascades).
  *
- * Owns (wal.c): one libpq replication connection (replication=database) per listener, driven
- * without blocking on pgrelay's libevent loop; the logical slot (created with test_decoding when
+ * Owns (wal.c): one libpq replication connection (replication=database) per listener, a pgasync
+ * handle (connect, the slot and START_REPLICATION commands through pgasync; the COPY BOTH stream
+ * read and written here on the handle's connection); the logical slot (created with test_decoding when
  * missing; an existing one is reused and keeps the position across disconnects and restarts);
  * START_REPLICATION with include-xids off and skip-empty-xacts on; collecting the distinct tables
  * of each transaction and calling WalCommitFn at its COMMIT; progress reports (standby status
@@ -73,8 +74,8 @@ typedef struct WalStats {
 
 typedef struct WalListener WalListener;
 
-/* Starts a listener on base (the first connection attempt happens from the loop, not inside this
- * call). conninfo: libpq keywords or a URI, without replication= (added here); application_name
+/* Starts a listener on base (the first connection attempt starts at once; nothing is reported
+ * before the loop runs). conninfo: libpq keywords or a URI, without replication= (added here); application_name
  * defaults to pgrelay-wal, gssencmode to disable, connect_timeout (also used for the START phase)
  * to 10 s. A single host name is resolved with evdns; a comma-separated host list is left to
  * libpq, whose resolver blocks. The role needs the REPLICATION attribute and pg_hba must allow

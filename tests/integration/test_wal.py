@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import threading
 import time
@@ -440,6 +441,128 @@ def test_unresponsive_server_never_blocks_the_loop(probes):
         assert len(re.findall(r"WARNING wal main: cannot connect .*no answer within 1000 ms", err)) == 1, err
     finally:
         silent.close()
+
+
+class FakeWalSender:
+    """A replication server that speaks just enough of the protocol (trust login, the slot exists,
+    START_REPLICATION -> COPY BOTH) and then sends what a test queues; kill() drops the connection
+    without a word, as a server that was killed. Records every standby status update's flush LSN."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []          # accepted sockets, in order
+        self.streaming = []      # one Event per accepted connection: COPY BOTH started
+        self.flushed = []        # flush LSNs of the status updates received
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            ev = threading.Event()
+            self.streaming.append(ev)
+            threading.Thread(target=self._serve, args=(c, ev), daemon=True).start()
+
+    @staticmethod
+    def _recv(c, n):
+        data = b""
+        while len(data) < n:
+            part = c.recv(n - len(data))
+            if not part:
+                raise ConnectionError("closed")
+            data += part
+        return data
+
+    @staticmethod
+    def _msg(kind, body=b""):
+        return kind + struct.pack("!I", len(body) + 4) + body
+
+    def _serve(self, c, streaming):
+        try:
+            while True:  # SSLRequest / GSSENCRequest: no; then the startup packet
+                n = struct.unpack("!I", self._recv(c, 4))[0]
+                code = struct.unpack("!I", self._recv(c, n - 4)[:4])[0]
+                if code in (80877103, 80877104):
+                    c.sendall(b"N")
+                    continue
+                break
+            c.sendall(self._msg(b"R", struct.pack("!I", 0)) + self._msg(b"Z", b"I"))
+            while True:
+                kind = self._recv(c, 1)
+                body = self._recv(c, struct.unpack("!I", self._recv(c, 4))[0] - 4)
+                if kind == b"Q" and body.startswith(b"CREATE_REPLICATION_SLOT"):
+                    err = b"SERROR\0C42710\0Mreplication slot already exists\0\0"
+                    c.sendall(self._msg(b"E", err) + self._msg(b"Z", b"I"))
+                elif kind == b"Q" and body.startswith(b"START_REPLICATION"):
+                    c.sendall(self._msg(b"W", b"\0\0\0"))
+                    streaming.set()
+                elif kind == b"d" and body[:1] == b"r":
+                    self.flushed.append(struct.unpack("!Q", body[9:17])[0])
+                elif kind == b"X":
+                    return
+        except (OSError, ConnectionError, struct.error):
+            return
+        finally:
+            c.close()
+
+    def send_commit(self, lsn, table):
+        """BEGIN, one INSERT of table, COMMIT at lsn, on the latest connection."""
+        c = self.conns[-1]
+        for line in ("BEGIN", f"table {table}: INSERT: id[integer]:1", "COMMIT"):
+            xlog = b"w" + struct.pack("!QQQ", lsn, lsn, 0) + line.encode()
+            c.sendall(self._msg(b"d", xlog))
+
+    def kill(self):
+        """Drops the latest connection with a reset (nothing said), as a server killed."""
+        c = self.conns[-1]
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.shutdown(socket.SHUT_RD)  # wakes the serving thread, whose close() then resets
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+def test_killed_server_reconnects(probes):
+    """The replication connection's server dies without a word (connection reset) while streaming:
+    the stream is lost once, at once, the listener connects again with the same parameters and
+    streams on; each commit is confirmed by a status update over COPY BOTH."""
+    fake = FakeWalSender()
+    try:
+        p = probes("w_killed", info=f"host=127.0.0.1 port={fake.port} dbname=appdb user=x password=y sslmode=disable",
+                   wait=False)
+        p.wait_streaming()
+        assert fake.streaming[0].wait(5)
+        fake.send_commit(0x1000, "public.t1")
+        assert p.next_commit()[1:] == (0x1000, [("public", "t1")])
+        wait_for(lambda: 0x1000 in fake.flushed, 5, what="a status update confirming the commit")
+        t0 = time.monotonic()
+        fake.kill()
+        wait_for(lambda: len(fake.streaming) >= 2 and fake.streaming[1].is_set(), 10, what="a new connection streaming")
+        p.wait_streaming(2)
+        took = time.monotonic() - t0
+        print(f"\nWAL listener: server killed -> streaming again in {took:.3f} s")
+        assert took < 5, "the loss is seen when the socket reads, not at the 10 s status update"
+        fake.send_commit(0x2000, "s2.t2")
+        assert p.next_commit()[1:] == (0x2000, [("s2", "t2")])
+        wait_for(lambda: 0x2000 in fake.flushed, 5, what="a status update on the new connection")
+        st = p.stats()
+        assert st["connected"] == "1" and st["reconnects"] == "1" and st["failures"] == "1", st
+        err = p.stderr()
+        assert len(re.findall(r"WARNING wal main: replication stream lost \(slot w_killed\): ", err)) == 1, err
+        assert "streaming again from slot w_killed" in err
+    finally:
+        fake.close()
 
 
 def test_invalid_arguments():

@@ -1,4 +1,5 @@
-/* Unit tests for health: the pg_lsn parser (health_parse_lsn) and the API on an empty event loop. */
+/* Unit tests for health: the pg_lsn parser (health_parse_lsn), the API on an empty event loop, and
+ * probes against a refused port, a silent listener and a fake server (tests/unit/fake_pg.h). */
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -8,6 +9,8 @@
 
 #include "health.h"
 #include "unit.h"
+
+#include "fake_pg.h"
 
 TEST(lsn_parse_valid)
 {
@@ -186,11 +189,68 @@ TEST(failures_and_timeouts)
 	close(lfd);
 }
 
+/* Probes against a fake server: the answer is read (up, LSN, in recovery); one connection kept open
+ * across probes; a kept-open connection the server closed is replaced within the probe without a
+ * failure; a server that logs in and then never answers fails by the probe's timeout. */
+TEST(probes_on_a_kept_open_connection)
+{
+	Fake f;
+	struct event_base *base = event_base_new();
+	REQUIRE(base != NULL);
+	fake_start(&f, base, true);
+	static const char *const row[] = {"t", "16/B374D848", "0.5"};
+	f.row = row;
+	f.ncols = 3;
+	char yaml[1024], err[2048];
+	snprintf(yaml, sizeof yaml,
+		 "users: [{name: u, password: p}]\n"
+		 "databases: {d: {service: s}}\n"
+		 "health: {interval: 100ms, timeout: 200ms, fail_after: 1, recover_after: 1}\n"
+		 "services:\n"
+		 "  s:\n"
+		 "    primary: {host: 127.0.0.1, port: 1, dbname: x}\n"
+		 "    replicas: [{host: 127.0.0.1, port: %d, user: u, password: p}]\n"
+		 "    tls: {mode: disable}\n",
+		 f.port);
+	Config *cfg = config_load_string("t.yaml", yaml, err, sizeof err);
+	if (!cfg)
+		fprintf(stderr, "%s\n", err);
+	REQUIRE(cfg != NULL);
+	HealthChecker *h = health_start(base, cfg);
+	BackendHealth *r = health_backend(h, "s", 0);
+	REQUIRE(r != NULL);
+	run_loop_ms(base, 450);
+	CHECK(r->up && r->have_result && r->in_recovery);
+	CHECK(r->lsn == ((0x16ULL << 32) | 0xB374D848ULL));
+	CHECK(r->lag_seconds > 0.4 && r->lag_seconds < 0.6);
+	CHECK(r->checks >= 2);
+	CHECK_INT(r->errors, 0);
+	CHECK_INT(f.accepted, 1); /* kept open */
+	/* the server drops the connection between probes: replaced, not counted as a failure */
+	fake_close_client(&f);
+	uint64_t before = r->checks;
+	run_loop_ms(base, 300);
+	CHECK(r->checks > before);
+	CHECK_INT(r->errors, 0);
+	CHECK_INT(f.accepted, 2);
+	/* logged in, but the probe query is never answered: the probe's deadline */
+	f.mute = true;
+	run_loop_ms(base, 500);
+	CHECK(!r->up);
+	CHECK(r->errors >= 1);
+	CHECK_CONTAINS(r->last_error, "no answer within 200 ms (waiting for the probe query)");
+	health_stop(h);
+	fake_stop(&f);
+	event_base_free(base);
+	config_unref(cfg);
+}
+
 int main(void)
 {
 	RUN(lsn_parse_valid);
 	RUN(lsn_parse_invalid);
 	RUN(api_without_users);
 	RUN(failures_and_timeouts);
+	RUN(probes_on_a_kept_open_connection);
 	return unit_summary();
 }

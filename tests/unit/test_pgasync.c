@@ -2,185 +2,20 @@
  * test_pgasync — the libpq driver on a libevent loop against a fake server on the same loop (a
  * listening socket speaking just enough of the protocol: trust login, one-row answers): connect,
  * results in order then done, a second query on the same connection, two results of one text, a
- * query timeout, a server that hangs up mid-query, a refused connection, a connect timeout,
+ * query timeout, a reconnect with the same parameters, a server that hangs up mid-query, a refused connection, a connect timeout,
  * failures found inside a call reported from the loop (and dropped by a close), freeing from
  * inside callbacks, calls in the wrong phase.
  */
 #include "pgasync.h"
 #include "unit.h"
 
-#include <arpa/inet.h>
 #include <event2/event.h>
-#include <netinet/in.h>
-#include <stdint.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "log.h"
 
 static struct event_base *base;
 
-/* ---- the fake server ---- */
-
-typedef struct Fake {
-	int lfd;
-	int port;
-	bool silent;          /* accept TCP but never answer the startup */
-	struct event *ev_accept;
-	int cfd;
-	struct event *ev_read;
-	unsigned char buf[8192];
-	size_t len;
-	bool started;
-	int queries;
-} Fake;
-
-static void put32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16), p[2] = (unsigned char)(v >> 8),
-	p[3] = (unsigned char)v;
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void fake_send(Fake *f, const void *data, size_t n)
-{
-	if (write(f->cfd, data, n) != (ssize_t)n)
-		fprintf(stderr, "fake server: short write\n");
-}
-
-static void fake_msg(Fake *f, char type, const void *body, size_t n)
-{
-	unsigned char hdr[5];
-	hdr[0] = (unsigned char)type;
-	put32(hdr + 1, (uint32_t)(n + 4));
-	fake_send(f, hdr, 5);
-	if (n)
-		fake_send(f, body, n);
-}
-
-static void fake_row_result(Fake *f, const char *value)
-{
-	unsigned char t[2 + 2 + 18] = {0, 1, 'x', 0};
-	unsigned char *p = t + 4;
-	put32(p, 0), p += 4;           /* table oid */
-	p[0] = 0, p[1] = 0, p += 2;    /* attnum */
-	put32(p, 25), p += 4;          /* text */
-	p[0] = 0xff, p[1] = 0xff, p += 2;
-	put32(p, 0xffffffffu), p += 4; /* typmod */
-	p[0] = 0, p[1] = 0;            /* text format */
-	fake_msg(f, 'T', t, sizeof t);
-	unsigned char d[2 + 4 + 64] = {0, 1};
-	size_t vl = strlen(value);
-	put32(d + 2, (uint32_t)vl);
-	memcpy(d + 6, value, vl);
-	fake_msg(f, 'D', d, 6 + vl);
-	fake_msg(f, 'C', "SELECT 1", 9);
-}
-
-static void fake_close_client(Fake *f)
-{
-	if (f->ev_read) {
-		event_free(f->ev_read);
-		f->ev_read = NULL;
-	}
-	if (f->cfd >= 0) {
-		close(f->cfd);
-		f->cfd = -1;
-	}
-	f->len = 0;
-	f->started = false;
-}
-
-static void on_fake_read(evutil_socket_t fd, short what, void *arg)
-{
-	(void)what;
-	Fake *f = arg;
-	ssize_t n = read(fd, f->buf + f->len, sizeof f->buf - f->len);
-	if (n <= 0) {
-		fake_close_client(f);
-		return;
-	}
-	f->len += (size_t)n;
-	for (;;) {
-		size_t off = f->started ? 1 : 0;
-		if (f->len < off + 4)
-			return;
-		uint32_t ml = get32(f->buf + off);
-		if (f->len < off + ml)
-			return;
-		if (!f->started) {
-			f->started = true;
-			if (!f->silent) {
-				unsigned char ok[4] = {0, 0, 0, 0};
-				fake_msg(f, 'R', ok, 4);
-				fake_msg(f, 'Z', "I", 1);
-			}
-		} else if (f->buf[0] == 'Q') {
-			char q[256];
-			snprintf(q, sizeof q, "%.*s", (int)(ml - 5), (const char *)f->buf + 5);
-			f->queries++;
-			if (strcmp(q, "SLOW") == 0) {
-				/* never answered */
-			} else if (strcmp(q, "CLOSE") == 0) {
-				fake_close_client(f);
-				return;
-			} else {
-				fake_row_result(f, q);
-				if (strcmp(q, "TWO") == 0)
-					fake_row_result(f, "second");
-				fake_msg(f, 'Z', "I", 1);
-			}
-		} else if (f->buf[0] == 'X') {
-			fake_close_client(f);
-			return;
-		}
-		memmove(f->buf, f->buf + off + ml, f->len - off - ml);
-		f->len -= off + ml;
-	}
-}
-
-static void on_fake_accept(evutil_socket_t fd, short what, void *arg)
-{
-	(void)what;
-	Fake *f = arg;
-	int c = accept(fd, NULL, NULL);
-	if (c < 0)
-		return;
-	fake_close_client(f);
-	f->cfd = c;
-	evutil_make_socket_nonblocking(c);
-	f->ev_read = event_new(base, c, EV_READ | EV_PERSIST, on_fake_read, f);
-	event_add(f->ev_read, NULL);
-}
-
-static void fake_start(Fake *f, bool accept_them)
-{
-	memset(f, 0, sizeof *f);
-	f->cfd = -1;
-	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	bind(f->lfd, (struct sockaddr *)&a, sizeof a);
-	listen(f->lfd, 8);
-	socklen_t al = sizeof a;
-	getsockname(f->lfd, (struct sockaddr *)&a, &al);
-	f->port = ntohs(a.sin_port);
-	if (accept_them) {
-		f->ev_accept = event_new(base, f->lfd, EV_READ | EV_PERSIST, on_fake_accept, f);
-		event_add(f->ev_accept, NULL);
-	}
-}
-
-static void fake_stop(Fake *f)
-{
-	fake_close_client(f);
-	if (f->ev_accept)
-		event_free(f->ev_accept);
-	close(f->lfd);
-}
+#include "fake_pg.h"
 
 /* ---- the owner ---- */
 
@@ -276,11 +111,12 @@ static bool owner_query(Owner *o, const char *sql, int64_t timeout_ms)
 TEST(connect_query_results_done)
 {
 	Fake f;
-	fake_start(&f, true);
+	fake_start(&f, base, true);
 	Owner o = {0};
 	o.pa = pgasync_new(base, NULL, "test", &handler, &o);
 	CHECK(pgasync_phase(o.pa) == PGASYNC_CLOSED);
 	CHECK(!pgasync_query(o.pa, "SELECT 1", 0)); /* not connected */
+	CHECK(!pgasync_reconnect(o.pa, 0));         /* never connected: no parameters */
 	owner_connect(&o, f.port, 2000);
 	loop_for(3000);
 	CHECK_INT(o.connected, 1);
@@ -314,7 +150,7 @@ TEST(connect_query_results_done)
 TEST(query_timeout_and_hang_up)
 {
 	Fake f;
-	fake_start(&f, true);
+	fake_start(&f, base, true);
 	Owner o = {0};
 	o.pa = pgasync_new(base, NULL, "test", &handler, &o);
 	owner_connect(&o, f.port, 2000);
@@ -326,8 +162,10 @@ TEST(query_timeout_and_hang_up)
 	CHECK(o.fail_phase == PGASYNC_QUERYING);
 	CHECK_CONTAINS(o.fail_msg, "no answer within 200 ms");
 	CHECK(pgasync_phase(o.pa) == PGASYNC_CLOSED);
-	/* connect again on the same handle; the server hangs up during the query */
-	owner_connect(&o, f.port, 2000);
+	/* connect again on the same handle, with the same parameters; the server hangs up during the query */
+	o.in_api = true;
+	CHECK(pgasync_reconnect(o.pa, 2000));
+	o.in_api = false;
 	loop_for(3000);
 	REQUIRE(o.connected == 2);
 	CHECK(owner_query(&o, "CLOSE", 2000));
@@ -344,7 +182,7 @@ TEST(query_timeout_and_hang_up)
 TEST(refused_and_connect_timeout)
 {
 	Fake closed;
-	fake_start(&closed, false);
+	fake_start(&closed, base, false);
 	int port = closed.port;
 	fake_stop(&closed); /* nothing listens there now */
 	Owner o = {0};
@@ -358,7 +196,7 @@ TEST(refused_and_connect_timeout)
 
 	/* a server that takes the connection and never answers: the connect's timeout */
 	Fake silent;
-	fake_start(&silent, true);
+	fake_start(&silent, base, true);
 	silent.silent = true;
 	owner_connect(&o, silent.port, 150);
 	loop_for(3000);
@@ -404,7 +242,7 @@ TEST(failures_inside_calls_come_from_the_loop)
 TEST(free_inside_callbacks)
 {
 	Fake f;
-	fake_start(&f, true);
+	fake_start(&f, base, true);
 	Owner o = {0};
 	o.pa = pgasync_new(base, NULL, "test", &handler, &o);
 	owner_connect(&o, f.port, 2000);
