@@ -21,6 +21,7 @@
 #include "cache.h"
 #include "cache_l1.h"
 #include "catalog_loader.h"
+#include "config_keys.h"
 #include "cancel.h"
 #include "health.h"
 #include "log.h"
@@ -563,55 +564,26 @@ static void show_users(Runtime *rt, Buf *b)
 	complete(b, "SHOW");
 }
 
-static void format_ms(char *buf, size_t len, int64_t ms)
+static void config_row(void *arg, const char *path, const ConfigKey *key, const char *value)
 {
-	if (ms % 1000)
-		snprintf(buf, len, "%lldms", (long long)ms);
-	else
-		snprintf(buf, len, "%llds", (long long)(ms / 1000));
-}
-
-static void config_row(Buf *b, const char *key, const char *value, const char *def, bool changeable)
-{
-	Row r = row_begin(b);
-	row_text(&r, key);
-	row_text(&r, value);
-	row_text(&r, def);
-	row_text(&r, changeable ? "yes" : "no");
+	Row r = row_begin(arg);
+	row_text(&r, path);
+	/* log.level as it runs (SET log_level changes it until the next reload) */
+	row_text(&r, strcmp(path, "log.level") ? value : config_log_level_name(log_level()));
+	row_text(&r, key->def);
+	row_text(&r, key->flags & CONFIG_KEY_RESTART ? "no" : "yes");
+	row_text(&r, config_keys_class(key));
 	row_end(&r);
 }
 
+/* Every key of the configuration (the key table's paths), its value (secrets masked), its default
+ * and whether a reload applies it (PgBouncer's columns, then applies: reload or restart). */
 static void show_config(Runtime *rt, Buf *b)
 {
 	static const AdminCol cols[] = {{"key", OID_TEXT}, {"value", OID_TEXT}, {"default", OID_TEXT},
-					{"changeable", OID_TEXT}};
-	row_description(b, cols, 4);
-	const Config *cfg = rt->config;
-	char v[64];
-	config_row(b, "listen_addr", cfg->listen.host, "127.0.0.1", false);
-	snprintf(v, sizeof v, "%d", cfg->listen.port);
-	config_row(b, "listen_port", v, "6432", false);
-	snprintf(v, sizeof v, "%d", cfg->listen.max_client_conn);
-	config_row(b, "max_client_conn", v, "10000", false);
-	config_row(b, "log_level", config_log_level_name(log_level()), "info", true);
-	format_ms(v, sizeof v, cfg->log.slow_query_ms);
-	config_row(b, "log_slow_query", v, "0s", false);
-	format_ms(v, sizeof v, cfg->shutdown_timeout_ms);
-	config_row(b, "shutdown_timeout", v, "30s", false);
-	snprintf(v, sizeof v, "%zu", cfg->buffer_size);
-	config_row(b, "pkt_buf", v, "65536", false);
-	config_row(b, "server_reset_query", cfg->server_reset_query, "DISCARD ALL", false);
-	config_row(b, "application_name", cfg->application_name, "pgrelay", false);
-	snprintf(v, sizeof v, "%d", cfg->max_prepared_statements);
-	config_row(b, "max_prepared_statements", v, "200", false);
-	snprintf(v, sizeof v, "%zu", cfg->max_client_prepared_memory);
-	config_row(b, "max_client_prepared_memory", v, "67108864", false);
-	format_ms(v, sizeof v, cfg->health.interval_ms);
-	config_row(b, "health_interval", v, "1s", false);
-	snprintf(v, sizeof v, "%s", cfg->cache.enabled ? "on" : "off");
-	config_row(b, "cache", v, "off", false);
-	snprintf(v, sizeof v, "%zu", cfg->cache.l1_max_memory);
-	config_row(b, "cache_l1_max_memory", v, "268435456", false);
+					{"changeable", OID_TEXT}, {"applies", OID_TEXT}};
+	row_description(b, cols, 5);
+	config_keys_visit(rt->config, config_row, b);
 	complete(b, "SHOW");
 }
 

@@ -282,8 +282,14 @@ static void cache_start_catalogs(Cache *cache)
 
 void cache_reconfigure(Cache *cache, const Config *cfg)
 {
-	if (cache->l1)
+	if (cache->l1 && !cfg->cache.l1_max_memory) {
+		cache_l1_free(cache->l1);
+		cache->l1 = NULL;
+	} else if (cache->l1) {
 		cache_l1_set_max_bytes(cache->l1, cfg->cache.l1_max_memory);
+	} else if (cfg->cache.l1_max_memory) {
+		cache->l1 = cache_l1_new(cfg->cache.l1_max_memory, cfg->cache.max_result + CACHE_ENTRY_MAX_OVERHEAD);
+	}
 	if (!cfg->cache.enabled) { /* the cache is off (nothing is cacheable): no catalogs to keep */
 		catalog_loader_free(cache->catalogs);
 		cache->catalogs = NULL;
@@ -453,6 +459,26 @@ static void bump_local(Cache *cache, const char *service, const CacheWrites *w)
 	cache->stats.invalidations += (w->all ? 1 : 0) + w->n;
 }
 
+void cache_drop_service(Cache *cache, const char *service)
+{
+	CacheWrites w = {.all = true, .all_why = "the configuration changed what its results depend on"};
+	cache_invalidate_shared(cache, service, &w, NULL, NULL);
+}
+
+void cache_release_clients(Cache *cache)
+{
+	ListNode *n;
+	list_for_each(n, &cache->rt->clients) {
+		Client *c = list_entry(n, Client, node);
+		bool waiting = c->cache_wait || c->cache_req;
+		cache_wait_cancel(cache, c);
+		cache_fill_abort(cache, c);
+		cache_client_gone(cache, c);
+		if (waiting) /* looks at its message again, without the cache */
+			statement_cache_wake(c);
+	}
+}
+
 void cache_invalidate(Cache *cache, const char *service, const CacheWrites *w)
 {
 	CacheWrites x;
@@ -486,8 +512,8 @@ void cache_key_build(const Client *c, const char *search_path, char protocol, co
 	EVP_DigestInit_ex(ctx, cache->sha256, NULL);
 	char head[4] = {'p', 'g', protocol, describe ? 'D' : '-'};
 	EVP_DigestUpdate(ctx, head, sizeof head);
-	uint64_t gen[2] = {c->rt->config_gen, catalog_gen_now(cache)};
-	EVP_DigestUpdate(ctx, gen, sizeof gen);
+	uint64_t gen = catalog_gen_now(cache);
+	EVP_DigestUpdate(ctx, &gen, sizeof gen);
 	digest_str(ctx, c->database);
 	digest_str(ctx, c->user);
 	digest_str(ctx, search_path ? search_path : "\001default");
@@ -586,6 +612,14 @@ static void names_build(Buf *b, const char *service, const CacheDecision *d)
 	}
 }
 
+/* Whether entry e was filled from service (the key does not say: the same text may go elsewhere
+ * under another configuration, or another instance's). */
+static bool entry_of(const CacheEntryView *e, const char *service)
+{
+	size_t n = strlen(service);
+	return e->names_len > n && !memcmp(e->names, service, n + 1);
+}
+
 /* With versions known (local, or as Redis has them), decides: L1 hit, L2 hit, wait, or fill. */
 static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *service, const CacheDecision *d,
 					const CacheKey *key, const uint64_t *now_versions, size_t n, const uint8_t *l2, size_t l2_len, bool shared,
@@ -596,7 +630,8 @@ static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *ser
 		size_t blen;
 		const uint8_t *blob = cache_l1_get(cache->l1, key, now, &blen);
 		CacheEntryView e;
-		if (blob && cache_entry_parse(blob, blen, &e) && cache_entry_versions_equal(&e, now_versions, n)) {
+		if (blob && cache_entry_parse(blob, blen, &e) && entry_of(&e, service) &&
+		    cache_entry_versions_equal(&e, now_versions, n)) {
 			cache->stats.hits++;
 			*reply = e.reply;
 			*len = e.reply_len;
@@ -608,7 +643,7 @@ static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *ser
 		}
 	}
 	CacheEntryView e;
-	if (l2 && cache_entry_parse(l2, l2_len, &e) && cache_entry_versions_equal(&e, now_versions, n)) {
+	if (l2 && cache_entry_parse(l2, l2_len, &e) && entry_of(&e, service) && cache_entry_versions_equal(&e, now_versions, n)) {
 		cache->stats.l2_hits++;
 		cache->stats.hits++;
 		if (cache->l1)

@@ -2,7 +2,7 @@
  * cache — the result cache at run time: L1 store (cache_l1), table versions, entries, lookups,
  * single-flight, filling from a server's reply, and invalidation when writes commit.
  *
- * Owns: the cache key (SHA-256 of service, database, role, search_path, the session parameters
+ * Owns: the cache key (SHA-256 of the services' catalogs, database, role, search_path, the session parameters
  * that change results, the statement text and, for the extended protocol, parameters and format
  * codes), what goes into an entry (versions read before the query was sent, the names, the reply
  * bytes: laid out and checked by cache_entry), the version counters per (service, schema, table)
@@ -155,9 +155,16 @@ typedef struct CacheBump {
 
 Cache *cache_new(Runtime *rt);
 void cache_free(Cache *cache);
-/* A reloaded configuration (rt->config already is cfg): L1's bound, the catalogs' services and
- * refresh interval. */
+/* A reloaded configuration (rt->config already is cfg): L1's bound (L1 made or dropped), the
+ * catalogs' services and refresh interval. Cached results stay: cache_drop_service drops those a
+ * change concerns. */
 void cache_reconfigure(Cache *cache, const Config *cfg);
+/* The configuration changed what service's results depend on (its server, routing, cache rules):
+ * its epoch is bumped (locally, and in Redis as a commit's), so none of its entries is served. */
+void cache_drop_service(Cache *cache, const char *service);
+/* Before the cache is freed with clients still there (turned off by a reload): every client
+ * lets go of it (waits, fills, Redis lookups) and looks at its message again. */
+void cache_release_clients(Cache *cache);
 
 /*
  * The catalog the cache policy uses for service (cachepolicy_decide): the loader's current one,
@@ -170,7 +177,8 @@ const Catalog *cache_catalog(Cache *cache, const char *service);
  * this key that follows: an L2 entry's reply must have that form): protocol 'Q' (part = the query text) or 'E' (part = the
  * Parse body after the name, part2 = the Bind body after the portal and statement names:
  * parameter formats and values, result formats; describe: a Describe of the portal). The service
- * is not in it: the configuration's generation is (the same text goes to the same service). */
+ * is not in it (nor the configuration's: a reload drops what it changes, cache_drop_service); an
+ * entry names its service, which a lookup checks. */
 void cache_key_build(const Client *c, const char *search_path, char protocol, const void *part, size_t part_len,
 		     const void *part2, size_t part2_len, bool describe, CacheKey *key);
 

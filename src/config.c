@@ -1,10 +1,13 @@
 /*
- * config.c — proxy.yaml → Config (see config.h for the API and every default).
+ * config.c — proxy.yaml → Config (see config.h for the API, the key table's types and every
+ * default).
  *
- * Owns: walking libyaml's document tree against the schema (the key tables below), defaults,
- * range and cross-reference checks, error collection ("file:line:column: message", sorted by
- * position, at most MAX_REPORTED_ERRORS), duration/size parsing, lookups, and freeing a Config
- * when its last reference is dropped. Error messages never quote a password.
+ * Owns: the key table (below: every key of every section, with the Config field it fills) and the
+ * walk of libyaml's document tree that it drives, the checks across keys that the table cannot
+ * say (one function per section), error collection ("file:line:column: message", sorted by
+ * position, at most MAX_REPORTED_ERRORS), duration/size parsing and formatting, lookups, and
+ * freeing a Config (by the table) when its last reference is dropped. Error messages never quote
+ * a password.
  */
 #include "config.h"
 
@@ -34,56 +37,20 @@
 #define MB (KB * 1024)
 #define GB (MB * 1024)
 
-/* ---- schema ---- */
+/* ---- values of enumerated keys (indexed by the enums in config.h and access.h) ---- */
 
-static const char *const top_keys[] = {"listen",    "log",      "proxy", "users", "routes", "health",
-				       "databases", "services", "cache", "admin", "access", NULL};
-static const char *const cache_keys[] = {"l1",         "redis",       "ttl",           "rules",
-					 "invalidate", "wal_listener", "catalog_refresh", NULL};
-static const char *const cache_l1_keys[] = {"max_memory", "policy", "max_result", NULL};
 static const char *const cache_policy_names[] = {"s3fifo", NULL};
-static const char *const cache_redis_keys[] = {"nodes",  "cluster",     "timeout",          "user", "password",
-						"password_file", "password_env",
-						"prefix", "signing_key", "signing_key_file", NULL};
-static const char *const cache_rule_keys[] = {"schema", "tables", "ttl", "key", NULL};
-static const char *const cache_dependency_keys[] = {"table", "also", NULL};
-static const char *const cache_wal_keys[] = {"service", "slot", "user", "password", "password_file", "password_env",
-					     NULL};
-static const char *const listen_keys[] = {"host", "port", "max_client_conn", "backlog", "tls", "upgrade_socket", NULL};
-static const char *const listen_tls_keys[] = {"mode", "cert", "key", "ca", NULL};
-static const char *const service_tls_keys[] = {"mode", "ca", "require_auth", NULL};
 static const char *const require_auth_names[] = {"any", "scram-sha-256", NULL};
 static const char *const tls_mode_names[] = {"disable", "allow", "prefer", "require", "verify-full", NULL};
-static const char *const log_keys[] = {"level", "format", "slow_query", "stats_period", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
-static const char *const admin_keys[] = {"users", "stats_users", "http", "histograms", NULL};
-static const char *const admin_http_keys[] = {"host", "port", NULL};
-static const char *const proxy_keys[] = {"shutdown_timeout", "buffer_size", "max_message_size",
-					 "server_reset_query", "application_name",
-					 "max_prepared_statements", "max_client_prepared_memory",
-					 "allow_cleartext_without_tls", NULL};
-static const char *const user_keys[] = {"name", "password", "password_file", "password_env", "auth", NULL};
-static const char *const database_keys[] = {"service", "pool_mode", NULL};
-static const char *const service_keys[] = {"primary", "replicas", "reads", "balance", "functions", "pool", "tls", NULL};
-static const char *const functions_keys[] = {"read_only", "writes", NULL};
-static const char *const route_keys[] = {"schema", "tables", "service", "reads", NULL};
-static const char *const health_keys[] = {"interval", "timeout", "fail_after", "recover_after", "max_lag", NULL};
 static const char *const reads_names[] = {"inherit", "primary", "replicas", NULL};
 static const char *const balance_names[] = {"round-robin", "least-outstanding", NULL};
-static const char *const backend_keys[] = {"host", "port", "dbname", "user", "password", "password_file",
-					   "password_env", NULL};
-static const char *const access_keys[] = {"type", "database", "user", "address", "method", NULL};
-/* Indexed by AccessType and AccessMethod (access.h). */
 static const char *const access_type_names[] = {"host", "hostssl", "hostnossl", NULL};
 static const char *const access_method_names[] = {"scram-sha-256", "md5", "password", "reject", NULL};
-static const char *const pool_keys[] = {"max", "min", "idle_timeout", "connect_timeout",
-					"statement_timeout", "query_wait_timeout", "server_lifetime",
-					NULL};
-
-/* Indexed by the enums in config.h. */
 static const char *const log_level_names[] = {"debug", "info", "warning", "error", NULL};
 static const char *const auth_names[] = {"scram-sha-256", "md5", "password", NULL};
 static const char *const pool_mode_names[] = {"session", "transaction", NULL};
+
 
 #define SCRAM_PREFIX "SCRAM-SHA-256$"
 
@@ -95,7 +62,7 @@ typedef struct {
 	char *msg;
 } LoadError;
 
-typedef struct {
+typedef struct ConfigLoader {
 	const char *name; /* file name used in messages */
 	Config *cfg;      /* being loaded (for warnings) */
 	yaml_document_t *doc;
@@ -273,21 +240,44 @@ static void append_list(char *buf, size_t len, const char *const *names)
 	}
 }
 
-static bool in_list(const char *s, const char *const *names)
+/* Whether schema has key k (a secret's k_file and k_env too). */
+static bool schema_has(const ConfigSchema *schema, const char *k)
 {
-	for (size_t i = 0; names[i]; i++)
-		if (!strcmp(s, names[i]))
+	for (size_t i = 0; i < schema->n_keys; i++) {
+		const ConfigKey *key = &schema->keys[i];
+		size_t n = strlen(key->name);
+		if (!strcmp(k, key->name))
 			return true;
+		if (key->type == CONFIG_KEY_SECRET && !strncmp(k, key->name, n) &&
+		    (!strcmp(k + n, "_file") || (!strcmp(k + n, "_env") && !(key->flags & CONFIG_KEY_NO_ENV))))
+			return true;
+	}
 	return false;
 }
 
+/* "a, b, c": the keys of schema, as they may be written. */
+static void schema_key_list(char *buf, size_t len, const ConfigSchema *schema)
+{
+	size_t used = 0;
+	buf[0] = 0;
+	for (size_t i = 0; i < schema->n_keys && used < len; i++) {
+		const ConfigKey *k = &schema->keys[i];
+		bool secret = k->type == CONFIG_KEY_SECRET, env = secret && !(k->flags & CONFIG_KEY_NO_ENV);
+		int n = snprintf(buf + used, len - used, "%s%s%s%s%s%s%s%s", i ? ", " : "", k->name, secret ? ", " : "",
+				 secret ? k->name : "", secret ? "_file" : "", env ? ", " : "", env ? k->name : "",
+				 env ? "_env" : "");
+		if (n < 0)
+			return;
+		used += (size_t)n;
+	}
+}
+
 /*
- * Checks that node is a mapping whose keys are distinct scalars and, if allowed is given, all
- * in allowed. A null node counts as an empty mapping. Returns false (after reporting) if the node
- * is something else; key problems are reported but do not make it return false.
+ * Checks that node is a mapping whose keys are distinct scalars and, if schema is given, all
+ * keys of schema. A null node counts as an empty mapping. Returns false (after reporting) if the
+ * node is something else; key problems are reported but do not make it return false.
  */
-static bool check_mapping(Loader *ld, yaml_node_t *node, const char *path,
-			  const char *const *allowed)
+static bool check_mapping(Loader *ld, yaml_node_t *node, const char *path, const ConfigSchema *schema)
 {
 	char got[96];
 	const char *where = path[0] ? path : "the top level";
@@ -322,10 +312,10 @@ static bool check_mapping(Loader *ld, yaml_node_t *node, const char *path,
 				break;
 			}
 		}
-		if (dup || !allowed || in_list(k, allowed))
+		if (dup || !schema || schema_has(schema, k))
 			continue;
-		char expected[MSG_LEN / 2] = "";
-		append_list(expected, sizeof expected, allowed);
+		char expected[MSG_LEN / 2];
+		schema_key_list(expected, sizeof expected, schema);
 		if (path[0])
 			error_at(ld, key, "unknown key \"%s\" in %s (expected one of: %s)", k, path,
 				 expected);
@@ -560,45 +550,7 @@ static bool get_string_list(Loader *ld, yaml_node_t *map, const char *path, cons
 	return ok;
 }
 
-/* path.tls: { mode, cert, key, ca } for listen (server role) or a service (client role). */
-static void load_tls(Loader *ld, ConfigTls *tls, yaml_node_t *node, const char *path, bool listen)
-{
-	char sub[PATH_LEN];
-	join_path(sub, sizeof sub, path, "tls");
-	if (!node)
-		return;
-	if (!check_mapping(ld, node, sub, listen ? listen_tls_keys : service_tls_keys))
-		return;
-	yaml_node_t *mode_node = map_get(ld, node, "mode");
-	int mode = (int)tls->mode;
-	if (!get_enum(ld, node, sub, "mode", tls_mode_names, &mode))
-		return;
-	tls->mode = (ConfigTlsMode)mode;
-	if (listen) {
-		if (tls->mode == CONFIG_TLS_VERIFY_FULL) {
-			error_at(ld, mode_node, "%s.mode verify-full applies to services; for clients use require "
-				 "with ca to demand client certificates", sub);
-			return;
-		}
-		get_string(ld, node, sub, "cert", STR_NULLABLE | STR_NONEMPTY, &tls->cert, NULL);
-		get_string(ld, node, sub, "key", STR_NULLABLE | STR_NONEMPTY, &tls->key, NULL);
-		if (tls->mode != CONFIG_TLS_DISABLE && (!tls->cert || !tls->key))
-			error_at(ld, node, "%s needs cert and key when mode is %s", sub, tls_mode_names[tls->mode]);
-	} else if (tls->mode == CONFIG_TLS_ALLOW) {
-		error_at(ld, mode_node, "%s.mode must be one of: disable, prefer, require, verify-full; got \"allow\"", sub);
-		return;
-	}
-	get_string(ld, node, sub, "ca", STR_NULLABLE | STR_NONEMPTY, &tls->ca, NULL);
-	if (!listen) {
-		int require = tls->require_scram ? 1 : 0;
-		if (get_enum(ld, node, sub, "require_auth", require_auth_names, &require))
-			tls->require_scram = require == 1;
-	}
-	if (!listen && tls->mode == CONFIG_TLS_VERIFY_FULL && !tls->ca)
-		error_at(ld, node, "%s.mode verify-full needs ca (the CA file that signed the server certificates)", sub);
-}
-
-static void format_duration(char *buf, size_t len, int64_t ms)
+void config_format_duration(char *buf, size_t len, int64_t ms)
 {
 	if (ms == 0)
 		snprintf(buf, len, "0");
@@ -622,8 +574,8 @@ static bool get_duration(Loader *ld, yaml_node_t *map, const char *path, const c
 	join_path(full, sizeof full, path, key);
 	if (v->type != YAML_SCALAR_NODE || is_null(v) || !config_parse_duration(scalar_text(v), &ms) ||
 	    ms < lo || ms > hi) {
-		format_duration(los, sizeof los, lo);
-		format_duration(his, sizeof his, hi);
+		config_format_duration(los, sizeof los, lo);
+		config_format_duration(his, sizeof his, hi);
 		error_at(ld, v,
 			 "%s must be a duration between %s and %s (such as 500ms, 30s, 2m, 1h or 1d; "
 			 "a bare number is seconds), got %s",
@@ -901,403 +853,419 @@ static void check_password(Loader *ld, const char *path, const yaml_node_t *node
 	}
 }
 
-/* ---- sections ---- */
+/* ---- the table walk ---- */
 
-static void load_listen(Loader *ld, Config *cfg, yaml_node_t *node)
+static void *field_at(void *obj, size_t offset)
 {
-	if (!check_mapping(ld, node, "listen", listen_keys))
-		return;
-	get_string(ld, node, "listen", "host", STR_NONEMPTY, &cfg->listen.host, NULL);
-	get_int(ld, node, "listen", "port", 1, 65535, &cfg->listen.port, NULL);
-	get_int(ld, node, "listen", "max_client_conn", 1, 1000000, &cfg->listen.max_client_conn, NULL);
-	get_int(ld, node, "listen", "backlog", 1, 65535, &cfg->listen.backlog, NULL);
-	load_tls(ld, &cfg->listen.tls, map_get(ld, node, "tls"), "listen", true);
-	yaml_node_t *us;
-	if (get_string(ld, node, "listen", "upgrade_socket", STR_NULL_EMPTY, &cfg->listen.upgrade_socket, &us) &&
-	    cfg->listen.upgrade_socket && strlen(cfg->listen.upgrade_socket) >= 100)
-		error_at(ld, us, "listen.upgrade_socket must be shorter than 100 bytes (a Unix socket path)");
+	return (char *)obj + offset;
 }
 
-static void load_log(Loader *ld, Config *cfg, yaml_node_t *node)
+static int index_get(const void *f, size_t size)
 {
-	int level = (int)cfg->log.level;
-
-	if (!check_mapping(ld, node, "log", log_keys))
-		return;
-	if (get_enum(ld, node, "log", "level", log_level_names, &level))
-		cfg->log.level = (ConfigLogLevel)level;
-	int format = cfg->log.json ? 1 : 0;
-	if (get_enum(ld, node, "log", "format", log_format_names, &format))
-		cfg->log.json = format == 1;
-	get_duration(ld, node, "log", "slow_query", 0, MAX_DURATION_MS, &cfg->log.slow_query_ms);
-	get_duration(ld, node, "log", "stats_period", 0, MAX_DURATION_MS, &cfg->log.stats_period_ms);
+	return size == sizeof(bool) ? *(const bool *)f : *(const int *)f;
 }
 
-static void load_admin(Loader *ld, Config *cfg, yaml_node_t *node)
+static void index_set(void *f, size_t size, int v)
 {
-	if (!node || is_null(node) || !check_mapping(ld, node, "admin", admin_keys))
-		return;
-	get_string_list(ld, node, "admin", "users", &cfg->admin.users, &cfg->admin.n_users, NULL);
-	get_string_list(ld, node, "admin", "stats_users", &cfg->admin.stats_users, &cfg->admin.n_stats_users, NULL);
-	get_bool(ld, node, "admin", "histograms", &cfg->admin.histograms);
-	yaml_node_t *http = map_get(ld, node, "http");
-	if (http && !is_null(http) && check_mapping(ld, http, "admin.http", admin_http_keys)) {
-		get_string(ld, http, "admin.http", "host", STR_NONEMPTY, &cfg->admin.http_host, NULL);
-		if (!cfg->admin.http_host)
-			cfg->admin.http_host = dup_string(ld, "127.0.0.1");
-		if (!map_get(ld, http, "port"))
-			error_at(ld, http, "admin.http.port is required");
-		get_int(ld, http, "admin.http", "port", 1, 65535, &cfg->admin.http_port, NULL);
-	}
+	if (size == sizeof(bool))
+		*(bool *)f = v != 0;
+	else
+		*(int *)f = v;
 }
 
-static void load_proxy(Loader *ld, Config *cfg, yaml_node_t *node)
+static int name_index(const char *const *names, const char *s)
 {
-	yaml_node_t *max_node;
-
-	if (!check_mapping(ld, node, "proxy", proxy_keys))
-		return;
-	get_duration(ld, node, "proxy", "shutdown_timeout", 0, MAX_DURATION_MS, &cfg->shutdown_timeout_ms);
-	bool buf_ok = get_size(ld, node, "proxy", "buffer_size", 4 * KB, 16 * MB, "4kB and 16MB",
-			       &cfg->buffer_size, NULL);
-	bool max_ok = get_size(ld, node, "proxy", "max_message_size", 4 * KB, GB, "4kB and 1GB",
-			       &cfg->max_message_size, &max_node);
-	if (buf_ok && max_ok && cfg->max_message_size < cfg->buffer_size)
-		error_at(ld, max_node ? max_node : node,
-			 "proxy.max_message_size (%zu bytes) must be at least proxy.buffer_size (%zu "
-			 "bytes)",
-			 cfg->max_message_size, cfg->buffer_size);
-	get_string(ld, node, "proxy", "server_reset_query", STR_NULL_EMPTY, &cfg->server_reset_query,
-		   NULL);
-	get_string(ld, node, "proxy", "application_name", STR_NULL_EMPTY, &cfg->application_name, NULL);
-	get_int(ld, node, "proxy", "max_prepared_statements", 0, 100000, &cfg->max_prepared_statements, NULL);
-	get_size(ld, node, "proxy", "max_client_prepared_memory", 64 * KB, 64 * GB, "64kB and 64GB",
-		 &cfg->max_client_prepared_memory, NULL);
-	get_bool(ld, node, "proxy", "allow_cleartext_without_tls", &cfg->allow_cleartext_without_tls);
+	for (int i = 0; names[i]; i++)
+		if (!strcmp(names[i], s))
+			return i;
+	return -1;
 }
 
-static void load_users(Loader *ld, Config *cfg, yaml_node_t *node)
+/* health.max_lag: "16MB" (ends in B or a digit: bytes of WAL) or "10s" (replay delay). */
+static bool lag_parse(const char *text, int64_t *bytes_out, int64_t *ms_out)
 {
-	char got[96];
-
-	if (!node || is_null(node))
-		return;
-	if (node->type != YAML_SEQUENCE_NODE) {
-		error_at(ld, node, "users must be a sequence (a list of {name, password, auth}), got %s",
-			 describe(node, got, sizeof got));
-		return;
-	}
-	size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-	if (n == 0)
-		return;
-	cfg->users = calloc(n, sizeof *cfg->users);
-	if (!cfg->users) {
-		ld->oom = true;
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = node_get(ld, node->data.sequence.items.start[i]);
-		char path[PATH_LEN];
-		yaml_node_t *name_node, *password_node;
-
-		snprintf(path, sizeof path, "users[%zu]", i);
-		if (!check_mapping(ld, item, path, user_keys))
-			continue;
-		ConfigUser *u = &cfg->users[cfg->n_users++];
-		u->auth = CONFIG_AUTH_SCRAM_SHA_256;
-		bool name_ok = get_string(ld, item, path, "name", STR_REQUIRED | STR_NONEMPTY, &u->name,
-					  &name_node);
-		bool password_ok = get_secret(ld, item, path, "password", STR_REQUIRED | STR_NONEMPTY,
-					      &u->password, &password_node);
-		int auth = (int)u->auth;
-		bool auth_ok = get_enum(ld, item, path, "auth", auth_names, &auth);
-		u->auth = (ConfigAuthMethod)auth;
-
-		if (name_ok && u->name) {
-			for (size_t j = 0; j < i; j++) {
-				yaml_node_t *earlier = map_get(
-					ld, node_get(ld, node->data.sequence.items.start[j]), "name");
-				if (earlier && earlier->type == YAML_SCALAR_NODE &&
-				    !strcmp(scalar_text(earlier), u->name)) {
-					error_at(ld, name_node,
-						 "duplicate user \"%s\" in %s (already defined in users[%zu])",
-						 u->name, path, j);
-					break;
-				}
-			}
-		}
-		if (password_ok && auth_ok && u->password)
-			check_password(ld, path, password_node, u->password, u->auth);
-	}
-}
-
-static void load_backend(Loader *ld, ConfigBackend *b, yaml_node_t *node, const char *path,
-			 const char *service_name)
-{
-	b->port = 5432;
-	if (!check_mapping(ld, node, path, backend_keys))
-		return;
-	get_string(ld, node, path, "host", STR_REQUIRED | STR_NONEMPTY, &b->host, NULL);
-	get_int(ld, node, path, "port", 1, 65535, &b->port, NULL);
-	get_string(ld, node, path, "dbname", STR_NONEMPTY, &b->dbname, NULL);
-	get_string(ld, node, path, "user", STR_NULLABLE | STR_NONEMPTY, &b->user, NULL);
-	get_secret(ld, node, path, "password", STR_NULLABLE | STR_NONEMPTY, &b->password, NULL);
-	if (!b->dbname)
-		b->dbname = dup_string(ld, service_name);
-}
-
-static void load_replicas(Loader *ld, ConfigService *s, yaml_node_t *node, const char *path)
-{
-	char got[96];
-	if (!node || is_null(node))
-		return;
-	if (node->type != YAML_SEQUENCE_NODE) {
-		error_at(ld, node, "%s.replicas must be a list of {host, port}, got %s", path, describe(node, got, sizeof got));
-		return;
-	}
-	size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-	s->replicas = calloc(n ? n : 1, sizeof *s->replicas);
-	if (!s->replicas) {
-		ld->oom = true;
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		char sub[PATH_LEN + 32];
-		snprintf(sub, sizeof sub, "%s.replicas[%zu]", path, i);
-		ConfigBackend *r = &s->replicas[s->n_replicas++];
-		load_backend(ld, r, node_get(ld, node->data.sequence.items.start[i]), sub, s->name);
-		/* What a replica does not say, it shares with the primary. */
-		yaml_node_t *item = node_get(ld, node->data.sequence.items.start[i]);
-		if (item->type == YAML_MAPPING_NODE && !map_get(ld, item, "dbname") && s->primary.dbname) {
-			free(r->dbname);
-			r->dbname = dup_string(ld, s->primary.dbname);
-		}
-		if (!r->user && s->primary.user)
-			r->user = dup_string(ld, s->primary.user);
-		if (!r->password && s->primary.password)
-			r->password = dup_string(ld, s->primary.password);
-	}
-}
-
-static void load_functions(Loader *ld, ConfigService *s, yaml_node_t *node, const char *path)
-{
-	char sub[PATH_LEN];
-	join_path(sub, sizeof sub, path, "functions");
-	if (!node || !check_mapping(ld, node, sub, functions_keys))
-		return;
-	get_string_list(ld, node, sub, "read_only", &s->read_only_functions, &s->n_read_only_functions, NULL);
-	get_string_list(ld, node, sub, "writes", &s->writing_functions, &s->n_writing_functions, NULL);
-}
-
-static void load_pool(Loader *ld, ConfigPool *pool, yaml_node_t *node, const char *path)
-{
-	yaml_node_t *max_node, *min_node;
-
-	if (!check_mapping(ld, node, path, pool_keys))
-		return;
-	bool max_ok = get_int(ld, node, path, "max", 1, 100000, &pool->max, &max_node);
-	bool min_ok = get_int(ld, node, path, "min", 0, 100000, &pool->min, &min_node);
-	if (max_ok && min_ok && pool->min > pool->max)
-		error_at(ld, min_node ? min_node : max_node,
-			 "%s.min must be at most %s.max (%d), got %d", path, path, pool->max, pool->min);
-	get_duration(ld, node, path, "idle_timeout", 0, MAX_DURATION_MS, &pool->idle_timeout_ms);
-	get_duration(ld, node, path, "connect_timeout", 1, MAX_DURATION_MS, &pool->connect_timeout_ms);
-	get_duration(ld, node, path, "statement_timeout", 0, MAX_STATEMENT_TIMEOUT_MS,
-		     &pool->statement_timeout_ms);
-	get_duration(ld, node, path, "query_wait_timeout", 0, MAX_DURATION_MS,
-		     &pool->query_wait_timeout_ms);
-	get_duration(ld, node, path, "server_lifetime", 0, MAX_DURATION_MS, &pool->server_lifetime_ms);
-}
-
-static void load_services(Loader *ld, Config *cfg, yaml_node_t *node)
-{
-	if (!check_mapping(ld, node, "services", NULL))
-		return;
-	size_t n = mapping_size(node);
-	if (n == 0)
-		return; /* reported by load_root */
-	cfg->services = calloc(n, sizeof *cfg->services);
-	if (!cfg->services) {
-		ld->oom = true;
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		yaml_node_pair_t *p = &node->data.mapping.pairs.start[i];
-		yaml_node_t *key = node_get(ld, p->key), *value = node_get(ld, p->value);
-		char path[PATH_LEN], sub[PATH_LEN];
-
-		if (key->type != YAML_SCALAR_NODE)
-			continue; /* reported by check_mapping */
-		if (!scalar_text(key)[0]) {
-			error_at(ld, key, "service names must not be empty");
-			continue;
-		}
-		ConfigService *s = &cfg->services[cfg->n_services++];
-		s->pool = (ConfigPool){
-			.max = 20,
-			.min = 0,
-			.idle_timeout_ms = 600 * 1000,
-			.connect_timeout_ms = 5 * 1000,
-			.statement_timeout_ms = 0,
-			.query_wait_timeout_ms = 120 * 1000,
-			.server_lifetime_ms = 3600 * 1000,
-		};
-		s->primary.port = 5432;
-		s->tls.mode = CONFIG_TLS_PREFER;
-		s->reads = CONFIG_READS_PRIMARY;
-		if (!(s->name = dup_string(ld, scalar_text(key))))
-			return;
-		snprintf(path, sizeof path, "services.%s", s->name);
-		if (!check_mapping(ld, value, path, service_keys))
-			continue;
-		yaml_node_t *primary = map_get(ld, value, "primary");
-		join_path(sub, sizeof sub, path, "primary");
-		if (!primary)
-			error_at(ld, value, "%s is required", sub);
-		else
-			load_backend(ld, &s->primary, primary, sub, s->name);
-		join_path(sub, sizeof sub, path, "pool");
-		load_pool(ld, &s->pool, map_get(ld, value, "pool"), sub);
-		load_tls(ld, &s->tls, map_get(ld, value, "tls"), path, false);
-		if (primary)
-			load_replicas(ld, s, map_get(ld, value, "replicas"), path);
-		int reads = (int)s->reads, balance = (int)s->balance;
-		yaml_node_t *reads_node = map_get(ld, value, "reads");
-		if (get_enum(ld, value, path, "reads", reads_names, &reads)) {
-			if (reads == CONFIG_READS_INHERIT)
-				error_at(ld, reads_node, "%s.reads must be primary or replicas", path);
-			else
-				s->reads = (ConfigReads)reads;
-		}
-		if (get_enum(ld, value, path, "balance", balance_names, &balance))
-			s->balance = (ConfigBalance)balance;
-		load_functions(ld, s, map_get(ld, value, "functions"), path);
-	}
-}
-
-static void load_databases(Loader *ld, Config *cfg, yaml_node_t *node)
-{
-	if (!check_mapping(ld, node, "databases", NULL))
-		return;
-	size_t n = mapping_size(node);
-	if (n == 0)
-		return; /* reported by load_root */
-	cfg->databases = calloc(n, sizeof *cfg->databases);
-	if (!cfg->databases) {
-		ld->oom = true;
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		yaml_node_pair_t *p = &node->data.mapping.pairs.start[i];
-		yaml_node_t *key = node_get(ld, p->key), *value = node_get(ld, p->value);
-		yaml_node_t *service_node;
-		char path[PATH_LEN];
-
-		if (key->type != YAML_SCALAR_NODE)
-			continue;
-		if (!scalar_text(key)[0]) {
-			error_at(ld, key, "database names must not be empty");
-			continue;
-		}
-		ConfigDatabase *d = &cfg->databases[cfg->n_databases++];
-		d->pool_mode = CONFIG_POOL_TRANSACTION;
-		if (!(d->name = dup_string(ld, scalar_text(key))))
-			return;
-		snprintf(path, sizeof path, "databases.%s", d->name);
-		if (!check_mapping(ld, value, path, database_keys))
-			continue;
-		int mode = (int)d->pool_mode;
-		if (get_enum(ld, value, path, "pool_mode", pool_mode_names, &mode))
-			d->pool_mode = (ConfigPoolMode)mode;
-		if (!get_string(ld, value, path, "service", STR_REQUIRED | STR_NONEMPTY, &d->service_name,
-				&service_node))
-			continue;
-		d->service = config_find_service(cfg, d->service_name);
-		if (!d->service) {
-			char known[MSG_LEN / 2] = "";
-			size_t used = 0;
-			for (size_t j = 0; j < cfg->n_services && used < sizeof known; j++) {
-				int w = snprintf(known + used, sizeof known - used, "%s%s", j ? ", " : "",
-						 cfg->services[j].name ? cfg->services[j].name : "");
-				if (w < 0)
-					break;
-				used += (size_t)w;
-			}
-			error_at(ld, service_node, "%s.service names an unknown service \"%s\" (%s%s)", path,
-				 d->service_name, cfg->n_services ? "defined services: " : "no services are defined",
-				 known);
-		}
-	}
-}
-
-static void load_routes(Loader *ld, Config *cfg, yaml_node_t *node)
-{
-	char got[96];
-	if (!node || is_null(node))
-		return;
-	if (node->type != YAML_SEQUENCE_NODE) {
-		error_at(ld, node, "routes must be a list of {schema | tables, service, reads}, got %s",
-			 describe(node, got, sizeof got));
-		return;
-	}
-	size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-	cfg->routes = calloc(n ? n : 1, sizeof *cfg->routes);
-	if (!cfg->routes) {
-		ld->oom = true;
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = node_get(ld, node->data.sequence.items.start[i]);
-		char path[PATH_LEN];
-		snprintf(path, sizeof path, "routes[%zu]", i);
-		if (!check_mapping(ld, item, path, route_keys))
-			continue;
-		ConfigRoute *r = &cfg->routes[cfg->n_routes++];
-		r->line = (int)item->start_mark.line + 1;
-		get_string_list(ld, item, path, "schema", &r->schemas, &r->n_schemas, NULL);
-		get_string_list(ld, item, path, "tables", &r->tables, &r->n_tables, NULL);
-		if (!map_get(ld, item, "schema") && !map_get(ld, item, "tables"))
-			error_at(ld, item, "%s needs schema or tables (or both)", path);
-		yaml_node_t *service_node;
-		if (get_string(ld, item, path, "service", STR_REQUIRED | STR_NONEMPTY, &r->service_name, &service_node) &&
-		    r->service_name) {
-			r->service = config_find_service(cfg, r->service_name);
-			if (!r->service)
-				error_at(ld, service_node, "%s.service names an unknown service \"%s\"", path, r->service_name);
-		}
-		int reads = (int)CONFIG_READS_INHERIT;
-		if (get_enum(ld, item, path, "reads", reads_names, &reads))
-			r->reads = (ConfigReads)reads;
-	}
-}
-
-static void load_health(Loader *ld, Config *cfg, yaml_node_t *node)
-{
-	char got[96];
-	if (!node || !check_mapping(ld, node, "health", health_keys))
-		return;
-	get_duration(ld, node, "health", "interval", 100, MAX_DURATION_MS, &cfg->health.interval_ms);
-	get_duration(ld, node, "health", "timeout", 100, MAX_DURATION_MS, &cfg->health.timeout_ms);
-	get_int(ld, node, "health", "fail_after", 1, 1000, &cfg->health.fail_after, NULL);
-	get_int(ld, node, "health", "recover_after", 1, 1000, &cfg->health.recover_after, NULL);
-	yaml_node_t *v = map_get(ld, node, "max_lag");
-	if (!v)
-		return;
-	const char *text = v->type == YAML_SCALAR_NODE && !is_null(v) ? scalar_text(v) : "";
-	size_t len = strlen(text);
-	size_t bytes;
+	size_t len = strlen(text), bytes;
 	int64_t ms;
 	bool is_bytes = len > 0 && (text[len - 1] == 'B' || (text[len - 1] >= '0' && text[len - 1] <= '9'));
 	if (is_bytes && config_parse_size(text, &bytes)) {
-		cfg->health.max_lag_bytes = (int64_t)bytes;
-		cfg->health.max_lag_ms = 0;
-	} else if (!is_bytes && len > 0 && config_parse_duration(text, &ms)) {
-		cfg->health.max_lag_ms = ms;
-		cfg->health.max_lag_bytes = 0;
-	} else {
-		error_at(ld, v, "health.max_lag must be a size (16MB: bytes of WAL not yet replayed) or a duration "
-			 "(10s: replay delay), got %s", describe(v, got, sizeof got));
+		*bytes_out = (int64_t)bytes;
+		*ms_out = 0;
+		return true;
 	}
+	if (!is_bytes && len > 0 && config_parse_duration(text, &ms)) {
+		*ms_out = ms;
+		*bytes_out = 0;
+		return true;
+	}
+	return false;
+}
+
+static void get_lag(Loader *ld, yaml_node_t *map, const char *path, const ConfigKey *k, void *obj)
+{
+	char full[PATH_LEN], got[96];
+	yaml_node_t *v = map_get(ld, map, k->name);
+	if (!v)
+		return;
+	join_path(full, sizeof full, path, k->name);
+	if (v->type != YAML_SCALAR_NODE || is_null(v) ||
+	    !lag_parse(scalar_text(v), field_at(obj, k->offset), field_at(obj, k->offset2)))
+		error_at(ld, v, "%s must be a size (16MB: bytes of WAL not yet replayed) or a duration "
+			 "(10s: replay delay), got %s", full, describe(v, got, sizeof got));
+}
+
+/* Whether an error was reported at node (NULL: no). */
+static bool error_reported_at(const Loader *ld, const yaml_node_t *node)
+{
+	if (!node)
+		return false;
+	for (size_t i = 0; i < ld->n_errors; i++)
+		if (ld->errors[i].line == (int)node->start_mark.line + 1 &&
+		    ld->errors[i].column == (int)node->start_mark.column + 1)
+			return true;
+	return false;
+}
+
+/* Sets the table's defaults in obj (a struct of schema's section). */
+static void apply_defaults(Loader *ld, const ConfigSchema *schema, void *obj)
+{
+	for (size_t i = 0; i < schema->n_keys; i++) {
+		const ConfigKey *k = &schema->keys[i];
+		void *f = field_at(obj, k->offset);
+		if (k->type == CONFIG_KEY_SECTION)
+			apply_defaults(ld, k->sub, f);
+		if (!k->def || (k->flags & CONFIG_KEY_BY_CHECK))
+			continue;
+		bool ok = true;
+		long long n;
+		int e;
+		switch (k->type) {
+		case CONFIG_KEY_BOOL:
+			*(bool *)f = !strcmp(k->def, "true");
+			break;
+		case CONFIG_KEY_INT:
+			ok = parse_int(k->def, &n);
+			*(int *)f = (int)n;
+			break;
+		case CONFIG_KEY_SIZE:
+			ok = config_parse_size(k->def, f);
+			break;
+		case CONFIG_KEY_DURATION:
+			ok = config_parse_duration(k->def, f);
+			break;
+		case CONFIG_KEY_STRING:
+		case CONFIG_KEY_SECRET:
+			free(*(char **)f);
+			ok = (*(char **)f = dup_string(ld, k->def)) != NULL;
+			break;
+		case CONFIG_KEY_ENUM:
+			e = name_index(k->names, k->def);
+			ok = e >= 0;
+			index_set(f, k->size, e);
+			break;
+		case CONFIG_KEY_LAG:
+			ok = lag_parse(k->def, f, field_at(obj, k->offset2));
+			break;
+		default:
+			break;
+		}
+		if (!ok && !ld->oom)
+			error_at(ld, NULL, "internal error: the default of %s (%s) does not parse", k->name, k->def);
+	}
+}
+
+static void walk_section(Loader *ld, const ConfigSchema *schema, void *obj, yaml_node_t *node, const char *path);
+
+/* key k of a sequence of mappings (ITEMS) */
+static void load_items(Loader *ld, const ConfigKey *k, void *obj, yaml_node_t *v, const char *full)
+{
+	char got[96];
+	const ConfigSchema *sub = k->sub;
+	if (!v || is_null(v))
+		return;
+	if (v->type != YAML_SEQUENCE_NODE) {
+		error_at(ld, v, "%s %s, got %s", full, sub->list_what, describe(v, got, sizeof got));
+		return;
+	}
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	if (n == 0)
+		return;
+	char *items = calloc(n, sub->item_size);
+	if (!items) {
+		ld->oom = true;
+		return;
+	}
+	*(void **)field_at(obj, k->offset) = items;
+	size_t *count = field_at(obj, k->offset2);
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = node_get(ld, v->data.sequence.items.start[i]);
+		char path[PATH_LEN];
+		snprintf(path, sizeof path, "%s[%zu]", full, i);
+		if (sub->item_what && (!item || item->type != YAML_MAPPING_NODE)) {
+			error_at(ld, item, "%s must be a mapping %s, got %s", path, sub->item_what,
+				 describe(item, got, sizeof got));
+			continue;
+		}
+		if (!check_mapping(ld, item, path, sub))
+			continue;
+		void *it = items + (*count)++ * sub->item_size;
+		apply_defaults(ld, sub, it);
+		walk_section(ld, sub, it, item, path);
+	}
+}
+
+/* key k of a mapping of named sections (NAMED: services, databases) */
+static void load_named(Loader *ld, const ConfigKey *k, void *obj, yaml_node_t *v, const char *full)
+{
+	const ConfigSchema *sub = k->sub;
+	if (!check_mapping(ld, v, full, NULL))
+		return;
+	size_t n = mapping_size(v);
+	if (n == 0)
+		return; /* reported by the top level's check */
+	char *items = calloc(n, sub->item_size);
+	if (!items) {
+		ld->oom = true;
+		return;
+	}
+	*(void **)field_at(obj, k->offset) = items;
+	size_t *count = field_at(obj, k->offset2);
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_pair_t *p = &v->data.mapping.pairs.start[i];
+		yaml_node_t *key = node_get(ld, p->key), *value = node_get(ld, p->value);
+		char path[PATH_LEN];
+		if (key->type != YAML_SCALAR_NODE)
+			continue; /* reported by check_mapping */
+		if (!scalar_text(key)[0]) {
+			error_at(ld, key, "%s names must not be empty", sub->name_what);
+			continue;
+		}
+		void *it = items + (*count)++ * sub->item_size;
+		apply_defaults(ld, sub, it);
+		char **name = field_at(it, sub->name_offset);
+		if (!(*name = dup_string(ld, scalar_text(key))))
+			return;
+		snprintf(path, sizeof path, "%s.%s", full, *name);
+		if (check_mapping(ld, value, path, sub))
+			walk_section(ld, sub, it, value, path);
+	}
+}
+
+static void load_key(Loader *ld, const ConfigKey *k, void *obj, yaml_node_t *map, const char *path)
+{
+	char full[PATH_LEN], lo[32], hi[32], range[80];
+	void *f = field_at(obj, k->offset);
+	yaml_node_t *v = map_get(ld, map, k->name);
+	int sflags = (k->flags & CONFIG_KEY_REQUIRED ? STR_REQUIRED : 0) | (k->flags & CONFIG_KEY_NULLABLE ? STR_NULLABLE : 0) |
+		     (k->flags & CONFIG_KEY_NULL_EMPTY ? STR_NULL_EMPTY : 0) | (k->flags & CONFIG_KEY_NONEMPTY ? STR_NONEMPTY : 0);
+	join_path(full, sizeof full, path, k->name);
+	if (!v && (k->flags & CONFIG_KEY_REQUIRED) && k->type != CONFIG_KEY_STRING && k->type != CONFIG_KEY_SECRET) {
+		error_at(ld, map, "%s is required", full);
+		return;
+	}
+	switch (k->type) {
+	case CONFIG_KEY_BOOL:
+		get_bool(ld, map, path, k->name, f);
+		break;
+	case CONFIG_KEY_INT:
+		get_int(ld, map, path, k->name, (int)k->min, (int)k->max, f, NULL);
+		break;
+	case CONFIG_KEY_SIZE:
+		config_format_size(lo, sizeof lo, (uint64_t)k->min);
+		config_format_size(hi, sizeof hi, (uint64_t)k->max);
+		snprintf(range, sizeof range, "%s and %s", lo, hi);
+		get_size(ld, map, path, k->name, (size_t)k->min, (size_t)k->max, range, f, NULL);
+		break;
+	case CONFIG_KEY_DURATION:
+		get_duration(ld, map, path, k->name, k->min, k->max, f);
+		break;
+	case CONFIG_KEY_STRING:
+		get_string(ld, map, path, k->name, sflags, f, NULL);
+		break;
+	case CONFIG_KEY_SECRET:
+		get_secret(ld, map, path, k->name, sflags, f, NULL);
+		break;
+	case CONFIG_KEY_ENUM: {
+		int e = index_get(f, k->size);
+		if (get_enum(ld, map, path, k->name, k->names, &e))
+			index_set(f, k->size, e);
+		break;
+	}
+	case CONFIG_KEY_LIST:
+		get_string_list(ld, map, path, k->name, f, field_at(obj, k->offset2), NULL);
+		break;
+	case CONFIG_KEY_LAG:
+		get_lag(ld, map, path, k, obj);
+		break;
+	case CONFIG_KEY_SECTION:
+		/* absent: defaults; null: absent too for a NULLABLE section, else an empty mapping */
+		if (v && !(is_null(v) && (k->flags & CONFIG_KEY_NULLABLE)) && check_mapping(ld, v, full, k->sub))
+			walk_section(ld, k->sub, f, v, full);
+		break;
+	case CONFIG_KEY_ITEMS:
+		load_items(ld, k, obj, v, full);
+		break;
+	case CONFIG_KEY_NAMED:
+		load_named(ld, k, obj, v, full);
+		break;
+	case CONFIG_KEY_CUSTOM:
+		break;
+	}
+}
+
+/* The keys of schema in node (a mapping, already checked, or null) into obj, then its check. */
+static void walk_section(Loader *ld, const ConfigSchema *schema, void *obj, yaml_node_t *node, const char *path)
+{
+	for (int late = 0; late < 2; late++)
+		for (size_t i = 0; i < schema->n_keys; i++) {
+			const ConfigKey *k = &schema->keys[i];
+			if (!(k->flags & CONFIG_KEY_BY_CHECK) && !(k->flags & CONFIG_KEY_LATE) == !late)
+				load_key(ld, k, obj, node, path);
+		}
+	if (schema->check)
+		schema->check(ld, obj, node, path);
+}
+
+/* ---- checks across keys ---- */
+
+static void check_listen(Loader *ld, void *obj, yaml_node_t *node, const char *path)
+{
+	(void)path;
+	Config *cfg = obj;
+	yaml_node_t *us = map_get(ld, node, "upgrade_socket");
+	if (us && !error_reported_at(ld, us) && cfg->listen.upgrade_socket && strlen(cfg->listen.upgrade_socket) >= 100)
+		error_at(ld, us, "listen.upgrade_socket must be shorter than 100 bytes (a Unix socket path)");
+}
+
+static void check_listen_tls(Loader *ld, void *obj, yaml_node_t *node, const char *path)
+{
+	ConfigTls *tls = obj;
+	if (error_reported_at(ld, map_get(ld, node, "mode")))
+		return;
+	if (tls->mode == CONFIG_TLS_VERIFY_FULL)
+		error_at(ld, map_get(ld, node, "mode"), "%s.mode verify-full applies to services; for clients use require "
+			 "with ca to demand client certificates", path);
+	else if (tls->mode != CONFIG_TLS_DISABLE && (!tls->cert || !tls->key))
+		error_at(ld, node, "%s needs cert and key when mode is %s", path, tls_mode_names[tls->mode]);
+}
+
+static void check_service_tls(Loader *ld, void *obj, yaml_node_t *node, const char *path)
+{
+	ConfigTls *tls = obj;
+	if (error_reported_at(ld, map_get(ld, node, "mode")))
+		return;
+	if (tls->mode == CONFIG_TLS_ALLOW)
+		error_at(ld, map_get(ld, node, "mode"), "%s.mode must be one of: disable, prefer, require, verify-full; got \"allow\"",
+			 path);
+	else if (tls->mode == CONFIG_TLS_VERIFY_FULL && !tls->ca)
+		error_at(ld, node, "%s.mode verify-full needs ca (the CA file that signed the server certificates)", path);
+}
+
+static void check_proxy(Loader *ld, void *obj, yaml_node_t *node, const char *path)
+{
+	(void)path;
+	Config *cfg = obj;
+	yaml_node_t *buf_node = map_get(ld, node, "buffer_size"), *max_node = map_get(ld, node, "max_message_size");
+	if (!error_reported_at(ld, buf_node) && !error_reported_at(ld, max_node) &&
+	    cfg->max_message_size < cfg->buffer_size)
+		error_at(ld, max_node ? max_node : node,
+			 "proxy.max_message_size (%zu bytes) must be at least proxy.buffer_size (%zu bytes)",
+			 cfg->max_message_size, cfg->buffer_size);
+}
+
+/* The node that gave secret key of map: key, key_file or key_env (NULL: none). */
+static yaml_node_t *secret_node(Loader *ld, yaml_node_t *map, const char *key)
+{
+	char name[64];
+	yaml_node_t *v = map_get(ld, map, key);
+	snprintf(name, sizeof name, "%s_file", key);
+	if (!v)
+		v = map_get(ld, map, name);
+	snprintf(name, sizeof name, "%s_env", key);
+	if (!v)
+		v = map_get(ld, map, name);
+	return v;
+}
+
+static void check_user(Loader *ld, void *obj, yaml_node_t *node, const char *path)
+{
+	ConfigUser *u = obj;
+	const Config *cfg = ld->cfg;
+	yaml_node_t *name_node = map_get(ld, node, "name"), *password_node = secret_node(ld, node, "password");
+	for (size_t j = 0; u->name && !error_reported_at(ld, name_node) && &cfg->users[j] < u; j++)
+		if (cfg->users[j].name && !strcmp(cfg->users[j].name, u->name)) {
+			error_at(ld, name_node, "duplicate user \"%s\" in %s (already defined in users[%zu])", u->name,
+				 path, j);
+			break;
+		}
+	if (u->password && !error_reported_at(ld, password_node) && !error_reported_at(ld, map_get(ld, node, "auth")))
+		check_password(ld, path, password_node, u->password, u->auth);
+}
+
+static void check_pool(Loader *ld, void *obj, yaml_node_t *node, const char *path)
+{
+	ConfigPool *pool = obj;
+	yaml_node_t *max_node = map_get(ld, node, "max"), *min_node = map_get(ld, node, "min");
+	if (!error_reported_at(ld, max_node) && !error_reported_at(ld, min_node) && pool->min > pool->max)
+		error_at(ld, min_node ? min_node : max_node, "%s.min must be at most %s.max (%d), got %d", path, path,
+			 pool->max, pool->min);
+}
+
+static void check_service(Loader *ld, void *obj, yaml_node_t *node, const char *path)
+{
+	ConfigService *s = obj;
+	if (s->reads == CONFIG_READS_INHERIT && !error_reported_at(ld, map_get(ld, node, "reads")))
+		error_at(ld, map_get(ld, node, "reads"), "%s.reads must be primary or replicas", path);
+	if (!s->primary.dbname)
+		s->primary.dbname = dup_string(ld, s->name);
+	/* What a replica does not say, it shares with the primary. */
+	for (size_t i = 0; i < s->n_replicas; i++) {
+		ConfigBackend *r = &s->replicas[i];
+		char **mine[] = {&r->dbname, &r->user, &r->password};
+		char *primary[] = {s->primary.dbname, s->primary.user, s->primary.password};
+		for (size_t j = 0; j < 3; j++)
+			if (!*mine[j] && primary[j])
+				*mine[j] = dup_string(ld, primary[j]);
+	}
+}
+
+/* *name_out's service, or an error at the value of key service. */
+static const ConfigService *resolve_service(Loader *ld, yaml_node_t *node, const char *path, const char *name,
+					    bool list_known)
+{
+	const Config *cfg = ld->cfg;
+	const ConfigService *s = config_find_service(cfg, name);
+	if (s || !name || error_reported_at(ld, map_get(ld, node, "service")))
+		return s;
+	char known[MSG_LEN / 2] = "";
+	size_t used = 0;
+	for (size_t j = 0; list_known && j < cfg->n_services && used < sizeof known; j++) {
+		int w = snprintf(known + used, sizeof known - used, "%s%s", j ? ", " : "",
+				 cfg->services[j].name ? cfg->services[j].name : "");
+		if (w < 0)
+			break;
+		used += (size_t)w;
+	}
+	if (list_known)
+		error_at(ld, map_get(ld, node, "service"), "%s.service names an unknown service \"%s\" (%s%s)", path, name,
+			 cfg->n_services ? "defined services: " : "no services are defined", known);
+	else
+		error_at(ld, map_get(ld, node, "service"), "%s.service names an unknown service \"%s\"", path, name);
+	return NULL;
+}
+
+static void check_database(Loader *ld, void *obj, yaml_node_t *node, const char *path)
+{
+	ConfigDatabase *d = obj;
+	d->service = resolve_service(ld, node, path, d->service_name, true);
+}
+
+static void check_route(Loader *ld, void *obj, yaml_node_t *node, const char *path)
+{
+	ConfigRoute *r = obj;
+	r->line = node ? (int)node->start_mark.line + 1 : 0;
+	if (!map_get(ld, node, "schema") && !map_get(ld, node, "tables"))
+		error_at(ld, node, "%s needs schema or tables (or both)", path);
+	r->service = resolve_service(ld, node, path, r->service_name, false);
 }
 
 /* "host:port" with a port in 1..65535. */
@@ -1310,83 +1278,47 @@ static bool valid_host_port(const char *s)
 	return parse_int(colon + 1, &port) && port >= 1 && port <= 65535;
 }
 
-static void load_cache_rules(Loader *ld, ConfigCache *cache, yaml_node_t *node)
+static void check_cache_rule(Loader *ld, void *obj, yaml_node_t *node, const char *path)
 {
-	char got[96];
-	if (!node || is_null(node))
-		return;
-	if (node->type != YAML_SEQUENCE_NODE) {
-		error_at(ld, node, "cache.rules must be a list of {schema | tables, ttl}, got %s", describe(node, got, sizeof got));
-		return;
-	}
-	size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-	cache->rules = calloc(n ? n : 1, sizeof *cache->rules);
-	if (!cache->rules) {
-		ld->oom = true;
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = node_get(ld, node->data.sequence.items.start[i]);
-		char path[PATH_LEN];
-		snprintf(path, sizeof path, "cache.rules[%zu]", i);
-		if (!check_mapping(ld, item, path, cache_rule_keys))
-			continue;
-		ConfigCacheRule *r = &cache->rules[cache->n_rules++];
-		r->line = (int)item->start_mark.line + 1;
-		r->ttl_ms = cache->default_ttl_ms;
-		get_string_list(ld, item, path, "schema", &r->schemas, &r->n_schemas, NULL);
-		get_string_list(ld, item, path, "tables", &r->tables, &r->n_tables, NULL);
-		if (!map_get(ld, item, "schema") && !map_get(ld, item, "tables"))
-			error_at(ld, item, "%s needs schema or tables (or both)", path);
-		get_duration(ld, item, path, "ttl", 0, MAX_DURATION_MS, &r->ttl_ms);
-		yaml_node_t *kn = NULL;
-		if (get_string(ld, item, path, "key", 0, &r->key, &kn) && r->key &&
-		    (!*r->key || strlen(r->key) > 63 || strpbrk(r->key, " .,\t\"")))
-			error_at(ld, kn, "%s.key must be one column name (as PostgreSQL stores it), got \"%s\"", path,
-				 r->key);
-	}
+	ConfigCacheRule *r = obj;
+	r->line = node ? (int)node->start_mark.line + 1 : 0;
+	if (!map_get(ld, node, "ttl"))
+		r->ttl_ms = ld->cfg->cache.default_ttl_ms;
+	if (!map_get(ld, node, "schema") && !map_get(ld, node, "tables"))
+		error_at(ld, node, "%s needs schema or tables (or both)", path);
+	yaml_node_t *kn = map_get(ld, node, "key");
+	if (r->key && !error_reported_at(ld, kn) && (!*r->key || strlen(r->key) > 63 || strpbrk(r->key, " .,\t\"")))
+		error_at(ld, kn, "%s.key must be one column name (as PostgreSQL stores it), got \"%s\"", path, r->key);
 }
 
-static void load_cache_dependencies(Loader *ld, ConfigCache *cache, yaml_node_t *node)
+static void check_cache_dependency(Loader *ld, void *obj, yaml_node_t *node, const char *path)
 {
-	char got[96];
-	if (!node || is_null(node))
-		return;
-	if (node->type != YAML_SEQUENCE_NODE) {
-		error_at(ld, node, "cache.invalidate must be a list of {table, also: [tables]}, got %s",
-			 describe(node, got, sizeof got));
-		return;
-	}
-	size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-	cache->dependencies = calloc(n ? n : 1, sizeof *cache->dependencies);
-	if (!cache->dependencies) {
-		ld->oom = true;
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = node_get(ld, node->data.sequence.items.start[i]);
-		char path[PATH_LEN];
-		snprintf(path, sizeof path, "cache.invalidate[%zu]", i);
-		if (!check_mapping(ld, item, path, cache_dependency_keys))
-			continue;
-		ConfigCacheDependency *d = &cache->dependencies[cache->n_dependencies++];
-		d->line = (int)item->start_mark.line + 1;
-		get_string(ld, item, path, "table", STR_REQUIRED | STR_NONEMPTY, &d->table, NULL);
-		get_string_list(ld, item, path, "also", &d->also, &d->n_also, NULL);
-		if (!map_get(ld, item, "also"))
-			error_at(ld, item, "%s.also is required (the tables a write to %s also changes)", path,
-				 d->table ? d->table : "table");
-	}
+	ConfigCacheDependency *d = obj;
+	d->line = node ? (int)node->start_mark.line + 1 : 0;
+	if (!map_get(ld, node, "also"))
+		error_at(ld, node, "%s.also is required (the tables a write to %s also changes)", path,
+			 d->table ? d->table : "table");
 }
 
 /* cache.redis.signing_key, or the contents of signing_key_file (one trailing newline dropped). */
-static void load_signing_key(Loader *ld, ConfigCache *cache, yaml_node_t *redis)
+static void check_cache_redis(Loader *ld, void *obj, yaml_node_t *redis, const char *path)
 {
+	(void)path;
+	ConfigCache *cache = obj;
+	yaml_node_t *nodes = map_get(ld, redis, "nodes");
+	if (!nodes)
+		error_at(ld, redis, "cache.redis.nodes is required (\"host:port\" of Redis, or of some Redis Cluster nodes)");
+	for (size_t i = 0; i < cache->n_redis_nodes; i++)
+		if (!valid_host_port(cache->redis_nodes[i]))
+			error_at(ld, nodes, "cache.redis.nodes[%zu] must be \"host:port\", got \"%s\"", i, cache->redis_nodes[i]);
+	if (cache->redis_user && !cache->redis_password)
+		error_at(ld, map_get(ld, redis, "user"), "cache.redis.user needs cache.redis.password (AUTH user password)");
+
 	yaml_node_t *key_node, *file_node;
-	char *key = NULL, *path = NULL;
+	char *key = NULL, *file = NULL;
 	get_string(ld, redis, "cache.redis", "signing_key", STR_NONEMPTY, &key, &key_node);
-	get_string(ld, redis, "cache.redis", "signing_key_file", STR_NONEMPTY, &path, &file_node);
-	if (key && path) {
+	get_string(ld, redis, "cache.redis", "signing_key_file", STR_NONEMPTY, &file, &file_node);
+	if (key && file) {
 		error_at(ld, file_node, "cache.redis.signing_key and cache.redis.signing_key_file exclude each other");
 	} else if (key) {
 		if (!ld->has_inline_secret) {
@@ -1402,12 +1334,12 @@ static void load_signing_key(Loader *ld, ConfigCache *cache, yaml_node_t *redis)
 			cache->redis_signing_key = key;
 			key = NULL;
 		}
-	} else if (path) {
-		FILE *f = fopen(path, "rb");
+	} else if (file) {
+		FILE *f = fopen(file, "rb");
 		char buf[CONFIG_SIGNING_KEY_MAX + 2];
 		size_t n = 0;
 		if (!f) {
-			error_at(ld, file_node, "cache.redis.signing_key_file: cannot open \"%s\": %s", path, strerror(errno));
+			error_at(ld, file_node, "cache.redis.signing_key_file: cannot open \"%s\": %s", file, strerror(errno));
 		} else {
 			n = fread(buf, 1, sizeof buf, f);
 			bool failed = ferror(f);
@@ -1417,13 +1349,13 @@ static void load_signing_key(Loader *ld, ConfigCache *cache, yaml_node_t *redis)
 			if (n && buf[n - 1] == '\r')
 				n--;
 			if (failed)
-				error_at(ld, file_node, "cache.redis.signing_key_file: cannot read \"%s\"", path);
+				error_at(ld, file_node, "cache.redis.signing_key_file: cannot read \"%s\"", file);
 			else if (n > CONFIG_SIGNING_KEY_MAX)
-				error_at(ld, file_node, "cache.redis.signing_key_file: \"%s\" holds more than %d bytes", path,
+				error_at(ld, file_node, "cache.redis.signing_key_file: \"%s\" holds more than %d bytes", file,
 					 CONFIG_SIGNING_KEY_MAX);
 			else if (n < CONFIG_SIGNING_KEY_MIN)
 				error_at(ld, file_node,
-					 "cache.redis.signing_key_file: \"%s\" holds %zu bytes, a key needs at least %d", path,
+					 "cache.redis.signing_key_file: \"%s\" holds %zu bytes, a key needs at least %d", file,
 					 n, CONFIG_SIGNING_KEY_MIN);
 			else if (!(cache->redis_signing_key = malloc(n + 1)))
 				ld->oom = true;
@@ -1439,65 +1371,33 @@ static void load_signing_key(Loader *ld, ConfigCache *cache, yaml_node_t *redis)
 		explicit_bzero(key, strlen(key));
 		free(key);
 	}
-	free(path);
+	free(file);
 }
 
-static void load_cache(Loader *ld, Config *cfg, yaml_node_t *node)
+static void check_cache_wal(Loader *ld, void *obj, yaml_node_t *node, const char *path)
 {
-	ConfigCache *cache = &cfg->cache;
-	if (!node || is_null(node) || !check_mapping(ld, node, "cache", cache_keys))
-		return;
+	ConfigCache *cache = obj;
+	cache->wal_service = resolve_service(ld, node, path, cache->wal_service_name, false);
+}
+
+static void check_cache(Loader *ld, void *obj, yaml_node_t *node, const char *path)
+{
+	(void)path;
+	ConfigCache *cache = obj;
 	cache->enabled = true;
-	get_duration(ld, node, "cache", "ttl", 1, MAX_DURATION_MS, &cache->default_ttl_ms);
-	if (get_duration(ld, node, "cache", "catalog_refresh", 0, 24 * 3600 * 1000, &cache->catalog_refresh_ms) &&
-	    cache->catalog_refresh_ms > 0 && cache->catalog_refresh_ms < 100)
-		error_at(ld, map_get(ld, node, "catalog_refresh"),
-			 "cache.catalog_refresh must be 0 (no periodic refresh) or at least 100ms, got %lldms",
+	yaml_node_t *v = map_get(ld, node, "catalog_refresh");
+	if (!error_reported_at(ld, v) && cache->catalog_refresh_ms > 0 && cache->catalog_refresh_ms < 100)
+		error_at(ld, v, "cache.catalog_refresh must be 0 (no periodic refresh) or at least 100ms, got %lldms",
 			 (long long)cache->catalog_refresh_ms);
-	yaml_node_t *l1 = map_get(ld, node, "l1");
-	if (l1 && check_mapping(ld, l1, "cache.l1", cache_l1_keys)) {
-		get_size(ld, l1, "cache.l1", "max_memory", 0, 1024 * GB, "0 and 1TB", &cache->l1_max_memory, NULL);
-		int policy = 0;
-		get_enum(ld, l1, "cache.l1", "policy", cache_policy_names, &policy);
-		get_size(ld, l1, "cache.l1", "max_result", 1, 1 * GB, "1B and 1GB", &cache->max_result, NULL);
-	}
-	yaml_node_t *redis = map_get(ld, node, "redis");
-	if (redis && check_mapping(ld, redis, "cache.redis", cache_redis_keys)) {
-		yaml_node_t *nodes;
-		if (get_string_list(ld, redis, "cache.redis", "nodes", &cache->redis_nodes, &cache->n_redis_nodes, &nodes)) {
-			if (!nodes)
-				error_at(ld, redis, "cache.redis.nodes is required (\"host:port\" of Redis, or of some Redis Cluster nodes)");
-			for (size_t i = 0; i < cache->n_redis_nodes; i++)
-				if (!valid_host_port(cache->redis_nodes[i]))
-					error_at(ld, nodes, "cache.redis.nodes[%zu] must be \"host:port\", got \"%s\"", i,
-						 cache->redis_nodes[i]);
-		}
-		get_bool(ld, redis, "cache.redis", "cluster", &cache->redis_cluster);
-		get_duration(ld, redis, "cache.redis", "timeout", 1, 60000, &cache->redis_timeout_ms);
-		yaml_node_t *user_node;
-		get_string(ld, redis, "cache.redis", "user", STR_NULLABLE | STR_NONEMPTY, &cache->redis_user, &user_node);
-		get_secret(ld, redis, "cache.redis", "password", STR_NULLABLE, &cache->redis_password, NULL);
-		if (cache->redis_user && !cache->redis_password)
-			error_at(ld, user_node, "cache.redis.user needs cache.redis.password (AUTH user password)");
-		get_string(ld, redis, "cache.redis", "prefix", STR_NONEMPTY, &cache->redis_prefix, NULL);
-		load_signing_key(ld, cache, redis);
-	}
-	load_cache_rules(ld, cache, map_get(ld, node, "rules"));
-	load_cache_dependencies(ld, cache, map_get(ld, node, "invalidate"));
-	yaml_node_t *wal = map_get(ld, node, "wal_listener");
-	if (wal && !is_null(wal) && check_mapping(ld, wal, "cache.wal_listener", cache_wal_keys)) {
-		yaml_node_t *service_node;
-		if (get_string(ld, wal, "cache.wal_listener", "service", STR_REQUIRED | STR_NONEMPTY, &cache->wal_service_name,
-			       &service_node) && cache->wal_service_name) {
-			cache->wal_service = config_find_service(cfg, cache->wal_service_name);
-			if (!cache->wal_service)
-				error_at(ld, service_node, "cache.wal_listener.service names an unknown service \"%s\"",
-					 cache->wal_service_name);
-		}
-		get_string(ld, wal, "cache.wal_listener", "slot", STR_NONEMPTY, &cache->wal_slot, NULL);
-		get_string(ld, wal, "cache.wal_listener", "user", STR_NONEMPTY, &cache->wal_user, NULL);
-		get_secret(ld, wal, "cache.wal_listener", "password", STR_NULLABLE, &cache->wal_password, NULL);
-	}
+}
+
+static void check_admin_http(Loader *ld, void *obj, yaml_node_t *node, const char *path)
+{
+	(void)node;
+	(void)path;
+	Config *cfg = obj;
+	if (!cfg->admin.http_host)
+		cfg->admin.http_host = dup_string(ld, "127.0.0.1");
 }
 
 /* ---- access rules ---- */
@@ -1570,133 +1470,470 @@ static bool load_access_names(Loader *ld, yaml_node_t *item, const char *path, c
 	return ok;
 }
 
-static void load_access(Loader *ld, Config *cfg, yaml_node_t *node)
+/* access[i]: every key is read here (type local, the names and their keywords, the address, method's message) */
+static void check_access(Loader *ld, void *obj, yaml_node_t *node, const char *path)
 {
-	char got[96];
-	if (!node || is_null(node))
-		return;
-	if (node->type != YAML_SEQUENCE_NODE) {
-		error_at(ld, node, "access must be a list of {type, database, user, address, method}, got %s",
-			 describe(node, got, sizeof got));
-		return;
+	char got[96], full[PATH_LEN];
+	AccessRule *r = obj;
+	const Config *cfg = ld->cfg;
+	r->line = (int)node->start_mark.line + 1;
+
+	yaml_node_t *type_node = map_get(ld, node, "type");
+	if (type_node && type_node->type == YAML_SCALAR_NODE && !strcmp(scalar_text(type_node), "local")) {
+		error_at(ld, type_node, "%s.type: local (Unix-socket clients) cannot match: pgrelay listens only on "
+				      "TCP; use host, hostssl or hostnossl", path);
+	} else {
+		int type = ACCESS_HOST;
+		if (get_enum(ld, node, path, "type", access_type_names, &type))
+			r->type = (AccessType)type;
 	}
-	size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-	if (n == 0) {
-		error_at(ld, node, "access has no rules, so every connection would be refused (remove the section to "
-				   "let every user in, or end with a reject rule)");
-		return;
-	}
-	cfg->access_enabled = true;
-	cfg->access = calloc(n, sizeof *cfg->access);
-	if (!cfg->access) {
-		ld->oom = true;
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = node_get(ld, node->data.sequence.items.start[i]);
-		char path[PATH_LEN], full[PATH_LEN];
-		snprintf(path, sizeof path, "access[%zu]", i);
-		if (!item || item->type != YAML_MAPPING_NODE) {
-			error_at(ld, item, "%s must be a mapping {type, database, user, address, method}, got %s", path,
-				 describe(item, got, sizeof got));
-			continue;
-		}
-		if (!check_mapping(ld, item, path, access_keys))
-			continue;
-		AccessRule *r = &cfg->access[cfg->n_access++];
-		r->line = (int)item->start_mark.line + 1;
 
-		yaml_node_t *type_node = map_get(ld, item, "type");
-		if (type_node && type_node->type == YAML_SCALAR_NODE && !strcmp(scalar_text(type_node), "local")) {
-			error_at(ld, type_node, "%s.type: local (Unix-socket clients) cannot match: pgrelay listens only on "
-					      "TCP; use host, hostssl or hostnossl", path);
-		} else {
-			int type = ACCESS_HOST;
-			if (get_enum(ld, item, path, "type", access_type_names, &type))
-				r->type = (AccessType)type;
-		}
-
-		if (load_access_names(ld, item, path, "database", &r->databases, &r->n_databases, &r->all_databases,
-				      &r->same_user)) {
-			yaml_node_t *db_node = map_get(ld, item, "database");
-			for (size_t j = 0; j < r->n_databases; j++) {
-				const char *name = r->databases[j];
-				if (!strcmp(name, "pgrelay") || !strcmp(name, "pgbouncer"))
-					r->console = true;
-				else if (!config_find_database(cfg, name))
-					add_warning(ld, db_node->start_mark,
-						    "%s.database names \"%s\", which is not in databases: the rule never "
-						    "matches it", path, name);
-			}
-		}
-		if (load_access_names(ld, item, path, "user", &r->users, &r->n_users, &r->all_users, NULL)) {
-			yaml_node_t *user_node = map_get(ld, item, "user");
-			for (size_t j = 0; j < r->n_users; j++)
-				if (!config_find_user(cfg, r->users[j]))
-					add_warning(ld, user_node->start_mark,
-						    "%s.user names \"%s\", who is not in users and cannot log in", path,
-						    r->users[j]);
-		}
-
-		yaml_node_t *addr_node = map_get(ld, item, "address");
-		join_path(full, sizeof full, path, "address");
-		if (addr_node) {
-			const char *why;
-			if (addr_node->type != YAML_SCALAR_NODE || is_null(addr_node))
-				error_at(ld, addr_node, "%s must be all, an IP address or a CIDR block, got %s", full,
-					 describe(addr_node, got, sizeof got));
-			else if (!strcmp(scalar_text(addr_node), "samehost") || !strcmp(scalar_text(addr_node), "samenet"))
-				error_at(ld, addr_node, "%s: %s is not supported by pgrelay (write the CIDR block)", full,
-					 scalar_text(addr_node));
-			else if ((why = access_parse_address(scalar_text(addr_node), &r->address)) != NULL)
-				error_at(ld, addr_node, "%s: \"%s\": %s", full, scalar_text(addr_node), why);
-		}
-
-		if (!map_get(ld, item, "method")) {
-			error_at(ld, item, "%s.method is required (one of: scram-sha-256, md5, password, reject)", path);
-		} else {
-			int method = ACCESS_REJECT;
-			if (get_enum(ld, item, path, "method", access_method_names, &method))
-				r->method = (AccessMethod)method;
-			for (size_t j = 0; r->method == ACCESS_SCRAM_SHA_256 && j < r->n_users; j++) {
-				const ConfigUser *u = config_find_user(cfg, r->users[j]);
-				if (u && u->password && is_md5_hash(u->password))
-					add_warning(ld, map_get(ld, item, "method")->start_mark,
-						    "%s.method is scram-sha-256, but the password of user \"%s\" is an md5 "
-						    "hash: that user cannot log in through this rule", path, u->name);
-			}
+	if (load_access_names(ld, node, path, "database", &r->databases, &r->n_databases, &r->all_databases,
+			      &r->same_user)) {
+		yaml_node_t *db_node = map_get(ld, node, "database");
+		for (size_t j = 0; j < r->n_databases; j++) {
+			const char *name = r->databases[j];
+			if (!strcmp(name, "pgrelay") || !strcmp(name, "pgbouncer"))
+				r->console = true;
+			else if (!config_find_database(cfg, name))
+				add_warning(ld, db_node->start_mark,
+					    "%s.database names \"%s\", which is not in databases: the rule never "
+					    "matches it", path, name);
 		}
 	}
+	if (load_access_names(ld, node, path, "user", &r->users, &r->n_users, &r->all_users, NULL)) {
+		yaml_node_t *user_node = map_get(ld, node, "user");
+		for (size_t j = 0; j < r->n_users; j++)
+			if (!config_find_user(cfg, r->users[j]))
+				add_warning(ld, user_node->start_mark,
+					    "%s.user names \"%s\", who is not in users and cannot log in", path,
+					    r->users[j]);
+	}
+
+	yaml_node_t *addr_node = map_get(ld, node, "address");
+	join_path(full, sizeof full, path, "address");
+	if (addr_node) {
+		const char *why;
+		if (addr_node->type != YAML_SCALAR_NODE || is_null(addr_node))
+			error_at(ld, addr_node, "%s must be all, an IP address or a CIDR block, got %s", full,
+				 describe(addr_node, got, sizeof got));
+		else if (!strcmp(scalar_text(addr_node), "samehost") || !strcmp(scalar_text(addr_node), "samenet"))
+			error_at(ld, addr_node, "%s: %s is not supported by pgrelay (write the CIDR block)", full,
+				 scalar_text(addr_node));
+		else if ((why = access_parse_address(scalar_text(addr_node), &r->address)) != NULL)
+			error_at(ld, addr_node, "%s: \"%s\": %s", full, scalar_text(addr_node), why);
+	}
+
+	if (!map_get(ld, node, "method")) {
+		error_at(ld, node, "%s.method is required (one of: scram-sha-256, md5, password, reject)", path);
+	} else {
+		int method = ACCESS_REJECT;
+		if (get_enum(ld, node, path, "method", access_method_names, &method))
+			r->method = (AccessMethod)method;
+		for (size_t j = 0; r->method == ACCESS_SCRAM_SHA_256 && j < r->n_users; j++) {
+			const ConfigUser *u = config_find_user(cfg, r->users[j]);
+			if (u && u->password && is_md5_hash(u->password))
+				add_warning(ld, map_get(ld, node, "method")->start_mark,
+					    "%s.method is scram-sha-256, but the password of user \"%s\" is an md5 "
+					    "hash: that user cannot log in through this rule", path, u->name);
+		}
+	}
+}
+
+
+static void format_access_names(char *buf, size_t len, char *const *names, size_t n, bool all, bool same_user)
+{
+	size_t used = 0;
+	buf[0] = 0;
+	const char *kw[2] = {all ? "all" : NULL, same_user ? "sameuser" : NULL};
+	for (size_t i = 0; i < 2 + n && used < len; i++) {
+		const char *s = i < 2 ? kw[i] : names[i - 2];
+		int w = s ? snprintf(buf + used, len - used, "%s%s", used ? ", " : "", s) : 0;
+		if (w < 0)
+			return;
+		used += (size_t)w;
+	}
+}
+
+static void format_access_database(const void *obj, char *buf, size_t len)
+{
+	const AccessRule *r = obj;
+	format_access_names(buf, len, r->databases, r->n_databases, r->all_databases, r->same_user);
+}
+
+static void format_access_user(const void *obj, char *buf, size_t len)
+{
+	const AccessRule *r = obj;
+	format_access_names(buf, len, r->users, r->n_users, r->all_users, false);
+}
+
+static void format_access_address(const void *obj, char *buf, size_t len)
+{
+	access_format_address(&((const AccessRule *)obj)->address, buf, len);
+}
+
+static void free_access_rule(void *item)
+{
+	access_rule_free(item);
+}
+
+static void check_root(Loader *ld, void *obj, yaml_node_t *root, const char *path);
+
+/* ---- the key table ---- */
+
+/* One key of the table: name, type, flags, the field in struct S, then designated extras. */
+#define KEY(name_, type_, flags_, field_, ...)                                                                          \
+	{.name = name_, .type = type_, .flags = flags_, .offset = offsetof(S, field_), .size = sizeof(((S *)0)->field_), \
+	 __VA_ARGS__}
+/* A list or sequence: the array and its count. */
+#define KEYN(name_, type_, flags_, field_, count_, ...) KEY(name_, type_, flags_, field_, .offset2 = offsetof(S, count_), __VA_ARGS__)
+/* A section whose keys are fields of the same struct. */
+#define SAME(name_, flags_, sub_, ...) {.name = name_, .type = CONFIG_KEY_SECTION, .flags = flags_, .sub = &sub_, __VA_ARGS__}
+#define SCHEMA(keys_, ...) {.keys = keys_, .n_keys = sizeof keys_ / sizeof keys_[0], __VA_ARGS__}
+#define R CONFIG_KEY_RELOAD
+#define RS CONFIG_KEY_RESTART
+#define C CONFIG_KEY_CACHE
+#define REQ CONFIG_KEY_REQUIRED
+#define NUL CONFIG_KEY_NULLABLE
+#define NE CONFIG_KEY_NONEMPTY
+#define MAXD MAX_DURATION_MS
+
+#define S ConfigTls
+static const ConfigKey listen_tls_keys[] = {
+	KEY("mode", CONFIG_KEY_ENUM, R, mode, .def = "disable", .names = tls_mode_names,
+	    .doc = "TLS towards clients: disable, allow, prefer (TLS when the client asks) or require"),
+	KEY("cert", CONFIG_KEY_STRING, R | NUL | NE, cert, .doc = "certificate chain (PEM file), required unless disabled"),
+	KEY("key", CONFIG_KEY_STRING, R | NUL | NE, key, .doc = "private key (PEM file), required unless disabled"),
+	KEY("ca", CONFIG_KEY_STRING, R | NUL | NE, ca, .doc = "CA file: clients must then present a certificate it signed"),
+};
+static const ConfigSchema listen_tls_schema = SCHEMA(listen_tls_keys, .check = check_listen_tls);
+
+static const ConfigKey service_tls_keys[] = {
+	KEY("mode", CONFIG_KEY_ENUM, R, mode, .def = "prefer", .names = tls_mode_names,
+	    .doc = "TLS towards the servers: disable, prefer, require or verify-full"),
+	KEY("ca", CONFIG_KEY_STRING, R | NUL | NE, ca, .doc = "CA file that signed the server certificates (verify-full)"),
+	KEY("require_auth", CONFIG_KEY_ENUM, R, require_scram, .def = "any", .names = require_auth_names,
+	    .doc = "scram-sha-256: the server must prove it knows the password before pgrelay accepts it"),
+};
+static const ConfigSchema service_tls_schema = SCHEMA(service_tls_keys, .check = check_service_tls);
+#undef S
+
+#define S ConfigUser
+static const ConfigKey user_keys[] = {
+	KEY("name", CONFIG_KEY_STRING, R | REQ | NE, name, .doc = "the user name clients log in with (unique)"),
+	KEY("password", CONFIG_KEY_SECRET, R | REQ | NE, password,
+	    .doc = "plain password, md5 hash or SCRAM verifier (or password_file, password_env)"),
+	KEY("auth", CONFIG_KEY_ENUM, R, auth, .def = "scram-sha-256", .names = auth_names,
+	    .doc = "how the client proves it: scram-sha-256, md5 or password"),
+};
+static const ConfigSchema user_schema = SCHEMA(user_keys, .item_size = sizeof(S), .check = check_user,
+					       .list_what = "must be a sequence (a list of {name, password, auth})");
+#undef S
+
+#define S ConfigDatabase
+static const ConfigKey database_keys[] = {
+	KEY("service", CONFIG_KEY_STRING, R | C | REQ | NE, service_name,
+	    .doc = "the service of the statements no route matches"),
+	KEY("pool_mode", CONFIG_KEY_ENUM, R, pool_mode, .def = "transaction", .names = pool_mode_names,
+	    .doc = "transaction or session pooling"),
+};
+static const ConfigSchema database_schema = SCHEMA(database_keys, .item_size = sizeof(S), .name_offset = offsetof(S, name),
+						   .name_what = "database", .check = check_database);
+#undef S
+
+#define S ConfigBackend
+static const ConfigKey backend_keys[] = {
+	KEY("host", CONFIG_KEY_STRING, R | C | REQ | NE, host, .doc = "host name, address or Unix socket directory"),
+	KEY("port", CONFIG_KEY_INT, R | C, port, .def = "5432", .min = 1, .max = 65535, .doc = "TCP port"),
+	KEY("dbname", CONFIG_KEY_STRING, R | C | NE, dbname,
+	    .doc = "database name (default: the service name; replicas: the primary's)"),
+	KEY("user", CONFIG_KEY_STRING, R | C | NUL | NE, user,
+	    .doc = "role pgrelay logs in as (default: the client's user; replicas: the primary's)"),
+	KEY("password", CONFIG_KEY_SECRET, R | NUL | NE, password,
+	    .doc = "password of user (or password_file, password_env; replicas: the primary's)"),
+};
+static const ConfigSchema backend_schema = SCHEMA(backend_keys);
+static const ConfigSchema replica_schema =
+	SCHEMA(backend_keys, .item_size = sizeof(S), .list_what = "must be a list of {host, port}");
+#undef S
+
+#define S ConfigPool
+static const ConfigKey pool_keys[] = {
+	KEY("max", CONFIG_KEY_INT, R, max, .def = "20", .min = 1, .max = 100000, .doc = "server connections at most"),
+	KEY("min", CONFIG_KEY_INT, R, min, .def = "0", .min = 0, .max = 100000, .doc = "server connections kept open, at most max"),
+	KEY("idle_timeout", CONFIG_KEY_DURATION, R, idle_timeout_ms, .def = "600s", .max = MAXD,
+	    .doc = "idle server connections above min close after this (0: never)"),
+	KEY("connect_timeout", CONFIG_KEY_DURATION, R, connect_timeout_ms, .def = "5s", .min = 1, .max = MAXD,
+	    .doc = "a server connection and its login must finish within this"),
+	KEY("statement_timeout", CONFIG_KEY_DURATION, R, statement_timeout_ms, .def = "0", .max = MAX_STATEMENT_TIMEOUT_MS,
+	    .doc = "sent to the server at startup (0: not sent)"),
+	KEY("query_wait_timeout", CONFIG_KEY_DURATION, R, query_wait_timeout_ms, .def = "120s", .max = MAXD,
+	    .doc = "how long a client waits for a server connection (0: forever)"),
+	KEY("server_lifetime", CONFIG_KEY_DURATION, R, server_lifetime_ms, .def = "3600s", .max = MAXD,
+	    .doc = "server connections older than this close once free (0: unlimited)"),
+};
+static const ConfigSchema pool_schema = SCHEMA(pool_keys, .check = check_pool);
+#undef S
+
+#define S ConfigService
+static const ConfigKey functions_keys[] = {
+	KEYN("read_only", CONFIG_KEY_LIST, R | C, read_only_functions, n_read_only_functions,
+	     .doc = "user functions that only read (f or schema.f)"),
+	KEYN("writes", CONFIG_KEY_LIST, R | C, writing_functions, n_writing_functions,
+	     .doc = "user functions that write (f or schema.f)"),
+};
+static const ConfigSchema functions_schema = SCHEMA(functions_keys);
+
+static const ConfigKey service_keys[] = {
+	KEY("primary", CONFIG_KEY_SECTION, R | REQ, primary, .sub = &backend_schema, .doc = "the primary server"),
+	KEYN("replicas", CONFIG_KEY_ITEMS, R | C, replicas, n_replicas, .sub = &replica_schema,
+	     .doc = "streaming replicas of the primary"),
+	KEY("reads", CONFIG_KEY_ENUM, R, reads, .def = "primary", .names = reads_names,
+	    .doc = "replicas: read-only statements may go to a healthy replica"),
+	KEY("balance", CONFIG_KEY_ENUM, R, balance, .def = "round-robin", .names = balance_names,
+	    .doc = "how reads are spread over replicas: round-robin or least-outstanding"),
+	SAME("functions", R, functions_schema, .doc = "user functions, read-only or writing"),
+	KEY("pool", CONFIG_KEY_SECTION, R, pool, .sub = &pool_schema, .doc = "server connections per (service, user)"),
+	KEY("tls", CONFIG_KEY_SECTION, R, tls, .sub = &service_tls_schema, .doc = "TLS towards the servers"),
+};
+static const ConfigSchema service_schema = SCHEMA(service_keys, .item_size = sizeof(S), .name_offset = offsetof(S, name),
+						  .name_what = "service", .check = check_service);
+#undef S
+
+#define S ConfigRoute
+static const ConfigKey route_keys[] = {
+	KEYN("schema", CONFIG_KEY_LIST, R | C, schemas, n_schemas, .doc = "schema globs the rule matches"),
+	KEYN("tables", CONFIG_KEY_LIST, R | C, tables, n_tables, .doc = "table globs (or schema.table) the rule matches"),
+	KEY("service", CONFIG_KEY_STRING, R | C | REQ | NE, service_name, .doc = "where matching statements go"),
+	KEY("reads", CONFIG_KEY_ENUM, R, reads, .names = reads_names,
+	    .doc = "primary or replicas (default: the service's reads)"),
+};
+static const ConfigSchema route_schema = SCHEMA(route_keys, .item_size = sizeof(S), .check = check_route,
+						.list_what = "must be a list of {schema | tables, service, reads}");
+#undef S
+
+#define S ConfigCacheRule
+static const ConfigKey cache_rule_keys[] = {
+	KEYN("schema", CONFIG_KEY_LIST, R | C, schemas, n_schemas, .doc = "schema globs the rule covers"),
+	KEYN("tables", CONFIG_KEY_LIST, R | C, tables, n_tables, .doc = "table globs (or schema.table) the rule covers"),
+	KEY("ttl", CONFIG_KEY_DURATION, R | C, ttl_ms, .max = MAXD, .doc = "how long results stay (default cache.ttl; 0: never cached)"),
+	KEY("key", CONFIG_KEY_STRING, R | C, key, .doc = "a column naming rows: key = value reads and writes invalidate by row"),
+};
+static const ConfigSchema cache_rule_schema = SCHEMA(cache_rule_keys, .item_size = sizeof(S), .check = check_cache_rule,
+						     .list_what = "must be a list of {schema | tables, ttl}");
+#undef S
+
+#define S ConfigCacheDependency
+static const ConfigKey cache_dependency_keys[] = {
+	KEY("table", CONFIG_KEY_STRING, R | C | REQ | NE, table, .doc = "writes to this table (glob) ..."),
+	KEYN("also", CONFIG_KEY_LIST, R | C, also, n_also, .doc = "... also invalidate these tables"),
+};
+static const ConfigSchema cache_dependency_schema =
+	SCHEMA(cache_dependency_keys, .item_size = sizeof(S), .check = check_cache_dependency,
+	       .list_what = "must be a list of {table, also: [tables]}");
+#undef S
+
+#define S ConfigCache
+static const ConfigKey cache_l1_keys[] = {
+	KEY("max_memory", CONFIG_KEY_SIZE, R, l1_max_memory, .def = "256MB", .max = (int64_t)(1024 * GB),
+	    .doc = "bytes of results kept in memory (0: no L1)"),
+	KEY("policy", CONFIG_KEY_ENUM, R, l1_policy, .def = "s3fifo", .names = cache_policy_names, .doc = "eviction: s3fifo"),
+	KEY("max_result", CONFIG_KEY_SIZE, RS, max_result, .def = "1MB", .min = 1, .max = (int64_t)GB,
+	    .doc = "larger results are not stored"),
+};
+static const ConfigSchema cache_l1_schema = SCHEMA(cache_l1_keys);
+
+static const ConfigKey cache_redis_keys[] = {
+	KEYN("nodes", CONFIG_KEY_LIST, RS, redis_nodes, n_redis_nodes, .doc = "\"host:port\" of Redis (or of some Cluster nodes)"),
+	KEY("cluster", CONFIG_KEY_BOOL, RS, redis_cluster, .def = "false", .doc = "Redis Cluster"),
+	KEY("timeout", CONFIG_KEY_DURATION, RS, redis_timeout_ms, .def = "20ms", .min = 1, .max = 60000,
+	    .doc = "per command; Redis slower than that is treated as down"),
+	KEY("user", CONFIG_KEY_STRING, RS | NUL | NE, redis_user, .doc = "ACL user (AUTH user password)"),
+	KEY("password", CONFIG_KEY_SECRET, RS | NUL, redis_password, .doc = "AUTH password (or password_file, password_env)"),
+	KEY("prefix", CONFIG_KEY_STRING, RS | NE, redis_prefix, .def = "pgrelay", .doc = "of every key and of the channel"),
+	KEY("signing_key", CONFIG_KEY_SECRET, RS | CONFIG_KEY_BY_CHECK | CONFIG_KEY_NO_ENV, redis_signing_key,
+	    .offset2 = offsetof(S, redis_signing_key_len),
+	    .doc = "HMAC-SHA256 key (32 bytes at least) of results kept in Redis (or signing_key_file)"),
+};
+static const ConfigSchema cache_redis_schema = SCHEMA(cache_redis_keys, .check = check_cache_redis);
+
+static const ConfigKey cache_wal_keys[] = {
+	KEY("service", CONFIG_KEY_STRING, RS | REQ | NE, wal_service_name, .doc = "the service whose primary streams its changes"),
+	KEY("slot", CONFIG_KEY_STRING, RS | NE, wal_slot, .def = "pgrelay_cache", .doc = "logical replication slot"),
+	KEY("user", CONFIG_KEY_STRING, RS | NE, wal_user, .doc = "a role with REPLICATION (default: the primary's user)"),
+	KEY("password", CONFIG_KEY_SECRET, RS | NUL, wal_password, .doc = "its password (or password_file, password_env)"),
+};
+static const ConfigSchema cache_wal_schema = SCHEMA(cache_wal_keys, .check = check_cache_wal);
+
+static const ConfigKey cache_keys[] = {
+	SAME("l1", R, cache_l1_schema, .doc = "the in-memory store"),
+	SAME("redis", RS, cache_redis_schema, .doc = "shared versions between instances, and L2"),
+	KEY("ttl", CONFIG_KEY_DURATION, R | C, default_ttl_ms, .def = "60s", .min = 1, .max = MAXD, .doc = "TTL of a rule that gives none"),
+	KEYN("rules", CONFIG_KEY_ITEMS, R | C, rules, n_rules, .sub = &cache_rule_schema,
+	     .doc = "which tables are cached; first match wins"),
+	KEYN("invalidate", CONFIG_KEY_ITEMS, R | C, dependencies, n_dependencies, .sub = &cache_dependency_schema,
+	     .doc = "writes to a table also invalidate others"),
+	SAME("wal_listener", RS | NUL, cache_wal_schema, .doc = "invalidation from the WAL: writes made around pgrelay"),
+	KEY("catalog_refresh", CONFIG_KEY_DURATION, R, catalog_refresh_ms, .def = "60s", .max = 24 * 3600 * 1000,
+	    .doc = "each service's catalog is read again this often (0: at start and after DDL only)"),
+};
+static const ConfigSchema cache_schema = SCHEMA(cache_keys, .check = check_cache);
+#undef S
+
+#define S AccessRule
+static const ConfigKey access_keys[] = {
+	KEY("type", CONFIG_KEY_ENUM, R | CONFIG_KEY_BY_CHECK, type, .def = "host", .names = access_type_names,
+	    .doc = "host (TLS or not), hostssl or hostnossl"),
+	{.name = "database", .type = CONFIG_KEY_CUSTOM, .flags = R | CONFIG_KEY_BY_CHECK, .def = "all",
+	 .format = format_access_database, .doc = "names, all, sameuser (pgrelay or pgbouncer: the console)"},
+	{.name = "user", .type = CONFIG_KEY_CUSTOM, .flags = R | CONFIG_KEY_BY_CHECK, .def = "all",
+	 .format = format_access_user, .doc = "names or all"},
+	{.name = "address", .type = CONFIG_KEY_CUSTOM, .flags = R | CONFIG_KEY_BY_CHECK, .def = "all",
+	 .format = format_access_address, .doc = "all, an IP address or a CIDR block"},
+	KEY("method", CONFIG_KEY_ENUM, R | CONFIG_KEY_BY_CHECK, method, .names = access_method_names,
+	    .doc = "scram-sha-256, md5, password or reject (required)"),
+};
+static const ConfigSchema access_schema = SCHEMA(access_keys, .item_size = sizeof(S), .check = check_access,
+						 .free_item = free_access_rule,
+						 .list_what = "must be a list of {type, database, user, address, method}",
+						 .item_what = "{type, database, user, address, method}");
+#undef S
+
+#define S ConfigHealth
+static const ConfigKey health_keys[] = {
+	KEY("interval", CONFIG_KEY_DURATION, R, interval_ms, .def = "1s", .min = 100, .max = MAXD,
+	    .doc = "how often each backend is probed"),
+	KEY("timeout", CONFIG_KEY_DURATION, R, timeout_ms, .def = "2s", .min = 100, .max = MAXD,
+	    .doc = "a probe slower than this fails"),
+	KEY("fail_after", CONFIG_KEY_INT, R, fail_after, .def = "3", .min = 1, .max = 1000,
+	    .doc = "failures in a row that mark a backend down"),
+	KEY("recover_after", CONFIG_KEY_INT, R, recover_after, .def = "2", .min = 1, .max = 1000,
+	    .doc = "successes in a row that mark it up again"),
+	KEY("max_lag", CONFIG_KEY_LAG, R, max_lag_bytes, .offset2 = offsetof(S, max_lag_ms), .def = "16MB",
+	    .doc = "a replica further behind gets no reads: WAL bytes (16MB) or replay delay (10s)"),
+};
+static const ConfigSchema health_schema = SCHEMA(health_keys);
+#undef S
+
+#define S Config
+static const ConfigKey listen_keys[] = {
+	KEY("host", CONFIG_KEY_STRING, RS | NE, listen.host, .def = "127.0.0.1", .doc = "address clients connect to"),
+	KEY("port", CONFIG_KEY_INT, RS, listen.port, .def = "6432", .min = 1, .max = 65535, .doc = "TCP port"),
+	KEY("max_client_conn", CONFIG_KEY_INT, R, listen.max_client_conn, .def = "10000", .min = 1, .max = 1000000,
+	    .doc = "client connections at once"),
+	KEY("backlog", CONFIG_KEY_INT, RS, listen.backlog, .def = "1024", .min = 1, .max = 65535,
+	    .doc = "the listen(2) queue length"),
+	KEY("tls", CONFIG_KEY_SECTION, R, listen.tls, .sub = &listen_tls_schema, .doc = "TLS towards clients"),
+	KEY("upgrade_socket", CONFIG_KEY_STRING, RS | CONFIG_KEY_NULL_EMPTY, listen.upgrade_socket,
+	    .doc = "control socket of the hand-over to a new pgrelay (default by uid, host and port; \"\": none)"),
+};
+static const ConfigSchema listen_schema = SCHEMA(listen_keys, .check = check_listen);
+
+static const ConfigKey log_keys[] = {
+	KEY("level", CONFIG_KEY_ENUM, R, log.level, .def = "info", .names = log_level_names,
+	    .doc = "debug, info, warning or error"),
+	KEY("format", CONFIG_KEY_ENUM, R, log.json, .def = "text", .names = log_format_names,
+	    .doc = "text, or json: one JSON object per line"),
+	KEY("slow_query", CONFIG_KEY_DURATION, R, log.slow_query_ms, .def = "0", .max = MAXD,
+	    .doc = "statements slower than this are logged, normalized (0: off)"),
+	KEY("stats_period", CONFIG_KEY_DURATION, R, log.stats_period_ms, .def = "60s", .max = MAXD,
+	    .doc = "a stats line every period (0: none)"),
+};
+static const ConfigSchema log_schema = SCHEMA(log_keys);
+
+static const ConfigKey proxy_keys[] = {
+	KEY("shutdown_timeout", CONFIG_KEY_DURATION, R, shutdown_timeout_ms, .def = "30s", .max = MAXD,
+	    .doc = "how long a graceful shutdown waits for clients"),
+	KEY("buffer_size", CONFIG_KEY_SIZE, R, buffer_size, .def = "64kB", .min = (int64_t)(4 * KB), .max = (int64_t)(16 * MB),
+	    .doc = "read buffer of each new connection"),
+	KEY("max_message_size", CONFIG_KEY_SIZE, R, max_message_size, .def = "64MB", .min = (int64_t)(4 * KB),
+	    .max = (int64_t)GB, .doc = "largest protocol message of a new connection"),
+	KEY("server_reset_query", CONFIG_KEY_STRING, R | CONFIG_KEY_NULL_EMPTY, server_reset_query, .def = "DISCARD ALL",
+	    .doc = "run when a server connection returns to the pool (\"\": none)"),
+	KEY("application_name", CONFIG_KEY_STRING, R | CONFIG_KEY_NULL_EMPTY, application_name, .def = "pgrelay",
+	    .doc = "sent to new server connections"),
+	KEY("max_prepared_statements", CONFIG_KEY_INT, R, max_prepared_statements, .def = "200", .min = 0, .max = 100000,
+	    .doc = "named prepared statements each server connection keeps (0: off)"),
+	KEY("max_client_prepared_memory", CONFIG_KEY_SIZE, R, max_client_prepared_memory, .def = "64MB",
+	    .min = (int64_t)(64 * KB), .max = (int64_t)(64 * GB), .doc = "bytes of named prepared statements one client may hold"),
+	KEY("allow_cleartext_without_tls", CONFIG_KEY_BOOL, R, allow_cleartext_without_tls, .def = "false",
+	    .doc = "cleartext passwords over plain TCP"),
+};
+static const ConfigSchema proxy_schema = SCHEMA(proxy_keys, .check = check_proxy);
+
+static const ConfigKey admin_http_keys[] = {
+	KEY("host", CONFIG_KEY_STRING, R | NE, admin.http_host, .doc = "address of GET /metrics and /health (default 127.0.0.1)"),
+	KEY("port", CONFIG_KEY_INT, R | REQ, admin.http_port, .min = 1, .max = 65535, .doc = "its TCP port"),
+};
+static const ConfigSchema admin_http_schema = SCHEMA(admin_http_keys, .check = check_admin_http);
+
+static const ConfigKey admin_keys[] = {
+	KEYN("users", CONFIG_KEY_LIST, R, admin.users, admin.n_users, .doc = "users who may run every console command"),
+	KEYN("stats_users", CONFIG_KEY_LIST, R, admin.stats_users, admin.n_stats_users, .doc = "users who may run SHOW"),
+	SAME("http", R | NUL, admin_http_schema, .doc = "the HTTP endpoint"),
+	KEY("histograms", CONFIG_KEY_BOOL, R, admin.histograms, .def = "true", .doc = "latency histograms"),
+};
+static const ConfigSchema admin_schema = SCHEMA(admin_keys);
+
+static const ConfigKey top_keys[] = {
+	SAME("listen", R, listen_schema, .doc = "where clients connect"),
+	SAME("log", R, log_schema, .doc = "the log"),
+	SAME("proxy", R, proxy_schema, .doc = "connections and statements"),
+	KEYN("users", CONFIG_KEY_ITEMS, R, users, n_users, .sub = &user_schema, .doc = "who may connect to pgrelay"),
+	KEYN("routes", CONFIG_KEY_ITEMS, R | C | CONFIG_KEY_LATE, routes, n_routes, .sub = &route_schema,
+	     .doc = "which service a statement goes to; first match wins"),
+	KEY("health", CONFIG_KEY_SECTION, R, health, .sub = &health_schema, .doc = "health checks of every backend"),
+	KEYN("databases", CONFIG_KEY_NAMED, R | C | CONFIG_KEY_LATE, databases, n_databases, .sub = &database_schema,
+	     .doc = "the database names clients connect to"),
+	KEYN("services", CONFIG_KEY_NAMED, R, services, n_services, .sub = &service_schema,
+	     .doc = "the PostgreSQL servers behind pgrelay"),
+	KEY("cache", CONFIG_KEY_SECTION, R | NUL | CONFIG_KEY_LATE, cache, .sub = &cache_schema, .doc = "the result cache"),
+	SAME("admin", R | NUL, admin_schema, .doc = "the console, the HTTP endpoint, histograms"),
+	KEYN("access", CONFIG_KEY_ITEMS, R | CONFIG_KEY_LATE, access, n_access, .sub = &access_schema,
+	     .doc = "client access rules, as pg_hba.conf; first match wins"),
+};
+static const ConfigSchema top_schema = SCHEMA(top_keys, .check = check_root);
+#undef S
+
+const ConfigSchema *config_schema(void)
+{
+	return &top_schema;
+}
+
+#undef KEY
+#undef KEYN
+#undef SAME
+#undef SCHEMA
+#undef R
+#undef RS
+#undef C
+#undef REQ
+#undef NUL
+#undef NE
+#undef MAXD
+
+static void check_root(Loader *ld, void *obj, yaml_node_t *root, const char *path)
+{
+	(void)path;
+	Config *cfg = obj;
+	yaml_node_t *databases = map_get(ld, root, "databases"), *services = map_get(ld, root, "services");
+	if (!databases || is_null(databases) || (databases->type == YAML_MAPPING_NODE && mapping_size(databases) == 0))
+		error_at(ld, databases ? databases : root, "no databases defined");
+	if (!services || is_null(services) || (services->type == YAML_MAPPING_NODE && mapping_size(services) == 0))
+		error_at(ld, services ? services : root, "no services defined");
+	yaml_node_t *access = map_get(ld, root, "access");
+	if (access && access->type == YAML_SEQUENCE_NODE && access->data.sequence.items.top == access->data.sequence.items.start)
+		error_at(ld, access, "access has no rules, so every connection would be refused (remove the section to "
+				     "let every user in, or end with a reject rule)");
+	cfg->access_enabled = cfg->n_access > 0;
 }
 
 static void load_root(Loader *ld, Config *cfg, yaml_node_t *root)
 {
 	if (root && is_null(root))
 		root = NULL; /* "---" alone, or a document of only comments */
-	if (!check_mapping(ld, root, "", top_keys))
-		return;
-	load_listen(ld, cfg, map_get(ld, root, "listen"));
-	load_log(ld, cfg, map_get(ld, root, "log"));
-	load_proxy(ld, cfg, map_get(ld, root, "proxy"));
-	load_users(ld, cfg, map_get(ld, root, "users"));
-
-	/* Checked before the services are loaded, so an empty file says "no databases defined" first. */
-	yaml_node_t *databases = map_get(ld, root, "databases");
-	yaml_node_t *services = map_get(ld, root, "services");
-	if (!databases || is_null(databases) ||
-	    (databases->type == YAML_MAPPING_NODE && mapping_size(databases) == 0))
-		error_at(ld, databases ? databases : root, "no databases defined");
-	if (!services || is_null(services) ||
-	    (services->type == YAML_MAPPING_NODE && mapping_size(services) == 0))
-		error_at(ld, services ? services : root, "no services defined");
-
-	load_services(ld, cfg, services);
-	load_databases(ld, cfg, databases);
-	load_routes(ld, cfg, map_get(ld, root, "routes"));
-	load_health(ld, cfg, map_get(ld, root, "health"));
-	load_cache(ld, cfg, map_get(ld, root, "cache"));
-	load_admin(ld, cfg, map_get(ld, root, "admin"));
-	load_access(ld, cfg, map_get(ld, root, "access")); /* after users and databases: it names them */
+	if (check_mapping(ld, root, "", &top_schema))
+		walk_section(ld, &top_schema, cfg, root, "");
 }
 
 /* ---- lifecycle ---- */
@@ -1708,83 +1945,54 @@ static void free_string_list(char **list, size_t n)
 	free(list);
 }
 
+/* What obj (a struct of schema's section) owns, by the table. */
+static void free_section(const ConfigSchema *schema, void *obj)
+{
+	for (size_t i = 0; i < schema->n_keys; i++) {
+		const ConfigKey *k = &schema->keys[i];
+		void *f = field_at(obj, k->offset);
+		switch (k->type) {
+		case CONFIG_KEY_SECRET:
+			if (*(char **)f)
+				explicit_bzero(*(char **)f, k->offset2 ? *(size_t *)field_at(obj, k->offset2) : strlen(*(char **)f));
+			/* fall through */
+		case CONFIG_KEY_STRING:
+			free(*(char **)f);
+			break;
+		case CONFIG_KEY_LIST:
+			free_string_list(*(char ***)f, *(size_t *)field_at(obj, k->offset2));
+			break;
+		case CONFIG_KEY_SECTION:
+			free_section(k->sub, f);
+			break;
+		case CONFIG_KEY_ITEMS:
+		case CONFIG_KEY_NAMED: {
+			char *items = *(char **)f;
+			for (size_t j = 0; j < *(size_t *)field_at(obj, k->offset2); j++) {
+				void *it = items + j * k->sub->item_size;
+				if (k->sub->free_item)
+					k->sub->free_item(it);
+				else
+					free_section(k->sub, it);
+				if (k->type == CONFIG_KEY_NAMED)
+					free(*(char **)field_at(it, k->sub->name_offset));
+			}
+			free(items);
+			break;
+		}
+		default:
+			break;
+		}
+	}
+}
+
 static void config_free(Config *cfg)
 {
 	for (size_t i = 0; i < cfg->n_warnings; i++)
 		free(cfg->warnings[i]);
 	free(cfg->warnings);
 	free(cfg->path);
-	free(cfg->listen.host);
-	free(cfg->listen.tls.cert);
-	free(cfg->listen.tls.key);
-	free(cfg->listen.tls.ca);
-	free(cfg->listen.upgrade_socket);
-	free(cfg->server_reset_query);
-	free(cfg->application_name);
-	for (size_t i = 0; i < cfg->n_users; i++) {
-		free(cfg->users[i].name);
-		free(cfg->users[i].password);
-	}
-	free(cfg->users);
-	for (size_t i = 0; i < cfg->n_databases; i++) {
-		free(cfg->databases[i].name);
-		free(cfg->databases[i].service_name);
-	}
-	free(cfg->databases);
-	for (size_t i = 0; i < cfg->n_services; i++) {
-		ConfigService *s = &cfg->services[i];
-		free(s->name);
-		free(s->primary.host);
-		free(s->primary.dbname);
-		free(s->primary.user);
-		free(s->primary.password);
-		free(s->tls.ca);
-		for (size_t j = 0; j < s->n_replicas; j++) {
-			free(s->replicas[j].host);
-			free(s->replicas[j].dbname);
-			free(s->replicas[j].user);
-			free(s->replicas[j].password);
-		}
-		free(s->replicas);
-		free_string_list(s->read_only_functions, s->n_read_only_functions);
-		free_string_list(s->writing_functions, s->n_writing_functions);
-	}
-	free(cfg->services);
-	for (size_t i = 0; i < cfg->n_routes; i++) {
-		free_string_list(cfg->routes[i].schemas, cfg->routes[i].n_schemas);
-		free_string_list(cfg->routes[i].tables, cfg->routes[i].n_tables);
-		free(cfg->routes[i].service_name);
-	}
-	free(cfg->routes);
-	ConfigCache *cache = &cfg->cache;
-	free_string_list(cache->redis_nodes, cache->n_redis_nodes);
-	free(cache->redis_user);
-	free(cache->redis_password);
-	if (cache->redis_signing_key)
-		explicit_bzero(cache->redis_signing_key, cache->redis_signing_key_len);
-	free(cache->redis_signing_key);
-	free(cache->redis_prefix);
-	for (size_t i = 0; i < cache->n_rules; i++) {
-		free_string_list(cache->rules[i].schemas, cache->rules[i].n_schemas);
-		free_string_list(cache->rules[i].tables, cache->rules[i].n_tables);
-		free(cache->rules[i].key);
-	}
-	free(cache->rules);
-	for (size_t i = 0; i < cache->n_dependencies; i++) {
-		free(cache->dependencies[i].table);
-		free_string_list(cache->dependencies[i].also, cache->dependencies[i].n_also);
-	}
-	free(cache->dependencies);
-	free(cache->wal_service_name);
-	free(cache->wal_slot);
-	free(cache->wal_user);
-	free(cache->wal_password);
-	free_string_list(cfg->admin.users, cfg->admin.n_users);
-	free_string_list(cfg->admin.stats_users, cfg->admin.n_stats_users);
-	free(cfg->admin.http_host);
-	for (size_t i = 0; i < cfg->n_access; i++)
-		access_rule_free(&cfg->access[i]);
-	free(cfg->access);
+	free_section(&top_schema, cfg);
 	free(cfg);
 }
 
@@ -1797,29 +2005,7 @@ static Config *config_new(Loader *ld, const char *name)
 	}
 	cfg->refcount = 1;
 	cfg->path = dup_string(ld, name);
-	cfg->listen.host = dup_string(ld, "127.0.0.1");
-	cfg->listen.port = 6432;
-	cfg->listen.max_client_conn = 10000;
-	cfg->listen.backlog = 1024;
-	cfg->log.level = CONFIG_LOG_INFO;
-	cfg->shutdown_timeout_ms = 30 * 1000;
-	cfg->buffer_size = 64 * KB;
-	cfg->max_message_size = 64 * MB;
-	cfg->server_reset_query = dup_string(ld, "DISCARD ALL");
-	cfg->application_name = dup_string(ld, "pgrelay");
-	cfg->max_prepared_statements = 200;
-	cfg->max_client_prepared_memory = 64 * MB;
-	cfg->health = (ConfigHealth){.interval_ms = 1000, .timeout_ms = 2000, .fail_after = 3, .recover_after = 2,
-				     .max_lag_bytes = 16 * MB, .max_lag_ms = 0};
-	cfg->log.stats_period_ms = 60 * 1000;
-	cfg->admin.histograms = true;
-	cfg->cache.l1_max_memory = 256 * MB;
-	cfg->cache.max_result = 1 * MB;
-	cfg->cache.default_ttl_ms = 60 * 1000;
-	cfg->cache.catalog_refresh_ms = 60 * 1000;
-	cfg->cache.redis_timeout_ms = 20;
-	cfg->cache.redis_prefix = dup_string(ld, "pgrelay");
-	cfg->cache.wal_slot = dup_string(ld, "pgrelay_cache");
+	apply_defaults(ld, &top_schema, cfg);
 	return cfg;
 }
 
@@ -2103,6 +2289,21 @@ bool config_parse_size(const char *text, size_t *out_bytes)
 		return true;
 	}
 	return false;
+}
+
+void config_format_size(char *buf, size_t len, uint64_t bytes)
+{
+	static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
+	size_t u = 0;
+	if (bytes == 0) {
+		snprintf(buf, len, "0");
+		return;
+	}
+	while (u + 1 < sizeof units / sizeof units[0] && bytes % 1024 == 0) {
+		bytes /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%llu%s", (unsigned long long)bytes, units[u]);
 }
 
 /* ---- names ---- */

@@ -1,9 +1,12 @@
 /*
  * config — proxy.yaml loaded with libyaml into an immutable, refcounted Config.
  *
- * Owns: the YAML schema (every key, its type, range and default), error reporting as
- * "file:line:column: message", duration/size parsing, and lookups by name. Knows nothing of
- * sockets, pools or the event loop: the runtime swaps Config pointers on reload.
+ * Owns: the key table (ConfigSchema: every key's YAML path, type, default, bounds or allowed
+ * values, whether a reload applies it or it needs a restart, whether a change invalidates cached
+ * results, a one-line description, and the Config field it fills), the loader that the table
+ * drives, error reporting as "file:line:column: message", duration/size parsing, and lookups by
+ * name. Knows nothing of sockets, pools or the event loop: the runtime swaps Config pointers on
+ * reload (config_keys compares two of them by the table).
  */
 #ifndef PGRELAY_CONFIG_H
 #define PGRELAY_CONFIG_H
@@ -176,6 +179,7 @@ typedef struct ConfigCache {
 	char *redis_signing_key;
 	size_t redis_signing_key_len;
 	char *redis_prefix;      /* key prefix, default "pgrelay" */
+	int l1_policy;           /* cache.l1.policy: 0 = s3fifo, the only one */
 	ConfigCacheRule *rules;
 	size_t n_rules;
 	ConfigCacheDependency *dependencies;
@@ -267,6 +271,74 @@ typedef struct Config {
 	bool access_enabled;
 } Config;
 
+/* ---- the key table ---- */
+
+typedef enum {
+	CONFIG_KEY_BOOL = 0,
+	CONFIG_KEY_INT,      /* int field, min..max */
+	CONFIG_KEY_SIZE,     /* size_t field, bytes, min..max */
+	CONFIG_KEY_DURATION, /* int64_t field, milliseconds, min..max */
+	CONFIG_KEY_STRING,   /* char * field */
+	CONFIG_KEY_SECRET,   /* char * field; also KEY_file and KEY_env (one of the three) */
+	CONFIG_KEY_ENUM,     /* int, enum or bool field: the index in names */
+	CONFIG_KEY_LIST,     /* char ** field (offset) and its size_t count (offset2): a name or a list */
+	CONFIG_KEY_LAG,      /* health.max_lag: a size (int64_t at offset) or a duration (int64_t at offset2) */
+	CONFIG_KEY_CUSTOM,   /* parsed by the section's check, shown by format */
+	CONFIG_KEY_SECTION,  /* a mapping of the keys of sub (their offsets are from offset) */
+	CONFIG_KEY_ITEMS,    /* a sequence of mappings: array of sub->item_size at offset, count at offset2 */
+	CONFIG_KEY_NAMED,    /* a mapping name -> mapping of sub's keys: array and count as ITEMS */
+} ConfigKeyType;
+
+enum {
+	CONFIG_KEY_RELOAD = 1 << 0,   /* a reload applies a change */
+	CONFIG_KEY_RESTART = 1 << 1,  /* a reload logs that it needs a restart and keeps the running value */
+	CONFIG_KEY_CACHE = 1 << 2,    /* a change drops cached results: its service's, or every service's */
+	CONFIG_KEY_REQUIRED = 1 << 3, /* absent: "X is required" */
+	CONFIG_KEY_NULLABLE = 1 << 4, /* null: NULL */
+	CONFIG_KEY_NULL_EMPTY = 1 << 5, /* null: "" */
+	CONFIG_KEY_NONEMPTY = 1 << 6, /* "" is an error */
+	CONFIG_KEY_NO_ENV = 1 << 7,   /* secret: KEY and KEY_file only */
+	CONFIG_KEY_BY_CHECK = 1 << 8, /* read by the section's check (the default too), not by the table walk */
+	CONFIG_KEY_LATE = 1 << 9,     /* loaded after the other keys of its section (it names them) */
+};
+
+typedef struct ConfigSchema ConfigSchema;
+struct ConfigLoader;
+struct yaml_node_s;
+
+typedef struct ConfigKey {
+	const char *name;
+	ConfigKeyType type;
+	unsigned flags;
+	size_t offset;  /* of the field, from the start of the section's struct */
+	size_t size;    /* of the field */
+	size_t offset2; /* LIST, ITEMS, NAMED: the count; LAG: the duration; SECRET: its length (or 0) */
+	const char *def; /* the default as written in proxy.yaml; NULL: none (or described in doc) */
+	int64_t min, max;         /* INT, SIZE, DURATION */
+	const char *const *names; /* ENUM: the values, NULL-terminated */
+	const ConfigSchema *sub;  /* SECTION, ITEMS, NAMED */
+	/* CUSTOM: the value as text (obj: the section's struct) */
+	void (*format)(const void *obj, char *buf, size_t len);
+	const char *doc;          /* one line */
+} ConfigKey;
+
+struct ConfigSchema {
+	const ConfigKey *keys;
+	size_t n_keys;
+	size_t item_size;     /* ITEMS and NAMED: the struct of one */
+	size_t name_offset;   /* NAMED: the char * that receives the name */
+	const char *name_what; /* NAMED: "service" for "service names must not be empty" */
+	const char *list_what; /* ITEMS: "must be a list of {host, port}" */
+	const char *item_what; /* ITEMS: items must be mappings: "{type, ...}" for "X must be a mapping {...}" */
+	/* Cross-key checks and the BY_CHECK keys, after the table's keys (obj: the section's struct, node: its
+	 * mapping, present and not null). */
+	void (*check)(struct ConfigLoader *ld, void *obj, struct yaml_node_s *node, const char *path);
+	void (*free_item)(void *item); /* ITEMS: frees what an item owns (default: by its keys) */
+};
+
+/* The table: the keys of the top level. */
+const ConfigSchema *config_schema(void);
+
 /*
  * Loads and validates FILE. On success returns a Config with refcount 1. On failure returns NULL
  * and writes every problem found (one per line, at most 20) as "file:line:column: message" into
@@ -293,6 +365,10 @@ const char *config_auth_method_name(ConfigAuthMethod method);
 const char *config_log_level_name(ConfigLogLevel level);
 const char *config_tls_mode_name(ConfigTlsMode mode);
 const char *config_reads_name(ConfigReads reads);
+/* A size as proxy.yaml writes it: "64kB", "16MB", "512B", "0". */
+void config_format_size(char *buf, size_t len, uint64_t bytes);
+/* A duration as proxy.yaml writes it: "500ms", "30s", "1d", "0". */
+void config_format_duration(char *buf, size_t len, int64_t ms);
 /* "service:primary" / "service:replica N" style label for a backend (index -1: primary). */
 const ConfigBackend *config_backend(const ConfigService *svc, int replica_index);
 

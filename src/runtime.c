@@ -20,6 +20,7 @@
 #include "cache.h"
 #include "cancel.h"
 #include "client.h"
+#include "config_keys.h"
 #include "http.h"
 #include "listener.h"
 #include "pool.h"
@@ -163,6 +164,68 @@ static void runtime_log_config_warnings(const Config *cfg)
 		log_warning(NULL, "%s", cfg->warnings[i]);
 }
 
+/* What a reload found changed (config_keys_diff), and what it means for the cache. */
+typedef struct ReloadDiff {
+	Config *cfg;
+	bool cache_fresh;   /* no cache runs before or after: its keys apply as they are */
+	bool cache_all;     /* a change drops every service's cached results */
+	const char *services[64]; /* the services whose cached results a change drops */
+	size_t n_services;
+} ReloadDiff;
+
+static void reload_change(void *arg, const ConfigChange *ch)
+{
+	ReloadDiff *d = arg;
+	const char *was = ch->old_value ? ch->old_value : "(none)", *now = ch->new_value ? ch->new_value : "(none)";
+	if ((ch->key->flags & CONFIG_KEY_RESTART) && !(d->cache_fresh && !strncmp(ch->path, "cache.", 6))) {
+		log_warning(NULL, "%s changed (%s -> %s): this needs a restart; keeping %s until then", ch->path, was, now,
+			    was);
+		config_keys_keep(d->cfg, ch);
+		return;
+	}
+	log_info(NULL, "%s: %s -> %s", ch->path, was, now);
+	if (!(ch->key->flags & CONFIG_KEY_CACHE))
+		return;
+	bool known = false;
+	for (size_t i = 0; i < d->n_services && !known; i++)
+		known = ch->service && !strcmp(d->services[i], ch->service);
+	if (!ch->service || d->n_services == sizeof d->services / sizeof d->services[0])
+		d->cache_all = true;
+	else if (!known)
+		d->services[d->n_services++] = ch->service;
+}
+
+/* The cache after a reload: started, stopped, or told what changed. */
+static void runtime_reload_cache(Runtime *rt, const Config *old, const ReloadDiff *d)
+{
+	const Config *cfg = rt->config;
+	if (cfg->cache.enabled && !rt->cache) {
+		rt->cache = cache_new(rt);
+		log_info(NULL, "cache: on");
+		/* writes made while it was off bumped nothing: no result stored before (in Redis) is trusted */
+		for (size_t i = 0; rt->cache && i < cfg->n_services; i++)
+			cache_drop_service(rt->cache, cfg->services[i].name);
+		return;
+	}
+	if (!rt->cache)
+		return;
+	if (!cfg->cache.enabled) {
+		Cache *cache = rt->cache;
+		cache_release_clients(cache);
+		rt->cache = NULL; /* what cache_free's callbacks run sees no cache */
+		cache_free(cache);
+		log_info(NULL, "cache: off (every cached result dropped)");
+		return;
+	}
+	cache_reconfigure(rt->cache, cfg);
+	const Config *both[2] = {old, cfg};
+	for (size_t c = 0; d->cache_all && c < 2; c++) /* services that went too: their entries named them */
+		for (size_t i = 0; i < both[c]->n_services; i++)
+			cache_drop_service(rt->cache, both[c]->services[i].name);
+	for (size_t i = 0; !d->cache_all && i < d->n_services; i++)
+		cache_drop_service(rt->cache, d->services[i]);
+}
+
 void runtime_reload(Runtime *rt)
 {
 	char err[4096];
@@ -181,11 +244,8 @@ void runtime_reload(Runtime *rt)
 		SSL_CTX_free(rt->tls_listen); /* connections keep their own reference */
 	rt->tls_listen = tls;
 	Config *old = rt->config;
-	if (strcmp(old->listen.host, cfg->listen.host) != 0 || old->listen.port != cfg->listen.port ||
-	    old->listen.backlog != cfg->listen.backlog)
-		log_warning(NULL, "listen.host/port/backlog changed: this needs a restart to take effect");
-	if (old->buffer_size != cfg->buffer_size)
-		log_info(NULL, "proxy.buffer_size applies to new connections");
+	ReloadDiff d = {.cfg = cfg, .cache_fresh = !rt->cache || !cfg->cache.enabled};
+	size_t changes = config_keys_diff(old, cfg, reload_change, &d);
 	rt->config = cfg;
 	rt->log.level = cfg->log.level;
 	rt->log.json = cfg->log.json;
@@ -194,11 +254,7 @@ void runtime_reload(Runtime *rt)
 	health_reconfigure(rt->health, cfg);
 	stats_reconfigure(rt);
 	http_reconfigure(rt);
-	if (cfg->cache.enabled && !rt->cache)
-		rt->cache = cache_new(rt);
-	else if (rt->cache)
-		cache_reconfigure(rt->cache, cfg);
-	rt->config_gen++;
+	runtime_reload_cache(rt, old, &d);
 	free(rt->route_matches); /* the rules may have changed: counting starts over */
 	rt->n_route_matches = cfg->n_routes;
 	rt->route_matches = xcalloc(cfg->n_routes ? cfg->n_routes : 1, sizeof *rt->route_matches);
@@ -207,7 +263,7 @@ void runtime_reload(Runtime *rt)
 	rt->access_hits = xcalloc(cfg->n_access ? cfg->n_access : 1, sizeof *rt->access_hits);
 	config_unref(old);
 	runtime_log_config_warnings(cfg);
-	log_info(NULL, "configuration reloaded from %s", rt->config_path);
+	log_info(NULL, "configuration reloaded from %s (%zu change%s)", rt->config_path, changes, changes == 1 ? "" : "s");
 }
 
 static void runtime_on_signal(evutil_socket_t sig, short what, void *arg)

@@ -48,7 +48,6 @@ typedef struct Runtime {
 	struct event_base *base;
 	struct evdns_base *dns;
 	Config *config;
-	uint64_t config_gen; /* counts reloads (cache keys hold it) */
 	char *config_path;
 	LogSettings log;
 

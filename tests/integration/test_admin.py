@@ -208,7 +208,7 @@ def test_kill_disable_enable_reconnect_and_set(pgrelay):
         with r.connect() as again:
             assert again.execute("SELECT 2").fetchone() == (2,)
         c.execute("SET log_level = debug")
-        assert ("log_level", "debug") in [(k, v) for k, v, _, _ in show(c, "CONFIG")[1]]
+        assert ("log.level", "debug") in [(k, v) for k, v, _, _, _ in show(c, "CONFIG")[1]]
         c.execute("SET log_level = 'info'")
         with pytest.raises(psycopg.errors.CantChangeRuntimeParam):
             c.execute("SET max_client_conn = 5")
