@@ -359,7 +359,7 @@ static void show_server_list(Buf *b, Pool *p, List *list, const char *st)
 		wall_time(ct, sizeof ct, s->created_ms);
 		wall_time(rt_, sizeof rt_, s->last_used_ms);
 		snprintf(ptr, sizeof ptr, "%p", (void *)s);
-		snprintf(link, sizeof link, "%p", (void *)s->client);
+		snprintf(link, sizeof link, "%p", (void *)s->session);
 		Row r = row_begin(b);
 		row_text(&r, "S");
 		row_text(&r, p->server_user ? p->server_user : p->user);
@@ -375,7 +375,7 @@ static void show_server_list(Buf *b, Pool *p, List *list, const char *st)
 		row_int(&r, 0);
 		row_int(&r, s->close_on_release);
 		row_text(&r, ptr);
-		row_text(&r, s->client ? link : "");
+		row_text(&r, s->session ? link : "");
 		row_int(&r, (long long)s->be_pid);
 		row_text(&r, s->tls ? "TLS" : "");
 		row_text(&r, params_get(&s->params, "application_name") ? params_get(&s->params, "application_name") : "");

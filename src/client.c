@@ -31,6 +31,7 @@
 #include "relay.h"
 #include "server.h"
 #include "settings.h"
+#include "stats.h"
 #include "xalloc.h"
 
 #define CLIENT_LOGIN_TIMEOUT_MS 60000
@@ -99,13 +100,13 @@ static void client_release_server(Client *c)
 	Server *s = c->server;
 	if (!s)
 		return;
-	if (server_is_quiet(s) && c->conn.fwd_left == 0) {
-		server_detach(s);
+	bool quiet = server_is_quiet(s) && c->conn.fwd_left == 0;
+	server_detach(s);
+	c->server = NULL;
+	if (quiet)
 		server_release(s, c->pool_mode == CONFIG_POOL_SESSION || c->pinned);
-	} else {
-		server_detach(s);
+	else
 		server_close(s, true, "client left in the middle of a request or transaction");
-	}
 }
 
 void client_close(Client *c, const char *reason)
@@ -895,6 +896,155 @@ void client_resume(Client *c)
 	}
 }
 
+/* ---- what the linked server reports (ServerEvents) ---- */
+
+static void client_on_reply(void *session, Server *s, uint8_t type, const uint8_t *body, size_t len)
+{
+	statement_server_reply(session, s, type, body, len);
+}
+
+/* Redis has the commit's invalidation: the ReadyForQuery held back may go to the client. */
+static void client_cache_bump_done(void *owner)
+{
+	Client *c = owner;
+	c->cache_bump = NULL;
+	if (c->server)
+		server_ready_resume(c->server);
+}
+
+static bool client_on_ready_hold(void *session, Server *s, char tx_status)
+{
+	Client *c = session;
+	c->cache_bump = statement_ready(c, s, tx_status, client_cache_bump_done, c);
+	return c->cache_bump != NULL;
+}
+
+static void client_on_hold_dropped(void *session, Server *s)
+{
+	(void)s;
+	Client *c = session;
+	if (c->cache_bump)
+		cache_bump_forget(c->cache_bump);
+	c->cache_bump = NULL;
+}
+
+static void client_on_ready(void *session, Server *s, char tx_status, ServerNext next)
+{
+	Client *c = session;
+	stats_ready_for_query(c, s, tx_status);
+	if (c->rt->cache)
+		statement_cache_ready(c, s);
+	if (next == SERVER_NEXT_RELEASE_AFTER_LSN) {
+		c->reroute = false;
+	} else if (next == SERVER_NEXT_KEEP && c->reroute && pipeline_idle(&s->pipe)) {
+		/* The client's next statement waits to be looked at again (it cannot have this server). */
+		c->reroute = false;
+		conn_kick_pending(&c->conn);
+	}
+}
+
+static void client_on_parameter(void *session, const char *name, const char *value)
+{
+	Client *c = session;
+	params_set(&c->params, name, value);
+}
+
+static void client_on_discarded(void *session)
+{
+	Client *c = session;
+	params_copy(&c->params, &c->startup_params);
+}
+
+static void client_on_statements_cleared(void *session)
+{
+	Client *c = session;
+	prepared_client_clear(&c->stmts, &c->rt->stmts);
+}
+
+static void client_on_statement_gone(void *session, uint32_t id)
+{
+	Client *c = session;
+	prepared_client_forget_id(&c->stmts, &c->rt->stmts, id);
+}
+
+static void client_on_setting_failed(void *session, const char *sqlstate, const char *message)
+{
+	client_fatal(session, sqlstate, "pgrelay could not apply a session parameter on the server: %s", message);
+}
+
+static void client_on_committed(void *session, const char *service, uint64_t lsn)
+{
+	statement_note_commit(session, service, lsn);
+}
+
+static bool client_on_may_release(void *session)
+{
+	const Client *c = session;
+	return (c->pool_mode == CONFIG_POOL_TRANSACTION && !c->pinned) || c->close_at_idle;
+}
+
+static bool client_on_needs_reset(void *session)
+{
+	const Client *c = session;
+	return c->pool_mode == CONFIG_POOL_SESSION || c->pinned;
+}
+
+static void client_on_released(void *session) { client_unlinked(session); }
+
+static void client_on_server_drained(void *session) { client_resume(session); }
+
+static void client_on_lost(void *session, Server *s, bool may_retry, bool fatal)
+{
+	Client *c = session;
+	if (may_retry && c->state == CL_ACTIVE) {
+		statement_retry(c, s);
+		return;
+	}
+	c->server = NULL;
+	if (fatal)
+		client_close(c, "server closed the connection after a FATAL error");
+	else
+		client_server_lost(c, "server connection lost; the current transaction, if any, was not committed");
+}
+
+static bool client_on_capturing(void *session, size_t *max_message)
+{
+	Client *c = session;
+	*max_message = c->rt->config->cache.max_result;
+	return c->cache_fill.active;
+}
+
+static void client_on_capture(void *session, uint8_t type, const uint8_t *msg, size_t total, bool complete)
+{
+	Client *c = session;
+	if (c->state == CL_CLOSED)
+		return;
+	if (!complete)
+		c->cache_fill.failed = true;
+	else
+		cache_fill_message(c->rt->cache, c, type, msg, total);
+}
+
+static const ServerEvents client_server_events = {
+	.reply = client_on_reply,
+	.ready_hold = client_on_ready_hold,
+	.hold_dropped = client_on_hold_dropped,
+	.ready = client_on_ready,
+	.parameter = client_on_parameter,
+	.discarded = client_on_discarded,
+	.statements_cleared = client_on_statements_cleared,
+	.statement_gone = client_on_statement_gone,
+	.setting_failed = client_on_setting_failed,
+	.committed = client_on_committed,
+	.may_release = client_on_may_release,
+	.needs_reset = client_on_needs_reset,
+	.released = client_on_released,
+	.drained = client_on_server_drained,
+	.lost = client_on_lost,
+	.capturing = client_on_capturing,
+	.capture = client_on_capture,
+};
+
 /* ---- links with the pool ---- */
 
 void client_linked(Client *c, Server *s)
@@ -904,7 +1054,7 @@ void client_linked(Client *c, Server *s)
 	client_set_timer(c, 0);
 	c->server = s;
 	c->state = CL_ACTIVE;
-	server_attach(s, c);
+	server_attach(s, c, &client_server_events, &c->conn, &c->params, c->tx_local == 'I' && !c->held_begin);
 	conn_start_reading(&c->conn);
 	if (!c->processing) /* otherwise client_process goes on with the new server itself */
 		conn_kick_pending(&c->conn);

@@ -102,6 +102,7 @@ struct Client {
 	/* Result cache (cache.c): a miss this client fills, the flight it waits for, the tables its
 	 * transaction wrote (bumped when it commits). */
 	CacheFill cache_fill;
+	struct CacheBump *cache_bump; /* the commit's invalidation its held ReadyForQuery waits for */
 	struct CacheRequest *cache_req; /* a lookup waiting for Redis */
 	CacheAnswer cache_answer;       /* ... and its answer */
 	CacheFlight *cache_wait;

@@ -154,7 +154,7 @@ static size_t active_with_client(const Pool *p)
 	const ListNode *m;
 	list_for_each(m, &p->active) {
 		const Server *s = list_entry(m, Server, pool_node);
-		if (s->client)
+		if (s->session)
 			n++;
 	}
 	return n;

@@ -1274,7 +1274,8 @@ void statement_retry(Client *c, Server *s)
 {
 	const ConfigService *svc = s->pool->service;
 	balance_avoid(c->rt, svc, s->pool->replica, STATEMENT_AVOID_MS);
-	if (!conn_unread(&c->conn, buf_head(&s->retry), buf_used(&s->retry))) {
+	const Buf *retry = server_retry_request(s);
+	if (!conn_unread(&c->conn, buf_head(retry), buf_used(retry))) {
 		client_server_lost(c, "server connection lost");
 		return;
 	}
@@ -1306,6 +1307,7 @@ void statement_release(Client *c)
 	if (!s)
 		return;
 	server_detach(s);
+	c->server = NULL;
 	server_release(s, c->pool_mode == CONFIG_POOL_SESSION || c->pinned);
 	c->pool = NULL;
 	if (c->state == CL_ACTIVE)
@@ -1549,8 +1551,8 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 			server_forget_retry(s);
 	}
 	/* Settings lost to RESET / DISCARD ALL come back before the next request. */
-	if (!server_params_synced(s, c) && s->tx_status == 'I' && pipeline_idle(&s->pipe))
-		server_sync_params(s, c, rc);
+	if (!server_params_synced(s, &c->params) && s->tx_status == 'I' && pipeline_idle(&s->pipe))
+		server_sync_params(s, &c->params, rc);
 	if (c->pool_mode == CONFIG_POOL_TRANSACTION) {
 		track_session(c, s, type, msg, total, avail);
 		if (type != 'S')
