@@ -263,7 +263,7 @@ static void show_pools(Runtime *rt, Buf *b)
 		int64_t maxwait = 0;
 		ListNode *w;
 		list_for_each(w, &p->waiting) {
-			Client *c = list_entry(w, Client, wait_node);
+			Client *c = list_entry(w, Client, wait.node);
 			if (now - c->wait_start_ms > maxwait)
 				maxwait = now - c->wait_start_ms;
 		}
@@ -995,10 +995,10 @@ static void pause_check(evutil_socket_t fd, short what, void *arg)
 	AdminState *a = rt->admin;
 	ListNode *n, *t;
 	list_for_each_safe(n, t, &a->pausing) {
-		Client *c = list_entry(n, Client, wait_node);
+		Client *c = list_entry(n, Client, wait.node);
 		if (!pools_quiet(rt, c->admin_pause_db[0] ? c->admin_pause_db : NULL))
 			continue;
-		list_remove(&a->pausing, &c->wait_node);
+		list_remove(&a->pausing, &c->wait.node);
 		Buf b;
 		buf_init(&b);
 		complete(&b, "PAUSE");
@@ -1017,8 +1017,8 @@ static void pause_check(evutil_socket_t fd, short what, void *arg)
 void admin_client_gone(Client *c)
 {
 	AdminState *a = c->rt->admin;
-	if (a && c->admin && list_node_linked(&c->wait_node))
-		list_remove(&a->pausing, &c->wait_node);
+	if (a && c->admin && list_node_linked(&c->wait.node))
+		list_remove(&a->pausing, &c->wait.node);
 }
 
 static void set_paused(Runtime *rt, const char *db, bool paused)
@@ -1162,7 +1162,7 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 		}
 		AdminState *a = state(rt);
 		snprintf(c->admin_pause_db, sizeof c->admin_pause_db, "%.63s", db ? db : "");
-		list_push_back(&a->pausing, &c->wait_node);
+		list_push_back(&a->pausing, &c->wait.node);
 		if (!a->ev_pause)
 			a->ev_pause = evtimer_new(rt->base, pause_check, rt);
 		struct timeval tv = {0, 20000};
@@ -1274,7 +1274,7 @@ RelayAction admin_client_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 				 size_t avail)
 {
 	(void)rc;
-	if (list_node_linked(&c->wait_node))
+	if (list_node_linked(&c->wait.node))
 		return RELAY_STOP; /* a PAUSE is being completed */
 	Buf b;
 	buf_init(&b);

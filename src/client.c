@@ -49,6 +49,7 @@ static const ConnHandlers client_handlers = {
 };
 
 static void client_on_timer(evutil_socket_t fd, short what, void *arg);
+static const PoolWaiterOps client_pool_waiter_ops;
 
 static void client_set_timer(Client *c, int64_t ms)
 {
@@ -80,7 +81,9 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 		  &client_handlers, c);
 	evtimer_assign(&c->ev_timer, rt->base, client_on_timer, c);
 	list_push_back(&rt->clients, &c->node);
-	list_node_init(&c->wait_node);
+	list_node_init(&c->wait.node);
+	c->wait.ops = &client_pool_waiter_ops;
+	c->wait.name = c->name;
 	list_node_init(&c->cache_wait_node);
 	txtrack_init(&c->tx);
 	buf_init(&c->cache_fill.reply);
@@ -123,8 +126,8 @@ void client_close(Client *c, const char *reason)
 		cancel_map_remove(&rt->cancel_map, c->cancel_pid, c);
 	if (c->admin)
 		admin_client_gone(c);
-	else if (list_node_linked(&c->wait_node) && c->pool)
-		pool_cancel_wait(c->pool, c);
+	else
+		pool_cancel_wait(&c->wait);
 	if (rt->cache) {
 		cache_wait_cancel(rt->cache, c);
 		cache_fill_abort(rt->cache, c);
@@ -687,7 +690,7 @@ static void client_auth_ok(Client *c)
 	} else {
 		c->state = CL_WAIT_LOGIN;
 		conn_stop_reading(&c->conn);
-		pool_wait_login(c->pool, c);
+		pool_wait_login(c->pool, &c->wait);
 	}
 }
 
@@ -1047,6 +1050,33 @@ static const ServerEvents client_server_events = {
 
 /* ---- links with the pool ---- */
 
+static void client_on_granted(PoolWaiter *w, Server *s) { client_linked(list_entry(w, Client, wait), s); }
+
+static void client_on_queued(PoolWaiter *w, int64_t timeout_ms)
+{
+	Client *c = list_entry(w, Client, wait);
+	conn_stop_reading(&c->conn);
+	if (timeout_ms > 0)
+		client_set_timer(c, timeout_ms);
+}
+
+static void client_on_login_ready(PoolWaiter *w) { client_login_ready(list_entry(w, Client, wait)); }
+
+static void client_on_wait_failed(PoolWaiter *w, const char *sqlstate, const char *message)
+{
+	client_wait_failed(list_entry(w, Client, wait), sqlstate, message);
+}
+
+static void client_on_rerouted(PoolWaiter *w) { statement_reroute_waiter(list_entry(w, Client, wait)); }
+
+static const PoolWaiterOps client_pool_waiter_ops = {
+	.granted = client_on_granted,
+	.queued = client_on_queued,
+	.login_ready = client_on_login_ready,
+	.failed = client_on_wait_failed,
+	.rerouted = client_on_rerouted,
+};
+
 void client_linked(Client *c, Server *s)
 {
 	c->ever_linked = true;
@@ -1149,4 +1179,3 @@ static void client_on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-void client_start_wait_timer(Client *c, int64_t ms) { client_set_timer(c, ms); }

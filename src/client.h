@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "list.h"
 #include "params.h"
+#include "pool.h"
 #include "cache.h"
 #include "prepared.h"
 #include "runtime.h"
@@ -68,7 +69,7 @@ struct Client {
 	ClientStats stats;     /* request, transaction and wait timing (stats.h) */
 	struct event ev_timer; /* login timeout and query_wait_timeout */
 	ListNode node;         /* runtime->clients */
-	ListNode wait_node;    /* pool->waiting or pool->login_waiting */
+	PoolWaiter wait;       /* on pool->waiting or pool->login_waiting (admin: on the pausing list) */
 	ListNode dead_node;
 	bool close_at_idle;    /* shutting down: close at the next transaction boundary */
 	bool close_after_first_tx; /* shutting down while it logged in: close after its first transaction */
@@ -157,8 +158,6 @@ void client_resume(Client *c);
 /* SIGTERM: close now if idle, otherwise at the next transaction boundary. */
 void client_shutdown(Client *c);
 
-/* query_wait_timeout for a client queued in a pool. */
-void client_start_wait_timer(Client *c, int64_t ms);
 /* Frees a closed client (the runtime's reaper calls it). */
 void client_free_memory(Client *c);
 

@@ -10,11 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
 #include "log.h"
 #include "proto.h"
 #include "server.h"
-#include "statement.h"
 #include "tls.h"
 #include "xalloc.h"
 
@@ -140,21 +138,34 @@ static void pool_launch_if_needed(Pool *p)
 		server_launch(p);
 }
 
-void pool_request_server(Pool *p, Client *c)
+static void waiter_push(List *l, PoolWaiter *w)
+{
+	list_push_back(l, &w->node);
+	w->list = l;
+}
+
+/* The first waiter of l, taken off it; NULL when none. */
+static PoolWaiter *waiter_pop(List *l)
+{
+	ListNode *n = list_pop_front(l);
+	if (!n)
+		return NULL;
+	PoolWaiter *w = list_entry(n, PoolWaiter, node);
+	w->list = NULL;
+	return w;
+}
+
+void pool_request_server(Pool *p, PoolWaiter *w)
 {
 	ListNode *n = p->paused ? NULL : list_first(&p->idle);
 	if (n) {
-		Server *s = list_entry(n, Server, pool_node);
-		client_linked(c, s);
+		w->ops->granted(w, list_entry(n, Server, pool_node));
 		return;
 	}
-	list_push_back(&p->waiting, &c->wait_node);
-	conn_stop_reading(&c->conn);
-	int64_t timeout = p->service->pool.query_wait_timeout_ms;
-	if (timeout > 0)
-		client_start_wait_timer(c, timeout);
+	waiter_push(&p->waiting, w);
+	w->ops->queued(w, p->service->pool.query_wait_timeout_ms);
 	if (pool_server_count(p) >= p->service->pool.max)
-		log_debug(c->name, "waiting for a server of pool %s (all %d in use)", p->name, p->service->pool.max);
+		log_debug(w->name, "waiting for a server of pool %s (all %d in use)", p->name, p->service->pool.max);
 	pool_launch_if_needed(p);
 }
 
@@ -163,25 +174,23 @@ void pool_resume(Pool *p)
 	p->paused = false;
 	ListNode *n;
 	while (p->waiting.count && (n = list_first(&p->idle)) != NULL) {
-		Client *c = list_entry(list_pop_front(&p->waiting), Client, wait_node);
-		client_linked(c, list_entry(n, Server, pool_node));
+		PoolWaiter *w = waiter_pop(&p->waiting);
+		w->ops->granted(w, list_entry(n, Server, pool_node));
 	}
 	pool_launch_if_needed(p);
 }
 
-void pool_cancel_wait(Pool *p, Client *c)
+void pool_cancel_wait(PoolWaiter *w)
 {
-	if (!list_node_linked(&c->wait_node))
+	if (!w->list)
 		return;
-	if (c->state == CL_WAIT_LOGIN)
-		list_remove(&p->login_waiting, &c->wait_node);
-	else
-		list_remove(&p->waiting, &c->wait_node);
+	list_remove(w->list, &w->node);
+	w->list = NULL;
 }
 
-void pool_wait_login(Pool *p, Client *c)
+void pool_wait_login(Pool *p, PoolWaiter *w)
 {
-	list_push_back(&p->login_waiting, &c->wait_node);
+	waiter_push(&p->login_waiting, w);
 	ListNode *n = list_first(&p->idle);
 	if (n) {
 		/* An idle server exists but its parameters were not kept (cannot happen today). */
@@ -221,16 +230,13 @@ void pool_server_available(Pool *p, Server *s)
 	if (!p->have_params) {
 		params_copy(&p->server_params, &s->params);
 		p->have_params = true;
-		ListNode *n;
-		while ((n = list_pop_front(&p->login_waiting)) != NULL) {
-			Client *c = list_entry(n, Client, wait_node);
-			client_login_ready(c);
-		}
+		PoolWaiter *w;
+		while ((w = waiter_pop(&p->login_waiting)) != NULL)
+			w->ops->login_ready(w);
 	}
-	ListNode *n = p->paused ? NULL : list_pop_front(&p->waiting);
-	if (n) {
-		Client *c = list_entry(n, Client, wait_node);
-		client_linked(c, s);
+	PoolWaiter *w = p->paused ? NULL : waiter_pop(&p->waiting);
+	if (w) {
+		w->ops->granted(w, s);
 		return;
 	}
 	s->state = SV_IDLE;
@@ -245,9 +251,9 @@ void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *er
 	snprintf(p->last_error, sizeof(p->last_error), "%s", error);
 	if (p->replica >= 0) {
 		/* Reads waiting for this replica choose again (another replica, or the primary). */
-		ListNode *n;
-		while ((n = list_pop_front(&p->waiting)) != NULL)
-			statement_reroute_waiter(list_entry(n, Client, wait_node));
+		PoolWaiter *w;
+		while ((w = waiter_pop(&p->waiting)) != NULL)
+			w->ops->rerouted(w);
 		return;
 	}
 	/* Other connections may still serve the waiters; with none left, fail them now. */
@@ -256,11 +262,11 @@ void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *er
 	char msg[400];
 	snprintf(msg, sizeof(msg), "pgrelay could not connect to service \"%s\"%s: %s", p->service->name,
 		 p->replica < 0 ? "" : " (replica)", error);
-	ListNode *n;
-	while ((n = list_pop_front(&p->login_waiting)) != NULL)
-		client_wait_failed(list_entry(n, Client, wait_node), sqlstate, msg);
-	while ((n = list_pop_front(&p->waiting)) != NULL)
-		client_wait_failed(list_entry(n, Client, wait_node), sqlstate, msg);
+	PoolWaiter *w;
+	while ((w = waiter_pop(&p->login_waiting)) != NULL)
+		w->ops->failed(w, sqlstate, msg);
+	while ((w = waiter_pop(&p->waiting)) != NULL)
+		w->ops->failed(w, sqlstate, msg);
 }
 
 void pool_server_removed(Pool *p, Server *s)

@@ -35,8 +35,8 @@ struct Pool {
 	SSL_CTX *tls_ctx;             /* towards the servers; NULL: tls disabled */
 
 	List idle, active, opening, resetting; /* servers by state */
-	List waiting;                 /* clients waiting for a server, FIFO */
-	List login_waiting;           /* clients waiting for server parameters */
+	List waiting;                 /* PoolWaiters waiting for a server, FIFO */
+	List login_waiting;           /* PoolWaiters waiting for server parameters */
 
 	ParamList server_params;      /* ParameterStatus set of a logged-in server */
 	bool have_params;
@@ -51,18 +51,43 @@ struct Pool {
 };
 
 /*
+ * One who waits for a server of a pool (a client session embeds it). The pool never looks inside
+ * the session: it says what happened through ops.
+ */
+typedef struct PoolWaiter PoolWaiter;
+typedef struct PoolWaiterOps {
+	/* s is the waiter's now (idle, logged in, parameters applied by the waiter's attach) */
+	void (*granted)(PoolWaiter *w, Server *s);
+	/* no server is free: it waits (timeout_ms: the service's query_wait_timeout, 0 for none) */
+	void (*queued)(PoolWaiter *w, int64_t timeout_ms);
+	/* the pool's server parameters are known (pool_wait_login) */
+	void (*login_ready)(PoolWaiter *w);
+	/* the pool cannot serve it (the service is unreachable) */
+	void (*failed)(PoolWaiter *w, const char *sqlstate, const char *message);
+	/* a replica's pool could not connect: it chooses a server again */
+	void (*rerouted)(PoolWaiter *w);
+} PoolWaiterOps;
+
+struct PoolWaiter {
+	ListNode node;            /* on list (or, outside pools, on its owner's own list) */
+	List *list;               /* the pool list it waits on, or NULL */
+	const PoolWaiterOps *ops;
+	const char *name;         /* for logs */
+};
+
+/*
  * Finds or creates the pool of a service's primary (replica -1) or replica for user; NULL if the
  * service has no credentials usable for user.
  */
 Pool *pool_get(Runtime *rt, const ConfigService *svc, int replica, const char *user, const char *user_password);
 int pool_server_count(const Pool *p);
 
-/* The client needs a server: linked at once when one is idle, otherwise queued FIFO. */
-void pool_request_server(Pool *p, Client *c);
-/* The client stops waiting (it left). */
-void pool_cancel_wait(Pool *p, Client *c);
-/* The client needs the pool's server parameters to finish its login. */
-void pool_wait_login(Pool *p, Client *c);
+/* w needs a server: granted at once when one is idle, otherwise queued FIFO. */
+void pool_request_server(Pool *p, PoolWaiter *w);
+/* w stops waiting (it left); nothing if it was not waiting. */
+void pool_cancel_wait(PoolWaiter *w);
+/* w needs the pool's server parameters (to finish a client's login). */
+void pool_wait_login(Pool *p, PoolWaiter *w);
 
 /* A server finished login, reset, or was released: give it to a waiter or make it idle. */
 void pool_server_available(Pool *p, Server *s);

@@ -1367,7 +1367,7 @@ static RelayAction route_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 		c->state = CL_WAITING;
 		c->wait_start_ms = runtime_now_ms();
 		stats_wait_begin(c, type, msg, total, avail);
-		pool_request_server(c->pool, c);
+		pool_request_server(c->pool, &c->wait);
 		result = c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
 		goto done;
 	}
@@ -1537,7 +1537,7 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 		c->state = CL_WAITING;
 		c->wait_start_ms = runtime_now_ms();
 		stats_wait_begin(c, type, msg, total, avail);
-		pool_request_server(c->pool, c);
+		pool_request_server(c->pool, &c->wait);
 		return c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
 	}
 	Server *s = c->server;
