@@ -21,7 +21,7 @@
 #include "proto.h"
 #include "redis.h"
 #include "runtime.h"
-#include "statement.h"
+#include "statement_cache.h"
 #include "wal.h"
 #include "xalloc.h"
 

@@ -25,6 +25,8 @@
 #include "admin.h"
 #include "cancel.h"
 #include "statement.h"
+#include "statement_cache.h"
+#include "statement_tx.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
@@ -135,7 +137,7 @@ void client_close(Client *c, const char *reason)
 	}
 	stats_client_closed(c);
 	client_release_server(c);
-	statement_client_gone(c);
+	statement_tx_client_gone(c);
 	c->state = CL_CLOSED;
 	event_del(&c->ev_timer);
 	conn_close(&c->conn);
@@ -903,7 +905,7 @@ void client_resume(Client *c)
 
 static void client_on_reply(void *session, Server *s, uint8_t type, const uint8_t *body, size_t len)
 {
-	statement_server_reply(session, s, type, body, len);
+	statement_tx_reply(session, s, type, body, len);
 }
 
 /* Redis has the commit's invalidation: the ReadyForQuery held back may go to the client. */
@@ -918,7 +920,7 @@ static void client_cache_bump_done(void *owner)
 static bool client_on_ready_hold(void *session, Server *s, char tx_status)
 {
 	Client *c = session;
-	c->cache_bump = statement_ready(c, s, tx_status, client_cache_bump_done, c);
+	c->cache_bump = statement_tx_ready(c, s, tx_status, client_cache_bump_done, c);
 	return c->cache_bump != NULL;
 }
 
