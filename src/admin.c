@@ -1291,10 +1291,6 @@ RelayAction admin_client_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 			proto_build_ready_for_query(&b, 'I');
 		break;
 	}
-	case 'X':
-		buf_free(&b);
-		client_close(c, "client sent Terminate");
-		return RELAY_CLOSED;
 	case 'S':
 		proto_build_ready_for_query(&b, 'I');
 		break;

@@ -781,9 +781,29 @@ static RelayAction client_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		c->out_full = true;
 		return RELAY_STOP;
 	}
+	switch (type) {
+	case 'Q': case 'P': case 'B': case 'D': case 'E': case 'C': case 'H': case 'S': case 'F':
+	case 'd': case 'c': case 'f':
+		break;
+	case 'X':
+		client_close(c, "client sent Terminate");
+		return RELAY_CLOSED;
+	default:
+		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid frontend message type %d", type);
+		return RELAY_CLOSED;
+	}
 	if (c->admin)
 		return admin_client_message(c, rc, type, msg, total, avail);
-	return statement_client_message(owner, rc, type, msg, total, avail);
+	RelayAction a = statement_client_message(owner, rc, type, msg, total, avail);
+	if (c->end_message) {
+		/* the statement layer found that the session cannot go on */
+		char *m = c->end_message;
+		c->end_message = NULL;
+		client_fatal(c, c->end_sqlstate, "%s", m);
+		free(m);
+		return RELAY_CLOSED;
+	}
+	return a;
 }
 
 static const RelayOps client_relay_ops = {.message = client_relay_msg};
@@ -1002,7 +1022,8 @@ static void client_on_lost(void *session, Server *s, bool may_retry, bool fatal)
 {
 	Client *c = session;
 	if (may_retry && c->state == CL_ACTIVE) {
-		statement_retry(c, s);
+		if (!statement_retry(c, s))
+			client_server_lost(c, "server connection lost");
 		return;
 	}
 	c->server = NULL;

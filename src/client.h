@@ -69,6 +69,9 @@ struct Client {
 	ClientStats stats;     /* request, transaction and wait timing (stats.h) */
 	struct event ev_timer; /* login timeout and query_wait_timeout */
 	ListNode node;         /* runtime->clients */
+	/* Set by the statement layer when the session cannot go on: the client gets this FATAL. */
+	const char *end_sqlstate;
+	char *end_message;
 	PoolWaiter wait;       /* on pool->waiting or pool->login_waiting (admin: on the pausing list) */
 	ListNode dead_node;
 	bool close_at_idle;    /* shutting down: close at the next transaction boundary */

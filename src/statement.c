@@ -208,15 +208,13 @@ static bool target_is(const Target *t, const Server *s)
 	       (t->replica < 0 ? true : s->pool->replica >= 0);
 }
 
-void statement_retry(Client *c, Server *s)
+bool statement_retry(Client *c, Server *s)
 {
 	const ConfigService *svc = s->pool->service;
 	balance_avoid(c->rt, svc, s->pool->replica, STATEMENT_AVOID_MS);
 	const Buf *retry = server_retry_request(s);
-	if (!conn_unread(&c->conn, buf_head(retry), buf_used(retry))) {
-		client_server_lost(c, "server connection lost");
-		return;
-	}
+	if (!conn_unread(&c->conn, buf_head(retry), buf_used(retry)))
+		return false;
 	log_info(c->name, "replica of service %s failed before answering: sending the read elsewhere", svc->name);
 	txtrack_forget_requests(&c->tx); /* they are sent again */
 	if (c->rt->cache)
@@ -227,6 +225,7 @@ void statement_retry(Client *c, Server *s)
 	c->state = CL_IDLE;
 	conn_start_reading(&c->conn);
 	conn_kick(&c->conn);
+	return true;
 }
 
 void statement_reroute_waiter(Client *c)
@@ -384,17 +383,6 @@ done:
 RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
 				     size_t avail)
 {
-	switch (type) {
-	case 'Q': case 'P': case 'B': case 'D': case 'E': case 'C': case 'H': case 'S': case 'F':
-	case 'd': case 'c': case 'f':
-		break;
-	case 'X':
-		client_close(c, "client sent Terminate");
-		return RELAY_CLOSED;
-	default:
-		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid frontend message type %d", type);
-		return RELAY_CLOSED;
-	}
 	if (c->pool_mode == CONFIG_POOL_TRANSACTION && avail < total) {
 		/* Statements are looked at whole (one pass each), unless larger than the read buffer:
 		 * those stream to the server unread. A Bind's names at least. */
@@ -443,8 +431,11 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 		const ConfigDatabase *db = config_find_database(c->rt->config, c->database);
 		c->pool = db ? pool_get(c->rt, db->service, -1, c->user, c->auth_secret) : NULL;
 		if (!c->pool) {
-			client_fatal(c, SQLSTATE_INVALID_CATALOG_NAME, "database \"%s\" is no longer served by pgrelay", c->database);
-			return RELAY_CLOSED;
+			char m[300];
+			snprintf(m, sizeof m, "database \"%s\" is no longer served by pgrelay", c->database);
+			c->end_sqlstate = SQLSTATE_INVALID_CATALOG_NAME;
+			c->end_message = xstrdup(m);
+			return RELAY_STOP;
 		}
 		c->state = CL_WAITING;
 		c->wait_start_ms = runtime_now_ms();

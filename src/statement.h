@@ -14,8 +14,9 @@
 RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
 				     size_t avail);
 
-/* The replica serving a read died before answering: send the read (s->retry) elsewhere. */
-void statement_retry(Client *c, Server *s);
+/* The replica serving a read died before answering: send the read (server_retry_request) elsewhere.
+ * False when it cannot be sent again (the client's read buffer has no room for it). */
+bool statement_retry(Client *c, Server *s);
 /* The replica a client waits for refused connections: choose again. */
 void statement_reroute_waiter(Client *c);
 /* Lets go of the client's server between transactions (it goes back to its pool). */
