@@ -209,7 +209,7 @@ static void wall_time(char *buf, size_t len, int64_t mono_ms)
 		snprintf(buf, len, "%s", "");
 		return;
 	}
-	time_t t = time(NULL) - (time_t)((runtime_now_ms() - mono_ms) / 1000);
+	time_t t = time(NULL) - (time_t)((loop_now_ms() - mono_ms) / 1000);
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
@@ -257,7 +257,7 @@ static void show_pools(Runtime *rt, Buf *b)
 	};
 	row_description(b, cols, sizeof cols / sizeof cols[0]);
 	ListNode *n;
-	int64_t now = runtime_now_ms();
+	int64_t now = loop_now_ms();
 	list_for_each(n, &rt->pools) {
 		Pool *p = list_entry(n, Pool, node);
 		int64_t maxwait = 0;
@@ -312,7 +312,7 @@ static void show_clients(Runtime *rt, Buf *b)
 {
 	row_description(b, conn_cols, sizeof conn_cols / sizeof conn_cols[0]);
 	ListNode *n;
-	int64_t now = runtime_now_ms();
+	int64_t now = loop_now_ms();
 	list_for_each(n, &rt->clients) {
 		Client *c = list_entry(n, Client, node);
 		char addr[64], laddr[64], ct[40], ptr[24], link[24];
@@ -799,7 +799,7 @@ static void backend_row(Runtime *rt, Buf *b, const ConfigService *svc, int repli
 	row_u64(&r, h->lag_bytes);
 	row_fmt(&r, "%.3f", h->lag_seconds);
 	if (h->last_check_ms)
-		row_fmt(&r, "%.3f", (double)(runtime_now_ms() - h->last_check_ms) / 1000.0);
+		row_fmt(&r, "%.3f", (double)(loop_now_ms() - h->last_check_ms) / 1000.0);
 	else
 		row_text(&r, NULL);
 	row_u64(&r, h->checks);
@@ -917,7 +917,7 @@ static void show_catalog(Runtime *rt, Buf *b)
 		row_u64(&r, st.unchanged);
 		row_u64(&r, st.failures);
 		if (st.last_load_ms) {
-			int64_t ago = runtime_now_ms() - st.last_load_ms;
+			int64_t ago = loop_now_ms() - st.last_load_ms;
 			row_fmt(&r, "%lld.%03lld", (long long)(ago / 1000), (long long)(ago % 1000));
 		} else {
 			row_text(&r, NULL);
@@ -1179,7 +1179,7 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 		return true;
 	}
 	if (strcmp(w[0], "reload") == 0) {
-		runtime_reload(rt);
+		rt->reload(rt);
 		complete(b, "RELOAD");
 		return true;
 	}
@@ -1213,7 +1213,7 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 	}
 	if (strcmp(w[0], "shutdown") == 0) {
 		log_info(c->name, "SHUTDOWN from the admin console");
-		runtime_begin_shutdown(rt);
+		rt->begin_shutdown(rt);
 		complete(b, "SHUTDOWN");
 		return true;
 	}

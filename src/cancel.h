@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "runtime.h"
+#include "types.h"
 
 /* Gives c a fresh random (pid, key) and registers it. */
 void cancel_map_add(CancelMap *m, Client *c, uint32_t *pid, uint32_t *key);

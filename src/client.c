@@ -72,7 +72,7 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 	snprintf(c->name, sizeof(c->name), "C-%llu", (unsigned long long)c->id);
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	c->state = CL_STARTUP;
-	c->connect_ms = runtime_now_ms();
+	c->connect_ms = loop_now_ms();
 	params_init(&c->params);
 	params_init(&c->startup_params);
 	params_init(&c->undo_params);
@@ -114,6 +114,8 @@ static void client_release_server(Client *c)
 		server_close(s, true, "client left in the middle of a request or transaction");
 }
 
+static void client_free_deferred(LoopDeferred *d);
+
 void client_close(Client *c, const char *reason)
 {
 	if (c->state == CL_CLOSED)
@@ -147,9 +149,8 @@ void client_close(Client *c, const char *reason)
 	}
 	list_remove(&rt->clients, &c->node);
 	rt->n_clients--;
-	list_push_back(&rt->dead_clients, &c->dead_node);
-	runtime_schedule_reap(rt);
-	runtime_client_gone(rt);
+	loop_defer_free(&rt->reaper, &c->dead, client_free_deferred);
+	rt->client_gone(rt);
 }
 
 static void client_send_error(Client *c, const char *severity, const char *sqlstate, const char *message,
@@ -175,7 +176,7 @@ void client_fatal(Client *c, const char *sqlstate, const char *fmt, ...)
 	client_close(c, msg);
 }
 
-void client_free_memory(Client *c)
+static void client_free_memory(Client *c)
 {
 	params_free(&c->params);
 	params_free(&c->startup_params);
@@ -201,6 +202,8 @@ void client_free_memory(Client *c)
 	}
 	free(c);
 }
+
+static void client_free_deferred(LoopDeferred *d) { client_free_memory(list_entry(d, Client, dead)); }
 
 /* ---- startup ---- */
 
@@ -349,7 +352,7 @@ static const ScramVerifier *client_scram_verifier(Client *c, ScramVerifier *tmp)
 {
 	if (scram_is_verifier(c->auth_secret))
 		return scram_parse_verifier(c->auth_secret, tmp) ? tmp : NULL;
-	return runtime_scram_verifier_for(c->rt, c->user, c->auth_secret);
+	return scram_cache_verifier_for(&c->rt->scram, c->user, c->auth_secret);
 }
 
 /* An unknown user, or a known one whose secret is unusable: the same SCRAM exchange as a real
@@ -361,7 +364,7 @@ static void client_begin_mock_auth(Client *c, const char *why)
 	c->auth_method = CONFIG_AUTH_SCRAM_SHA_256;
 	c->auth_mock_why = why;
 	c->state = CL_AUTH;
-	if (!runtime_scram_mock_verifier(c->rt, c->user, &v))
+	if (!scram_mock_verifier(c->rt->scram.secret, c->user, &v))
 		scram_server_init(&c->scram, NULL); /* random salt: still a mock exchange */
 	else
 		scram_server_init_mock(&c->scram, &v);

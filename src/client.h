@@ -20,7 +20,7 @@
 #include "pool.h"
 #include "cache.h"
 #include "prepared.h"
-#include "runtime.h"
+#include "types.h"
 #include "scram.h"
 #include "stats.h"
 #include "txtrack.h"
@@ -73,7 +73,7 @@ struct Client {
 	const char *end_sqlstate;
 	char *end_message;
 	PoolWaiter wait;       /* on pool->waiting or pool->login_waiting (admin: on the pausing list) */
-	ListNode dead_node;
+	LoopDeferred dead; /* freed by the reaper once closed */
 	bool close_at_idle;    /* shutting down: close at the next transaction boundary */
 	bool close_after_first_tx; /* shutting down while it logged in: close after its first transaction */
 	bool ever_linked;      /* has had a server (a transaction) at least once */
@@ -161,7 +161,5 @@ void client_resume(Client *c);
 /* SIGTERM: close now if idle, otherwise at the next transaction boundary. */
 void client_shutdown(Client *c);
 
-/* Frees a closed client (the runtime's reaper calls it). */
-void client_free_memory(Client *c);
 
 #endif

@@ -207,7 +207,7 @@ static bool pool_should_retire(Pool *p, Server *s, const char **why)
 		*why = "marked for closing (error, FATAL or configuration change)";
 	else if (s->tx_status != 'I')
 		*why = "not idle after release";
-	else if (lifetime > 0 && runtime_now_ms() - s->created_ms >= lifetime)
+	else if (lifetime > 0 && loop_now_ms() - s->created_ms >= lifetime)
 		*why = "server_lifetime reached";
 	else if (pool_server_count(p) > p->service->pool.max)
 		*why = "pool is above its max size";
@@ -240,14 +240,14 @@ void pool_server_available(Pool *p, Server *s)
 		return;
 	}
 	s->state = SV_IDLE;
-	s->last_used_ms = runtime_now_ms();
+	s->last_used_ms = loop_now_ms();
 	pool_server_moved(p, s);
 }
 
 void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *error)
 {
 	(void)s;
-	p->last_connect_error_ms = runtime_now_ms();
+	p->last_connect_error_ms = loop_now_ms();
 	snprintf(p->last_error, sizeof(p->last_error), "%s", error);
 	if (p->replica >= 0) {
 		/* Reads waiting for this replica choose again (another replica, or the primary). */
@@ -325,7 +325,7 @@ static void pool_maintain(Pool *p, int64_t now)
 
 void pool_janitor(Runtime *rt)
 {
-	int64_t now = runtime_now_ms();
+	int64_t now = loop_now_ms();
 	ListNode *n, *t;
 	list_for_each_safe(n, t, &rt->pools) {
 		Pool *p = list_entry(n, Pool, node);

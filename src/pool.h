@@ -18,7 +18,7 @@
 #include "config.h"
 #include "list.h"
 #include "params.h"
-#include "runtime.h"
+#include "types.h"
 #include "stats.h"
 
 struct Pool {

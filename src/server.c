@@ -295,7 +295,7 @@ Server *server_launch(Pool *pool)
 	s->state = SV_CONNECTING;
 	s->tx_status = 'I';
 	s->conn.fd = -1;
-	s->created_ms = s->last_used_ms = runtime_now_ms();
+	s->created_ms = s->last_used_ms = loop_now_ms();
 	params_init(&s->params);
 	params_init(&s->login_params);
 	pipeline_init(&s->pipe);
@@ -492,6 +492,8 @@ static void server_on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static void server_free_deferred(LoopDeferred *d);
+
 void server_close(Server *s, bool cancel, const char *reason)
 {
 	if (s->state == SV_CLOSED)
@@ -523,8 +525,7 @@ void server_close(Server *s, bool cancel, const char *reason)
 		scram_client_free(&s->scram);
 		s->scram_active = false;
 	}
-	list_push_back(&rt->dead_servers, &s->dead_node);
-	runtime_schedule_reap(rt);
+	loop_defer_free(&rt->reaper, &s->dead, server_free_deferred);
 	if (session) {
 		/* A read (if it was sent at all: it may still wait in the client's buffer) may go
 		 * elsewhere; the replies held back never reach the client. */
@@ -536,7 +537,7 @@ void server_close(Server *s, bool cancel, const char *reason)
 	}
 }
 
-void server_free_memory(Server *s)
+static void server_free_memory(Server *s)
 {
 	params_free(&s->params);
 	params_free(&s->login_params);
@@ -547,6 +548,8 @@ void server_free_memory(Server *s)
 	buf_free(&s->fail_errors);
 	free(s);
 }
+
+static void server_free_deferred(LoopDeferred *d) { server_free_memory(list_entry(d, Server, dead)); }
 
 /* ---- linking ---- */
 
@@ -619,7 +622,7 @@ void server_attach(Server *s, void *session, const ServerEvents *ev, Conn *peer,
 		buf_reset(&s->retry);
 		buf_reset(&s->held);
 	}
-	s->last_used_ms = runtime_now_ms();
+	s->last_used_ms = loop_now_ms();
 	pool_server_moved(s->pool, s);
 	server_sync_params(s, params, NULL);
 	/* Replies may already be buffered (they were paused while unlinked). */
@@ -642,7 +645,7 @@ void server_detach(Server *s)
 
 void server_release(Server *s, bool reset)
 {
-	s->last_used_ms = runtime_now_ms();
+	s->last_used_ms = loop_now_ms();
 	const char *q = s->pool->config->server_reset_query;
 	if (s->settings_opaque) {
 		/* its session may hold what a client set where pgrelay could not read it */

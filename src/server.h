@@ -21,7 +21,7 @@
 #include "pipeline.h"
 #include "prepared.h"
 #include "relay.h"
-#include "runtime.h"
+#include "types.h"
 #include "scram.h"
 
 /* What a server does after the session's ReadyForQuery (ServerEvents.ready). */
@@ -146,7 +146,7 @@ struct Server {
 	int connect_errno;     /* an immediate connect failure, reported from the timer */
 	List *pool_list;       /* the pool list pool_node is on */
 	ListNode pool_node;    /* on one of the pool's state lists */
-	ListNode dead_node;
+	LoopDeferred dead; /* freed by the reaper once closed */
 };
 
 /* Opens a new connection for pool; it reports to the pool when logged in or failed. */
@@ -232,7 +232,5 @@ void server_client_flushed(Server *s);
 void server_kick(Server *s);
 
 const char *server_state_name(ServerState st);
-/* Frees a closed server (the runtime's reaper calls it). */
-void server_free_memory(Server *s);
 
 #endif

@@ -302,7 +302,7 @@ static RelayAction route_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 			goto done;
 		}
 		c->state = CL_WAITING;
-		c->wait_start_ms = runtime_now_ms();
+		c->wait_start_ms = loop_now_ms();
 		stats_wait_begin(c, type, msg, total, avail);
 		pool_request_server(c->pool, &c->wait);
 		result = c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
@@ -438,7 +438,7 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 			return RELAY_STOP;
 		}
 		c->state = CL_WAITING;
-		c->wait_start_ms = runtime_now_ms();
+		c->wait_start_ms = loop_now_ms();
 		stats_wait_begin(c, type, msg, total, avail);
 		pool_request_server(c->pool, &c->wait);
 		return c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;

@@ -15,7 +15,7 @@
  *     server assignment per link.
  *   - bytes: received from / sent to clients (the client socket's counters), charged to the pool
  *     that served the request at its ReadyForQuery.
- * Times are microseconds on CLOCK_MONOTONIC (runtime_now_us). Counters live in the Pool
+ * Times are microseconds on CLOCK_MONOTONIC (loop_now_us). Counters live in the Pool
  * (PoolStats, freed with it); histograms live in the runtime (Metrics) by (service, role) and
  * last for the process. admin.histograms: false skips the histograms only.
  *
