@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "catalog_loader.h"
-#include "client.h"
+#include "session.h"
 #include "health.h"
 #include "log.h"
 #include "proto.h"

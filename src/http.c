@@ -12,7 +12,7 @@
 
 #include "cache.h"
 #include "catalog_loader.h"
-#include "client.h"
+#include "session.h"
 #include "health.h"
 #include "log.h"
 #include "pool.h"

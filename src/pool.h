@@ -19,7 +19,7 @@
 #include "list.h"
 #include "params.h"
 #include "types.h"
-#include "stats.h"
+#include "stats_types.h"
 
 struct Pool {
 	Runtime *rt;

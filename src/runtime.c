@@ -18,6 +18,7 @@
 #include "balance.h"
 #include "cache.h"
 #include "cancel.h"
+#include "cancel_conn.h"
 #include "client.h"
 #include "http.h"
 #include "listener.h"
@@ -242,7 +243,7 @@ void runtime_free(Runtime *rt)
 		client_close(list_entry(n, Client, node), "pgrelay exiting");
 	list_for_each_safe(n, t, &rt->pools)
 		pool_free(list_entry(n, Pool, node));
-	cancel_free_all(rt);
+	cancel_conn_free_all(rt);
 	health_stop(rt->health);
 	rt->health = NULL;
 	balance_free(rt);

@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "balance.h"
-#include "cancel.h"
+#include "cancel_conn.h"
 #include "health.h"
 #include "log.h"
 #include "pool.h"
@@ -502,7 +502,7 @@ void server_close(Server *s, bool cancel, const char *reason)
 	bool quiet = server_is_quiet(s);
 	log_info(s->name, "closing server connection (%s, %s): %s", s->pool->name, server_state_name(s->state), reason);
 	if (cancel && !quiet && s->be_pid && (s->state == SV_ACTIVE || s->state == SV_RESETTING))
-		cancel_send_to_server(rt, (struct sockaddr *)&s->addr, s->addr_len, s->be_pid, s->be_key, s->name);
+		cancel_conn_send(rt, (struct sockaddr *)&s->addr, s->addr_len, s->be_pid, s->be_key, s->name);
 	if ((s->state == SV_IDLE || s->state == SV_ACTIVE) && quiet && conn_queued(&s->conn) == 0) {
 		Buf b;
 		buf_init(&b);

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "client.h"
+#include "session.h"
 #include "config.h"
 #include "log.h"
 #include "params.h"

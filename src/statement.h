@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "client.h"
+#include "session.h"
 #include "relay.h"
 
 /* The relay callback for a logged-in client (state IDLE or ACTIVE). */

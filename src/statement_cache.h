@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "client.h"
+#include "session.h"
 #include "relay.h"
 
 /*

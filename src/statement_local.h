@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "client.h"
+#include "session.h"
 #include "relay.h"
 #include "sqlclass.h"
 

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "client.h"
+#include "session.h"
 #include "relay.h"
 
 /* Whether the client's named statements are renamed (transaction pooling with

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "client.h"
+#include "session.h"
 
 /* A request the client sends to s (in order): what it writes and does to the transaction.
  * forwarded_sync: a Sync that reaches the server (ends an extended-protocol batch). */

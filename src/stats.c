@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
+#include "session.h"
 #include "log.h"
 #include "pool.h"
 #include "prepared.h"
