@@ -18,6 +18,19 @@
 
 #define POOL_RETRY_AFTER_FAILURE_MS 5000
 
+static void pool_server_available(Pool *p, Server *s);
+static void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *error);
+static void pool_server_moved(Pool *p, Server *s);
+static void pool_server_removed(Pool *p, Server *s);
+
+/* What a server of this pool reports (server.h). */
+static const ServerOwnerOps pool_server_ops = {
+	.available = pool_server_available,
+	.failed = pool_server_failed,
+	.moved = pool_server_moved,
+	.removed = pool_server_removed,
+};
+
 int pool_server_count(const Pool *p)
 {
 	return (int)(p->idle.count + p->active.count + p->opening.count + p->resetting.count);
@@ -104,7 +117,7 @@ Pool *pool_get(Runtime *rt, const ConfigService *svc, int replica, const char *u
 	return p;
 }
 
-void pool_server_moved(Pool *p, Server *s)
+static void pool_server_moved(Pool *p, Server *s)
 {
 	List *target;
 	switch (s->state) {
@@ -135,7 +148,7 @@ static void pool_launch_if_needed(Pool *p)
 	if (!p->have_params && p->login_waiting.count && want == 0)
 		want = 1;
 	while (p->opening.count < want && pool_server_count(p) < p->service->pool.max)
-		server_launch(p);
+		server_launch(p, &pool_server_ops);
 }
 
 static void waiter_push(List *l, PoolWaiter *w)
@@ -220,7 +233,7 @@ static bool pool_should_retire(Pool *p, Server *s, const char **why)
 	return true;
 }
 
-void pool_server_available(Pool *p, Server *s)
+static void pool_server_available(Pool *p, Server *s)
 {
 	const char *why;
 	if (pool_should_retire(p, s, &why)) {
@@ -244,7 +257,7 @@ void pool_server_available(Pool *p, Server *s)
 	pool_server_moved(p, s);
 }
 
-void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *error)
+static void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *error)
 {
 	(void)s;
 	p->last_connect_error_ms = loop_now_ms();
@@ -269,7 +282,7 @@ void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *er
 		w->ops->failed(w, sqlstate, msg);
 }
 
-void pool_server_removed(Pool *p, Server *s)
+static void pool_server_removed(Pool *p, Server *s)
 {
 	if (s->pool_list) {
 		list_remove(s->pool_list, &s->pool_node);
@@ -319,7 +332,7 @@ static void pool_maintain(Pool *p, int64_t now)
 	    (p->last_connect_error_ms == 0 || now - p->last_connect_error_ms >= POOL_RETRY_AFTER_FAILURE_MS)) {
 		int missing = cfg->min - pool_server_count(p);
 		for (int i = 0; i < missing; i++)
-			server_launch(p);
+			server_launch(p, &pool_server_ops);
 	}
 }
 

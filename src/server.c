@@ -32,7 +32,7 @@
 #include "cancel_conn.h"
 #include "health.h"
 #include "log.h"
-#include "pool.h"
+#include "pool_types.h"
 #include "proto.h"
 #include "relay.h"
 
@@ -254,7 +254,7 @@ static void server_login_failed(Server *s, const char *sqlstate, const char *mes
 {
 	s->rt->stats.servers_failed++;
 	log_warning(s->name, "login to %s:%d failed: %s", s->pool->backend->host, s->pool->backend->port, message);
-	pool_server_failed(s->pool, s, sqlstate, message);
+	s->owner->failed(s->pool, s, sqlstate, message);
 	server_close(s, false, "login failed");
 }
 
@@ -281,7 +281,7 @@ static void server_dns_done(int err, struct evutil_addrinfo *res, void *arg)
 	server_start_connect(s);
 }
 
-Server *server_launch(Pool *pool)
+Server *server_launch(Pool *pool, const ServerOwnerOps *owner)
 {
 	Runtime *rt = pool->rt;
 	Server *s = calloc(1, sizeof(*s));
@@ -292,6 +292,7 @@ Server *server_launch(Pool *pool)
 	s->id = ++rt->next_server_id;
 	snprintf(s->name, sizeof(s->name), "S-%llu", (unsigned long long)s->id);
 	s->pool = pool;
+	s->owner = owner;
 	s->state = SV_CONNECTING;
 	s->tx_status = 'I';
 	s->conn.fd = -1;
@@ -305,7 +306,7 @@ Server *server_launch(Pool *pool)
 	buf_init(&s->fail_errors);
 	evtimer_assign(&s->ev_timer, rt->base, server_on_timer, s);
 	list_node_init(&s->pool_node);
-	pool_server_moved(pool, s);
+	s->owner->moved(pool, s);
 	rt->stats.servers_opened++;
 	server_set_timer(s, pool->service->pool.connect_timeout_ms);
 
@@ -405,7 +406,7 @@ static void server_on_connected(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	s->state = SV_LOGIN;
-	pool_server_moved(s->pool, s);
+	s->owner->moved(s->pool, s);
 	conn_start_reading(&s->conn);
 	if (s->pool->tls_ctx && s->addr.ss_family != AF_UNIX) {
 		/* Ask for TLS first; the answer is one byte, 'S' or 'N'. */
@@ -520,7 +521,7 @@ void server_close(Server *s, bool cancel, const char *reason)
 		event_del(&s->ev_connect);
 	event_del(&s->ev_timer);
 	conn_close(&s->conn);
-	pool_server_removed(s->pool, s);
+	s->owner->removed(s->pool, s);
 	if (s->scram_active) {
 		scram_client_free(&s->scram);
 		s->scram_active = false;
@@ -623,7 +624,7 @@ void server_attach(Server *s, void *session, const ServerEvents *ev, Conn *peer,
 		buf_reset(&s->held);
 	}
 	s->last_used_ms = loop_now_ms();
-	pool_server_moved(s->pool, s);
+	s->owner->moved(s->pool, s);
 	server_sync_params(s, params, NULL);
 	/* Replies may already be buffered (they were paused while unlinked). */
 	server_kick(s);
@@ -655,12 +656,12 @@ void server_release(Server *s, bool reset)
 	}
 	if (reset && q && *q) {
 		s->state = SV_RESETTING;
-		pool_server_moved(s->pool, s);
+		s->owner->moved(s->pool, s);
 		server_send_internal_query(s, q);
 		return;
 	}
 	s->state = SV_IDLE;
-	pool_server_available(s->pool, s);
+	s->owner->available(s->pool, s);
 }
 
 void server_kick(Server *s)
@@ -1225,7 +1226,7 @@ static void server_on_readable(void *owner)
 			if (before == SV_RESETTING) /* the reset query put every setting back to its login value */
 				params_copy(&s->params, &s->login_params);
 			s->state = SV_IDLE;
-			pool_server_available(s->pool, s);
+			s->owner->available(s->pool, s);
 		} else if (s->release_pending) {
 			server_finish_release(s);
 		}

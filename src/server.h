@@ -33,6 +33,18 @@ typedef enum {
 
 typedef struct ServerEvents ServerEvents;
 
+/* What a server reports to the pool that owns it (given to server_launch). */
+typedef struct ServerOwnerOps {
+	/* logged in, reset, or released: give it to a waiter or make it idle */
+	void (*available)(Pool *p, Server *s);
+	/* the connection or login failed; error is for the pool's waiters */
+	void (*failed)(Pool *p, Server *s, const char *sqlstate, const char *error);
+	/* its state changed: move it to the pool's list for that state */
+	void (*moved)(Pool *p, Server *s);
+	/* it is gone */
+	void (*removed)(Pool *p, Server *s);
+} ServerOwnerOps;
+
 typedef enum {
 	SV_CONNECTING, /* TCP connect in progress */
 	SV_LOGIN,      /* startup sent, authenticating */
@@ -94,6 +106,7 @@ struct Server {
 	ServerState state;
 	Conn conn;
 	Pool *pool;
+	const ServerOwnerOps *owner; /* ... and what it is told */
 	void *session;            /* the linked session (a client), or NULL */
 	const ServerEvents *ev;   /* ... and what it is told */
 	Conn *peer;               /* ... and where replies go */
@@ -149,8 +162,8 @@ struct Server {
 	LoopDeferred dead; /* freed by the reaper once closed */
 };
 
-/* Opens a new connection for pool; it reports to the pool when logged in or failed. */
-Server *server_launch(Pool *pool);
+/* Opens a new connection for pool; it reports to the pool through owner (logged in, failed, ...). */
+Server *server_launch(Pool *pool, const ServerOwnerOps *owner);
 /*
  * Closes the connection (never reused). If it is mid-request and cancel is set, a CancelRequest
  * is sent first so the query stops on the server too. reason is logged.

@@ -14,7 +14,7 @@
 #include "conn.h"
 #include "list.h"
 #include "params.h"
-#include "pool.h"
+#include "pool_types.h"
 #include "cache.h"
 #include "prepared.h"
 #include "types.h"
