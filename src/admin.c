@@ -210,7 +210,7 @@ static void wall_time(char *buf, size_t len, int64_t mono_ms)
 		snprintf(buf, len, "%s", "");
 		return;
 	}
-	time_t t = time(NULL) - (time_t)((runtime_now_ms() - mono_ms) / 1000);
+	time_t t = time(NULL) - (time_t)((loop_now_ms() - mono_ms) / 1000);
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
@@ -258,13 +258,13 @@ static void show_pools(Runtime *rt, Buf *b)
 	};
 	row_description(b, cols, sizeof cols / sizeof cols[0]);
 	ListNode *n;
-	int64_t now = runtime_now_ms();
+	int64_t now = loop_now_ms();
 	list_for_each(n, &rt->pools) {
 		Pool *p = list_entry(n, Pool, node);
 		int64_t maxwait = 0;
 		ListNode *w;
 		list_for_each(w, &p->waiting) {
-			Client *c = list_entry(w, Client, wait_node);
+			Client *c = list_entry(w, Client, wait.node);
 			if (now - c->wait_start_ms > maxwait)
 				maxwait = now - c->wait_start_ms;
 		}
@@ -313,7 +313,7 @@ static void show_clients(Runtime *rt, Buf *b)
 {
 	row_description(b, conn_cols, sizeof conn_cols / sizeof conn_cols[0]);
 	ListNode *n;
-	int64_t now = runtime_now_ms();
+	int64_t now = loop_now_ms();
 	list_for_each(n, &rt->clients) {
 		Client *c = list_entry(n, Client, node);
 		char addr[64], laddr[64], ct[40], ptr[24], link[24];
@@ -360,7 +360,7 @@ static void show_server_list(Buf *b, Pool *p, List *list, const char *st)
 		wall_time(ct, sizeof ct, s->created_ms);
 		wall_time(rt_, sizeof rt_, s->last_used_ms);
 		snprintf(ptr, sizeof ptr, "%p", (void *)s);
-		snprintf(link, sizeof link, "%p", (void *)s->client);
+		snprintf(link, sizeof link, "%p", (void *)s->session);
 		Row r = row_begin(b);
 		row_text(&r, "S");
 		row_text(&r, p->server_user ? p->server_user : p->user);
@@ -376,7 +376,7 @@ static void show_server_list(Buf *b, Pool *p, List *list, const char *st)
 		row_int(&r, 0);
 		row_int(&r, s->close_on_release);
 		row_text(&r, ptr);
-		row_text(&r, s->client ? link : "");
+		row_text(&r, s->session ? link : "");
 		row_int(&r, (long long)s->be_pid);
 		row_text(&r, s->tls ? "TLS" : "");
 		row_text(&r, params_get(&s->params, "application_name") ? params_get(&s->params, "application_name") : "");
@@ -771,7 +771,7 @@ static void backend_row(Runtime *rt, Buf *b, const ConfigService *svc, int repli
 	row_u64(&r, h->lag_bytes);
 	row_fmt(&r, "%.3f", h->lag_seconds);
 	if (h->last_check_ms)
-		row_fmt(&r, "%.3f", (double)(runtime_now_ms() - h->last_check_ms) / 1000.0);
+		row_fmt(&r, "%.3f", (double)(loop_now_ms() - h->last_check_ms) / 1000.0);
 	else
 		row_text(&r, NULL);
 	row_u64(&r, h->checks);
@@ -889,7 +889,7 @@ static void show_catalog(Runtime *rt, Buf *b)
 		row_u64(&r, st.unchanged);
 		row_u64(&r, st.failures);
 		if (st.last_load_ms) {
-			int64_t ago = runtime_now_ms() - st.last_load_ms;
+			int64_t ago = loop_now_ms() - st.last_load_ms;
 			row_fmt(&r, "%lld.%03lld", (long long)(ago / 1000), (long long)(ago % 1000));
 		} else {
 			row_text(&r, NULL);
@@ -967,10 +967,10 @@ static void pause_check(evutil_socket_t fd, short what, void *arg)
 	AdminState *a = rt->admin;
 	ListNode *n, *t;
 	list_for_each_safe(n, t, &a->pausing) {
-		Client *c = list_entry(n, Client, wait_node);
+		Client *c = list_entry(n, Client, wait.node);
 		if (!pools_quiet(rt, c->admin_pause_db[0] ? c->admin_pause_db : NULL))
 			continue;
-		list_remove(&a->pausing, &c->wait_node);
+		list_remove(&a->pausing, &c->wait.node);
 		Buf b;
 		buf_init(&b);
 		complete(&b, "PAUSE");
@@ -989,8 +989,8 @@ static void pause_check(evutil_socket_t fd, short what, void *arg)
 void admin_client_gone(Client *c)
 {
 	AdminState *a = c->rt->admin;
-	if (a && c->admin && list_node_linked(&c->wait_node))
-		list_remove(&a->pausing, &c->wait_node);
+	if (a && c->admin && list_node_linked(&c->wait.node))
+		list_remove(&a->pausing, &c->wait.node);
 }
 
 static void set_paused(Runtime *rt, const char *db, bool paused)
@@ -1134,7 +1134,7 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 		}
 		AdminState *a = state(rt);
 		snprintf(c->admin_pause_db, sizeof c->admin_pause_db, "%.63s", db ? db : "");
-		list_push_back(&a->pausing, &c->wait_node);
+		list_push_back(&a->pausing, &c->wait.node);
 		if (!a->ev_pause)
 			a->ev_pause = evtimer_new(rt->base, pause_check, rt);
 		struct timeval tv = {0, 20000};
@@ -1151,7 +1151,7 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 		return true;
 	}
 	if (strcmp(w[0], "reload") == 0) {
-		runtime_reload(rt);
+		rt->reload(rt);
 		complete(b, "RELOAD");
 		return true;
 	}
@@ -1185,7 +1185,7 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 	}
 	if (strcmp(w[0], "shutdown") == 0) {
 		log_info(c->name, "SHUTDOWN from the admin console");
-		runtime_begin_shutdown(rt);
+		rt->begin_shutdown(rt);
 		complete(b, "SHUTDOWN");
 		return true;
 	}
@@ -1246,7 +1246,7 @@ RelayAction admin_client_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 				 size_t avail)
 {
 	(void)rc;
-	if (list_node_linked(&c->wait_node))
+	if (list_node_linked(&c->wait.node))
 		return RELAY_STOP; /* a PAUSE is being completed */
 	Buf b;
 	buf_init(&b);
@@ -1263,10 +1263,6 @@ RelayAction admin_client_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 			proto_build_ready_for_query(&b, 'I');
 		break;
 	}
-	case 'X':
-		buf_free(&b);
-		client_close(c, "client sent Terminate");
-		return RELAY_CLOSED;
 	case 'S':
 		proto_build_ready_for_query(&b, 'I');
 		break;

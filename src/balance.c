@@ -51,7 +51,7 @@ int balance_choose_replica(Runtime *rt, const ConfigService *svc, uint64_t min_l
 	if (svc->n_replicas == 0 || !rt->health)
 		return -1;
 	BalanceService *b = state_for(rt, svc);
-	int64_t now = runtime_now_ms();
+	int64_t now = loop_now_ms();
 	int best = -1, best_load = 0;
 	for (size_t k = 0; k < svc->n_replicas; k++) {
 		size_t i = (b->next + k) % svc->n_replicas;
@@ -79,7 +79,7 @@ void balance_avoid(Runtime *rt, const ConfigService *svc, int replica, int64_t m
 	if (replica < 0 || (size_t)replica >= svc->n_replicas)
 		return;
 	BalanceService *b = state_for(rt, svc);
-	b->avoid_until[replica] = runtime_now_ms() + ms;
+	b->avoid_until[replica] = loop_now_ms() + ms;
 }
 
 void balance_track(Runtime *rt, const ConfigService *svc, int replica, int delta)

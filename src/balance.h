@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "runtime.h"
+#include "types.h"
 
 /* A replica index for a read needing at least min_lsn replayed, or -1: use the primary. */
 int balance_choose_replica(Runtime *rt, const ConfigService *svc, uint64_t min_lsn);

@@ -15,13 +15,13 @@
 #include <unistd.h>
 
 #include "catalog_loader.h"
-#include "client.h"
+#include "session.h"
 #include "health.h"
 #include "log.h"
 #include "proto.h"
 #include "redis.h"
-#include "runtime.h"
-#include "statement.h"
+#include "types.h"
+#include "statement_cache.h"
 #include "wal.h"
 #include "xalloc.h"
 
@@ -310,7 +310,7 @@ Cache *cache_new(Runtime *rt)
 		return NULL;
 	cache->rt = rt;
 	if (RAND_bytes((unsigned char *)&cache->instance_id, sizeof cache->instance_id) != 1)
-		cache->instance_id = (uint64_t)runtime_now_ms() ^ (uint64_t)getpid() << 32;
+		cache->instance_id = (uint64_t)loop_now_ms() ^ (uint64_t)getpid() << 32;
 	hashmap_init(&cache->versions);
 	hashmap_init(&cache->flights);
 	/* one digest context and a fetched SHA-256, reused for every key (no allocation per lookup) */
@@ -434,7 +434,7 @@ static void note_bumped(Cache *cache, const char *service)
 {
 	TableVersion *t = version_find(cache, service, "", "", true);
 	if (t)
-		t->bumped_ms = runtime_now_ms();
+		t->bumped_ms = loop_now_ms();
 }
 
 /* Bumps the versions w names (already expanded: as they are), locally. */
@@ -557,7 +557,7 @@ bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t 
 	if (!cache->l1 || cache->redis || !cache_trusted(cache))
 		return false;
 	size_t blen;
-	const uint8_t *blob = cache_l1_get(cache->l1, key, (uint64_t)runtime_now_ms(), &blen);
+	const uint8_t *blob = cache_l1_get(cache->l1, key, (uint64_t)loop_now_ms(), &blen);
 	CacheEntryView e;
 	if (!blob || !cache_entry_parse(blob, blen, &e))
 		return false;
@@ -625,7 +625,7 @@ static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *ser
 					const CacheKey *key, const uint64_t *now_versions, size_t n, const uint8_t *l2, size_t l2_len, bool shared,
 					const uint8_t **reply, size_t *len)
 {
-	uint64_t now = (uint64_t)runtime_now_ms();
+	uint64_t now = (uint64_t)loop_now_ms();
 	if (cache->l1) {
 		size_t blen;
 		const uint8_t *blob = cache_l1_get(cache->l1, key, now, &blen);
@@ -759,7 +759,7 @@ static void request_on_versions(void *arg, redisReply *reply, const char *error)
 static void l2_refused(Cache *cache, const char *why)
 {
 	cache->stats.l2_refused++;
-	int64_t now = runtime_now_ms();
+	int64_t now = loop_now_ms();
 	if (cache->refused_log_ms && now - cache->refused_log_ms < REFUSED_LOG_MS) {
 		cache->refused_unlogged++;
 		return;
@@ -925,7 +925,7 @@ static bool redis_lookup(Cache *cache, Client *c, const char *service, const Cac
 	bool in_l1 = false;
 	if (cache->l1) {
 		size_t blen;
-		in_l1 = cache_l1_get(cache->l1, key, (uint64_t)runtime_now_ms(), &blen) != NULL;
+		in_l1 = cache_l1_get(cache->l1, key, (uint64_t)loop_now_ms(), &blen) != NULL;
 	}
 	if (!in_l1 && cache->signer)
 		rq->eklen = redis_entry_key(cache, rq->ekey, sizeof rq->ekey, key);
@@ -1410,7 +1410,7 @@ void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica
 		buf_init(&blob);
 		cache_entry_build(&blob, fill->versions, fill->n_versions, buf_head(&fill->names), buf_used(&fill->names),
 				  buf_head(&fill->reply), buf_used(&fill->reply));
-		uint64_t now = (uint64_t)runtime_now_ms();
+		uint64_t now = (uint64_t)loop_now_ms();
 		if (!cache->l1)
 			; /* L2 only */
 		else if (cache_l1_put(cache->l1, &fill->key, buf_head(&blob), buf_used(&blob), now + (uint64_t)fill->ttl_ms, now))

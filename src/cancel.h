@@ -1,7 +1,7 @@
 /*
  * cancel — query cancellation: the map from the BackendKeyData pgrelay hands each client to that
- * client, and the short-lived connections that carry a CancelRequest to the PostgreSQL server
- * serving that client right now.
+ * client, and a client's CancelRequest passed on (cancel_conn) to the PostgreSQL server serving
+ * that client right now.
  */
 #ifndef PGRELAY_CANCEL_H
 #define PGRELAY_CANCEL_H
@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "runtime.h"
+#include "types.h"
 
 /* Gives c a fresh random (pid, key) and registers it. */
 void cancel_map_add(CancelMap *m, Client *c, uint32_t *pid, uint32_t *key);
@@ -19,12 +19,5 @@ void cancel_map_free(CancelMap *m);
 
 /* A client's CancelRequest arrived on a new connection. */
 void cancel_handle_request(Runtime *rt, uint32_t pid, uint32_t key, const char *from);
-
-/* Sends a CancelRequest for (pid, key) to the server at addr; fire and forget. */
-void cancel_send_to_server(Runtime *rt, const struct sockaddr *addr, socklen_t addr_len, uint32_t pid,
-			   uint32_t key, const char *who);
-
-/* Drops cancel connections still in flight (at exit). */
-void cancel_free_all(Runtime *rt);
 
 #endif

@@ -68,7 +68,7 @@ struct Source {
 
 static int64_t now_ms(void)
 {
-	/* The clock runtime_now_ms reads. */
+	/* The clock loop_now_ms reads. */
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;

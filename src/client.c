@@ -25,12 +25,15 @@
 #include "admin.h"
 #include "cancel.h"
 #include "statement.h"
+#include "statement_cache.h"
+#include "statement_tx.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
 #include "relay.h"
 #include "server.h"
 #include "settings.h"
+#include "stats.h"
 #include "xalloc.h"
 
 #define CLIENT_LOGIN_TIMEOUT_MS 60000
@@ -48,6 +51,7 @@ static const ConnHandlers client_handlers = {
 };
 
 static void client_on_timer(evutil_socket_t fd, short what, void *arg);
+static const PoolWaiterOps client_pool_waiter_ops;
 
 static void client_set_timer(Client *c, int64_t ms)
 {
@@ -68,7 +72,7 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 	snprintf(c->name, sizeof(c->name), "C-%llu", (unsigned long long)c->id);
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	c->state = CL_STARTUP;
-	c->connect_ms = runtime_now_ms();
+	c->connect_ms = loop_now_ms();
 	params_init(&c->params);
 	params_init(&c->startup_params);
 	params_init(&c->undo_params);
@@ -79,7 +83,9 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 		  &client_handlers, c);
 	evtimer_assign(&c->ev_timer, rt->base, client_on_timer, c);
 	list_push_back(&rt->clients, &c->node);
-	list_node_init(&c->wait_node);
+	list_node_init(&c->wait.node);
+	c->wait.ops = &client_pool_waiter_ops;
+	c->wait.name = c->name;
 	list_node_init(&c->cache_wait_node);
 	txtrack_init(&c->tx);
 	buf_init(&c->cache_fill.reply);
@@ -99,14 +105,16 @@ static void client_release_server(Client *c)
 	Server *s = c->server;
 	if (!s)
 		return;
-	if (server_is_quiet(s) && c->conn.fwd_left == 0) {
-		server_detach(s);
+	bool quiet = server_is_quiet(s) && c->conn.fwd_left == 0;
+	server_detach(s);
+	c->server = NULL;
+	if (quiet)
 		server_release(s, c->pool_mode == CONFIG_POOL_SESSION || c->pinned);
-	} else {
-		server_detach(s);
+	else
 		server_close(s, true, "client left in the middle of a request or transaction");
-	}
 }
+
+static void client_free_deferred(LoopDeferred *d);
 
 void client_close(Client *c, const char *reason)
 {
@@ -122,8 +130,8 @@ void client_close(Client *c, const char *reason)
 		cancel_map_remove(&rt->cancel_map, c->cancel_pid, c);
 	if (c->admin)
 		admin_client_gone(c);
-	else if (list_node_linked(&c->wait_node) && c->pool)
-		pool_cancel_wait(c->pool, c);
+	else
+		pool_cancel_wait(&c->wait);
 	if (rt->cache) {
 		cache_wait_cancel(rt->cache, c);
 		cache_fill_abort(rt->cache, c);
@@ -131,7 +139,7 @@ void client_close(Client *c, const char *reason)
 	}
 	stats_client_closed(c);
 	client_release_server(c);
-	statement_client_gone(c);
+	statement_tx_client_gone(c);
 	c->state = CL_CLOSED;
 	event_del(&c->ev_timer);
 	conn_close(&c->conn);
@@ -141,9 +149,8 @@ void client_close(Client *c, const char *reason)
 	}
 	list_remove(&rt->clients, &c->node);
 	rt->n_clients--;
-	list_push_back(&rt->dead_clients, &c->dead_node);
-	runtime_schedule_reap(rt);
-	runtime_client_gone(rt);
+	loop_defer_free(&rt->reaper, &c->dead, client_free_deferred);
+	rt->client_gone(rt);
 }
 
 static void client_send_error(Client *c, const char *severity, const char *sqlstate, const char *message,
@@ -172,7 +179,7 @@ void client_fatal(Client *c, const char *sqlstate, const char *fmt, ...)
 	client_close(c, msg);
 }
 
-void client_free_memory(Client *c)
+static void client_free_memory(Client *c)
 {
 	params_free(&c->params);
 	params_free(&c->startup_params);
@@ -198,6 +205,8 @@ void client_free_memory(Client *c)
 	}
 	free(c);
 }
+
+static void client_free_deferred(LoopDeferred *d) { client_free_memory(list_entry(d, Client, dead)); }
 
 /* ---- startup ---- */
 
@@ -346,7 +355,7 @@ static const ScramVerifier *client_scram_verifier(Client *c, ScramVerifier *tmp)
 {
 	if (scram_is_verifier(c->auth_secret))
 		return scram_parse_verifier(c->auth_secret, tmp) ? tmp : NULL;
-	return runtime_scram_verifier_for(c->rt, c->user, c->auth_secret);
+	return scram_cache_verifier_for(&c->rt->scram, c->user, c->auth_secret);
 }
 
 /* An unknown user, or a known one whose secret is unusable: the same SCRAM exchange as a real
@@ -358,7 +367,7 @@ static void client_begin_mock_auth(Client *c, const char *why)
 	c->auth_method = CONFIG_AUTH_SCRAM_SHA_256;
 	c->auth_mock_why = why;
 	c->state = CL_AUTH;
-	if (!runtime_scram_mock_verifier(c->rt, c->user, &v))
+	if (!scram_mock_verifier(c->rt->scram.secret, c->user, &v))
 		scram_server_init(&c->scram, NULL); /* random salt: still a mock exchange */
 	else
 		scram_server_init_mock(&c->scram, &v);
@@ -689,7 +698,7 @@ static void client_auth_ok(Client *c)
 	} else {
 		c->state = CL_WAIT_LOGIN;
 		conn_stop_reading(&c->conn);
-		pool_wait_login(c->pool, c);
+		pool_wait_login(c->pool, &c->wait);
 	}
 }
 
@@ -778,9 +787,29 @@ static RelayAction client_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		c->out_full = true;
 		return RELAY_STOP;
 	}
+	switch (type) {
+	case 'Q': case 'P': case 'B': case 'D': case 'E': case 'C': case 'H': case 'S': case 'F':
+	case 'd': case 'c': case 'f':
+		break;
+	case 'X':
+		client_close(c, "client sent Terminate");
+		return RELAY_CLOSED;
+	default:
+		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid frontend message type %d", type);
+		return RELAY_CLOSED;
+	}
 	if (c->admin)
 		return admin_client_message(c, rc, type, msg, total, avail);
-	return statement_client_message(owner, rc, type, msg, total, avail);
+	RelayAction a = statement_client_message(owner, rc, type, msg, total, avail);
+	if (c->end_message) {
+		/* the statement layer found that the session cannot go on */
+		char *m = c->end_message;
+		c->end_message = NULL;
+		client_fatal(c, c->end_sqlstate, "%s", m);
+		free(m);
+		return RELAY_CLOSED;
+	}
+	return a;
 }
 
 static const RelayOps client_relay_ops = {.message = client_relay_msg};
@@ -898,7 +927,187 @@ void client_resume(Client *c)
 	}
 }
 
+/* ---- what the linked server reports (ServerEvents) ---- */
+
+static void client_on_reply(void *session, Server *s, uint8_t type, const uint8_t *body, size_t len)
+{
+	statement_tx_reply(session, s, type, body, len);
+}
+
+/* Redis has the commit's invalidation: the ReadyForQuery held back may go to the client. */
+static void client_cache_bump_done(void *owner)
+{
+	Client *c = owner;
+	c->cache_bump = NULL;
+	if (c->server)
+		server_ready_resume(c->server);
+}
+
+static bool client_on_ready_hold(void *session, Server *s, char tx_status)
+{
+	Client *c = session;
+	c->cache_bump = statement_tx_ready(c, s, tx_status, client_cache_bump_done, c);
+	return c->cache_bump != NULL;
+}
+
+static void client_on_hold_dropped(void *session, Server *s)
+{
+	(void)s;
+	Client *c = session;
+	if (c->cache_bump)
+		cache_bump_forget(c->cache_bump);
+	c->cache_bump = NULL;
+}
+
+static void client_on_ready(void *session, Server *s, char tx_status, ServerNext next)
+{
+	Client *c = session;
+	stats_ready_for_query(c, s, tx_status);
+	if (c->rt->cache)
+		statement_cache_ready(c, s);
+	if (next == SERVER_NEXT_RELEASE_AFTER_LSN) {
+		c->reroute = false;
+	} else if (next == SERVER_NEXT_KEEP && c->reroute && pipeline_idle(&s->pipe)) {
+		/* The client's next statement waits to be looked at again (it cannot have this server). */
+		c->reroute = false;
+		conn_kick_pending(&c->conn);
+	}
+}
+
+static void client_on_parameter(void *session, const char *name, const char *value)
+{
+	Client *c = session;
+	params_set(&c->params, name, value);
+}
+
+static void client_on_discarded(void *session)
+{
+	Client *c = session;
+	params_copy(&c->params, &c->startup_params);
+}
+
+static void client_on_statements_cleared(void *session)
+{
+	Client *c = session;
+	prepared_client_clear(&c->stmts, &c->rt->stmts);
+}
+
+static void client_on_statement_gone(void *session, uint32_t id)
+{
+	Client *c = session;
+	prepared_client_forget_id(&c->stmts, &c->rt->stmts, id);
+}
+
+static void client_on_setting_failed(void *session, const char *sqlstate, const char *message)
+{
+	client_fatal(session, sqlstate, "pgrelay could not apply a session parameter on the server: %s", message);
+}
+
+static void client_on_committed(void *session, const char *service, uint64_t lsn)
+{
+	statement_note_commit(session, service, lsn);
+}
+
+static bool client_on_may_release(void *session)
+{
+	const Client *c = session;
+	return (c->pool_mode == CONFIG_POOL_TRANSACTION && !c->pinned) || c->close_at_idle;
+}
+
+static bool client_on_needs_reset(void *session)
+{
+	const Client *c = session;
+	return c->pool_mode == CONFIG_POOL_SESSION || c->pinned;
+}
+
+static void client_on_released(void *session) { client_unlinked(session); }
+
+static void client_on_server_drained(void *session) { client_resume(session); }
+
+static void client_on_lost(void *session, Server *s, unsigned how)
+{
+	Client *c = session;
+	if ((how & SERVER_LOSS_MAY_RETRY) && c->state == CL_ACTIVE) {
+		if (!statement_retry(c, s))
+			client_server_lost(c, "server connection lost");
+		return;
+	}
+	c->server = NULL;
+	if (how & SERVER_LOSS_AFTER_FATAL)
+		client_close(c, "server closed the connection after a FATAL error");
+	else if (how & SERVER_LOSS_MID_MESSAGE)
+		client_close(c, "server connection lost in the middle of a message to the client: closed "
+				"without an error message, which the client would read as the rest of that message");
+	else
+		client_server_lost(c, "server connection lost; the current transaction, if any, was not committed");
+}
+
+static bool client_on_capturing(void *session, size_t *max_message)
+{
+	Client *c = session;
+	*max_message = c->rt->config->cache.max_result;
+	return c->cache_fill.active;
+}
+
+static void client_on_capture(void *session, uint8_t type, const uint8_t *msg, size_t total, bool complete)
+{
+	Client *c = session;
+	if (c->state == CL_CLOSED)
+		return;
+	if (!complete)
+		c->cache_fill.failed = true;
+	else
+		cache_fill_message(c->rt->cache, c, type, msg, total);
+}
+
+static const ServerEvents client_server_events = {
+	.reply = client_on_reply,
+	.ready_hold = client_on_ready_hold,
+	.hold_dropped = client_on_hold_dropped,
+	.ready = client_on_ready,
+	.parameter = client_on_parameter,
+	.discarded = client_on_discarded,
+	.statements_cleared = client_on_statements_cleared,
+	.statement_gone = client_on_statement_gone,
+	.setting_failed = client_on_setting_failed,
+	.committed = client_on_committed,
+	.may_release = client_on_may_release,
+	.needs_reset = client_on_needs_reset,
+	.released = client_on_released,
+	.drained = client_on_server_drained,
+	.lost = client_on_lost,
+	.capturing = client_on_capturing,
+	.capture = client_on_capture,
+};
+
 /* ---- links with the pool ---- */
+
+static void client_on_granted(PoolWaiter *w, Server *s) { client_linked(list_entry(w, Client, wait), s); }
+
+static void client_on_queued(PoolWaiter *w, int64_t timeout_ms)
+{
+	Client *c = list_entry(w, Client, wait);
+	conn_stop_reading(&c->conn);
+	if (timeout_ms > 0)
+		client_set_timer(c, timeout_ms);
+}
+
+static void client_on_login_ready(PoolWaiter *w) { client_login_ready(list_entry(w, Client, wait)); }
+
+static void client_on_wait_failed(PoolWaiter *w, const char *sqlstate, const char *message)
+{
+	client_wait_failed(list_entry(w, Client, wait), sqlstate, message);
+}
+
+static void client_on_rerouted(PoolWaiter *w) { statement_reroute_waiter(list_entry(w, Client, wait)); }
+
+static const PoolWaiterOps client_pool_waiter_ops = {
+	.granted = client_on_granted,
+	.queued = client_on_queued,
+	.login_ready = client_on_login_ready,
+	.failed = client_on_wait_failed,
+	.rerouted = client_on_rerouted,
+};
 
 void client_linked(Client *c, Server *s)
 {
@@ -907,7 +1116,7 @@ void client_linked(Client *c, Server *s)
 	client_set_timer(c, 0);
 	c->server = s;
 	c->state = CL_ACTIVE;
-	server_attach(s, c);
+	server_attach(s, c, &client_server_events, &c->conn, &c->params, c->tx_local == 'I' && !c->held_begin);
 	conn_start_reading(&c->conn);
 	if (!c->processing) /* otherwise client_process goes on with the new server itself */
 		conn_kick_pending(&c->conn);
@@ -1002,4 +1211,3 @@ static void client_on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-void client_start_wait_timer(Client *c, int64_t ms) { client_set_timer(c, ms); }

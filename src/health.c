@@ -78,7 +78,7 @@ static void probe_start(Backend *b);
 
 static int64_t health_now_ms(void)
 {
-	/* The clock runtime_now_ms reads (not called directly: this module does not need Runtime). */
+	/* The clock loop_now_ms reads (not called directly: this module does not need Runtime). */
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;

@@ -49,7 +49,7 @@ typedef struct BackendHealth {
 	uint64_t lsn;         /* replay LSN (in recovery) or current WAL LSN (primary) at the last check */
 	uint64_t lag_bytes;   /* replicas: primary's latest LSN - this replay LSN, floor 0 (0 if unknown) */
 	double lag_seconds;   /* replicas: now - last replayed transaction, when replay is behind receive */
-	int64_t last_check_ms;/* monotonic ms (same clock as runtime_now_ms) of the last finished probe; 0: none */
+	int64_t last_check_ms;/* monotonic ms (same clock as loop_now_ms) of the last finished probe; 0: none */
 	uint64_t checks;      /* finished probes (successes + failures) */
 	uint64_t errors;      /* failed probes */
 	int consecutive_failures;

@@ -12,7 +12,7 @@
 
 #include "cache.h"
 #include "catalog_loader.h"
-#include "client.h"
+#include "session.h"
 #include "health.h"
 #include "log.h"
 #include "pool.h"
@@ -154,7 +154,7 @@ static size_t active_with_client(const Pool *p)
 	const ListNode *m;
 	list_for_each(m, &p->active) {
 		const Server *s = list_entry(m, Server, pool_node);
-		if (s->client)
+		if (s->session)
 			n++;
 	}
 	return n;
@@ -364,7 +364,7 @@ static void render_catalogs(Runtime *rt, struct evbuffer *b)
 		{"pgrelay_catalog_loads_total", "counter", "Successful loads of the service's catalog (unchanged ones included)."},
 		{"pgrelay_catalog_failures_total", "counter", "Failed loads of the service's catalog."},
 	};
-	int64_t now = runtime_now_ms();
+	int64_t now = loop_now_ms();
 	for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
 		family(b, fams[f].name, fams[f].type, fams[f].help);
 		for (size_t i = 0; i < cfg->n_services; i++) {

@@ -24,7 +24,7 @@
 
 #include <stdbool.h>
 
-#include "runtime.h"
+#include "types.h"
 
 struct evbuffer;
 

@@ -7,7 +7,7 @@
 
 #include <stdbool.h>
 
-#include "runtime.h"
+#include "types.h"
 
 bool listener_start(Runtime *rt);
 /* Raises the soft RLIMIT_NOFILE to the hard limit; warns when max_client_conn and the pools

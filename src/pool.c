@@ -10,16 +10,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
 #include "health.h"
 #include "log.h"
 #include "proto.h"
 #include "server.h"
-#include "statement.h"
 #include "tls.h"
 #include "xalloc.h"
 
 #define POOL_RETRY_AFTER_FAILURE_MS 5000
+
+static void pool_server_available(Pool *p, Server *s);
+static void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *error);
+static void pool_server_moved(Pool *p, Server *s);
+static void pool_server_removed(Pool *p, Server *s);
+
+/* What a server of this pool reports (server.h). */
+static const ServerOwnerOps pool_server_ops = {
+	.available = pool_server_available,
+	.failed = pool_server_failed,
+	.moved = pool_server_moved,
+	.removed = pool_server_removed,
+};
 
 int pool_server_count(const Pool *p)
 {
@@ -107,7 +118,7 @@ Pool *pool_get(Runtime *rt, const ConfigService *svc, int replica, const char *u
 	return p;
 }
 
-void pool_server_moved(Pool *p, Server *s)
+static void pool_server_moved(Pool *p, Server *s)
 {
 	List *target;
 	switch (s->state) {
@@ -138,24 +149,37 @@ static void pool_launch_if_needed(Pool *p)
 	if (!p->have_params && p->login_waiting.count && want == 0)
 		want = 1;
 	while (p->opening.count < want && pool_server_count(p) < p->service->pool.max)
-		server_launch(p);
+		server_launch(p, &pool_server_ops);
 }
 
-void pool_request_server(Pool *p, Client *c)
+static void waiter_push(List *l, PoolWaiter *w)
+{
+	list_push_back(l, &w->node);
+	w->list = l;
+}
+
+/* The first waiter of l, taken off it; NULL when none. */
+static PoolWaiter *waiter_pop(List *l)
+{
+	ListNode *n = list_pop_front(l);
+	if (!n)
+		return NULL;
+	PoolWaiter *w = list_entry(n, PoolWaiter, node);
+	w->list = NULL;
+	return w;
+}
+
+void pool_request_server(Pool *p, PoolWaiter *w)
 {
 	ListNode *n = p->paused ? NULL : list_first(&p->idle);
 	if (n) {
-		Server *s = list_entry(n, Server, pool_node);
-		client_linked(c, s);
+		w->ops->granted(w, list_entry(n, Server, pool_node));
 		return;
 	}
-	list_push_back(&p->waiting, &c->wait_node);
-	conn_stop_reading(&c->conn);
-	int64_t timeout = p->service->pool.query_wait_timeout_ms;
-	if (timeout > 0)
-		client_start_wait_timer(c, timeout);
+	waiter_push(&p->waiting, w);
+	w->ops->queued(w, p->service->pool.query_wait_timeout_ms);
 	if (pool_server_count(p) >= p->service->pool.max)
-		log_debug(c->name, "waiting for a server of pool %s (all %d in use)", p->name, p->service->pool.max);
+		log_debug(w->name, "waiting for a server of pool %s (all %d in use)", p->name, p->service->pool.max);
 	pool_launch_if_needed(p);
 }
 
@@ -164,25 +188,23 @@ void pool_resume(Pool *p)
 	p->paused = false;
 	ListNode *n;
 	while (p->waiting.count && (n = list_first(&p->idle)) != NULL) {
-		Client *c = list_entry(list_pop_front(&p->waiting), Client, wait_node);
-		client_linked(c, list_entry(n, Server, pool_node));
+		PoolWaiter *w = waiter_pop(&p->waiting);
+		w->ops->granted(w, list_entry(n, Server, pool_node));
 	}
 	pool_launch_if_needed(p);
 }
 
-void pool_cancel_wait(Pool *p, Client *c)
+void pool_cancel_wait(PoolWaiter *w)
 {
-	if (!list_node_linked(&c->wait_node))
+	if (!w->list)
 		return;
-	if (c->state == CL_WAIT_LOGIN)
-		list_remove(&p->login_waiting, &c->wait_node);
-	else
-		list_remove(&p->waiting, &c->wait_node);
+	list_remove(w->list, &w->node);
+	w->list = NULL;
 }
 
-void pool_wait_login(Pool *p, Client *c)
+void pool_wait_login(Pool *p, PoolWaiter *w)
 {
-	list_push_back(&p->login_waiting, &c->wait_node);
+	waiter_push(&p->login_waiting, w);
 	ListNode *n = list_first(&p->idle);
 	if (n) {
 		/* An idle server exists but its parameters were not kept (cannot happen today). */
@@ -199,7 +221,7 @@ static bool pool_should_retire(Pool *p, Server *s, const char **why)
 		*why = "marked for closing (error, FATAL or configuration change)";
 	else if (s->tx_status != 'I')
 		*why = "not idle after release";
-	else if (lifetime > 0 && runtime_now_ms() - s->created_ms >= lifetime)
+	else if (lifetime > 0 && loop_now_ms() - s->created_ms >= lifetime)
 		*why = "server_lifetime reached";
 	else if (pool_server_count(p) > p->service->pool.max)
 		*why = "pool is above its max size";
@@ -212,7 +234,7 @@ static bool pool_should_retire(Pool *p, Server *s, const char **why)
 	return true;
 }
 
-void pool_server_available(Pool *p, Server *s)
+static void pool_server_available(Pool *p, Server *s)
 {
 	const char *why;
 	if (pool_should_retire(p, s, &why)) {
@@ -222,33 +244,30 @@ void pool_server_available(Pool *p, Server *s)
 	if (!p->have_params) {
 		params_copy(&p->server_params, &s->params);
 		p->have_params = true;
-		ListNode *n;
-		while ((n = list_pop_front(&p->login_waiting)) != NULL) {
-			Client *c = list_entry(n, Client, wait_node);
-			client_login_ready(c);
-		}
+		PoolWaiter *w;
+		while ((w = waiter_pop(&p->login_waiting)) != NULL)
+			w->ops->login_ready(w);
 	}
-	ListNode *n = p->paused ? NULL : list_pop_front(&p->waiting);
-	if (n) {
-		Client *c = list_entry(n, Client, wait_node);
-		client_linked(c, s);
+	PoolWaiter *w = p->paused ? NULL : waiter_pop(&p->waiting);
+	if (w) {
+		w->ops->granted(w, s);
 		return;
 	}
 	s->state = SV_IDLE;
-	s->last_used_ms = runtime_now_ms();
+	s->last_used_ms = loop_now_ms();
 	pool_server_moved(p, s);
 }
 
-void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *error)
+static void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *error)
 {
 	(void)s;
-	p->last_connect_error_ms = runtime_now_ms();
+	p->last_connect_error_ms = loop_now_ms();
 	snprintf(p->last_error, sizeof(p->last_error), "%s", error);
 	if (p->replica >= 0) {
 		/* Reads waiting for this replica choose again (another replica, or the primary). */
-		ListNode *n;
-		while ((n = list_pop_front(&p->waiting)) != NULL)
-			statement_reroute_waiter(list_entry(n, Client, wait_node));
+		PoolWaiter *w;
+		while ((w = waiter_pop(&p->waiting)) != NULL)
+			w->ops->rerouted(w);
 		return;
 	}
 	/* Other connections may still serve the waiters; with none left, fail them now. */
@@ -257,14 +276,14 @@ void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *er
 	char msg[400];
 	snprintf(msg, sizeof(msg), "pgrelay could not connect to service \"%s\"%s: %s", p->service->name,
 		 p->replica < 0 ? "" : " (replica)", error);
-	ListNode *n;
-	while ((n = list_pop_front(&p->login_waiting)) != NULL)
-		client_wait_failed(list_entry(n, Client, wait_node), sqlstate, msg);
-	while ((n = list_pop_front(&p->waiting)) != NULL)
-		client_wait_failed(list_entry(n, Client, wait_node), sqlstate, msg);
+	PoolWaiter *w;
+	while ((w = waiter_pop(&p->login_waiting)) != NULL)
+		w->ops->failed(w, sqlstate, msg);
+	while ((w = waiter_pop(&p->waiting)) != NULL)
+		w->ops->failed(w, sqlstate, msg);
 }
 
-void pool_server_removed(Pool *p, Server *s)
+static void pool_server_removed(Pool *p, Server *s)
 {
 	if (s->pool_list) {
 		list_remove(s->pool_list, &s->pool_node);
@@ -314,7 +333,7 @@ static void pool_maintain(Pool *p, int64_t now)
 	    (p->last_connect_error_ms == 0 || now - p->last_connect_error_ms >= POOL_RETRY_AFTER_FAILURE_MS)) {
 		int missing = cfg->min - pool_server_count(p);
 		for (int i = 0; i < missing; i++)
-			server_launch(p);
+			server_launch(p, &pool_server_ops);
 	}
 }
 
@@ -333,14 +352,14 @@ static void pool_leave_down_replica(Pool *p)
 	ListNode *n, *t;
 	list_for_each_safe(n, t, &p->active) {
 		Server *s = list_entry(n, Server, pool_node);
-		if (s->client && s->retry_ok && !s->replies_flow)
+		if (s->session && s->retry_ok && !s->replies_flow)
 			server_close(s, false, "the replica is down per its health checks: the read waiting on it goes elsewhere");
 	}
 }
 
 void pool_janitor(Runtime *rt)
 {
-	int64_t now = runtime_now_ms();
+	int64_t now = loop_now_ms();
 	ListNode *n, *t;
 	list_for_each_safe(n, t, &rt->pools) {
 		Pool *p = list_entry(n, Pool, node);

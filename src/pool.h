@@ -13,42 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <openssl/ssl.h>
-
-#include "config.h"
-#include "list.h"
-#include "params.h"
-#include "runtime.h"
-#include "stats.h"
-
-struct Pool {
-	Runtime *rt;
-	char *service_name;
-	int replica;                  /* -1: the primary; else the index in service->replicas */
-	char *user;
-	char name[160]; /* "user@service" or "user@service/replica0" for logs */
-	Config *config;               /* holds the service below alive */
-	const ConfigService *service;
-	const ConfigBackend *backend; /* service->primary or service->replicas[replica] */
-	const char *server_user;      /* service primary user, or the client's user */
-	const char *server_password;
-	SSL_CTX *tls_ctx;             /* towards the servers; NULL: tls disabled */
-
-	List idle, active, opening, resetting; /* servers by state */
-	List waiting;                 /* clients waiting for a server, FIFO */
-	List login_waiting;           /* clients waiting for server parameters */
-
-	ParamList server_params;      /* ParameterStatus set of a logged-in server */
-	bool have_params;
-	int64_t last_connect_error_ms;
-	char last_error[256];
-
-	bool removed;  /* no longer in the config: drains, then is freed */
-	bool paused;   /* PAUSE from the admin console: no server is handed out */
-	ListNode node;
-
-	PoolStats stats; /* SHOW STATS counters, averages, histograms (stats.h) */
-};
+#include "pool_types.h"
 
 /*
  * Finds or creates the pool of a service's primary (replica -1) or replica for user; NULL if the
@@ -57,21 +22,12 @@ struct Pool {
 Pool *pool_get(Runtime *rt, const ConfigService *svc, int replica, const char *user, const char *user_password);
 int pool_server_count(const Pool *p);
 
-/* The client needs a server: linked at once when one is idle, otherwise queued FIFO. */
-void pool_request_server(Pool *p, Client *c);
-/* The client stops waiting (it left). */
-void pool_cancel_wait(Pool *p, Client *c);
-/* The client needs the pool's server parameters to finish its login. */
-void pool_wait_login(Pool *p, Client *c);
-
-/* A server finished login, reset, or was released: give it to a waiter or make it idle. */
-void pool_server_available(Pool *p, Server *s);
-/* A server connection attempt failed before login; error is for waiting clients. */
-void pool_server_failed(Pool *p, Server *s, const char *sqlstate, const char *error);
-/* Moves a server between the pool's lists to match its new state. */
-void pool_server_moved(Pool *p, Server *s);
-/* A server is gone. */
-void pool_server_removed(Pool *p, Server *s);
+/* w needs a server: granted at once when one is idle, otherwise queued FIFO. */
+void pool_request_server(Pool *p, PoolWaiter *w);
+/* w stops waiting (it left); nothing if it was not waiting. */
+void pool_cancel_wait(PoolWaiter *w);
+/* w needs the pool's server parameters (to finish a client's login). */
+void pool_wait_login(Pool *p, PoolWaiter *w);
 
 /* RESUME: hand servers to the clients that waited while the pool was paused. */
 void pool_resume(Pool *p);

@@ -423,3 +423,18 @@ bool proto_parse_bind_values(const uint8_t *bind_rest, size_t bind_len, const ui
 	}
 	return true;
 }
+
+/* The two names at the start of a Bind body (portal, statement), or false if not all buffered. */
+bool proto_bind_names(const uint8_t *body, size_t have, const char **portal, const char **stmt, size_t *names_len)
+{
+	const uint8_t *z1 = memchr(body, 0, have);
+	if (!z1)
+		return false;
+	const uint8_t *z2 = memchr(z1 + 1, 0, have - (size_t)(z1 + 1 - body));
+	if (!z2)
+		return false;
+	*portal = (const char *)body;
+	*stmt = (const char *)z1 + 1;
+	*names_len = (size_t)(z2 + 1 - body);
+	return true;
+}

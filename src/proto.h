@@ -137,6 +137,9 @@ typedef struct ProtoErrorFields {
 /* The transaction status of a ReadyForQuery body: 'I', 'T' or 'E'; 0 when the body is not exactly
  * one of those bytes (an empty body, a longer one, another byte). */
 char proto_parse_ready_for_query(const uint8_t *body, size_t len);
+/* The two names at the start of a Bind body (portal, statement) and their length with their
+ * terminators, or false if have bytes do not hold both. */
+bool proto_bind_names(const uint8_t *body, size_t have, const char **portal, const char **stmt, size_t *names_len);
 
 /* Parses the body (after the length) of an 'E' or 'N' message; missing fields are "". */
 bool proto_parse_error(const uint8_t *body, size_t len, ProtoErrorFields *out);

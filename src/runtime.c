@@ -1,7 +1,7 @@
 /*
  * runtime — the event loop and everything hanging off it (see runtime.h): start-up, signals
  * (SIGHUP reload, SIGTERM graceful shutdown, SIGINT immediate exit), the once-a-second janitor,
- * and the reaper that frees objects closed inside callbacks.
+ * and the hooks (Runtime.reload, begin_shutdown, client_gone) the modules call instead of it.
  */
 #include "runtime.h"
 #include "dns.h"
@@ -12,13 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <openssl/rand.h>
 
 #include "admin.h"
 #include "balance.h"
 #include "cache.h"
 #include "cancel.h"
+#include "cancel_conn.h"
 #include "client.h"
 #include "config_keys.h"
 #include "http.h"
@@ -31,88 +31,6 @@
 #include "upgrade.h"
 #include "xalloc.h"
 
-int64_t runtime_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t runtime_now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* ---- reaper ---- */
-
-static void runtime_reap(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	Runtime *rt = arg;
-	ListNode *n;
-	while ((n = list_pop_front(&rt->dead_clients)) != NULL)
-		client_free_memory(list_entry(n, Client, dead_node));
-	while ((n = list_pop_front(&rt->dead_servers)) != NULL)
-		server_free_memory(list_entry(n, Server, dead_node));
-}
-
-void runtime_schedule_reap(Runtime *rt)
-{
-	if (rt->ev_reaper)
-		event_active(rt->ev_reaper, EV_TIMEOUT, 0);
-}
-
-/* ---- SCRAM verifier cache ---- */
-
-static void scram_cache_clear(Runtime *rt)
-{
-	for (size_t i = 0; i < rt->n_scram_cache; i++) {
-		struct ScramCacheEntry *e = &rt->scram_cache[i];
-		free(e->user);
-		memset(e->password, 0, strlen(e->password));
-		free(e->password);
-		free(e->verifier);
-	}
-	free(rt->scram_cache);
-	rt->scram_cache = NULL;
-	rt->n_scram_cache = 0;
-}
-
-const ScramVerifier *runtime_scram_verifier_for(Runtime *rt, const char *user, const char *password)
-{
-	for (size_t i = 0; i < rt->n_scram_cache; i++) {
-		struct ScramCacheEntry *e = &rt->scram_cache[i];
-		if (strcmp(e->user, user) == 0 && strcmp(e->password, password) == 0)
-			return e->verifier;
-	}
-	ScramVerifier *v = malloc(sizeof(*v));
-	uint8_t salt[SCRAM_DERIVED_SALT_LEN];
-	if (!v || !scram_user_salt(rt->scram_salt_secret, user, salt) ||
-	    !scram_verifier_from_password_salt(password, SCRAM_DEFAULT_ITERATIONS, salt, sizeof salt, v)) {
-		free(v);
-		return NULL;
-	}
-	struct ScramCacheEntry *grown = realloc(rt->scram_cache, (rt->n_scram_cache + 1) * sizeof(*grown));
-	if (!grown)
-		abort();
-	rt->scram_cache = grown;
-	struct ScramCacheEntry *e = &rt->scram_cache[rt->n_scram_cache++];
-	e->user = strdup(user);
-	e->password = strdup(password);
-	e->verifier = v;
-	if (!e->user || !e->password)
-		abort();
-	return v;
-}
-
-bool runtime_scram_mock_verifier(Runtime *rt, const char *user, ScramVerifier *out)
-{
-	return scram_mock_verifier(rt->scram_salt_secret, user, out);
-}
-
 /* ---- shutdown ---- */
 
 static void runtime_check_shutdown_done(Runtime *rt)
@@ -123,14 +41,14 @@ static void runtime_check_shutdown_done(Runtime *rt)
 	}
 }
 
-void runtime_client_gone(Runtime *rt) { runtime_check_shutdown_done(rt); }
+static void runtime_client_gone(Runtime *rt) { runtime_check_shutdown_done(rt); }
 
-void runtime_begin_shutdown(Runtime *rt)
+static void runtime_begin_shutdown(Runtime *rt)
 {
 	if (rt->shutting_down)
 		return;
 	rt->shutting_down = true;
-	rt->shutdown_deadline_ms = runtime_now_ms() + rt->config->shutdown_timeout_ms;
+	rt->shutdown_deadline_ms = loop_now_ms() + rt->config->shutdown_timeout_ms;
 	upgrade_notify_stopping();
 	log_info(NULL, "SIGTERM: no longer accepting connections; waiting up to %lld ms for %zu client(s) to finish their transactions",
 		 (long long)rt->config->shutdown_timeout_ms, rt->n_clients);
@@ -226,7 +144,7 @@ static void runtime_reload_cache(Runtime *rt, const Config *old, const ReloadDif
 		cache_drop_service(rt->cache, d->services[i]);
 }
 
-void runtime_reload(Runtime *rt)
+static void runtime_reload(Runtime *rt)
 {
 	char err[4096];
 	Config *cfg = config_load(rt->config_path, err, sizeof(err));
@@ -249,7 +167,7 @@ void runtime_reload(Runtime *rt)
 	rt->config = cfg;
 	rt->log.level = cfg->log.level;
 	rt->log.json = cfg->log.json;
-	scram_cache_clear(rt);
+	scram_cache_clear(&rt->scram);
 	pool_apply_config(rt, cfg);
 	health_reconfigure(rt->health, cfg);
 	stats_reconfigure(rt);
@@ -293,7 +211,7 @@ static void runtime_on_janitor(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	Runtime *rt = arg;
 	pool_janitor(rt);
-	if (rt->shutting_down && runtime_now_ms() >= rt->shutdown_deadline_ms) {
+	if (rt->shutting_down && loop_now_ms() >= rt->shutdown_deadline_ms) {
 		log_warning(NULL, "shutdown_timeout reached with %zu client(s) still connected: exiting", rt->n_clients);
 		event_base_loopbreak(rt->base);
 	}
@@ -310,13 +228,11 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	list_init(&rt->clients);
 	list_init(&rt->pools);
 	list_init(&rt->cancels);
-	list_init(&rt->dead_clients);
-	list_init(&rt->dead_servers);
 	prepared_registry_init(&rt->stmts);
 	sqlclass_cache_init(&rt->sql, 50000);
 	signal(SIGPIPE, SIG_IGN);
 	runtime_log_config_warnings(cfg);
-	if (RAND_bytes(rt->scram_salt_secret, sizeof rt->scram_salt_secret) != 1) {
+	if (RAND_bytes(rt->scram.secret, sizeof rt->scram.secret) != 1) {
 		log_error(NULL, "cannot draw random bytes (OpenSSL RAND_bytes)");
 		return false;
 	}
@@ -329,13 +245,16 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	rt->dns = dns_base_new(rt->base);
 	if (!runtime_tls_for(rt, cfg, &rt->tls_listen))
 		return false;
-	rt->ev_reaper = event_new(rt->base, -1, 0, runtime_reap, rt);
+	rt->reload = runtime_reload;
+	rt->begin_shutdown = runtime_begin_shutdown;
+	rt->client_gone = runtime_client_gone;
+	bool reaper_ok = loop_reaper_init(&rt->reaper, rt->base);
 	rt->ev_sighup = evsignal_new(rt->base, SIGHUP, runtime_on_signal, rt);
 	rt->ev_sigterm = evsignal_new(rt->base, SIGTERM, runtime_on_signal, rt);
 	rt->ev_sigint = evsignal_new(rt->base, SIGINT, runtime_on_signal, rt);
 	rt->ev_janitor = event_new(rt->base, -1, EV_PERSIST, runtime_on_janitor, rt);
 	struct timeval second = {1, 0};
-	if (!rt->ev_reaper || !rt->ev_sighup || !rt->ev_sigterm || !rt->ev_sigint || !rt->ev_janitor ||
+	if (!reaper_ok || !rt->ev_sighup || !rt->ev_sigterm || !rt->ev_sigint || !rt->ev_janitor ||
 	    event_add(rt->ev_sighup, NULL) || event_add(rt->ev_sigterm, NULL) || event_add(rt->ev_sigint, NULL) ||
 	    event_add(rt->ev_janitor, &second)) {
 		log_error(NULL, "cannot set up signal handling");
@@ -380,11 +299,11 @@ void runtime_free(Runtime *rt)
 		client_close(list_entry(n, Client, node), "pgrelay exiting");
 	list_for_each_safe(n, t, &rt->pools)
 		pool_free(list_entry(n, Pool, node));
-	cancel_free_all(rt);
+	cancel_conn_free_all(rt);
 	health_stop(rt->health);
 	rt->health = NULL;
 	balance_free(rt);
-	runtime_reap(-1, 0, rt);
+	loop_reaper_run(&rt->reaper); /* what closing the clients left */
 	cache_free(rt->cache);
 	rt->cache = NULL;
 	admin_free(rt);
@@ -397,9 +316,8 @@ void runtime_free(Runtime *rt)
 	cancel_map_free(&rt->cancel_map);
 	prepared_registry_free(&rt->stmts);
 	sqlclass_cache_free(&rt->sql);
-	scram_cache_clear(rt);
-	if (rt->ev_reaper)
-		event_free(rt->ev_reaper);
+	scram_cache_clear(&rt->scram);
+	loop_reaper_free(&rt->reaper);
 	if (rt->ev_sighup)
 		event_free(rt->ev_sighup);
 	if (rt->ev_sigterm)

@@ -1126,3 +1126,52 @@ bool scram_md5_check(const char *stored_secret, const char *user, const uint8_t 
 	OPENSSL_cleanse(expected, sizeof expected);
 	return ok;
 }
+
+/* ---- verifiers derived from plain-text passwords ---- */
+
+struct ScramCacheEntry {
+	char *user;
+	char *password;
+	ScramVerifier *verifier;
+};
+
+void scram_cache_clear(ScramCache *sc)
+{
+	for (size_t i = 0; i < sc->n; i++) {
+		struct ScramCacheEntry *e = &sc->entries[i];
+		free(e->user);
+		memset(e->password, 0, strlen(e->password));
+		free(e->password);
+		free(e->verifier);
+	}
+	free(sc->entries);
+	sc->entries = NULL;
+	sc->n = 0;
+}
+
+const ScramVerifier *scram_cache_verifier_for(ScramCache *sc, const char *user, const char *password)
+{
+	for (size_t i = 0; i < sc->n; i++) {
+		struct ScramCacheEntry *e = &sc->entries[i];
+		if (strcmp(e->user, user) == 0 && strcmp(e->password, password) == 0)
+			return e->verifier;
+	}
+	ScramVerifier *v = malloc(sizeof(*v));
+	uint8_t salt[SCRAM_DERIVED_SALT_LEN];
+	if (!v || !scram_user_salt(sc->secret, user, salt) ||
+	    !scram_verifier_from_password_salt(password, SCRAM_DEFAULT_ITERATIONS, salt, sizeof salt, v)) {
+		free(v);
+		return NULL;
+	}
+	struct ScramCacheEntry *grown = realloc(sc->entries, (sc->n + 1) * sizeof(*grown));
+	if (!grown)
+		abort();
+	sc->entries = grown;
+	struct ScramCacheEntry *e = &sc->entries[sc->n++];
+	e->user = strdup(user);
+	e->password = strdup(password);
+	e->verifier = v;
+	if (!e->user || !e->password)
+		abort();
+	return v;
+}

@@ -57,6 +57,21 @@ bool scram_mock_verifier(const uint8_t secret[SCRAM_SALT_SECRET_LEN], const char
 /* Formats a verifier as PostgreSQL stores it; returns a malloc'd string. */
 char *scram_verifier_format(const ScramVerifier *v);
 
+/*
+ * Verifiers derived from plain-text passwords (PBKDF2 is slow: once per user and password),
+ * salted with scram_user_salt(secret, user); secret also salts unknown users' mock exchanges so
+ * that both look alike. The caller fills secret with random bytes once.
+ */
+typedef struct ScramCache {
+	struct ScramCacheEntry *entries;
+	size_t n;
+	uint8_t secret[SCRAM_SALT_SECRET_LEN];
+} ScramCache;
+/* The verifier for user's plain-text password (cached); NULL if it cannot be derived. */
+const ScramVerifier *scram_cache_verifier_for(ScramCache *sc, const char *user, const char *password);
+/* Forgets every cached verifier (the secret stays). */
+void scram_cache_clear(ScramCache *sc);
+
 /* ---- server role: pgrelay authenticates a client ---- */
 typedef enum {
 	SCRAM_SERVER_INIT = 0,

@@ -29,16 +29,12 @@
 #include <unistd.h>
 
 #include "balance.h"
-#include "cache.h"
-#include "cancel.h"
-#include "client.h"
+#include "cancel_conn.h"
 #include "health.h"
-#include "statement.h"
 #include "log.h"
-#include "pool.h"
+#include "pool_types.h"
 #include "proto.h"
 #include "relay.h"
-#include "stats.h"
 
 static void server_on_readable(void *owner);
 static void server_on_drained(void *owner);
@@ -65,23 +61,24 @@ const char *server_state_name(ServerState st)
 	return "?";
 }
 
-/* Redis has the commit's invalidation: the ReadyForQuery held back may go to the client. */
-static void server_cache_bump_done(void *owner)
+void server_ready_resume(Server *s)
 {
-	Server *s = owner;
-	s->cache_bump = NULL;
-	s->cache_hold = false;
+	if (!s->ready_held)
+		return;
+	s->ready_held = false;
 	conn_kick(&s->conn);
 }
 
-static void server_cache_release_hold(Server *s)
+/* The session no longer holds a ReadyForQuery back (the server leaves it). */
+static void server_drop_hold(Server *s)
 {
-	if (s->cache_bump)
-		cache_bump_forget(s->cache_bump);
-	s->cache_bump = NULL;
-	s->cache_hold = false;
+	if (s->ready_held && s->session)
+		s->ev->hold_dropped(s->session, s);
+	s->ready_held = false;
 	s->ready_noted = false;
 }
+
+const Buf *server_retry_request(const Server *s) { return &s->retry; }
 
 /* ---- requests and replies ---- */
 
@@ -131,11 +128,11 @@ static void build_simple_reply(Buf *b, char type)
  * relay forwards when rc is given) and gives up the retry. */
 static void server_flush_held(Server *s, RelayCtx *rc)
 {
-	if (buf_used(&s->held) && s->client) {
+	if (buf_used(&s->held) && s->session) {
 		if (rc)
 			relay_send(rc, buf_head(&s->held), buf_used(&s->held));
 		else
-			conn_send(&s->client->conn, buf_head(&s->held), buf_used(&s->held));
+			conn_send(s->peer, buf_head(&s->held), buf_used(&s->held));
 	}
 	buf_reset(&s->held);
 	s->retry_ok = false;
@@ -153,11 +150,11 @@ static void server_emit_synthetic(Server *s, RelayCtx *rc)
 		build_simple_reply(&b, e.kind == PIPE_PARSE ? '1' : '3');
 	if (buf_used(&b))
 		server_flush_held(s, rc); /* the client sees a reply: what came before goes first */
-	if (buf_used(&b) && s->client) {
+	if (buf_used(&b) && s->session) {
 		if (rc)
 			relay_send(rc, buf_head(&b), buf_used(&b));
 		else
-			conn_send(&s->client->conn, buf_head(&b), buf_used(&b));
+			conn_send(s->peer, buf_head(&b), buf_used(&b));
 	}
 	buf_free(&b);
 }
@@ -229,8 +226,8 @@ static void server_pipe_end(void *ctx, const PipeEntry *e, PipeEnd how)
 	if (e->kind == PIPE_PARSE) {
 		if (!(e->flags & PIPE_SYNTHETIC))
 			prepared_server_remove(&s->stmts, e->tag); /* not created on the server */
-		if (!(e->flags & PIPE_INTERNAL) && s->client)
-			prepared_client_forget_id(&s->client->stmts, &s->rt->stmts, e->tag);
+		if (!(e->flags & PIPE_INTERNAL) && s->session)
+			s->ev->statement_gone(s->session, e->tag);
 	} else if (e->kind == PIPE_CLOSE && (e->flags & PIPE_INTERNAL) && how == PIPE_END_SKIPPED) {
 		uint32_t unused;
 		prepared_server_add(&s->stmts, e->tag, 0, &unused); /* still prepared there */
@@ -257,7 +254,7 @@ static void server_login_failed(Server *s, const char *sqlstate, const char *mes
 {
 	s->rt->stats.servers_failed++;
 	log_warning(s->name, "login to %s:%d failed: %s", s->pool->backend->host, s->pool->backend->port, message);
-	pool_server_failed(s->pool, s, sqlstate, message);
+	s->owner->failed(s->pool, s, sqlstate, message);
 	server_close(s, false, "login failed");
 }
 
@@ -284,7 +281,7 @@ static void server_dns_done(int err, struct evutil_addrinfo *res, void *arg)
 	server_start_connect(s);
 }
 
-Server *server_launch(Pool *pool)
+Server *server_launch(Pool *pool, const ServerOwnerOps *owner)
 {
 	Runtime *rt = pool->rt;
 	Server *s = calloc(1, sizeof(*s));
@@ -295,10 +292,11 @@ Server *server_launch(Pool *pool)
 	s->id = ++rt->next_server_id;
 	snprintf(s->name, sizeof(s->name), "S-%llu", (unsigned long long)s->id);
 	s->pool = pool;
+	s->owner = owner;
 	s->state = SV_CONNECTING;
 	s->tx_status = 'I';
 	s->conn.fd = -1;
-	s->created_ms = s->last_used_ms = runtime_now_ms();
+	s->created_ms = s->last_used_ms = loop_now_ms();
 	params_init(&s->params);
 	params_init(&s->login_params);
 	pipeline_init(&s->pipe);
@@ -308,7 +306,7 @@ Server *server_launch(Pool *pool)
 	buf_init(&s->fail_errors);
 	evtimer_assign(&s->ev_timer, rt->base, server_on_timer, s);
 	list_node_init(&s->pool_node);
-	pool_server_moved(pool, s);
+	s->owner->moved(pool, s);
 	rt->stats.servers_opened++;
 	server_set_timer(s, pool->service->pool.connect_timeout_ms);
 
@@ -408,7 +406,7 @@ static void server_on_connected(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	s->state = SV_LOGIN;
-	pool_server_moved(s->pool, s);
+	s->owner->moved(s->pool, s);
 	conn_start_reading(&s->conn);
 	if (s->pool->tls_ctx && s->addr.ss_family != AF_UNIX) {
 		/* Ask for TLS first; the answer is one byte, 'S' or 'N'. */
@@ -495,6 +493,8 @@ static void server_on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static void server_free_deferred(LoopDeferred *d);
+
 void server_close(Server *s, bool cancel, const char *reason)
 {
 	if (s->state == SV_CLOSED)
@@ -506,7 +506,7 @@ void server_close(Server *s, bool cancel, const char *reason)
 	bool mid_message = s->conn.fwd_left > 0;
 	log_info(s->name, "closing server connection (%s, %s): %s", s->pool->name, server_state_name(s->state), reason);
 	if (cancel && !quiet && s->be_pid && (s->state == SV_ACTIVE || s->state == SV_RESETTING))
-		cancel_send_to_server(rt, (struct sockaddr *)&s->addr, s->addr_len, s->be_pid, s->be_key, s->name);
+		cancel_conn_send(rt, (struct sockaddr *)&s->addr, s->addr_len, s->be_pid, s->be_key, s->name);
 	if ((s->state == SV_IDLE || s->state == SV_ACTIVE) && quiet && conn_queued(&s->conn) == 0) {
 		Buf b;
 		buf_init(&b);
@@ -514,42 +514,36 @@ void server_close(Server *s, bool cancel, const char *reason)
 		conn_send_buf(&s->conn, &b);
 		buf_free(&b);
 	}
-	server_cache_release_hold(s);
-	Client *c = s->client;
-	s->client = NULL;
+	server_drop_hold(s);
+	void *session = s->session;
+	const ServerEvents *ev = s->ev;
+	s->session = NULL;
+	s->peer = NULL;
 	s->state = SV_CLOSED;
 	if (event_initialized(&s->ev_connect))
 		event_del(&s->ev_connect);
 	event_del(&s->ev_timer);
 	conn_close(&s->conn);
-	pool_server_removed(s->pool, s);
+	s->owner->removed(s->pool, s);
 	if (s->scram_active) {
 		scram_client_free(&s->scram);
 		s->scram_active = false;
 	}
-	list_push_back(&rt->dead_servers, &s->dead_node);
-	runtime_schedule_reap(rt);
-	if (c && c->server == s && s->retry_ok && c->state == CL_ACTIVE) {
-		/* The read (if it was sent at all: it may still wait in the client's buffer) goes elsewhere;
-		 * the replies held back never reach the client. */
-		buf_reset(&s->held);
-		balance_track(rt, s->pool->service, s->pool->replica, -1);
-		statement_retry(c, s);
-	} else if (c && c->server == s) {
-		c->server = NULL;
+	loop_defer_free(&rt->reaper, &s->dead, server_free_deferred);
+	if (session) {
+		/* A read (if it was sent at all: it may still wait in the client's buffer) may go
+		 * elsewhere; the replies held back never reach the client. */
+		if (s->retry_ok)
+			buf_reset(&s->held);
 		if (s->pool->replica >= 0)
 			balance_track(rt, s->pool->service, s->pool->replica, -1);
-		if (s->fatal_forwarded)
-			client_close(c, "server closed the connection after a FATAL error");
-		else if (mid_message)
-			client_close(c, "server connection lost in the middle of a message to the client: closed "
-					"without an error message, which the client would read as the rest of that message");
-		else
-			client_server_lost(c, "server connection lost; the current transaction, if any, was not committed");
+		unsigned how = (s->retry_ok ? SERVER_LOSS_MAY_RETRY : 0) | (s->fatal_forwarded ? SERVER_LOSS_AFTER_FATAL : 0) |
+			       (mid_message ? SERVER_LOSS_MID_MESSAGE : 0);
+		ev->lost(session, s, how);
 	}
 }
 
-void server_free_memory(Server *s)
+static void server_free_memory(Server *s)
 {
 	params_free(&s->params);
 	params_free(&s->login_params);
@@ -560,6 +554,8 @@ void server_free_memory(Server *s)
 	buf_free(&s->fail_errors);
 	free(s);
 }
+
+static void server_free_deferred(LoopDeferred *d) { server_free_memory(list_entry(d, Server, dead)); }
 
 /* ---- linking ---- */
 
@@ -573,22 +569,22 @@ void server_send_internal_query(Server *s, const char *sql)
 	pipeline_push(&s->pipe, PIPE_QUERY, PIPE_INTERNAL, 0);
 }
 
-bool server_params_synced(const Server *s, Client *c)
+bool server_params_synced(const Server *s, ParamList *params)
 {
-	return s->synced && s->synced_server_gen == s->params.gen && s->synced_fp == params_fingerprint(&c->params);
+	return s->synced && s->synced_server_gen == s->params.gen && s->synced_fp == params_fingerprint(params);
 }
 
-void server_sync_params(Server *s, Client *c, RelayCtx *rc)
+void server_sync_params(Server *s, ParamList *params, RelayCtx *rc)
 {
-	if (server_params_synced(s, c))
+	if (server_params_synced(s, params))
 		return;
 	Buf b;
 	buf_init(&b);
 	size_t off = proto_begin(&b, 'Q');
-	if (params_sync(&c->params, &s->params, &s->login_params, &b) > 0) {
+	if (params_sync(params, &s->params, &s->login_params, &b) > 0) {
 		proto_put_u8(&b, 0);
 		proto_end(&b, off);
-		log_debug(s->name, "applying %s's session parameters", c->name);
+		log_debug(s->name, "applying the session parameters of the client it serves");
 		if (rc)
 			relay_send(rc, buf_head(&b), buf_used(&b));
 		else
@@ -597,7 +593,7 @@ void server_sync_params(Server *s, Client *c, RelayCtx *rc)
 	}
 	buf_free(&b);
 	s->synced = true;
-	s->synced_fp = params_fingerprint(&c->params);
+	s->synced_fp = params_fingerprint(params);
 	s->synced_server_gen = s->params.gen;
 }
 
@@ -616,37 +612,38 @@ void server_client_flushed(Server *s)
 		s->replies_flow = true;
 }
 
-void server_attach(Server *s, Client *c)
+void server_attach(Server *s, void *session, const ServerEvents *ev, Conn *peer, ParamList *params,
+		   bool may_retry)
 {
-	s->client = c;
+	s->session = session;
+	s->ev = ev;
+	s->peer = peer;
 	s->state = SV_ACTIVE;
 	s->wrote = false;
 	if (s->pool->replica >= 0) {
 		balance_track(s->rt, s->pool->service, s->pool->replica, +1);
 		/* A read outside a transaction can move to another backend until its first reply. */
-		s->retry_ok = c->tx_local == 'I' && !c->held_begin;
+		s->retry_ok = may_retry;
 		s->replies_flow = false;
 		buf_reset(&s->retry);
 		buf_reset(&s->held);
 	}
-	s->last_used_ms = runtime_now_ms();
-	pool_server_moved(s->pool, s);
-	server_sync_params(s, c, NULL);
+	s->last_used_ms = loop_now_ms();
+	s->owner->moved(s->pool, s);
+	server_sync_params(s, params, NULL);
 	/* Replies may already be buffered (they were paused while unlinked). */
 	server_kick(s);
 }
 
 void server_detach(Server *s)
 {
-	Client *c = s->client;
-	if (c && c->server == s)
-		c->server = NULL;
-	if (c && s->pool->replica >= 0)
+	if (s->session && s->pool->replica >= 0)
 		balance_track(s->rt, s->pool->service, s->pool->replica, -1);
-	s->client = NULL;
+	server_drop_hold(s);
+	s->session = NULL;
+	s->peer = NULL;
 	s->release_pending = false;
 	s->wrote = false;
-	server_cache_release_hold(s);
 	buf_reset(&s->held); /* the client is gone or done: nothing to deliver */
 	buf_reset(&s->fail_errors);
 	server_forget_retry(s);
@@ -654,7 +651,7 @@ void server_detach(Server *s)
 
 void server_release(Server *s, bool reset)
 {
-	s->last_used_ms = runtime_now_ms();
+	s->last_used_ms = loop_now_ms();
 	const char *q = s->pool->config->server_reset_query;
 	if (s->settings_opaque) {
 		/* its session may hold what a client set where pgrelay could not read it */
@@ -664,12 +661,12 @@ void server_release(Server *s, bool reset)
 	}
 	if (reset && q && *q) {
 		s->state = SV_RESETTING;
-		pool_server_moved(s->pool, s);
+		s->owner->moved(s->pool, s);
 		server_send_internal_query(s, q);
 		return;
 	}
 	s->state = SV_IDLE;
-	pool_server_available(s->pool, s);
+	s->owner->available(s->pool, s);
 }
 
 void server_kick(Server *s)
@@ -883,12 +880,9 @@ static void server_internal_error(Server *s, const uint8_t *body, size_t len)
 	proto_parse_error(body, len, &f);
 	log_warning(s->name, "pgrelay's own query failed: %s (%s)", f.message, f.sqlstate);
 	s->close_on_release = true;
-	if (s->client && s->state == SV_ACTIVE) {
+	if (s->session && s->state == SV_ACTIVE)
 		/* A session parameter of the client could not be applied: the client cannot go on. */
-		Client *c = s->client;
-		client_fatal(c, *f.sqlstate ? f.sqlstate : SQLSTATE_INTERNAL_ERROR,
-			     "pgrelay could not apply a session parameter on the server: %s", f.message);
-	}
+		s->ev->setting_failed(s->session, *f.sqlstate ? f.sqlstate : SQLSTATE_INTERNAL_ERROR, f.message);
 }
 
 static bool tag_is(const uint8_t *body, size_t len, const char *tag)
@@ -897,11 +891,10 @@ static bool tag_is(const uint8_t *body, size_t len, const char *tag)
 	return len == n + 1 && memcmp(body, tag, n) == 0;
 }
 
-/* The client's transaction is over and nothing is in flight: the server may go back to the pool. */
-static bool server_may_release(const Server *s, const Client *c)
+/* The session's transaction is over and nothing is in flight: the server may go back to the pool. */
+static bool server_may_release(const Server *s)
 {
-	return s->tx_status == 'I' && server_is_quiet(s) && c->conn.fwd_left == 0 &&
-	       ((c->pool_mode == CONFIG_POOL_TRANSACTION && !c->pinned) || c->close_at_idle);
+	return s->tx_status == 'I' && server_is_quiet(s) && s->peer->fwd_left == 0 && s->ev->may_release(s->session);
 }
 
 /* Asks the primary where its WAL ends after the client's write committed (read-your-writes): the insert position, which includes the commit record even when synchronous_commit is off and it is not written yet. */
@@ -945,25 +938,23 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 {
 	Server *s = owner;
 	bool hold = false;
-	if (type == 'Z' && s->client) {
-		/* The client's request is over: a commit's invalidation reaches every cache before the
-		 * client hears of the commit. */
-		if (s->cache_hold)
+	if (type == 'Z' && s->session) {
+		/* The session's request is over: it may hold the ReadyForQuery back (a commit's
+		 * invalidation reaches every cache before the client hears of the commit). */
+		if (s->ready_held)
 			return RELAY_STOP;
 		if (avail < total)
 			return RELAY_NEED_BODY;
 		const PipeEntry *h = pipeline_head(&s->pipe);
 		if ((!h || !(h->flags & PIPE_INTERNAL)) && total == 6 && !s->ready_noted) {
 			s->ready_noted = true; /* once, also when it is looked at again after the hold */
-			CacheBump *b = statement_ready(s->client, s, (char)msg[5], server_cache_bump_done, s);
-			if (b) {
-				s->cache_bump = b;
-				s->cache_hold = true;
+			if (s->ev->ready_hold(s->session, s, (char)msg[5])) {
+				s->ready_held = true;
 				return RELAY_STOP;
 			}
 		}
 	}
-	if (s->retry_ok && s->client) {
+	if (s->retry_ok && s->session) {
 		const PipeEntry *h = pipeline_head(&s->pipe);
 		if (!h || !(h->flags & PIPE_INTERNAL)) {
 			if (avail < total && total <= SERVER_HOLD_MAX)
@@ -986,22 +977,19 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 				hold = true;
 		}
 	}
-	Client *c = s->client;
-	bool fill = c && c->cache_fill.active && type != 'Z';
-	if (fill) {
+	void *session = s->session;
+	size_t capture_max = 0;
+	bool capture = session && type != 'Z' && s->ev->capturing(session, &capture_max);
+	if (capture) {
 		const PipeEntry *h = pipeline_head(&s->pipe);
 		if (h && (h->flags & PIPE_INTERNAL))
-			fill = false;
-		else if (avail < total && total <= s->rt->config->cache.max_result)
+			capture = false;
+		else if (avail < total && total <= capture_max)
 			return RELAY_NEED_BODY;
 	}
 	RelayAction a = server_relay_reply(s, rc, type, msg, total, avail);
-	if (fill && (a & RELAY_ACTION_MASK) == RELAY_FORWARD && s->client == c && c->state != CL_CLOSED) {
-		if (avail < total || rc->skip_prefix)
-			c->cache_fill.failed = true;
-		else
-			cache_fill_message(s->rt->cache, c, type, msg, total);
-	}
+	if (capture && (a & RELAY_ACTION_MASK) == RELAY_FORWARD && s->session == session)
+		s->ev->capture(session, type, msg, total, avail >= total && !rc->skip_prefix);
 	if (hold && s->retry_ok && (a & RELAY_ACTION_MASK) == RELAY_FORWARD) {
 		buf_append(&s->held, msg + rc->skip_prefix, total - rc->skip_prefix);
 		rc->skip_prefix = 0;
@@ -1016,7 +1004,8 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 				      size_t avail)
 {
 	(void)rc;
-	Client *c = s->client;
+	void *c = s->session;
+	const ServerEvents *ev = s->ev;
 	const uint8_t *body = msg + PROTO_HEADER_LEN;
 	size_t len = total - PROTO_HEADER_LEN;
 	RelayAction fwd = c ? RELAY_FORWARD : RELAY_ERROR;
@@ -1038,9 +1027,9 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 			if (s->lsn_pending) {
 				s->lsn_pending = false;
 				if (c && s->commit_lsn)
-					statement_note_commit(c, s->pool->service->name, s->commit_lsn);
+					ev->committed(c, s->pool->service->name, s->commit_lsn);
 			}
-			if (c && s->state == SV_ACTIVE && server_may_release(s, c)) {
+			if (c && s->state == SV_ACTIVE && server_may_release(s)) {
 				s->release_pending = true;
 				return RELAY_DROP | RELAY_AFTER_STOP;
 			}
@@ -1048,24 +1037,21 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 		}
 		if (!c)
 			return RELAY_ERROR;
-		stats_ready_for_query(c, s, s->tx_status);
 		s->ready_noted = false;
-		if (s->rt->cache)
-			statement_cache_ready(c, s);
-		if (server_may_release(s, c)) {
-			if (s->wrote && s->pool->replica < 0 && s->pool->service->n_replicas > 0) {
-				/* Learn the commit's WAL position before letting go (once per write transaction). */
-				server_ask_commit_lsn(s);
-				c->reroute = false;
-				return RELAY_FORWARD | after;
-			}
+		ServerNext next = SERVER_NEXT_KEEP;
+		if (server_may_release(s))
+			/* Learn the commit's WAL position before letting go (once per write transaction). */
+			next = s->wrote && s->pool->replica < 0 && s->pool->service->n_replicas > 0
+				       ? SERVER_NEXT_RELEASE_AFTER_LSN
+				       : SERVER_NEXT_RELEASE;
+		ev->ready(c, s, s->tx_status, next);
+		if (next == SERVER_NEXT_RELEASE_AFTER_LSN) {
+			server_ask_commit_lsn(s);
+			return RELAY_FORWARD | after;
+		}
+		if (next == SERVER_NEXT_RELEASE) {
 			s->release_pending = true;
 			return RELAY_FORWARD | RELAY_AFTER_STOP;
-		}
-		if (c->reroute && pipeline_idle(&s->pipe)) {
-			/* The client's next statement waits to be looked at again (it cannot have this server). */
-			c->reroute = false;
-			conn_kick_pending(&c->conn);
 		}
 		return RELAY_FORWARD | after;
 	}
@@ -1081,7 +1067,7 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 		params_set(&s->params, name, value);
 		if (c && s->state == SV_ACTIVE) {
 			if (params_is_settable_report(name) && !s->reset_reports)
-				params_set(&c->params, name, value);
+				ev->parameter(c, name, value);
 			return RELAY_FORWARD;
 		}
 		return RELAY_DROP;
@@ -1102,20 +1088,20 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 				relay_send(rc, buf_head(&e), buf_used(&e));
 			buf_free(&e);
 			if (c)
-				statement_server_reply(c, s, type, body, len);
+				ev->reply(c, s, type, body, len);
 			return RELAY_DROP;
 		}
 		if (head_kind == PIPE_QUERY && head_tag) {
 			/* A PREPARE (the client's, or pgrelay re-creating it) failed: it does not exist. */
 			prepared_server_remove(&s->stmts, head_tag);
 			if (c && !(flags & PIPE_INTERNAL))
-				prepared_client_forget_id(&c->stmts, &s->rt->stmts, head_tag);
+				ev->statement_gone(c, head_tag);
 		} else if ((flags & PIPE_INTERNAL) && head_kind == PIPE_QUERY) {
 			server_internal_error(s, body, len);
 			return s->state == SV_CLOSED ? RELAY_CLOSED : RELAY_DROP;
 		}
 		if (c && !(flags & PIPE_INTERNAL))
-			statement_server_reply(c, s, type, body, len);
+			ev->reply(c, s, type, body, len);
 		ProtoErrorFields f;
 		if (proto_parse_error(body, len, &f) &&
 		    (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0)) {
@@ -1137,10 +1123,10 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 			/* Every prepared statement on this connection is gone. */
 			prepared_server_clear(&s->stmts);
 			if (c && !(flags & PIPE_INTERNAL))
-				prepared_client_clear(&c->stmts, &s->rt->stmts);
+				ev->statements_cleared(c);
 		}
 		if (c && !(flags & PIPE_INTERNAL))
-			statement_server_reply(c, s, type, body, len);
+			ev->reply(c, s, type, body, len);
 		if (discard || tag_is(body, len, "RESET")) {
 			/*
 			 * Settings went back to the server's defaults (pgrelay's login values), while on
@@ -1152,7 +1138,7 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 			if (c && !(flags & PIPE_INTERNAL)) {
 				s->reset_reports = true;
 				if (discard)
-					params_copy(&c->params, &c->startup_params);
+					ev->discarded(c);
 			}
 		}
 		int after = synthetic_due(s) ? RELAY_AFTER_CALL : 0;
@@ -1175,7 +1161,7 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 			return RELAY_DROP | after;
 		}
 		if (c && (type == 'I' || type == 's')) /* EmptyQueryResponse, PortalSuspended */
-			statement_server_reply(c, s, type, body, len);
+			ev->reply(c, s, type, body, len);
 		return fwd | after;
 	}
 	}
@@ -1189,14 +1175,16 @@ static RelayAction server_relay_after(void *owner, RelayCtx *rc)
 
 static const RelayOps server_relay_ops = {.message = server_relay_msg, .after = server_relay_after};
 
-/* ReadyForQuery ended the client's transaction: hand the server back, the client goes idle. */
+/* ReadyForQuery ended the session's transaction: hand the server back, the session goes idle. */
 static void server_finish_release(Server *s)
 {
-	Client *c = s->client;
+	void *session = s->session;
+	const ServerEvents *ev = s->ev;
+	bool reset = session && ev->needs_reset(session);
 	server_detach(s);
-	server_release(s, c && (c->pool_mode == CONFIG_POOL_SESSION || c->pinned));
-	if (c)
-		client_unlinked(c);
+	server_release(s, reset);
+	if (session)
+		ev->released(session);
 }
 
 static size_t backpressure_limit(const Server *s) { return s->pool->config->buffer_size; }
@@ -1219,7 +1207,7 @@ static void server_on_readable(void *owner)
 		case SV_IDLE:
 		case SV_ACTIVE:
 		case SV_RESETTING:
-			r = relay_process(&s->conn, s->client ? &s->client->conn : NULL, &server_relay_ops, s, &why);
+			r = relay_process(&s->conn, s->session ? s->peer : NULL, &server_relay_ops, s, &why);
 			break;
 		default:
 			return;
@@ -1237,13 +1225,13 @@ static void server_on_readable(void *owner)
 		}
 		if (r != RELAY_STOPPED)
 			break;
-		if (s->cache_hold)
-			return; /* looked at again when Redis answers */
+		if (s->ready_held)
+			return; /* looked at again when the session resumes it */
 		if (before == SV_LOGIN || before == SV_RESETTING) {
 			if (before == SV_RESETTING) /* the reset query put every setting back to its login value */
 				params_copy(&s->params, &s->login_params);
 			s->state = SV_IDLE;
-			pool_server_available(s->pool, s);
+			s->owner->available(s->pool, s);
 		} else if (s->release_pending) {
 			server_finish_release(s);
 		}
@@ -1251,15 +1239,15 @@ static void server_on_readable(void *owner)
 			return;
 	}
 	conn_compact(&s->conn);
-	if (s->client && conn_queued(&s->client->conn) > backpressure_limit(s))
+	if (s->session && conn_queued(s->peer) > backpressure_limit(s))
 		conn_stop_reading(&s->conn);
 }
 
 static void server_on_drained(void *owner)
 {
 	Server *s = owner;
-	if (s->client)
-		client_resume(s->client);
+	if (s->session)
+		s->ev->drained(s->session);
 }
 
 static void server_on_failed(void *owner, const char *why)

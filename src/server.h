@@ -21,8 +21,37 @@
 #include "pipeline.h"
 #include "prepared.h"
 #include "relay.h"
-#include "runtime.h"
+#include "types.h"
 #include "scram.h"
+
+/* How a server was lost (ServerEvents.lost). */
+enum {
+	SERVER_LOSS_MAY_RETRY = 1,   /* the read can be sent elsewhere (server_retry_request) */
+	SERVER_LOSS_AFTER_FATAL = 2, /* the client was sent the server's FATAL error */
+	SERVER_LOSS_MID_MESSAGE = 4, /* part of a reply message already reached the client: any
+				      * message pgrelay sent it now would be read as the rest of it */
+};
+
+/* What a server does after the session's ReadyForQuery (ServerEvents.ready). */
+typedef enum {
+	SERVER_NEXT_KEEP,            /* stays linked: the session goes on with it */
+	SERVER_NEXT_RELEASE,         /* goes back to its pool */
+	SERVER_NEXT_RELEASE_AFTER_LSN, /* asks the commit's WAL position first, then goes back */
+} ServerNext;
+
+typedef struct ServerEvents ServerEvents;
+
+/* What a server reports to the pool that owns it (given to server_launch). */
+typedef struct ServerOwnerOps {
+	/* logged in, reset, or released: give it to a waiter or make it idle */
+	void (*available)(Pool *p, Server *s);
+	/* the connection or login failed; error is for the pool's waiters */
+	void (*failed)(Pool *p, Server *s, const char *sqlstate, const char *error);
+	/* its state changed: move it to the pool's list for that state */
+	void (*moved)(Pool *p, Server *s);
+	/* it is gone */
+	void (*removed)(Pool *p, Server *s);
+} ServerOwnerOps;
 
 typedef enum {
 	SV_CONNECTING, /* TCP connect in progress */
@@ -33,6 +62,50 @@ typedef enum {
 	SV_CLOSED,
 } ServerState;
 
+/*
+ * What a server reports to the session it serves (the client side registers these with
+ * server_attach). server.c never reads or writes the session's state: it says what it saw and
+ * asks what it needs to decide. Every callback gets the session pointer given to server_attach.
+ */
+typedef struct ServerEvents {
+	/* A reply to one of the session's requests: CommandComplete 'C', ErrorResponse 'E',
+	 * EmptyQueryResponse 'I' or PortalSuspended 's' (body without the 5-byte header). */
+	void (*reply)(void *session, Server *s, uint8_t type, const uint8_t *body, size_t len);
+	/* The session's request is over (ReadyForQuery with tx_status), before the client sees it:
+	 * true holds the ReadyForQuery back until the session calls server_ready_resume (or the
+	 * server is detached or closed first: then hold_dropped). */
+	bool (*ready_hold)(void *session, Server *s, char tx_status);
+	void (*hold_dropped)(void *session, Server *s);
+	/* The ReadyForQuery goes to the client now; next says what the server does after it. */
+	void (*ready)(void *session, Server *s, char tx_status, ServerNext next);
+	/* The server reported a setting a client may change (ParameterStatus, outside a reset). */
+	void (*parameter)(void *session, const char *name, const char *value);
+	/* DISCARD ALL ran: the session's settings are its startup values again. */
+	void (*discarded)(void *session);
+	/* DISCARD ALL / DEALLOCATE ALL: no prepared statement of the session exists any more. */
+	void (*statements_cleared)(void *session);
+	/* The server does not have registry statement id (its Parse or PREPARE failed). */
+	void (*statement_gone)(void *session, uint32_t id);
+	/* pgrelay's own query applying the session's settings failed (the session cannot go on). */
+	void (*setting_failed)(void *session, const char *sqlstate, const char *message);
+	/* A write of the session committed on service's primary at WAL position lsn. */
+	void (*committed)(void *session, const char *service, uint64_t lsn);
+	/* Whether the session's transaction being over (and nothing in flight) gives the server back;
+	 * and whether it then needs the reset query (session pooling). */
+	bool (*may_release)(void *session);
+	bool (*needs_reset)(void *session);
+	/* The server went back to its pool: the session has no server. */
+	void (*released)(void *session);
+	/* The client's queue drained below the server's back-pressure limit. */
+	void (*drained)(void *session);
+	/* The server is gone; how: SERVER_LOSS_* flags. */
+	void (*lost)(void *session, Server *s, unsigned how);
+	/* Whether the session copies the replies of its current request (the result cache); each
+	 * reply then comes to capture, whole (complete) or not. */
+	bool (*capturing)(void *session, size_t *max_message);
+	void (*capture)(void *session, uint8_t type, const uint8_t *msg, size_t total, bool complete);
+} ServerEvents;
+
 struct Server {
 	Runtime *rt;
 	uint64_t id;
@@ -40,7 +113,10 @@ struct Server {
 	ServerState state;
 	Conn conn;
 	Pool *pool;
-	Client *client; /* linked client, or NULL */
+	const ServerOwnerOps *owner; /* ... and what it is told */
+	void *session;            /* the linked session (a client), or NULL */
+	const ServerEvents *ev;   /* ... and what it is told */
+	Conn *peer;               /* ... and where replies go */
 
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
@@ -61,10 +137,10 @@ struct Server {
 	bool tls; /* the connection is encrypted */
 
 	bool release_pending; /* ReadyForQuery ended the client's transaction: release after forwarding */
-	/* The client's commit is being invalidated in Redis: its ReadyForQuery waits (cache.h). */
-	bool cache_hold;
-	bool ready_noted;     /* the ReadyForQuery waiting to go to the client was told to statement */
-	struct CacheBump *cache_bump;
+	/* The session holds its ReadyForQuery back (the commit's invalidation reaches every cache
+	 * first): ServerEvents.ready_hold, server_ready_resume. */
+	bool ready_held;
+	bool ready_noted;     /* the ReadyForQuery waiting to go to the client was told to the session */
 	bool wrote;           /* a write went to this primary in the client's transaction (read-your-writes) */
 	bool lsn_pending;     /* pgrelay asked for pg_current_wal_lsn() after that write committed */
 	uint64_t commit_lsn;  /* ... and this is the answer */
@@ -90,21 +166,31 @@ struct Server {
 	int connect_errno;     /* an immediate connect failure, reported from the timer */
 	List *pool_list;       /* the pool list pool_node is on */
 	ListNode pool_node;    /* on one of the pool's state lists */
-	ListNode dead_node;
+	LoopDeferred dead; /* freed by the reaper once closed */
 };
 
-/* Opens a new connection for pool; it reports to the pool when logged in or failed. */
-Server *server_launch(Pool *pool);
+/* Opens a new connection for pool; it reports to the pool through owner (logged in, failed, ...). */
+Server *server_launch(Pool *pool, const ServerOwnerOps *owner);
 /*
  * Closes the connection (never reused). If it is mid-request and cancel is set, a CancelRequest
  * is sent first so the query stops on the server too. reason is logged.
  */
 void server_close(Server *s, bool cancel, const char *reason);
 
-/* Link / unlink with a client. server_attach queues the SET statements the client needs. */
-void server_attach(Server *s, Client *c);
-/* Detaches the client (both sides forget the link). */
+/*
+ * Links the server with a session: ev are its callbacks, peer its client connection (replies go
+ * there), params the settings it wants (an internal SET/RESET query is queued when they differ).
+ * may_retry: the session's next request is a read outside a transaction, which may move to
+ * another server until its first reply reaches the client (replica servers only).
+ */
+void server_attach(Server *s, void *session, const ServerEvents *ev, Conn *peer, ParamList *params,
+		   bool may_retry);
+/* Detaches the session (it is told nothing: it detached). */
 void server_detach(Server *s);
+/* The session's held ReadyForQuery (ServerEvents.ready_hold) may go to the client now. */
+void server_ready_resume(Server *s);
+/* The read a lost replica server was sent (to be sent again elsewhere). */
+const Buf *server_retry_request(const Server *s);
 /* True when nothing is in flight: no request awaiting ReadyForQuery, transaction idle. */
 bool server_is_quiet(const Server *s);
 
@@ -132,13 +218,14 @@ void server_send_parse(Server *s, RelayCtx *rc, const PreparedStmt *st, bool for
  */
 void server_release(Server *s, bool reset);
 
-/* True when the server's settings are known to match what c wants. */
-bool server_params_synced(const Server *s, Client *c);
+/* True when the server's settings are known to match params (a session's wishes). */
+bool server_params_synced(const Server *s, ParamList *params);
 /*
- * Applies c's session parameters with one internal SET/RESET query if they differ from the
- * server's (through rc when called while relaying c's messages, so it goes before them).
+ * Applies params (a session's settings) with one internal SET/RESET query if they differ from
+ * the server's (through rc when called while relaying the session's messages, so it goes before
+ * them).
  */
-void server_sync_params(Server *s, Client *c, RelayCtx *rc);
+void server_sync_params(Server *s, ParamList *params, RelayCtx *rc);
 
 /*
  * An error pgrelay reports for the client while the server still owes it replies: sends the server
@@ -165,7 +252,5 @@ void server_client_flushed(Server *s);
 void server_kick(Server *s);
 
 const char *server_state_name(ServerState st);
-/* Frees a closed server (the runtime's reaper calls it). */
-void server_free_memory(Server *s);
 
 #endif

@@ -8,13 +8,14 @@
 #include <string.h>
 #include <strings.h>
 
-#include "client.h"
+#include "session.h"
 #include "config.h"
 #include "log.h"
 #include "params.h"
 #include "pool.h"
 #include "router.h"
 #include "server.h"
+#include "statement_names.h"
 #include "xalloc.h"
 
 static bool word_char(char ch)
@@ -339,4 +340,33 @@ const char *settings_search_path(const Client *c)
 		return c->search_path;
 	const char *v = params_get(&c->params, "search_path");
 	return params_is_raw(v) ? NULL : v;
+}
+
+/*
+ * What a statement the client sends to s does to its session settings (settings.c), on every path
+ * a statement runs by: a Query, the unnamed statement's Parse (its Bind follows), the Bind of a
+ * named statement (each execution; its Parse executes nothing).
+ */
+void settings_track_message(Client *c, Server *s, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
+{
+	if (type != 'Q' && type != 'P' && type != 'B')
+		return;
+	if (type == 'P' && avail > PROTO_HEADER_LEN && msg[PROTO_HEADER_LEN] != 0)
+		return; /* a named statement: tracked at its Binds */
+	if (type != 'B' && avail < total && total > c->rt->config->buffer_size) {
+		settings_unseen(c, s, "a statement too large to read");
+		return;
+	}
+	const char *sql;
+	size_t len;
+	if (statement_names_sql(c, type, msg, total, avail, &sql, &len) != 0 || !sql)
+		return; /* the unnamed statement's Bind (tracked at its Parse), or not all here yet */
+	if (!settings_might_change(sql, len) && !settings_opacity_matters(c))
+		return;
+	SqlAnalysis *a = sqlclass_analyze(&c->rt->sql, sql, len);
+	settings_track(c, s, sql, a);
+	sqlclass_release(a);
+	/* The server now has what the client wants (if the statement works). */
+	s->synced_fp = params_fingerprint(&c->params);
+	s->synced_server_gen = s->params.gen;
 }

@@ -46,6 +46,12 @@ void settings_track(Client *c, Server *s, const char *sql, const SqlAnalysis *a)
 
 /* The client sent s a statement pgrelay could not read (too large): what it sets is unknown. */
 void settings_unseen(Client *c, Server *s, const char *why);
+/*
+ * What a message the client sends to s does to its session settings, on every path a statement
+ * runs by: a Query, the unnamed statement's Parse (its Bind follows), the Bind of a named statement
+ * (each execution; its Parse executes nothing). Other messages are ignored.
+ */
+void settings_track_message(Client *c, Server *s, uint8_t type, const uint8_t *msg, size_t total, size_t avail);
 
 /* Replies to the client's own requests while its transaction's SETs are pending (c->undo_active):
  * an error fails them (undone when the transaction ends, unless ROLLBACK TO saves it), a ROLLBACK

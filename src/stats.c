@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
+#include "session.h"
 #include "log.h"
 #include "pool.h"
 #include "prepared.h"
@@ -108,7 +108,7 @@ static void capture_sql(Client *c, uint8_t type, const uint8_t *msg, size_t tota
 void stats_request_begin(Client *c, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
 {
 	if (!c->stats.query_start_us) {
-		int64_t now = runtime_now_us();
+		int64_t now = loop_now_us();
 		c->stats.query_start_us = now;
 		c->stats.sql_known = false;
 		if (c->server && !c->stats.xact_start_us)
@@ -121,13 +121,13 @@ void stats_request_begin(Client *c, uint8_t type, const uint8_t *msg, size_t tot
 void stats_wait_begin(Client *c, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
 {
 	stats_request_begin(c, type, msg, total, avail);
-	c->stats.wait_start_us = runtime_now_us();
+	c->stats.wait_start_us = loop_now_us();
 }
 
 void stats_client_linked(Client *c, Server *s)
 {
 	Pool *p = s->pool;
-	int64_t now = runtime_now_us();
+	int64_t now = loop_now_us();
 	uint64_t waited = 0;
 	if (c->state == CL_WAITING && c->stats.wait_start_us && now > c->stats.wait_start_us)
 		waited = (uint64_t)(now - c->stats.wait_start_us);
@@ -210,7 +210,7 @@ void stats_ready_for_query(Client *c, Server *s, char tx)
 	Pool *p = s->pool;
 	StatsCounters *t = &p->stats.total;
 	StatsHistograms *h = pool_hist(p);
-	int64_t now = runtime_now_us();
+	int64_t now = loop_now_us();
 	/* The client already sent its next request (pipelining): it is under way from now on. */
 	bool more = !pipeline_idle(&s->pipe);
 	if (c->stats.query_start_us) {
@@ -250,7 +250,7 @@ static Pool *find_primary_pool(Runtime *rt, const char *service, const char *use
 
 void stats_cache_hit(Client *c, const char *service)
 {
-	int64_t now = runtime_now_us();
+	int64_t now = loop_now_us();
 	uint64_t d = c->stats.query_start_us && now > c->stats.query_start_us ? (uint64_t)(now - c->stats.query_start_us) : 0;
 	c->stats.query_start_us = 0;
 	c->stats.sql_known = false;
@@ -329,7 +329,7 @@ static void stats_on_period(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	Runtime *rt = arg;
 	Metrics *m = rt->metrics;
-	int64_t now = runtime_now_us();
+	int64_t now = loop_now_us();
 	int64_t dur = now - m->period_start_us;
 	if (dur <= 0)
 		dur = 1;
@@ -370,7 +370,7 @@ void stats_start(Runtime *rt)
 {
 	Metrics *m = xcalloc(1, sizeof *m);
 	rt->metrics = m;
-	m->period_start_us = runtime_now_us();
+	m->period_start_us = loop_now_us();
 	m->ev_period = event_new(rt->base, -1, EV_PERSIST, stats_on_period, rt);
 	if (!m->ev_period)
 		abort();

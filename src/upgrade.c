@@ -309,7 +309,7 @@ static void on_peer(evutil_socket_t fd, short what, void *arg)
 			control_close(u);
 			send_all(u->peer_fd, "BYE\n");
 			peer_close(u);
-			runtime_begin_shutdown(rt);
+			rt->begin_shutdown(rt);
 			return;
 		} else {
 			peer_close(u);

@@ -20,7 +20,7 @@
 
 #include <stdbool.h>
 
-#include "runtime.h"
+#include "types.h"
 
 /* At startup: if a pgrelay answers on the control socket, take its listening sockets (into
  * rt->listen_fds) and return true; false: bind them yourself. Blocking, before the loop runs. */
