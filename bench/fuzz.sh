@@ -5,6 +5,7 @@
 #
 #   bench/fuzz.sh [minutes] [target ...]    # default: 1 minute, every target
 #   FUZZ_RUNS=10000000 bench/fuzz.sh 0       # each target until it has run that many inputs
+#   FUZZ_TIMEOUT=60                          # seconds one input may take (default 10; a loaded machine)
 #                                            # (minutes 0 = no time limit)
 #
 # Prints a table: target, executions, exec/s, corpus entries, coverage (cov) and features (ft),
@@ -43,7 +44,7 @@ for t in "${TARGETS[@]}"; do
 	runs=()
 	[ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
 	started=$(date +%s)
-	"$exe" -max_total_time="$seconds" "${runs[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+	"$exe" -max_total_time="$seconds" "${runs[@]}" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
 		-artifact_prefix="$B/crashes/$t/" "$B/fuzz-work/$t" "fuzz/corpus/$t" >"$log" 2>&1
 	rc=$?
 	elapsed=$(($(date +%s) - started))

@@ -411,7 +411,9 @@ def test_auth(workdir, probe):
         bad = probe([server.addr], password="badpw-xyz")
         bad.wait_log("AUTH failed")
         kind, ms, text = bad.run("GET", "a:a")
-        assert kind == "E" and "is down" in text and "AUTH failed" in text and ms < 10, text
+        # at once, from the node's state (not after the command timeout); 10 ms was too tight on a
+        # loaded 2-core machine (11 ms measured)
+        assert kind == "E" and "is down" in text and "AUTH failed" in text and ms < 100, text
         assert "s3cret" not in bad.log() and "badpw-xyz" not in bad.log()
         assert bad.log().count("is down") == 1
         assert bad.states == []  # never up
