@@ -129,7 +129,9 @@ static void runtime_reload_cache(Runtime *rt, const Config *old, const ReloadDif
 		return;
 	if (!cfg->cache.enabled) {
 		Cache *cache = rt->cache;
-		cache_release_clients(cache);
+		ListNode *n;
+		list_for_each(n, &rt->clients)
+			cache_release_waiter(cache, &list_entry(n, Client, node)->cache);
 		rt->cache = NULL; /* what cache_free's callbacks run sees no cache */
 		cache_free(cache);
 		log_info(NULL, "cache: off (every cached result dropped)");
