@@ -22,7 +22,6 @@
 #include <sys/socket.h>
 
 #include "access.h"
-#include "admin.h"
 #include "cancel.h"
 #include "statement.h"
 #include "statement_cache.h"
@@ -127,7 +126,7 @@ void client_close(Client *c, const char *reason)
 	if (c->cancel_pid)
 		cancel_map_remove(&rt->cancel_map, c->cancel_pid, c);
 	if (c->admin)
-		admin_client_gone(c);
+		rt->console->gone(c);
 	else
 		pool_cancel_wait(&c->wait);
 	if (rt->cache) {
@@ -399,7 +398,7 @@ static bool client_check_access(Client *c, int *rule)
 	AccessRequest req = {
 		.database = c->database,
 		.user = c->user,
-		.console = admin_is_console(cfg, c->database),
+		.console = c->rt->console->is_console(cfg, c->database),
 		.peer = have_peer ? (const struct sockaddr *)&ss : NULL,
 		.tls = c->tls,
 	};
@@ -650,18 +649,18 @@ static bool same_encoding_name(const char *a, const char *b)
 static void client_auth_ok(Client *c)
 {
 	Runtime *rt = c->rt;
-	if (admin_is_console(rt->config, c->database)) {
-		c->admin = (int)admin_role(rt->config, c->user);
-		if (c->admin == ADMIN_NONE) {
+	if (rt->console->is_console(rt->config, c->database)) {
+		c->admin = rt->console->role(rt->config, c->user);
+		if (c->admin == 0) { /* no console role */
 			log_warning(c->name, "\"%s\" from %s may not use the admin console", c->user, c->addr);
 			client_fatal(c, "42501", "user \"%s\" may not use pgrelay's admin console (admin.users, admin.stats_users)",
 				     c->user);
 			return;
 		}
-		admin_login(c);
+		rt->console->login(c);
 		return;
 	}
-	if (admin_database_disabled(rt, c->database)) {
+	if (rt->console->database_disabled(rt, c->database)) {
 		client_fatal(c, SQLSTATE_ADMIN_SHUTDOWN, "database \"%s\" is disabled (DISABLE in pgrelay's admin console)",
 			     c->database);
 		return;
@@ -795,7 +794,7 @@ static RelayAction client_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		return RELAY_CLOSED;
 	}
 	if (c->admin)
-		return admin_client_message(c, rc, type, msg, total, avail);
+		return c->rt->console->message(c, rc, type, msg, total, avail);
 	RelayAction a = statement_client_message(owner, rc, type, msg, total, avail);
 	if (c->end_message) {
 		/* the statement layer found that the session cannot go on */

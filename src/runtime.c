@@ -250,6 +250,7 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	rt->reload = runtime_reload;
 	rt->begin_shutdown = runtime_begin_shutdown;
 	rt->client_gone = runtime_client_gone;
+	rt->console = admin_console_ops();
 	bool reaper_ok = loop_reaper_init(&rt->reaper, rt->base);
 	rt->ev_sighup = evsignal_new(rt->base, SIGHUP, runtime_on_signal, rt);
 	rt->ev_sigterm = evsignal_new(rt->base, SIGTERM, runtime_on_signal, rt);
