@@ -1063,7 +1063,7 @@ static CacheBump *bump_send(Cache *cache, const char *service, const CacheWrites
 		return NULL;
 	}
 	b->cache = cache;
-	snprintf(b->service, sizeof b->service, "%s", service);
+	memcpy(b->service, service, strlen(service) + 1); /* its length was checked */
 	b->pending = 1; /* held until every command is sent */
 	Buf msg;
 	buf_init(&msg);
