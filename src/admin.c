@@ -1288,3 +1288,18 @@ RelayAction admin_client_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 	buf_free(&b);
 	return c->state == CL_CLOSED ? RELAY_CLOSED : result;
 }
+
+static int console_role(const Config *cfg, const char *user) { return (int)admin_role(cfg, user); }
+
+const ConsoleOps *admin_console_ops(void)
+{
+	static const ConsoleOps ops = {
+		.is_console = admin_is_console,
+		.role = console_role,
+		.login = admin_login,
+		.message = admin_client_message,
+		.gone = admin_client_gone,
+		.database_disabled = admin_database_disabled,
+	};
+	return &ops;
+}

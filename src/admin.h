@@ -39,5 +39,7 @@ void admin_client_gone(Client *c);
 void admin_free(Runtime *rt);
 /* Whether client databases of service svc are disabled (DISABLE db): new logins refused. */
 bool admin_database_disabled(const Runtime *rt, const char *database);
+/* The console as the client module reaches it (Runtime.console). */
+const ConsoleOps *admin_console_ops(void);
 
 #endif

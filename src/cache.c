@@ -15,13 +15,11 @@
 #include <unistd.h>
 
 #include "catalog_loader.h"
-#include "session.h"
 #include "health.h"
 #include "log.h"
 #include "proto.h"
 #include "redis.h"
 #include "types.h"
-#include "statement_cache.h"
 #include "wal.h"
 #include "xalloc.h"
 
@@ -465,18 +463,31 @@ void cache_drop_service(Cache *cache, const char *service)
 	cache_invalidate_shared(cache, service, &w, NULL, NULL);
 }
 
-void cache_release_clients(Cache *cache)
+void cache_release_waiter(Cache *cache, CacheWaiter *w)
 {
-	ListNode *n;
-	list_for_each(n, &cache->rt->clients) {
-		Client *c = list_entry(n, Client, node);
-		bool waiting = c->cache_wait || c->cache_req;
-		cache_wait_cancel(cache, c);
-		cache_fill_abort(cache, c);
-		cache_client_gone(cache, c);
-		if (waiting) /* looks at its message again, without the cache */
-			statement_cache_wake(c);
-	}
+	bool waiting = w->wait || w->req;
+	cache_wait_cancel(cache, w);
+	cache_fill_abort(cache, w);
+	cache_waiter_gone(cache, w);
+	if (waiting) /* looks at its message again, without the cache */
+		w->wake(w);
+}
+
+void cache_waiter_init(CacheWaiter *w, void (*wake)(CacheWaiter *w))
+{
+	memset(w, 0, sizeof *w);
+	buf_init(&w->fill.reply);
+	buf_init(&w->fill.names);
+	buf_init(&w->answer.reply);
+	list_node_init(&w->wait_node);
+	w->wake = wake;
+}
+
+void cache_waiter_free(CacheWaiter *w)
+{
+	buf_free(&w->fill.reply);
+	buf_free(&w->fill.names);
+	buf_free(&w->answer.reply);
 }
 
 void cache_invalidate(Cache *cache, const char *service, const CacheWrites *w)
@@ -504,28 +515,29 @@ static void digest_str(EVP_MD_CTX *ctx, const char *s)
 	EVP_DigestUpdate(ctx, s ? s : "", s ? strlen(s) + 1 : 1);
 }
 
-void cache_key_build(const Client *c, const char *search_path, char protocol, const void *part, size_t part_len,
+void cache_key_build(Cache *cache, const CacheSession *who, char protocol, const void *part, size_t part_len,
 		     const void *part2, size_t part2_len, bool describe, CacheKey *key)
 {
-	Cache *cache = c->rt->cache;
+	const char *search_path = who->search_path;
+	const ParamList *params = who->params;
 	EVP_MD_CTX *ctx = cache->md;
 	EVP_DigestInit_ex(ctx, cache->sha256, NULL);
 	char head[4] = {'p', 'g', protocol, describe ? 'D' : '-'};
 	EVP_DigestUpdate(ctx, head, sizeof head);
 	uint64_t gen = catalog_gen_now(cache);
 	EVP_DigestUpdate(ctx, &gen, sizeof gen);
-	digest_str(ctx, c->database);
-	digest_str(ctx, c->user);
+	digest_str(ctx, who->database);
+	digest_str(ctx, who->user);
 	digest_str(ctx, search_path ? search_path : "\001default");
 	/* every other session parameter, in name order (all of them: any may change a result, e.g.
 	 * through a row-level security policy that reads current_setting()) */
 	const Param *on_stack[64], **sorted = on_stack;
-	if (c->params.n > 64)
-		sorted = xmalloc(c->params.n * sizeof *sorted);
+	if (params->n > 64)
+		sorted = xmalloc(params->n * sizeof *sorted);
 	size_t n = 0;
-	for (size_t i = 0; i < c->params.n; i++)
-		if (!param_ignored(c->params.items[i].name))
-			sorted[n++] = &c->params.items[i];
+	for (size_t i = 0; i < params->n; i++)
+		if (!param_ignored(params->items[i].name))
+			sorted[n++] = &params->items[i];
 	qsort(sorted, n, sizeof sorted[0], param_cmp);
 	for (size_t i = 0; i < n; i++) {
 		digest_str(ctx, sorted[i]->name);
@@ -548,10 +560,10 @@ void cache_key_build(const Client *c, const char *search_path, char protocol, co
 
 /* ---- entries (cache_entry: versions, names, reply; the expiry is the L1's) ---- */
 
-bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t **reply, size_t *len,
+bool cache_fast_hit(Cache *cache, CacheWaiter *w, const CacheKey *key, const uint8_t **reply, size_t *len,
 		    const char **service_out)
 {
-	(void)c;
+	(void)w;
 	/* L1 alone decides only without Redis: with Redis, its versions decide (and while it cannot
 	 * be asked, nothing is served: see cache_lookup) */
 	if (!cache->l1 || cache->redis || !cache_trusted(cache))
@@ -592,13 +604,13 @@ bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t 
 }
 
 /* Another client runs the identical query (flight f): c waits for it. */
-static bool wait_for_flight(Cache *cache, Client *c, CacheFlight *f)
+static bool wait_for_flight(Cache *cache, CacheWaiter *w, CacheFlight *f)
 {
-	if (!f || f->leader == c)
+	if (!f || f->leader == w)
 		return false;
 	cache->stats.waits++;
-	c->cache_wait = f;
-	list_push_back(&f->waiters, &c->cache_wait_node);
+	w->wait = f;
+	list_push_back(&f->waiters, &w->wait_node);
 	return true;
 }
 
@@ -621,7 +633,7 @@ static bool entry_of(const CacheEntryView *e, const char *service)
 }
 
 /* With versions known (local, or as Redis has them), decides: L1 hit, L2 hit, wait, or fill. */
-static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *service, const CacheDecision *d,
+static CacheLookup lookup_with_versions(Cache *cache, CacheWaiter *w, const char *service, const CacheDecision *d,
 					const CacheKey *key, const uint64_t *now_versions, size_t n, const uint8_t *l2, size_t l2_len, bool shared,
 					const uint8_t **reply, size_t *len)
 {
@@ -657,11 +669,11 @@ static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *ser
 	cache->stats.misses++;
 	uint64_t h = key_hash(key);
 	CacheFlight *f = hashmap_get(&cache->flights, h, flight_eq, key);
-	if (wait_for_flight(cache, c, f))
+	if (wait_for_flight(cache, w, f))
 		return CACHE_WAIT;
-	CacheFill *fill = &c->cache_fill;
+	CacheFill *fill = &w->fill;
 	if (fill->active)
-		cache_fill_abort(cache, c);
+		cache_fill_abort(cache, w);
 	fill->active = true;
 	fill->failed = false;
 	fill->shared = shared;
@@ -682,7 +694,7 @@ static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *ser
 		}
 	}
 	if (f)
-		f->leader = c;
+		f->leader = w;
 	fill->flight = f;
 	return CACHE_MISS;
 }
@@ -716,7 +728,7 @@ static size_t redis_entry_key(const Cache *cache, char *buf, size_t cap, const C
 
 typedef struct CacheRequest {
 	Cache *cache;
-	Client *c;       /* NULL once the client is gone */
+	CacheWaiter *w;  /* NULL once its owner is gone */
 	int pending;     /* replies still to come */
 	bool failed;
 	bool no_epoch;   /* the service has no epoch in Redis yet */
@@ -840,10 +852,10 @@ static void request_done(CacheRequest *rq)
 	if (--rq->pending > 0)
 		return;
 	Cache *cache = rq->cache;
-	Client *c = rq->c;
-	if (c) {
-		c->cache_req = NULL;
-		CacheAnswer *ans = &c->cache_answer;
+	CacheWaiter *w = rq->w;
+	if (w) {
+		w->req = NULL;
+		CacheAnswer *ans = &w->answer;
 		ans->ready = true;
 		ans->key = rq->key;
 		buf_reset(&ans->reply);
@@ -871,18 +883,18 @@ static void request_done(CacheRequest *rq)
 			const uint8_t *l2 = request_entry(rq, &l2_len);
 			const uint8_t *reply;
 			size_t len;
-			CacheLookup r = lookup_with_versions(cache, c, rq->service, &rq->d, &rq->key, rq->versions, rq->n, l2,
+			CacheLookup r = lookup_with_versions(cache, w, rq->service, &rq->d, &rq->key, rq->versions, rq->n, l2,
 							     l2_len, true, &reply, &len);
 			if (r == CACHE_HIT)
 				buf_append(&ans->reply, reply, len);
 			ans->kind = r == CACHE_HIT ? CACHE_HIT : r == CACHE_WAIT ? CACHE_WAIT : CACHE_MISS;
 		}
 		if (ans->kind != CACHE_WAIT)
-			statement_cache_wake(c);
+			w->wake(w);
 		/* A wait is woken by the flight's end, then looked up again; a miss started the fill, and the
 		 * message goes to the server as it is (a filling client is not looked up): neither answer is
 		 * for later (it would make the next identical read a pass-through). */
-		if (ans->kind == CACHE_WAIT || (ans->kind == CACHE_MISS && c->cache_fill.active))
+		if (ans->kind == CACHE_WAIT || (ans->kind == CACHE_MISS && w->fill.active))
 			ans->ready = false;
 	}
 	buf_free(&rq->l2);
@@ -890,7 +902,7 @@ static void request_done(CacheRequest *rq)
 }
 
 /* Asks Redis for the versions (and, with a signing key and unless L1 has the entry, the entry). */
-static bool redis_lookup(Cache *cache, Client *c, const char *service, const CacheDecision *d, const CacheKey *key)
+static bool redis_lookup(Cache *cache, CacheWaiter *w, const char *service, const CacheDecision *d, const CacheKey *key)
 {
 	CacheRequest *rq = calloc(1, sizeof *rq);
 	if (!rq || strlen(service) >= sizeof rq->service) {
@@ -898,7 +910,7 @@ static bool redis_lookup(Cache *cache, Client *c, const char *service, const Cac
 		return false;
 	}
 	rq->cache = cache;
-	rq->c = c;
+	rq->w = w;
 	rq->key = *key;
 	rq->shape = memcmp(cache->shape_key.b, key->b, sizeof key->b) == 0 ? cache->shape : CACHE_SHAPE_UNKNOWN;
 	rq->gen = cache->redis_gen;
@@ -930,7 +942,7 @@ static bool redis_lookup(Cache *cache, Client *c, const char *service, const Cac
 	if (!in_l1 && cache->signer)
 		rq->eklen = redis_entry_key(cache, rq->ekey, sizeof rq->ekey, key);
 	rq->pending = rq->eklen ? 2 : 1;
-	c->cache_req = rq;
+	w->req = rq;
 	cache->stats.redis_lookups++;
 	redis_client_command(cache->redis, keys[0], lens[1], request_on_versions, rq, (int)rq->n + 1, argv, lens);
 	if (rq->eklen) {
@@ -964,14 +976,14 @@ static void redis_store(Cache *cache, const CacheKey *key, const Buf *entry, int
 	buf_free(&value);
 }
 
-void cache_client_gone(Cache *cache, Client *c)
+void cache_waiter_gone(Cache *cache, CacheWaiter *w)
 {
 	(void)cache;
-	if (c->cache_req) {
-		c->cache_req->c = NULL;
-		c->cache_req = NULL;
+	if (w->req) {
+		w->req->w = NULL;
+		w->req = NULL;
 	}
-	c->cache_answer.ready = false;
+	w->answer.ready = false;
 }
 
 /* ---- bumps in Redis, and what could not reach it ---- */
@@ -1051,7 +1063,7 @@ static CacheBump *bump_send(Cache *cache, const char *service, const CacheWrites
 		return NULL;
 	}
 	b->cache = cache;
-	snprintf(b->service, sizeof b->service, "%s", service);
+	memcpy(b->service, service, strlen(service) + 1); /* its length was checked */
 	b->pending = 1; /* held until every command is sent */
 	Buf msg;
 	buf_init(&msg);
@@ -1286,10 +1298,10 @@ static bool cache_start_redis(Cache *cache)
 	return true;
 }
 
-CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const CacheDecision *d, const CacheKey *key,
+CacheLookup cache_lookup(Cache *cache, CacheWaiter *w, const char *service, const CacheDecision *d, const CacheKey *key,
 			 const uint8_t **reply, size_t *len)
 {
-	CacheAnswer *ans = &c->cache_answer;
+	CacheAnswer *ans = &w->answer;
 	if (ans->ready) {
 		/* the answer of an earlier asynchronous lookup of this same message */
 		ans->ready = false;
@@ -1320,21 +1332,21 @@ CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const Cac
 	}
 	if (cache->redis_live) {
 		/* before asking Redis: an identical query may be running already */
-		if (wait_for_flight(cache, c, hashmap_get(&cache->flights, key_hash(key), flight_eq, key)))
+		if (wait_for_flight(cache, w, hashmap_get(&cache->flights, key_hash(key), flight_eq, key)))
 			return CACHE_WAIT;
-		if (redis_lookup(cache, c, service, d, key))
+		if (redis_lookup(cache, w, service, d, key))
 			return CACHE_PENDING;
 		cache->stats.bypassed++;
 		return CACHE_MISS; /* the local versions are not the ones L1's entries hold now */
 	}
 	uint64_t now_versions[CACHE_MAX_TABLES + 1];
 	size_t n = current_versions(cache, service, d, now_versions);
-	return lookup_with_versions(cache, c, service, d, key, now_versions, n, NULL, 0, false, reply, len);
+	return lookup_with_versions(cache, w, service, d, key, now_versions, n, NULL, 0, false, reply, len);
 }
 
-void cache_fill_message(Cache *cache, Client *c, uint8_t type, const uint8_t *msg, size_t total)
+void cache_fill_message(Cache *cache, CacheWaiter *w, uint8_t type, const uint8_t *msg, size_t total)
 {
-	CacheFill *fill = &c->cache_fill;
+	CacheFill *fill = &w->fill;
 	if (!fill->active || fill->failed)
 		return;
 	if (type == '1' || type == '2')
@@ -1358,9 +1370,9 @@ static void flight_end(Cache *cache, CacheFlight *f)
 		hashmap_delete_at(&cache->flights, slot);
 	ListNode *n;
 	while ((n = list_pop_front(&f->waiters))) {
-		Client *w = list_entry(n, Client, cache_wait_node);
-		w->cache_wait = NULL;
-		statement_cache_wake(w);
+		CacheWaiter *w = list_entry(n, CacheWaiter, wait_node);
+		w->wait = NULL;
+		w->wake(w);
 	}
 	free(f);
 }
@@ -1389,9 +1401,9 @@ static bool replica_caught_up(Cache *cache, const char *service, int replica)
 	return p->last_check_ms - rt->config->health.timeout_ms > bumped;
 }
 
-void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica)
+void cache_fill_finish(Cache *cache, CacheWaiter *w, const char *service, int replica)
 {
-	CacheFill *fill = &c->cache_fill;
+	CacheFill *fill = &w->fill;
 	if (!fill->active)
 		return;
 	fill->active = false;
@@ -1426,26 +1438,26 @@ void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica
 	buf_reset(&fill->reply);
 	CacheFlight *f = fill->flight;
 	fill->flight = NULL;
-	if (f && f->leader == c)
+	if (f && f->leader == w)
 		flight_end(cache, f);
 }
 
-void cache_fill_abort(Cache *cache, Client *c)
+void cache_fill_abort(Cache *cache, CacheWaiter *w)
 {
-	CacheFill *fill = &c->cache_fill;
+	CacheFill *fill = &w->fill;
 	fill->active = false;
 	buf_reset(&fill->reply);
 	CacheFlight *f = fill->flight;
 	fill->flight = NULL;
-	if (f && f->leader == c)
+	if (f && f->leader == w)
 		flight_end(cache, f);
 }
 
-void cache_wait_cancel(Cache *cache, Client *c)
+void cache_wait_cancel(Cache *cache, CacheWaiter *w)
 {
 	(void)cache;
-	if (c->cache_wait) {
-		list_remove(&c->cache_wait->waiters, &c->cache_wait_node);
-		c->cache_wait = NULL;
+	if (w->wait) {
+		list_remove(&w->wait->waiters, &w->wait_node);
+		w->wait = NULL;
 	}
 }

@@ -32,9 +32,9 @@
 #include "cachepolicy.h"
 #include "hashmap.h"
 #include "list.h"
+#include "params.h"
 
 typedef struct Runtime Runtime;
-typedef struct Client Client;
 
 typedef struct CacheStats {
 	uint64_t lookups, hits, misses, stores, store_refused, stale_refused, waits, invalidations,
@@ -105,11 +105,11 @@ typedef struct Cache {
 /* A miss being filled: the first client runs the query, the others wait for its result. */
 typedef struct CacheFlight {
 	CacheKey key;
-	Client *leader;
-	List waiters; /* Client.cache_wait_node */
+	struct CacheWaiter *leader;
+	List waiters; /* CacheWaiter.wait_node */
 } CacheFlight;
 
-/* What a client filling the cache keeps while its query runs (Client.cache_fill). */
+/* What a waiter filling the cache keeps while its query runs (CacheWaiter.fill). */
 typedef struct CacheFill {
 	bool active;
 	bool failed;         /* a reply that cannot be stored (error, notice, too big) */
@@ -127,8 +127,8 @@ typedef struct CacheFill {
 typedef enum {
 	CACHE_MISS = 0, /* run the query (a fill was started when the client may fill) */
 	CACHE_HIT,      /* reply and len hold the bytes to send */
-	CACHE_WAIT,     /* an identical query is running: wait for it (statement_cache_wake) */
-	CACHE_PENDING,  /* Redis was asked: statement_cache_wake, then look the message up again */
+	CACHE_WAIT,     /* an identical query is running: wait for it (CacheWaiter.wake) */
+	CACHE_PENDING,  /* Redis was asked: CacheWaiter.wake, then look the message up again */
 	CACHE_MISS_BYPASS, /* (answers only) run the query, store nothing */
 } CacheLookup;
 
@@ -139,6 +139,31 @@ typedef struct CacheAnswer {
 	CacheKey key;
 	Buf reply;
 } CacheAnswer;
+
+/*
+ * One who looks results up (a client session embeds one): what the cache keeps for it between a
+ * lookup and its answer, and how it is woken (wake: look at the message again). The cache never
+ * looks past it.
+ */
+typedef struct CacheWaiter CacheWaiter;
+struct CacheWaiter {
+	CacheFill fill;
+	struct CacheRequest *req; /* a lookup waiting for Redis */
+	CacheAnswer answer;       /* ... and its answer */
+	CacheFlight *wait;        /* the identical query it waits for */
+	ListNode wait_node;       /* on wait->waiters */
+	void (*wake)(CacheWaiter *w);
+};
+
+/* Who a key is for: a result depends on the database, the role and every session setting. */
+typedef struct CacheSession {
+	const char *database, *user;
+	const char *search_path; /* NULL: the server's default */
+	const ParamList *params;
+} CacheSession;
+
+void cache_waiter_init(CacheWaiter *w, void (*wake)(CacheWaiter *w));
+void cache_waiter_free(CacheWaiter *w);
 
 /* A commit's invalidation on its way to Redis. */
 typedef struct CacheBump {
@@ -162,9 +187,9 @@ void cache_reconfigure(Cache *cache, const Config *cfg);
 /* The configuration changed what service's results depend on (its server, routing, cache rules):
  * its epoch is bumped (locally, and in Redis as a commit's), so none of its entries is served. */
 void cache_drop_service(Cache *cache, const char *service);
-/* Before the cache is freed with clients still there (turned off by a reload): every client
- * lets go of it (waits, fills, Redis lookups) and looks at its message again. */
-void cache_release_clients(Cache *cache);
+/* Before the cache is freed with clients still there (turned off by a reload): w lets go of it
+ * (waits, fills, Redis lookups) and is woken to look at its message again. */
+void cache_release_waiter(Cache *cache, CacheWaiter *w);
 
 /*
  * The catalog the cache policy uses for service (cachepolicy_decide): the loader's current one,
@@ -173,21 +198,21 @@ void cache_release_clients(Cache *cache);
  */
 const Catalog *cache_catalog(Cache *cache, const char *service);
 
-/* The key of a statement for client c (remembered with its form, CacheShape, for the lookup of
+/* The key of a statement for who (remembered with its form, CacheShape, for the lookup of
  * this key that follows: an L2 entry's reply must have that form): protocol 'Q' (part = the query text) or 'E' (part = the
  * Parse body after the name, part2 = the Bind body after the portal and statement names:
  * parameter formats and values, result formats; describe: a Describe of the portal). The service
  * is not in it (nor the configuration's: a reload drops what it changes, cache_drop_service); an
  * entry names its service, which a lookup checks. */
-void cache_key_build(const Client *c, const char *search_path, char protocol, const void *part, size_t part_len,
+void cache_key_build(Cache *cache, const CacheSession *who, char protocol, const void *part, size_t part_len,
 		     const void *part2, size_t part2_len, bool describe, CacheKey *key);
 
 /*
- * Looks a key up for client c. On HIT, *reply and *len are the stored reply (valid until the next
+ * Looks a key up for w. On HIT, *reply and *len are the stored reply (valid until the next
  * cache call). On MISS with fill non-NULL, fill is started (versions recorded now, before the
- * query is sent). On WAIT, the client is queued on the flight.
+ * query is sent). On WAIT, w is queued on the flight.
  */
-CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const CacheDecision *d, const CacheKey *key,
+CacheLookup cache_lookup(Cache *cache, CacheWaiter *w, const char *service, const CacheDecision *d, const CacheKey *key,
 			 const uint8_t **reply, size_t *len);
 
 /*
@@ -195,18 +220,18 @@ CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const Cac
  * it names is current (local versions: only when Redis is not configured or down). The key must
  * come from cache_key_build.
  */
-bool cache_fast_hit(Cache *cache, Client *c, const CacheKey *key, const uint8_t **reply, size_t *len,
+bool cache_fast_hit(Cache *cache, CacheWaiter *w, const CacheKey *key, const uint8_t **reply, size_t *len,
 		    const char **service);
 
-/* A reply message forwarded to a filling client (whole message). */
-void cache_fill_message(Cache *cache, Client *c, uint8_t type, const uint8_t *msg, size_t total);
-/* ReadyForQuery reached the filling client: store (unless failed, or read from a replica that
+/* A reply message forwarded to a filling waiter (whole message). */
+void cache_fill_message(Cache *cache, CacheWaiter *w, uint8_t type, const uint8_t *msg, size_t total);
+/* ReadyForQuery reached the filling waiter: store (unless failed, or read from a replica that
  * may not have replayed the last invalidation: replica >= 0) and wake the waiters. */
-void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica);
-/* The fill cannot finish (server lost, client gone): wake the waiters, store nothing. */
-void cache_fill_abort(Cache *cache, Client *c);
-/* A waiting client goes away. */
-void cache_wait_cancel(Cache *cache, Client *c);
+void cache_fill_finish(Cache *cache, CacheWaiter *w, const char *service, int replica);
+/* The fill cannot finish (server lost, waiter gone): wake the waiters, store nothing. */
+void cache_fill_abort(Cache *cache, CacheWaiter *w);
+/* A waiting waiter goes away. */
+void cache_wait_cancel(Cache *cache, CacheWaiter *w);
 
 /* Writes committed on service (as cachepolicy_writes noted them): with what service's catalog says
  * they also change (cachepolicy_writes_expand), bump the versions (local). */
@@ -222,7 +247,7 @@ CacheBump *cache_invalidate_shared(Cache *cache, const char *service, const Cach
 				   void *owner);
 /* The owner of a bump goes away: done is not called. */
 static inline void cache_bump_forget(CacheBump *b) { b->owner = NULL; }
-/* The client goes away: an asynchronous lookup's answer is dropped. */
-void cache_client_gone(Cache *cache, Client *c);
+/* w goes away: an asynchronous lookup's answer is dropped. */
+void cache_waiter_gone(Cache *cache, CacheWaiter *w);
 
 #endif

@@ -22,7 +22,6 @@
 #include <sys/socket.h>
 
 #include "access.h"
-#include "admin.h"
 #include "cancel.h"
 #include "statement.h"
 #include "statement_cache.h"
@@ -52,6 +51,7 @@ static const ConnHandlers client_handlers = {
 
 static void client_on_timer(evutil_socket_t fd, short what, void *arg);
 static const PoolWaiterOps client_pool_waiter_ops;
+static void client_cache_wake(CacheWaiter *w);
 
 static void client_set_timer(Client *c, int64_t ms)
 {
@@ -86,11 +86,8 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 	list_node_init(&c->wait.node);
 	c->wait.ops = &client_pool_waiter_ops;
 	c->wait.name = c->name;
-	list_node_init(&c->cache_wait_node);
 	txtrack_init(&c->tx);
-	buf_init(&c->cache_fill.reply);
-	buf_init(&c->cache_fill.names);
-	buf_init(&c->cache_answer.reply);
+	cache_waiter_init(&c->cache, client_cache_wake);
 	rt->n_clients++;
 	conn_start_reading(&c->conn);
 	client_set_timer(c, CLIENT_LOGIN_TIMEOUT_MS);
@@ -129,13 +126,13 @@ void client_close(Client *c, const char *reason)
 	if (c->cancel_pid)
 		cancel_map_remove(&rt->cancel_map, c->cancel_pid, c);
 	if (c->admin)
-		admin_client_gone(c);
+		rt->console->gone(c);
 	else
 		pool_cancel_wait(&c->wait);
 	if (rt->cache) {
-		cache_wait_cancel(rt->cache, c);
-		cache_fill_abort(rt->cache, c);
-		cache_client_gone(rt->cache, c);
+		cache_wait_cancel(rt->cache, &c->cache);
+		cache_fill_abort(rt->cache, &c->cache);
+		cache_waiter_gone(rt->cache, &c->cache);
 	}
 	stats_client_closed(c);
 	client_release_server(c);
@@ -193,9 +190,7 @@ static void client_free_memory(Client *c)
 	for (size_t i = 0; i < sizeof(c->ryw) / sizeof(c->ryw[0]); i++)
 		free(c->ryw[i].service);
 	prepared_client_free(&c->stmts, &c->rt->stmts);
-	buf_free(&c->cache_fill.reply);
-	buf_free(&c->cache_fill.names);
-	buf_free(&c->cache_answer.reply);
+	cache_waiter_free(&c->cache);
 	txtrack_free(&c->tx);
 	free(c->user);
 	free(c->database);
@@ -403,7 +398,7 @@ static bool client_check_access(Client *c, int *rule)
 	AccessRequest req = {
 		.database = c->database,
 		.user = c->user,
-		.console = admin_is_console(cfg, c->database),
+		.console = c->rt->console->is_console(cfg, c->database),
 		.peer = have_peer ? (const struct sockaddr *)&ss : NULL,
 		.tls = c->tls,
 	};
@@ -654,18 +649,18 @@ static bool same_encoding_name(const char *a, const char *b)
 static void client_auth_ok(Client *c)
 {
 	Runtime *rt = c->rt;
-	if (admin_is_console(rt->config, c->database)) {
-		c->admin = (int)admin_role(rt->config, c->user);
-		if (c->admin == ADMIN_NONE) {
+	if (rt->console->is_console(rt->config, c->database)) {
+		c->admin = rt->console->role(rt->config, c->user);
+		if (c->admin == 0) { /* no console role */
 			log_warning(c->name, "\"%s\" from %s may not use the admin console", c->user, c->addr);
 			client_fatal(c, "42501", "user \"%s\" may not use pgrelay's admin console (admin.users, admin.stats_users)",
 				     c->user);
 			return;
 		}
-		admin_login(c);
+		rt->console->login(c);
 		return;
 	}
-	if (admin_database_disabled(rt, c->database)) {
+	if (rt->console->database_disabled(rt, c->database)) {
 		client_fatal(c, SQLSTATE_ADMIN_SHUTDOWN, "database \"%s\" is disabled (DISABLE in pgrelay's admin console)",
 			     c->database);
 		return;
@@ -799,7 +794,7 @@ static RelayAction client_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		return RELAY_CLOSED;
 	}
 	if (c->admin)
-		return admin_client_message(c, rc, type, msg, total, avail);
+		return c->rt->console->message(c, rc, type, msg, total, avail);
 	RelayAction a = statement_client_message(owner, rc, type, msg, total, avail);
 	if (c->end_message) {
 		/* the statement layer found that the session cannot go on */
@@ -927,6 +922,10 @@ void client_resume(Client *c)
 	}
 }
 
+/* The cache answered the lookup the client waited for (or the identical query it waited for
+ * finished): look at the message again. */
+static void client_cache_wake(CacheWaiter *w) { statement_cache_wake(list_entry(w, Client, cache)); }
+
 /* ---- what the linked server reports (ServerEvents) ---- */
 
 static void client_on_reply(void *session, Server *s, uint8_t type, const uint8_t *body, size_t len)
@@ -1046,7 +1045,7 @@ static bool client_on_capturing(void *session, size_t *max_message)
 {
 	Client *c = session;
 	*max_message = c->rt->config->cache.max_result;
-	return c->cache_fill.active;
+	return c->cache.fill.active;
 }
 
 static void client_on_capture(void *session, uint8_t type, const uint8_t *msg, size_t total, bool complete)
@@ -1055,9 +1054,9 @@ static void client_on_capture(void *session, uint8_t type, const uint8_t *msg, s
 	if (c->state == CL_CLOSED)
 		return;
 	if (!complete)
-		c->cache_fill.failed = true;
+		c->cache.fill.failed = true;
 	else
-		cache_fill_message(c->rt->cache, c, type, msg, total);
+		cache_fill_message(c->rt->cache, &c->cache, type, msg, total);
 }
 
 static const ServerEvents client_server_events = {

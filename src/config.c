@@ -26,6 +26,16 @@
 #define MAX_REPORTED_ERRORS 20
 #define MAX_KEPT_ERRORS 1000 /* bounds memory on pathological files; only 20 are shown */
 #define PATH_LEN 256
+
+/* A key's path for messages ("services.users.pool.max", "routes[2]"); cut at PATH_LEN. */
+static void path_format(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void path_format(char *out, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(out, cap, fmt, ap);
+	va_end(ap);
+}
 #define MSG_LEN 512
 
 #define MS_PER_DAY INT64_C(86400000)
@@ -999,7 +1009,7 @@ static void load_items(Loader *ld, const ConfigKey *k, void *obj, yaml_node_t *v
 	for (size_t i = 0; i < n; i++) {
 		yaml_node_t *item = node_get(ld, v->data.sequence.items.start[i]);
 		char path[PATH_LEN];
-		snprintf(path, sizeof path, "%s[%zu]", full, i);
+		path_format(path, sizeof path, "%s[%zu]", full, i);
 		if (sub->item_what && (!item || item->type != YAML_MAPPING_NODE)) {
 			error_at(ld, item, "%s must be a mapping %s, got %s", path, sub->item_what,
 				 describe(item, got, sizeof got));
@@ -1044,7 +1054,7 @@ static void load_named(Loader *ld, const ConfigKey *k, void *obj, yaml_node_t *v
 		char **name = field_at(it, sub->name_offset);
 		if (!(*name = dup_string(ld, scalar_text(key))))
 			return;
-		snprintf(path, sizeof path, "%s.%s", full, *name);
+		path_format(path, sizeof path, "%s.%s", full, *name);
 		if (check_mapping(ld, value, path, sub))
 			walk_section(ld, sub, it, value, path);
 	}

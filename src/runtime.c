@@ -129,7 +129,9 @@ static void runtime_reload_cache(Runtime *rt, const Config *old, const ReloadDif
 		return;
 	if (!cfg->cache.enabled) {
 		Cache *cache = rt->cache;
-		cache_release_clients(cache);
+		ListNode *n;
+		list_for_each(n, &rt->clients)
+			cache_release_waiter(cache, &list_entry(n, Client, node)->cache);
 		rt->cache = NULL; /* what cache_free's callbacks run sees no cache */
 		cache_free(cache);
 		log_info(NULL, "cache: off (every cached result dropped)");
@@ -248,6 +250,7 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	rt->reload = runtime_reload;
 	rt->begin_shutdown = runtime_begin_shutdown;
 	rt->client_gone = runtime_client_gone;
+	rt->console = admin_console_ops();
 	bool reaper_ok = loop_reaper_init(&rt->reaper, rt->base);
 	rt->ev_sighup = evsignal_new(rt->base, SIGHUP, runtime_on_signal, rt);
 	rt->ev_sigterm = evsignal_new(rt->base, SIGTERM, runtime_on_signal, rt);

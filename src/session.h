@@ -100,14 +100,10 @@ struct Client {
 	 * settings.c); freed at the transaction's end. */
 	struct SettingsSavepoint *savepoints;
 	size_t n_savepoints, cap_savepoints;
-	/* Result cache (cache.c): a miss this client fills, the flight it waits for, the tables its
-	 * transaction wrote (bumped when it commits). */
-	CacheFill cache_fill;
+	/* Result cache (cache.c): a miss this client fills, a lookup waiting for Redis and its
+	 * answer, the flight it waits for. */
+	CacheWaiter cache;
 	struct CacheBump *cache_bump; /* the commit's invalidation its held ReadyForQuery waits for */
-	struct CacheRequest *cache_req; /* a lookup waiting for Redis */
-	CacheAnswer cache_answer;       /* ... and its answer */
-	CacheFlight *cache_wait;
-	ListNode cache_wait_node;
 	/* The client's transaction as its server runs it (txtrack): requests in flight with what they
 	 * write and do, savepoint levels. tx_service: the service of the server they went to. */
 	TxTrack tx;

@@ -1,6 +1,6 @@
 /*
  * sqlkey — the row facts of one statement ("column = value" that every row it reads or changes
- * satisfies; SqlKeyEq in sqlclass.h), from libpg_query's JSON parse tree. Part of the statement
+ * satisfies; SqlKeyEq in sqltypes.h), from libpg_query's JSON parse tree. Part of the statement
  * analysis: sqlclass calls it once per statement. Pure; knows nothing of columns' types, cache
  * rules or sockets.
  */
@@ -9,7 +9,7 @@
 
 #include <json-c/json.h>
 
-#include "sqlclass.h"
+#include "sqltypes.h"
 
 typedef void *(*SqlKeyAlloc)(void *ctx, size_t n);
 

@@ -218,7 +218,7 @@ bool statement_retry(Client *c, Server *s)
 	log_info(c->name, "replica of service %s failed before answering: sending the read elsewhere", svc->name);
 	txtrack_forget_requests(&c->tx); /* they are sent again */
 	if (c->rt->cache)
-		cache_fill_abort(c->rt->cache, c);
+		cache_fill_abort(c->rt->cache, &c->cache);
 	c->server = NULL;
 	c->pool = NULL;
 	c->reroute = false;

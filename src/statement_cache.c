@@ -30,8 +30,8 @@ void statement_cache_ready(Client *c, Server *s)
 	Cache *cache = c->rt->cache;
 	if (!cache)
 		return;
-	if (c->cache_fill.active)
-		cache_fill_finish(cache, c, s->pool->service->name, s->pool->replica);
+	if (c->cache.fill.active)
+		cache_fill_finish(cache, &c->cache, s->pool->service->name, s->pool->replica);
 }
 
 /*
@@ -147,29 +147,30 @@ RelayAction statement_cache_message(Client *c, uint8_t type, const uint8_t *msg,
 	const Config *cfg = c->rt->config;
 	if (type != 'Q' && type != 'P' && type != 'B')
 		return 0;
-	if (c->cache_req)
+	if (c->cache.req)
 		return RELAY_STOP; /* Redis has not answered yet */
 	bool eligible = !c->server && c->tx_local == 'I' && !c->held_begin && !c->pinned && !c->settings_opaque &&
-			c->pool_mode == CONFIG_POOL_TRANSACTION && !c->cache_fill.active && cfg->cache.enabled;
+			c->pool_mode == CONFIG_POOL_TRANSACTION && !c->cache.fill.active && cfg->cache.enabled;
 	CacheBatch batch;
 	CacheKey key;
 	bool have_key = false;
 	const char *search_path = settings_search_path(c);
+	const CacheSession who = {.database = c->database, .user = c->user, .search_path = search_path, .params = &c->params};
 	const uint8_t *reply;
 	size_t reply_len;
 	if (eligible && avail == total) {
 		if (type == 'Q') {
 			const char *text = (const char *)msg + PROTO_HEADER_LEN;
-			cache_key_build(c, search_path, 'Q', text, strnlen(text, total - PROTO_HEADER_LEN), NULL, 0, false, &key);
+			cache_key_build(cache, &who, 'Q', text, strnlen(text, total - PROTO_HEADER_LEN), NULL, 0, false, &key);
 			have_key = true;
 		} else if (cache_batch(c, msg, (size_t)(c->conn.in + c->conn.in_len - msg), &batch)) {
 			/* the whole batch is buffered (looked past this message) */
-			cache_key_build(c, search_path, 'E', batch.parse_key, batch.parse_key_len, batch.bind_rest,
+			cache_key_build(cache, &who, 'E', batch.parse_key, batch.parse_key_len, batch.bind_rest,
 					batch.bind_rest_len, batch.describe, &key);
 			have_key = true;
 		}
 		const char *service;
-		if (have_key && cache_fast_hit(cache, c, &key, &reply, &reply_len, &service)) {
+		if (have_key && cache_fast_hit(cache, &c->cache, &key, &reply, &reply_len, &service)) {
 			stats_request_begin(c, type, msg, total, avail);
 			stats_cache_hit(c, service);
 			return cache_serve(c, type, &batch, total, reply, reply_len);
@@ -200,7 +201,7 @@ RelayAction statement_cache_message(Client *c, uint8_t type, const uint8_t *msg,
 	if (!d.cacheable)
 		goto done;
 	stats_request_begin(c, type, msg, total, avail);
-	switch (cache_lookup(cache, c, r.service->name, &d, &key, &reply, &reply_len)) {
+	switch (cache_lookup(cache, &c->cache, r.service->name, &d, &key, &reply, &reply_len)) {
 	case CACHE_HIT:
 		stats_cache_hit(c, r.service->name);
 		result = cache_serve(c, type, &batch, total, reply, reply_len);

@@ -4,7 +4,7 @@
  * already running or for Redis, or starts filling the cache with the client's query; the fill
  * ends at its ReadyForQuery.
  *
- * Owns: Client.cache_fill, cache_answer, cache_req (with cache.c).
+ * Owns: Client.cache (with cache.c).
  */
 #ifndef PGRELAY_STATEMENT_CACHE_H
 #define PGRELAY_STATEMENT_CACHE_H

@@ -21,10 +21,12 @@
 #include "log.h"
 #include "loop.h"
 #include "prepared.h"
+#include "relay.h"
 #include "scram.h"
 #include "sqlclass.h"
 
 typedef struct Client Client;
+typedef struct Runtime Runtime;
 typedef struct Server Server;
 typedef struct Pool Pool;
 
@@ -47,6 +49,26 @@ typedef struct Stats {
 	uint64_t accept_pauses; /* accept paused: out of descriptors or memory */
 	uint64_t access_refused; /* refused by the access rules (a reject rule, or none matched) */
 } Stats;
+
+/*
+ * The admin console (admin.c), as the client module reaches it: a client connecting to the
+ * console's database is handed to these (runtime_init wires admin's), so the client module does
+ * not depend on the console, which manages clients (SHOW CLIENTS, KILL).
+ */
+typedef struct ConsoleOps {
+	/* whether database names the console ("pgrelay", "pgbouncer") and not a configured one */
+	bool (*is_console)(const Config *cfg, const char *database);
+	/* what user may do there: 0 nothing, else a role (admin.h's AdminRole) */
+	int (*role)(const Config *cfg, const char *user);
+	/* finishes the login of an authenticated console client */
+	void (*login)(Client *c);
+	/* a logged-in console client's message (relay callback) */
+	RelayAction (*message)(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total, size_t avail);
+	/* a console client goes away */
+	void (*gone)(Client *c);
+	/* whether logins to database are refused (DISABLE) */
+	bool (*database_disabled)(const Runtime *rt, const char *database);
+} ConsoleOps;
 
 typedef struct Runtime {
 	struct event_base *base;
@@ -102,6 +124,7 @@ typedef struct Runtime {
 	void (*reload)(struct Runtime *rt);         /* SIGHUP, RELOAD: re-read the configuration */
 	void (*begin_shutdown)(struct Runtime *rt); /* SIGTERM, SHUTDOWN: stop at transaction ends */
 	void (*client_gone)(struct Runtime *rt);    /* a client left (a shutdown may be done) */
+	const ConsoleOps *console;                  /* the admin console */
 } Runtime;
 
 #endif
