@@ -585,6 +585,18 @@ static void names_build(Buf *b, const char *service, const CacheDecision *d)
 }
 
 /* With versions known (local, or as Redis has them), decides: L1 hit, L2 hit, wait, or fill. */
+/* The client's cache state, allocated at its first lookup. */
+static ClientCache *client_cache(Client *c)
+{
+	if (!c->cache_state) {
+		c->cache_state = xcalloc(1, sizeof *c->cache_state);
+		buf_init(&c->cache_state->fill.reply);
+		buf_init(&c->cache_state->fill.names);
+		buf_init(&c->cache_state->answer.reply);
+	}
+	return c->cache_state;
+}
+
 static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *service, const CacheDecision *d,
 					const CacheKey *key, const uint64_t *now_versions, size_t n, const uint8_t *l2, size_t l2_len, bool shared,
 					const uint8_t **reply, size_t *len)
@@ -622,7 +634,7 @@ static CacheLookup lookup_with_versions(Cache *cache, Client *c, const char *ser
 	CacheFlight *f = hashmap_get(&cache->flights, h, flight_eq, key);
 	if (wait_for_flight(cache, c, f))
 		return CACHE_WAIT;
-	CacheFill *fill = &c->cache_fill;
+	CacheFill *fill = &client_cache(c)->fill;
 	if (fill->active)
 		cache_fill_abort(cache, c);
 	fill->active = true;
@@ -806,7 +818,7 @@ static void request_done(CacheRequest *rq)
 	Client *c = rq->c;
 	if (c) {
 		c->cache_req = NULL;
-		CacheAnswer *ans = &c->cache_answer;
+		CacheAnswer *ans = &client_cache(c)->answer;
 		ans->ready = true;
 		ans->key = rq->key;
 		buf_reset(&ans->reply);
@@ -845,7 +857,7 @@ static void request_done(CacheRequest *rq)
 		/* A wait is woken by the flight's end, then looked up again; a miss started the fill, and the
 		 * message goes to the server as it is (a filling client is not looked up): neither answer is
 		 * for later (it would make the next identical read a pass-through). */
-		if (ans->kind == CACHE_WAIT || (ans->kind == CACHE_MISS && c->cache_fill.active))
+		if (ans->kind == CACHE_WAIT || (ans->kind == CACHE_MISS && c->cache_state->fill.active))
 			ans->ready = false;
 	}
 	buf_free(&rq->l2);
@@ -934,7 +946,18 @@ void cache_client_gone(Cache *cache, Client *c)
 		c->cache_req->c = NULL;
 		c->cache_req = NULL;
 	}
-	c->cache_answer.ready = false;
+	if (c->cache_state)
+		c->cache_state->answer.ready = false;
+}
+
+void cache_client_free(ClientCache *cc)
+{
+	if (!cc)
+		return;
+	buf_free(&cc->fill.reply);
+	buf_free(&cc->fill.names);
+	buf_free(&cc->answer.reply);
+	free(cc);
 }
 
 /* ---- bumps in Redis, and what could not reach it ---- */
@@ -1232,7 +1255,7 @@ static bool cache_start_redis(Cache *cache)
 CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const CacheDecision *d, const CacheKey *key,
 			 const uint8_t **reply, size_t *len)
 {
-	CacheAnswer *ans = &c->cache_answer;
+	CacheAnswer *ans = &client_cache(c)->answer;
 	if (ans->ready) {
 		/* the answer of an earlier asynchronous lookup of this same message */
 		ans->ready = false;
@@ -1266,7 +1289,9 @@ CacheLookup cache_lookup(Cache *cache, Client *c, const char *service, const Cac
 
 void cache_fill_message(Cache *cache, Client *c, uint8_t type, const uint8_t *msg, size_t total)
 {
-	CacheFill *fill = &c->cache_fill;
+	if (!c->cache_state)
+		return;
+	CacheFill *fill = &c->cache_state->fill;
 	if (!fill->active || fill->failed)
 		return;
 	if (type == '1' || type == '2')
@@ -1323,7 +1348,9 @@ static bool replica_caught_up(Cache *cache, const char *service, int replica)
 
 void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica)
 {
-	CacheFill *fill = &c->cache_fill;
+	if (!c->cache_state)
+		return;
+	CacheFill *fill = &c->cache_state->fill;
 	if (!fill->active)
 		return;
 	fill->active = false;
@@ -1364,7 +1391,9 @@ void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica
 
 void cache_fill_abort(Cache *cache, Client *c)
 {
-	CacheFill *fill = &c->cache_fill;
+	if (!c->cache_state)
+		return;
+	CacheFill *fill = &c->cache_state->fill;
 	fill->active = false;
 	buf_reset(&fill->reply);
 	CacheFlight *f = fill->flight;

@@ -108,7 +108,7 @@ typedef struct CacheFlight {
 	List waiters; /* Client.cache_wait_node */
 } CacheFlight;
 
-/* What a client filling the cache keeps while its query runs (Client.cache_fill). */
+/* What a client filling the cache keeps while its query runs (ClientCache.fill). */
 typedef struct CacheFill {
 	bool active;
 	bool failed;         /* a reply that cannot be stored (error, notice, too big) */
@@ -138,6 +138,13 @@ typedef struct CacheAnswer {
 	CacheKey key;
 	Buf reply;
 } CacheAnswer;
+
+/* A client's result-cache state (Client.cache_state): allocated at its first lookup, so clients
+ * of a pgrelay without a cache, or that never read through it, keep none. */
+typedef struct ClientCache {
+	CacheFill fill;
+	CacheAnswer answer;
+} ClientCache;
 
 /* A commit's invalidation on its way to Redis. */
 typedef struct CacheBump {
@@ -196,6 +203,8 @@ void cache_fill_message(Cache *cache, Client *c, uint8_t type, const uint8_t *ms
 void cache_fill_finish(Cache *cache, Client *c, const char *service, int replica);
 /* The fill cannot finish (server lost, client gone): wake the waiters, store nothing. */
 void cache_fill_abort(Cache *cache, Client *c);
+/* Frees a client's ClientCache (NULL: nothing to free). */
+void cache_client_free(ClientCache *cc);
 /* A waiting client goes away. */
 void cache_wait_cancel(Cache *cache, Client *c);
 

@@ -82,9 +82,6 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 	list_node_init(&c->wait_node);
 	list_node_init(&c->cache_wait_node);
 	txtrack_init(&c->tx);
-	buf_init(&c->cache_fill.reply);
-	buf_init(&c->cache_fill.names);
-	buf_init(&c->cache_answer.reply);
 	rt->n_clients++;
 	conn_start_reading(&c->conn);
 	client_set_timer(c, CLIENT_LOGIN_TIMEOUT_MS);
@@ -93,6 +90,16 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 }
 
 /* ---- closing ---- */
+
+/* The SCRAM exchange's state exists only while one runs (10,000 logged-in clients keep none). */
+static void client_scram_end(Client *c)
+{
+	if (c->scram) {
+		scram_server_free(c->scram); /* wipes it */
+		free(c->scram);
+		c->scram = NULL;
+	}
+}
 
 static void client_release_server(Client *c)
 {
@@ -135,10 +142,7 @@ void client_close(Client *c, const char *reason)
 	c->state = CL_CLOSED;
 	event_del(&c->ev_timer);
 	conn_close(&c->conn);
-	if (c->scram_active) {
-		scram_server_free(&c->scram);
-		c->scram_active = false;
-	}
+	client_scram_end(c);
 	list_remove(&rt->clients, &c->node);
 	rt->n_clients--;
 	list_push_back(&rt->dead_clients, &c->dead_node);
@@ -180,12 +184,13 @@ void client_free_memory(Client *c)
 	settings_free(c);
 	params_free(&c->undo_params);
 	params_free(&c->undo_server_params);
-	for (size_t i = 0; i < sizeof(c->ryw) / sizeof(c->ryw[0]); i++)
+	for (size_t i = 0; c->ryw && i < CLIENT_RYW_SLOTS; i++)
 		free(c->ryw[i].service);
+	free(c->ryw);
+	free(c->tx_service);
+	free(c->admin_pause_db);
 	prepared_client_free(&c->stmts, &c->rt->stmts);
-	buf_free(&c->cache_fill.reply);
-	buf_free(&c->cache_fill.names);
-	buf_free(&c->cache_answer.reply);
+	cache_client_free(c->cache_state);
 	txtrack_free(&c->tx);
 	free(c->user);
 	free(c->database);
@@ -355,12 +360,13 @@ static void client_begin_mock_auth(Client *c, const char *why)
 	c->auth_method = CONFIG_AUTH_SCRAM_SHA_256;
 	c->auth_mock_why = why;
 	c->state = CL_AUTH;
+	client_scram_end(c);
+	c->scram = xmalloc(sizeof *c->scram);
 	if (!runtime_scram_mock_verifier(c->rt, c->user, &v))
-		scram_server_init(&c->scram, NULL); /* random salt: still a mock exchange */
+		scram_server_init(c->scram, NULL); /* random salt: still a mock exchange */
 	else
-		scram_server_init_mock(&c->scram, &v);
+		scram_server_init_mock(c->scram, &v);
 	OPENSSL_cleanse(&v, sizeof v);
-	c->scram_active = true;
 	Buf b;
 	buf_init(&b);
 	proto_build_auth_sasl(&b, "SCRAM-SHA-256");
@@ -488,8 +494,9 @@ static void client_begin_auth(Client *c)
 			client_begin_mock_auth(c, "unusable SCRAM secret in the configuration");
 			return;
 		}
-		scram_server_init(&c->scram, v);
-		c->scram_active = true;
+		client_scram_end(c);
+		c->scram = xmalloc(sizeof *c->scram);
+		scram_server_init(c->scram, v);
 		proto_build_auth_sasl(&b, "SCRAM-SHA-256");
 		break;
 	}
@@ -559,7 +566,12 @@ static void client_handle_auth_message(Client *c, const uint8_t *body, size_t le
 	case CONFIG_AUTH_SCRAM_SHA_256: {
 		const char *err = NULL;
 		char *reply = NULL;
-		if (c->scram.state == SCRAM_SERVER_INIT) {
+		if (!c->scram) { /* cannot happen: SCRAM is the method only once the exchange began */
+			buf_free(&b);
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "no SCRAM exchange in progress");
+			return;
+		}
+		if (c->scram->state == SCRAM_SERVER_INIT) {
 			const char *mech = proto_read_str(&r);
 			uint32_t dlen = proto_read_u32(&r);
 			const uint8_t *data = r.error || dlen == 0xffffffffu ? NULL : proto_read_bytes(&r, dlen);
@@ -569,7 +581,7 @@ static void client_handle_auth_message(Client *c, const uint8_t *body, size_t le
 					     "client selected an invalid SASL authentication mechanism");
 				return;
 			}
-			if (!data || !scram_server_handle_first(&c->scram, (const char *)data, dlen, &reply, &err)) {
+			if (!data || !scram_server_handle_first(c->scram, (const char *)data, dlen, &reply, &err)) {
 				buf_free(&b);
 				client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed SCRAM message: %s",
 					     err ? err : "missing data");
@@ -581,7 +593,7 @@ static void client_handle_auth_message(Client *c, const uint8_t *body, size_t le
 			buf_free(&b);
 			return;
 		}
-		if (!scram_server_handle_final(&c->scram, (const char *)body, len, &reply, &err)) {
+		if (!scram_server_handle_final(c->scram, (const char *)body, len, &reply, &err)) {
 			buf_free(&b);
 			if (err == SCRAM_ERR_WRONG_PASSWORD)
 				client_auth_failed(c, c->auth_mock_why ? c->auth_mock_why : "wrong password (SCRAM proof mismatch)");
@@ -593,8 +605,7 @@ static void client_handle_auth_message(Client *c, const uint8_t *body, size_t le
 		free(reply);
 		conn_send_buf(&c->conn, &b);
 		buf_free(&b);
-		scram_server_free(&c->scram);
-		c->scram_active = false;
+		client_scram_end(c);
 		client_auth_ok(c);
 		return;
 	}

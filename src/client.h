@@ -24,6 +24,8 @@
 #include "stats.h"
 #include "txtrack.h"
 
+#define CLIENT_RYW_SLOTS 8
+
 typedef enum {
 	CL_STARTUP,    /* reading the startup packet */
 	CL_AUTH,       /* authentication exchange */
@@ -59,8 +61,7 @@ struct Client {
 	/* authentication */
 	ConfigAuthMethod auth_method;
 	char *auth_secret; /* the user's stored secret, copied at startup */
-	ScramServer scram;
-	bool scram_active;
+	ScramServer *scram; /* while a SCRAM exchange runs, else NULL */
 	const char *auth_mock_why; /* a mock exchange (unknown user): why, for the log; static */
 	uint8_t md5_salt[4];
 
@@ -101,15 +102,14 @@ struct Client {
 	size_t n_savepoints, cap_savepoints;
 	/* Result cache (cache.c): a miss this client fills, the flight it waits for, the tables its
 	 * transaction wrote (bumped when it commits). */
-	CacheFill cache_fill;
+	ClientCache *cache_state;        /* its fill and its asynchronous lookup's answer, or NULL */
 	struct CacheRequest *cache_req; /* a lookup waiting for Redis */
-	CacheAnswer cache_answer;       /* ... and its answer */
 	CacheFlight *cache_wait;
 	ListNode cache_wait_node;
 	/* The client's transaction as its server runs it (txtrack): requests in flight with what they
 	 * write and do, savepoint levels. tx_service: the service of the server they went to. */
 	TxTrack tx;
-	char tx_service[64];
+	char *tx_service;
 	/* The unnamed statement's Parse body (after the name) when it writes or ends / marks the
 	 * transaction: its Binds need it. unnamed_unread: it was too large to read. */
 	uint8_t *unnamed_parse;
@@ -125,11 +125,13 @@ struct Client {
 	 * batch being refused, the database of a PAUSE it waits for. */
 	int admin;
 	bool admin_skip;
-	char admin_pause_db[64];
+	char *admin_pause_db;
+	/* Read-your-writes (statement.c): CLIENT_RYW_SLOTS services, allocated at the first commit
+	 * that wrote, else NULL. */
 	struct ClientRyw {
 		char *service;
 		uint64_t lsn;  /* WAL position of the client's last write commit on that service */
-	} ryw[8];
+	} *ryw;
 };
 
 /* Takes ownership of an accepted socket. */

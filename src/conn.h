@@ -38,7 +38,7 @@ typedef struct Conn {
 	bool failed;      /* a send failed; reported through the read event */
 	bool send_soon;   /* conn_send_soon queued bytes: the write event is active, not watched */
 	bool closed;      /* conn_close ran */
-	char fail_reason[256];
+	char *fail_reason; /* why it failed (conn_fail), until reported; NULL otherwise */
 
 	/* Inbound: bytes [pos, len) of in are not processed yet. */
 	uint8_t *in;

@@ -981,7 +981,7 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 		}
 	}
 	Client *c = s->client;
-	bool fill = c && c->cache_fill.active && type != 'Z';
+	bool fill = c && c->cache_state && c->cache_state->fill.active && type != 'Z';
 	if (fill) {
 		const PipeEntry *h = pipeline_head(&s->pipe);
 		if (h && (h->flags & PIPE_INTERNAL))
@@ -992,7 +992,7 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 	RelayAction a = server_relay_reply(s, rc, type, msg, total, avail);
 	if (fill && (a & RELAY_ACTION_MASK) == RELAY_FORWARD && s->client == c && c->state != CL_CLOSED) {
 		if (avail < total || rc->skip_prefix)
-			c->cache_fill.failed = true;
+			c->cache_state->fill.failed = true;
 		else
 			cache_fill_message(s->rt->cache, c, type, msg, total);
 	}

@@ -488,7 +488,7 @@ static int local_kind(const SqlAnalysis *a)
 
 uint64_t statement_ryw_lsn(const Client *c, const char *service)
 {
-	for (size_t i = 0; i < sizeof(c->ryw) / sizeof(c->ryw[0]); i++)
+	for (size_t i = 0; c->ryw && i < CLIENT_RYW_SLOTS; i++)
 		if (c->ryw[i].service && strcmp(c->ryw[i].service, service) == 0)
 			return c->ryw[i].lsn;
 	return 0;
@@ -496,7 +496,9 @@ uint64_t statement_ryw_lsn(const Client *c, const char *service)
 
 void statement_note_commit(Client *c, const char *service, uint64_t lsn)
 {
-	size_t n = sizeof(c->ryw) / sizeof(c->ryw[0]), slot = n;
+	size_t n = CLIENT_RYW_SLOTS, slot = n;
+	if (!c->ryw)
+		c->ryw = xcalloc(n, sizeof *c->ryw);
 	for (size_t i = 0; i < n && slot == n; i++)
 		if (c->ryw[i].service && strcmp(c->ryw[i].service, service) == 0)
 			slot = i;
@@ -810,7 +812,7 @@ void statement_cache_ready(Client *c, Server *s)
 	Cache *cache = c->rt->cache;
 	if (!cache)
 		return;
-	if (c->cache_fill.active)
+	if (c->cache_state && c->cache_state->fill.active)
 		cache_fill_finish(cache, c, s->pool->service->name, s->pool->replica);
 }
 
@@ -1004,7 +1006,11 @@ static void tx_note_request(Client *c, Server *s, bool forwarded_sync, uint8_t t
 			    size_t total, size_t avail)
 {
 	CacheWrites w;
-	snprintf(c->tx_service, sizeof c->tx_service, "%s", s->pool->service->name);
+	const char *service = s->pool->service->name;
+	if (!c->tx_service || strcmp(c->tx_service, service) != 0) {
+		free(c->tx_service);
+		c->tx_service = xstrdup(service);
+	}
 	switch (type) {
 	case 'Q':
 		tx_note_query(c, msg, total, avail);
@@ -1071,7 +1077,7 @@ void statement_client_gone(Client *c)
 	CacheWrites bump;
 	memset(&bump, 0, sizeof bump);
 	/* A COMMIT in flight may have reached the server: what the client may have written counts. */
-	if (txtrack_abandon(&c->tx, &bump) && c->rt->cache && c->tx_service[0])
+	if (txtrack_abandon(&c->tx, &bump) && c->rt->cache && c->tx_service)
 		cache_invalidate_shared(c->rt->cache, c->tx_service, &bump, NULL, NULL);
 	unnamed_forget(c);
 	portal_clear(c);
@@ -1193,7 +1199,7 @@ static RelayAction cache_message(Client *c, uint8_t type, const uint8_t *msg, si
 	if (c->cache_req)
 		return RELAY_STOP; /* Redis has not answered yet */
 	bool eligible = !c->server && c->tx_local == 'I' && !c->held_begin && !c->pinned && !c->settings_opaque &&
-			c->pool_mode == CONFIG_POOL_TRANSACTION && !c->cache_fill.active && cfg->cache.enabled;
+			c->pool_mode == CONFIG_POOL_TRANSACTION && !(c->cache_state && c->cache_state->fill.active) && cfg->cache.enabled;
 	CacheBatch batch;
 	CacheKey key;
 	bool have_key = false;
