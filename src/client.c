@@ -833,7 +833,10 @@ static void client_process_messages(Client *c)
 			continue;
 		break;
 	}
-	conn_compact(&c->conn);
+	if (c->state == CL_WAITING)
+		conn_shrink(&c->conn); /* it may wait long, and so may thousands of others */
+	else
+		conn_compact(&c->conn);
 	if (c->out_full || (c->state == CL_ACTIVE && c->server &&
 			    conn_queued(&c->server->conn) > backpressure_limit(c->rt)))
 		conn_stop_reading(&c->conn);

@@ -368,6 +368,9 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		if (!c->in)
 			abort();
 		c->in_cap = c->in_base;
+	} else if (c->in && c->reading && c->in_cap < c->in_base) {
+		c->in = xrealloc(c->in, c->in_base); /* conn_shrink made it small */
+		c->in_cap = c->in_base;
 	}
 	/*
 	 * One read per event: the event is level-triggered, so it comes back while the socket has
@@ -428,6 +431,20 @@ void conn_compact(Conn *c)
 		c->in_len -= c->in_pos;
 		c->in_pos = 0;
 	}
+}
+
+void conn_shrink(Conn *c)
+{
+	conn_compact(c);
+	size_t used = c->in_len;
+	if (!c->in || used == 0 || used > CONN_SHRINK_MAX || c->in_cap <= CONN_SHRINK_MAX || c->fwd_left ||
+	    c->skip_left)
+		return;
+	uint8_t *p = xmalloc(used);
+	memcpy(p, c->in, used);
+	free(c->in);
+	c->in = p;
+	c->in_cap = used;
 }
 
 bool conn_unread(Conn *c, const void *data, size_t n)
