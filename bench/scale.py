@@ -69,6 +69,24 @@ def cpu_split(pid):
     return int(fields[11]) / tck, int(fields[12]) / tck
 
 
+def tree_cpu(root):
+    """utime + stime (s) of root and its children (PostgreSQL's postmaster and backends); children
+    that exited meanwhile are not counted (the pool's backends live through a run)."""
+    total = 0.0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(d) == root or int(fields[1]) == root:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def machine_busy():
     """(busy, total) jiffies of the whole machine from /proc/stat."""
     with open("/proc/stat") as f:
@@ -313,17 +331,27 @@ server_tls_sslmode = disable
         pid, port, user = pr["pid"], pr["port"], AUTH_USERS[method]
         self.warm(name, user)
         u0, s0 = cpu_split(pid)
+        pg0 = tree_cpu(self.pg_pid)
         busy0, total0 = machine_busy()
         res = self.pgbench(port, ["-C", "-S", "-M", "simple", "-c", str(a.connect_clients), "-j",
                                   str(a.connect_jobs), "-T", str(a.duration)], user=user,
                            timeout=a.duration + 120)
         u1, s1 = cpu_split(pid)
+        pg1 = tree_cpu(self.pg_pid)
         busy1, total1 = machine_busy()
         n = res["n"] or 0
         res["user_ms"] = (u1 - u0) * 1000 / n if n else None
         res["sys_ms"] = (s1 - s0) * 1000 / n if n else None
         res["client_ms"] = (res["client_user"] + res["client_sys"]) * 1000 / n if n else None
         res["busy"] = (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
+        res["pg_ms"] = (pg1 - pg0) * 1000 / n if n else None
+        # everything else the machine did per connection: the kernel's share not charged to a
+        # process (softirq), and whatever else runs on this shared machine
+        ncpu = os.cpu_count() or 1
+        busy_ms = res["busy"] * ncpu * a.duration * 1000 / n if n and res["busy"] is not None else None
+        res["other_ms"] = (busy_ms - (res["user_ms"] + res["sys_ms"] + res["client_ms"] + res["pg_ms"])
+                           if busy_ms is not None else None)
+        res["busy_ms"] = busy_ms
         res["rate"] = n / a.duration if n else None
         progress(f"  {name:9s} {method:13s}: {fmt(res['tps'], 0)} connections/s, proxy "
                  f"{fmt(res['user_ms'], 3)}+{fmt(res['sys_ms'], 3)} ms, pgbench {fmt(res['client_ms'], 3)} ms "
@@ -414,16 +442,20 @@ server_tls_sslmode = disable
                     f"`pgbench -C -S -M simple -c {a.connect_clients} -j {a.connect_jobs} -T {a.duration}` "
                     f"per authentication method, the two proxies back to back (order alternating); one "
                     f"transaction = one new connection (TCP, startup, authentication, `SELECT`, Terminate). "
-                    f"Proxy user/sys and pgbench = CPU milliseconds per new connection; machine busy = "
-                    f"share of both cores busy during the run (/proc/stat, everything on the machine).", "",
+                    f"Where the time goes, in CPU milliseconds per new connection: the proxy (user, sys), "
+                    f"pgbench (its own CPU), PostgreSQL (postmaster and backends: the `SELECT`), other = "
+                    f"the machine's busy time (/proc/stat, both cores) not in those (kernel work not "
+                    f"charged to them, other people's processes); machine busy = share of both cores "
+                    f"busy; avg connection ms = pgbench's average connection time.", "",
                     "| auth | system | connections/s | failed | exit | proxy user ms | proxy sys ms "
-                    "| pgbench ms | machine busy | avg connection ms |",
-                    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                    "| pgbench ms | PostgreSQL ms | other ms | machine busy | avg connection ms |",
+                    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
             for method, pair in connect_rows:
                 for name in ("pgrelay", "pgbouncer"):
                     r = pair[name]
                     out.append(f"| {method} | {name} | {fmt(r['tps'], 0)} | {r['failed']} | {r['rc']} | "
                                f"{fmt(r['user_ms'], 3)} | {fmt(r['sys_ms'], 3)} | {fmt(r['client_ms'], 3)} | "
+                               f"{fmt(r['pg_ms'], 3)} | {fmt(r['other_ms'], 3)} | "
                                f"{fmt((r['busy'] or 0) * 100, 0)}% | {fmt(r['conn_avg'], 3)} |")
             out += ["", "| auth | pgrelay / pgbouncer connections/s | goal >= 1,000/s through pgrelay |",
                     "|---|---:|---|"]
