@@ -164,6 +164,12 @@ query_wait_timeout = 120
 server_tls_sslmode = disable
 """
 
+    def as_pg(self, argv, **kw):
+        # runuser's PAM session sets the soft descriptor limit back to 1024 (the hard limit stays):
+        # pgbouncer does not raise it itself, so prlimit does, before it execs the command.
+        n = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return super().as_pg(["/usr/bin/prlimit", f"--nofile={n}:{n}"] + list(argv), **kw)
+
     # -- pgbench -------------------------------------------------------------------------------
 
     def pgbench(self, port, args, user="app", timeout=600, log_prefix=None):
@@ -369,7 +375,11 @@ server_tls_sslmode = disable
             for name in a.idle_systems:
                 if a.idle_auth != "scram-sha-256":
                     self.warm(name, AUTH_USERS[a.idle_auth])
-                idle_rows.append(self.idle(name))
+                try:
+                    idle_rows.append(self.idle(name))
+                except Exception as e:  # noqa: BLE001  (a proxy failing here must not stop the rest)
+                    self.notes.append(f"{name}: the idle clients failed: {type(e).__name__}: {e}")
+                    progress(f"{name}: the idle clients failed: {e}")
         if "active" in a.parts:
             for script in a.scripts:
                 for name in ("pgrelay",) + (("pgbouncer",) if a.active_pgbouncer else ()):
