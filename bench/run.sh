@@ -2,8 +2,10 @@
 # bench/run.sh — pgrelay vs Debian's pgbouncer vs PostgreSQL directly, with pgbench.
 # Usage: bench/run.sh [--quick] [--duration S] [--pool N] [--pgrelay PATH]   (as root; see README.md)
 #        bench/run.sh cache [OPTIONS]   the result-cache benchmark (cache_bench.py; bench/cache.sh runs this)
+#        bench/run.sh scale [OPTIONS]   10,000 idle / active clients, connections per second (scale.py; bench/scale.sh)
+#        bench/run.sh soak [OPTIONS]    the mixed soak, RSS and descriptors sampled (soak.py; bench/soak.sh)
 #
-# The work is done by bench.py, or cache_bench.py for `cache` (with Debian's /usr/bin/python3, not
+# The work is done by bench.py, or cache_bench.py / scale.py / soak.py (with Debian's /usr/bin/python3, not
 # whatever python3 is first on PATH). Either cleans up after itself on exit, failure, SIGINT,
 # SIGTERM and SIGHUP; the trap below forwards those signals to it and, should it die without
 # cleaning up (e.g. SIGKILL), stops what it started from the temporary directory it recorded.
@@ -54,11 +56,16 @@ trap forward INT TERM HUP
 
 py=bench.py
 cmd="bench/run.sh"
-if [ "${1:-}" = cache ]; then
+case "${1:-}" in
+cache | scale | soak)
+	case "$1" in
+	cache) py=cache_bench.py ;;
+	*) py=$1.py ;;
+	esac
+	cmd="bench/$1.sh"
 	shift
-	py=cache_bench.py
-	cmd="bench/cache.sh"
-fi
+	;;
+esac
 for a in "$@"; do cmd+=" $(printf '%q' "$a")"; done
 
 # In the background so that this shell can forward signals while waiting; bench.py re-enables

@@ -30,6 +30,7 @@
 #include "redis.h"
 #include "server.h"
 #include "stats.h"
+#include "xalloc.h"
 
 #define OID_INT4 23
 #define OID_INT8 20
@@ -968,7 +969,7 @@ static void pause_check(evutil_socket_t fd, short what, void *arg)
 	ListNode *n, *t;
 	list_for_each_safe(n, t, &a->pausing) {
 		Client *c = list_entry(n, Client, wait.node);
-		if (!pools_quiet(rt, c->admin_pause_db[0] ? c->admin_pause_db : NULL))
+		if (!pools_quiet(rt, c->admin_pause_db && c->admin_pause_db[0] ? c->admin_pause_db : NULL))
 			continue;
 		list_remove(&a->pausing, &c->wait.node);
 		Buf b;
@@ -1133,7 +1134,8 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 			return true;
 		}
 		AdminState *a = state(rt);
-		snprintf(c->admin_pause_db, sizeof c->admin_pause_db, "%.63s", db ? db : "");
+		free(c->admin_pause_db);
+		c->admin_pause_db = xstrdup(db ? db : "");
 		list_push_back(&a->pausing, &c->wait.node);
 		if (!a->ev_pause)
 			a->ev_pause = evtimer_new(rt->base, pause_check, rt);

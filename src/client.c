@@ -97,6 +97,16 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 
 /* ---- closing ---- */
 
+/* The SCRAM exchange's state exists only while one runs (10,000 logged-in clients keep none). */
+static void client_scram_end(Client *c)
+{
+	if (c->scram) {
+		scram_server_free(c->scram); /* wipes it */
+		free(c->scram);
+		c->scram = NULL;
+	}
+}
+
 static void client_release_server(Client *c)
 {
 	Server *s = c->server;
@@ -140,10 +150,7 @@ void client_close(Client *c, const char *reason)
 	c->state = CL_CLOSED;
 	event_del(&c->ev_timer);
 	conn_close(&c->conn);
-	if (c->scram_active) {
-		scram_server_free(&c->scram);
-		c->scram_active = false;
-	}
+	client_scram_end(c);
 	list_remove(&rt->clients, &c->node);
 	rt->n_clients--;
 	loop_defer_free(&rt->reaper, &c->dead, client_free_deferred);
@@ -187,8 +194,11 @@ static void client_free_memory(Client *c)
 	settings_free(c);
 	params_free(&c->undo_params);
 	params_free(&c->undo_server_params);
-	for (size_t i = 0; i < sizeof(c->ryw) / sizeof(c->ryw[0]); i++)
+	for (size_t i = 0; c->ryw && i < CLIENT_RYW_SLOTS; i++)
 		free(c->ryw[i].service);
+	free(c->ryw);
+	free(c->tx_service);
+	free(c->admin_pause_db);
 	prepared_client_free(&c->stmts, &c->rt->stmts);
 	cache_waiter_free(&c->cache);
 	txtrack_free(&c->tx);
@@ -362,12 +372,13 @@ static void client_begin_mock_auth(Client *c, const char *why)
 	c->auth_method = CONFIG_AUTH_SCRAM_SHA_256;
 	c->auth_mock_why = why;
 	c->state = CL_AUTH;
+	client_scram_end(c);
+	c->scram = xmalloc(sizeof *c->scram);
 	if (!scram_mock_verifier(c->rt->scram.secret, c->user, &v))
-		scram_server_init(&c->scram, NULL); /* random salt: still a mock exchange */
+		scram_server_init(c->scram, NULL); /* random salt: still a mock exchange */
 	else
-		scram_server_init_mock(&c->scram, &v);
+		scram_server_init_mock(c->scram, &v);
 	OPENSSL_cleanse(&v, sizeof v);
-	c->scram_active = true;
 	Buf b;
 	buf_init(&b);
 	proto_build_auth_sasl(&b, "SCRAM-SHA-256");
@@ -495,8 +506,9 @@ static void client_begin_auth(Client *c)
 			client_begin_mock_auth(c, "unusable SCRAM secret in the configuration");
 			return;
 		}
-		scram_server_init(&c->scram, v);
-		c->scram_active = true;
+		client_scram_end(c);
+		c->scram = xmalloc(sizeof *c->scram);
+		scram_server_init(c->scram, v);
 		proto_build_auth_sasl(&b, "SCRAM-SHA-256");
 		break;
 	}
@@ -566,7 +578,12 @@ static void client_handle_auth_message(Client *c, const uint8_t *body, size_t le
 	case CONFIG_AUTH_SCRAM_SHA_256: {
 		const char *err = NULL;
 		char *reply = NULL;
-		if (c->scram.state == SCRAM_SERVER_INIT) {
+		if (!c->scram) { /* cannot happen: SCRAM is the method only once the exchange began */
+			buf_free(&b);
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "no SCRAM exchange in progress");
+			return;
+		}
+		if (c->scram->state == SCRAM_SERVER_INIT) {
 			const char *mech = proto_read_str(&r);
 			uint32_t dlen = proto_read_u32(&r);
 			const uint8_t *data = r.error || dlen == 0xffffffffu ? NULL : proto_read_bytes(&r, dlen);
@@ -576,7 +593,7 @@ static void client_handle_auth_message(Client *c, const uint8_t *body, size_t le
 					     "client selected an invalid SASL authentication mechanism");
 				return;
 			}
-			if (!data || !scram_server_handle_first(&c->scram, (const char *)data, dlen, &reply, &err)) {
+			if (!data || !scram_server_handle_first(c->scram, (const char *)data, dlen, &reply, &err)) {
 				buf_free(&b);
 				client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "malformed SCRAM message: %s",
 					     err ? err : "missing data");
@@ -588,7 +605,7 @@ static void client_handle_auth_message(Client *c, const uint8_t *body, size_t le
 			buf_free(&b);
 			return;
 		}
-		if (!scram_server_handle_final(&c->scram, (const char *)body, len, &reply, &err)) {
+		if (!scram_server_handle_final(c->scram, (const char *)body, len, &reply, &err)) {
 			buf_free(&b);
 			if (err == SCRAM_ERR_WRONG_PASSWORD)
 				client_auth_failed(c, c->auth_mock_why ? c->auth_mock_why : "wrong password (SCRAM proof mismatch)");
@@ -600,8 +617,7 @@ static void client_handle_auth_message(Client *c, const uint8_t *body, size_t le
 		free(reply);
 		conn_send_buf(&c->conn, &b);
 		buf_free(&b);
-		scram_server_free(&c->scram);
-		c->scram_active = false;
+		client_scram_end(c);
 		client_auth_ok(c);
 		return;
 	}
@@ -849,7 +865,10 @@ static void client_process_messages(Client *c)
 			continue;
 		break;
 	}
-	conn_compact(&c->conn);
+	if (c->state == CL_WAITING)
+		conn_shrink(&c->conn); /* it may wait long, and so may thousands of others */
+	else
+		conn_compact(&c->conn);
 	if (c->out_full || (c->state == CL_ACTIVE && c->server &&
 			    conn_queued(&c->server->conn) > backpressure_limit(c->rt)))
 		conn_stop_reading(&c->conn);

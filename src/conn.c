@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "tls.h"
+#include "xalloc.h"
 
 static void conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void conn_on_write(evutil_socket_t fd, short what, void *arg);
@@ -54,6 +55,8 @@ void conn_close(Conn *c)
 	free(c->in);
 	c->in = NULL;
 	c->in_len = c->in_pos = c->in_cap = 0;
+	free(c->fail_reason);
+	c->fail_reason = NULL;
 	c->closed = true;
 	buf_free(&c->out);
 	c->reading = c->writing = false;
@@ -92,7 +95,8 @@ void conn_fail(Conn *c, const char *why)
 	if (c->failed)
 		return;
 	c->failed = true;
-	snprintf(c->fail_reason, sizeof(c->fail_reason), "%s", why);
+	if (!c->closed) /* conn_close frees the reason; after it nobody reads one */
+		c->fail_reason = xstrdup(why ? why : "connection failed");
 	conn_kick(c);
 }
 
@@ -340,8 +344,11 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	Conn *c = arg;
 	if (c->failed) {
+		/* A copy: the owner closes the connection, which frees the reason. */
+		char why[256];
+		snprintf(why, sizeof why, "%s", c->fail_reason ? c->fail_reason : "connection failed");
 		conn_stop_reading(c);
-		c->handlers->failed(c->owner, c->fail_reason);
+		c->handlers->failed(c->owner, why);
 		return;
 	}
 	if (c->handshaking) {
@@ -401,12 +408,15 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 
 void conn_ensure_read_buffer(Conn *c)
 {
-	if (c->in)
-		return;
-	c->in = malloc(c->in_base);
-	if (!c->in)
-		abort();
-	c->in_cap = c->in_base;
+	if (!c->in) {
+		c->in = malloc(c->in_base);
+		if (!c->in)
+			abort();
+		c->in_cap = c->in_base;
+	} else if (c->in_cap < c->in_base) {
+		c->in = xrealloc(c->in, c->in_base); /* conn_shrink made it small */
+		c->in_cap = c->in_base;
+	}
 }
 
 void conn_compact(Conn *c)
@@ -427,6 +437,20 @@ void conn_compact(Conn *c)
 		c->in_len -= c->in_pos;
 		c->in_pos = 0;
 	}
+}
+
+void conn_shrink(Conn *c)
+{
+	conn_compact(c);
+	size_t used = c->in_len;
+	if (!c->in || used == 0 || used > CONN_SHRINK_MAX || c->in_cap <= CONN_SHRINK_MAX || c->fwd_left ||
+	    c->skip_left)
+		return;
+	uint8_t *p = xmalloc(used);
+	memcpy(p, c->in, used);
+	free(c->in);
+	c->in = p;
+	c->in_cap = used;
 }
 
 bool conn_unread(Conn *c, const void *data, size_t n)

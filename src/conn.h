@@ -38,7 +38,7 @@ typedef struct Conn {
 	bool failed;      /* a send failed; reported through the read event */
 	bool send_soon;   /* conn_send_soon queued bytes: the write event is active, not watched */
 	bool closed;      /* conn_close ran */
-	char fail_reason[256];
+	char *fail_reason; /* why it failed (conn_fail), until reported; NULL otherwise */
 
 	/* Inbound: bytes [pos, len) of in are not processed yet. */
 	uint8_t *in;
@@ -98,6 +98,14 @@ void conn_ensure_read_buffer(Conn *c);
  * to send again elsewhere). False if they would exceed in_max.
  */
 bool conn_unread(Conn *c, const void *data, size_t n);
+/*
+ * The owner leaves the unprocessed bytes for a while (a client waiting for a server): when they
+ * are few (at most CONN_SHRINK_MAX), they move to an allocation of their own size and the
+ * proxy.buffer_size buffer is freed, so 10,000 waiting clients hold their requests, not a touched
+ * page or two of a 64 kB buffer each. The next read grows the buffer back.
+ */
+#define CONN_SHRINK_MAX 2048
+void conn_shrink(Conn *c);
 /* Grows the read buffer so a message of total bytes fits from in_pos; false if above in_max. */
 bool conn_make_room(Conn *c, size_t total);
 

@@ -5,6 +5,7 @@
 #include "xalloc.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -16,6 +17,62 @@ void params_init(ParamList *l)
 	l->gen = 0;
 	l->fp = 0;
 	l->fp_gen = (uint32_t)-1;
+}
+
+/*
+ * Storage: a list's items live in a ParamStore, which also owns their name and value strings.
+ * params_copy shares the store (a reference more) instead of copying it; a list changes its store
+ * only while it is the sole holder, and makes itself a private copy first otherwise (copy on
+ * write). So every holder of a store has the same n. A client's startup_params (a copy of its
+ * params at login) and the undo copies of settings.c cost nothing until one side changes.
+ */
+struct ParamStore {
+	size_t refs;
+	Param items[];
+};
+
+static struct ParamStore *store_of(const ParamList *l)
+{
+	return l->items ? (struct ParamStore *)((char *)l->items - offsetof(struct ParamStore, items)) : NULL;
+}
+
+static Param *store_new(size_t cap)
+{
+	struct ParamStore *st = xmalloc(sizeof *st + cap * sizeof(Param));
+	st->refs = 1;
+	return st->items;
+}
+
+/* Drops l's reference to its store (freeing it with its strings if it was the last). */
+static void params_release(ParamList *l)
+{
+	struct ParamStore *st = store_of(l);
+	if (st && --st->refs == 0) {
+		for (size_t i = 0; i < l->n; i++) {
+			free(st->items[i].name);
+			free(st->items[i].value);
+		}
+		free(st);
+	}
+	l->items = NULL;
+	l->n = l->cap = 0;
+}
+
+/* Before a change: l's store becomes its own (a private copy if it is shared). */
+static void params_own(ParamList *l)
+{
+	struct ParamStore *st = store_of(l);
+	if (!st || st->refs == 1)
+		return;
+	size_t cap = l->cap > l->n ? l->cap : l->n;
+	Param *items = store_new(cap ? cap : 1);
+	for (size_t i = 0; i < l->n; i++) {
+		items[i].name = xstrdup(st->items[i].name);
+		items[i].value = xstrdup(st->items[i].value);
+	}
+	st->refs--;
+	l->items = items;
+	l->cap = cap ? cap : 1;
 }
 
 uint64_t params_fingerprint(ParamList *l)
@@ -39,18 +96,22 @@ uint64_t params_fingerprint(ParamList *l)
 
 void params_clear(ParamList *l)
 {
-	for (size_t i = 0; i < l->n; i++) {
-		free(l->items[i].name);
-		free(l->items[i].value);
+	struct ParamStore *st = store_of(l);
+	if (st && st->refs > 1) {
+		params_release(l); /* the other holders keep the store */
+	} else {
+		for (size_t i = 0; i < l->n; i++) {
+			free(l->items[i].name);
+			free(l->items[i].value);
+		}
+		l->n = 0;
 	}
-	l->n = 0;
 	l->gen++;
 }
 
 void params_free(ParamList *l)
 {
-	params_clear(l);
-	free(l->items);
+	params_release(l);
 	params_init(l);
 }
 
@@ -68,17 +129,27 @@ bool params_set(ParamList *l, const char *name, const char *value)
 	if (p) {
 		if (strcmp(p->value, value) == 0)
 			return false;
+		size_t i = (size_t)(p - l->items);
+		char *v = xstrdup(value); /* value may be a string of the store given up below */
+		params_own(l);
+		p = &l->items[i];
 		free(p->value);
-		p->value = xstrdup(value);
+		p->value = v;
 		l->gen++;
 		return true;
 	}
+	params_own(l);
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 8;
-		Param *items = realloc(l->items, cap * sizeof(*items));
-		if (!items)
-			abort();
-		l->items = items;
+		struct ParamStore *st = store_of(l);
+		if (!st) {
+			l->items = store_new(cap);
+		} else {
+			st = realloc(st, sizeof *st + cap * sizeof(Param));
+			if (!st)
+				abort();
+			l->items = st->items;
+		}
 		l->cap = cap;
 	}
 	l->items[l->n].name = xstrdup(name);
@@ -93,6 +164,9 @@ bool params_remove(ParamList *l, const char *name)
 	Param *p = params_find(l, name);
 	if (!p)
 		return false;
+	size_t i = (size_t)(p - l->items);
+	params_own(l);
+	p = &l->items[i];
 	free(p->name);
 	free(p->value);
 	*p = l->items[--l->n];
@@ -118,9 +192,20 @@ const char *params_get(const ParamList *l, const char *name)
 
 void params_copy(ParamList *dst, const ParamList *src)
 {
-	params_clear(dst);
-	for (size_t i = 0; i < src->n; i++)
-		params_set(dst, src->items[i].name, src->items[i].value);
+	if (dst == src)
+		return;
+	struct ParamStore *st = store_of(src);
+	if (st)
+		st->refs++; /* before the release: dst may hold the same store */
+	params_release(dst);
+	dst->items = src->items;
+	dst->n = src->n;
+	dst->cap = src->cap;
+	dst->gen++;
+	if (src->fp_gen == src->gen) { /* the same contents: the same fingerprint */
+		dst->fp = src->fp;
+		dst->fp_gen = dst->gen;
+	}
 }
 
 bool params_is_settable_report(const char *name)

@@ -22,6 +22,8 @@
 #include "stats_types.h"
 #include "txtrack.h"
 
+#define CLIENT_RYW_SLOTS 8
+
 typedef enum {
 	CL_STARTUP,    /* reading the startup packet */
 	CL_AUTH,       /* authentication exchange */
@@ -57,8 +59,7 @@ struct Client {
 	/* authentication */
 	ConfigAuthMethod auth_method;
 	char *auth_secret; /* the user's stored secret, copied at startup */
-	ScramServer scram;
-	bool scram_active;
+	ScramServer *scram; /* while a SCRAM exchange runs, else NULL */
 	const char *auth_mock_why; /* a mock exchange (unknown user): why, for the log; static */
 	uint8_t md5_salt[4];
 
@@ -107,7 +108,7 @@ struct Client {
 	/* The client's transaction as its server runs it (txtrack): requests in flight with what they
 	 * write and do, savepoint levels. tx_service: the service of the server they went to. */
 	TxTrack tx;
-	char tx_service[64];
+	char *tx_service;
 	/* The unnamed statement's Parse body (after the name) when it writes or ends / marks the
 	 * transaction: its Binds need it. unnamed_unread: it was too large to read. */
 	uint8_t *unnamed_parse;
@@ -123,11 +124,13 @@ struct Client {
 	 * batch being refused, the database of a PAUSE it waits for. */
 	int admin;
 	bool admin_skip;
-	char admin_pause_db[64];
+	char *admin_pause_db;
+	/* Read-your-writes (statement.c): CLIENT_RYW_SLOTS services, allocated at the first commit
+	 * that wrote, else NULL. */
 	struct ClientRyw {
 		char *service;
 		uint64_t lsn;  /* WAL position of the client's last write commit on that service */
-	} ryw[8];
+	} *ryw;
 };
 
 #endif

@@ -48,7 +48,7 @@ static bool routing_on(const Client *c)
 
 uint64_t statement_ryw_lsn(const Client *c, const char *service)
 {
-	for (size_t i = 0; i < sizeof(c->ryw) / sizeof(c->ryw[0]); i++)
+	for (size_t i = 0; c->ryw && i < CLIENT_RYW_SLOTS; i++)
 		if (c->ryw[i].service && strcmp(c->ryw[i].service, service) == 0)
 			return c->ryw[i].lsn;
 	return 0;
@@ -56,7 +56,9 @@ uint64_t statement_ryw_lsn(const Client *c, const char *service)
 
 void statement_note_commit(Client *c, const char *service, uint64_t lsn)
 {
-	size_t n = sizeof(c->ryw) / sizeof(c->ryw[0]), slot = n;
+	size_t n = CLIENT_RYW_SLOTS, slot = n;
+	if (!c->ryw)
+		c->ryw = xcalloc(n, sizeof *c->ryw);
 	for (size_t i = 0; i < n && slot == n; i++)
 		if (c->ryw[i].service && strcmp(c->ryw[i].service, service) == 0)
 			slot = i;

@@ -206,7 +206,11 @@ void statement_tx_note_request(Client *c, Server *s, bool forwarded_sync, uint8_
 			    size_t total, size_t avail)
 {
 	CacheWrites w;
-	snprintf(c->tx_service, sizeof c->tx_service, "%s", s->pool->service->name);
+	const char *service = s->pool->service->name;
+	if (!c->tx_service || strcmp(c->tx_service, service) != 0) {
+		free(c->tx_service);
+		c->tx_service = xstrdup(service);
+	}
 	switch (type) {
 	case 'Q':
 		tx_note_query(c, msg, total, avail);
@@ -273,7 +277,7 @@ void statement_tx_client_gone(Client *c)
 	CacheWrites bump;
 	memset(&bump, 0, sizeof bump);
 	/* A COMMIT in flight may have reached the server: what the client may have written counts. */
-	if (txtrack_abandon(&c->tx, &bump) && c->rt->cache && c->tx_service[0])
+	if (txtrack_abandon(&c->tx, &bump) && c->rt->cache && c->tx_service)
 		cache_invalidate_shared(c->rt->cache, c->tx_service, &bump, NULL, NULL);
 	unnamed_forget(c);
 	portal_clear(c);

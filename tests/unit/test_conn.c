@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,6 +17,7 @@
 #include "unit.h"
 
 static int drained_calls, failed_calls;
+static char failed_why[64];
 
 static void on_readable(void *owner) { (void)owner; }
 static void on_drained(void *owner)
@@ -26,7 +28,7 @@ static void on_drained(void *owner)
 static void on_failed(void *owner, const char *why)
 {
 	(void)owner;
-	(void)why;
+	snprintf(failed_why, sizeof failed_why, "%s", why);
 	failed_calls++;
 }
 
@@ -141,10 +143,56 @@ TEST(closing_drops_what_was_queued_soon)
 	teardown(&f); /* a second close is fine */
 }
 
+TEST(waiting_bytes_shrink_and_grow_back)
+{
+	/* Bytes left unprocessed (the handler reads none) move to an allocation of their size; the
+	 * next read grows the buffer back to buffer_size and appends after them. */
+	Fixture f;
+	REQUIRE(setup(&f));
+	conn_start_reading(&f.c);
+	CHECK(send(f.fds[1], "Q-request", 9, 0) == 9);
+	event_base_loop(f.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	CHECK_INT(f.c.in_len, 9);
+	CHECK_INT(f.c.in_cap, 4096);
+	conn_shrink(&f.c);
+	CHECK_INT(f.c.in_cap, 9);
+	CHECK(memcmp(f.c.in, "Q-request", 9) == 0);
+	CHECK(send(f.fds[1], "+more", 5, 0) == 5);
+	event_base_loop(f.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	CHECK_INT(f.c.in_len, 14);
+	CHECK_INT(f.c.in_cap, 4096);
+	CHECK(memcmp(f.c.in, "Q-request+more", 14) == 0);
+	/* processed: no buffer at all */
+	f.c.in_pos = f.c.in_len;
+	conn_shrink(&f.c);
+	CHECK(f.c.in == NULL);
+	teardown(&f);
+}
+
+TEST(failure_reason_reported_then_freed)
+{
+	Fixture f;
+	REQUIRE(setup(&f));
+	CHECK(f.c.fail_reason == NULL);
+	conn_start_reading(&f.c);
+	failed_calls = 0;
+	conn_fail(&f.c, "write failed: Broken pipe");
+	conn_fail(&f.c, "a second reason is ignored");
+	event_base_loop(f.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	CHECK_INT(failed_calls, 1);
+	CHECK_STR(failed_why, "write failed: Broken pipe");
+	teardown(&f);
+	CHECK(f.c.fail_reason == NULL);
+	conn_fail(&f.c, "after close: nothing kept");
+	CHECK(f.c.fail_reason == NULL);
+}
+
 int main(void)
 {
 	RUN(send_soon_joins_what_follows);
 	RUN(send_soon_that_would_block_waits_for_the_socket);
 	RUN(closing_drops_what_was_queued_soon);
+	RUN(waiting_bytes_shrink_and_grow_back);
+	RUN(failure_reason_reported_then_freed);
 	return unit_summary();
 }

@@ -1,4 +1,6 @@
 /* Unit tests for params: tracked session parameters, options parsing, SET generation. */
+#include <stdio.h>
+
 #include "params.h"
 #include "unit.h"
 
@@ -81,11 +83,83 @@ TEST(settable_reports)
 	CHECK(!params_name_valid("a b"));
 }
 
+TEST(copy_shares_until_a_change)
+{
+	/* params_copy shares the storage (a client's startup_params costs nothing at login); a change
+	 * to either list is made on a private copy, the other keeps what it had. */
+	ParamList a, b, c;
+	params_init(&a);
+	params_init(&b);
+	params_init(&c);
+	params_set(&a, "DateStyle", "ISO, MDY");
+	params_set(&a, "TimeZone", "UTC");
+	params_copy(&b, &a);
+	CHECK(b.items == a.items);
+	CHECK_INT(b.n, 2);
+	CHECK(params_fingerprint(&a) == params_fingerprint(&b));
+	/* a value of the shared storage given to a set of a list holding it */
+	const char *utc = params_get(&b, "TimeZone");
+	CHECK(params_set(&a, "timezone", "Asia/Dhaka"));
+	CHECK(b.items != a.items);
+	CHECK_STR(params_get(&a, "TimeZone"), "Asia/Dhaka");
+	CHECK_STR(params_get(&b, "TimeZone"), "UTC");
+	CHECK_STR(utc, "UTC");
+	CHECK(params_fingerprint(&a) != params_fingerprint(&b));
+	/* three holders; one removes, one clears, one is overwritten by a copy */
+	params_copy(&a, &b);
+	params_copy(&c, &b);
+	CHECK(a.items == b.items && c.items == b.items);
+	CHECK(params_remove(&c, "datestyle"));
+	CHECK_INT(c.n, 1);
+	CHECK_INT(b.n, 2);
+	CHECK_STR(params_get(&a, "DateStyle"), "ISO, MDY");
+	params_clear(&b);
+	CHECK_INT(b.n, 0);
+	CHECK_STR(params_get(&a, "DateStyle"), "ISO, MDY");
+	CHECK(params_set(&b, "application_name", "x"));
+	params_copy(&a, &a);
+	CHECK_INT(a.n, 2);
+	params_copy(&a, &c);
+	CHECK_INT(a.n, 1);
+	CHECK_STR(params_get(&a, "TimeZone"), "UTC");
+	/* growth past the first capacity of a list that shared */
+	params_copy(&b, &a);
+	char name[16];
+	for (int i = 0; i < 20; i++) {
+		snprintf(name, sizeof name, "x.p%d", i);
+		CHECK(params_set(&b, name, "v"));
+	}
+	CHECK_INT(b.n, 21);
+	CHECK_INT(a.n, 1);
+	/* a sync whose have shares base's storage (a server reset to its login values) */
+	ParamList want, have, base;
+	params_init(&want);
+	params_init(&have);
+	params_init(&base);
+	params_set(&base, "DateStyle", "ISO, MDY");
+	params_set(&base, "x.a", "1");
+	params_copy(&have, &base);
+	params_set(&want, "DateStyle", "German");
+	Buf sql;
+	buf_init(&sql);
+	CHECK_INT(params_sync(&want, &have, &base, &sql), 1);
+	CHECK_STR(params_get(&have, "DateStyle"), "German");
+	CHECK_STR(params_get(&base, "DateStyle"), "ISO, MDY");
+	buf_free(&sql);
+	params_free(&want);
+	params_free(&have);
+	params_free(&base);
+	params_free(&a);
+	params_free(&b);
+	params_free(&c);
+}
+
 int main(void)
 {
 	RUN(set_get_case_insensitive);
 	RUN(options_parsing);
 	RUN(sync_sql_only_differences_and_quoting);
 	RUN(settable_reports);
+	RUN(copy_shares_until_a_change);
 	return unit_summary();
 }
