@@ -556,16 +556,8 @@ server_tls_sslmode = disable
         m = re.search(r"^number of failed transactions: (\d+)", out, re.M)
         res["failed"] = int(m.group(1)) if m else None
         res["err"] = [l for l in err.splitlines() if l.strip()]
-        lat = []
-        for f in glob.glob(prefix + ".*"):
-            with open(f) as fh:
-                for line in fh:
-                    parts = line.split(None, 3)
-                    if len(parts) >= 3 and parts[2].isdigit():
-                        lat.append(int(parts[2]))
-            os.unlink(f)
+        lat = pgbench_latencies_us(prefix)
         if lat:
-            lat.sort()
             res["p50"], res["p95"], res["p99"] = (percentile(lat, p) / 1000.0 for p in (50, 95, 99))
         res["lat"] = lat
         if pid and cpu1 is not None:
@@ -835,6 +827,21 @@ def merge_runs(runs):
         m[key] = sum(secs) / m["n"] * 10000 if None not in secs and m["n"] > 0 else None
     m["runs"] = len(runs)
     return m
+
+
+def pgbench_latencies_us(prefix):
+    """The per-transaction latencies (microseconds, sorted) of the pgbench --log files PREFIX.*,
+    which are removed."""
+    lat = []
+    for f in glob.glob(prefix + ".*"):
+        with open(f) as fh:
+            for line in fh:
+                parts = line.split(None, 3)
+                if len(parts) >= 3 and parts[2].isdigit():
+                    lat.append(int(parts[2]))
+        os.unlink(f)
+    lat.sort()
+    return lat
 
 
 def percentile(sorted_vals, p):

@@ -206,16 +206,8 @@ server_tls_sslmode = disable
         res["errors"] = [l for l in err.splitlines() if l.strip() and not l.startswith("progress:")]
         res["p50"] = res["p95"] = res["p99"] = res["pmax"] = None
         if log_prefix:
-            lat = []
-            for f in glob.glob(log_prefix + ".*"):
-                with open(f) as fh:
-                    for line in fh:
-                        parts = line.split(None, 3)
-                        if len(parts) >= 3 and parts[2].isdigit():
-                            lat.append(int(parts[2]))
-                os.unlink(f)
+            lat = base.pgbench_latencies_us(log_prefix)
             if lat:
-                lat.sort()
                 res["p50"], res["p95"], res["p99"] = (base.percentile(lat, q) / 1000.0 for q in (50, 95, 99))
                 res["pmax"] = lat[-1] / 1000.0
         if p.returncode != 0 or res["failed"]:
