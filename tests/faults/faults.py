@@ -851,6 +851,16 @@ class Scenario:
         self.loads.append(ld)
         return ld
 
+    def start_with_checker(self, script, port, clients, checker, until):
+        """pgbench running script (which also tags it) on appdb, and a WriteChecker with id checker
+        writing and reading back through port: both started; returns the load."""
+        ld = self.load(script, port, "appdb", clients, script, until)
+        wc = WriteChecker(port, checker)
+        self.checkers.append(wc)
+        ld.start()
+        wc.start()
+        return ld
+
     def sleep(self, seconds):
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -992,11 +1002,7 @@ class PrimaryKill(Scenario):
                           f"and reading back (reads through the replica, read-your-writes); primary down {down} s "
                           f"(SIGKILL to the postmaster and all its processes, then started again: crash recovery)")
         until = time.monotonic() + before + down + after + 3
-        ld = self.load("tpcb", r["port"], "appdb", 4, "tpcb", until)
-        wc = WriteChecker(r["port"], 1)
-        self.checkers.append(wc)
-        ld.start()
-        wc.start()
+        ld = self.start_with_checker("tpcb", r["port"], 4, 1, until)
         self.sleep(before)
         self.fault_start = time.time()
         n = w.kill_primary()
@@ -1024,11 +1030,7 @@ class ReplicaStop(Scenario):
                           f"primary and reading back through pgrelay (read-your-writes); every process of the "
                           f"replica SIGSTOPped for {stop} s")
         until = time.monotonic() + before + stop + after
-        ld = self.load("select", r["port"], "appdb", 4, "select", until)
-        wc = WriteChecker(r["port"], 2)
-        self.checkers.append(wc)
-        ld.start()
-        wc.start()
+        ld = self.start_with_checker("select", r["port"], 4, 2, until)
         self.sleep(before)
         pids = w.replica_pids()
         self.fault_start = time.time()
@@ -1072,11 +1074,7 @@ class LatencyLoss(Scenario):
                           f"forwarder delays every chunk 100 ms each way and nftables drops 5 % of the packets of "
                           f"that link in each direction")
         until = time.monotonic() + before + fault + after
-        ld = self.load("tpcb", r["port"], "appdb", 8, "tpcb", until)
-        wc = WriteChecker(r["port"], 3)
-        self.checkers.append(wc)
-        ld.start()
-        wc.start()
+        ld = self.start_with_checker("tpcb", r["port"], 8, 3, until)
         self.sleep(before)
         self.fault_start = time.time()
         for hook, port_match in (("input", "dport"), ("output", "sport")):
