@@ -946,7 +946,7 @@ static void apply_defaults(Loader *ld, const ConfigSchema *schema, void *obj)
 		if (!k->def || (k->flags & CONFIG_KEY_BY_CHECK))
 			continue;
 		bool ok = true;
-		long long n;
+		long long n = 0;
 		int e;
 		switch (k->type) {
 		case CONFIG_KEY_BOOL:
