@@ -51,7 +51,7 @@ def check_requirements(args, extra=()):
         (f"{PGBIN}/postgres", "postgresql-15"),
         (f"{PGBIN}/pgbench", "postgresql-15"),
         (f"{PGBIN}/psql", "postgresql-client-15"),
-        ("/usr/sbin/pgbouncer", "pgbouncer"),
+        (getattr(args, "pgbouncer", "/usr/sbin/pgbouncer"), "pgbouncer"),
         ("/usr/sbin/runuser", "util-linux"),
     ] + list(extra)
     for path, pkg in need:
@@ -61,6 +61,9 @@ def check_requirements(args, extra=()):
         pwd.getpwnam("postgres")
     except KeyError:
         missing.append("no \"postgres\" OS user: install the Debian package postgresql-15")
+    baseline = getattr(args, "baseline", None)
+    if baseline and not os.access(baseline, os.X_OK):
+        missing.append(f"--baseline {baseline} not found or not executable")
     if not os.access(args.pgrelay, os.X_OK):
         missing.append(f"{args.pgrelay} not found or not executable: build it first "
                        f"(cd {REPO_DIR} && meson setup build; ninja -C build) or pass --pgrelay PATH")
@@ -133,7 +136,7 @@ def clean_env(extra=None):
 
 class Bench:
     # Free loopback ports, set as attributes NAME_port by make_base().
-    PORT_NAMES = ("pg", "pgrelay", "pgbouncer", "pgrelay_tls", "pgbouncer_tls")
+    PORT_NAMES = ("pg", "pgrelay", "pgbouncer", "pgrelay_tls", "pgbouncer_tls", "pgrelay_base")
     REPORT_FILE = "latest.md"  # in bench/out/
     LOG_PREFIX = ""            # the proxies' logs are copied to bench/out/LOG_PREFIX + NAME.log
 
@@ -191,6 +194,8 @@ class Bench:
         self.start_postgres()
         self.init_pgbench()
         self.start_proxy("pgrelay")
+        if getattr(self.args, "baseline", None):
+            self.start_proxy("pgrelay-base")
         self.start_proxy("pgbouncer")
 
     def make_base(self):
@@ -209,6 +214,12 @@ class Bench:
         self.pgrelay_origin = describe_binary(self.args.pgrelay)
         shutil.copy2(self.args.pgrelay, snap)
         self.args.pgrelay = snap
+        if getattr(self.args, "baseline", None):
+            # --baseline: a second pgrelay (e.g. an older commit's), measured in the same run.
+            self.baseline_origin = describe_binary(self.args.baseline, git=False)
+            base_snap = os.path.join(self.base, "pgrelay-base-bin")
+            shutil.copy2(self.args.baseline, base_snap)
+            self.args.baseline = base_snap
         self.pgrelay_server_tls_key = self.pgrelay_accepts(
             "bench.services.tls", self.pgrelay_yaml(self.pgrelay_port, False, server_tls=True))
 
@@ -335,7 +346,7 @@ reserve_pool_size = 0
 max_client_conn = 2000
 max_db_connections = 0
 server_tls_sslmode = disable
-{tls_lines}"""
+{"max_prepared_statements = 200" + chr(10) if pgbouncer_has_prepared(self.args.pgbouncer) else ""}{tls_lines}"""
 
     def check_pgrelay_tls(self):
         """pgrelay's listen.tls is new: use it only if `pgrelay --check` accepts the key."""
@@ -357,7 +368,8 @@ server_tls_sslmode = disable
         if kind == "pgrelay":
             cfg = self.write(f"{name}.yaml", self.pgrelay_yaml(port, tls) + self.pgrelay_extra_yaml(name),
                              mode=0o600, owner_pg=False)
-            popen = subprocess.Popen([self.args.pgrelay, "-c", cfg], cwd=self.base, stdin=subprocess.DEVNULL,
+            binary = self.args.baseline if name == "pgrelay-base" else self.args.pgrelay
+            popen = subprocess.Popen([binary, "-c", cfg], cwd=self.base, stdin=subprocess.DEVNULL,
                                      stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
             pid = popen.pid
             with open(os.path.join(self.base, f"{name}.pid"), "w") as f:
@@ -368,7 +380,7 @@ server_tls_sslmode = disable
             pidfile = os.path.join(self.base, f"{name}.pid")
             if os.path.exists(pidfile):
                 os.unlink(pidfile)
-            popen = subprocess.Popen(self.as_pg(["/usr/sbin/pgbouncer", cfg]), cwd=self.base,
+            popen = subprocess.Popen(self.as_pg([self.args.pgbouncer, cfg]), cwd=self.base,
                                      stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                      start_new_session=True)
             pid = None
@@ -585,24 +597,30 @@ server_tls_sslmode = disable
         args = self.args
         clients_list = [1, 16] if args.quick else [1, 16, 64]
         started, date = self.begin()
-        n_runs = (2 * len(clients_list) * 8 + 6) * args.rounds
+        scripts = [(sc, t) for sc, t in (("select", "Select-only (`pgbench -S`)"),
+                                         ("tpcb", "TPC-B (`pgbench`'s default script)"))
+                   if args.only in (None, sc)]
+        per_script = sum(len(self.systems(m)) for m in ("simple", "extended", "prepared")) * len(clients_list)
+        n_runs = (len(scripts) * per_script + (0 if args.only else 7)) * args.rounds
         progress(f"{n_runs} pgbench runs of {args.duration} s: about "
                  f"{(n_runs * (args.duration + 0.5) + 30) / 60:.1f} min")
         self.setup()
 
         sections = []
         cell_no = 0
-        for script, title in (("select", "Select-only (`pgbench -S`)"),
-                              ("tpcb", "TPC-B (`pgbench`'s default script)")):
+        for script, title in scripts:
             rows = []
             for mode in ("simple", "extended", "prepared"):
                 for clients in clients_list:
-                    systems = list(SYSTEMS) if mode != "prepared" else ["direct", "pgrelay"]
+                    systems = self.systems(mode)
                     results = self.run_cell(f"{script} -M {mode} -c {clients}", systems, cell_no, script, mode,
                                             clients)
                     cell_no += 1
                     rows.append(((mode, clients), results))
             sections.append((title, rows))
+        if args.only:
+            self.finish(started, lambda elapsed: self.report(date, sections, elapsed))
+            return
 
         # TLS: client -> proxy (and client -> PostgreSQL) with PGSSLMODE=require.
         tls_rows = []
@@ -624,7 +642,7 @@ server_tls_sslmode = disable
 
         # Reconnect: a new connection (TCP + SCRAM) for every transaction.
         progress("reconnect cell: --connect -S -M simple -c 16")
-        order = ["pgbouncer", "direct", "pgrelay"]
+        order = ["pgbouncer", "direct", "pgrelay"] + (["pgrelay-base"] if args.baseline else [])
         results = self.run_rounds(order, lambda s: self.pgbench_run(s, self.port_of(s), "select", "simple", 16,
                                                                     connect=True))
         sections.append(("Reconnect (`pgbench --connect -S -M simple -c 16`)", [(("simple", 16), results)]))
@@ -714,16 +732,19 @@ server_tls_sslmode = disable
                 out.append("(skipped: see notes)")
                 out.append("")
                 continue
-            out += results_table(rows, SYSTEMS, RESULT_COLUMNS)
-            out.append("pgrelay / pgbouncer:")
-            out.append("")
+            out += results_table(rows, self.systems(), RESULT_COLUMNS, {"pgrelay-base": "pgrelay (baseline)"})
+            for other, title in (("pgbouncer", "pgrelay / pgbouncer:"), ("pgrelay-base", "pgrelay / baseline:")):
+                if other == "pgrelay-base" and not getattr(self.args, "baseline", None):
+                    continue
+                out.append(title)
+                out.append("")
 
-            def cells(results):
-                r, b = results.get("pgrelay"), results.get("pgbouncer")
-                if not isinstance(r, dict) or not isinstance(b, dict):
-                    return None
-                return [ratio(r["tps"], b["tps"]), ratio(r["cpu"], b["cpu"])]
-            out += ratio_table(rows, ["TPS ratio", "CPU ratio"], cells)
+                def cells(results, other=other):
+                    r, b = results.get("pgrelay"), results.get(other)
+                    if not isinstance(r, dict) or not isinstance(b, dict):
+                        return None
+                    return [ratio(r["tps"], b["tps"]), ratio(r["p99"], b["p99"]), ratio(r["cpu"], b["cpu"])]
+                out += ratio_table(rows, ["TPS ratio", "p99 ratio", "CPU ratio"], cells)
         return "\n".join(out + self.notes_lines("No pgbench errors, failed transactions or unusual pgrelay log "
                                                 "lines."))
 
@@ -736,6 +757,7 @@ server_tls_sslmode = disable
                 f"- Machine: {os.cpu_count()} CPUs ({cpu_model()}), Linux {os.uname().release}",
                 f"- Versions: {self.versions()}",
                 f"- pgrelay binary: {self.pgrelay_origin}",
+            ] + ([f"- baseline pgrelay binary: {self.baseline_origin}"] if getattr(self.args, "baseline", None) else []) + [
                 f"- Setup: {setup}",
                 f"- Columns: {columns}",
                 f"- Total run time: {elapsed:.0f} s; load average (1/5/15 min) at the start: "
@@ -743,7 +765,15 @@ server_tls_sslmode = disable
                 ""]
 
     def versions(self):
-        return versions(self.args.pgrelay)
+        return versions(self.args.pgrelay, self.args.pgbouncer)
+
+    def systems(self, mode=None):
+        """The systems of a cell of the main benchmark (all of them when mode is None): direct, pgrelay,
+        the --baseline pgrelay if any, and pgbouncer unless it cannot run -M prepared (before 1.21)."""
+        out = ["direct", "pgrelay"] + (["pgrelay-base"] if getattr(self.args, "baseline", None) else []) + ["pgbouncer"]
+        if mode == "prepared" and not pgbouncer_has_prepared(self.args.pgbouncer):
+            out.remove("pgbouncer")
+        return out
 
     def notes_lines(self, when_none):
         out = ["## Notes", ""]
@@ -912,9 +942,12 @@ def tail(path, n):
         return "(no log)"
 
 
-def describe_binary(path):
+def describe_binary(path, git=True):
+    """What a binary is: its path, when it was built and (git) the repository's HEAD."""
     mtime = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(os.path.getmtime(path)))
     desc = f"`{path}` (built {mtime}"
+    if not git:
+        return desc + f"; {first_line([path, '--version'])})"
     try:
         head = subprocess.run(["git", "-C", REPO_DIR, "log", "-1", "--format=%h %s"], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True, timeout=10).stdout.strip()
@@ -954,8 +987,16 @@ def first_line(argv):
         return "?"
 
 
-def versions(pgrelay):
-    return "; ".join([first_line([pgrelay, "--version"]), first_line(["/usr/sbin/pgbouncer", "--version"]),
+def pgbouncer_has_prepared(path, _known={}):
+    """Whether this pgbouncer keeps protocol-level prepared statements in transaction pooling (1.21+)."""
+    if path not in _known:
+        m = re.search(r"PgBouncer (\d+)\.(\d+)", first_line([path, "--version"]))
+        _known[path] = bool(m) and (int(m.group(1)), int(m.group(2))) >= (1, 21)
+    return _known[path]
+
+
+def versions(pgrelay, pgbouncer="/usr/sbin/pgbouncer"):
+    return "; ".join([first_line([pgrelay, "--version"]), first_line([pgbouncer, "--version"]),
                       first_line([f"{PGBIN}/postgres", "--version"]),
                       first_line([f"{PGBIN}/pgbench", "--version"])])
 
@@ -968,6 +1009,9 @@ def arg_parser(prog, description, default_duration):
     ap.add_argument("--duration", type=int, default=None,
                     help=f"seconds per pgbench run (default {default_duration}; 2 with --quick)")
     ap.add_argument("--pool", type=int, default=16, help="server connections per proxy pool (default 16)")
+    ap.add_argument("--pgbouncer", default="/usr/sbin/pgbouncer",
+                    help="the pgbouncer binary (default: Debian's /usr/sbin/pgbouncer); from 1.21 on it "
+                         "also runs the -M prepared cells")
     return ap
 
 
@@ -978,6 +1022,9 @@ def parse_common(ap, default_duration):
     if args.duration < 1 or args.pool < 1 or args.pool > 150:
         ap.error("--duration must be >= 1 and --pool 1..150 (PostgreSQL has max_connections 200)")
     args.pgrelay = os.path.abspath(args.pgrelay)
+    args.pgbouncer = os.path.abspath(args.pgbouncer)
+    if getattr(args, "baseline", None):
+        args.baseline = os.path.abspath(args.baseline)
     return args
 
 
@@ -1014,6 +1061,11 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 s per run, 1 and 16 clients only")
     ap.add_argument("--rounds", type=int, choices=(1, 2), default=2,
                     help="runs per system and cell, the second in reverse order (default 2)")
+    ap.add_argument("--baseline", default=None, metavar="PATH",
+                    help="a second pgrelay binary (e.g. built from an older commit) measured in the same run; "
+                         "the report adds pgrelay / baseline ratios")
+    ap.add_argument("--only", default=None, choices=("select", "tpcb"),
+                    help="only this pgbench script's cells (no TLS and reconnect cells)")
     run_bench(Bench, parse_common(ap, 4))
 
 

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "session.h"
 #include "config.h"
@@ -22,6 +21,16 @@ static bool word_char(char ch)
 {
 	char low = (char)(ch | 0x20);
 	return (low >= 'a' && low <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || (unsigned char)ch >= 0x80;
+}
+
+/* Whether t starts with the lowercase ASCII word w of len bytes, in either case (inline: strncasecmp
+ * per candidate letter was 1.5 % of pgrelay's CPU under pgbench -S). */
+static bool starts_with_word(const char *t, const char *w, size_t len)
+{
+	for (size_t k = 1; k < len; k++)
+		if ((char)(t[k] | 0x20) != w[k])
+			return false;
+	return true;
 }
 
 bool settings_might_change(const char *t, size_t n)
@@ -41,7 +50,7 @@ bool settings_might_change(const char *t, size_t n)
 			continue;
 		for (size_t k = 0; k < sizeof words / sizeof words[0]; k++) {
 			size_t len = words[k].len;
-			if (words[k].w[0] != low || n - i < len || strncasecmp(t + i, words[k].w, len) != 0)
+			if (words[k].w[0] != low || n - i < len || !starts_with_word(t + i, words[k].w, len))
 				continue;
 			if (!words[k].whole || ((i == 0 || !word_char(t[i - 1])) && (i + len == n || !word_char(t[i + len]))))
 				return true;
