@@ -473,21 +473,26 @@ void cache_release_waiter(Cache *cache, CacheWaiter *w)
 		w->wake(w);
 }
 
-void cache_waiter_init(CacheWaiter *w, void (*wake)(CacheWaiter *w))
+CacheWaiter *cache_waiter_new(void (*wake)(CacheWaiter *w), void *owner)
 {
-	memset(w, 0, sizeof *w);
+	CacheWaiter *w = xcalloc(1, sizeof *w);
 	buf_init(&w->fill.reply);
 	buf_init(&w->fill.names);
 	buf_init(&w->answer.reply);
 	list_node_init(&w->wait_node);
 	w->wake = wake;
+	w->owner = owner;
+	return w;
 }
 
 void cache_waiter_free(CacheWaiter *w)
 {
+	if (!w)
+		return;
 	buf_free(&w->fill.reply);
 	buf_free(&w->fill.names);
 	buf_free(&w->answer.reply);
+	free(w);
 }
 
 void cache_invalidate(Cache *cache, const char *service, const CacheWrites *w)

@@ -141,7 +141,7 @@ typedef struct CacheAnswer {
 } CacheAnswer;
 
 /*
- * One who looks results up (a client session embeds one): what the cache keeps for it between a
+ * One who looks results up (a client session has one from its first lookup on): what the cache keeps for it between a
  * lookup and its answer, and how it is woken (wake: look at the message again). The cache never
  * looks past it.
  */
@@ -153,6 +153,7 @@ struct CacheWaiter {
 	CacheFlight *wait;        /* the identical query it waits for */
 	ListNode wait_node;       /* on wait->waiters */
 	void (*wake)(CacheWaiter *w);
+	void *owner; /* the waiter's (its session): the cache does not look at it */
 };
 
 /* Who a key is for: a result depends on the database, the role and every session setting. */
@@ -162,8 +163,8 @@ typedef struct CacheSession {
 	const ParamList *params;
 } CacheSession;
 
-void cache_waiter_init(CacheWaiter *w, void (*wake)(CacheWaiter *w));
-void cache_waiter_free(CacheWaiter *w);
+CacheWaiter *cache_waiter_new(void (*wake)(CacheWaiter *w), void *owner);
+void cache_waiter_free(CacheWaiter *w); /* NULL is fine */
 
 /* A commit's invalidation on its way to Redis. */
 typedef struct CacheBump {

@@ -51,7 +51,6 @@ static const ConnHandlers client_handlers = {
 
 static void client_on_timer(evutil_socket_t fd, short what, void *arg);
 static const PoolWaiterOps client_pool_waiter_ops;
-static void client_cache_wake(CacheWaiter *w);
 
 static void client_set_timer(Client *c, int64_t ms)
 {
@@ -81,13 +80,13 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 	prepared_client_init(&c->stmts);
 	conn_init(&c->conn, rt->base, fd, rt->config->buffer_size, rt->config->max_message_size,
 		  &client_handlers, c);
+	conn_use_spares(&c->conn, &rt->read_buffers);
 	evtimer_assign(&c->ev_timer, rt->base, client_on_timer, c);
 	list_push_back(&rt->clients, &c->node);
 	list_node_init(&c->wait.node);
 	c->wait.ops = &client_pool_waiter_ops;
 	c->wait.name = c->name;
 	txtrack_init(&c->tx);
-	cache_waiter_init(&c->cache, client_cache_wake);
 	rt->n_clients++;
 	conn_start_reading(&c->conn);
 	client_set_timer(c, CLIENT_LOGIN_TIMEOUT_MS);
@@ -139,10 +138,10 @@ void client_close(Client *c, const char *reason)
 		rt->console->gone(c);
 	else
 		pool_cancel_wait(&c->wait);
-	if (rt->cache) {
-		cache_wait_cancel(rt->cache, &c->cache);
-		cache_fill_abort(rt->cache, &c->cache);
-		cache_waiter_gone(rt->cache, &c->cache);
+	if (rt->cache && c->cache) {
+		cache_wait_cancel(rt->cache, c->cache);
+		cache_fill_abort(rt->cache, c->cache);
+		cache_waiter_gone(rt->cache, c->cache);
 	}
 	stats_client_closed(c);
 	client_release_server(c);
@@ -200,7 +199,7 @@ static void client_free_memory(Client *c)
 	free(c->tx_service);
 	free(c->admin_pause_db);
 	prepared_client_free(&c->stmts, &c->rt->stmts);
-	cache_waiter_free(&c->cache);
+	cache_waiter_free(c->cache);
 	txtrack_free(&c->tx);
 	free(c->user);
 	free(c->database);
@@ -943,7 +942,6 @@ void client_resume(Client *c)
 
 /* The cache answered the lookup the client waited for (or the identical query it waited for
  * finished): look at the message again. */
-static void client_cache_wake(CacheWaiter *w) { statement_cache_wake(list_entry(w, Client, cache)); }
 
 /* ---- what the linked server reports (ServerEvents) ---- */
 
@@ -1064,7 +1062,7 @@ static bool client_on_capturing(void *session, size_t *max_message)
 {
 	Client *c = session;
 	*max_message = c->rt->config->cache.max_result;
-	return c->cache.fill.active;
+	return c->cache && c->cache->fill.active;
 }
 
 static void client_on_capture(void *session, uint8_t type, const uint8_t *msg, size_t total, bool complete)
@@ -1073,9 +1071,9 @@ static void client_on_capture(void *session, uint8_t type, const uint8_t *msg, s
 	if (c->state == CL_CLOSED)
 		return;
 	if (!complete)
-		c->cache.fill.failed = true;
+		c->cache->fill.failed = true;
 	else
-		cache_fill_message(c->rt->cache, &c->cache, type, msg, total);
+		cache_fill_message(c->rt->cache, c->cache, type, msg, total);
 }
 
 static const ServerEvents client_server_events = {

@@ -34,6 +34,42 @@ void conn_init(Conn *c, struct event_base *base, int fd, size_t buf_size, size_t
 	c->events_ready = true;
 }
 
+void conn_spares_init(ConnSpares *sp, size_t max)
+{
+	sp->size = 0;
+	sp->n = 0;
+	sp->max = max;
+	sp->bufs = max ? xcalloc(max, sizeof *sp->bufs) : NULL;
+}
+
+void conn_spares_free(ConnSpares *sp)
+{
+	while (sp->n)
+		free(sp->bufs[--sp->n]);
+	free(sp->bufs);
+	sp->bufs = NULL;
+	sp->max = 0;
+}
+
+void conn_use_spares(Conn *c, ConnSpares *sp) { c->spares = sp; }
+
+/* The read buffer goes back to the spares (when it has their size and there is room) or is freed. */
+static void release_read_buffer(Conn *c)
+{
+	ConnSpares *sp = c->spares;
+	if (c->in && sp && sp->n < sp->max && c->in_cap == c->in_base) {
+		if (sp->n == 0)
+			sp->size = c->in_cap; /* the configured size may change by reload */
+		if (sp->size == c->in_cap) {
+			sp->bufs[sp->n++] = c->in;
+			c->in = NULL;
+		}
+	}
+	free(c->in);
+	c->in = NULL;
+	c->in_cap = 0;
+}
+
 void conn_close(Conn *c)
 {
 	if (c->events_ready) {
@@ -52,9 +88,8 @@ void conn_close(Conn *c)
 		close(c->fd);
 		c->fd = -1;
 	}
-	free(c->in);
-	c->in = NULL;
-	c->in_len = c->in_pos = c->in_cap = 0;
+	release_read_buffer(c);
+	c->in_len = c->in_pos = 0;
 	free(c->fail_reason);
 	c->fail_reason = NULL;
 	c->closed = true;
@@ -409,8 +444,10 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 void conn_ensure_read_buffer(Conn *c)
 {
 	if (!c->in) {
-		c->in = malloc(c->in_base);
-		if (!c->in)
+		ConnSpares *sp = c->spares;
+		if (sp && sp->n && sp->size == c->in_base)
+			c->in = sp->bufs[--sp->n];
+		else if (!(c->in = malloc(c->in_base)))
 			abort();
 		c->in_cap = c->in_base;
 	} else if (c->in_cap < c->in_base) {
@@ -428,9 +465,7 @@ void conn_compact(Conn *c)
 		if (c->fwd_left == 0 && c->skip_left == 0 && !(c->ssl && SSL_has_pending(c->ssl))) {
 			/* Nothing buffered: an idle connection holds no read buffer (10,000 idle clients
 			 * would otherwise keep a touched page or two of one each). */
-			free(c->in);
-			c->in = NULL;
-			c->in_cap = 0;
+			release_read_buffer(c);
 		}
 	} else if (c->in_pos > 0) {
 		memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);

@@ -29,6 +29,21 @@ typedef struct ConnHandlers {
 	void (*tls_ready)(void *owner, const char *error);
 } ConnHandlers;
 
+/*
+ * Read buffers of the configured size that connections let go of when they had nothing left to
+ * process, kept for the next connection that reads (at most max of them): an idle connection holds
+ * no buffer, and a busy one does not malloc and free 64 kB at every read (glibc then consolidated
+ * and trimmed its heap: 20 % of pgrelay's CPU under pgbench's TPC-B).
+ */
+typedef struct ConnSpares {
+	size_t size;    /* of every buffer kept (a connection with another size frees its own) */
+	size_t n, max;
+	uint8_t **bufs;
+} ConnSpares;
+
+void conn_spares_init(ConnSpares *sp, size_t max);
+void conn_spares_free(ConnSpares *sp);
+
 typedef struct Conn {
 	int fd;
 	void *owner;
@@ -45,6 +60,7 @@ typedef struct Conn {
 	size_t in_len, in_pos, in_cap;
 	size_t in_base; /* configured size, allocated when bytes arrive; freed whenever all are processed */
 	size_t in_max;  /* growth limit for a single message */
+	ConnSpares *spares; /* where an emptied read buffer goes (NULL: freed) */
 
 	/* Streaming state of the message being processed (set by the relay loop). */
 	size_t fwd_left;  /* bytes of the current message still to forward */
@@ -61,6 +77,8 @@ typedef struct Conn {
 
 void conn_init(Conn *c, struct event_base *base, int fd, size_t buf_size, size_t max_message,
 	       const ConnHandlers *handlers, void *owner);
+/* Emptied read buffers go to sp, and come from there (sp outlives the connection). */
+void conn_use_spares(Conn *c, ConnSpares *sp);
 /* Closes the socket and frees buffers; safe to call twice. */
 void conn_close(Conn *c);
 

@@ -31,6 +31,10 @@
 #include "upgrade.h"
 #include "xalloc.h"
 
+/* Read buffers kept for reuse (conn.h): enough for the connections that are busy at once on a
+ * loop (each is buffer_size, 64 kB by default: at most 4 MB kept). */
+#define RUNTIME_SPARE_READ_BUFFERS 64
+
 /* ---- shutdown ---- */
 
 static void runtime_check_shutdown_done(Runtime *rt)
@@ -130,8 +134,11 @@ static void runtime_reload_cache(Runtime *rt, const Config *old, const ReloadDif
 	if (!cfg->cache.enabled) {
 		Cache *cache = rt->cache;
 		ListNode *n;
-		list_for_each(n, &rt->clients)
-			cache_release_waiter(cache, &list_entry(n, Client, node)->cache);
+		list_for_each(n, &rt->clients) {
+			Client *c = list_entry(n, Client, node);
+			if (c->cache)
+				cache_release_waiter(cache, c->cache);
+		}
 		rt->cache = NULL; /* what cache_free's callbacks run sees no cache */
 		cache_free(cache);
 		log_info(NULL, "cache: off (every cached result dropped)");
@@ -252,6 +259,7 @@ bool runtime_init(Runtime *rt, Config *cfg, const char *config_path)
 	rt->client_gone = runtime_client_gone;
 	rt->console = admin_console_ops();
 	bool reaper_ok = loop_reaper_init(&rt->reaper, rt->base);
+	conn_spares_init(&rt->read_buffers, RUNTIME_SPARE_READ_BUFFERS);
 	rt->ev_sighup = evsignal_new(rt->base, SIGHUP, runtime_on_signal, rt);
 	rt->ev_sigterm = evsignal_new(rt->base, SIGTERM, runtime_on_signal, rt);
 	rt->ev_sigint = evsignal_new(rt->base, SIGINT, runtime_on_signal, rt);
@@ -321,6 +329,7 @@ void runtime_free(Runtime *rt)
 	sqlclass_cache_free(&rt->sql);
 	scram_cache_clear(&rt->scram);
 	loop_reaper_free(&rt->reaper);
+	conn_spares_free(&rt->read_buffers); /* after the last connection */
 	if (rt->ev_sighup)
 		event_free(rt->ev_sighup);
 	if (rt->ev_sigterm)

@@ -355,6 +355,7 @@ static void server_start_connect(Server *s)
 	}
 	const Config *cfg = s->pool->config;
 	conn_init(&s->conn, s->base, fd, cfg->buffer_size, cfg->max_message_size, &server_handlers, s);
+	conn_use_spares(&s->conn, &s->rt->read_buffers);
 	if (connect(fd, (struct sockaddr *)&s->addr, s->addr_len) < 0 && errno != EINPROGRESS) {
 		s->connect_errno = errno;
 		event_active(&s->ev_timer, EV_TIMEOUT, 0);
@@ -998,152 +999,164 @@ static RelayAction server_relay_msg(void *owner, RelayCtx *rc, uint8_t type, con
 	return a;
 }
 
+/* ReadyForQuery: the request (the client's, or pgrelay's own) is over; the session hears the
+ * transaction status and whether the server is released. */
+static RelayAction reply_ready(Server *s, const uint8_t *body, size_t len)
+{
+	void *c = s->session;
+	char status = proto_parse_ready_for_query(body, len);
+	if (!status)
+		return RELAY_ERROR; /* an empty body (or a status PostgreSQL never sends) */
+	s->tx_status = status;
+	s->reset_reports = false;
+	uint8_t flags = pipeline_reply(&s->pipe, 'Z', server_pipe_end, s);
+	int after = synthetic_due(s) ? RELAY_AFTER_CALL : 0;
+	if (flags & PIPE_INTERNAL) {
+		if (s->state == SV_RESETTING && pipeline_head(&s->pipe) == NULL)
+			return RELAY_DROP | RELAY_AFTER_STOP; /* reset done */
+		if (s->lsn_pending) {
+			s->lsn_pending = false;
+			if (c && s->commit_lsn)
+				s->ev->committed(c, s->pool->service->name, s->commit_lsn);
+		}
+		if (c && s->state == SV_ACTIVE && server_may_release(s)) {
+			s->release_pending = true;
+			return RELAY_DROP | RELAY_AFTER_STOP;
+		}
+		return RELAY_DROP | after;
+	}
+	if (!c)
+		return RELAY_ERROR;
+	s->ready_noted = false;
+	ServerNext next = SERVER_NEXT_KEEP;
+	if (server_may_release(s))
+		/* Learn the commit's WAL position before letting go (once per write transaction). */
+		next = s->wrote && s->pool->replica < 0 && s->pool->service->n_replicas > 0 ? SERVER_NEXT_RELEASE_AFTER_LSN
+											      : SERVER_NEXT_RELEASE;
+	s->ev->ready(c, s, s->tx_status, next);
+	if (next == SERVER_NEXT_RELEASE_AFTER_LSN) {
+		server_ask_commit_lsn(s);
+		return RELAY_FORWARD | after;
+	}
+	if (next == SERVER_NEXT_RELEASE) {
+		s->release_pending = true;
+		return RELAY_FORWARD | RELAY_AFTER_STOP;
+	}
+	return RELAY_FORWARD | after;
+}
+
+/* ParameterStatus: the server's copy is kept; an active session hears the ones a client may set. */
+static RelayAction reply_parameter(Server *s, const uint8_t *body, size_t len)
+{
+	ProtoReader r;
+	proto_reader_init(&r, body, len);
+	const char *name = proto_read_str(&r);
+	const char *value = proto_read_str(&r);
+	if (r.error)
+		return RELAY_ERROR;
+	params_set(&s->params, name, value);
+	if (!s->session || s->state != SV_ACTIVE)
+		return RELAY_DROP;
+	if (params_is_settable_report(name) && !s->reset_reports)
+		s->ev->parameter(s->session, name, value);
+	return RELAY_FORWARD;
+}
+
+/* ErrorResponse: which request failed (the client's, pgrelay's own Parse or PREPARE, or a request
+ * pgrelay answers with its own error), and whether the connection is still usable. */
+static RelayAction reply_error(Server *s, RelayCtx *rc, const uint8_t *body, size_t len)
+{
+	void *c = s->session;
+	const PipeEntry *h = pipeline_head(&s->pipe);
+	uint8_t head_kind = h ? h->kind : 0;
+	uint32_t head_tag = h ? h->tag : 0;
+	uint8_t flags = pipeline_reply(&s->pipe, 'E', server_pipe_end, s);
+	if (flags & PIPE_FAILS) {
+		/* the request pgrelay made fail: the client gets pgrelay's error in its place */
+		Buf e;
+		buf_init(&e);
+		fail_error_pop(s, &e);
+		if (c && buf_used(&e))
+			relay_send(rc, buf_head(&e), buf_used(&e));
+		buf_free(&e);
+		if (c)
+			s->ev->reply(c, s, 'E', body, len);
+		return RELAY_DROP;
+	}
+	if (head_kind == PIPE_QUERY && head_tag) {
+		/* A PREPARE (the client's, or pgrelay re-creating it) failed: it does not exist. */
+		prepared_server_remove(&s->stmts, head_tag);
+		if (c && !(flags & PIPE_INTERNAL))
+			s->ev->statement_gone(c, head_tag);
+	} else if ((flags & PIPE_INTERNAL) && head_kind == PIPE_QUERY) {
+		server_internal_error(s, body, len);
+		return s->state == SV_CLOSED ? RELAY_CLOSED : RELAY_DROP;
+	}
+	if (c && !(flags & PIPE_INTERNAL))
+		s->ev->reply(c, s, 'E', body, len);
+	ProtoErrorFields f;
+	if (proto_parse_error(body, len, &f) && (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0)) {
+		log_warning(s->name, "server sent %s: %s (%s)", f.severity, f.message, f.sqlstate);
+		s->fatal_forwarded = c != NULL;
+		s->close_on_release = true;
+	} else if (flags & PIPE_INTERNAL) {
+		/* pgrelay's own Parse failed: the client's next message would fail with it. */
+		log_info(s->name, "re-preparing a statement failed: %s (%s)", f.message, f.sqlstate);
+	}
+	return c ? RELAY_FORWARD : RELAY_DROP;
+}
+
+/* CommandComplete: DISCARD ALL, DEALLOCATE ALL and RESET change what the connection holds. */
+static RelayAction reply_complete(Server *s, const uint8_t *body, size_t len)
+{
+	void *c = s->session;
+	uint8_t flags = pipeline_reply(&s->pipe, 'C', server_pipe_end, s);
+	bool clients = c && !(flags & PIPE_INTERNAL);
+	bool discard = tag_is(body, len, "DISCARD ALL");
+	if (discard || tag_is(body, len, "DEALLOCATE ALL")) {
+		/* Every prepared statement on this connection is gone. */
+		prepared_server_clear(&s->stmts);
+		if (clients)
+			s->ev->statements_cleared(c);
+	}
+	if (clients)
+		s->ev->reply(c, s, 'C', body, len);
+	if (discard || tag_is(body, len, "RESET")) {
+		/*
+		 * Settings went back to the server's defaults (pgrelay's login values), while on
+		 * PostgreSQL a client's startup parameters are its session defaults: pgrelay
+		 * re-applies them before the client's next request. The ParameterStatus messages
+		 * that follow report the server's defaults, not the client's wishes.
+		 */
+		params_copy(&s->params, &s->login_params);
+		if (clients) {
+			s->reset_reports = true;
+			if (discard)
+				s->ev->discarded(c);
+		}
+	}
+	int after = synthetic_due(s) ? RELAY_AFTER_CALL : 0;
+	return ((flags & PIPE_INTERNAL) ? RELAY_DROP : c ? RELAY_FORWARD : RELAY_ERROR) | after;
+}
+
 /* Decides one reply message's fate: bookkeeping (pipeline, parameters, prepared statements,
  * read-your-writes LSN) and forward, drop or release. */
 static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
 				      size_t avail)
 {
-	(void)rc;
 	void *c = s->session;
-	const ServerEvents *ev = s->ev;
 	const uint8_t *body = msg + PROTO_HEADER_LEN;
 	size_t len = total - PROTO_HEADER_LEN;
-	RelayAction fwd = c ? RELAY_FORWARD : RELAY_ERROR;
-
+	bool whole = avail >= total;
 	switch (type) {
-	case 'Z': {
-		if (avail < total)
-			return RELAY_NEED_BODY;
-		char status = proto_parse_ready_for_query(body, len);
-		if (!status)
-			return RELAY_ERROR; /* an empty body (or a status PostgreSQL never sends) */
-		s->tx_status = status;
-		s->reset_reports = false;
-		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
-		int after = synthetic_due(s) ? RELAY_AFTER_CALL : 0;
-		if (flags & PIPE_INTERNAL) {
-			if (s->state == SV_RESETTING && pipeline_head(&s->pipe) == NULL)
-				return RELAY_DROP | RELAY_AFTER_STOP; /* reset done */
-			if (s->lsn_pending) {
-				s->lsn_pending = false;
-				if (c && s->commit_lsn)
-					ev->committed(c, s->pool->service->name, s->commit_lsn);
-			}
-			if (c && s->state == SV_ACTIVE && server_may_release(s)) {
-				s->release_pending = true;
-				return RELAY_DROP | RELAY_AFTER_STOP;
-			}
-			return RELAY_DROP | after;
-		}
-		if (!c)
-			return RELAY_ERROR;
-		s->ready_noted = false;
-		ServerNext next = SERVER_NEXT_KEEP;
-		if (server_may_release(s))
-			/* Learn the commit's WAL position before letting go (once per write transaction). */
-			next = s->wrote && s->pool->replica < 0 && s->pool->service->n_replicas > 0
-				       ? SERVER_NEXT_RELEASE_AFTER_LSN
-				       : SERVER_NEXT_RELEASE;
-		ev->ready(c, s, s->tx_status, next);
-		if (next == SERVER_NEXT_RELEASE_AFTER_LSN) {
-			server_ask_commit_lsn(s);
-			return RELAY_FORWARD | after;
-		}
-		if (next == SERVER_NEXT_RELEASE) {
-			s->release_pending = true;
-			return RELAY_FORWARD | RELAY_AFTER_STOP;
-		}
-		return RELAY_FORWARD | after;
-	}
-	case 'S': {
-		if (avail < total)
-			return RELAY_NEED_BODY;
-		ProtoReader r;
-		proto_reader_init(&r, body, len);
-		const char *name = proto_read_str(&r);
-		const char *value = proto_read_str(&r);
-		if (r.error)
-			return RELAY_ERROR;
-		params_set(&s->params, name, value);
-		if (c && s->state == SV_ACTIVE) {
-			if (params_is_settable_report(name) && !s->reset_reports)
-				ev->parameter(c, name, value);
-			return RELAY_FORWARD;
-		}
-		return RELAY_DROP;
-	}
-	case 'E': {
-		if (avail < total)
-			return RELAY_NEED_BODY;
-		const PipeEntry *h = pipeline_head(&s->pipe);
-		uint8_t head_kind = h ? h->kind : 0;
-		uint32_t head_tag = h ? h->tag : 0;
-		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
-		if (flags & PIPE_FAILS) {
-			/* the request pgrelay made fail: the client gets pgrelay's error in its place */
-			Buf e;
-			buf_init(&e);
-			fail_error_pop(s, &e);
-			if (c && buf_used(&e))
-				relay_send(rc, buf_head(&e), buf_used(&e));
-			buf_free(&e);
-			if (c)
-				ev->reply(c, s, type, body, len);
-			return RELAY_DROP;
-		}
-		if (head_kind == PIPE_QUERY && head_tag) {
-			/* A PREPARE (the client's, or pgrelay re-creating it) failed: it does not exist. */
-			prepared_server_remove(&s->stmts, head_tag);
-			if (c && !(flags & PIPE_INTERNAL))
-				ev->statement_gone(c, head_tag);
-		} else if ((flags & PIPE_INTERNAL) && head_kind == PIPE_QUERY) {
-			server_internal_error(s, body, len);
-			return s->state == SV_CLOSED ? RELAY_CLOSED : RELAY_DROP;
-		}
-		if (c && !(flags & PIPE_INTERNAL))
-			ev->reply(c, s, type, body, len);
-		ProtoErrorFields f;
-		if (proto_parse_error(body, len, &f) &&
-		    (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0)) {
-			log_warning(s->name, "server sent %s: %s (%s)", f.severity, f.message, f.sqlstate);
-			s->fatal_forwarded = c != NULL;
-			s->close_on_release = true;
-		} else if (flags & PIPE_INTERNAL) {
-			/* pgrelay's own Parse failed: the client's next message would fail with it. */
-			log_info(s->name, "re-preparing a statement failed: %s (%s)", f.message, f.sqlstate);
-		}
-		return c ? RELAY_FORWARD : RELAY_DROP;
-	}
-	case 'C': {
-		if (avail < total)
-			return RELAY_NEED_BODY;
-		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
-		bool discard = tag_is(body, len, "DISCARD ALL");
-		if (discard || tag_is(body, len, "DEALLOCATE ALL")) {
-			/* Every prepared statement on this connection is gone. */
-			prepared_server_clear(&s->stmts);
-			if (c && !(flags & PIPE_INTERNAL))
-				ev->statements_cleared(c);
-		}
-		if (c && !(flags & PIPE_INTERNAL))
-			ev->reply(c, s, type, body, len);
-		if (discard || tag_is(body, len, "RESET")) {
-			/*
-			 * Settings went back to the server's defaults (pgrelay's login values), while on
-			 * PostgreSQL a client's startup parameters are its session defaults: pgrelay
-			 * re-applies them before the client's next request. The ParameterStatus messages
-			 * that follow report the server's defaults, not the client's wishes.
-			 */
-			params_copy(&s->params, &s->login_params);
-			if (c && !(flags & PIPE_INTERNAL)) {
-				s->reset_reports = true;
-				if (discard)
-					ev->discarded(c);
-			}
-		}
-		int after = synthetic_due(s) ? RELAY_AFTER_CALL : 0;
-		return ((flags & PIPE_INTERNAL) ? RELAY_DROP : fwd) | after;
-	}
+	case 'Z':
+		return whole ? reply_ready(s, body, len) : RELAY_NEED_BODY;
+	case 'S':
+		return whole ? reply_parameter(s, body, len) : RELAY_NEED_BODY;
+	case 'E':
+		return whole ? reply_error(s, rc, body, len) : RELAY_NEED_BODY;
+	case 'C':
+		return whole ? reply_complete(s, body, len) : RELAY_NEED_BODY;
 	case 'N':
 	case 'A': {
 		uint8_t flags = pipeline_reply(&s->pipe, type, server_pipe_end, s);
@@ -1154,15 +1167,15 @@ static RelayAction server_relay_reply(Server *s, RelayCtx *rc, uint8_t type, con
 		int after = synthetic_due(s) ? RELAY_AFTER_CALL : 0;
 		if (flags & PIPE_INTERNAL) {
 			if (type == 'D' && s->lsn_pending) {
-				if (avail < total)
+				if (!whole)
 					return RELAY_NEED_BODY;
 				server_read_lsn(s, body, len);
 			}
 			return RELAY_DROP | after;
 		}
 		if (c && (type == 'I' || type == 's')) /* EmptyQueryResponse, PortalSuspended */
-			ev->reply(c, s, type, body, len);
-		return fwd | after;
+			s->ev->reply(c, s, type, body, len);
+		return (c ? RELAY_FORWARD : RELAY_ERROR) | after;
 	}
 	}
 }

@@ -102,8 +102,9 @@ struct Client {
 	struct SettingsSavepoint *savepoints;
 	size_t n_savepoints, cap_savepoints;
 	/* Result cache (cache.c): a miss this client fills, a lookup waiting for Redis and its
-	 * answer, the flight it waits for. */
-	CacheWaiter cache;
+	 * answer, the flight it waits for. NULL until the client's first look-up (statement_cache.c):
+	 * an idle client, or one of a pgrelay without the cache, keeps none of it (~500 bytes). */
+	CacheWaiter *cache;
 	struct CacheBump *cache_bump; /* the commit's invalidation its held ReadyForQuery waits for */
 	/* The client's transaction as its server runs it (txtrack): requests in flight with what they
 	 * write and do, savepoint levels. tx_service: the service of the server they went to. */

@@ -219,8 +219,8 @@ bool statement_retry(Client *c, Server *s)
 		return false;
 	log_info(c->name, "replica of service %s failed before answering: sending the read elsewhere", svc->name);
 	txtrack_forget_requests(&c->tx); /* they are sent again */
-	if (c->rt->cache)
-		cache_fill_abort(c->rt->cache, &c->cache);
+	if (c->rt->cache && c->cache)
+		cache_fill_abort(c->rt->cache, c->cache);
 	c->server = NULL;
 	c->pool = NULL;
 	c->reroute = false;
@@ -269,6 +269,104 @@ static void route_send_held_begin(Client *c, RelayCtx *rc)
 	c->tx_local = 'I'; /* from here the server tracks the transaction */
 }
 
+/* The client waits for a server of c->pool; the message is looked at again once it has one. */
+static RelayAction wait_for_server(Client *c, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
+{
+	c->state = CL_WAITING;
+	c->wait_start_ms = loop_now_ms();
+	stats_wait_begin(c, type, msg, total, avail);
+	pool_request_server(c->pool, &c->wait);
+	return c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
+}
+
+/* A statement of a client without a server: answered here, or the pool of its target is asked for
+ * a server. */
+static RelayAction route_without_server(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
+					size_t avail, const char *sql, size_t len, const SqlAnalysis *a)
+{
+	RelayAction result = statement_local_answer(c, rc, type, msg, total, sql, len, a);
+	if (result)
+		return result;
+	Target t;
+	if (!route_statement(c, rc, type, msg, a, &t))
+		return RELAY_DROP;
+	if (t.wait)
+		return RELAY_STOP; /* looked at again when more of the batch arrives */
+	c->pool = pool_get(c->rt, t.svc, t.replica, c->user, c->auth_secret);
+	if (!c->pool) {
+		statement_local_error(c, rc, type, SQLSTATE_INVALID_AUTHORIZATION, "pgrelay has no credentials for this service",
+				      NULL);
+		return RELAY_DROP;
+	}
+	return wait_for_server(c, type, msg, total, avail);
+}
+
+/* A statement whose target t is not the server the client holds, inside an extended-protocol
+ * batch or a transaction there: refused with a message saying why. */
+static RelayAction refuse_other_target(Client *c, RelayCtx *rc, uint8_t type, const Target *t, bool batch)
+{
+	const Server *s = c->server;
+	char m[300];
+	const char *hint;
+	if (batch) {
+		/* An extended-protocol batch is one implicit transaction on one server: a statement that
+		 * cannot run where the batch began fails the batch (waiting for it to end would wait
+		 * for a Sync that comes after this statement). */
+		if (s->pool->service != t->svc)
+			snprintf(m, sizeof m, "this batch runs on service \"%s\"; a statement for service \"%s\" cannot join it",
+				 s->pool->service->name, t->svc->name);
+		else
+			snprintf(m, sizeof m, "this batch began on a replica of service \"%s\" (its first statements only read, and "
+					      "the client asked for their replies before sending the rest); a statement that "
+					      "needs the primary cannot join it", t->svc->name);
+		hint = "send Sync before the statement, or send the whole batch up to its Sync at once";
+	} else {
+		snprintf(m, sizeof m, "this transaction runs on service \"%s\"; a statement for service \"%s\" cannot join it%s",
+			 s->pool->service->name, t->svc->name, c->pinned ? " (the client is pinned to its connection)" : "");
+		hint = "end the transaction first: pgrelay keeps a transaction on one service";
+	}
+	statement_local_error(c, rc, type, SQLSTATE_FEATURE_NOT_SUPPORTED, m, hint);
+	return RELAY_DROP;
+}
+
+/* A statement of a client that holds server s: it runs there (0), or s is let go first to route it
+ * elsewhere, or it is refused. */
+static RelayAction route_with_server(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, const SqlAnalysis *a)
+{
+	Server *s = c->server;
+	Target t;
+	if (!route_statement(c, rc, type, msg, a, &t))
+		return RELAY_DROP;
+	if (t.wait)
+		return RELAY_STOP;
+	bool runs_here = s->pool->service == t.svc && (s->pool->replica < 0 || t.read_only);
+	if (!target_is(&t, s) && s->pipe.batch_open && !runs_here)
+		return refuse_other_target(c, rc, type, &t, true);
+	if (!target_is(&t, s) && !(s->pipe.batch_open && runs_here)) {
+		bool idle = s->tx_status == 'I' && pipeline_idle(&s->pipe) && !c->held_begin;
+		if (!pipeline_idle(&s->pipe)) {
+			/* Let the server finish; the statement is looked at again once it is quiet. */
+			c->reroute = true;
+			return RELAY_STOP;
+		}
+		if (idle && !c->pinned) {
+			statement_release(c);
+			return RELAY_STOP;
+		}
+		if (s->pool->service != t.svc)
+			return refuse_other_target(c, rc, type, &t, false);
+		/* Same service, on a replica in a READ ONLY transaction: PostgreSQL refuses writes itself. */
+	}
+	if (!t.read_only && s->pool->replica < 0)
+		s->wrote = true;
+	/* SHOW ROUTES: counted here, where the statement goes to its server (routing may have
+	 * looked at it before, while it waited for that server) */
+	if (t.rule >= 0 && (size_t)t.rule < c->rt->n_route_matches)
+		c->rt->route_matches[t.rule]++;
+	route_send_held_begin(c, rc);
+	return 0;
+}
+
 /*
  * Transaction pooling with routing: decides, for a message that starts a statement, whether it
  * can go to the server the client holds, needs another one, or is answered here. Returns 0 to go
@@ -284,185 +382,58 @@ static RelayAction route_message(Client *c, RelayCtx *rc, uint8_t type, const ui
 		return need;
 	SqlAnalysis *a = sql ? sqlclass_analyze(&c->rt->sql, sql, len) : NULL;
 	RelayAction result = 0;
-	Target t;
 	if (!c->server) {
-		result = statement_local_answer(c, rc, type, msg, total, sql, len, a);
-		if (result)
-			goto done;
-		if (!route_statement(c, rc, type, msg, a, &t)) {
-			result = RELAY_DROP;
-			goto done;
-		}
-		if (t.wait) {
-			result = RELAY_STOP; /* looked at again when more of the batch arrives */
-			goto done;
-		}
-		c->pool = pool_get(c->rt, t.svc, t.replica, c->user, c->auth_secret);
-		if (!c->pool) {
-			statement_local_error(c, rc, type, SQLSTATE_INVALID_AUTHORIZATION, "pgrelay has no credentials for this service", NULL);
-			result = RELAY_DROP;
-			goto done;
-		}
-		c->state = CL_WAITING;
-		c->wait_start_ms = loop_now_ms();
-		stats_wait_begin(c, type, msg, total, avail);
-		pool_request_server(c->pool, &c->wait);
-		result = c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
-		goto done;
-	}
-	Server *s = c->server;
-	if (c->tx_local == 'E') {
+		result = route_without_server(c, rc, type, msg, total, avail, sql, len, a);
+	} else if (c->tx_local == 'E') {
 		/* pgrelay failed this transaction (and rolled it back on the server): answer here. */
 		result = statement_local_answer(c, rc, type, msg, total, sql, len, a);
 		if (!result)
 			result = RELAY_DROP;
-		goto done;
+	} else if (sql) {
+		result = route_with_server(c, rc, type, msg, a);
 	}
-	if (sql) {
-		if (!route_statement(c, rc, type, msg, a, &t)) {
-			result = RELAY_DROP;
-			goto done;
-		}
-		if (t.wait) {
-			result = RELAY_STOP;
-			goto done;
-		}
-		bool runs_here = s->pool->service == t.svc && (s->pool->replica < 0 || t.read_only);
-		if (!target_is(&t, s) && s->pipe.batch_open && !runs_here) {
-			/* An extended-protocol batch is one implicit transaction on one server: a statement that
-			 * cannot run where the batch began fails the batch (waiting for it to end would wait
-			 * for a Sync that comes after this statement). */
-			char m[300];
-			if (s->pool->service != t.svc)
-				snprintf(m, sizeof m, "this batch runs on service \"%s\"; a statement for service \"%s\" cannot join it",
-					 s->pool->service->name, t.svc->name);
-			else
-				snprintf(m, sizeof m, "this batch began on a replica of service \"%s\" (its first statements only read, and "
-						      "the client asked for their replies before sending the rest); a statement that "
-						      "needs the primary cannot join it", t.svc->name);
-			statement_local_error(c, rc, type, SQLSTATE_FEATURE_NOT_SUPPORTED, m,
-				    "send Sync before the statement, or send the whole batch up to its Sync at once");
-			result = RELAY_DROP;
-			goto done;
-		}
-		if (!target_is(&t, s) && !(s->pipe.batch_open && runs_here)) {
-			bool idle = s->tx_status == 'I' && pipeline_idle(&s->pipe) && !c->held_begin;
-			if (!pipeline_idle(&s->pipe)) {
-				/* Let the server finish; the statement is looked at again once it is quiet. */
-				c->reroute = true;
-				result = RELAY_STOP;
-				goto done;
-			}
-			if (idle && !c->pinned) {
-				statement_release(c);
-				result = RELAY_STOP;
-				goto done;
-			}
-			if (s->pool->service != t.svc) {
-				char m[300];
-				snprintf(m, sizeof m, "this transaction runs on service \"%s\"; a statement for service \"%s\" cannot join it%s",
-					 s->pool->service->name, t.svc->name, c->pinned ? " (the client is pinned to its connection)" : "");
-				statement_local_error(c, rc, type, SQLSTATE_FEATURE_NOT_SUPPORTED, m,
-					    "end the transaction first: pgrelay keeps a transaction on one service");
-				result = RELAY_DROP;
-				goto done;
-			}
-			/* Same service, on a replica in a READ ONLY transaction: PostgreSQL refuses writes itself. */
-		}
-		if (!t.read_only && s->pool->replica < 0)
-			s->wrote = true;
-		/* SHOW ROUTES: counted here, where the statement goes to its server (routing may have
-		 * looked at it before, while it waited for that server) */
-		if (t.rule >= 0 && (size_t)t.rule < c->rt->n_route_matches)
-			c->rt->route_matches[t.rule]++;
-		route_send_held_begin(c, rc);
-	}
-done:
 	sqlclass_release(a);
 	return result;
 }
 
-RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
-				     size_t avail)
+/* pgrelay answered this batch with an error: PostgreSQL skips to Sync, so does it. */
+static RelayAction skip_to_sync(Client *c, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
 {
-	if (c->pool_mode == CONFIG_POOL_TRANSACTION && avail < total) {
-		/* Statements are looked at whole (one pass each), unless larger than the read buffer:
-		 * those stream to the server unread. A Bind's names at least. */
-		const char *portal, *name;
-		size_t names_len;
-		if ((type == 'Q' || type == 'P') && total <= c->rt->config->buffer_size)
-			return RELAY_NEED_BODY;
-		if (type == 'B' && !proto_bind_names(msg + PROTO_HEADER_LEN, avail - PROTO_HEADER_LEN, &portal, &name, &names_len))
-			return RELAY_NEED_BODY;
-		if (type == 'E')
-			return RELAY_NEED_BODY; /* its portal name */
-	}
-	if (c->skip_to_sync) {
-		/* pgrelay answered this batch with an error: PostgreSQL skips to Sync, so does it. */
-		if (type == 'S') {
-			c->skip_to_sync = false;
-			statement_local_batch_end(c);
-			if (c->server && c->server->pipe.batch_open) {
-				/* the server's part of the batch ends here too (it failed: see statement_local_error) */
-				if (server_expect(c->server, PIPE_SYNC, 0, 0))
-					statement_tx_note_request(c, c->server, true, type, msg, total, avail);
-				return RELAY_FORWARD;
-			}
-			statement_local_simple(c, 'Z', c->server && c->tx_local == 'I' ? c->server->tx_status : c->tx_local);
-		}
+	if (type != 'S')
 		return RELAY_DROP;
+	c->skip_to_sync = false;
+	statement_local_batch_end(c);
+	if (c->server && c->server->pipe.batch_open) {
+		/* the server's part of the batch ends here too (it failed: see statement_local_error) */
+		if (server_expect(c->server, PIPE_SYNC, 0, 0))
+			statement_tx_note_request(c, c->server, true, type, msg, total, avail);
+		return RELAY_FORWARD;
 	}
-	if ((type == 'P' || type == 'Q') && statement_names_tracking(c) && statement_names_over_budget(c, rc, type, msg, total, avail))
-		return RELAY_DROP;
-	if (c->rt->cache) {
-		RelayAction cached = statement_cache_message(c, type, msg, total, avail);
-		if (cached)
-			return cached;
+	statement_local_simple(c, 'Z', c->server && c->tx_local == 'I' ? c->server->tx_status : c->tx_local);
+	return RELAY_DROP;
+}
+
+/* Without routing: the first message of a transaction gets a server of the database's service,
+ * then is looked at again. */
+static RelayAction wait_for_database_server(Client *c, uint8_t type, const uint8_t *msg, size_t total, size_t avail)
+{
+	const ConfigDatabase *db = config_find_database(c->rt->config, c->database);
+	c->pool = db ? pool_get(c->rt, db->service, -1, c->user, c->auth_secret) : NULL;
+	if (!c->pool) {
+		char m[300];
+		snprintf(m, sizeof m, "database \"%s\" is no longer served by pgrelay", c->database);
+		c->end_sqlstate = SQLSTATE_INVALID_CATALOG_NAME;
+		c->end_message = xstrdup(m);
+		return RELAY_STOP;
 	}
-	if (!c->server && statement_names_tracking(c)) {
-		RelayAction local = statement_local_without_server(c, type, msg, total, avail);
-		if (local)
-			return local;
-	}
-	if (routing_on(c)) {
-		RelayAction routed = route_message(c, rc, type, msg, total, avail);
-		if (routed)
-			return routed;
-	} else if (!c->server) {
-		/* First message of a transaction: get a server, then look at this message again. */
-		const ConfigDatabase *db = config_find_database(c->rt->config, c->database);
-		c->pool = db ? pool_get(c->rt, db->service, -1, c->user, c->auth_secret) : NULL;
-		if (!c->pool) {
-			char m[300];
-			snprintf(m, sizeof m, "database \"%s\" is no longer served by pgrelay", c->database);
-			c->end_sqlstate = SQLSTATE_INVALID_CATALOG_NAME;
-			c->end_message = xstrdup(m);
-			return RELAY_STOP;
-		}
-		c->state = CL_WAITING;
-		c->wait_start_ms = loop_now_ms();
-		stats_wait_begin(c, type, msg, total, avail);
-		pool_request_server(c->pool, &c->wait);
-		return c->state == CL_CLOSED ? RELAY_CLOSED : RELAY_STOP;
-	}
-	Server *s = c->server;
-	stats_request_begin(c, type, msg, total, avail);
-	if (s->retry_ok) {
-		/* A read on a replica: keep the request until the first reply byte, to send it again
-		 * elsewhere if the replica dies first. */
-		if (avail == total && buf_used(&s->retry) + total <= STATEMENT_RETRY_MAX)
-			buf_append(&s->retry, msg, total);
-		else
-			server_forget_retry(s);
-	}
-	/* Settings lost to RESET / DISCARD ALL come back before the next request. */
-	if (!server_params_synced(s, &c->params) && s->tx_status == 'I' && pipeline_idle(&s->pipe))
-		server_sync_params(s, &c->params, rc);
-	if (c->pool_mode == CONFIG_POOL_TRANSACTION) {
-		settings_track_message(c, s, type, msg, total, avail);
-		if (type != 'S')
-			statement_tx_note_request(c, s, false, type, msg, total, avail);
-	}
+	return wait_for_server(c, type, msg, total, avail);
+}
+
+/* What the server will answer to a message forwarded to it (the pipeline's expectations), and
+ * the forwarding itself: prepared names renamed, simple queries looked into. */
+static RelayAction forward_to_server(Client *c, RelayCtx *rc, Server *s, uint8_t type, const uint8_t *msg,
+				     size_t total, size_t avail)
+{
 	switch (type) {
 	case 'P':
 	case 'B':
@@ -499,4 +470,61 @@ RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, cons
 		break;
 	}
 	return RELAY_FORWARD;
+}
+
+RelayAction statement_client_message(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
+				     size_t avail)
+{
+	if (c->pool_mode == CONFIG_POOL_TRANSACTION && avail < total) {
+		/* Statements are looked at whole (one pass each), unless larger than the read buffer:
+		 * those stream to the server unread. A Bind's names at least. */
+		const char *portal, *name;
+		size_t names_len;
+		if ((type == 'Q' || type == 'P') && total <= c->rt->config->buffer_size)
+			return RELAY_NEED_BODY;
+		if (type == 'B' && !proto_bind_names(msg + PROTO_HEADER_LEN, avail - PROTO_HEADER_LEN, &portal, &name, &names_len))
+			return RELAY_NEED_BODY;
+		if (type == 'E')
+			return RELAY_NEED_BODY; /* its portal name */
+	}
+	if (c->skip_to_sync)
+		return skip_to_sync(c, type, msg, total, avail);
+	if ((type == 'P' || type == 'Q') && statement_names_tracking(c) && statement_names_over_budget(c, rc, type, msg, total, avail))
+		return RELAY_DROP;
+	if (c->rt->cache) {
+		RelayAction cached = statement_cache_message(c, type, msg, total, avail);
+		if (cached)
+			return cached;
+	}
+	if (!c->server && statement_names_tracking(c)) {
+		RelayAction local = statement_local_without_server(c, type, msg, total, avail);
+		if (local)
+			return local;
+	}
+	if (routing_on(c)) {
+		RelayAction routed = route_message(c, rc, type, msg, total, avail);
+		if (routed)
+			return routed;
+	} else if (!c->server) {
+		return wait_for_database_server(c, type, msg, total, avail);
+	}
+	Server *s = c->server;
+	stats_request_begin(c, type, msg, total, avail);
+	if (s->retry_ok) {
+		/* A read on a replica: keep the request until the first reply byte, to send it again
+		 * elsewhere if the replica dies first. */
+		if (avail == total && buf_used(&s->retry) + total <= STATEMENT_RETRY_MAX)
+			buf_append(&s->retry, msg, total);
+		else
+			server_forget_retry(s);
+	}
+	/* Settings lost to RESET / DISCARD ALL come back before the next request. */
+	if (!server_params_synced(s, &c->params) && s->tx_status == 'I' && pipeline_idle(&s->pipe))
+		server_sync_params(s, &c->params, rc);
+	if (c->pool_mode == CONFIG_POOL_TRANSACTION) {
+		settings_track_message(c, s, type, msg, total, avail);
+		if (type != 'S')
+			statement_tx_note_request(c, s, false, type, msg, total, avail);
+	}
+	return forward_to_server(c, rc, s, type, msg, total, avail);
 }

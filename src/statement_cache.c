@@ -18,8 +18,11 @@
 #include "statement_names.h"
 #include "stats.h"
 
-void statement_cache_wake(Client *c)
+/* The query this client waited for (an identical cacheable one) finished, or Redis answered:
+ * its message is looked at again. */
+static void waiter_woken(CacheWaiter *w)
 {
+	Client *c = w->owner;
 	if (c->state == CL_CLOSED)
 		return;
 	conn_kick(&c->conn);
@@ -30,8 +33,8 @@ void statement_cache_ready(Client *c, Server *s)
 	Cache *cache = c->rt->cache;
 	if (!cache)
 		return;
-	if (c->cache.fill.active)
-		cache_fill_finish(cache, &c->cache, s->pool->service->name, s->pool->replica);
+	if (c->cache && c->cache->fill.active)
+		cache_fill_finish(cache, c->cache, s->pool->service->name, s->pool->replica);
 }
 
 /*
@@ -147,10 +150,12 @@ RelayAction statement_cache_message(Client *c, uint8_t type, const uint8_t *msg,
 	const Config *cfg = c->rt->config;
 	if (type != 'Q' && type != 'P' && type != 'B')
 		return 0;
-	if (c->cache.req)
+	if (!c->cache) /* from the client's first look-up on */
+		c->cache = cache_waiter_new(waiter_woken, c);
+	if (c->cache->req)
 		return RELAY_STOP; /* Redis has not answered yet */
 	bool eligible = !c->server && c->tx_local == 'I' && !c->held_begin && !c->pinned && !c->settings_opaque &&
-			c->pool_mode == CONFIG_POOL_TRANSACTION && !c->cache.fill.active && cfg->cache.enabled;
+			c->pool_mode == CONFIG_POOL_TRANSACTION && !c->cache->fill.active && cfg->cache.enabled;
 	CacheBatch batch;
 	CacheKey key;
 	bool have_key = false;
@@ -170,7 +175,7 @@ RelayAction statement_cache_message(Client *c, uint8_t type, const uint8_t *msg,
 			have_key = true;
 		}
 		const char *service;
-		if (have_key && cache_fast_hit(cache, &c->cache, &key, &reply, &reply_len, &service)) {
+		if (have_key && cache_fast_hit(cache, c->cache, &key, &reply, &reply_len, &service)) {
 			stats_request_begin(c, type, msg, total, avail);
 			stats_cache_hit(c, service);
 			return cache_serve(c, type, &batch, total, reply, reply_len);
@@ -201,7 +206,7 @@ RelayAction statement_cache_message(Client *c, uint8_t type, const uint8_t *msg,
 	if (!d.cacheable)
 		goto done;
 	stats_request_begin(c, type, msg, total, avail);
-	switch (cache_lookup(cache, &c->cache, r.service->name, &d, &key, &reply, &reply_len)) {
+	switch (cache_lookup(cache, c->cache, r.service->name, &d, &key, &reply, &reply_len)) {
 	case CACHE_HIT:
 		stats_cache_hit(c, r.service->name);
 		result = cache_serve(c, type, &batch, total, reply, reply_len);

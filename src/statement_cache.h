@@ -20,8 +20,6 @@
  * Returns 0 to go on as usual.
  */
 RelayAction statement_cache_message(Client *c, uint8_t type, const uint8_t *msg, size_t total, size_t avail);
-/* The query this client waited for (an identical cacheable one) finished: look at it again. */
-void statement_cache_wake(Client *c);
 /* The server's ReadyForQuery for the client's own request: a fill of the cache ends here. */
 void statement_cache_ready(Client *c, Server *s);
 

@@ -192,6 +192,14 @@ static const char *local_tag(Client *c, int kind)
  * reached a server, and the errors of a transaction pgrelay failed. Returns 0 when a server is
  * needed.
  */
+/* A statement in a transaction pgrelay failed: refused as PostgreSQL refuses it. */
+static RelayAction refuse_in_failed_tx(Client *c, RelayCtx *rc, uint8_t type)
+{
+	statement_local_error(c, rc, type, "25P02", "current transaction is aborted, commands ignored until end of transaction block",
+			      NULL);
+	return RELAY_DROP;
+}
+
 RelayAction statement_local_answer(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
 					const char *sql, size_t len, const SqlAnalysis *a)
 {
@@ -199,12 +207,8 @@ RelayAction statement_local_answer(Client *c, RelayCtx *rc, uint8_t type, const 
 	bool read_only = kind == LOCAL_BEGIN && a->statements[0].tx_read_only;
 	switch (type) {
 	case 'Q':
-		if (kind == LOCAL_NONE && c->tx_local == 'E') {
-			statement_local_error(c, rc, type, "25P02", "current transaction is aborted, commands ignored until end of transaction block", NULL);
-			return RELAY_DROP;
-		}
 		if (kind == LOCAL_NONE)
-			return 0;
+			return c->tx_local == 'E' ? refuse_in_failed_tx(c, rc, type) : 0;
 		{
 			const char *tag = local_tag(c, kind);
 			local_tx(c, kind, sql, len, read_only);
@@ -212,13 +216,8 @@ RelayAction statement_local_answer(Client *c, RelayCtx *rc, uint8_t type, const 
 		}
 		return RELAY_DROP;
 	case 'P':
-		if (kind == LOCAL_NONE) {
-			if (c->tx_local == 'E') {
-				statement_local_error(c, rc, type, "25P02", "current transaction is aborted, commands ignored until end of transaction block", NULL);
-				return RELAY_DROP;
-			}
-			return 0;
-		}
+		if (kind == LOCAL_NONE)
+			return c->tx_local == 'E' ? refuse_in_failed_tx(c, rc, type) : 0;
 		if (msg[PROTO_HEADER_LEN] == 0) {
 			c->unnamed_local = (uint8_t)kind;
 			local_remember(c, sql, len, read_only);

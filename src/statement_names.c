@@ -79,125 +79,143 @@ static bool rewrite_sql(Client *c, RelayCtx *rc, const char *text, size_t len, B
  * Extended-protocol messages naming a prepared statement, in transaction pooling: the client's
  * names become pgrelay-wide ones that exist on whichever server connection the client holds.
  */
-RelayAction statement_names_message(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
-					size_t avail)
+/* Parse: a named statement is interned in the registry and parsed on the server under its server
+ * name (once per server connection); an unnamed one goes through, its query possibly rewritten. */
+static RelayAction names_parse(Client *c, RelayCtx *rc, const uint8_t *body, size_t len)
 {
 	Server *s = c->server;
-	StmtRegistry *reg = &c->rt->stmts;
-	const uint8_t *body = msg + PROTO_HEADER_LEN;
-	size_t have = avail - PROTO_HEADER_LEN, len = total - PROTO_HEADER_LEN;
-	Buf b;
-	switch (type) {
-	case 'P': {
-		if (avail < total)
-			return RELAY_NEED_BODY;
-		const uint8_t *z = memchr(body, 0, len);
-		const uint8_t *zq = z ? memchr(z + 1, 0, len - (size_t)(z + 1 - body)) : NULL;
-		if (!zq)
-			return RELAY_ERROR;
-		const char *name = (const char *)body;
-		size_t name_len = (size_t)(z - body) + 1;
-		const char *query = (const char *)z + 1;
-		const uint8_t *types = zq + 1;
-		size_t types_len = len - (size_t)(types - body);
-		/* The statement key: query + parameter types, the query possibly rewritten. */
-		Buf key;
-		buf_init(&key);
-		uint32_t prepared_id;
-		bool rewritten = rewrite_sql(c, rc, query, (size_t)(zq - (const uint8_t *)query), &key, &prepared_id);
+	const uint8_t *z = memchr(body, 0, len);
+	const uint8_t *zq = z ? memchr(z + 1, 0, len - (size_t)(z + 1 - body)) : NULL;
+	if (!zq)
+		return RELAY_ERROR;
+	const char *name = (const char *)body;
+	size_t name_len = (size_t)(z - body) + 1;
+	const char *query = (const char *)z + 1;
+	const uint8_t *types = zq + 1;
+	size_t types_len = len - (size_t)(types - body);
+	/* The statement key: query + parameter types, the query possibly rewritten. */
+	Buf key;
+	buf_init(&key);
+	uint32_t prepared_id;
+	bool rewritten = rewrite_sql(c, rc, query, (size_t)(zq - (const uint8_t *)query), &key, &prepared_id);
+	if (rewritten) {
+		buf_append(&key, "", 1);
+		buf_append(&key, types, types_len);
+	}
+	if (!*name || s->pipe.skipping) {
 		if (rewritten) {
-			buf_append(&key, "", 1);
-			buf_append(&key, types, types_len);
+			Buf b;
+			buf_init(&b);
+			size_t off = proto_begin(&b, 'P');
+			proto_put_bytes(&b, name, name_len);
+			proto_put_bytes(&b, buf_head(&key), buf_used(&key));
+			proto_end(&b, off);
+			relay_send(rc, buf_head(&b), buf_used(&b));
+			buf_free(&b);
 		}
-		if (!*name || s->pipe.skipping) {
-			if (rewritten) {
-				buf_init(&b);
-				size_t off = proto_begin(&b, 'P');
-				proto_put_bytes(&b, name, name_len);
-				proto_put_bytes(&b, buf_head(&key), buf_used(&key));
-				proto_end(&b, off);
-				relay_send(rc, buf_head(&b), buf_used(&b));
-				buf_free(&b);
-			}
-			buf_free(&key);
-			server_expect(s, PIPE_PARSE, 0, 0);
-			return rewritten ? RELAY_DROP : RELAY_FORWARD;
-		}
-		PreparedStmt *st = rewritten ? prepared_intern(reg, buf_head(&key), buf_used(&key))
-					     : prepared_intern(reg, body + name_len, len - name_len);
 		buf_free(&key);
-		prepared_client_set(&c->stmts, reg, name, st);
-		if (prepared_server_has(&s->stmts, st->id)) {
-			server_expect(s, PIPE_PARSE, PIPE_SYNTHETIC, st->id);
-			return RELAY_DROP;
-		}
-		server_send_parse(s, rc, st, true);
+		server_expect(s, PIPE_PARSE, 0, 0);
+		return rewritten ? RELAY_DROP : RELAY_FORWARD;
+	}
+	StmtRegistry *reg = &c->rt->stmts;
+	PreparedStmt *st = rewritten ? prepared_intern(reg, buf_head(&key), buf_used(&key))
+				     : prepared_intern(reg, body + name_len, len - name_len);
+	buf_free(&key);
+	prepared_client_set(&c->stmts, reg, name, st);
+	if (prepared_server_has(&s->stmts, st->id)) {
+		server_expect(s, PIPE_PARSE, PIPE_SYNTHETIC, st->id);
 		return RELAY_DROP;
 	}
-	case 'B': {
-		const char *portal, *name;
-		size_t names_len;
-		if (!proto_bind_names(body, have, &portal, &name, &names_len))
-			return avail < total ? RELAY_NEED_BODY : RELAY_ERROR;
-		PreparedStmt *st = *name && !s->pipe.skipping ? prepared_client_get(&c->stmts, name) : NULL;
-		if (!st) {
-			server_expect(s, PIPE_BIND, 0, 0);
-			return RELAY_FORWARD; /* unnamed, unknown (the server reports it) or ignored */
-		}
-		size_t portal_len = strlen(portal) + 1, new_name_len = strlen(st->server_name) + 1;
-		size_t new_len = 4 + len - names_len + portal_len + new_name_len;
-		if (new_len > PROTO_MAX_MESSAGE_LEN) {
-			statement_local_error(c, rc, type, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
-				    "Bind message too long once its prepared statement's name is the server's", NULL);
-			return RELAY_DROP;
-		}
-		server_ensure_prepared(s, rc, st);
-		buf_init(&b);
-		proto_put_u8(&b, 'B');
-		proto_put_u32(&b, (uint32_t)new_len);
-		proto_put_bytes(&b, portal, portal_len);
-		proto_put_bytes(&b, st->server_name, new_name_len);
-		relay_send(rc, buf_head(&b), buf_used(&b));
-		buf_free(&b);
-		rc->skip_prefix = PROTO_HEADER_LEN + names_len;
+	server_send_parse(s, rc, st, true);
+	return RELAY_DROP;
+}
+
+/* Bind of a named statement: its new header (portal, the server's statement name) is sent, the rest
+ * of the client's message follows unchanged (it may still be arriving). */
+static RelayAction names_bind(Client *c, RelayCtx *rc, const uint8_t *body, size_t have, size_t len, bool whole)
+{
+	Server *s = c->server;
+	const char *portal, *name;
+	size_t names_len;
+	if (!proto_bind_names(body, have, &portal, &name, &names_len))
+		return whole ? RELAY_ERROR : RELAY_NEED_BODY;
+	PreparedStmt *st = *name && !s->pipe.skipping ? prepared_client_get(&c->stmts, name) : NULL;
+	if (!st) {
 		server_expect(s, PIPE_BIND, 0, 0);
+		return RELAY_FORWARD; /* unnamed, unknown (the server reports it) or ignored */
+	}
+	size_t portal_len = strlen(portal) + 1, new_name_len = strlen(st->server_name) + 1;
+	size_t new_len = 4 + len - names_len + portal_len + new_name_len;
+	if (new_len > PROTO_MAX_MESSAGE_LEN) {
+		statement_local_error(c, rc, 'B', SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+				      "Bind message too long once its prepared statement's name is the server's", NULL);
+		return RELAY_DROP;
+	}
+	server_ensure_prepared(s, rc, st);
+	Buf b;
+	buf_init(&b);
+	proto_put_u8(&b, 'B');
+	proto_put_u32(&b, (uint32_t)new_len);
+	proto_put_bytes(&b, portal, portal_len);
+	proto_put_bytes(&b, st->server_name, new_name_len);
+	relay_send(rc, buf_head(&b), buf_used(&b));
+	buf_free(&b);
+	rc->skip_prefix = PROTO_HEADER_LEN + names_len;
+	server_expect(s, PIPE_BIND, 0, 0);
+	return RELAY_FORWARD;
+}
+
+/* Describe or Close of a named statement: Describe goes to the server under its server name; Close
+ * forgets the client's name only (the server's copy stays for other clients). */
+static RelayAction names_describe_close(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *body, size_t len)
+{
+	Server *s = c->server;
+	if (len < 2 || body[len - 1] != 0)
+		return RELAY_ERROR;
+	char what = (char)body[0];
+	const char *name = (const char *)body + 1;
+	PipeKind kind = type == 'C' ? PIPE_CLOSE : what == 'S' ? PIPE_DESCRIBE_STMT : PIPE_DESCRIBE_PORTAL;
+	if (what != 'S' || !*name || s->pipe.skipping) {
+		server_expect(s, kind, 0, 0);
 		return RELAY_FORWARD;
 	}
-	case 'D':
-	case 'C': {
-		if (avail < total)
-			return RELAY_NEED_BODY;
-		if (len < 2 || body[len - 1] != 0)
-			return RELAY_ERROR;
-		char what = (char)body[0];
-		const char *name = (const char *)body + 1;
-		PipeKind kind = type == 'C' ? PIPE_CLOSE : what == 'S' ? PIPE_DESCRIBE_STMT : PIPE_DESCRIBE_PORTAL;
-		if (what != 'S' || !*name || s->pipe.skipping) {
-			server_expect(s, kind, 0, 0);
-			return RELAY_FORWARD;
-		}
-		if (type == 'C') {
-			/* The server copy stays for other clients; the client's name goes. */
-			prepared_client_remove(&c->stmts, reg, name);
-			server_expect(s, PIPE_CLOSE, PIPE_SYNTHETIC, 0);
-			return RELAY_DROP;
-		}
-		PreparedStmt *st = prepared_client_get(&c->stmts, name);
-		if (!st) {
-			server_expect(s, kind, 0, 0);
-			return RELAY_FORWARD;
-		}
-		server_ensure_prepared(s, rc, st);
-		buf_init(&b);
-		size_t off = proto_begin(&b, 'D');
-		proto_put_u8(&b, 'S');
-		proto_put_str(&b, st->server_name);
-		proto_end(&b, off);
-		relay_send(rc, buf_head(&b), buf_used(&b));
-		buf_free(&b);
-		server_expect(s, kind, 0, 0);
+	if (type == 'C') {
+		prepared_client_remove(&c->stmts, &c->rt->stmts, name);
+		server_expect(s, PIPE_CLOSE, PIPE_SYNTHETIC, 0);
 		return RELAY_DROP;
 	}
+	PreparedStmt *st = prepared_client_get(&c->stmts, name);
+	if (!st) {
+		server_expect(s, kind, 0, 0);
+		return RELAY_FORWARD;
+	}
+	server_ensure_prepared(s, rc, st);
+	Buf b;
+	buf_init(&b);
+	size_t off = proto_begin(&b, 'D');
+	proto_put_u8(&b, 'S');
+	proto_put_str(&b, st->server_name);
+	proto_end(&b, off);
+	relay_send(rc, buf_head(&b), buf_used(&b));
+	buf_free(&b);
+	server_expect(s, kind, 0, 0);
+	return RELAY_DROP;
+}
+
+RelayAction statement_names_message(Client *c, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
+				    size_t avail)
+{
+	const uint8_t *body = msg + PROTO_HEADER_LEN;
+	size_t len = total - PROTO_HEADER_LEN;
+	bool whole = avail >= total;
+	switch (type) {
+	case 'P':
+		return whole ? names_parse(c, rc, body, len) : RELAY_NEED_BODY;
+	case 'B':
+		return names_bind(c, rc, body, avail - PROTO_HEADER_LEN, len, whole);
+	case 'D':
+	case 'C':
+		return whole ? names_describe_close(c, rc, type, body, len) : RELAY_NEED_BODY;
 	default:
 		return RELAY_ERROR;
 	}

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "conn.h"
 #include "health.h"
 #include "list.h"
 #include "log.h"
@@ -90,6 +91,7 @@ typedef struct Runtime {
 	size_t n_clients;
 
 	LoopReaper reaper; /* frees clients and servers closed inside callbacks (loop.h) */
+	ConnSpares read_buffers; /* read buffers clients and servers let go of, for the next read (conn.h) */
 
 	uint64_t next_client_id, next_server_id;
 	CancelMap cancel_map;

@@ -187,6 +187,55 @@ TEST(failure_reason_reported_then_freed)
 	CHECK(f.c.fail_reason == NULL);
 }
 
+TEST(emptied_read_buffers_are_reused_through_spares)
+{
+	/* A connection that processed everything gives its buffer to the spares; the next read (of
+	 * this or another connection) takes it back instead of allocating; a buffer of another size,
+	 * or one more than the spares keep, is freed. */
+	ConnSpares sp;
+	conn_spares_init(&sp, 1);
+	Fixture f;
+	REQUIRE(setup(&f));
+	conn_use_spares(&f.c, &sp);
+	conn_start_reading(&f.c);
+	CHECK(send(f.fds[1], "Q-one", 5, 0) == 5);
+	event_base_loop(f.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	CHECK_INT(f.c.in_len, 5);
+	uint8_t *first = f.c.in;
+	f.c.in_pos = f.c.in_len;
+	conn_compact(&f.c);
+	CHECK(f.c.in == NULL);
+	CHECK_INT(sp.n, 1);
+	CHECK(sp.bufs[0] == first);
+	CHECK_INT(sp.size, 4096);
+	CHECK(send(f.fds[1], "Q-two", 5, 0) == 5);
+	event_base_loop(f.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	CHECK(f.c.in == first); /* taken back, not allocated */
+	CHECK_INT(sp.n, 0);
+	CHECK(memcmp(f.c.in, "Q-two", 5) == 0);
+	/* emptied spares take the size of the next buffer given (buffer_size changed by reload) */
+	Fixture g;
+	REQUIRE(setup(&g));
+	g.c.in_base = 8192;
+	conn_use_spares(&g.c, &sp);
+	conn_ensure_read_buffer(&g.c);
+	teardown(&g);
+	CHECK_INT(sp.n, 1);
+	CHECK_INT(sp.size, 8192);
+	/* full: f's buffer is freed at close; a connection of the old size does not take a spare */
+	teardown(&f);
+	CHECK_INT(sp.n, 1);
+	REQUIRE(setup(&g));
+	conn_use_spares(&g.c, &sp);
+	conn_ensure_read_buffer(&g.c);
+	CHECK_INT(g.c.in_cap, 4096);
+	CHECK_INT(sp.n, 1);
+	teardown(&g);
+	CHECK_INT(sp.n, 1);
+	conn_spares_free(&sp);
+	CHECK_INT(sp.n, 0);
+}
+
 int main(void)
 {
 	RUN(send_soon_joins_what_follows);
@@ -194,5 +243,6 @@ int main(void)
 	RUN(closing_drops_what_was_queued_soon);
 	RUN(waiting_bytes_shrink_and_grow_back);
 	RUN(failure_reason_reported_then_freed);
+	RUN(emptied_read_buffers_are_reused_through_spares);
 	return unit_summary();
 }
