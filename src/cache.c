@@ -357,8 +357,7 @@ void cache_free(Cache *cache)
 	if (cache->redis)
 		redis_client_free(cache->redis);
 	cache->redis = NULL;
-	if (cache->outage_timer)
-		event_free(cache->outage_timer);
+	loop_timer_release(&cache->outage_timer);
 	outage_free(cache);
 	cache_signer_free(cache->signer);
 	free(cache->wal_pending);
@@ -995,23 +994,15 @@ void cache_waiter_gone(Cache *cache, CacheWaiter *w)
 
 static void outage_retry(Cache *cache);
 
-static void on_outage_timer(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	outage_retry(arg);
-}
+static void on_outage_timer(void *arg) { outage_retry(arg); }
 
 static void outage_arm(Cache *cache)
 {
 	if (cache->closing || !cache->n_outages)
 		return;
-	if (!cache->outage_timer)
-		cache->outage_timer = xalloc_check(evtimer_new(cache->rt->base, on_outage_timer, cache));
-	if (!evtimer_pending(cache->outage_timer, NULL)) {
-		struct timeval tv = {0, OUTAGE_RETRY_MS * 1000};
-		evtimer_add(cache->outage_timer, &tv);
-	}
+	if (!cache->outage_timer.ready)
+		loop_timer_init(&cache->outage_timer, cache->rt->base, on_outage_timer, cache);
+	loop_timer_start_unless_pending(&cache->outage_timer, OUTAGE_RETRY_MS);
 }
 
 /* Whether a bump of service did not reach Redis (its new epoch there is not sent or not

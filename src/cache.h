@@ -32,6 +32,7 @@
 #include "cachepolicy.h"
 #include "hashmap.h"
 #include "list.h"
+#include "loop.h"
 #include "params.h"
 
 typedef struct Runtime Runtime;
@@ -86,7 +87,7 @@ typedef struct Cache {
 	CacheOutage *outages;       /* services whose versions could not be bumped in Redis */
 	size_t n_outages;
 	uint64_t outage_ids;
-	struct event *outage_timer;
+	LoopTimer outage_timer;
 	bool closing;
 	struct WalListener *wal; /* cache.wal_listener: writes that bypass pgrelay */
 	char *wal_service;

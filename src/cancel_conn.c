@@ -15,6 +15,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "loop.h"
 #include "proto.h"
 
 #define CANCEL_TIMEOUT_MS 5000
@@ -25,7 +26,7 @@ typedef struct CancelConn {
 	uint8_t packet[16];
 	size_t sent;
 	struct event ev;
-	struct event ev_timeout;
+	LoopTimer ev_timeout;
 	ListNode node;
 	char who[24];
 } CancelConn;
@@ -33,16 +34,14 @@ typedef struct CancelConn {
 static void cancel_conn_close(CancelConn *cc)
 {
 	event_del(&cc->ev);
-	event_del(&cc->ev_timeout);
+	loop_timer_stop(&cc->ev_timeout);
 	close(cc->fd);
 	list_remove(&cc->rt->cancels, &cc->node);
 	free(cc);
 }
 
-static void cancel_on_timeout(evutil_socket_t fd, short what, void *arg)
+static void cancel_on_timeout(void *arg)
 {
-	(void)fd;
-	(void)what;
 	CancelConn *cc = arg;
 	log_warning(cc->who, "cancel request to the server timed out");
 	cancel_conn_close(cc);
@@ -109,10 +108,9 @@ void cancel_conn_send(Runtime *rt, const struct sockaddr *addr, socklen_t addr_l
 	memcpy(cc->packet, buf_head(&b), sizeof(cc->packet));
 	buf_free(&b);
 	event_assign(&cc->ev, rt->base, fd, EV_WRITE | EV_PERSIST, cancel_on_io, cc);
-	evtimer_assign(&cc->ev_timeout, rt->base, cancel_on_timeout, cc);
-	struct timeval tv = {.tv_sec = CANCEL_TIMEOUT_MS / 1000, .tv_usec = 0};
+	loop_timer_init(&cc->ev_timeout, rt->base, cancel_on_timeout, cc);
 	event_add(&cc->ev, NULL);
-	event_add(&cc->ev_timeout, &tv);
+	loop_timer_start(&cc->ev_timeout, CANCEL_TIMEOUT_MS);
 	list_push_back(&rt->cancels, &cc->node);
 	rt->stats.cancels_forwarded++;
 }

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "loop.h"
 #include "pgasync.h"
 #include "xalloc.h"
 
@@ -54,7 +55,7 @@ struct Source {
 	Catalog *cat;
 	CatalogBuilder *b;
 	char error[256];        /* the running load's first error */
-	struct event ev_next;   /* next load */
+	LoopTimer ev_next;   /* next load */
 	int64_t backoff_ms;
 	bool failing;           /* a warning was logged for this failure streak */
 	uint64_t streak;        /* failures in a row */
@@ -65,14 +66,6 @@ struct Source {
 	size_t rows;            /* rows of the running load so far */
 	CatalogLoadStats st;
 };
-
-static int64_t now_ms(void)
-{
-	/* The clock loop_now_ms reads. */
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool str_eq(const char *a, const char *b)
 {
@@ -96,9 +89,7 @@ static int64_t timeout_of(const CatalogLoader *l)
 
 static void next_schedule(Source *s, int64_t ms)
 {
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-	evtimer_del(&s->ev_next);
-	evtimer_add(&s->ev_next, &tv);
+	loop_timer_start(&s->ev_next, ms);
 }
 
 static void load_start(Source *s);
@@ -147,7 +138,7 @@ static void load_failed(Source *s, const char *message)
 		s->failing = true;
 		if (s->cat)
 			log_warning(s->who, "cannot load the catalog: %s; keeping the one loaded %lld s ago", line,
-				    (long long)((now_ms() - s->st.last_load_ms) / 1000));
+				    (long long)((loop_now_ms() - s->st.last_load_ms) / 1000));
 		else
 			log_warning(s->who, "cannot load the catalog: %s; none yet (retrying)", line);
 	} else {
@@ -162,10 +153,10 @@ static void on_connected(void *arg)
 {
 	Source *s = arg;
 	char sql[CATALOG_SQL_CAP];
-	int64_t left = timeout_of(s->l) - (now_ms() - s->started_ms);
+	int64_t left = timeout_of(s->l) - (loop_now_ms() - s->started_ms);
 	if (left < 1)
 		left = 1;
-	s->query_started_ms = now_ms();
+	s->query_started_ms = loop_now_ms();
 	if (!catalog_sql(sql, sizeof sql, timeout_of(s->l)) || !pgasync_query(s->pa, sql, left))
 		load_failed(s, "cannot send the catalog query");
 }
@@ -207,7 +198,7 @@ static bool on_result(void *arg, PGresult *res)
 static void on_done(void *arg)
 {
 	Source *s = arg;
-	int64_t query_ms = now_ms() - s->query_started_ms;
+	int64_t query_ms = loop_now_ms() - s->query_started_ms;
 	pgasync_close(s->pa); /* nothing kept open between loads */
 	if (s->error[0]) {
 		char msg[sizeof s->error];
@@ -215,7 +206,7 @@ static void on_done(void *arg)
 		load_failed(s, msg);
 		return;
 	}
-	int64_t build_start = now_ms();
+	int64_t build_start = loop_now_ms();
 	char err[256];
 	CatalogBuilder *b = s->b;
 	s->b = NULL;
@@ -226,7 +217,7 @@ static void on_done(void *arg)
 		load_failed(s, msg);
 		return;
 	}
-	int64_t end = now_ms();
+	int64_t end = loop_now_ms();
 	s->st.rows = s->rows; /* the stats tell the last successful load's */
 	s->st.loads++;
 	s->st.last_load_ms = end;
@@ -280,7 +271,7 @@ static void on_notice(void *arg, const char *message)
 
 static void load_start(Source *s)
 {
-	evtimer_del(&s->ev_next);
+	loop_timer_stop(&s->ev_next);
 	if (s->st.loading) {
 		s->st.refresh_pending = true;
 		return;
@@ -289,7 +280,7 @@ static void load_start(Source *s)
 	s->rows = 0;
 	s->error[0] = '\0';
 	s->load_gen = s->refresh_gen;
-	s->started_ms = now_ms();
+	s->started_ms = loop_now_ms();
 	catalog_builder_free(s->b);
 	s->b = catalog_builder_new();
 
@@ -317,10 +308,8 @@ static void load_start(Source *s)
 	pgasync_connect(s->pa, keys, vals, timeout_of(s->l));
 }
 
-static void on_next(evutil_socket_t fd, short what, void *arg)
+static void on_next(void *arg)
 {
-	(void)fd;
-	(void)what;
 	load_start(arg);
 }
 
@@ -350,7 +339,7 @@ static Source *source_new(CatalogLoader *l, const ConfigService *svc)
 	s->dbname = xstrdup(svc->primary.dbname);
 	source_set_credentials(s, svc);
 	s->backoff_ms = BACKOFF_MIN_MS;
-	evtimer_assign(&s->ev_next, l->base, on_next, s);
+	loop_timer_init(&s->ev_next, l->base, on_next, s);
 	PgAsyncHandler h = {.connected = on_connected, .result = on_result, .done = on_done, .failed = on_failed,
 			    .notice = on_notice};
 	s->pa = pgasync_new(l->base, NULL, s->who, &h, s);
@@ -361,7 +350,7 @@ static Source *source_new(CatalogLoader *l, const ConfigService *svc)
 static void source_free(Source *s)
 {
 	load_abandon(s);
-	evtimer_del(&s->ev_next);
+	loop_timer_stop(&s->ev_next);
 	pgasync_free(s->pa);
 	catalog_unref(s->cat);
 	free(s->service);
@@ -498,7 +487,7 @@ void catalog_loader_set_refresh(CatalogLoader *l, int64_t refresh_ms)
 		if (refresh_ms > 0)
 			next_schedule(s, refresh_ms);
 		else
-			evtimer_del(&s->ev_next);
+			loop_timer_stop(&s->ev_next);
 	}
 }
 

@@ -49,16 +49,16 @@ static const ConnHandlers client_handlers = {
 	.tls_ready = client_on_tls_ready,
 };
 
-static void client_on_timer(evutil_socket_t fd, short what, void *arg);
+static void client_on_timer(void *arg);
 static const PoolWaiterOps client_pool_waiter_ops;
 
+/* ms > 0: the client's timer fires in ms; 0: stopped. */
 static void client_set_timer(Client *c, int64_t ms)
 {
-	event_del(&c->ev_timer);
-	if (ms > 0) {
-		struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-		event_add(&c->ev_timer, &tv);
-	}
+	if (ms > 0)
+		loop_timer_start(&c->timer, ms);
+	else
+		loop_timer_stop(&c->timer);
 }
 
 Client *client_accept(Runtime *rt, int fd, const char *addr)
@@ -81,7 +81,7 @@ Client *client_accept(Runtime *rt, int fd, const char *addr)
 	conn_init(&c->conn, rt->base, fd, rt->config->buffer_size, rt->config->max_message_size,
 		  &client_handlers, c);
 	conn_use_spares(&c->conn, &rt->read_buffers);
-	evtimer_assign(&c->ev_timer, rt->base, client_on_timer, c);
+	loop_timer_init(&c->timer, rt->base, client_on_timer, c);
 	list_push_back(&rt->clients, &c->node);
 	list_node_init(&c->wait.node);
 	c->wait.ops = &client_pool_waiter_ops;
@@ -147,7 +147,7 @@ void client_close(Client *c, const char *reason)
 	client_release_server(c);
 	statement_tx_client_gone(c);
 	c->state = CL_CLOSED;
-	event_del(&c->ev_timer);
+	loop_timer_release(&c->timer);
 	conn_close(&c->conn);
 	client_scram_end(c);
 	list_remove(&rt->clients, &c->node);
@@ -1203,10 +1203,8 @@ void client_shutdown(Client *c)
 
 /* ---- timers ---- */
 
-static void client_on_timer(evutil_socket_t fd, short what, void *arg)
+static void client_on_timer(void *arg)
 {
-	(void)fd;
-	(void)what;
 	Client *c = arg;
 	switch (c->state) {
 	case CL_STARTUP:

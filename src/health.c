@@ -20,6 +20,7 @@
 
 #include "dns.h"
 #include "log.h"
+#include "loop.h"
 #include "pgasync.h"
 #include "xalloc.h"
 
@@ -50,7 +51,7 @@ struct Backend {
 
 	PgAsync *pa;
 	bool probing; /* a probe is in flight (its deadline armed) */
-	struct event ev_timeout;
+	LoopTimer ev_timeout;
 	bool reused;  /* this probe runs on the kept-open connection (not one it opened itself) */
 	bool retried; /* this probe already replaced a broken kept-open connection */
 
@@ -75,14 +76,6 @@ struct HealthChecker {
 };
 
 static void probe_start(Backend *b);
-
-static int64_t health_now_ms(void)
-{
-	/* The clock loop_now_ms reads (not called directly: this module does not need Runtime). */
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- pure helpers ---- */
 
@@ -140,7 +133,7 @@ static void free_secret(char *s)
 /* Stops whatever is in flight without counting it as a result. */
 static void probe_abandon(Backend *b)
 {
-	evtimer_del(&b->ev_timeout);
+	loop_timer_stop(&b->ev_timeout);
 	pgasync_close(b->pa);
 	b->probing = false;
 }
@@ -200,7 +193,7 @@ static void record_success(Backend *b, bool in_recovery, uint64_t lsn, double la
 	bool first = !p->have_result;
 	bool was_in_recovery = p->in_recovery;
 	p->checks++;
-	p->last_check_ms = health_now_ms();
+	p->last_check_ms = loop_now_ms();
 	p->consecutive_failures = 0;
 	p->consecutive_successes++;
 	p->in_recovery = in_recovery;
@@ -248,7 +241,7 @@ static void record_failure(Backend *b, const char *message)
 	BackendHealth *p = &b->pub;
 	p->checks++;
 	p->errors++;
-	p->last_check_ms = health_now_ms();
+	p->last_check_ms = loop_now_ms();
 	p->consecutive_successes = 0;
 	p->consecutive_failures++;
 	snprintf(p->last_error, sizeof p->last_error, "%s", message);
@@ -295,10 +288,8 @@ static void probe_failed(Backend *b, const char *message, bool querying)
 
 /* ---- the probe ---- */
 
-static void on_timeout(evutil_socket_t fd, short what, void *arg)
+static void on_timeout(void *arg)
 {
-	(void)fd;
-	(void)what;
 	Backend *b = arg;
 	if (!b->probing)
 		return;
@@ -353,7 +344,7 @@ static void on_done(void *arg)
 		probe_failed(b, msg, true);
 		return;
 	}
-	evtimer_del(&b->ev_timeout);
+	loop_timer_stop(&b->ev_timeout);
 	b->probing = false;
 	record_success(b, b->row_in_recovery, b->row_lsn, b->row_lag_seconds);
 }
@@ -406,9 +397,7 @@ static void probe_start(Backend *b)
 {
 	if (b->pub.unchecked || b->pub.removed || b->probing)
 		return;
-	int64_t ms = b->h->cfg.timeout_ms;
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-	evtimer_add(&b->ev_timeout, &tv);
+	loop_timer_start(&b->ev_timeout, b->h->cfg.timeout_ms);
 	b->probing = true;
 	b->retried = false;
 	PGconn *conn = pgasync_conn(b->pa);
@@ -451,7 +440,7 @@ static Backend *backend_new(HealthChecker *h, const ConfigService *svc, int inde
 	b->port = be->port;
 	b->dbname = xstrdup(be->dbname);
 	backend_set_credentials(b, svc, be);
-	evtimer_assign(&b->ev_timeout, h->base, on_timeout, b);
+	loop_timer_init(&b->ev_timeout, h->base, on_timeout, b);
 	/* One resolver for every backend's lookups, made for the first host name. */
 	if (!h->dns && b->host[0] != '/' && !dns_is_numeric(b->host))
 		h->dns = dns_base_new(h->base);

@@ -48,10 +48,8 @@ static void refuse(int fd, const char *sqlstate, const char *message)
 	close(fd);
 }
 
-static void listener_on_resume(evutil_socket_t fd, short what, void *arg)
+static void listener_on_resume(void *arg)
 {
-	(void)fd;
-	(void)what;
 	Runtime *rt = arg;
 	for (int i = 0; i < rt->n_listeners; i++)
 		event_add(rt->ev_accept[i], NULL);
@@ -61,17 +59,14 @@ static void listener_on_resume(evutil_socket_t fd, short what, void *arg)
  * connections wait in the kernel's backlog; one line is logged per pause. */
 static void pause_accepting(Runtime *rt, int err)
 {
-	if (!rt->ev_accept_resume)
-		rt->ev_accept_resume = evtimer_new(rt->base, listener_on_resume, rt);
-	if (!rt->ev_accept_resume)
-		return;
+	if (!rt->accept_resume.ready)
+		loop_timer_init(&rt->accept_resume, rt->base, listener_on_resume, rt);
 	for (int i = 0; i < rt->n_listeners; i++)
 		event_del(rt->ev_accept[i]);
 	rt->stats.accept_pauses++;
 	log_warning(NULL, "cannot accept clients: %s; pausing for %d ms (%d clients connected; pause %llu)",
 		    strerror(err), ACCEPT_PAUSE_MS, (int)rt->n_clients, (unsigned long long)rt->stats.accept_pauses);
-	struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
-	evtimer_add(rt->ev_accept_resume, &tv);
+	loop_timer_start(&rt->accept_resume, ACCEPT_PAUSE_MS);
 }
 
 static void listener_on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -197,8 +192,5 @@ void listener_stop(Runtime *rt)
 		close(rt->listen_fds[i]);
 	}
 	rt->n_listeners = 0;
-	if (rt->ev_accept_resume) {
-		event_free(rt->ev_accept_resume);
-		rt->ev_accept_resume = NULL;
-	}
+	loop_timer_release(&rt->accept_resume);
 }

@@ -1,5 +1,5 @@
 /*
- * loop — the monotonic clock and the reaper (see loop.h).
+ * loop — the monotonic clock, one-shot timers and the reaper (see loop.h).
  */
 #include "loop.h"
 
@@ -17,6 +17,58 @@ int64_t loop_now_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void loop_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	LoopTimer *t = arg;
+	t->fire(t->arg);
+}
+
+void loop_timer_init(LoopTimer *t, struct event_base *base, void (*fire)(void *arg), void *arg)
+{
+	t->fire = fire;
+	t->arg = arg;
+	evtimer_assign(&t->ev, base, loop_on_timer, t);
+	t->ready = true;
+}
+
+void loop_timer_start(LoopTimer *t, int64_t ms)
+{
+	if (!t->ready)
+		return; /* released with its owner's close */
+	if (ms < 0)
+		ms = 0;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+	evtimer_add(&t->ev, &tv); /* a pending timer moves */
+}
+
+void loop_timer_start_unless_pending(LoopTimer *t, int64_t ms)
+{
+	if (!loop_timer_pending(t))
+		loop_timer_start(t, ms);
+}
+
+void loop_timer_fire_soon(LoopTimer *t)
+{
+	if (t->ready)
+		event_active(&t->ev, EV_TIMEOUT, 0);
+}
+
+void loop_timer_stop(LoopTimer *t)
+{
+	if (t->ready)
+		evtimer_del(&t->ev);
+}
+
+bool loop_timer_pending(const LoopTimer *t) { return t->ready && evtimer_pending(&t->ev, NULL); }
+
+void loop_timer_release(LoopTimer *t)
+{
+	loop_timer_stop(t);
+	t->ready = false;
 }
 
 void loop_reaper_run(LoopReaper *r)

@@ -23,6 +23,7 @@
 
 #include "dns.h"
 #include "log.h"
+#include "loop.h"
 #include "xalloc.h"
 
 #define PGASYNC_MAX_ADDRS 8
@@ -43,9 +44,9 @@ struct PgAsync {
 	PGconn *conn;
 	struct event ev_sock;
 	bool ev_sock_set;
-	struct event ev_timeout;
+	LoopTimer ev_timeout;
 	int64_t timeout_ms;
-	struct event ev_fail;        /* a failure to report from the loop */
+	LoopTimer ev_fail;        /* a failure to report from the loop */
 	PgAsyncPhase fail_phase;
 	char fail_msg[256];
 	DnsTicket *ticket;
@@ -112,8 +113,8 @@ static void free_opts(PgAsync *pa)
 static void close_now(PgAsync *pa)
 {
 	sock_unwatch(pa);
-	evtimer_del(&pa->ev_timeout);
-	evtimer_del(&pa->ev_fail);
+	loop_timer_stop(&pa->ev_timeout);
+	loop_timer_stop(&pa->ev_fail);
 	if (pa->conn) {
 		PQfinish(pa->conn);
 		pa->conn = NULL;
@@ -146,29 +147,24 @@ static void fail(PgAsync *pa, const char *message, bool deferred)
 	if (deferred) {
 		pa->fail_phase = phase;
 		memcpy(pa->fail_msg, msg, sizeof msg);
-		struct timeval zero = {0, 0};
-		evtimer_add(&pa->ev_fail, &zero);
+		loop_timer_start(&pa->ev_fail, 0);
 		return;
 	}
 	report_failure(pa, phase, msg);
 }
 
-static void on_fail(evutil_socket_t fd, short what, void *arg)
+static void on_fail(void *arg)
 {
-	(void)fd;
-	(void)what;
 	PgAsync *pa = arg;
 	report_failure(pa, pa->fail_phase, pa->fail_msg);
 }
 
 static void timer_arm(PgAsync *pa, int64_t ms)
 {
-	evtimer_del(&pa->ev_timeout);
+	loop_timer_stop(&pa->ev_timeout);
 	pa->timeout_ms = ms;
-	if (ms > 0) {
-		struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-		evtimer_add(&pa->ev_timeout, &tv);
-	}
+	if (ms > 0)
+		loop_timer_start(&pa->ev_timeout, ms);
 }
 
 static void on_sock(evutil_socket_t fd, short what, void *arg);
@@ -191,10 +187,8 @@ static bool sock_watch(PgAsync *pa, short what, bool deferred)
 	return true;
 }
 
-static void on_timeout(evutil_socket_t fd, short what, void *arg)
+static void on_timeout(void *arg)
 {
-	(void)fd;
-	(void)what;
 	PgAsync *pa = arg;
 	char msg[96];
 	snprintf(msg, sizeof msg, "no answer within %lld ms (%s)", (long long)pa->timeout_ms,
@@ -234,7 +228,7 @@ static void query_progress(PgAsync *pa)
 		PGresult *res = PQgetResult(pa->conn);
 		if (!res) {
 			sock_unwatch(pa);
-			evtimer_del(&pa->ev_timeout);
+			loop_timer_stop(&pa->ev_timeout);
 			pa->phase = PGASYNC_IDLE;
 			pa->epoch++;
 			if (pa->h.done) {
@@ -256,7 +250,7 @@ static void query_progress(PgAsync *pa)
 		}
 		if (!keep) {
 			sock_unwatch(pa);
-			evtimer_del(&pa->ev_timeout);
+			loop_timer_stop(&pa->ev_timeout);
 			pa->phase = PGASYNC_OWNER;
 			pa->epoch++;
 			return;
@@ -312,7 +306,7 @@ static void connect_poll(PgAsync *pa)
 			return;
 		}
 		sock_unwatch(pa);
-		evtimer_del(&pa->ev_timeout);
+		loop_timer_stop(&pa->ev_timeout);
 		pa->phase = PGASYNC_IDLE;
 		pa->epoch++;
 		log_debug(pa->who, "connected (%s)", PQsslInUse(pa->conn) ? "TLS" : "no TLS");
@@ -540,8 +534,8 @@ PgAsync *pgasync_new(struct event_base *base, struct evdns_base *dns, const char
 		pa->h = *h;
 	pa->arg = arg;
 	pa->host_index = SIZE_MAX;
-	evtimer_assign(&pa->ev_timeout, base, on_timeout, pa);
-	evtimer_assign(&pa->ev_fail, base, on_fail, pa);
+	loop_timer_init(&pa->ev_timeout, base, on_timeout, pa);
+	loop_timer_init(&pa->ev_fail, base, on_fail, pa);
 	return pa;
 }
 

@@ -60,6 +60,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "loop.h"
 #include "xalloc.h"
 
 #define WHO "redis"
@@ -104,7 +105,7 @@ struct Node {
 	NodeState state;
 	redisAsyncContext *ac;
 	DnsTicket *dns;
-	struct event timer;   /* connect timeout or backoff */
+	LoopTimer timer;   /* connect timeout or backoff */
 	int backoff_ms;
 	unsigned attempts;    /* failed attempts so far: picks among a host name's addresses */
 	int outstanding;      /* commands sent on ac and not answered yet */
@@ -131,7 +132,7 @@ struct Req {
 	Ticket *ticket;       /* in flight on node */
 	Node *node;
 	int timeout_ms;
-	struct event timer;   /* deadline; also activated by req_fail_later */
+	LoopTimer timer;   /* deadline; also activated by req_fail_later */
 	const char *err;      /* set by req_fail_later */
 	char errbuf[512];
 };
@@ -161,7 +162,7 @@ struct RedisClient {
 	int64_t last_refresh_ms;
 	size_t refresh_rr;
 	Node *refresh_node;
-	struct event refresh_ev;
+	LoopTimer refresh_ev;
 
 	Req *reqs_head, *reqs_tail;
 
@@ -170,7 +171,7 @@ struct RedisClient {
 	RedisStateFn on_state;
 	void *state_arg;
 	bool reported_up;
-	struct event state_ev;
+	LoopTimer state_ev;
 
 	/* hiredis's reply builders with a bound on array sizes (reader_bound) */
 	redisReplyObjectFunctions reply_fns;
@@ -185,7 +186,7 @@ struct RedisClient {
 	int sub_backoff_ms;
 	bool sub_failing;     /* a failure was logged; the next success is logged too */
 	size_t sub_rr;
-	struct event sub_ev;
+	LoopTimer sub_ev;
 
 	RedisStats stats;
 	bool closing;
@@ -203,25 +204,12 @@ static Node *node_find(RedisClient *r, const char *host, int port);
 
 /* ---- small helpers ---- */
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct timeval ms_tv(int64_t ms)
 {
 	if (ms < 0)
 		ms = 0;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
 	return tv;
-}
-
-static void timer_in(struct event *ev, int64_t ms)
-{
-	struct timeval tv = ms_tv(ms);
-	evtimer_add(ev, &tv);
 }
 
 static int next_backoff(int cur)
@@ -327,10 +315,8 @@ static bool compute_up(const RedisClient *r)
 	return true;
 }
 
-static void on_state_event(evutil_socket_t fd, short what, void *arg)
+static void on_state_event(void *arg)
 {
-	(void)fd;
-	(void)what;
 	RedisClient *r = arg;
 	bool up = compute_up(r);
 	if (up == r->reported_up)
@@ -345,7 +331,7 @@ static void on_state_event(evutil_socket_t fd, short what, void *arg)
 static void state_changed(RedisClient *r)
 {
 	if (!r->closing)
-		event_active(&r->state_ev, EV_TIMEOUT, 0);
+		loop_timer_fire_soon(&r->state_ev);
 }
 
 /* ---- requests ---- */
@@ -378,7 +364,7 @@ static void req_finish(Req *q, redisReply *reply, const char *err, bool timeout)
 {
 	RedisClient *r = q->r;
 	req_unlink(q);
-	event_del(&q->timer);
+	loop_timer_stop(&q->timer);
 	req_cancel_ticket(q);
 	if (!q->internal) {
 		if (reply)
@@ -411,13 +397,11 @@ __attribute__((format(printf, 2, 3))) static void req_fail_later(Req *q, const c
 	q->err = q->errbuf;
 	q->wait = WAIT_NONE;
 	req_cancel_ticket(q);
-	event_active(&q->timer, EV_TIMEOUT, 0);
+	loop_timer_fire_soon(&q->timer);
 }
 
-static void on_req_timer(evutil_socket_t fd, short what, void *arg)
+static void on_req_timer(void *arg)
 {
-	(void)fd;
-	(void)what;
 	Req *q = arg;
 	RedisClient *r = q->r;
 	if (q->err) {
@@ -436,9 +420,9 @@ static void on_req_timer(evutil_socket_t fd, short what, void *arg)
 	q->wait = WAIT_NONE;
 	/* A node that has not answered anything for stall_ms while commands wait is stuck (paused,
 	 * overloaded, or a half-open connection): drop it so the next commands fail at once. */
-	if (n && n->ac && n->outstanding > 0 && now_ms() - n->progress_ms >= r->stall_ms) {
+	if (n && n->ac && n->outstanding > 0 && loop_now_ms() - n->progress_ms >= r->stall_ms) {
 		char why[80];
-		snprintf(why, sizeof why, "no reply for %lld ms", (long long)(now_ms() - n->progress_ms));
+		snprintf(why, sizeof why, "no reply for %lld ms", (long long)(loop_now_ms() - n->progress_ms));
 		node_fail(n, why, true);
 	}
 	req_finish(q, NULL, msg, true);
@@ -459,8 +443,8 @@ static Req *req_new(RedisClient *r, RedisReplyFn fn, void *arg, int argc, const 
 		q->cmd = cmd;
 		q->cmdlen = len;
 	}
-	evtimer_assign(&q->timer, r->base, on_req_timer, q);
-	timer_in(&q->timer, timeout_ms);
+	loop_timer_init(&q->timer, r->base, on_req_timer, q);
+	loop_timer_start(&q->timer, timeout_ms);
 	q->prev = r->reqs_tail;
 	if (r->reqs_tail)
 		r->reqs_tail->next = q;
@@ -474,7 +458,7 @@ static Req *req_new(RedisClient *r, RedisReplyFn fn, void *arg, int argc, const 
 static void node_sent(Node *n)
 {
 	if (n->outstanding++ == 0)
-		n->progress_ms = now_ms();
+		n->progress_ms = loop_now_ms();
 }
 
 /* The hiredis callback of every command sent with a Ticket (or NULL: fire and forget). */
@@ -487,7 +471,7 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
 		if (n->outstanding > 0)
 			n->outstanding--;
 		if (reply)
-			n->progress_ms = now_ms();
+			n->progress_ms = loop_now_ms();
 	}
 	if (!t)
 		return;
@@ -654,9 +638,9 @@ static void node_ready(Node *n)
 {
 	RedisClient *r = n->r;
 	n->state = NODE_READY;
-	event_del(&n->timer);
+	loop_timer_stop(&n->timer);
 	n->backoff_ms = 0;
-	n->progress_ms = now_ms();
+	n->progress_ms = loop_now_ms();
 	n->last_error[0] = '\0';
 	if (n->down) {
 		n->down = false;
@@ -774,7 +758,7 @@ static void node_open(Node *n)
 	reader_bound(r, ac);
 	n->state = NODE_CONNECTING;
 	n->outstanding = 0;
-	n->progress_ms = now_ms();
+	n->progress_ms = loop_now_ms();
 	redisLibeventAttach(ac, r->base);
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
@@ -842,7 +826,7 @@ static void node_connect(Node *n)
 	if (r->closing || n->ac || n->state == NODE_RESOLVING)
 		return;
 	n->state = NODE_RESOLVING;
-	timer_in(&n->timer, r->connect_timeout_ms);
+	loop_timer_start(&n->timer, r->connect_timeout_ms);
 	if (n->numeric) {
 		node_open(n);
 		return;
@@ -881,7 +865,7 @@ static void node_fail(Node *n, const char *why, bool free_ac)
 		n->dns->n = NULL;
 		n->dns = NULL;
 	}
-	event_del(&n->timer);
+	loop_timer_stop(&n->timer);
 	n->outstanding = 0;
 	n->attempts++;
 	snprintf(n->last_error, sizeof n->last_error, "%s", why);
@@ -903,13 +887,11 @@ static void node_fail(Node *n, const char *why, bool free_ac)
 		return;
 	n->backoff_ms = next_backoff(n->backoff_ms);
 	n->state = NODE_WAIT;
-	timer_in(&n->timer, n->backoff_ms);
+	loop_timer_start(&n->timer, n->backoff_ms);
 }
 
-static void on_node_timer(evutil_socket_t fd, short what, void *arg)
+static void on_node_timer(void *arg)
 {
-	(void)fd;
-	(void)what;
 	Node *n = arg;
 	if (n->state == NODE_RESOLVING || n->state == NODE_CONNECTING) {
 		char why[80];
@@ -935,7 +917,7 @@ static void node_retire(Node *n)
 		n->dns->n = NULL;
 		n->dns = NULL;
 	}
-	event_del(&n->timer);
+	loop_timer_stop(&n->timer);
 	n->outstanding = 0;
 	n->state = NODE_IDLE;
 	log_info(WHO, "%s serves no slot any more: connection closed", n->name);
@@ -952,7 +934,7 @@ static Node *node_add(RedisClient *r, const char *host, int port, bool seed)
 	n->numeric = dns_is_numeric(host);
 	if (n->numeric)
 		snprintf(n->addr, sizeof n->addr, "%s", host);
-	evtimer_assign(&n->timer, r->base, on_node_timer, n);
+	loop_timer_init(&n->timer, r->base, on_node_timer, n);
 	if (r->n_nodes == r->cap_nodes) {
 		r->cap_nodes = r->cap_nodes ? 2 * r->cap_nodes : 8;
 		r->nodes = xalloc_check(realloc(r->nodes, r->cap_nodes * sizeof *r->nodes));
@@ -1093,7 +1075,7 @@ static void refresh_start(RedisClient *r)
 	q->force = true;
 	r->refresh_node = n;
 	r->refresh_inflight = true;
-	r->last_refresh_ms = now_ms();
+	r->last_refresh_ms = loop_now_ms();
 	r->stats.slot_refreshes++;
 	if (!n) {
 		req_fail_later(q, "no node to ask");
@@ -1102,10 +1084,8 @@ static void refresh_start(RedisClient *r)
 	req_dispatch(q);
 }
 
-static void on_refresh_timer(evutil_socket_t fd, short what, void *arg)
+static void on_refresh_timer(void *arg)
 {
-	(void)fd;
-	(void)what;
 	RedisClient *r = arg;
 	if (!r->refresh_inflight)
 		refresh_start(r);
@@ -1120,9 +1100,9 @@ static void refresh_request(RedisClient *r)
 		r->refresh_again = true;
 		return;
 	}
-	if (evtimer_pending(&r->refresh_ev, NULL))
+	if (loop_timer_pending(&r->refresh_ev))
 		return;
-	timer_in(&r->refresh_ev, r->last_refresh_ms + r->refresh_gap_ms - now_ms());
+	loop_timer_start(&r->refresh_ev, r->last_refresh_ms + r->refresh_gap_ms - loop_now_ms());
 }
 
 /* ---- pub/sub ---- */
@@ -1131,7 +1111,7 @@ static void sub_wait(RedisClient *r)
 {
 	r->sub_state = SUB_WAIT;
 	r->sub_backoff_ms = next_backoff(r->sub_backoff_ms);
-	timer_in(&r->sub_ev, r->sub_backoff_ms);
+	loop_timer_start(&r->sub_ev, r->sub_backoff_ms);
 }
 
 static void sub_fail(RedisClient *r, const char *why, bool free_ac)
@@ -1154,7 +1134,7 @@ static void sub_fail(RedisClient *r, const char *why, bool free_ac)
 	}
 	r->sub_node = NULL;
 	r->sub_acks = 0;
-	event_del(&r->sub_ev);
+	loop_timer_stop(&r->sub_ev);
 	state_changed(r);
 	if (!r->closing)
 		sub_wait(r);
@@ -1173,7 +1153,7 @@ static void on_sub_message(redisAsyncContext *ac, void *reply_, void *privdata)
 		r->sub_acks++;
 		if (r->sub_state == SUB_CONNECTING && r->sub_acks >= r->n_subs) {
 			r->sub_state = SUB_ACTIVE;
-			event_del(&r->sub_ev);
+			loop_timer_stop(&r->sub_ev);
 			r->sub_backoff_ms = 0;
 			if (r->sub_failing)
 				log_info(WHO, "pub/sub subscribed again on %s", r->sub_node->name);
@@ -1268,13 +1248,11 @@ static void sub_start(RedisClient *r)
 		send_auth(r, ac, on_sub_auth, NULL);
 	for (size_t i = 0; i < r->n_subs; i++)
 		sub_send(r, r->subs[i]);
-	timer_in(&r->sub_ev, r->connect_timeout_ms);
+	loop_timer_start(&r->sub_ev, r->connect_timeout_ms);
 }
 
-static void on_sub_timer(evutil_socket_t fd, short what, void *arg)
+static void on_sub_timer(void *arg)
 {
-	(void)fd;
-	(void)what;
 	RedisClient *r = arg;
 	if (r->sub_state == SUB_CONNECTING) {
 		char why[80];
@@ -1292,7 +1270,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	RedisClient *r = arg;
-	int64_t now = now_ms();
+	int64_t now = loop_now_ms();
 	bool map_node_down = false;
 	for (size_t i = 0; i < r->n_nodes; i++) {
 		Node *n = r->nodes[i];
@@ -1346,10 +1324,10 @@ RedisClient *redis_client_new(struct event_base *base, const RedisOptions *opt, 
 	r->on_state = on_state;
 	r->state_arg = state_arg;
 	r->refresh_gap_ms = BACKOFF_MIN_MS;
-	evtimer_assign(&r->refresh_ev, base, on_refresh_timer, r);
+	loop_timer_init(&r->refresh_ev, base, on_refresh_timer, r);
 	event_assign(&r->tick_ev, base, -1, EV_PERSIST, on_tick, r);
-	evtimer_assign(&r->state_ev, base, on_state_event, r);
-	evtimer_assign(&r->sub_ev, base, on_sub_timer, r);
+	loop_timer_init(&r->state_ev, base, on_state_event, r);
+	loop_timer_init(&r->sub_ev, base, on_sub_timer, r);
 	for (size_t i = 0; i < (r->cluster ? opt->n_nodes : 1); i++) {
 		char *host = NULL;
 		int port;
@@ -1402,7 +1380,7 @@ void redis_client_subscribe(RedisClient *r, const char *channel, RedisMessageFn 
 	if (r->sub_ac)
 		sub_send(r, s); /* counted when confirmed, like the others */
 	else if (r->sub_state == SUB_IDLE)
-		timer_in(&r->sub_ev, 0);
+		loop_timer_start(&r->sub_ev, 0);
 	state_changed(r);
 }
 
@@ -1424,10 +1402,10 @@ void redis_client_free(RedisClient *r)
 		while (r->reqs_head)
 			req_finish(r->reqs_head, NULL, "shutting down", false);
 	}
-	event_del(&r->refresh_ev);
+	loop_timer_stop(&r->refresh_ev);
 	event_del(&r->tick_ev);
-	event_del(&r->state_ev);
-	event_del(&r->sub_ev);
+	loop_timer_stop(&r->state_ev);
+	loop_timer_stop(&r->sub_ev);
 	if (r->sub_ac) {
 		redisAsyncContext *ac = r->sub_ac;
 		r->sub_ac = NULL;
@@ -1447,7 +1425,7 @@ void redis_client_free(RedisClient *r)
 		}
 		if (n->dns)
 			n->dns->n = NULL; /* freed when evdns answers (or fails it below) */
-		event_del(&n->timer);
+		loop_timer_stop(&n->timer);
 		free(n->host);
 		free(n);
 	}

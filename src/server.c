@@ -236,17 +236,17 @@ static void server_pipe_end(void *ctx, const PipeEntry *e, PipeEnd how)
 
 /* ---- life cycle ---- */
 
-static void server_on_timer(evutil_socket_t fd, short what, void *arg);
+static void server_on_timer(void *arg);
 static void server_on_connected(evutil_socket_t fd, short what, void *arg);
 static void server_start_connect(Server *s);
 
+/* ms > 0: the connect/login timeout fires in ms; 0: stopped. */
 static void server_set_timer(Server *s, int64_t ms)
 {
-	event_del(&s->ev_timer);
-	if (ms > 0) {
-		struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-		event_add(&s->ev_timer, &tv);
-	}
+	if (ms > 0)
+		loop_timer_start(&s->timer, ms);
+	else
+		loop_timer_stop(&s->timer);
 }
 
 /* Login failed or the connection broke before login: tell the pool, then close. */
@@ -304,7 +304,7 @@ Server *server_launch(Pool *pool, const ServerOwnerOps *owner)
 	buf_init(&s->retry);
 	buf_init(&s->held);
 	buf_init(&s->fail_errors);
-	evtimer_assign(&s->ev_timer, rt->base, server_on_timer, s);
+	loop_timer_init(&s->timer, rt->base, server_on_timer, s);
 	list_node_init(&s->pool_node);
 	s->owner->moved(pool, s);
 	rt->stats.servers_opened++;
@@ -345,7 +345,7 @@ static void server_start_connect(Server *s)
 	if (fd < 0) {
 		/* Reported from the loop, so the caller is never re-entered. */
 		s->connect_errno = errno ? errno : EIO;
-		event_active(&s->ev_timer, EV_TIMEOUT, 0);
+		loop_timer_fire_soon(&s->timer);
 		return;
 	}
 	if (s->addr.ss_family != AF_UNIX) {
@@ -358,7 +358,7 @@ static void server_start_connect(Server *s)
 	conn_use_spares(&s->conn, &s->rt->read_buffers);
 	if (connect(fd, (struct sockaddr *)&s->addr, s->addr_len) < 0 && errno != EINPROGRESS) {
 		s->connect_errno = errno;
-		event_active(&s->ev_timer, EV_TIMEOUT, 0);
+		loop_timer_fire_soon(&s->timer);
 		return;
 	}
 	event_assign(&s->ev_connect, s->base, fd, EV_WRITE, server_on_connected, s);
@@ -475,10 +475,8 @@ static void server_on_tls_ready(void *owner, const char *error)
 	server_send_startup(s);
 }
 
-static void server_on_timer(evutil_socket_t fd, short what, void *arg)
+static void server_on_timer(void *arg)
 {
-	(void)fd;
-	(void)what;
 	Server *s = arg;
 	if (s->connect_errno) {
 		char msg[160];
@@ -523,7 +521,7 @@ void server_close(Server *s, bool cancel, const char *reason)
 	s->state = SV_CLOSED;
 	if (event_initialized(&s->ev_connect))
 		event_del(&s->ev_connect);
-	event_del(&s->ev_timer);
+	loop_timer_release(&s->timer);
 	conn_close(&s->conn);
 	s->owner->removed(s->pool, s);
 	if (s->scram_active) {

@@ -160,7 +160,7 @@ struct Server {
 	bool fatal_forwarded; /* the server sent the client a FATAL error: it will close */
 
 	int64_t created_ms, last_used_ms;
-	struct event ev_timer;   /* connect/login timeout */
+	LoopTimer timer;         /* connect/login timeout */
 	struct event ev_connect; /* connect completion */
 	struct event_base *base;
 	int connect_errno;     /* an immediate connect failure, reported from the timer */

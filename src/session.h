@@ -65,7 +65,7 @@ struct Client {
 
 	int64_t connect_ms, wait_start_ms;
 	ClientStats stats;     /* request, transaction and wait timing (stats.h) */
-	struct event ev_timer; /* login timeout and query_wait_timeout */
+	LoopTimer timer; /* login timeout and query_wait_timeout */
 	ListNode node;         /* runtime->clients */
 	/* Set by the statement layer when the session cannot go on: the client gets this FATAL. */
 	const char *end_sqlstate;

@@ -82,7 +82,7 @@ typedef struct Runtime {
 	int listen_fds[RUNTIME_MAX_LISTENERS];
 	struct event *ev_accept[RUNTIME_MAX_LISTENERS];
 	int n_listeners;
-	struct event *ev_accept_resume; /* accepting paused (no descriptor or memory): resumes then */
+	LoopTimer accept_resume; /* accepting paused (no descriptor or memory): resumes then */
 	SSL_CTX *tls_listen; /* for clients; NULL when listen.tls.mode is disable */
 
 	List clients;   /* every live client */

@@ -30,6 +30,7 @@
 
 #include "hashmap.h"
 #include "log.h"
+#include "loop.h"
 #include "pgasync.h"
 #include "xalloc.h"
 
@@ -81,10 +82,10 @@ struct WalListener {
 	int64_t connect_timeout_ms; /* connect and START phases */
 	WalState state;
 	PgAsync *pa;
-	struct event ev_retry;   /* next attempt */
+	LoopTimer ev_retry;   /* next attempt */
 	struct event ev_status;  /* every WAL_STATUS_INTERVAL_MS, persistent */
-	struct event ev_more;    /* zero timer: more buffered messages after a full batch, or the first */
-	struct event ev_confirm; /* wal_listener_confirm moved the position: report it shortly */
+	LoopTimer ev_more;    /* zero timer: more buffered messages after a full batch, or the first */
+	LoopTimer ev_confirm; /* wal_listener_confirm moved the position: report it shortly */
 
 	int64_t backoff_ms;
 	int64_t stream_start_ms;
@@ -119,14 +120,6 @@ static void attempt_failed(WalListener *w, const char *what, const char *detail)
 static void stream_progress(WalListener *w);
 static void listener_destroy(WalListener *w);
 static void listener_close(WalListener *w);
-
-static int64_t now_ms(void)
-{
-	/* The clock loop_now_ms reads. */
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t pg_now_us(void)
 {
@@ -266,8 +259,8 @@ static bool streaming(const WalListener *w)
 static void attempt_close(WalListener *w)
 {
 	pgasync_close(w->pa);
-	evtimer_del(&w->ev_more);
-	evtimer_del(&w->ev_confirm);
+	loop_timer_stop(&w->ev_more);
+	loop_timer_stop(&w->ev_confirm);
 	w->status_pending = w->status_due = false;
 	w->conn_lsn = 0;
 	tx_reset(w);
@@ -276,9 +269,7 @@ static void attempt_close(WalListener *w)
 
 static void retry_schedule(WalListener *w, int64_t ms)
 {
-	struct timeval tv = tv_ms(ms);
-	evtimer_del(&w->ev_retry);
-	evtimer_add(&w->ev_retry, &tv);
+	loop_timer_start(&w->ev_retry, ms);
 }
 
 /* what: the phase ("cannot connect", "replication stream lost", ...); detail: the cause. */
@@ -289,7 +280,7 @@ static void attempt_failed(WalListener *w, const char *what, const char *detail)
 	log_one_line(cause, sizeof cause, detail && *detail ? detail : "unknown error");
 	snprintf(w->stats.last_error, sizeof w->stats.last_error, "%s: %s", what, cause);
 	w->stats.failures++;
-	if (was_streaming && now_ms() - w->stream_start_ms >= WAL_STABLE_MS)
+	if (was_streaming && loop_now_ms() - w->stream_start_ms >= WAL_STABLE_MS)
 		w->backoff_ms = WAL_BACKOFF_MIN_MS;
 	int64_t delay = w->backoff_ms;
 	w->backoff_ms = w->backoff_ms * 2 > WAL_BACKOFF_MAX_MS ? WAL_BACKOFF_MAX_MS : w->backoff_ms * 2;
@@ -305,10 +296,8 @@ static void attempt_failed(WalListener *w, const char *what, const char *detail)
 	retry_schedule(w, delay);
 }
 
-static void on_retry(evutil_socket_t fd, short what, void *arg)
+static void on_retry(void *arg)
 {
-	(void)fd;
-	(void)what;
 	WalListener *w = arg;
 	w->state = WAL_CONNECTING;
 	pgasync_reconnect(w->pa, w->connect_timeout_ms); /* the parameters wal_listener_new gave */
@@ -380,8 +369,7 @@ static void stream_wait(WalListener *w, bool more)
 	if (f < 0)
 		return;
 	if (more) {
-		struct timeval zero = {0, 0};
-		evtimer_add(&w->ev_more, &zero);
+		loop_timer_start(&w->ev_more, 0);
 	}
 	pgasync_watch(w->pa, f == 1 || w->status_pending, on_stream_ready);
 }
@@ -393,7 +381,7 @@ static void on_status_tick(evutil_socket_t fd, short what, void *arg)
 	WalListener *w = arg;
 	if (!streaming(w))
 		return;
-	int64_t silent = now_ms() - w->last_rx_ms;
+	int64_t silent = loop_now_ms() - w->last_rx_ms;
 	if (silent >= WAL_SILENCE_MS) {
 		char msg[96];
 		snprintf(msg, sizeof msg, "no message from the server for %lld s", (long long)(silent / 1000));
@@ -506,19 +494,15 @@ static void stream_ended(WalListener *w)
 	attempt_failed(w, "replication stream lost", msg[0] ? msg : "the server ended the stream");
 }
 
-static void on_more(evutil_socket_t fd, short what, void *arg)
+static void on_more(void *arg)
 {
-	(void)fd;
-	(void)what;
 	WalListener *w = arg;
 	if (streaming(w))
 		stream_progress(w);
 }
 
-static void on_confirm(evutil_socket_t fd, short what, void *arg)
+static void on_confirm(void *arg)
 {
-	(void)fd;
-	(void)what;
 	WalListener *w = arg;
 	if (streaming(w) && status_send(w, false))
 		stream_wait(w, false);
@@ -550,7 +534,7 @@ static void stream_progress(WalListener *w)
 			attempt_failed(w, "replication stream lost", PQerrorMessage(conn(w)));
 			return;
 		}
-		w->last_rx_ms = now_ms();
+		w->last_rx_ms = loop_now_ms();
 		const unsigned char *m = (const unsigned char *)buf;
 		bool ok = true;
 		if (m[0] == 'w' && n >= 25) {
@@ -582,7 +566,7 @@ static void stream_begin(WalListener *w)
 {
 	w->state = WAL_STREAMING;
 	w->stats.connected = true;
-	w->stream_start_ms = w->last_rx_ms = now_ms();
+	w->stream_start_ms = w->last_rx_ms = loop_now_ms();
 	w->conn_lsn = 0;
 	tx_reset(w);
 	if (w->ever_streamed)
@@ -593,8 +577,7 @@ static void stream_begin(WalListener *w)
 		log_info(w->who, "streaming changes from slot %s", w->slot);
 	w->ever_streamed = true;
 	w->down_logged = false;
-	struct timeval zero = {0, 0};
-	evtimer_add(&w->ev_more, &zero); /* data may already sit in libpq's buffer */
+	loop_timer_start(&w->ev_more, 0); /* data may already sit in libpq's buffer */
 }
 
 /* ---- slot and START_REPLICATION ---- */
@@ -750,9 +733,9 @@ WalListener *wal_listener_new(struct event_base *base, const char *service, cons
 	w->fn = fn;
 	w->arg = arg;
 	hashmap_init(&w->seen);
-	evtimer_assign(&w->ev_retry, base, on_retry, w);
-	evtimer_assign(&w->ev_more, base, on_more, w);
-	evtimer_assign(&w->ev_confirm, base, on_confirm, w);
+	loop_timer_init(&w->ev_retry, base, on_retry, w);
+	loop_timer_init(&w->ev_more, base, on_more, w);
+	loop_timer_init(&w->ev_confirm, base, on_confirm, w);
 	event_assign(&w->ev_status, base, -1, EV_PERSIST, on_status_tick, w);
 	PgAsyncHandler h = {.connected = on_connected, .result = on_result, .done = on_done, .failed = on_failed,
 			    .notice = on_notice};
@@ -794,9 +777,8 @@ void wal_listener_confirm(WalListener *w, uint64_t lsn)
 	w->confirmed_lsn = lsn;
 	/* an asynchronous confirmation: the slot moves within WAL_CONFIRM_DELAY_MS, not at the next
 	 * 10 s tick (several confirmations meanwhile make one report) */
-	if (w->hold && !w->in_callback && streaming(w) && !evtimer_pending(&w->ev_confirm, NULL)) {
-		struct timeval tv = tv_ms(WAL_CONFIRM_DELAY_MS);
-		evtimer_add(&w->ev_confirm, &tv);
+	if (w->hold && !w->in_callback && streaming(w) && !loop_timer_pending(&w->ev_confirm)) {
+		loop_timer_start(&w->ev_confirm, WAL_CONFIRM_DELAY_MS);
 	}
 }
 
@@ -814,7 +796,7 @@ void wal_listener_stats(const WalListener *w, WalStats *out)
 static void listener_destroy(WalListener *w)
 {
 	attempt_close(w);
-	evtimer_del(&w->ev_retry);
+	loop_timer_stop(&w->ev_retry);
 	event_del(&w->ev_status);
 	pgasync_free(w->pa); /* inside one of its callbacks: freed when that returns */
 	tx_reset(w);
