@@ -1073,6 +1073,112 @@ static bool known_db(Runtime *rt, Buf *b, const char *db)
 	return false;
 }
 
+/* SHOW what: puts the listing (or an error for an unknown one) into b. */
+static void run_show(Runtime *rt, const char *what, Buf *b)
+{
+	static const struct {
+		const char *name;
+		void (*fn)(Runtime *, Buf *);
+	} shows[] = {
+		{"pools", show_pools},       {"clients", show_clients},   {"servers", show_servers},
+		{"databases", show_databases}, {"users", show_users},     {"config", show_config},
+		{"lists", show_lists},       {"mem", show_mem},           {"routes", show_routes},
+		{"backends", show_backends}, {"cache", show_cache},       {"prepared", show_prepared},
+		{"catalog", show_catalog},   {"access", show_access},
+	};
+	for (size_t i = 0; i < sizeof shows / sizeof shows[0]; i++)
+		if (strcmp(what, shows[i].name) == 0) {
+			shows[i].fn(rt, b);
+			return;
+		}
+	if (strcmp(what, "stats") == 0)
+		show_stats(rt, b, 0);
+	else if (strcmp(what, "stats_totals") == 0)
+		show_stats(rt, b, 1);
+	else if (strcmp(what, "stats_averages") == 0)
+		show_stats(rt, b, 2);
+	else if (strcmp(what, "version") == 0)
+		show_version(b);
+	else if (strcmp(what, "help") == 0)
+		show_help(b);
+	else {
+		char m[256];
+		snprintf(m, sizeof m, "unknown SHOW command \"%s\"", what);
+		error(b, "42601", m, "SHOW HELP lists the commands");
+	}
+}
+
+/* PAUSE [db] (NULL: all): pauses the pools; returns false when the client must wait for them to
+ * go quiet (its reading stops until pause_check completes the command). */
+static bool run_pause(Client *c, const char *db, Buf *b)
+{
+	Runtime *rt = c->rt;
+	if (db && !known_db(rt, b, db))
+		return true;
+	set_paused(rt, db, true);
+	log_info(c->name, "PAUSE %s from the admin console", db ? db : "(all)");
+	if (pools_quiet(rt, db)) {
+		complete(b, "PAUSE");
+		return true;
+	}
+	AdminState *a = state(rt);
+	free(c->admin_pause_db);
+	c->admin_pause_db = xstrdup(db ? db : "");
+	list_push_back(&a->pausing, &c->wait.node);
+	if (!a->ev_pause)
+		a->ev_pause = evtimer_new(rt->base, pause_check, rt);
+	struct timeval tv = {0, 20000};
+	event_add(a->ev_pause, &tv);
+	conn_stop_reading(&c->conn);
+	return false;
+}
+
+/* KILL, DISABLE or ENABLE db (cmd is the lower-case word): does it and puts the reply into b. */
+static void run_kill_disable_enable(Client *c, const char *cmd, const char *db, Buf *b)
+{
+	Runtime *rt = c->rt;
+	if (!db) {
+		error(b, "42601", "this command needs a database name", NULL);
+		return;
+	}
+	if (!known_db(rt, b, db))
+		return;
+	char tag[16];
+	snprintf(tag, sizeof tag, "%.15s", cmd);
+	for (char *p = tag; *p; p++)
+		*p = (char)toupper((unsigned char)*p);
+	if (cmd[0] == 'k') {
+		kill_clients(rt, db);
+		close_servers(rt, db, true);
+	} else {
+		set_disabled(rt, db, cmd[0] == 'd');
+	}
+	log_info(c->name, "%s %s from the admin console", tag, db);
+	complete(b, tag);
+}
+
+/* SET key = value (only log_level): applies it and puts the reply into b. */
+static void run_set(Client *c, const char *key, const char *value, Buf *b)
+{
+	Runtime *rt = c->rt;
+	if (strcmp(key, "log_level") == 0) {
+		for (int i = CONFIG_LOG_DEBUG; i <= CONFIG_LOG_ERROR; i++)
+			if (strcmp(value, config_log_level_name((ConfigLogLevel)i)) == 0) {
+				rt->log.level = (ConfigLogLevel)i;
+				log_configure(&rt->log);
+				log_info(c->name, "log_level set to %s from the admin console", value);
+				complete(b, "SET");
+				return;
+			}
+		error(b, "22023", "log_level must be one of: debug, info, warning, error", NULL);
+		return;
+	}
+	char m[256];
+	snprintf(m, sizeof m, "\"%s\" cannot be changed at run time (only log_level; others: edit proxy.yaml and RELOAD)",
+		 key);
+	error(b, "55P02", m, NULL);
+}
+
 /* Runs one command; returns false when the reply (ReadyForQuery) must wait (PAUSE). */
 static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 {
@@ -1085,37 +1191,7 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 		return true;
 	}
 	if (strcmp(w[0], "show") == 0) {
-		const char *what = n > 1 ? w[1] : "";
-		static const struct {
-			const char *name;
-			void (*fn)(Runtime *, Buf *);
-		} shows[] = {
-			{"pools", show_pools},       {"clients", show_clients},   {"servers", show_servers},
-			{"databases", show_databases}, {"users", show_users},     {"config", show_config},
-			{"lists", show_lists},       {"mem", show_mem},           {"routes", show_routes},
-			{"backends", show_backends}, {"cache", show_cache},       {"prepared", show_prepared},
-			{"catalog", show_catalog},   {"access", show_access},
-		};
-		for (size_t i = 0; i < sizeof shows / sizeof shows[0]; i++)
-			if (strcmp(what, shows[i].name) == 0) {
-				shows[i].fn(rt, b);
-				return true;
-			}
-		if (strcmp(what, "stats") == 0)
-			show_stats(rt, b, 0);
-		else if (strcmp(what, "stats_totals") == 0)
-			show_stats(rt, b, 1);
-		else if (strcmp(what, "stats_averages") == 0)
-			show_stats(rt, b, 2);
-		else if (strcmp(what, "version") == 0)
-			show_version(b);
-		else if (strcmp(what, "help") == 0)
-			show_help(b);
-		else {
-			char m[256];
-			snprintf(m, sizeof m, "unknown SHOW command \"%s\"", what);
-			error(b, "42601", m, "SHOW HELP lists the commands");
-		}
+		run_show(rt, n > 1 ? w[1] : "", b);
 		return true;
 	}
 	if (c->admin != ADMIN_FULL) {
@@ -1124,26 +1200,8 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 		return true;
 	}
 	const char *db = n > 1 ? w[1] : NULL;
-	if (strcmp(w[0], "pause") == 0) {
-		if (db && !known_db(rt, b, db))
-			return true;
-		set_paused(rt, db, true);
-		log_info(c->name, "PAUSE %s from the admin console", db ? db : "(all)");
-		if (pools_quiet(rt, db)) {
-			complete(b, "PAUSE");
-			return true;
-		}
-		AdminState *a = state(rt);
-		free(c->admin_pause_db);
-		c->admin_pause_db = xstrdup(db ? db : "");
-		list_push_back(&a->pausing, &c->wait.node);
-		if (!a->ev_pause)
-			a->ev_pause = evtimer_new(rt->base, pause_check, rt);
-		struct timeval tv = {0, 20000};
-		event_add(a->ev_pause, &tv);
-		conn_stop_reading(&c->conn);
-		return false;
-	}
+	if (strcmp(w[0], "pause") == 0)
+		return run_pause(c, db, b);
 	if (strcmp(w[0], "resume") == 0) {
 		if (db && !known_db(rt, b, db))
 			return true;
@@ -1165,24 +1223,7 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 		return true;
 	}
 	if (strcmp(w[0], "kill") == 0 || strcmp(w[0], "disable") == 0 || strcmp(w[0], "enable") == 0) {
-		if (!db) {
-			error(b, "42601", "this command needs a database name", NULL);
-			return true;
-		}
-		if (!known_db(rt, b, db))
-			return true;
-		char tag[16];
-		snprintf(tag, sizeof tag, "%.15s", w[0]);
-		for (char *p = tag; *p; p++)
-			*p = (char)toupper((unsigned char)*p);
-		if (w[0][0] == 'k') {
-			kill_clients(rt, db);
-			close_servers(rt, db, true);
-		} else {
-			set_disabled(rt, db, w[0][0] == 'd');
-		}
-		log_info(c->name, "%s %s from the admin console", tag, db);
-		complete(b, tag);
+		run_kill_disable_enable(c, w[0], db, b);
 		return true;
 	}
 	if (strcmp(w[0], "shutdown") == 0) {
@@ -1192,26 +1233,10 @@ static bool run_command(Client *c, const char *sql, size_t len, Buf *b)
 		return true;
 	}
 	if (strcmp(w[0], "set") == 0) {
-		if (n < 3) {
+		if (n < 3)
 			error(b, "42601", "usage: SET key = value", NULL);
-			return true;
-		}
-		if (strcmp(w[1], "log_level") == 0) {
-			for (int i = CONFIG_LOG_DEBUG; i <= CONFIG_LOG_ERROR; i++)
-				if (strcmp(w[2], config_log_level_name((ConfigLogLevel)i)) == 0) {
-					rt->log.level = (ConfigLogLevel)i;
-					log_configure(&rt->log);
-					log_info(c->name, "log_level set to %s from the admin console", w[2]);
-					complete(b, "SET");
-					return true;
-				}
-			error(b, "22023", "log_level must be one of: debug, info, warning, error", NULL);
-			return true;
-		}
-		char m[256];
-		snprintf(m, sizeof m, "\"%s\" cannot be changed at run time (only log_level; others: edit proxy.yaml and RELOAD)",
-			 w[1]);
-		error(b, "55P02", m, NULL);
+		else
+			run_set(c, w[1], w[2], b);
 		return true;
 	}
 	char m[256];

@@ -688,6 +688,67 @@ static bool function_changes_tables(const char *fn)
 	       strncmp(base_name(fn), "dblink", 6) == 0;
 }
 
+/*
+ * Notes in w what a statement of st's kind does that is not a write of named tables (everything
+ * cached, DDL). Returns true when the statement writes tables its relations name.
+ */
+static bool statement_writes_tables(const SqlStatement *st, CacheWrites *w)
+{
+	bool tables = false;
+	switch (st->kind) {
+	case SQL_KIND_TX:
+		/* The prepared transaction's writes become visible now; which tables they touched
+		 * is not known here (nor whether it ran DDL). */
+		if (st->tx == SQL_TX_COMMIT_PREPARED) {
+			writes_all(w, "COMMIT PREPARED");
+			w->ddl = true;
+		}
+		break;
+	case SQL_KIND_READ:
+	case SQL_KIND_SESSION:
+		break;
+	case SQL_KIND_WRITE:
+		if (st->prepared_name || strcmp(st->tag, "CALL") == 0 || strcmp(st->tag, "DO") == 0) {
+			writes_all(w, "a procedure, DO block or EXECUTE");
+			w->ddl |= strcmp(st->tag, "DO") == 0; /* DO blocks run migrations */
+		} else if (st->select_into) {
+			writes_all(w, "SELECT INTO (it creates a table)");
+			w->ddl = true;
+		} else if (strcmp(st->tag, "LOCK") != 0 && strcmp(st->tag, "NOTIFY") != 0) {
+			tables = true;
+		}
+		break;
+	case SQL_KIND_DDL:
+		writes_all(w, "DDL");
+		w->ddl = true;
+		break;
+	default:
+		writes_all(w, "a statement of unknown effect");
+		break;
+	}
+	return tables;
+}
+
+/* Adds to w each relation st writes: a qualified one in its schema, an unqualified one in every
+ * schema of the search path (path[0..n_path)). */
+static void add_written_relations(const Config *cfg, const SqlStatement *st, char path[][128], size_t n_path,
+				  const ProtoBindValues *params, CacheWrites *w)
+{
+	for (size_t r = 0; r < st->n_relations; r++) {
+		const SqlRelation *rel = &st->relations[r];
+		if (!rel->writes)
+			continue; /* only read (a source, USING, FROM) */
+		if (rel->schema) {
+			add_written(cfg, st, rel, rel->schema, rel->writes, false, params, w);
+			continue;
+		}
+		if (n_path == 0)
+			writes_all(w, "an unqualified table with an empty search_path");
+		for (size_t p = 0; p < n_path; p++)
+			add_written(cfg, st, rel, path[p], rel->writes, true, params, w);
+	}
+}
+
 bool cachepolicy_writes(const Config *cfg, const char *search_path, const char *user, const SqlAnalysis *a,
 			const ProtoBindValues *params, bool at_parse, CacheWrites *w)
 {
@@ -701,42 +762,11 @@ bool cachepolicy_writes(const Config *cfg, const char *search_path, const char *
 	bool path_done = false;
 	for (size_t i = 0; i < a->n_statements; i++) {
 		const SqlStatement *st = &a->statements[i];
-		bool tables = false;
 		if (at_parse && st->key_target && key_uses_params(st, st->key_target)) {
 			deferred = true; /* its rows are known at Bind */
 			continue;
 		}
-		switch (st->kind) {
-		case SQL_KIND_TX:
-			/* The prepared transaction's writes become visible now; which tables they touched
-			 * is not known here (nor whether it ran DDL). */
-			if (st->tx == SQL_TX_COMMIT_PREPARED) {
-				writes_all(w, "COMMIT PREPARED");
-				w->ddl = true;
-			}
-			break;
-		case SQL_KIND_READ:
-		case SQL_KIND_SESSION:
-			break;
-		case SQL_KIND_WRITE:
-			if (st->prepared_name || strcmp(st->tag, "CALL") == 0 || strcmp(st->tag, "DO") == 0) {
-				writes_all(w, "a procedure, DO block or EXECUTE");
-				w->ddl |= strcmp(st->tag, "DO") == 0; /* DO blocks run migrations */
-			} else if (st->select_into) {
-				writes_all(w, "SELECT INTO (it creates a table)");
-				w->ddl = true;
-			} else if (strcmp(st->tag, "LOCK") != 0 && strcmp(st->tag, "NOTIFY") != 0) {
-				tables = true;
-			}
-			break;
-		case SQL_KIND_DDL:
-			writes_all(w, "DDL");
-			w->ddl = true;
-			break;
-		default:
-			writes_all(w, "a statement of unknown effect");
-			break;
-		}
+		bool tables = statement_writes_tables(st, w);
 		for (size_t f = 0; f < st->n_functions; f++)
 			if (function_changes_tables(st->functions[f]))
 				writes_all(w, "a call of a function that may write");
@@ -753,19 +783,7 @@ bool cachepolicy_writes(const Config *cfg, const char *search_path, const char *
 			n_path = router_search_path(search_path, user, path, MAX_PATH);
 			path_done = true;
 		}
-		for (size_t r = 0; r < st->n_relations; r++) {
-			const SqlRelation *rel = &st->relations[r];
-			if (!rel->writes)
-				continue; /* only read (a source, USING, FROM) */
-			if (rel->schema) {
-				add_written(cfg, st, rel, rel->schema, rel->writes, false, params, w);
-				continue;
-			}
-			if (n_path == 0)
-				writes_all(w, "an unqualified table with an empty search_path");
-			for (size_t p = 0; p < n_path; p++)
-				add_written(cfg, st, rel, path[p], rel->writes, true, params, w);
-		}
+		add_written_relations(cfg, st, path, n_path, params, w);
 	}
 	return deferred;
 }

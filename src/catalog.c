@@ -257,55 +257,54 @@ static const struct RowKind {
 	{"pfn", E_PFN, 5}, {"fk", E_FK, 6},   {"trg", E_TRG, 5},   {"rule", E_RULE, 5},
 };
 
-bool catalog_builder_row(CatalogBuilder *b, const char *const *cols, size_t n_cols, char *err, size_t errlen)
+/* The kind of row named name (the first column), or NULL. */
+static const struct RowKind *find_row_kind(const char *name)
 {
-	if (b->failed) {
-		if (err && errlen)
-			snprintf(err, errlen, "%s", b->error);
-		return false;
-	}
-	if (!cols || n_cols == 0 || !cols[0])
-		return fail(b, err, errlen, "a row without its kind");
 	const struct RowKind *rk = NULL;
 	for (size_t i = 0; i < sizeof ROW_KINDS / sizeof ROW_KINDS[0]; i++)
-		if (strcmp(cols[0], ROW_KINDS[i].name) == 0)
+		if (strcmp(name, ROW_KINDS[i].name) == 0)
 			rk = &ROW_KINDS[i];
-	if (!rk)
-		return fail(b, err, errlen, "unknown row kind \"%.20s\"", cols[0]);
-	/* Extra trailing columns are allowed (a SELECT of several kinds pads its rows). */
-	if (n_cols < rk->cols)
-		return fail(b, err, errlen, "%s row with %zu columns, expected %zu", rk->name, n_cols, rk->cols);
-	if (++b->rows > CATALOG_MAX_ROWS)
-		return fail(b, err, errlen, "more than %d catalog rows", CATALOG_MAX_ROWS);
+	return rk;
+}
 
-	/* The fingerprint: a sum of row hashes, so the rows' order does not matter. */
+/* The hash of a row's first n columns (NULL columns included) that the fingerprint sums. */
+static uint64_t row_hash(const char *const *cols, size_t n)
+{
 	uint64_t h = 0;
-	for (size_t i = 0; i < rk->cols; i++)
+	for (size_t i = 0; i < n; i++)
 		h = mix64(h ^ (cols[i] ? hashmap_hash_bytes(cols[i], strlen(cols[i])) : 0x9e3779b97f4a7c15ull) ^ i);
-	b->fingerprint += h;
+	return h;
+}
 
-	uint32_t owner, other = 0;
-	if (!parse_oid(cols[1], &owner))
-		return fail(b, err, errlen, "%s row: bad oid \"%.20s\"", rk->name, cols[1] ? cols[1] : "NULL");
-	bool other_is_oid = rk->kind != E_TRG && rk->kind != E_RULE;
-	if (rk->kind < 0) {
-		char relkind, rls;
-		if (!cols[2] || !cols[3] || !parse_char(cols[4], &relkind) || !parse_char(cols[5], &rls) ||
-		    (rls != 't' && rls != 'f'))
-			return fail(b, err, errlen, "malformed rel row (oid %u)", owner);
-		if (schema_excluded(cols[2]) || strlen(cols[2]) > NAME_MAX_BYTES || strlen(cols[3]) > NAME_MAX_BYTES ||
-		    !cols[2][0] || !cols[3][0])
-			return true; /* not modelled: reads of it are not cacheable */
-		if (b->n_rels == CATALOG_MAX_RELATIONS)
-			return fail(b, err, errlen, "more than %d relations", CATALOG_MAX_RELATIONS);
-		if (b->n_rels == b->cap_rels) {
-			b->cap_rels = b->cap_rels ? b->cap_rels * 2 : 256;
-			b->rels = xalloc_check(realloc(b->rels, b->cap_rels * sizeof *b->rels));
-		}
-		b->rels[b->n_rels++] = (RawRel){owner, relkind, rls == 't', arena_str(&b->arena, cols[2]),
-						arena_str(&b->arena, cols[3])};
-		return true;
+/* Adds a "rel" row (relation owner) to b's relations, unless it is not modelled; returns false
+ * (b failed) when the row is malformed or there are too many relations. */
+static bool add_rel_row(CatalogBuilder *b, const char *const *cols, uint32_t owner, char *err, size_t errlen)
+{
+	char relkind, rls;
+	if (!cols[2] || !cols[3] || !parse_char(cols[4], &relkind) || !parse_char(cols[5], &rls) ||
+	    (rls != 't' && rls != 'f'))
+		return fail(b, err, errlen, "malformed rel row (oid %u)", owner);
+	if (schema_excluded(cols[2]) || strlen(cols[2]) > NAME_MAX_BYTES || strlen(cols[3]) > NAME_MAX_BYTES ||
+	    !cols[2][0] || !cols[3][0])
+		return true; /* not modelled: reads of it are not cacheable */
+	if (b->n_rels == CATALOG_MAX_RELATIONS)
+		return fail(b, err, errlen, "more than %d relations", CATALOG_MAX_RELATIONS);
+	if (b->n_rels == b->cap_rels) {
+		b->cap_rels = b->cap_rels ? b->cap_rels * 2 : 256;
+		b->rels = xalloc_check(realloc(b->rels, b->cap_rels * sizeof *b->rels));
 	}
+	b->rels[b->n_rels++] = (RawRel){owner, relkind, rls == 't', arena_str(&b->arena, cols[2]),
+					arena_str(&b->arena, cols[3])};
+	return true;
+}
+
+/* Adds an edge row of kind rk (first oid owner) to b's edges of that kind; returns false (b
+ * failed) when the row is malformed. */
+static bool add_edge_row(CatalogBuilder *b, const struct RowKind *rk, const char *const *cols, uint32_t owner,
+			 char *err, size_t errlen)
+{
+	uint32_t other = 0;
+	bool other_is_oid = rk->kind != E_TRG && rk->kind != E_RULE;
 	if (other_is_oid && !parse_oid(cols[2], &other))
 		return fail(b, err, errlen, "%s row: bad oid \"%.20s\"", rk->name, cols[2] ? cols[2] : "NULL");
 	RawEdge e = {.owner = owner, .other = other};
@@ -359,6 +358,35 @@ bool catalog_builder_row(CatalogBuilder *b, const char *const *cols, size_t n_co
 	}
 	edge_push(&b->edges[rk->kind], e);
 	return true;
+}
+
+bool catalog_builder_row(CatalogBuilder *b, const char *const *cols, size_t n_cols, char *err, size_t errlen)
+{
+	if (b->failed) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s", b->error);
+		return false;
+	}
+	if (!cols || n_cols == 0 || !cols[0])
+		return fail(b, err, errlen, "a row without its kind");
+	const struct RowKind *rk = find_row_kind(cols[0]);
+	if (!rk)
+		return fail(b, err, errlen, "unknown row kind \"%.20s\"", cols[0]);
+	/* Extra trailing columns are allowed (a SELECT of several kinds pads its rows). */
+	if (n_cols < rk->cols)
+		return fail(b, err, errlen, "%s row with %zu columns, expected %zu", rk->name, n_cols, rk->cols);
+	if (++b->rows > CATALOG_MAX_ROWS)
+		return fail(b, err, errlen, "more than %d catalog rows", CATALOG_MAX_ROWS);
+
+	/* The fingerprint: a sum of row hashes, so the rows' order does not matter. */
+	b->fingerprint += row_hash(cols, rk->cols);
+
+	uint32_t owner;
+	if (!parse_oid(cols[1], &owner))
+		return fail(b, err, errlen, "%s row: bad oid \"%.20s\"", rk->name, cols[1] ? cols[1] : "NULL");
+	if (rk->kind < 0)
+		return add_rel_row(b, cols, owner, err, errlen);
+	return add_edge_row(b, rk, cols, owner, err, errlen);
 }
 
 /* ---- closures ---- */
@@ -643,23 +671,10 @@ static void adj_build(Catalog *c, const EdgeVec *e, int kind, bool resolve_other
 	free(owner_idx);
 }
 
-Catalog *catalog_builder_finish(CatalogBuilder *b, char *err, size_t errlen)
+/* Copies b's relations into c and indexes them by oid and by name; returns false (with err)
+ * when two share an oid or a name. */
+static bool index_rels(Catalog *c, const CatalogBuilder *b, char *err, size_t errlen)
 {
-	if (!b)
-		return NULL;
-	if (b->failed) {
-		if (err && errlen)
-			snprintf(err, errlen, "%s", b->error);
-		catalog_builder_free(b);
-		return NULL;
-	}
-	Catalog *c = xcalloc(1, sizeof *c);
-	c->refcount = 1;
-	c->fingerprint = b->fingerprint;
-	c->arena = b->arena; /* names and edge texts move over */
-	b->arena.head = NULL;
-	c->n = b->n_rels;
-	c->rels = xcalloc(c->n, sizeof *c->rels);
 	hashmap_init(&c->by_name);
 	hashmap_init(&c->by_oid);
 	for (size_t i = 0; i < c->n; i++) {
@@ -675,22 +690,17 @@ Catalog *catalog_builder_finish(CatalogBuilder *b, char *err, size_t errlen)
 		if (hashmap_get(&c->by_oid, ho, oid_eq, &rr->oid) || hashmap_get(&c->by_name, hn, name_eq, &k)) {
 			if (err && errlen)
 				snprintf(err, errlen, "two relations with oid %u or name %s.%s", rr->oid, rr->schema, rr->name);
-			catalog_builder_free(b);
-			catalog_unref(c);
-			return NULL;
+			return false;
 		}
 		hashmap_insert(&c->by_oid, ho, r);
 		hashmap_insert(&c->by_name, hn, r);
 	}
-	adj_build(c, &b->edges[E_INH], E_INH, true); /* child -> parents */
-	adj_build(c, &b->edges[E_VREL], E_VREL, true);
-	adj_build(c, &b->edges[E_PREL], E_PREL, true);
-	adj_build(c, &b->edges[E_VFN], E_VFN, false);
-	adj_build(c, &b->edges[E_PFN], E_PFN, false);
-	adj_build(c, &b->edges[E_FK], E_FK, true); /* referenced -> referencing */
-	adj_build(c, &b->edges[E_TRG], E_TRG, false);
-	adj_build(c, &b->edges[E_RULE], E_RULE, false);
-	/* parent -> children, from the child -> parent lists */
+	return true;
+}
+
+/* Fills each relation's children (parent -> children) from the child -> parent lists. */
+static void build_children(Catalog *c)
+{
 	for (size_t i = 0; i < c->n; i++)
 		for (uint32_t j = 0; j < c->rels[i].adj[E_INH].n; j++) {
 			int32_t p = c->rels[i].adj[E_INH].v[j].idx;
@@ -710,8 +720,11 @@ Catalog *catalog_builder_finish(CatalogBuilder *b, char *err, size_t errlen)
 				a->v[a->n++] = (Ref){.idx = (int32_t)i, .oid = c->rels[i].pub.oid};
 			}
 		}
-	catalog_builder_free(b);
+}
 
+/* Computes every relation's read set, write sets (one per write kind) and ancestors. */
+static void compute_closures(Catalog *c)
+{
 	Work w = {0};
 	size_t n = c->n ? c->n : 1;
 	w.cap = CATALOG_MAX_VISIT + 1 > n ? CATALOG_MAX_VISIT + 1 : n;
@@ -734,6 +747,41 @@ Catalog *catalog_builder_finish(CatalogBuilder *b, char *err, size_t errlen)
 	free(w.list);
 	free(w.qrel);
 	free(w.qval);
+}
+
+Catalog *catalog_builder_finish(CatalogBuilder *b, char *err, size_t errlen)
+{
+	if (!b)
+		return NULL;
+	if (b->failed) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s", b->error);
+		catalog_builder_free(b);
+		return NULL;
+	}
+	Catalog *c = xcalloc(1, sizeof *c);
+	c->refcount = 1;
+	c->fingerprint = b->fingerprint;
+	c->arena = b->arena; /* names and edge texts move over */
+	b->arena.head = NULL;
+	c->n = b->n_rels;
+	c->rels = xcalloc(c->n, sizeof *c->rels);
+	if (!index_rels(c, b, err, errlen)) {
+		catalog_builder_free(b);
+		catalog_unref(c);
+		return NULL;
+	}
+	adj_build(c, &b->edges[E_INH], E_INH, true); /* child -> parents */
+	adj_build(c, &b->edges[E_VREL], E_VREL, true);
+	adj_build(c, &b->edges[E_PREL], E_PREL, true);
+	adj_build(c, &b->edges[E_VFN], E_VFN, false);
+	adj_build(c, &b->edges[E_PFN], E_PFN, false);
+	adj_build(c, &b->edges[E_FK], E_FK, true); /* referenced -> referencing */
+	adj_build(c, &b->edges[E_TRG], E_TRG, false);
+	adj_build(c, &b->edges[E_RULE], E_RULE, false);
+	build_children(c);
+	catalog_builder_free(b);
+	compute_closures(c);
 	return c;
 }
 

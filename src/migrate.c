@@ -615,6 +615,147 @@ static const char *last_version(const Applied *a, size_t n)
 	return best;
 }
 
+/*
+ * Connects to the service's primary (taking the service's lock and creating the bookkeeping
+ * table unless status) and loads what is recorded as applied. Returns the connection, or NULL
+ * (nothing loaded) when any step failed.
+ */
+static PGconn *open_service(const ConfigService *svc, bool status, const char *const *current, Applied **applied,
+			    size_t *n_applied)
+{
+	PGconn *conn = connect_primary(svc, current);
+	bool ok = conn != NULL;
+	bool exists = false;
+	if (ok && !status)
+		ok = lock_service(conn, svc->name) && ensure_table(conn, svc->name);
+	if (ok)
+		ok = table_exists(conn, svc->name, &exists);
+	if (ok && exists)
+		ok = load_applied(conn, svc->name, applied, n_applied);
+	if (!ok) {
+		if (conn)
+			PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+/* How the recorded migrations compare with the files. */
+typedef struct Compared {
+	size_t ok;      /* applied, file unchanged */
+	size_t pending; /* file not applied */
+	size_t changed; /* applied, file changed since */
+	size_t missing; /* applied, no such file any more */
+} Compared;
+
+/* Compares the recorded migrations with the files (marking each recorded one that has a file as
+ * seen); returns the counts. */
+static Compared compare_with_files(const MigFile *files, size_t n_files, Applied *applied, size_t n_applied)
+{
+	Compared c = {0};
+	for (size_t i = 0; i < n_files; i++) {
+		Applied *a = find_applied(applied, n_applied, files[i].version);
+		if (!a) {
+			c.pending++;
+			continue;
+		}
+		a->seen = true;
+		if (strcmp(a->checksum, files[i].checksum) == 0)
+			c.ok++;
+		else
+			c.changed++;
+	}
+	for (size_t i = 0; i < n_applied; i++)
+		c.missing += !applied[i].seen;
+	return c;
+}
+
+/* Prints --status for one service: its counts, then one line per file and per missing file. */
+static void print_status(const ConfigService *svc, const char *dir, const MigFile *files, size_t n_files,
+			 Applied *applied, size_t n_applied, const Compared *c)
+{
+	const ConfigBackend *b = &svc->primary;
+	printf("%s: %zu applied, %zu pending", svc->name, c->ok, c->pending);
+	if (c->changed)
+		printf(", %zu CHANGED", c->changed);
+	if (c->missing)
+		printf(", %zu missing", c->missing);
+	printf(" (primary %s:%d, database %s, directory %s)\n", b->host, b->port, b->dbname ? b->dbname : svc->name,
+	       dir);
+	int w = 0;
+	for (size_t i = 0; i < n_files; i++)
+		if ((int)strlen(files[i].name) > w)
+			w = (int)strlen(files[i].name);
+	for (size_t i = 0; i < n_files; i++) {
+		const MigFile *f = &files[i];
+		Applied *a = find_applied(applied, n_applied, f->version);
+		if (!a)
+			printf("  pending  %s\n", f->name);
+		else if (strcmp(a->checksum, f->checksum) == 0)
+			printf("  applied  %-*s  at %s  sha256:%.12s\n", w, f->name, a->applied_at, f->checksum);
+		else
+			printf("  CHANGED  %s  applied at %s as %s with sha256:%s, the file now has sha256:%s\n",
+			       f->name, a->applied_at, a->name, a->checksum, f->checksum);
+	}
+	for (size_t i = 0; i < n_applied; i++)
+		if (!applied[i].seen)
+			printf("  missing  %s  applied at %s, no such file in %s\n", applied[i].name,
+			       applied[i].applied_at, dir);
+}
+
+/*
+ * Warns about recorded migrations whose file is gone and reports each changed file. Returns
+ * false when a file changed (nothing may be applied then).
+ */
+static bool check_recorded(const char *svc, const char *dir, const MigFile *files, size_t n_files,
+			   Applied *applied, size_t n_applied, const Compared *c)
+{
+	for (size_t i = 0; i < n_applied; i++)
+		if (!applied[i].seen)
+			fprintf(stderr, "%s: warning: %s: %s (version %s) was applied at %s but is no longer in %s\n", g_prog,
+				svc, applied[i].name, applied[i].version, applied[i].applied_at, dir);
+	if (!c->changed)
+		return true;
+	for (size_t i = 0; i < n_files; i++) {
+		const MigFile *f = &files[i];
+		Applied *a = find_applied(applied, n_applied, f->version);
+		if (a && strcmp(a->checksum, f->checksum) != 0)
+			fprintf(stderr,
+				"%s: %s: %s has changed since it was applied (at %s): recorded checksum "
+				"sha256:%s, file now sha256:%s\n",
+				g_prog, svc, f->path, a->applied_at, a->checksum, f->checksum);
+	}
+	fprintf(stderr,
+		"%s: %s: refusing to apply anything: restore the changed file(s) and put the change in a new "
+		"migration\n",
+		g_prog, svc);
+	return false;
+}
+
+/*
+ * Applies, in order, each file that is not recorded (warning when it is older than the last one
+ * applied). Returns how many were applied, or -1 when one failed (the rest are not tried).
+ */
+static int apply_pending(PGconn *conn, const char *svc, const MigFile *files, size_t n_files, Applied *applied,
+			 size_t n_applied, const char **current)
+{
+	int applied_now = 0;
+	const char *after = last_version(applied, n_applied);
+	unsigned long long after_n = after ? strtoull(after, NULL, 10) : 0;
+	for (size_t i = 0; i < n_files; i++) {
+		const MigFile *f = &files[i];
+		if (find_applied(applied, n_applied, f->version))
+			continue;
+		if (after && f->number < after_n)
+			fprintf(stderr, "%s: warning: %s: %s is older than %s, already applied: applying it now\n", g_prog,
+				svc, f->name, after);
+		if (!apply_file(conn, svc, f, current))
+			return -1;
+		applied_now++;
+	}
+	return applied_now;
+}
+
 /* Returns false when the run must stop (migrate) or the service could not be checked (status). */
 static bool do_service(const ConfigService *svc, const char *root, bool status, Totals *t)
 {
@@ -635,121 +776,32 @@ static bool do_service(const ConfigService *svc, const char *root, bool status, 
 	}
 
 	const char *current = NULL;
-	PGconn *conn = connect_primary(svc, &current);
-	bool ok = conn != NULL;
 	Applied *applied = NULL;
 	size_t n_applied = 0;
-	bool exists = false;
-	if (ok && !status)
-		ok = lock_service(conn, svc->name) && ensure_table(conn, svc->name);
-	if (ok)
-		ok = table_exists(conn, svc->name, &exists);
-	if (ok && exists)
-		ok = load_applied(conn, svc->name, &applied, &n_applied);
-	if (!ok) {
-		if (conn)
-			PQfinish(conn);
+	PGconn *conn = open_service(svc, status, &current, &applied, &n_applied);
+	if (!conn) {
 		free_files(files, n_files);
 		free(dir);
 		return false;
 	}
 
-	/* Compare what is recorded with the files. */
-	size_t n_changed = 0, n_pending = 0, n_ok = 0;
-	for (size_t i = 0; i < n_files; i++) {
-		Applied *a = find_applied(applied, n_applied, files[i].version);
-		if (!a) {
-			n_pending++;
-			continue;
-		}
-		a->seen = true;
-		if (strcmp(a->checksum, files[i].checksum) == 0)
-			n_ok++;
-		else
-			n_changed++;
-	}
-	size_t n_missing = 0;
-	for (size_t i = 0; i < n_applied; i++)
-		n_missing += !applied[i].seen;
-
-	const ConfigBackend *b = &svc->primary;
+	Compared c = compare_with_files(files, n_files, applied, n_applied);
+	bool ok = true;
 	if (status) {
-		printf("%s: %zu applied, %zu pending", svc->name, n_ok, n_pending);
-		if (n_changed)
-			printf(", %zu CHANGED", n_changed);
-		if (n_missing)
-			printf(", %zu missing", n_missing);
-		printf(" (primary %s:%d, database %s, directory %s)\n", b->host, b->port, b->dbname ? b->dbname : svc->name,
-		       dir);
-		int w = 0;
-		for (size_t i = 0; i < n_files; i++)
-			if ((int)strlen(files[i].name) > w)
-				w = (int)strlen(files[i].name);
-		for (size_t i = 0; i < n_files; i++) {
-			const MigFile *f = &files[i];
-			Applied *a = find_applied(applied, n_applied, f->version);
-			if (!a)
-				printf("  pending  %s\n", f->name);
-			else if (strcmp(a->checksum, f->checksum) == 0)
-				printf("  applied  %-*s  at %s  sha256:%.12s\n", w, f->name, a->applied_at, f->checksum);
-			else
-				printf("  CHANGED  %s  applied at %s as %s with sha256:%s, the file now has sha256:%s\n",
-				       f->name, a->applied_at, a->name, a->checksum, f->checksum);
+		print_status(svc, dir, files, n_files, applied, n_applied, &c);
+		t->pending += (int)c.pending;
+		t->changed += (int)c.changed;
+	} else {
+		ok = check_recorded(svc->name, dir, files, n_files, applied, n_applied, &c);
+		int applied_now = ok ? apply_pending(conn, svc->name, files, n_files, applied, n_applied, &current) : -1;
+		ok = applied_now >= 0;
+		if (ok) {
+			if (applied_now == 0) {
+				printf("%s: up to date (%zu migrations applied)\n", svc->name, c.ok);
+				t->up_to_date++;
+			}
+			t->applied += applied_now;
 		}
-		for (size_t i = 0; i < n_applied; i++)
-			if (!applied[i].seen)
-				printf("  missing  %s  applied at %s, no such file in %s\n", applied[i].name,
-				       applied[i].applied_at, dir);
-		t->pending += (int)n_pending;
-		t->changed += (int)n_changed;
-		PQfinish(conn);
-		free_applied(applied, n_applied);
-		free_files(files, n_files);
-		free(dir);
-		return true;
-	}
-
-	for (size_t i = 0; i < n_applied; i++)
-		if (!applied[i].seen)
-			fprintf(stderr, "%s: warning: %s: %s (version %s) was applied at %s but is no longer in %s\n", g_prog,
-				svc->name, applied[i].name, applied[i].version, applied[i].applied_at, dir);
-	if (n_changed) {
-		for (size_t i = 0; i < n_files; i++) {
-			const MigFile *f = &files[i];
-			Applied *a = find_applied(applied, n_applied, f->version);
-			if (a && strcmp(a->checksum, f->checksum) != 0)
-				fprintf(stderr,
-					"%s: %s: %s has changed since it was applied (at %s): recorded checksum "
-					"sha256:%s, file now sha256:%s\n",
-					g_prog, svc->name, f->path, a->applied_at, a->checksum, f->checksum);
-		}
-		fprintf(stderr,
-			"%s: %s: refusing to apply anything: restore the changed file(s) and put the change in a new "
-			"migration\n",
-			g_prog, svc->name);
-		ok = false;
-	}
-
-	int applied_now = 0;
-	const char *after = last_version(applied, n_applied);
-	unsigned long long after_n = after ? strtoull(after, NULL, 10) : 0;
-	for (size_t i = 0; ok && i < n_files; i++) {
-		const MigFile *f = &files[i];
-		if (find_applied(applied, n_applied, f->version))
-			continue;
-		if (after && f->number < after_n)
-			fprintf(stderr, "%s: warning: %s: %s is older than %s, already applied: applying it now\n", g_prog,
-				svc->name, f->name, after);
-		ok = apply_file(conn, svc->name, f, &current);
-		if (ok)
-			applied_now++;
-	}
-	if (ok) {
-		if (applied_now == 0) {
-			printf("%s: up to date (%zu migrations applied)\n", svc->name, n_ok);
-			t->up_to_date++;
-		}
-		t->applied += applied_now;
 	}
 	PQfinish(conn); /* also releases the advisory lock */
 	free_applied(applied, n_applied);

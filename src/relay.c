@@ -28,30 +28,71 @@ void relay_send(RelayCtx *rc, const void *data, size_t n)
 		conn_send_soon(rc->dst, data, n);
 }
 
+/* Moves past the buffered part of a message already being forwarded (src->fwd_left) or dropped
+ * (src->skip_left); returns false when the buffer ran out before that message ended. */
+static bool continue_partial(RelayCtx *rc)
+{
+	Conn *src = rc->src;
+	size_t avail = src->in_len - src->in_pos;
+	if (src->fwd_left) {
+		size_t n = avail < src->fwd_left ? avail : src->fwd_left;
+		src->in_pos += n;
+		src->fwd_left -= n;
+		return !src->fwd_left;
+	}
+	flush_to(rc, src->in_pos);
+	size_t n = avail < src->skip_left ? avail : src->skip_left;
+	src->in_pos += n;
+	src->skip_left -= n;
+	rc->span = src->in_pos;
+	return !src->skip_left;
+}
+
+/*
+ * After a FORWARD or DROP with RELAY_AFTER_STOP or RELAY_AFTER_CALL in act: calls ops->after
+ * and/or stops. Returns true when relay_process must return *result, false to go on.
+ */
+static bool after_message(RelayCtx *rc, int act, const RelayOps *ops, void *owner, const char **why,
+			  RelayResult *result)
+{
+	Conn *src = rc->src;
+	if (src->fwd_left || src->skip_left) {
+		flush_to(rc, src->in_pos);
+		*why = "internal error: stop or call requested inside a partial message";
+		*result = RELAY_BAD_INPUT;
+		return true;
+	}
+	if (act & RELAY_AFTER_CALL) {
+		int next = (int)ops->after(owner, rc);
+		if (next == RELAY_CLOSED) {
+			*result = RELAY_CLOSED_OWNER;
+			return true;
+		}
+		if (next == RELAY_STOP) {
+			flush_to(rc, src->in_pos);
+			*result = RELAY_STOPPED;
+			return true;
+		}
+	}
+	if (act & RELAY_AFTER_STOP) {
+		flush_to(rc, src->in_pos);
+		*result = RELAY_STOPPED;
+		return true;
+	}
+	return false;
+}
+
 RelayResult relay_process(Conn *src, Conn *dst, const RelayOps *ops, void *owner, const char **why)
 {
 	RelayCtx rc = {.src = src, .dst = dst, .span = src->in_pos};
 	*why = NULL;
 	for (;;) {
-		size_t avail = src->in_len - src->in_pos;
-		if (src->fwd_left) {
-			size_t n = avail < src->fwd_left ? avail : src->fwd_left;
-			src->in_pos += n;
-			src->fwd_left -= n;
-			if (src->fwd_left)
+		if (src->fwd_left || src->skip_left) {
+			if (!continue_partial(&rc))
 				break; /* buffer consumed, message continues */
 			continue;
 		}
-		if (src->skip_left) {
-			flush_to(&rc, src->in_pos);
-			size_t n = avail < src->skip_left ? avail : src->skip_left;
-			src->in_pos += n;
-			src->skip_left -= n;
-			rc.span = src->in_pos;
-			if (src->skip_left)
-				break;
-			continue;
-		}
+		size_t avail = src->in_len - src->in_pos;
 		uint8_t type;
 		size_t total;
 		const uint8_t *msg = src->in + src->in_pos;
@@ -105,26 +146,9 @@ RelayResult relay_process(Conn *src, Conn *dst, const RelayOps *ops, void *owner
 			*why = "protocol violation";
 			return RELAY_BAD_INPUT;
 		}
-		if (act & (RELAY_AFTER_STOP | RELAY_AFTER_CALL)) {
-			if (src->fwd_left || src->skip_left) {
-				flush_to(&rc, src->in_pos);
-				*why = "internal error: stop or call requested inside a partial message";
-				return RELAY_BAD_INPUT;
-			}
-			if (act & RELAY_AFTER_CALL) {
-				int next = (int)ops->after(owner, &rc);
-				if (next == RELAY_CLOSED)
-					return RELAY_CLOSED_OWNER;
-				if (next == RELAY_STOP) {
-					flush_to(&rc, src->in_pos);
-					return RELAY_STOPPED;
-				}
-			}
-			if (act & RELAY_AFTER_STOP) {
-				flush_to(&rc, src->in_pos);
-				return RELAY_STOPPED;
-			}
-		}
+		RelayResult result;
+		if ((act & (RELAY_AFTER_STOP | RELAY_AFTER_CALL)) && after_message(&rc, act, ops, owner, why, &result))
+			return result;
 	}
 	flush_to(&rc, src->in_pos);
 	return RELAY_DRAINED;

@@ -318,12 +318,97 @@ static void print_writes(const Config *cfg, const char *search_path, const char 
 		printf("relearns:    the service's catalog, once this commits (DDL)\n");
 }
 
+/* Prints the "relations:" section (each relation named and where it resolves), if any is named. */
+static void print_relations(const Config *cfg, const ConfigDatabase *db, const char *search_path, const char *user,
+			    const SqlAnalysis *a)
+{
+	bool any_rel = false;
+	for (size_t s = 0; s < a->n_statements; s++)
+		any_rel |= a->statements[s].n_relations > 0;
+	if (!any_rel)
+		return;
+	printf("relations:\n");
+	for (size_t s = 0; s < a->n_statements; s++)
+		for (size_t i = 0; i < a->statements[s].n_relations; i++) {
+			RouterRelation rr;
+			router_resolve_relation(cfg, db, search_path, user, &a->statements[s].relations[i], &rr);
+			print_relation(cfg, db, search_path, &a->statements[s].relations[i], &rr);
+		}
+}
+
+/* Prints the "schemas named:" section (each schema and the rule it matches), if any is named. */
+static void print_schemas(const Config *cfg, const SqlAnalysis *a)
+{
+	bool any_schema = false;
+	for (size_t s = 0; s < a->n_statements; s++)
+		any_schema |= a->statements[s].n_schemas > 0;
+	if (!any_schema)
+		return;
+	printf("schemas named:\n");
+	for (size_t s = 0; s < a->n_statements; s++)
+		for (size_t i = 0; i < a->statements[s].n_schemas; i++) {
+			RouterRelation rr;
+			router_resolve_schema(cfg, a->statements[s].schemas[i], &rr);
+			printf("  %-28s ", a->statements[s].schemas[i]);
+			if (rr.service)
+				printf("routes[%d] -> service %s\n", router_rule_index(cfg, rr.rule), rr.service->name);
+			else
+				printf("no rule with schemas only matches: does not decide the service\n");
+		}
+}
+
+/* Prints the "functions" section (each function called and whether it is read-safe on svc), if
+ * any is called. */
+static void print_functions(const ConfigService *svc, const SqlAnalysis *a)
+{
+	bool any_fn = false;
+	for (size_t s = 0; s < a->n_statements; s++)
+		any_fn |= a->statements[s].n_functions > 0;
+	if (!any_fn)
+		return;
+	printf("functions (on service %s):\n", svc->name);
+	for (size_t s = 0; s < a->n_statements; s++)
+		for (size_t i = 0; i < a->statements[s].n_functions; i++) {
+			const char *why;
+			RouterFnSafety f = router_function_safety(svc, a->statements[s].functions[i], &why);
+			char fn[300];
+			snprintf(fn, sizeof fn, "%s()", a->statements[s].functions[i]);
+			printf("  %-28s %s: %s\n", fn, f == ROUTER_FN_READ_SAFE ? "read-safe" : "writes", why);
+		}
+}
+
+/* Prints the routing decision r: its rule, service, target server(s), read-only and why. */
+static void print_route(const Config *cfg, const ConfigDatabase *db, const RouteResult *r)
+{
+	char text[1024];
+	printf("rule:        ");
+	if (r->rule) {
+		print_rule(cfg, r->rule);
+		printf("\n");
+	} else {
+		printf("no rule: database default (%s -> service %s)\n", db->name, db->service->name);
+	}
+	const ConfigService *svc = r->service;
+	const ConfigBackend *p = &svc->primary;
+	printf("service:     %s\n", svc->name);
+	if (r->use_replica) {
+		printf("target:      replica (%zu configured:", svc->n_replicas);
+		for (size_t i = 0; i < svc->n_replicas; i++)
+			printf(" %s:%d", svc->replicas[i].host, svc->replicas[i].port);
+		printf("; a healthy one, else the primary %s:%d)\n", p->host, p->port);
+	} else {
+		printf("target:      primary %s:%d dbname %s\n", p->host, p->port, p->dbname ? p->dbname : svc->name);
+	}
+	printf("read-only:   %s\n", r->read_only ? "yes" : "no");
+	router_explain(cfg, r, text, sizeof text);
+	printf("why:         %s\n", text);
+}
+
 static int report(const Config *cfg, const ConfigDatabase *db, const char *search_path, const char *user,
 		  const char *sql, const SqlAnalysis *a, bool want_catalog)
 {
 	RouteResult r;
 	router_route(cfg, db, search_path, user, a, &r);
-	char text[1024];
 
 	printf("database:    %s (default service %s), user %s, search_path %s\n", db->name, db->service->name,
 	       user ? user : "(none)", search_path ? search_path : "\"$user\", public");
@@ -339,73 +424,18 @@ static int report(const Config *cfg, const ConfigDatabase *db, const char *searc
 		for (size_t i = 0; i < a->n_statements; i++)
 			print_statement(sql, i, &a->statements[i]);
 	}
-
-	bool any_rel = false, any_schema = false, any_fn = false;
-	for (size_t s = 0; s < a->n_statements; s++) {
-		any_rel |= a->statements[s].n_relations > 0;
-		any_schema |= a->statements[s].n_schemas > 0;
-		any_fn |= a->statements[s].n_functions > 0;
-	}
-	if (any_rel) {
-		printf("relations:\n");
-		for (size_t s = 0; s < a->n_statements; s++)
-			for (size_t i = 0; i < a->statements[s].n_relations; i++) {
-				RouterRelation rr;
-				router_resolve_relation(cfg, db, search_path, user, &a->statements[s].relations[i], &rr);
-				print_relation(cfg, db, search_path, &a->statements[s].relations[i], &rr);
-			}
-	}
-	if (any_schema) {
-		printf("schemas named:\n");
-		for (size_t s = 0; s < a->n_statements; s++)
-			for (size_t i = 0; i < a->statements[s].n_schemas; i++) {
-				RouterRelation rr;
-				router_resolve_schema(cfg, a->statements[s].schemas[i], &rr);
-				printf("  %-28s ", a->statements[s].schemas[i]);
-				if (rr.service)
-					printf("routes[%d] -> service %s\n", router_rule_index(cfg, rr.rule), rr.service->name);
-				else
-					printf("no rule with schemas only matches: does not decide the service\n");
-			}
-	}
+	print_relations(cfg, db, search_path, user, a);
+	print_schemas(cfg, a);
 	if (r.status == ROUTE_CROSS_SERVICE) {
+		char text[1024];
 		router_error_message(&r, text, sizeof text);
 		printf("ERROR:  %s\nSQLSTATE: 0A000 (nothing is sent to any server)\n", text);
 		return 1;
 	}
-	if (any_fn) {
-		printf("functions (on service %s):\n", r.service->name);
-		for (size_t s = 0; s < a->n_statements; s++)
-			for (size_t i = 0; i < a->statements[s].n_functions; i++) {
-				const char *why;
-				RouterFnSafety f = router_function_safety(r.service, a->statements[s].functions[i], &why);
-				char fn[300];
-				snprintf(fn, sizeof fn, "%s()", a->statements[s].functions[i]);
-				printf("  %-28s %s: %s\n", fn, f == ROUTER_FN_READ_SAFE ? "read-safe" : "writes", why);
-			}
-	}
+	print_functions(r.service, a);
+	print_route(cfg, db, &r);
 
-	printf("rule:        ");
-	if (r.rule) {
-		print_rule(cfg, r.rule);
-		printf("\n");
-	} else {
-		printf("no rule: database default (%s -> service %s)\n", db->name, db->service->name);
-	}
 	const ConfigService *svc = r.service;
-	const ConfigBackend *p = &svc->primary;
-	printf("service:     %s\n", svc->name);
-	if (r.use_replica) {
-		printf("target:      replica (%zu configured:", svc->n_replicas);
-		for (size_t i = 0; i < svc->n_replicas; i++)
-			printf(" %s:%d", svc->replicas[i].host, svc->replicas[i].port);
-		printf("; a healthy one, else the primary %s:%d)\n", p->host, p->port);
-	} else {
-		printf("target:      primary %s:%d dbname %s\n", p->host, p->port, p->dbname ? p->dbname : svc->name);
-	}
-	printf("read-only:   %s\n", r.read_only ? "yes" : "no");
-	router_explain(cfg, &r, text, sizeof text);
-	printf("why:         %s\n", text);
 	RouteCatalog rc = {.wanted = want_catalog};
 	if (cfg->cache.enabled) {
 		if (want_catalog)

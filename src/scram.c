@@ -509,6 +509,107 @@ static bool server_fail(ScramServer *s, const char **err, const char *msg)
 	return false;
 }
 
+/*
+ * Parses client-first-message in buf (cut up in place): records the channel-binding flag and
+ * client-first-message-bare in s, points *client_nonce into buf. Returns NULL, or the error.
+ */
+static const char *parse_client_first(ScramServer *s, char *buf, char **client_nonce)
+{
+	char *p = buf;
+
+	/* gs2-cbind-flag = ("p=" cb-name) / "n" / "y" */
+	switch (*p) {
+	case 'n':
+	case 'y':
+		s->cbind_flag = *p;
+		p++;
+		break;
+	case 'p':
+		return "channel binding is not supported by pgrelay";
+	case '\0':
+		return "malformed SCRAM message (empty client-first-message)";
+	default:
+		return "malformed SCRAM message (unexpected channel-binding flag)";
+	}
+	if (*p != ',')
+		return "malformed SCRAM message (unexpected channel-binding flag)";
+	p++;
+	/* [authzid] "," — PostgreSQL does not support authorization identities. */
+	if (*p == 'a')
+		return "client uses authorization identity, but it is not supported";
+	if (*p != ',')
+		return "malformed SCRAM message (unexpected attribute in client-first-message)";
+	p++;
+
+	/* client-first-message-bare = [reserved-mext ","] username "," nonce ["," extensions] */
+	free_secret_str(s->client_first_bare);
+	s->client_first_bare = dup_str(p);
+	if (!s->client_first_bare)
+		return SERR_OOM;
+	if (*p == 'm')
+		return "client requires an unsupported SCRAM extension";
+	/* The user name is ignored: PostgreSQL uses the one from the startup packet. */
+	if (!read_attr(&p, 'n', NULL))
+		return "malformed SCRAM message (expected username attribute)";
+	*client_nonce = read_attr(&p, 'r', NULL);
+	if (!*client_nonce)
+		return "malformed SCRAM message (expected nonce attribute)";
+	if (!is_printable_nonce(*client_nonce))
+		return "malformed SCRAM message (invalid characters in SCRAM nonce)";
+	/* Optional extensions: syntactically checked, otherwise ignored. */
+	while (*p) {
+		if (!read_attr(&p, 0, NULL))
+			return "malformed SCRAM message (invalid attribute in client-first-message)";
+	}
+	return NULL;
+}
+
+/*
+ * Draws the server nonce and stores the combined nonce and server-first-message in s; *reply
+ * gets a malloc'd copy of the message. Returns NULL, or the error.
+ */
+static const char *make_server_first(ScramServer *s, const char *client_nonce, char **reply)
+{
+	const char *e = NULL;
+	char *server_nonce = random_nonce();
+	char *salt_b64 = b64_encode(s->verifier.salt, s->verifier.salt_len);
+	if (!server_nonce || !salt_b64) {
+		e = SERR_CRYPTO;
+		goto done;
+	}
+	size_t cn = strlen(client_nonce), sn = strlen(server_nonce);
+	free_secret_str(s->nonce);
+	s->nonce = malloc(cn + sn + 1);
+	if (!s->nonce) {
+		e = SERR_OOM;
+		goto done;
+	}
+	memcpy(s->nonce, client_nonce, cn);
+	memcpy(s->nonce + cn, server_nonce, sn + 1);
+
+	int n = snprintf(NULL, 0, "r=%s,s=%s,i=%d", s->nonce, salt_b64, s->verifier.iterations);
+	if (n < 0) {
+		e = SERR_OOM;
+		goto done;
+	}
+	free_secret_str(s->server_first);
+	s->server_first = malloc((size_t)n + 1);
+	char *out = malloc((size_t)n + 1);
+	if (!s->server_first || !out) {
+		free(out);
+		e = SERR_OOM;
+		goto done;
+	}
+	snprintf(s->server_first, (size_t)n + 1, "r=%s,s=%s,i=%d", s->nonce, salt_b64, s->verifier.iterations);
+	memcpy(out, s->server_first, (size_t)n + 1);
+	*reply = out;
+
+done:
+	free(server_nonce);
+	free(salt_b64);
+	return e;
+}
+
 bool scram_server_handle_first(ScramServer *s, const char *msg, size_t len, char **reply, const char **err)
 {
 	if (reply)
@@ -524,123 +625,118 @@ bool scram_server_handle_first(ScramServer *s, const char *msg, size_t len, char
 	char *buf = copy_message(msg, len, &e);
 	if (!buf)
 		return server_fail(s, err, e);
-	char *p = buf;
-	char *client_nonce;
-	char *server_nonce = NULL;
-	char *salt_b64 = NULL;
-
-	/* gs2-cbind-flag = ("p=" cb-name) / "n" / "y" */
-	switch (*p) {
-	case 'n':
-	case 'y':
-		s->cbind_flag = *p;
-		p++;
-		break;
-	case 'p':
-		e = "channel binding is not supported by pgrelay";
-		goto fail;
-	case '\0':
-		e = "malformed SCRAM message (empty client-first-message)";
-		goto fail;
-	default:
-		e = "malformed SCRAM message (unexpected channel-binding flag)";
-		goto fail;
-	}
-	if (*p != ',') {
-		e = "malformed SCRAM message (unexpected channel-binding flag)";
-		goto fail;
-	}
-	p++;
-	/* [authzid] "," — PostgreSQL does not support authorization identities. */
-	if (*p == 'a') {
-		e = "client uses authorization identity, but it is not supported";
-		goto fail;
-	}
-	if (*p != ',') {
-		e = "malformed SCRAM message (unexpected attribute in client-first-message)";
-		goto fail;
-	}
-	p++;
-
-	/* client-first-message-bare = [reserved-mext ","] username "," nonce ["," extensions] */
-	free_secret_str(s->client_first_bare);
-	s->client_first_bare = dup_str(p);
-	if (!s->client_first_bare) {
-		e = SERR_OOM;
-		goto fail;
-	}
-	if (*p == 'm') {
-		e = "client requires an unsupported SCRAM extension";
-		goto fail;
-	}
-	/* The user name is ignored: PostgreSQL uses the one from the startup packet. */
-	if (!read_attr(&p, 'n', NULL)) {
-		e = "malformed SCRAM message (expected username attribute)";
-		goto fail;
-	}
-	client_nonce = read_attr(&p, 'r', NULL);
-	if (!client_nonce) {
-		e = "malformed SCRAM message (expected nonce attribute)";
-		goto fail;
-	}
-	if (!is_printable_nonce(client_nonce)) {
-		e = "malformed SCRAM message (invalid characters in SCRAM nonce)";
-		goto fail;
-	}
-	/* Optional extensions: syntactically checked, otherwise ignored. */
-	while (*p) {
-		if (!read_attr(&p, 0, NULL)) {
-			e = "malformed SCRAM message (invalid attribute in client-first-message)";
-			goto fail;
-		}
-	}
-
-	server_nonce = random_nonce();
-	salt_b64 = b64_encode(s->verifier.salt, s->verifier.salt_len);
-	if (!server_nonce || !salt_b64) {
-		e = SERR_CRYPTO;
-		goto fail;
-	}
-	size_t cn = strlen(client_nonce), sn = strlen(server_nonce);
-	free_secret_str(s->nonce);
-	s->nonce = malloc(cn + sn + 1);
-	if (!s->nonce) {
-		e = SERR_OOM;
-		goto fail;
-	}
-	memcpy(s->nonce, client_nonce, cn);
-	memcpy(s->nonce + cn, server_nonce, sn + 1);
-
-	int n = snprintf(NULL, 0, "r=%s,s=%s,i=%d", s->nonce, salt_b64, s->verifier.iterations);
-	if (n < 0) {
-		e = SERR_OOM;
-		goto fail;
-	}
-	free_secret_str(s->server_first);
-	s->server_first = malloc((size_t)n + 1);
-	char *out = malloc((size_t)n + 1);
-	if (!s->server_first || !out) {
-		free(out);
-		e = SERR_OOM;
-		goto fail;
-	}
-	snprintf(s->server_first, (size_t)n + 1, "r=%s,s=%s,i=%d", s->nonce, salt_b64, s->verifier.iterations);
-	memcpy(out, s->server_first, (size_t)n + 1);
-
-	free(server_nonce);
-	free(salt_b64);
+	char *client_nonce = NULL;
+	e = parse_client_first(s, buf, &client_nonce);
+	if (!e)
+		e = make_server_first(s, client_nonce, reply);
 	OPENSSL_cleanse(buf, len);
 	free(buf);
-	*reply = out;
+	if (e)
+		return server_fail(s, err, e);
 	s->state = SCRAM_SERVER_SENT_FIRST;
 	return true;
+}
 
-fail:
-	free(server_nonce);
-	free(salt_b64);
-	OPENSSL_cleanse(buf, len);
-	free(buf);
-	return server_fail(s, err, e);
+/*
+ * Parses client-final-message in buf (cut up in place) and checks its channel binding and nonce
+ * against s: decodes the proof into proof, sets *wo_proof_len to the length of
+ * client-final-message-without-proof. Returns NULL, or the error.
+ */
+static const char *parse_client_final(const ScramServer *s, char *buf, uint8_t proof[SCRAM_KEY_LEN],
+				      size_t *wo_proof_len)
+{
+	char *p = buf;
+
+	/* channel-binding: base64 of the gs2 header the client sent ("n,," or "y,,") */
+	char *cbind = read_attr(&p, 'c', NULL);
+	if (!cbind)
+		return "malformed SCRAM message (expected channel-binding attribute)";
+	const char *expected_cbind = s->cbind_flag == 'y' ? "eSws" : "biws";
+	if (strcmp(cbind, expected_cbind) != 0)
+		return "unexpected SCRAM channel-binding attribute in client-final-message";
+	char *nonce = read_attr(&p, 'r', NULL);
+	if (!nonce)
+		return "malformed SCRAM message (expected nonce attribute)";
+	if (strcmp(nonce, s->nonce) != 0)
+		return "malformed SCRAM message (nonce does not match)";
+	/* [extensions ","] proof — the proof is the last attribute. */
+	char *proof_b64;
+	for (;;) {
+		if (!*p)
+			return "malformed SCRAM message (missing proof in client-final-message)";
+		/* The comma that precedes this attribute ends client-final-without-proof. */
+		*wo_proof_len = (size_t)(p - buf) - 1;
+		char attr = 0;
+		char *val = read_attr(&p, 0, &attr);
+		if (!val)
+			return "malformed SCRAM message (invalid attribute in client-final-message)";
+		if (attr == 'p') {
+			proof_b64 = val;
+			break;
+		}
+	}
+	if (*p)
+		return "malformed SCRAM message (garbage at end of client-final-message)";
+	size_t proof_len = 0;
+	if (!b64_decode(proof_b64, strlen(proof_b64), proof, SCRAM_KEY_LEN, &proof_len) ||
+	    proof_len != SCRAM_KEY_LEN)
+		return "malformed SCRAM message (malformed proof in client-final-message)";
+	return NULL;
+}
+
+/*
+ * Checks the client's proof over authmsg against the verifier's StoredKey (a mock exchange never
+ * matches). Returns NULL when it matches, or the error.
+ */
+static const char *check_client_proof(const ScramServer *s, const uint8_t proof[SCRAM_KEY_LEN],
+				      const char *authmsg)
+{
+	const char *e = NULL;
+	uint8_t sig[SCRAM_KEY_LEN], client_key[SCRAM_KEY_LEN], stored[SCRAM_KEY_LEN];
+	if (!hmac_sha256(s->verifier.stored_key, authmsg, strlen(authmsg), sig)) {
+		e = SERR_CRYPTO;
+		goto done;
+	}
+	for (size_t i = 0; i < SCRAM_KEY_LEN; i++)
+		client_key[i] = proof[i] ^ sig[i];
+	if (!sha256(client_key, SCRAM_KEY_LEN, stored)) {
+		e = SERR_CRYPTO;
+		goto done;
+	}
+	if (CRYPTO_memcmp(stored, s->verifier.stored_key, SCRAM_KEY_LEN) != 0 || s->mock)
+		e = SCRAM_ERR_WRONG_PASSWORD;
+
+done:
+	OPENSSL_cleanse(sig, sizeof sig);
+	OPENSSL_cleanse(client_key, sizeof client_key);
+	OPENSSL_cleanse(stored, sizeof stored);
+	return e;
+}
+
+/*
+ * Builds server-final-message ("v=" and the base64 ServerSignature over authmsg) into *reply,
+ * malloc'd. Returns NULL, or the error.
+ */
+static const char *make_server_final(const ScramServer *s, const char *authmsg, char **reply)
+{
+	uint8_t server_sig[SCRAM_KEY_LEN];
+	if (!hmac_sha256(s->verifier.server_key, authmsg, strlen(authmsg), server_sig)) {
+		OPENSSL_cleanse(server_sig, sizeof server_sig);
+		return SERR_CRYPTO;
+	}
+	char *sig_b64 = b64_encode(server_sig, SCRAM_KEY_LEN);
+	OPENSSL_cleanse(server_sig, sizeof server_sig);
+	char *out = sig_b64 ? malloc(strlen(sig_b64) + 3) : NULL;
+	if (!out) {
+		free(sig_b64);
+		return SERR_OOM;
+	}
+	out[0] = 'v';
+	out[1] = '=';
+	memcpy(out + 2, sig_b64, strlen(sig_b64) + 1);
+	free(sig_b64);
+	*reply = out;
+	return NULL;
 }
 
 bool scram_server_handle_final(ScramServer *s, const char *msg, size_t len, char **reply, const char **err)
@@ -659,112 +755,25 @@ bool scram_server_handle_final(ScramServer *s, const char *msg, size_t len, char
 	if (!buf)
 		return server_fail(s, err, e);
 	char *authmsg = NULL;
-	uint8_t proof[SCRAM_KEY_LEN], sig[SCRAM_KEY_LEN], client_key[SCRAM_KEY_LEN];
-	uint8_t stored[SCRAM_KEY_LEN], server_sig[SCRAM_KEY_LEN];
-	char *p = buf;
+	uint8_t proof[SCRAM_KEY_LEN];
+	size_t wo_proof_len = 0;
 
-	/* channel-binding: base64 of the gs2 header the client sent ("n,," or "y,,") */
-	char *cbind = read_attr(&p, 'c', NULL);
-	if (!cbind) {
-		e = "malformed SCRAM message (expected channel-binding attribute)";
-		goto fail;
+	e = parse_client_final(s, buf, proof, &wo_proof_len);
+	if (!e) {
+		/* The message bytes before ",p=" are intact in the caller's buffer (ours was cut up). */
+		authmsg = auth_message(s->client_first_bare, s->server_first, msg, wo_proof_len);
+		e = authmsg ? check_client_proof(s, proof, authmsg) : SERR_OOM;
 	}
-	const char *expected_cbind = s->cbind_flag == 'y' ? "eSws" : "biws";
-	if (strcmp(cbind, expected_cbind) != 0) {
-		e = "unexpected SCRAM channel-binding attribute in client-final-message";
-		goto fail;
-	}
-	char *nonce = read_attr(&p, 'r', NULL);
-	if (!nonce) {
-		e = "malformed SCRAM message (expected nonce attribute)";
-		goto fail;
-	}
-	if (strcmp(nonce, s->nonce) != 0) {
-		e = "malformed SCRAM message (nonce does not match)";
-		goto fail;
-	}
-	/* [extensions ","] proof — the proof is the last attribute. */
-	size_t wo_proof_len;
-	char *proof_b64;
-	for (;;) {
-		if (!*p) {
-			e = "malformed SCRAM message (missing proof in client-final-message)";
-			goto fail;
-		}
-		/* The comma that precedes this attribute ends client-final-without-proof. */
-		wo_proof_len = (size_t)(p - buf) - 1;
-		char attr = 0;
-		char *val = read_attr(&p, 0, &attr);
-		if (!val) {
-			e = "malformed SCRAM message (invalid attribute in client-final-message)";
-			goto fail;
-		}
-		if (attr == 'p') {
-			proof_b64 = val;
-			break;
-		}
-	}
-	if (*p) {
-		e = "malformed SCRAM message (garbage at end of client-final-message)";
-		goto fail;
-	}
-	size_t proof_len = 0;
-	if (!b64_decode(proof_b64, strlen(proof_b64), proof, sizeof proof, &proof_len) ||
-	    proof_len != SCRAM_KEY_LEN) {
-		e = "malformed SCRAM message (malformed proof in client-final-message)";
-		goto fail;
-	}
+	if (!e)
+		e = make_server_final(s, authmsg, reply);
 
-	/* The message bytes before ",p=" are intact in the caller's buffer (ours was cut up). */
-	authmsg = auth_message(s->client_first_bare, s->server_first, msg, wo_proof_len);
-	if (!authmsg) {
-		e = SERR_OOM;
-		goto fail;
-	}
-	if (!hmac_sha256(s->verifier.stored_key, authmsg, strlen(authmsg), sig)) {
-		e = SERR_CRYPTO;
-		goto fail;
-	}
-	for (size_t i = 0; i < SCRAM_KEY_LEN; i++)
-		client_key[i] = proof[i] ^ sig[i];
-	if (!sha256(client_key, SCRAM_KEY_LEN, stored)) {
-		e = SERR_CRYPTO;
-		goto fail;
-	}
-	if (CRYPTO_memcmp(stored, s->verifier.stored_key, SCRAM_KEY_LEN) != 0 || s->mock) {
-		e = SCRAM_ERR_WRONG_PASSWORD;
-		goto fail;
-	}
-	if (!hmac_sha256(s->verifier.server_key, authmsg, strlen(authmsg), server_sig)) {
-		e = SERR_CRYPTO;
-		goto fail;
-	}
-	char *sig_b64 = b64_encode(server_sig, SCRAM_KEY_LEN);
-	char *out = sig_b64 ? malloc(strlen(sig_b64) + 3) : NULL;
-	if (!out) {
-		free(sig_b64);
-		e = SERR_OOM;
-		goto fail;
-	}
-	out[0] = 'v';
-	out[1] = '=';
-	memcpy(out + 2, sig_b64, strlen(sig_b64) + 1);
-	free(sig_b64);
-	*reply = out;
-	s->state = SCRAM_SERVER_DONE;
-	e = NULL;
-
-fail:
 	OPENSSL_cleanse(proof, sizeof proof);
-	OPENSSL_cleanse(sig, sizeof sig);
-	OPENSSL_cleanse(client_key, sizeof client_key);
-	OPENSSL_cleanse(stored, sizeof stored);
-	OPENSSL_cleanse(server_sig, sizeof server_sig);
 	free_secret_str(authmsg);
 	OPENSSL_cleanse(buf, len);
 	free(buf);
 	if (e)
 		return server_fail(s, err, e);
+	s->state = SCRAM_SERVER_DONE;
 	return true;
 }
 
@@ -820,6 +829,109 @@ char *scram_client_first(ScramClient *c)
 	return first;
 }
 
+/*
+ * Parses server-first-message in buf (cut up in place) and checks its nonce against ours:
+ * *nonce points into buf, *salt gets the decoded salt (malloc'd with *salt_cap + 1 bytes, freed
+ * by the caller even on error), *salt_len and *iterations their values. Returns NULL, or the error.
+ */
+static const char *parse_server_first(const ScramClient *c, char *buf, char **nonce, uint8_t **salt,
+				      size_t *salt_cap, size_t *salt_len, int *iterations)
+{
+	char *p = buf;
+	if (*p == 'm')
+		return "malformed SCRAM message (server requires an unsupported SCRAM extension)";
+	*nonce = read_attr(&p, 'r', NULL);
+	if (!*nonce)
+		return "malformed SCRAM message (expected nonce attribute in server-first-message)";
+	size_t cn = strlen(c->client_nonce);
+	if (strlen(*nonce) <= cn || memcmp(*nonce, c->client_nonce, cn) != 0)
+		return "invalid SCRAM response (nonce mismatch)";
+	if (!is_printable_nonce(*nonce))
+		return "malformed SCRAM message (invalid characters in SCRAM nonce)";
+	char *salt_s = read_attr(&p, 's', NULL);
+	if (!salt_s)
+		return "malformed SCRAM message (expected salt attribute in server-first-message)";
+	*salt_cap = strlen(salt_s) / 4 * 3;
+	*salt = malloc(*salt_cap + 1);
+	if (!*salt)
+		return SERR_OOM;
+	if (!b64_decode(salt_s, strlen(salt_s), *salt, *salt_cap, salt_len) || *salt_len == 0)
+		return "malformed SCRAM message (invalid salt)";
+	char *iter_s = read_attr(&p, 'i', NULL);
+	if (!iter_s || !parse_positive_int(iter_s, INT_MAX, iterations))
+		return "malformed SCRAM message (invalid iteration count)";
+	if (*iterations > SCRAM_CLIENT_MAX_ITERATIONS)
+		return "server asks for more SCRAM iterations than pgrelay allows (at most 100000)";
+	if (*p)
+		return "malformed SCRAM message (garbage at end of server-first-message)";
+	return NULL;
+}
+
+/*
+ * Derives the keys from the password and builds client-final-message (with its proof) for the
+ * server's nonce, salt and iteration count; keeps the expected ServerSignature in c. Returns the
+ * message, malloc'd, or NULL with *e set.
+ */
+static char *make_client_final(ScramClient *c, const char *server_first, const char *nonce,
+			       const uint8_t *salt, size_t salt_len, int iterations, const char **e)
+{
+	char *authmsg = NULL, *wo_proof = NULL, *proof_b64 = NULL, *out = NULL;
+	uint8_t salted[SCRAM_KEY_LEN], client_key[SCRAM_KEY_LEN], stored[SCRAM_KEY_LEN];
+	uint8_t server_key[SCRAM_KEY_LEN], sig[SCRAM_KEY_LEN], proof[SCRAM_KEY_LEN];
+
+	/* client-final-message-without-proof: our gs2 header was "n,," (no channel binding). */
+	size_t nl = strlen(nonce);
+	wo_proof = malloc(nl + 10);
+	if (!wo_proof) {
+		*e = SERR_OOM;
+		goto done;
+	}
+	memcpy(wo_proof, "c=biws,r=", 9);
+	memcpy(wo_proof + 9, nonce, nl + 1);
+	size_t wl = nl + 9;
+
+	authmsg = auth_message(c->client_first_bare, server_first, wo_proof, wl);
+	if (!authmsg) {
+		*e = SERR_OOM;
+		goto done;
+	}
+	if (!salted_password(c->password, salt, salt_len, iterations, salted) ||
+	    !derive_keys(salted, client_key, stored, server_key) ||
+	    !hmac_sha256(stored, authmsg, strlen(authmsg), sig) ||
+	    !hmac_sha256(server_key, authmsg, strlen(authmsg), c->server_signature)) {
+		*e = SERR_CRYPTO;
+		goto done;
+	}
+	for (size_t i = 0; i < SCRAM_KEY_LEN; i++)
+		proof[i] = client_key[i] ^ sig[i];
+	proof_b64 = b64_encode(proof, SCRAM_KEY_LEN);
+	if (!proof_b64) {
+		*e = SERR_OOM;
+		goto done;
+	}
+	size_t pl = strlen(proof_b64);
+	out = malloc(wl + 3 + pl + 1);
+	if (!out) {
+		*e = SERR_OOM;
+		goto done;
+	}
+	memcpy(out, wo_proof, wl);
+	memcpy(out + wl, ",p=", 3);
+	memcpy(out + wl + 3, proof_b64, pl + 1);
+
+done:
+	OPENSSL_cleanse(salted, sizeof salted);
+	OPENSSL_cleanse(client_key, sizeof client_key);
+	OPENSSL_cleanse(stored, sizeof stored);
+	OPENSSL_cleanse(server_key, sizeof server_key);
+	OPENSSL_cleanse(sig, sizeof sig);
+	OPENSSL_cleanse(proof, sizeof proof);
+	free_secret_str(proof_b64);
+	free_secret_str(wo_proof);
+	free_secret_str(authmsg);
+	return out;
+}
+
 char *scram_client_handle_server_first(ScramClient *c, const char *msg, size_t len, const char **err)
 {
 	if (!c || c->state != SCRAM_CLIENT_SENT_FIRST || !c->password || !c->client_nonce ||
@@ -834,121 +946,23 @@ char *scram_client_handle_server_first(ScramClient *c, const char *msg, size_t l
 		return NULL;
 	}
 	char *server_first = dup_str(buf);
-	char *authmsg = NULL, *wo_proof = NULL, *proof_b64 = NULL, *out = NULL;
+	char *out = NULL, *nonce = NULL;
 	uint8_t *salt = NULL;
-	size_t salt_cap = 0;
-	uint8_t salted[SCRAM_KEY_LEN], client_key[SCRAM_KEY_LEN], stored[SCRAM_KEY_LEN];
-	uint8_t server_key[SCRAM_KEY_LEN], sig[SCRAM_KEY_LEN], proof[SCRAM_KEY_LEN];
-	char *p = buf;
-	if (!server_first) {
-		e = SERR_OOM;
-		goto done;
-	}
-
-	if (*p == 'm') {
-		e = "malformed SCRAM message (server requires an unsupported SCRAM extension)";
-		goto done;
-	}
-	char *nonce = read_attr(&p, 'r', NULL);
-	if (!nonce) {
-		e = "malformed SCRAM message (expected nonce attribute in server-first-message)";
-		goto done;
-	}
-	size_t cn = strlen(c->client_nonce);
-	if (strlen(nonce) <= cn || memcmp(nonce, c->client_nonce, cn) != 0) {
-		e = "invalid SCRAM response (nonce mismatch)";
-		goto done;
-	}
-	if (!is_printable_nonce(nonce)) {
-		e = "malformed SCRAM message (invalid characters in SCRAM nonce)";
-		goto done;
-	}
-	char *salt_s = read_attr(&p, 's', NULL);
-	if (!salt_s) {
-		e = "malformed SCRAM message (expected salt attribute in server-first-message)";
-		goto done;
-	}
-	size_t salt_len = 0;
-	salt_cap = strlen(salt_s) / 4 * 3;
-	salt = malloc(salt_cap + 1);
-	if (!salt) {
-		e = SERR_OOM;
-		goto done;
-	}
-	if (!b64_decode(salt_s, strlen(salt_s), salt, salt_cap, &salt_len) || salt_len == 0) {
-		e = "malformed SCRAM message (invalid salt)";
-		goto done;
-	}
-	char *iter_s = read_attr(&p, 'i', NULL);
+	size_t salt_cap = 0, salt_len = 0;
 	int iterations = 0;
-	if (!iter_s || !parse_positive_int(iter_s, INT_MAX, &iterations)) {
-		e = "malformed SCRAM message (invalid iteration count)";
-		goto done;
-	}
-	if (iterations > SCRAM_CLIENT_MAX_ITERATIONS) {
-		e = "server asks for more SCRAM iterations than pgrelay allows (at most 100000)";
-		goto done;
-	}
-	if (*p) {
-		e = "malformed SCRAM message (garbage at end of server-first-message)";
-		goto done;
-	}
+	if (!server_first)
+		e = SERR_OOM;
+	else
+		e = parse_server_first(c, buf, &nonce, &salt, &salt_cap, &salt_len, &iterations);
+	if (!e)
+		out = make_client_final(c, server_first, nonce, salt, salt_len, iterations, &e);
+	if (out)
+		c->state = SCRAM_CLIENT_SENT_FINAL;
 
-	/* client-final-message-without-proof: our gs2 header was "n,," (no channel binding). */
-	size_t nl = strlen(nonce);
-	wo_proof = malloc(nl + 10);
-	if (!wo_proof) {
-		e = SERR_OOM;
-		goto done;
-	}
-	memcpy(wo_proof, "c=biws,r=", 9);
-	memcpy(wo_proof + 9, nonce, nl + 1);
-	size_t wl = nl + 9;
-
-	authmsg = auth_message(c->client_first_bare, server_first, wo_proof, wl);
-	if (!authmsg) {
-		e = SERR_OOM;
-		goto done;
-	}
-	if (!salted_password(c->password, salt, salt_len, iterations, salted) ||
-	    !derive_keys(salted, client_key, stored, server_key) ||
-	    !hmac_sha256(stored, authmsg, strlen(authmsg), sig) ||
-	    !hmac_sha256(server_key, authmsg, strlen(authmsg), c->server_signature)) {
-		e = SERR_CRYPTO;
-		goto done;
-	}
-	for (size_t i = 0; i < SCRAM_KEY_LEN; i++)
-		proof[i] = client_key[i] ^ sig[i];
-	proof_b64 = b64_encode(proof, SCRAM_KEY_LEN);
-	if (!proof_b64) {
-		e = SERR_OOM;
-		goto done;
-	}
-	size_t pl = strlen(proof_b64);
-	out = malloc(wl + 3 + pl + 1);
-	if (!out) {
-		e = SERR_OOM;
-		goto done;
-	}
-	memcpy(out, wo_proof, wl);
-	memcpy(out + wl, ",p=", 3);
-	memcpy(out + wl + 3, proof_b64, pl + 1);
-	c->state = SCRAM_CLIENT_SENT_FINAL;
-
-done:
-	OPENSSL_cleanse(salted, sizeof salted);
-	OPENSSL_cleanse(client_key, sizeof client_key);
-	OPENSSL_cleanse(stored, sizeof stored);
-	OPENSSL_cleanse(server_key, sizeof server_key);
-	OPENSSL_cleanse(sig, sizeof sig);
-	OPENSSL_cleanse(proof, sizeof proof);
 	if (salt) {
 		OPENSSL_cleanse(salt, salt_cap + 1);
 		free(salt);
 	}
-	free_secret_str(proof_b64);
-	free_secret_str(wo_proof);
-	free_secret_str(authmsg);
 	free_secret_str(server_first);
 	OPENSSL_cleanse(buf, len);
 	free(buf);

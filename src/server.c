@@ -684,15 +684,134 @@ static RelayAction server_login_fail_msg(Server *s, const char *msg)
 	return RELAY_CLOSED;
 }
 
+/* Fails the login: the service has no password for the server user; returns RELAY_CLOSED. */
+static RelayAction server_login_no_password(Server *s)
+{
+	char msg[200];
+	snprintf(msg, sizeof(msg), "server requested a password but service \"%s\" has none for user \"%s\"",
+		 s->pool->service->name, s->pool->server_user);
+	return server_login_fail_msg(s, msg);
+}
+
+/* AuthenticationOk: refused when a SCRAM exchange is unfinished or required and not done;
+ * returns RELAY_DROP when accepted, else RELAY_CLOSED. */
+static RelayAction server_auth_ok(Server *s, bool require_scram)
+{
+	/* A server that ends a SCRAM exchange before its signature was checked has not proved it
+	 * knows the password (a man in the middle would): refused. */
+	if (s->scram_active)
+		return server_login_fail_msg(s, "server sent AuthenticationOk before completing the SCRAM exchange "
+						"(its signature was not verified)");
+	if (require_scram && !s->scram_verified) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "server accepted the login without SCRAM authentication, but "
+			 "services.%s.tls.require_auth is scram-sha-256", s->pool->service->name);
+		return server_login_fail_msg(s, msg);
+	}
+	return RELAY_DROP;
+}
+
+/* AuthenticationCleartextPassword: puts the PasswordMessage into b (refused without TLS unless
+ * allowed); returns RELAY_DROP, or RELAY_CLOSED when the login failed. */
+static RelayAction server_auth_cleartext(Server *s, const char *password, Buf *b)
+{
+	if (!password)
+		return server_login_no_password(s);
+	if (!s->tls && s->addr.ss_family != AF_UNIX && !s->pool->config->allow_cleartext_without_tls)
+		return server_login_fail_msg(s, "server asks for a cleartext password over an unencrypted connection; "
+						"refused (enable tls for the service, or set proxy.allow_cleartext_without_tls)");
+	proto_build_password(b, password);
+	return RELAY_DROP;
+}
+
+/* AuthenticationMD5Password (salt read from r): puts the salted md5 PasswordMessage into b;
+ * returns RELAY_DROP, or RELAY_CLOSED when the login failed. */
+static RelayAction server_auth_md5(Server *s, ProtoReader *r, const char *password, Buf *b)
+{
+	const uint8_t *salt = proto_read_bytes(r, 4);
+	if (!salt || !password) {
+		if (!password)
+			return server_login_no_password(s);
+		return server_login_fail_msg(s, "malformed md5 authentication request from server");
+	}
+	char hash[36], salted[36];
+	if (scram_is_md5_hash(password))
+		memcpy(hash, password, 36);
+	else
+		scram_md5_password_hash(s->pool->server_user, password, hash);
+	scram_md5_salted(hash, salt, salted);
+	proto_build_password(b, salted);
+	return RELAY_DROP;
+}
+
+/* AuthenticationSASL (mechanisms read from r): starts a SCRAM-SHA-256 exchange and puts the
+ * SASLInitialResponse into b; returns RELAY_DROP, or RELAY_CLOSED when the login failed. */
+static RelayAction server_auth_sasl_start(Server *s, ProtoReader *r, const char *password, Buf *b)
+{
+	bool has_scram = false;
+	for (;;) {
+		const char *mech = proto_read_str(r);
+		if (r->error || !*mech)
+			break;
+		if (strcmp(mech, "SCRAM-SHA-256") == 0)
+			has_scram = true;
+	}
+	if (!has_scram)
+		return server_login_fail_msg(s, "server offers no SASL mechanism pgrelay supports (SCRAM-SHA-256)");
+	if (!password)
+		return server_login_no_password(s);
+	if (scram_is_md5_hash(password) || scram_is_verifier(password))
+		return server_login_fail_msg(s, "server asks for SCRAM but the configured password is a hash; "
+						"pgrelay needs the plain password to log in with SCRAM");
+	if (s->scram_active)
+		scram_client_free(&s->scram); /* a second AuthenticationSASL: start over */
+	scram_client_init(&s->scram, password);
+	s->scram_active = true;
+	char *first = scram_client_first(&s->scram);
+	proto_build_sasl_initial(b, "SCRAM-SHA-256", first, strlen(first));
+	free(first);
+	return RELAY_DROP;
+}
+
+/* AuthenticationSASLContinue (server-first-message after the code in body): puts the SASLResponse
+ * with the client-final-message into b; returns RELAY_DROP, or RELAY_CLOSED when the login failed. */
+static RelayAction server_auth_sasl_continue(Server *s, const uint8_t *body, size_t len, Buf *b)
+{
+	const char *err = NULL;
+	char *final = s->scram_active ? scram_client_handle_server_first(&s->scram, (const char *)body + 4, len - 4, &err)
+				      : NULL;
+	if (!final) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "SCRAM exchange with server failed: %s", err ? err : "unexpected message");
+		return server_login_fail_msg(s, msg);
+	}
+	proto_build_sasl_response(b, final, strlen(final));
+	free(final);
+	return RELAY_DROP;
+}
+
+/* AuthenticationSASLFinal (server-final-message after the code in body): checks the server's
+ * signature and ends the exchange; returns RELAY_DROP, or RELAY_CLOSED when the login failed. */
+static RelayAction server_auth_sasl_final(Server *s, const uint8_t *body, size_t len)
+{
+	const char *err = NULL;
+	if (!s->scram_active || !scram_client_verify_server_final(&s->scram, (const char *)body + 4, len - 4, &err)) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "server's SCRAM signature is wrong: %s", err ? err : "unexpected message");
+		return server_login_fail_msg(s, msg);
+	}
+	scram_client_free(&s->scram);
+	s->scram_active = false;
+	s->scram_verified = true;
+	return RELAY_DROP;
+}
+
 static RelayAction server_auth_request(Server *s, const uint8_t *body, size_t len)
 {
 	ProtoReader r;
 	proto_reader_init(&r, body, len);
 	uint32_t code = proto_read_u32(&r);
 	const char *password = s->pool->server_password;
-	Buf b;
-	buf_init(&b);
-	RelayAction result = RELAY_DROP;
 	char msg[200];
 	bool require_scram = s->pool->service->tls.require_scram;
 	if (require_scram && code != PROTO_AUTH_OK && code != PROTO_AUTH_SASL && code != PROTO_AUTH_SASL_CONTINUE &&
@@ -700,106 +819,30 @@ static RelayAction server_auth_request(Server *s, const uint8_t *body, size_t le
 		/* before any password or hash is sent */
 		snprintf(msg, sizeof(msg), "server asks for authentication method %u, but services.%s.tls.require_auth is "
 			 "scram-sha-256", code, s->pool->service->name);
-		buf_free(&b);
 		return server_login_fail_msg(s, msg);
 	}
+	Buf b;
+	buf_init(&b);
+	RelayAction result;
 	switch (code) {
 	case PROTO_AUTH_OK:
-		/* A server that ends a SCRAM exchange before its signature was checked has not proved it
-		 * knows the password (a man in the middle would): refused. */
-		if (s->scram_active) {
-			result = server_login_fail_msg(s, "server sent AuthenticationOk before completing the SCRAM exchange "
-							  "(its signature was not verified)");
-			break;
-		}
-		if (require_scram && !s->scram_verified) {
-			snprintf(msg, sizeof(msg), "server accepted the login without SCRAM authentication, but "
-				 "services.%s.tls.require_auth is scram-sha-256", s->pool->service->name);
-			result = server_login_fail_msg(s, msg);
-			break;
-		}
+		result = server_auth_ok(s, require_scram);
 		break;
 	case PROTO_AUTH_CLEARTEXT:
-		if (!password)
-			goto no_password;
-		if (!s->tls && s->addr.ss_family != AF_UNIX && !s->pool->config->allow_cleartext_without_tls) {
-			result = server_login_fail_msg(s, "server asks for a cleartext password over an unencrypted connection; "
-							  "refused (enable tls for the service, or set proxy.allow_cleartext_without_tls)");
-			break;
-		}
-		proto_build_password(&b, password);
+		result = server_auth_cleartext(s, password, &b);
 		break;
-	case PROTO_AUTH_MD5: {
-		const uint8_t *salt = proto_read_bytes(&r, 4);
-		if (!salt || !password) {
-			if (!password)
-				goto no_password;
-			result = server_login_fail_msg(s, "malformed md5 authentication request from server");
-			break;
-		}
-		char hash[36], salted[36];
-		if (scram_is_md5_hash(password))
-			memcpy(hash, password, 36);
-		else
-			scram_md5_password_hash(s->pool->server_user, password, hash);
-		scram_md5_salted(hash, salt, salted);
-		proto_build_password(&b, salted);
+	case PROTO_AUTH_MD5:
+		result = server_auth_md5(s, &r, password, &b);
 		break;
-	}
-	case PROTO_AUTH_SASL: {
-		bool has_scram = false;
-		for (;;) {
-			const char *mech = proto_read_str(&r);
-			if (r.error || !*mech)
-				break;
-			if (strcmp(mech, "SCRAM-SHA-256") == 0)
-				has_scram = true;
-		}
-		if (!has_scram) {
-			result = server_login_fail_msg(s, "server offers no SASL mechanism pgrelay supports (SCRAM-SHA-256)");
-			break;
-		}
-		if (!password)
-			goto no_password;
-		if (scram_is_md5_hash(password) || scram_is_verifier(password)) {
-			result = server_login_fail_msg(s, "server asks for SCRAM but the configured password is a hash; "
-							  "pgrelay needs the plain password to log in with SCRAM");
-			break;
-		}
-		if (s->scram_active)
-			scram_client_free(&s->scram); /* a second AuthenticationSASL: start over */
-		scram_client_init(&s->scram, password);
-		s->scram_active = true;
-		char *first = scram_client_first(&s->scram);
-		proto_build_sasl_initial(&b, "SCRAM-SHA-256", first, strlen(first));
-		free(first);
+	case PROTO_AUTH_SASL:
+		result = server_auth_sasl_start(s, &r, password, &b);
 		break;
-	}
-	case PROTO_AUTH_SASL_CONTINUE: {
-		const char *err = NULL;
-		char *final = s->scram_active ? scram_client_handle_server_first(&s->scram, (const char *)body + 4, len - 4, &err)
-					      : NULL;
-		if (!final) {
-			snprintf(msg, sizeof(msg), "SCRAM exchange with server failed: %s", err ? err : "unexpected message");
-			result = server_login_fail_msg(s, msg);
-			break;
-		}
-		proto_build_sasl_response(&b, final, strlen(final));
-		free(final);
+	case PROTO_AUTH_SASL_CONTINUE:
+		result = server_auth_sasl_continue(s, body, len, &b);
 		break;
-	}
-	case PROTO_AUTH_SASL_FINAL: {
-		const char *err = NULL;
-		if (!s->scram_active || !scram_client_verify_server_final(&s->scram, (const char *)body + 4, len - 4, &err)) {
-			snprintf(msg, sizeof(msg), "server's SCRAM signature is wrong: %s", err ? err : "unexpected message");
-			result = server_login_fail_msg(s, msg);
-			break;
-		}
-		scram_client_free(&s->scram);
-		s->scram_active = false;
-		s->scram_verified = true;
+	case PROTO_AUTH_SASL_FINAL:
+		result = server_auth_sasl_final(s, body, len);
 		break;
-	}
 	default:
 		snprintf(msg, sizeof(msg), "server requested authentication method %u, which pgrelay does not support", code);
 		result = server_login_fail_msg(s, msg);
@@ -809,11 +852,6 @@ static RelayAction server_auth_request(Server *s, const uint8_t *body, size_t le
 		conn_send_buf(&s->conn, &b);
 	buf_free(&b);
 	return result;
-no_password:
-	buf_free(&b);
-	snprintf(msg, sizeof(msg), "server requested a password but service \"%s\" has none for user \"%s\"",
-		 s->pool->service->name, s->pool->server_user);
-	return server_login_fail_msg(s, msg);
 }
 
 static RelayAction server_login_msg(void *owner, RelayCtx *rc, uint8_t type, const uint8_t *msg, size_t total,
