@@ -28,6 +28,7 @@
 #include "server.h"
 #include "stats.h"
 #include "tls.h"
+#include "statement_tx.h"
 #include "upgrade.h"
 #include "xalloc.h"
 
@@ -127,6 +128,10 @@ static void runtime_reload_cache(Runtime *rt, const Config *old, const ReloadDif
 		/* writes made while it was off bumped nothing: no result stored before (in Redis) is trusted */
 		for (size_t i = 0; rt->cache && i < cfg->n_services; i++)
 			cache_drop_service(rt->cache, cfg->services[i].name);
+		/* nor did transactions open now note what they wrote: they invalidate all at their end */
+		ListNode *n;
+		list_for_each(n, &rt->clients)
+			statement_tx_cache_started(list_entry(n, Client, node));
 		return;
 	}
 	if (!rt->cache)

@@ -272,6 +272,17 @@ CacheBump *statement_tx_ready(Client *c, Server *s, char tx_status, void (*done)
 	return cache_invalidate_shared(cache, s->pool->service->name, &bump, done, owner);
 }
 
+void statement_tx_cache_started(Client *c)
+{
+	Server *s = c->server;
+	if (!s || (s->tx_status == 'I' && pipeline_idle(&s->pipe)))
+		return;
+	/* What it wrote so far was not analyzed: at its end (and at every ReadyForQuery before), the
+	 * whole service is invalidated. */
+	CacheWrites w;
+	txtrack_note(&c->tx, writes_all(&w, "the cache was turned on while this transaction was open"));
+}
+
 void statement_tx_client_gone(Client *c)
 {
 	CacheWrites bump;

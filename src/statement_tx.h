@@ -29,5 +29,8 @@ struct CacheBump *statement_tx_ready(Client *c, Server *s, char tx_status, void 
 /* The client goes away: what its requests in flight and open transaction may have written is
  * invalidated (a COMMIT may have reached the server). */
 void statement_tx_client_gone(Client *c);
+/* The cache was just turned on (reload): an open transaction of the client, whose writes were not
+ * analyzed, invalidates its whole service when it ends. */
+void statement_tx_cache_started(Client *c);
 
 #endif

@@ -197,3 +197,27 @@ def test_cache_turned_off_and_on_by_reload(pgrelay, items):
         assert read(c) == "c"  # nothing kept from before: filled again
         behind(items, "d")
         assert read(c) == "c", "the cache turned on again serves nothing"
+
+
+@pytest.mark.parametrize("protocol", ["simple", "extended"])
+def test_transaction_open_when_the_cache_is_turned_on_invalidates_at_commit(pgrelay, items, protocol):
+    """A transaction that wrote while the cache was off (nothing noted what it wrote) and commits
+    after a reload turned the cache on: a result cached in between, from before its commit, must
+    not be served after it."""
+    r = pgrelay(admin=ADMIN)  # the cache off
+    cfg = copy.deepcopy(r.cfg)
+    with r.connect(cursor_factory=psycopg.ClientCursor if protocol == "simple" else psycopg.Cursor) as w:
+        w.execute("BEGIN")
+        w.execute("UPDATE reload_items SET val = 'committed later' WHERE id = 1")
+        loads = r.log().count("catalog loaded")
+        r.reload(cfg | {"cache": {"l1": {"max_memory": "16MB"}, "rules": RULES}})
+        assert "cache: on" in r.log()
+        r.wait_log("catalog loaded", count=loads + 1)
+        with r.connect(cursor_factory=psycopg.ClientCursor) as c:
+            assert read(c) == "a"
+            assert read(c) == "a"  # a hit, filled before the commit
+            h = hits(r)
+            w.execute("COMMIT")
+            assert read(c) == "committed later", "a result from before the commit was served after it"
+            assert read(c) == "committed later"
+            assert hits(r) == h + 1  # the cache works again afterwards
