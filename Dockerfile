@@ -2,7 +2,7 @@
 #
 # pgrelay in a container: a build stage on Debian 12 that compiles and unit-tests pgrelay, and a
 # small debian:12-slim runtime stage with only the shared libraries the binary links with
-# (libevent core + extra, libssl3, libyaml, json-c, libpg_query, libpq for `pgrelay migrate`),
+# (libevent core + extra, libssl3, libyaml, libpg_query, libpq for `pgrelay migrate`),
 # running as a non-root user.
 #
 #   docker build -t pgrelay .
@@ -21,7 +21,7 @@ FROM debian:12 AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       gcc libc6-dev meson ninja-build pkg-config libevent-dev libssl-dev libyaml-dev \
-      libjson-c-dev libpg-query-dev libprotobuf-c-dev libpq-dev libhiredis-dev libsystemd-dev \
+      libpg-query-dev libprotobuf-c-dev libpq-dev libhiredis-dev libsystemd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads, so edits elsewhere (docs, scripts, tests/integration) keep the cache.
@@ -39,7 +39,7 @@ RUN meson setup /build --buildtype=release \
 FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libevent-core-2.1-7 libevent-extra-2.1-7 libssl3 libyaml-0-2 libjson-c5 libpg-query1504.0 libpq5 libhiredis0.14 libsystemd0 \
+      libevent-core-2.1-7 libevent-extra-2.1-7 libssl3 libyaml-0-2 libpg-query1504.0 libpq5 libhiredis0.14 libsystemd0 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 pgrelay \
  && useradd --uid 10001 --gid pgrelay --no-create-home --home-dir /nonexistent \

@@ -100,6 +100,24 @@ def sample_replies():
     return [one, empty, execute]
 
 
+def pg_query_json(sql):
+    """libpg_query's JSON parse tree of sql (pg_query_parse through ctypes), or None."""
+    import ctypes
+    import ctypes.util
+
+    class Result(ctypes.Structure):
+        _fields_ = [("parse_tree", ctypes.c_void_p), ("stderr_buffer", ctypes.c_void_p),
+                    ("error", ctypes.c_void_p)]
+    lib = ctypes.CDLL(ctypes.util.find_library("pg_query") or "libpg_query.so")
+    lib.pg_query_parse.restype = Result
+    lib.pg_query_parse.argtypes = [ctypes.c_char_p]
+    lib.pg_query_free_parse_result.argtypes = [Result]
+    r = lib.pg_query_parse(sql.encode())
+    tree = None if r.error else ctypes.string_at(r.parse_tree)
+    lib.pg_query_free_parse_result(r)
+    return tree
+
+
 def static_seeds():
     names = b"app\0public\0accounts"
     for i, r in enumerate(sample_replies()):
@@ -137,6 +155,17 @@ def static_seeds():
             sqls.add(m.group(1))
     for s in sorted(sqls)[:400]:
         put("sqlclass", s)
+
+    # JSON: libpg_query's trees of some of those statements, and texts for the reader's corners
+    for s in sorted(sqls)[::10]:
+        tree = pg_query_json(s)
+        if tree:
+            put("jsontree", tree)
+    for j in ['{"a":[1,-0,2.5e-3,1E+9,true,false,null,{},[]],"b":"\\"\\\\\\/\\b\\f\\n\\r\\t"}',
+              '["\\u0041\\u00e9\\u20ac\\ud83d\\ude00","\u00e9 raw",9223372036854775808,-99999999999999999999]',
+              '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]',
+              ' {"k" : "v" , "l" : [ 1 , 2 ] } \n']:
+        put("jsontree", j)
 
     # WAL lines (test_decoding), the first line of each seed is the key column
     wal = [

@@ -25,7 +25,7 @@ PACKAGES=(
 	build-essential meson ninja-build pkg-config
 	libevent-dev libssl-dev libyaml-dev libpq-dev
 	# later features and the benchmark (installed now so the commands stay the same)
-	libhiredis-dev libpg-query-dev libjson-c-dev libprotobuf-c-dev libsystemd-dev
+	libhiredis-dev libpg-query-dev libprotobuf-c-dev libsystemd-dev
 	# servers and clients used by the tests, the demo and the benchmark
 	postgresql-15 postgresql-client-15 pgbouncer redis-server
 	# test harness (Debian's python3, /usr/bin/python3; no pip)

@@ -1,23 +1,26 @@
 /*
  * sqlclass — statement analysis with libpg_query (see sqlclass.h).
  *
- * The parse tree comes as JSON (pg_query_parse, a few microseconds for a short statement) and is
- * walked once with json-c per statement, collecting relations (with CTE scopes), functions,
- * schemas, locking clauses and DML nodes; the statement's top node gives its kind and its
- * transaction or SET detail. Byte positions of prepared-statement names come from libpg_query's
- * scanner (pg_query_scan, protobuf decoded with the pg_query.pb-c.h that libpg-query-dev ships),
- * used only when the tree shows a PREPARE, EXECUTE or DEALLOCATE, or when the text holds a
- * comment (then statement ranges are trimmed by tokens rather than by blanks).
+ * The parse tree comes as JSON (pg_query_parse, a few microseconds for a short statement), read
+ * by jsontree into a tree in one reused arena (json-c's reader, a hash table per object, cost
+ * four times the parser) and walked once per statement, collecting relations (with CTE scopes),
+ * functions, schemas, locking clauses and DML nodes; the statement's top node gives its kind and
+ * its transaction or SET detail. Byte positions of prepared-statement names come from
+ * libpg_query's scanner (pg_query_scan, protobuf decoded with the pg_query.pb-c.h that
+ * libpg-query-dev ships), used only when the tree shows a PREPARE, EXECUTE or DEALLOCATE, or
+ * when the text holds a comment (then statement ranges are trimmed by tokens rather than by
+ * blanks).
  *
- * Every string and array of an analysis lives in one arena, freed with the analysis.
+ * Every string and array of an analysis lives in one arena, freed with the analysis; the JSON
+ * tree is only read during the analysis (what an analysis keeps is copied out of it).
  */
 #include "sqlclass.h"
+#include "jsontree.h"
 #include "sqljson.h"
 #include "sqlkey.h"
 #include "xalloc.h"
 
 #include <ctype.h>
-#include <json-c/json.h>
 #include <pg_query.h>
 #include <pg_query/pg_query.pb-c.h>
 #include <stdlib.h>
@@ -134,9 +137,9 @@ static void add_pending(Walk *w, SqlRefKind kind, const char *name)
 /* ---- JSON helpers ---- */
 
 /* A DefElem argument as a boolean: absent means true (EXPLAIN (ANALYZE)). */
-static bool defelem_bool(json_object *defelem)
+static bool defelem_bool(const JsonNode *defelem)
 {
-	json_object *arg = jget(defelem, "arg"), *v;
+	const JsonNode *arg = jget(defelem, "arg"), *v;
 	if (!arg)
 		return true;
 	const char *s = string_node(arg);
@@ -144,33 +147,33 @@ static bool defelem_bool(json_object *defelem)
 		return !(strcasecmp(s, "false") == 0 || strcasecmp(s, "off") == 0 || strcasecmp(s, "no") == 0 ||
 			 strcmp(s, "0") == 0);
 	if ((v = jget(arg, "Integer")))
-		return jget(v, "ival") && json_object_get_int(jget(v, "ival")) != 0;
+		return jget(v, "ival") && jsontree_int(jget(v, "ival")) != 0;
 	if ((v = jget(arg, "Boolean")))
 		return jbool(v, "boolval");
 	if ((v = jget(arg, "A_Const"))) {
-		json_object *iv = jget(v, "ival"), *b = jget(v, "boolval");
+		const JsonNode *iv = jget(v, "ival"), *b = jget(v, "boolval");
 		if (iv)
-			return jget(iv, "ival") && json_object_get_int(jget(iv, "ival")) != 0;
+			return jget(iv, "ival") && jsontree_int(jget(iv, "ival")) != 0;
 		if (b)
 			return jbool(b, "boolval");
-		json_object *sv = jget(v, "sval");
-		const char *t = sv ? json_str(sv, "sval") : NULL;
+		const JsonNode *sv = jget(v, "sval");
+		const char *t = sv ? jstr(sv, "sval") : NULL;
 		return t && (strcasecmp(t, "true") == 0 || strcasecmp(t, "on") == 0);
 	}
 	return true;
 }
 
 /* The sval of a DefElem's A_Const string argument (transaction_isolation), or NULL. */
-static const char *defelem_string(json_object *defelem)
+static const char *defelem_string(const JsonNode *defelem)
 {
-	json_object *arg = jget(defelem, "arg"), *c, *sv;
+	const JsonNode *arg = jget(defelem, "arg"), *c, *sv;
 	if (!arg)
 		return NULL;
 	const char *s = string_node(arg);
 	if (s)
 		return s;
 	if ((c = jget(arg, "A_Const")) && (sv = jget(c, "sval")))
-		return json_str(sv, "sval");
+		return jstr(sv, "sval");
 	return NULL;
 }
 
@@ -213,20 +216,20 @@ static void add_schema(Walk *w, const char *schema)
 }
 
 /* A name list ([catalog.][schema.]name as String nodes): the schema part, or NULL. */
-static const char *list_schema(json_object *items)
+static const char *list_schema(const JsonNode *items)
 {
 	size_t n = jlen(items);
-	return n >= 2 ? string_node(json_object_array_get_idx(items, n - 2)) : NULL;
+	return n >= 2 ? string_node(jsontree_at(items, n - 2)) : NULL;
 }
 
-static const char *list_name(json_object *items)
+static const char *list_name(const JsonNode *items)
 {
 	size_t n = jlen(items);
-	return n >= 1 ? string_node(json_object_array_get_idx(items, n - 1)) : NULL;
+	return n >= 1 ? string_node(jsontree_at(items, n - 1)) : NULL;
 }
 
 /* A relation named by a String list: [schema.]name, or for a column [schema.]table.column. */
-static void add_relation_list(Walk *w, json_object *items, bool column)
+static void add_relation_list(Walk *w, const JsonNode *items, bool column)
 {
 	size_t n = jlen(items);
 	if (column) {
@@ -236,8 +239,8 @@ static void add_relation_list(Walk *w, json_object *items, bool column)
 	}
 	if (n == 0)
 		return;
-	const char *name = string_node(json_object_array_get_idx(items, n - 1));
-	const char *schema = n >= 2 ? string_node(json_object_array_get_idx(items, n - 2)) : NULL;
+	const char *name = string_node(jsontree_at(items, n - 1));
+	const char *schema = n >= 2 ? string_node(jsontree_at(items, n - 2)) : NULL;
 	add_relation(w, schema, name);
 }
 
@@ -251,13 +254,13 @@ static bool cte_in_scope(const Walk *w, const char *name)
 
 /* writes: non-zero for the target of INSERT / UPDATE / DELETE / MERGE (what it does to the
  * target's rows), which is never a CTE. */
-static void range_var(Walk *w, json_object *rv, unsigned writes)
+static void range_var(Walk *w, const JsonNode *rv, unsigned writes)
 {
 	bool target = writes != 0;
-	const char *p = json_str(rv, "relpersistence");
+	const char *p = jstr(rv, "relpersistence");
 	if (p && strcmp(p, "t") == 0)
 		w->a->needs_session = "a temporary table";
-	const char *name = json_str(rv, "relname"), *schema = json_str(rv, "schemaname");
+	const char *name = jstr(rv, "relname"), *schema = jstr(rv, "schemaname");
 	if (!name)
 		return;
 	if (!schema && !target && cte_in_scope(w, name))
@@ -277,34 +280,34 @@ static bool is_session_advisory_lock(const char *f)
 
 /* A constant argument as text (strings, integers, floats, booleans as PostgreSQL spells them),
  * or NULL for anything computed (a NULL constant included). */
-static const char *const_text(SqlArena **ar, json_object *arg)
+static const char *const_text(SqlArena **ar, const JsonNode *arg)
 {
-	json_object *c = jget(arg, "A_Const"), *v;
+	const JsonNode *c = jget(arg, "A_Const"), *v;
 	if (!c || jbool(c, "isnull"))
 		return NULL;
 	if ((v = jget(c, "sval")))
-		return json_str(v, "sval") ? json_str(v, "sval") : "";
+		return jstr(v, "sval") ? jstr(v, "sval") : "";
 	if ((v = jget(c, "fval")))
-		return json_str(v, "fval");
+		return jstr(v, "fval");
 	if ((v = jget(c, "boolval")))
 		return jbool(v, "boolval") ? "true" : "false";
 	if ((v = jget(c, "ival"))) {
 		char buf[32];
-		json_object *iv = jget(v, "ival");
-		snprintf(buf, sizeof buf, "%d", iv ? json_object_get_int(iv) : 0);
+		const JsonNode *iv = jget(v, "ival");
+		snprintf(buf, sizeof buf, "%d", iv ? jsontree_int(iv) : 0);
 		return arena_strdup(ar, buf);
 	}
 	return NULL;
 }
 
-static void note_set_config(Walk *w, json_object *args)
+static void note_set_config(Walk *w, const JsonNode *args)
 {
 	SqlArena **ar = &w->a->arena;
 	SqlSetConfig sc = {NULL, NULL, -1};
 	if (jlen(args) == 3) {
-		const char *name = const_text(ar, json_object_array_get_idx(args, 0));
-		const char *value = const_text(ar, json_object_array_get_idx(args, 1));
-		const char *local = const_text(ar, json_object_array_get_idx(args, 2));
+		const char *name = const_text(ar, jsontree_at(args, 0));
+		const char *value = const_text(ar, jsontree_at(args, 1));
+		const char *local = const_text(ar, jsontree_at(args, 2));
 		if (name && value) {
 			sc.name = arena_lower(ar, name);
 			sc.value = arena_strdup(ar, value);
@@ -315,9 +318,9 @@ static void note_set_config(Walk *w, json_object *args)
 	VEC_PUSH(w->set_configs, w->n_set_configs, w->cap_set_configs, sc);
 }
 
-static void func_call(Walk *w, json_object *fc)
+static void func_call(Walk *w, const JsonNode *fc)
 {
-	json_object *names = jget(fc, "funcname");
+	const JsonNode *names = jget(fc, "funcname");
 	size_t n = jlen(names);
 	if (n == 0)
 		return;
@@ -434,12 +437,12 @@ static int node_type(const char *name)
 static bool is_dml(int id) { return id == N_INSERT || id == N_UPDATE || id == N_DELETE || id == N_MERGE; }
 
 /* What a DML statement (body of type id) does to its target's rows. */
-static unsigned dml_writes(int id, json_object *body)
+static unsigned dml_writes(int id, const JsonNode *body)
 {
 	switch (id) {
 	case N_INSERT: {
-		json_object *oc = jget(body, "onConflictClause");
-		const char *action = oc ? json_str(oc, "action") : NULL;
+		const JsonNode *oc = jget(body, "onConflictClause");
+		const char *action = oc ? jstr(oc, "action") : NULL;
 		return SQL_WRITES_INSERT | (action && strcmp(action, "ONCONFLICT_UPDATE") == 0 ? SQL_WRITES_UPDATE : 0);
 	}
 	case N_UPDATE:
@@ -448,10 +451,10 @@ static unsigned dml_writes(int id, json_object *body)
 		return SQL_WRITES_DELETE;
 	case N_MERGE: {
 		unsigned bits = 0;
-		json_object *whens = jget(body, "mergeWhenClauses");
+		const JsonNode *whens = jget(body, "mergeWhenClauses");
 		for (size_t i = 0; i < jlen(whens); i++) {
-			json_object *wc = jget(json_object_array_get_idx(whens, i), "MergeWhenClause");
-			const char *cmd = wc ? json_str(wc, "commandType") : NULL;
+			const JsonNode *wc = jget(jsontree_at(whens, i), "MergeWhenClause");
+			const char *cmd = wc ? jstr(wc, "commandType") : NULL;
 			if (!cmd)
 				bits |= SQL_WRITES_INSERT | SQL_WRITES_UPDATE | SQL_WRITES_DELETE;
 			else if (strcmp(cmd, "CMD_INSERT") == 0)
@@ -472,15 +475,15 @@ static unsigned dml_writes(int id, json_object *body)
 
 /* ---- the walk ---- */
 
-static void walk_any(Walk *w, json_object *v);
-static void walk_fields(Walk *w, int type, json_object *body);
+static void walk_any(Walk *w, const JsonNode *v);
+static void walk_fields(Walk *w, int type, const JsonNode *body);
 
-static void walk_node(Walk *w, const char *type_name, json_object *body)
+static void walk_node(Walk *w, const char *type_name, const JsonNode *body)
 {
-	if (!json_object_is_type(body, json_type_object))
+	if (!jsontree_is(body, JSONTREE_OBJECT))
 		return;
 	int type = node_type(type_name);
-	json_object *v;
+	const JsonNode *v;
 	switch (type) {
 	case N_LEAF:
 		return;
@@ -493,7 +496,7 @@ static void walk_node(Walk *w, const char *type_name, json_object *body)
 	case N_SQL_VALUE_FUNCTION: {
 		/* CURRENT_DATE, CURRENT_TIME[STAMP], LOCALTIME[STAMP]: the clock (the user and schema
 		 * forms depend on the session's role and search_path) */
-		const char *op = json_str(body, "op");
+		const char *op = jstr(body, "op");
 		if (op && (strstr(op, "_DATE") || strstr(op, "_TIME") || strstr(op, "LOCALTIME")))
 			w->time_value = true;
 		return;
@@ -509,31 +512,31 @@ static void walk_node(Walk *w, const char *type_name, json_object *body)
 			w->select_into = true;
 		break;
 	case N_PREPARE:
-		add_pending(w, SQL_REF_PREPARE, json_str(body, "name"));
+		add_pending(w, SQL_REF_PREPARE, jstr(body, "name"));
 		break;
 	case N_EXECUTE:
-		add_pending(w, SQL_REF_EXECUTE, json_str(body, "name"));
+		add_pending(w, SQL_REF_EXECUTE, jstr(body, "name"));
 		break;
 	case N_DEALLOCATE:
-		add_pending(w, SQL_REF_DEALLOCATE, json_str(body, "name"));
+		add_pending(w, SQL_REF_DEALLOCATE, jstr(body, "name"));
 		break;
 	case N_LISTEN:
 		w->a->needs_session = "LISTEN";
 		break;
 	case N_DECLARE_CURSOR:
-		if ((v = jget(body, "options")) && (json_object_get_int(v) & CURSOR_OPT_HOLD))
+		if ((v = jget(body, "options")) && (jsontree_int(v) & CURSOR_OPT_HOLD))
 			w->a->needs_session = "a WITH HOLD cursor";
 		break;
 	case N_DROP: {
-		const char *rt = json_str(body, "removeType");
-		json_object *objs = jget(body, "objects");
+		const char *rt = jstr(body, "removeType");
+		const JsonNode *objs = jget(body, "objects");
 		size_t n = jlen(objs);
 		bool rel = rt && (strcmp(rt, "OBJECT_TABLE") == 0 || strcmp(rt, "OBJECT_VIEW") == 0 ||
 				  strcmp(rt, "OBJECT_MATVIEW") == 0 || strcmp(rt, "OBJECT_INDEX") == 0 ||
 				  strcmp(rt, "OBJECT_SEQUENCE") == 0 || strcmp(rt, "OBJECT_FOREIGN_TABLE") == 0);
 		bool schema = rt && strcmp(rt, "OBJECT_SCHEMA") == 0;
 		for (size_t i = 0; i < n; i++) {
-			json_object *o = json_object_array_get_idx(objs, i), *x;
+			const JsonNode *o = jsontree_at(objs, i), *x;
 			if (schema)
 				add_schema(w, string_node(o));
 			else if (rel && (x = jget(o, "List")))
@@ -548,8 +551,8 @@ static void walk_node(Walk *w, const char *type_name, json_object *body)
 		return;
 	}
 	case N_COMMENT: {
-		const char *ot = json_str(body, "objtype");
-		json_object *o = jget(body, "object"), *x;
+		const char *ot = jstr(body, "objtype");
+		const JsonNode *o = jget(body, "object"), *x;
 		if (!ot || !o || !(x = jget(o, "List")))
 			return;
 		if (strcmp(ot, "OBJECT_COLUMN") == 0)
@@ -561,7 +564,7 @@ static void walk_node(Walk *w, const char *type_name, json_object *body)
 		return;
 	}
 	case N_CREATE_SCHEMA: {
-		const char *s = json_str(body, "schemaname");
+		const char *s = jstr(body, "schemaname");
 		add_schema(w, s);
 		const char *saved = w->default_schema;
 		w->default_schema = s;
@@ -570,36 +573,36 @@ static void walk_node(Walk *w, const char *type_name, json_object *body)
 		return;
 	}
 	case N_GRANT: {
-		const char *tt = json_str(body, "targtype");
+		const char *tt = jstr(body, "targtype");
 		if (tt && strcmp(tt, "ACL_TARGET_ALL_IN_SCHEMA") == 0) {
-			json_object *objs = jget(body, "objects");
+			const JsonNode *objs = jget(body, "objects");
 			for (size_t i = 0; i < jlen(objs); i++)
-				add_schema(w, string_node(json_object_array_get_idx(objs, i)));
+				add_schema(w, string_node(jsontree_at(objs, i)));
 			return;
 		}
 		break;
 	}
 	case N_ALTER_DEFAULT_PRIVILEGES: {
-		json_object *opts = jget(body, "options");
+		const JsonNode *opts = jget(body, "options");
 		for (size_t i = 0; i < jlen(opts); i++) {
-			json_object *d = jget(json_object_array_get_idx(opts, i), "DefElem"), *arg, *l;
-			const char *dn = d ? json_str(d, "defname") : NULL;
+			const JsonNode *d = jget(jsontree_at(opts, i), "DefElem"), *arg, *l;
+			const char *dn = d ? jstr(d, "defname") : NULL;
 			if (!dn || strcmp(dn, "schemas") != 0 || !(arg = jget(d, "arg")) || !(l = jget(arg, "List")))
 				continue;
-			json_object *items = jget(l, "items");
+			const JsonNode *items = jget(l, "items");
 			for (size_t k = 0; k < jlen(items); k++)
-				add_schema(w, string_node(json_object_array_get_idx(items, k)));
+				add_schema(w, string_node(jsontree_at(items, k)));
 		}
 		return;
 	}
 	case N_ALTER_OBJECT_SCHEMA:
-		add_schema(w, json_str(body, "newschema"));
+		add_schema(w, jstr(body, "newschema"));
 		break;
 	case N_RENAME: {
-		const char *rt = json_str(body, "renameType");
+		const char *rt = jstr(body, "renameType");
 		if (rt && strcmp(rt, "OBJECT_SCHEMA") == 0) {
-			add_schema(w, json_str(body, "subname"));
-			add_schema(w, json_str(body, "newname"));
+			add_schema(w, jstr(body, "subname"));
+			add_schema(w, jstr(body, "newname"));
 		}
 		break;
 	}
@@ -623,39 +626,42 @@ static void walk_node(Walk *w, const char *type_name, json_object *body)
 }
 
 /* WITH: walks the CTE bodies with the right names in scope and leaves every name in scope. */
-static void walk_with(Walk *w, json_object *with)
+static void walk_with(Walk *w, const JsonNode *with)
 {
-	json_object *ctes = jget(with, "ctes");
+	const JsonNode *ctes = jget(with, "ctes");
 	size_t n = jlen(ctes);
 	bool recursive = jbool(with, "recursive");
 	if (recursive)
 		for (size_t i = 0; i < n; i++) {
-			json_object *c = jget(json_object_array_get_idx(ctes, i), "CommonTableExpr");
-			const char *name = c ? json_str(c, "ctename") : NULL;
+			const JsonNode *c = jget(jsontree_at(ctes, i), "CommonTableExpr");
+			const char *name = c ? jstr(c, "ctename") : NULL;
 			if (name)
 				VEC_PUSH(w->ctes, w->n_ctes, w->cap_ctes, name);
 		}
 	for (size_t i = 0; i < n; i++) {
-		json_object *c = jget(json_object_array_get_idx(ctes, i), "CommonTableExpr");
+		const JsonNode *c = jget(jsontree_at(ctes, i), "CommonTableExpr");
 		if (!c)
 			continue;
-		json_object *q = jget(c, "ctequery");
+		const JsonNode *q = jget(c, "ctequery");
 		if (q)
 			walk_any(w, q);
-		const char *name = json_str(c, "ctename");
+		const char *name = jstr(c, "ctename");
 		if (!recursive && name)
 			VEC_PUSH(w->ctes, w->n_ctes, w->cap_ctes, name);
 	}
 }
 
-static void walk_fields(Walk *w, int type, json_object *body)
+static void walk_fields(Walk *w, int type, const JsonNode *body)
 {
 	size_t saved_ctes = w->n_ctes;
-	json_object *with = jget(body, "withClause");
+	const JsonNode *with = jget(body, "withClause");
 	if (with)
 		walk_with(w, with);
-	json_object_object_foreach(body, key, val) {
-		if (!json_object_is_type(val, json_type_object) && !json_object_is_type(val, json_type_array))
+	size_t n = jsontree_is(body, JSONTREE_OBJECT) ? body->len : 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *key = body->members[i].key;
+		const JsonNode *val = &body->members[i].value;
+		if (!jsontree_is(val, JSONTREE_OBJECT) && !jsontree_is(val, JSONTREE_ARRAY))
 			continue;
 		if (val == with)
 			continue;
@@ -670,7 +676,7 @@ static void walk_fields(Walk *w, int type, json_object *body)
 			walk_fields(w, N_FUNC_CALL, val);
 			continue;
 		}
-		if (json_object_is_type(val, json_type_object) && jget(val, "relname") && jget(val, "relpersistence")) {
+		if (jsontree_is(val, JSONTREE_OBJECT) && jget(val, "relname") && jget(val, "relpersistence")) {
 			range_var(w, val, is_dml(type) && strcmp(key, "relation") == 0 ? dml_writes(type, body) : 0);
 			continue;
 		}
@@ -679,19 +685,19 @@ static void walk_fields(Walk *w, int type, json_object *body)
 	w->n_ctes = saved_ctes;
 }
 
-static void walk_any(Walk *w, json_object *v)
+static void walk_any(Walk *w, const JsonNode *v)
 {
-	if (json_object_is_type(v, json_type_array)) {
-		size_t n = json_object_array_length(v);
+	if (jsontree_is(v, JSONTREE_ARRAY)) {
+		size_t n = jsontree_len(v);
 		for (size_t i = 0; i < n; i++)
-			walk_any(w, json_object_array_get_idx(v, i));
+			walk_any(w, jsontree_at(v, i));
 		return;
 	}
-	if (!json_object_is_type(v, json_type_object))
+	if (!jsontree_is(v, JSONTREE_OBJECT))
 		return;
 	/* Either a node {"Type": {...}} (type names start upper case) or a plain struct. */
 	const char *type;
-	json_object *body;
+	const JsonNode *body;
 	if (node_head(v, &type, &body))
 		walk_node(w, type, body);
 	else
@@ -804,11 +810,11 @@ static const char *derived_tag(SqlArena **ar, const char *type)
 }
 
 /* The kind of a statement node {"Type": {...}} (before DML found inside is accounted for). */
-static Classified classify(SqlArena **ar, json_object *node)
+static Classified classify(SqlArena **ar, const JsonNode *node)
 {
 	Classified c = {SQL_KIND_OTHER, "UNKNOWN", false, false};
 	const char *type;
-	json_object *body;
+	const JsonNode *body;
 	if (!node_head(node, &type, &body))
 		return c;
 	const struct KindRule *r =
@@ -827,11 +833,11 @@ static Classified classify(SqlArena **ar, json_object *node)
 		if (jbool(body, "is_from"))
 			c.kind = SQL_KIND_WRITE;
 	} else if (strcmp(type, "ExplainStmt") == 0) {
-		json_object *opts = jget(body, "options"), *q = jget(body, "query");
+		const JsonNode *opts = jget(body, "options"), *q = jget(body, "query");
 		bool analyze = false;
 		for (size_t i = 0; i < jlen(opts); i++) {
-			json_object *d = jget(json_object_array_get_idx(opts, i), "DefElem");
-			const char *dn = d ? json_str(d, "defname") : NULL;
+			const JsonNode *d = jget(jsontree_at(opts, i), "DefElem");
+			const char *dn = d ? jstr(d, "defname") : NULL;
 			if (dn && strcmp(dn, "analyze") == 0)
 				analyze = defelem_bool(d);
 		}
@@ -840,11 +846,11 @@ static Classified classify(SqlArena **ar, json_object *node)
 		else
 			c.explain_only = true;
 	} else if (strcmp(type, "DeclareCursorStmt") == 0) {
-		json_object *q = jget(body, "query");
+		const JsonNode *q = jget(body, "query");
 		if (q)
 			c.kind = classify(ar, q).kind;
 	} else if (strcmp(type, "CreateTableAsStmt") == 0) {
-		const char *ot = json_str(body, "objtype");
+		const char *ot = jstr(body, "objtype");
 		if (ot && strcmp(ot, "OBJECT_MATVIEW") == 0)
 			c.tag = "CREATE MATERIALIZED VIEW";
 	} else if (strcmp(type, "GrantStmt") == 0) {
@@ -863,14 +869,14 @@ static Classified classify(SqlArena **ar, json_object *node)
 		if (jbool(body, "ismove"))
 			c.tag = "MOVE";
 	} else if (strcmp(type, "VariableSetStmt") == 0) {
-		const char *k = json_str(body, "kind");
+		const char *k = jstr(body, "kind");
 		if (k && has_prefix(k, "VAR_RESET"))
 			c.tag = "RESET";
 	}
 	return c;
 }
 
-static void tx_detail(SqlArena **ar, SqlStatement *st, json_object *body)
+static void tx_detail(SqlArena **ar, SqlStatement *st, const JsonNode *body)
 {
 	static const struct {
 		const char *name;
@@ -888,22 +894,22 @@ static void tx_detail(SqlArena **ar, SqlStatement *st, json_object *body)
 		{"TRANS_STMT_COMMIT_PREPARED", SQL_TX_COMMIT_PREPARED, "COMMIT PREPARED"},
 		{"TRANS_STMT_ROLLBACK_PREPARED", SQL_TX_ROLLBACK_PREPARED, "ROLLBACK PREPARED"},
 	};
-	const char *k = json_str(body, "kind");
+	const char *k = jstr(body, "kind");
 	for (size_t i = 0; k && i < sizeof kinds / sizeof kinds[0]; i++)
 		if (strcmp(k, kinds[i].name) == 0) {
 			st->tx = kinds[i].tx;
 			st->tag = kinds[i].tag;
 		}
 	st->tx_chain = jbool(body, "chain");
-	const char *name = json_str(body, "savepoint_name");
+	const char *name = jstr(body, "savepoint_name");
 	if (!name)
-		name = json_str(body, "gid");
+		name = jstr(body, "gid");
 	if (name)
 		st->tx_name = arena_strdup(ar, name);
-	json_object *opts = jget(body, "options");
+	const JsonNode *opts = jget(body, "options");
 	for (size_t i = 0; i < jlen(opts); i++) {
-		json_object *d = jget(json_object_array_get_idx(opts, i), "DefElem");
-		const char *dn = d ? json_str(d, "defname") : NULL;
+		const JsonNode *d = jget(jsontree_at(opts, i), "DefElem");
+		const char *dn = d ? jstr(d, "defname") : NULL;
 		if (!dn)
 			continue;
 		if (strcmp(dn, "transaction_read_only") == 0) {
@@ -929,7 +935,7 @@ static void tx_detail(SqlArena **ar, SqlStatement *st, json_object *body)
 /* SET's value list rendered so that PostgreSQL's list parsing reads it back the same: string
  * constants as double-quoted identifiers (as flatten_set_variable_args quotes list elements),
  * numbers as written. NULL if an element is not a constant. */
-static const char *set_value_text(SqlArena **ar, json_object *args)
+static const char *set_value_text(SqlArena **ar, const JsonNode *args)
 {
 	size_t n = jlen(args), cap = 1, k = 0;
 	if (n == 0)
@@ -938,7 +944,7 @@ static const char *set_value_text(SqlArena **ar, json_object *args)
 	if (n > sizeof parts / sizeof parts[0])
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
-		json_object *arg = json_object_array_get_idx(args, i), *c = jget(arg, "A_Const");
+		const JsonNode *arg = jsontree_at(args, i), *c = jget(arg, "A_Const");
 		parts[i] = c && !jget(c, "boolval") ? const_text(ar, arg) : NULL;
 		if (!parts[i])
 			return NULL;
@@ -946,7 +952,7 @@ static const char *set_value_text(SqlArena **ar, json_object *args)
 	}
 	char *out = arena_alloc(ar, cap);
 	for (size_t i = 0; i < n; i++) {
-		json_object *c = jget(json_object_array_get_idx(args, i), "A_Const");
+		const JsonNode *c = jget(jsontree_at(args, i), "A_Const");
 		bool str = jget(c, "sval") != NULL;
 		if (i)
 			out[k++] = ',', out[k++] = ' ';
@@ -964,10 +970,10 @@ static const char *set_value_text(SqlArena **ar, json_object *args)
 	return out;
 }
 
-static void set_detail(SqlArena **ar, SqlStatement *st, const char *type, json_object *body)
+static void set_detail(SqlArena **ar, SqlStatement *st, const char *type, const JsonNode *body)
 {
 	if (strcmp(type, "VariableSetStmt") == 0) {
-		const char *k = json_str(body, "kind"), *name = json_str(body, "name");
+		const char *k = jstr(body, "kind"), *name = jstr(body, "name");
 		if (!k)
 			return;
 		if (strcmp(k, "VAR_RESET_ALL") == 0) {
@@ -986,11 +992,11 @@ static void set_detail(SqlArena **ar, SqlStatement *st, const char *type, json_o
 		if (strcmp(k, "VAR_SET_VALUE") == 0)
 			st->set_value = set_value_text(ar, jget(body, "args"));
 	} else if (strcmp(type, "VariableShowStmt") == 0) {
-		const char *name = json_str(body, "name");
+		const char *name = jstr(body, "name");
 		if (name)
 			st->set_name = arena_lower(ar, name);
 	} else if (strcmp(type, "DiscardStmt") == 0) {
-		const char *t = json_str(body, "target");
+		const char *t = jstr(body, "target");
 		if (t && strcmp(t, "DISCARD_ALL") == 0)
 			st->set = SQL_DISCARD_ALL;
 	}
@@ -1171,7 +1177,7 @@ static void finish_statement(Walk *w, SqlStatement *st)
 
 static void *key_alloc(void *ctx, size_t n) { return arena_alloc(ctx, n); }
 
-static void analyze_statement(Walk *w, SqlStatement *st, json_object *stmt)
+static void analyze_statement(Walk *w, SqlStatement *st, const JsonNode *stmt)
 {
 	SqlArena **ar = &w->a->arena;
 	w->n_rels = w->n_funcs = w->n_schemas = w->n_ctes = w->n_set_configs = 0;
@@ -1179,7 +1185,7 @@ static void analyze_statement(Walk *w, SqlStatement *st, json_object *stmt)
 	w->locking = w->has_dml = w->select_into = w->time_value = false;
 
 	const char *type;
-	json_object *body;
+	const JsonNode *body;
 	if (!node_head(stmt, &type, &body))
 		return;
 	Classified c = classify(ar, stmt);
@@ -1194,18 +1200,18 @@ static void analyze_statement(Walk *w, SqlStatement *st, json_object *stmt)
 	} else if (st->kind == SQL_KIND_SESSION) {
 		set_detail(ar, st, type, body);
 		if (strcmp(type, "PrepareStmt") == 0 || strcmp(type, "DeallocateStmt") == 0) {
-			const char *name = json_str(body, "name");
+			const char *name = jstr(body, "name");
 			if (name)
 				st->prepared_name = arena_strdup(ar, name);
 		}
 		if (strcmp(type, "PrepareStmt") == 0) {
-			json_object *q = jget(body, "query");
+			const JsonNode *q = jget(body, "query");
 			st->inner_kind = q ? classify(ar, q).kind : SQL_KIND_OTHER;
 			if (st->inner_kind == SQL_KIND_READ && (w->has_dml || w->select_into))
 				st->inner_kind = SQL_KIND_WRITE;
 		}
 	} else if (strcmp(type, "ExecuteStmt") == 0) {
-		const char *name = json_str(body, "name");
+		const char *name = jstr(body, "name");
 		if (name)
 			st->prepared_name = arena_strdup(ar, name);
 	}
@@ -1249,20 +1255,18 @@ static SqlAnalysis *analyze(SqlCache *cache, const char *text, size_t len)
 		free(str);
 		return a;
 	}
-	if (!cache->tokener)
-		cache->tokener = xalloc_check(json_tokener_new_ex(SQL_MAX_DEPTH));
-	json_tokener *tok = cache->tokener;
-	json_tokener_reset(tok);
-	json_object *tree = json_tokener_parse_ex(tok, pr.parse_tree, (int)strlen(pr.parse_tree));
-	bool decoded = tree && json_tokener_get_error(tok) == json_tokener_success;
+	if (!cache->json) {
+		cache->json = xmalloc(sizeof(*cache->json));
+		jsontree_init(cache->json, SQL_MAX_DEPTH);
+	}
+	const JsonNode *tree = jsontree_parse(cache->json, pr.parse_tree, strlen(pr.parse_tree));
 	pg_query_free_parse_result(pr);
-	json_object *stmts = decoded ? jget(tree, "stmts") : NULL;
-	if (!stmts || !json_object_is_type(stmts, json_type_array)) {
+	const JsonNode *stmts = jget(tree, "stmts");
+	if (!jsontree_is(stmts, JSONTREE_ARRAY)) {
 		/* Never report "no statements" for a text we could not read. */
 		a->parse_error = true;
 		a->parse_error_message = "statement too deeply nested for pgrelay's analysis";
-		if (tree)
-			json_object_put(tree);
+		jsontree_clear(cache->json);
 		free(str);
 		return a;
 	}
@@ -1273,13 +1277,13 @@ static SqlAnalysis *analyze(SqlCache *cache, const char *text, size_t len)
 		memset(out, 0, n * sizeof(*out));
 	int *ranges = n ? xmalloc(2 * n * sizeof(int)) : NULL;
 	for (size_t i = 0; i < n; i++) {
-		json_object *raw = json_object_array_get_idx(stmts, i), *v;
-		w.stmt_start = (v = jget(raw, "stmt_location")) ? json_object_get_int(v) : 0;
-		int slen = (v = jget(raw, "stmt_len")) ? json_object_get_int(v) : 0;
+		const JsonNode *raw = jsontree_at(stmts, i), *v;
+		w.stmt_start = (v = jget(raw, "stmt_location")) ? jsontree_int(v) : 0;
+		int slen = (v = jget(raw, "stmt_len")) ? jsontree_int(v) : 0;
 		w.stmt_end = slen > 0 ? w.stmt_start + slen : (int)len;
 		ranges[2 * i] = w.stmt_start;
 		ranges[2 * i + 1] = w.stmt_end;
-		json_object *stmt = jget(raw, "stmt");
+		const JsonNode *stmt = jget(raw, "stmt");
 		if (stmt)
 			analyze_statement(&w, &out[i], stmt);
 	}
@@ -1305,8 +1309,7 @@ static SqlAnalysis *analyze(SqlCache *cache, const char *text, size_t len)
 	free(w.set_configs);
 	free(w.schemas);
 	free(w.ctes);
-	if (tree)
-		json_object_put(tree);
+	jsontree_clear(cache->json); /* the names of w.pending point into the tree: only now */
 	free(str);
 	return a;
 }
@@ -1373,9 +1376,11 @@ static size_t analysis_bytes(const SqlAnalysis *a)
 void sqlclass_cache_free(SqlCache *cache)
 {
 	cache_clear(cache);
-	if (cache->tokener)
-		json_tokener_free(cache->tokener);
-	cache->tokener = NULL;
+	if (cache->json) {
+		jsontree_free(cache->json);
+		free(cache->json);
+	}
+	cache->json = NULL;
 }
 
 SqlAnalysis *sqlclass_analyze(SqlCache *cache, const char *text, size_t len)

@@ -1,7 +1,7 @@
 /*
  * sqlclass — what a SQL string does, from the real PostgreSQL parser (libpg_query).
  *
- * Owns: parsing query text (JSON parse tree, decoded with json-c; token positions from
+ * Owns: parsing query text (JSON parse tree, read with jsontree; token positions from
  * libpg_query's scanner), the facts pgrelay needs about it, and a cache of analyses by statement
  * text so a repeated statement is parsed once. Knows nothing of sockets, pools or routing rules.
  *
@@ -98,7 +98,7 @@ typedef struct SqlCache {
 	size_t limit; /* at most this many texts (then the cache starts over); 0 = no caching */
 	size_t bytes; /* texts and analyses held; at most SQL_CACHE_MAX_BYTES (then it starts over) */
 	uint64_t hits, misses;
-	void *tokener; /* private: the JSON decoder, reused (it holds a stack of SQL_MAX_DEPTH) */
+	struct JsonTree *json; /* private: the JSON reader, reused (its arena and stacks kept between texts) */
 } SqlCache;
 
 /* Parse trees nested deeper than this (in JSON levels, about two per expression or subquery

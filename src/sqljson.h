@@ -1,60 +1,42 @@
 /*
- * sqljson — small readers of libpg_query's JSON parse trees (json-c), shared by the statement
+ * sqljson — small readers of libpg_query's JSON parse trees (jsontree), shared by the statement
  * analysis files (sqlclass.c, sqlkey.c). Header only.
  */
 #ifndef PGRELAY_SQLJSON_H
 #define PGRELAY_SQLJSON_H
 
 #include <ctype.h>
-#include <json-c/json.h>
 #include <stdbool.h>
 #include <stddef.h>
 
-static inline json_object *jget(json_object *obj, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(obj, key, &v) ? v : NULL;
-}
+#include "jsontree.h"
 
-static inline const char *json_str(json_object *obj, const char *key)
-{
-	json_object *v = jget(obj, key);
-	if (!v || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
+static inline const JsonNode *jget(const JsonNode *obj, const char *key) { return jsontree_get(obj, key); }
 
-static inline bool jbool(json_object *obj, const char *key)
-{
-	json_object *v = jget(obj, key);
-	return v && json_object_get_boolean(v);
-}
+/* The string member key of obj, or NULL (absent, or not a string). */
+static inline const char *jstr(const JsonNode *obj, const char *key) { return jsontree_string(jsontree_get(obj, key)); }
 
-static inline size_t jlen(json_object *arr)
-{
-	return arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
-}
+/* Whether member key of obj is true (libpg_query leaves false booleans out). */
+static inline bool jbool(const JsonNode *obj, const char *key) { return jsontree_is(jsontree_get(obj, key), JSONTREE_TRUE); }
+
+/* The length of an array; 0 for anything else (NULL included). */
+static inline size_t jlen(const JsonNode *arr) { return jsontree_is(arr, JSONTREE_ARRAY) ? arr->len : 0; }
 
 /* The sval of a {"String": {"sval": ...}} node, or NULL. */
-static inline const char *string_node(json_object *node)
+static inline const char *string_node(const JsonNode *node)
 {
-	json_object *s = jget(node, "String");
-	return s ? json_str(s, "sval") : NULL;
+	const JsonNode *s = jget(node, "String");
+	return s ? jstr(s, "sval") : NULL;
 }
 
 /* A node {"Type": {...}}: its type name and body. False for a plain struct or anything else. */
-static inline bool node_head(json_object *obj, const char **type, json_object **body)
+static inline bool node_head(const JsonNode *obj, const char **type, const JsonNode **body)
 {
-	if (!obj || !json_object_is_type(obj, json_type_object) || json_object_object_length(obj) != 1)
+	if (!jsontree_is(obj, JSONTREE_OBJECT) || obj->len != 1 || !isupper((unsigned char)obj->members[0].key[0]))
 		return false;
-	json_object_object_foreach(obj, key, val) {
-		if (!isupper((unsigned char)key[0]))
-			return false;
-		*type = key;
-		*body = val;
-		return true;
-	}
-	return false;
+	*type = obj->members[0].key;
+	*body = &obj->members[0].value;
+	return true;
 }
 
 #endif

@@ -40,14 +40,14 @@ typedef struct Occ {
 typedef struct UNode {
 	int occ;            /* >= 0: column of occ[occ]; -1: a value */
 	const char *column;
-	json_object *value;
+	const JsonNode *value;
 	int row;
 	int parent;
 } UNode;
 
 typedef struct KeyWalk {
-	json_object *root;
-	json_object *ctes;  /* the top-level WITH's ctes, or NULL */
+	const JsonNode *root;
+	const JsonNode *ctes;  /* the top-level WITH's ctes, or NULL */
 	Occ occ[MAX_OCC];
 	size_t n_occ;
 	size_t n_from_items;
@@ -67,15 +67,15 @@ static bool digits_only(const char *s)
 	return true;
 }
 
-static bool cast_allowed(json_object *type_name)
+static bool cast_allowed(const JsonNode *type_name)
 {
-	json_object *names = jget(type_name, "names");
+	const JsonNode *names = jget(type_name, "names");
 	size_t n = jlen(names);
 	if (n == 0 || n > 2 || jget(type_name, "typmods") || jget(type_name, "arrayBounds") || jbool(type_name, "setof"))
 		return false;
-	const char *last = string_node(json_object_array_get_idx(names, n - 1));
+	const char *last = string_node(jsontree_at(names, n - 1));
 	if (n == 2) {
-		const char *first = string_node(json_object_array_get_idx(names, 0));
+		const char *first = string_node(jsontree_at(names, 0));
 		if (!first || strcmp(first, "pg_catalog") != 0)
 			return false;
 	}
@@ -86,39 +86,39 @@ static bool cast_allowed(json_object *type_name)
 	return false;
 }
 
-static bool is_op(json_object *a_expr, const char *op)
+static bool is_op(const JsonNode *a_expr, const char *op)
 {
-	const char *kind = json_str(a_expr, "kind");
-	json_object *name = jget(a_expr, "name");
-	const char *s = jlen(name) == 1 ? string_node(json_object_array_get_idx(name, 0)) : NULL;
+	const char *kind = jstr(a_expr, "kind");
+	const JsonNode *name = jget(a_expr, "name");
+	const char *s = jlen(name) == 1 ? string_node(jsontree_at(name, 0)) : NULL;
 	return kind && strcmp(kind, "AEXPR_OP") == 0 && s && strcmp(s, op) == 0;
 }
 
 /* Appends the parts of value expression e; false when e is not a value. Parts text points into
  * the JSON tree, or into buf for integers. */
-static bool value_parts(json_object *e, SqlValuePart *parts, size_t *n, char (*num)[24])
+static bool value_parts(const JsonNode *e, SqlValuePart *parts, size_t *n, char (*num)[24])
 {
 	const char *type;
-	json_object *body, *v;
+	const JsonNode *body, *v;
 	if (!node_head(e, &type, &body) || *n >= MAX_PARTS)
 		return false;
 	if (strcmp(type, "A_Const") == 0) {
 		if ((v = jget(body, "sval"))) {
-			const char *s = json_str(v, "sval");
+			const char *s = jstr(v, "sval");
 			parts[(*n)++] = (SqlValuePart){0, s ? s : ""};
 			return true;
 		}
 		if ((v = jget(body, "ival"))) {
-			json_object *iv = jget(v, "ival");
-			if (!iv || !json_object_is_type(iv, json_type_int) || json_object_get_int64(iv) <= 0)
+			const JsonNode *iv = jget(v, "ival");
+			if (!jsontree_is(iv, JSONTREE_NUMBER) || !iv->integer || jsontree_int64(iv) <= 0)
 				return false; /* {} is 0 or a negative number */
-			snprintf(num[*n], sizeof num[0], "%lld", (long long)json_object_get_int64(iv));
+			snprintf(num[*n], sizeof num[0], "%lld", (long long)jsontree_int64(iv));
 			parts[*n] = (SqlValuePart){0, num[*n]};
 			(*n)++;
 			return true;
 		}
 		if ((v = jget(body, "fval"))) {
-			const char *s = json_str(v, "fval");
+			const char *s = jstr(v, "fval");
 			if (!s || !digits_only(s))
 				return false;
 			parts[(*n)++] = (SqlValuePart){0, s};
@@ -128,7 +128,7 @@ static bool value_parts(json_object *e, SqlValuePart *parts, size_t *n, char (*n
 	}
 	if (strcmp(type, "ParamRef") == 0) {
 		v = jget(body, "number");
-		int64_t p = v ? json_object_get_int64(v) : 0;
+		int64_t p = v ? jsontree_int64(v) : 0;
 		if (p <= 0 || p > 65535)
 			return false;
 		parts[(*n)++] = (SqlValuePart){(int)p, NULL};
@@ -141,7 +141,7 @@ static bool value_parts(json_object *e, SqlValuePart *parts, size_t *n, char (*n
 	return false;
 }
 
-static bool is_value(json_object *e)
+static bool is_value(const JsonNode *e)
 {
 	SqlValuePart parts[MAX_PARTS];
 	char num[MAX_PARTS][24];
@@ -152,34 +152,32 @@ static bool is_value(json_object *e)
 /* ---- occurrences and columns ---- */
 
 /* How many times the statement names relation (schema, name), anywhere. */
-static int count_name(json_object *v, const char *schema, const char *name)
+static int count_name(const JsonNode *v, const char *schema, const char *name)
 {
 	int n = 0;
-	if (json_object_is_type(v, json_type_array)) {
-		for (size_t i = 0, len = json_object_array_length(v); i < len; i++)
-			n += count_name(json_object_array_get_idx(v, i), schema, name);
+	if (jsontree_is(v, JSONTREE_ARRAY)) {
+		for (size_t i = 0, len = jsontree_len(v); i < len; i++)
+			n += count_name(jsontree_at(v, i), schema, name);
 		return n;
 	}
-	if (!json_object_is_type(v, json_type_object))
+	if (!jsontree_is(v, JSONTREE_OBJECT))
 		return 0;
-	const char *rel = json_str(v, "relname");
+	const char *rel = jstr(v, "relname");
 	if (rel && strcmp(rel, name) == 0) {
-		const char *s = json_str(v, "schemaname");
+		const char *s = jstr(v, "schemaname");
 		if ((!s && !schema) || (s && schema && strcmp(s, schema) == 0))
 			n++;
 	}
-	json_object_object_foreach(v, key, val) {
-		(void)key;
-		n += count_name(val, schema, name);
-	}
+	for (size_t i = 0; i < v->len; i++)
+		n += count_name(&v->members[i].value, schema, name);
 	return n;
 }
 
 static bool is_cte(const KeyWalk *k, const char *name)
 {
 	for (size_t i = 0, n = jlen(k->ctes); i < n; i++) {
-		json_object *c = jget(json_object_array_get_idx(k->ctes, i), "CommonTableExpr");
-		const char *cn = c ? json_str(c, "ctename") : NULL;
+		const JsonNode *c = jget(jsontree_at(k->ctes, i), "CommonTableExpr");
+		const char *cn = c ? jstr(c, "ctename") : NULL;
 		if (cn && strcmp(cn, name) == 0)
 			return true;
 	}
@@ -187,13 +185,13 @@ static bool is_cte(const KeyWalk *k, const char *name)
 }
 
 /* A RangeVar body as an occurrence; -1 when it is none (a CTE, or too many). */
-static int add_occ(KeyWalk *k, json_object *rv, bool keyable)
+static int add_occ(KeyWalk *k, const JsonNode *rv, bool keyable)
 {
-	const char *name = json_str(rv, "relname"), *schema = json_str(rv, "schemaname");
+	const char *name = jstr(rv, "relname"), *schema = jstr(rv, "schemaname");
 	if (!name || (!schema && is_cte(k, name)) || k->n_occ >= MAX_OCC)
 		return -1;
-	json_object *alias = jget(rv, "alias");
-	const char *an = alias ? json_str(alias, "aliasname") : NULL;
+	const JsonNode *alias = jget(rv, "alias");
+	const char *an = alias ? jstr(alias, "aliasname") : NULL;
 	k->occ[k->n_occ] = (Occ){schema, name, an ? an : name, keyable};
 	return (int)k->n_occ++;
 }
@@ -213,7 +211,7 @@ static void unite(KeyWalk *k, int a, int b)
 		k->nodes[find(k, a)].parent = find(k, b);
 }
 
-static int new_node(KeyWalk *k, int occ, const char *column, json_object *value, int row)
+static int new_node(KeyWalk *k, int occ, const char *column, const JsonNode *value, int row)
 {
 	if (occ >= 0 && !value)
 		for (size_t i = 0; i < k->n_nodes; i++)
@@ -226,13 +224,13 @@ static int new_node(KeyWalk *k, int occ, const char *column, json_object *value,
 }
 
 /* The node of a ColumnRef, or -1 when it cannot be tied to one occurrence. */
-static int column_node(KeyWalk *k, json_object *colref)
+static int column_node(KeyWalk *k, const JsonNode *colref)
 {
-	json_object *fields = jget(colref, "fields");
+	const JsonNode *fields = jget(colref, "fields");
 	size_t n = jlen(fields);
 	if (n == 0 || n > 3)
 		return -1;
-	const char *col = string_node(json_object_array_get_idx(fields, n - 1));
+	const char *col = string_node(jsontree_at(fields, n - 1));
 	if (!col)
 		return -1; /* A_Star */
 	int occ = -1;
@@ -240,8 +238,8 @@ static int column_node(KeyWalk *k, json_object *colref)
 		if (k->n_from_items == 1 && k->n_occ == 1)
 			occ = 0;
 	} else {
-		const char *q = string_node(json_object_array_get_idx(fields, n - 2));
-		const char *qs = n == 3 ? string_node(json_object_array_get_idx(fields, 0)) : NULL;
+		const char *q = string_node(jsontree_at(fields, n - 2));
+		const char *qs = n == 3 ? string_node(jsontree_at(fields, 0)) : NULL;
 		for (size_t i = 0; q && i < k->n_occ; i++) {
 			const Occ *o = &k->occ[i];
 			bool match = n == 2 ? strcmp(o->ref, q) == 0
@@ -257,29 +255,29 @@ static int column_node(KeyWalk *k, json_object *colref)
 	return occ < 0 ? -1 : new_node(k, occ, col, NULL, 0);
 }
 
-static int column_or_value(KeyWalk *k, json_object *e)
+static int column_or_value(KeyWalk *k, const JsonNode *e)
 {
-	json_object *cr = jget(e, "ColumnRef");
+	const JsonNode *cr = jget(e, "ColumnRef");
 	if (cr)
 		return column_node(k, cr);
 	return is_value(e) ? new_node(k, -1, "", e, 0) : -1;
 }
 
 /* The conjuncts of a boolean expression that say a = b. */
-static void conjuncts(KeyWalk *k, json_object *e)
+static void conjuncts(KeyWalk *k, const JsonNode *e)
 {
-	json_object *b;
+	const JsonNode *b;
 	if (!e)
 		return;
 	if ((b = jget(e, "BoolExpr"))) {
-		const char *op = json_str(b, "boolop");
+		const char *op = jstr(b, "boolop");
 		if (op && strcmp(op, "AND_EXPR") == 0)
 			for (size_t i = 0, n = jlen(jget(b, "args")); i < n; i++)
-				conjuncts(k, json_object_array_get_idx(jget(b, "args"), i));
+				conjuncts(k, jsontree_at(jget(b, "args"), i));
 		return;
 	}
 	if ((b = jget(e, "A_Expr")) && is_op(b, "=")) {
-		json_object *l = jget(b, "lexpr"), *r = jget(b, "rexpr");
+		const JsonNode *l = jget(b, "lexpr"), *r = jget(b, "rexpr");
 		bool lcol = jget(l, "ColumnRef") != NULL, rcol = jget(r, "ColumnRef") != NULL;
 		if (!lcol && !rcol)
 			return;
@@ -288,19 +286,19 @@ static void conjuncts(KeyWalk *k, json_object *e)
 }
 
 /* A FROM item: occurrences (keyable unless inside an outer join) and inner joins' conditions. */
-static void from_item(KeyWalk *k, json_object *item, bool inner)
+static void from_item(KeyWalk *k, const JsonNode *item, bool inner)
 {
-	json_object *b;
+	const JsonNode *b;
 	if ((b = jget(item, "RangeVar"))) {
 		add_occ(k, b, inner);
 		return;
 	}
 	if (!(b = jget(item, "JoinExpr")))
 		return; /* subqueries, functions: their relations are named elsewhere, counted */
-	const char *jt = json_str(b, "jointype");
+	const char *jt = jstr(b, "jointype");
 	bool this_inner = inner && jt && strcmp(jt, "JOIN_INNER") == 0 && !jbool(b, "isNatural");
 	size_t before = k->n_occ;
-	json_object *larg = jget(b, "larg"), *rarg = jget(b, "rarg");
+	const JsonNode *larg = jget(b, "larg"), *rarg = jget(b, "rarg");
 	from_item(k, larg, this_inner);
 	size_t mid = k->n_occ;
 	from_item(k, rarg, this_inner);
@@ -308,10 +306,10 @@ static void from_item(KeyWalk *k, json_object *item, bool inner)
 		return;
 	conjuncts(k, jget(b, "quals"));
 	/* USING (c): l.c = r.c when both sides are plain tables */
-	json_object *using = jget(b, "usingClause");
+	const JsonNode *using = jget(b, "usingClause");
 	if (jlen(using) && mid == before + 1 && k->n_occ == mid + 1 && jget(larg, "RangeVar") && jget(rarg, "RangeVar"))
 		for (size_t i = 0, n = jlen(using); i < n; i++) {
-			const char *c = string_node(json_object_array_get_idx(using, i));
+			const char *c = string_node(jsontree_at(using, i));
 			if (c)
 				unite(k, new_node(k, (int)before, c, NULL, 0), new_node(k, (int)mid, c, NULL, 0));
 		}
@@ -345,7 +343,7 @@ static const SqlRelation *statement_relation(const SqlStatement *st, const char 
 	return NULL;
 }
 
-static void emit(Out *o, const SqlRelation *rel, const char *column, int row, json_object *value)
+static void emit(Out *o, const SqlRelation *rel, const char *column, int row, const JsonNode *value)
 {
 	SqlValuePart parts[MAX_PARTS];
 	char num[MAX_PARTS][24];
@@ -386,48 +384,48 @@ static void emit_classes(KeyWalk *k, const SqlStatement *st, Out *o, const char 
 	}
 }
 
-static void collect_select(KeyWalk *k, json_object *body, const SqlStatement *st, Out *o)
+static void collect_select(KeyWalk *k, const JsonNode *body, const SqlStatement *st, Out *o)
 {
-	const char *op = json_str(body, "op");
+	const char *op = jstr(body, "op");
 	if ((op && strcmp(op, "SETOP_NONE") != 0) || jget(body, "valuesLists") || jget(body, "intoClause"))
 		return;
-	json_object *with = jget(body, "withClause");
+	const JsonNode *with = jget(body, "withClause");
 	k->ctes = with ? jget(with, "ctes") : NULL;
-	json_object *from = jget(body, "fromClause");
+	const JsonNode *from = jget(body, "fromClause");
 	k->n_from_items = jlen(from);
 	for (size_t i = 0; i < k->n_from_items; i++)
-		from_item(k, json_object_array_get_idx(from, i), true);
+		from_item(k, jsontree_at(from, i), true);
 	conjuncts(k, jget(body, "whereClause"));
 	emit_classes(k, st, o, NULL, 0);
 }
 
-static void collect_insert(KeyWalk *k, json_object *body, SqlStatement *st, Out *o)
+static void collect_insert(KeyWalk *k, const JsonNode *body, SqlStatement *st, Out *o)
 {
-	json_object *rv = jget(body, "relation"), *conflict = jget(body, "onConflictClause");
-	const char *action = conflict ? json_str(conflict, "action") : NULL;
-	json_object *sel = jget(jget(body, "selectStmt"), "SelectStmt");
-	json_object *rows = sel ? jget(sel, "valuesLists") : NULL, *cols = jget(body, "cols");
-	const char *name = json_str(rv, "relname"), *schema = json_str(rv, "schemaname");
+	const JsonNode *rv = jget(body, "relation"), *conflict = jget(body, "onConflictClause");
+	const char *action = conflict ? jstr(conflict, "action") : NULL;
+	const JsonNode *sel = jget(jget(body, "selectStmt"), "SelectStmt");
+	const JsonNode *rows = sel ? jget(sel, "valuesLists") : NULL, *cols = jget(body, "cols");
+	const char *name = jstr(rv, "relname"), *schema = jstr(rv, "schemaname");
 	if (!name || (action && strcmp(action, "ONCONFLICT_UPDATE") == 0) || !jlen(rows) || !jlen(cols) ||
 	    jget(sel, "fromClause") || count_name(k->root, schema, name) != 1)
 		return;
 	st->key_rows = (int)jlen(rows);
 	const SqlRelation *rel = statement_relation(st, schema, name);
 	for (size_t r = 0, nr = jlen(rows); r < nr; r++) {
-		json_object *items = jget(jget(json_object_array_get_idx(rows, r), "List"), "items");
+		const JsonNode *items = jget(jget(jsontree_at(rows, r), "List"), "items");
 		for (size_t c = 0, nc = jlen(cols); c < nc && c < jlen(items); c++) {
-			json_object *t = jget(json_object_array_get_idx(cols, c), "ResTarget");
-			const char *col = t && !jget(t, "indirection") ? json_str(t, "name") : NULL;
+			const JsonNode *t = jget(jsontree_at(cols, c), "ResTarget");
+			const char *col = t && !jget(t, "indirection") ? jstr(t, "name") : NULL;
 			if (col)
-				emit(o, rel, col, (int)r, json_object_array_get_idx(items, c));
+				emit(o, rel, col, (int)r, jsontree_at(items, c));
 		}
 	}
 }
 
 /* UPDATE (assigned: its SET columns) or DELETE. */
-static void collect_update_delete(KeyWalk *k, json_object *body, bool update, SqlStatement *st, Out *o)
+static void collect_update_delete(KeyWalk *k, const JsonNode *body, bool update, SqlStatement *st, Out *o)
 {
-	json_object *rv = jget(body, "relation");
+	const JsonNode *rv = jget(body, "relation");
 	if (!rv || jlen(jget(body, update ? "fromClause" : "usingClause")))
 		return;
 	if (add_occ(k, rv, true) != 0)
@@ -436,10 +434,10 @@ static void collect_update_delete(KeyWalk *k, json_object *body, bool update, Sq
 	conjuncts(k, jget(body, "whereClause"));
 	const char *assigned[64];
 	size_t n_assigned = 0;
-	json_object *targets = jget(body, "targetList");
+	const JsonNode *targets = jget(body, "targetList");
 	for (size_t i = 0, n = jlen(targets); i < n; i++) {
-		json_object *t = jget(json_object_array_get_idx(targets, i), "ResTarget");
-		const char *col = t ? json_str(t, "name") : NULL;
+		const JsonNode *t = jget(jsontree_at(targets, i), "ResTarget");
+		const char *col = t ? jstr(t, "name") : NULL;
 		if (!col || n_assigned == sizeof assigned / sizeof assigned[0])
 			return; /* cannot tell what it assigns */
 		assigned[n_assigned++] = col;
@@ -447,10 +445,10 @@ static void collect_update_delete(KeyWalk *k, json_object *body, bool update, Sq
 	emit_classes(k, st, o, assigned, n_assigned);
 }
 
-void sqlkey_collect(json_object *stmt, SqlStatement *st, SqlKeyAlloc alloc, void *ctx)
+void sqlkey_collect(const JsonNode *stmt, SqlStatement *st, SqlKeyAlloc alloc, void *ctx)
 {
 	const char *type;
-	json_object *body;
+	const JsonNode *body;
 	st->key_rows = 1;
 	if (!node_head(stmt, &type, &body))
 		return;
@@ -461,9 +459,9 @@ void sqlkey_collect(json_object *stmt, SqlStatement *st, SqlKeyAlloc alloc, void
 	if (strcmp(type, "SelectStmt") == 0) {
 		collect_select(&k, body, st, &o);
 	} else if (insert || update || delete) {
-		json_object *rv = jget(body, "relation");
-		const char *name = json_str(rv, "relname");
-		st->key_target = name ? statement_relation(st, json_str(rv, "schemaname"), name) : NULL;
+		const JsonNode *rv = jget(body, "relation");
+		const char *name = jstr(rv, "relname");
+		st->key_target = name ? statement_relation(st, jstr(rv, "schemaname"), name) : NULL;
 		if (insert)
 			collect_insert(&k, body, st, &o);
 		else

@@ -7,14 +7,13 @@
 #ifndef PGRELAY_SQLKEY_H
 #define PGRELAY_SQLKEY_H
 
-#include <json-c/json.h>
-
+#include "jsontree.h"
 #include "sqltypes.h"
 
 typedef void *(*SqlKeyAlloc)(void *ctx, size_t n);
 
 /* Sets st->key_eqs, n_key_eqs, key_target and key_rows for the statement node stmt ({"Type":
  * {...}}), whose relations st already holds. Memory comes from alloc(ctx, n). */
-void sqlkey_collect(json_object *stmt, SqlStatement *st, SqlKeyAlloc alloc, void *ctx);
+void sqlkey_collect(const JsonNode *stmt, SqlStatement *st, SqlKeyAlloc alloc, void *ctx);
 
 #endif

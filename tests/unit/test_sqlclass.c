@@ -635,7 +635,7 @@ TEST(parse_error_detail)
 
 TEST(deep_nesting)
 {
-	/* deeper than json-c's default depth of 32 */
+	/* deeper than 32 JSON levels (a common default limit of JSON readers) */
 	CHECK_RELS("SELECT * FROM a WHERE x IN (SELECT y FROM b WHERE z IN (SELECT w FROM c WHERE q IN (SELECT 1 "
 		   "FROM d WHERE r = (SELECT max(s) FROM e WHERE t IN (SELECT u FROM f)))))",
 		   "a, b, c, d, e, f");
